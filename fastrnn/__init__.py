@@ -1,0 +1,15 @@
+"""fastrnn: fast CPU recurrent neural networks (RNN, GRU, LSTM) on numpy arrays.
+
+Names and semantics follow PyTorch's torch.nn.RNN/GRU/LSTM and their cells;
+weights move both ways through state_dict()/load_state_dict().
+"""
+from fastrnn._threads import get_num_threads, set_num_threads
+from fastrnn._config import show_config
+from fastrnn.cells import GRUCell, LSTMCell, RNNCell
+from fastrnn.composition import Bidirectional, Stacked
+from fastrnn.layers import GRU, LSTM, RNN
+
+__version__ = "0.1.0"
+
+__all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
+           "Bidirectional", "set_num_threads", "get_num_threads", "show_config"]

@@ -1,0 +1,144 @@
+"""Argument checks. Everything a kernel will trust is checked here first.
+
+Each check raises TypeError (wrong kind of value) or ValueError (right kind,
+wrong shape or range) with a message that names the argument and says what
+was expected and what was given.
+"""
+import numbers
+import operator
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def positive_int(name, value, minimum=1):
+    """An integer >= minimum (bools are refused)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def boolean(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def probability(name, value):
+    """A float in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1), got {type(value).__name__}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
+
+
+def float_dtype(dtype):
+    """numpy.float32 or numpy.float64 (any spelling numpy accepts)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dt}")
+    return dt.type
+
+
+def choice(name, value, options):
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def seed(value):
+    if value is None or isinstance(value, np.random.Generator):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("seed must be None, an integer or a numpy Generator, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError("seed must be None, an integer or a numpy Generator, "
+                        f"got {type(value).__name__}") from None
+
+
+def float_array(name, value, dtype):
+    """``value`` as an array of ``dtype`` without copying when it already is one.
+
+    Strided, Fortran-ordered and read-only arrays are kept as they are (the
+    kernels read through strides and never write to inputs). Refuses values
+    that are not real floating-point numbers.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # e.g. a tensor that requires grad, ragged lists
+        raise TypeError(f"{name} must be a floating-point array, could not convert "
+                        f"{type(value).__name__}: {exc}") from None
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name} must hold floating-point numbers, got dtype {arr.dtype}")
+    arr = arr.astype(dtype, copy=False)
+    if any(s % arr.itemsize for s in arr.strides):
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def expect_shape(name, arr, shape):
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    return arr
+
+
+def sequence_input(x, input_size, dtype, batch_first):
+    """Check a layer input; return it time-major (T, B, I) and whether it was batched."""
+    arr = float_array("x", x, dtype)
+    layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
+    if arr.ndim == 2:
+        x3, batched = arr[:, None, :], False
+    elif arr.ndim == 3:
+        x3, batched = (arr.transpose(1, 0, 2) if batch_first else arr), True
+    else:
+        raise ValueError(f"x must be 3-D {layout} or 2-D (T, input_size) unbatched, "
+                         f"got shape {arr.shape}")
+    if arr.shape[-1] != input_size:
+        raise ValueError(f"x must have input_size={input_size} features on its last axis, "
+                         f"got shape {arr.shape}")
+    if x3.shape[0] == 0 or x3.shape[1] == 0:
+        raise ValueError(f"x must have at least one step and one sequence, got shape {arr.shape}")
+    return x3, batched
+
+
+def lengths(value, batch, steps, batched):
+    """Sequence lengths as an intp array of shape (batch,), each in [1, steps]."""
+    if value is None:
+        return None
+    if not batched:
+        raise ValueError("lengths is only for batched input; x is unbatched (2-D)")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"lengths must be a 1-D array of integers, could not convert "
+                        f"{type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (batch,):
+        raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {arr.shape}")
+    lo, hi = arr.min(), arr.max()
+    if lo < 1 or hi > steps:
+        raise ValueError(f"lengths must be in [1, {steps}] (the number of steps), "
+                         f"got values from {lo} to {hi}")
+    return arr.astype(np.intp)
+
+
+def state_array(name, value, shape, dtype):
+    """An initial state: float array of ``shape``, returned C-contiguous."""
+    arr = float_array(name, value, dtype)
+    expect_shape(name, arr, shape)
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,1 @@
+"""Compiled kernels (Cython). Nothing here validates its arguments: callers do."""

@@ -1,0 +1,79 @@
+"""Build the Cython kernels, with OpenMP when the compiler has it.
+
+Environment:
+  FASTRNN_NO_OPENMP=1   build serial kernels even if OpenMP is available.
+  FASTRNN_NATIVE=1      add -march=native (faster here, may not run elsewhere).
+No -ffast-math: it changes results and, linked in, sets flush-to-zero for the
+whole process.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+MODULES = [
+    "fastrnn._openmp",
+    "fastrnn._kernels._recurrent",
+]
+
+
+def _truthy(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _compiler_has_openmp(compiler):
+    """Compile and link a tiny OpenMP program with the build's own compiler."""
+    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as f:
+            f.write(source)
+        try:
+            objects = compiler.compile([path], output_dir=tmp, extra_postargs=["-fopenmp"])
+            compiler.link_executable(objects, os.path.join(tmp, "probe"),
+                                     extra_postargs=["-fopenmp"])
+        except Exception:  # any compile or link failure means no usable OpenMP
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    """build_ext that adds optimisation and (probed) OpenMP flags."""
+
+    def build_extensions(self):
+        compile_args = ["-O3"]
+        link_args = []
+        if _truthy("FASTRNN_NATIVE"):
+            compile_args.append("-march=native")
+        if _truthy("FASTRNN_NO_OPENMP"):
+            print("fastrnn: FASTRNN_NO_OPENMP set, building serial kernels", file=sys.stderr)
+        elif _compiler_has_openmp(self.compiler):
+            compile_args.append("-fopenmp")
+            link_args.append("-fopenmp")
+        else:
+            print("fastrnn: the compiler has no OpenMP, building serial kernels",
+                  file=sys.stderr)
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_args + list(ext.extra_compile_args)
+            ext.extra_link_args = link_args + list(ext.extra_link_args)
+        super().build_extensions()
+
+
+extensions = [
+    Extension(name, [name.replace(".", "/") + ".pyx"],
+              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    for name in MODULES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": 3, "boundscheck": False,
+                             "wraparound": False, "cdivision": True},
+    ),
+    cmdclass={"build_ext": BuildExt},
+)
