@@ -1,0 +1,151 @@
+"""Cells, Stacked and Bidirectional against the numpy reference."""
+import numpy as np
+import pytest
+
+import fastrnn
+from conftest import assert_close
+import reference as ref
+
+CELLS = [
+    ("rnn", fastrnn.RNNCell, {"nonlinearity": "tanh"}),
+    ("rnn", fastrnn.RNNCell, {"nonlinearity": "relu"}),
+    ("gru", fastrnn.GRUCell, {"reset_after": True}),
+    ("gru", fastrnn.GRUCell, {"reset_after": False}),
+    ("lstm", fastrnn.LSTMCell, {}),
+]
+CELL_IDS = ["rnn-tanh", "rnn-relu", "gru-after", "gru-before", "lstm"]
+
+
+def _ref_step(mode, opts, sd, x, h, c):
+    p = ref.equation_params(mode, sd, "")
+    if mode == "rnn":
+        return ref.rnn_step(x, h, p, opts["nonlinearity"]), None
+    if mode == "gru":
+        return ref.gru_step(x, h, p, opts["reset_after"]), None
+    return ref.lstm_step(x, h, c, p)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode,cls,opts", CELLS, ids=CELL_IDS)
+def test_cell_step_matches_reference(mode, cls, opts, dtype, rng):
+    cell = cls(5, 3, dtype=dtype, seed=0, **opts)
+    assert sorted(cell.state_dict()) == ["bias_hh", "bias_ih", "weight_hh", "weight_ih"]
+    sd = cell.state_dict()
+    x = rng.standard_normal((4, 5)).astype(dtype)
+    h = rng.standard_normal((4, 3)).astype(dtype)
+    c = rng.standard_normal((4, 3)).astype(dtype)
+    out = cell(x, (h, c) if mode == "lstm" else h)
+    for b in range(4):
+        h_ref, c_ref = _ref_step(mode, opts, sd, x[b], h[b], c[b])
+        if mode == "lstm":
+            assert_close(out[0][b], h_ref, dtype, "h")
+            assert_close(out[1][b], c_ref, dtype, "c")
+        else:
+            assert out.dtype == dtype
+            assert_close(out[b], h_ref, dtype, "h")
+    # hx=None is a zero state; unbatched input gives unbatched output
+    zero = cell(x[0])
+    h_ref, c_ref = _ref_step(mode, opts, sd, x[0], np.zeros(3), np.zeros(3))
+    if mode == "lstm":
+        assert zero[0].shape == (3,)
+        assert_close(zero[0], h_ref, dtype, "h")
+    else:
+        assert zero.shape == (3,)
+        assert_close(zero, h_ref, dtype, "h")
+
+
+@pytest.mark.parametrize("mode,cls,opts", CELLS, ids=CELL_IDS)
+def test_cell_steps_equal_layer(mode, cls, opts, rng):
+    """Streaming: stepping a cell with its state carried equals the layer over the sequence."""
+    layer_cls = {"rnn": fastrnn.RNN, "gru": fastrnn.GRU, "lstm": fastrnn.LSTM}[mode]
+    layer = layer_cls(4, 5, dtype=np.float64, seed=1, **opts)
+    cell = cls(4, 5, dtype=np.float64, **opts)
+    cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
+    x = rng.standard_normal((6, 2, 4))
+    y, _ = layer(x)
+    state = None
+    for t in range(6):
+        state = cell(x[t], state)
+        h = state[0] if mode == "lstm" else state
+        np.testing.assert_allclose(h, y[t], rtol=0, atol=1e-14)
+
+
+def test_stacked_equals_layers_in_turn(rng):
+    a = fastrnn.LSTM(3, 4, bidirectional=True, dtype=np.float64, seed=1)
+    b = fastrnn.GRU(8, 5, reset_after=False, dtype=np.float64, seed=2)
+    c = fastrnn.RNN(5, 2, nonlinearity="relu", num_layers=2, dtype=np.float64, seed=3)
+    stack = fastrnn.Stacked([a, b, c])
+    assert stack.input_size == 3 and stack.output_size == 2
+    x = rng.standard_normal((6, 3, 3))
+    lengths = np.array([6, 2, 5])
+    hx = [(rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))),
+          rng.standard_normal((1, 3, 5)), rng.standard_normal((2, 3, 2))]
+    y, states = stack(x, hx, lengths=lengths)
+    y1, s1 = a(x, hx[0], lengths=lengths)
+    y2, s2 = b(y1, hx[1], lengths=lengths)
+    y3, s3 = c(y2, hx[2], lengths=lengths)
+    np.testing.assert_array_equal(y, y3)
+    np.testing.assert_array_equal(states[0][1], s1[1])
+    np.testing.assert_array_equal(states[1], s2)
+    np.testing.assert_array_equal(states[2], s3)
+    sd = stack.state_dict()
+    assert "0.weight_ih_l0_reverse" in sd and "2.weight_hh_l1" in sd
+    other = fastrnn.Stacked([fastrnn.LSTM(3, 4, bidirectional=True, dtype=np.float64),
+                             fastrnn.GRU(8, 5, reset_after=False, dtype=np.float64),
+                             fastrnn.RNN(5, 2, nonlinearity="relu", num_layers=2,
+                                         dtype=np.float64)])
+    other.load_state_dict(sd)
+    np.testing.assert_array_equal(other(x, hx, lengths=lengths)[0], y)
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+def test_bidirectional_matches_reference(merge, rng):
+    inner = fastrnn.GRU(3, 4, num_layers=2, dtype=np.float64, seed=1)
+    bi = fastrnn.Bidirectional(inner, merge=merge, seed=2)
+    x = rng.standard_normal((6, 3, 3))
+    lengths = np.array([4, 6, 1])
+    y, (h_f, h_r) = bi(x, lengths=lengths)
+    sd = bi.state_dict()
+    fwd = {k: v for k, v in sd.items() if not k.endswith("_reverse")}
+    rev = {k[:-len("_reverse")]: v for k, v in sd.items() if k.endswith("_reverse")}
+    y_f, hf_ref, _ = ref.run_layer("gru", fwd, x, 2, lengths=lengths, reset_after=True)
+    # the reverse copy is the same stack run over each sequence reversed
+    y_r, hr_ref, _ = ref.run_layer("gru", rev, ref.reverse_padded(x, lengths), 2,
+                                   lengths=lengths, reset_after=True)
+    y_r = ref.reverse_padded(y_r, lengths)
+    expected = np.concatenate([y_f, y_r], axis=2) if merge == "concat" else y_f + y_r
+    assert_close(y, expected, np.float64, "y")
+    assert_close(h_f, hf_ref, np.float64, "h forward")
+    assert_close(h_r, hr_ref, np.float64, "h reverse")
+
+
+def test_bidirectional_single_layer_is_a_bidirectional_layer(rng):
+    """Bidirectional(LSTM(I, H)) and LSTM(I, H, bidirectional=True) share state-dict keys."""
+    bi = fastrnn.Bidirectional(fastrnn.LSTM(3, 4, dtype=np.float64, seed=1))
+    layer = fastrnn.LSTM(3, 4, bidirectional=True, dtype=np.float64)
+    layer.load_state_dict(bi.state_dict())
+    x = rng.standard_normal((5, 2, 3))
+    lengths = np.array([5, 3])
+    y_bi, ((h_f, c_f), (h_r, c_r)) = bi(x, lengths=lengths)
+    y_l, (h, c) = layer(x, lengths=lengths)
+    np.testing.assert_allclose(y_bi, y_l, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.concatenate([h_f, h_r]), h, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(np.concatenate([c_f, c_r]), c, rtol=0, atol=1e-14)
+
+
+def test_bidirectional_of_stacked_and_stacked_of_bidirectional(rng):
+    stack = fastrnn.Stacked([fastrnn.LSTM(3, 4, dtype=np.float64, seed=1),
+                             fastrnn.RNN(4, 2, dtype=np.float64, seed=2)])
+    bi = fastrnn.Bidirectional(stack, seed=3)
+    x = rng.standard_normal((5, 2, 3))
+    lengths = np.array([2, 5])
+    y, (s_f, s_r) = bi(x, lengths=lengths)
+    assert y.shape == (5, 2, 4) and len(s_f) == 2 and len(s_r) == 2
+    y_f, _ = stack(x, lengths=lengths)
+    y_r, _ = bi.reverse_layer(ref.reverse_padded(x, lengths), lengths=lengths)
+    np.testing.assert_allclose(y[..., :2], y_f, rtol=0, atol=1e-14)
+    np.testing.assert_allclose(y[..., 2:], ref.reverse_padded(y_r, lengths), rtol=0, atol=1e-14)
+    outer = fastrnn.Stacked([bi, fastrnn.GRU(4, 3, dtype=np.float64, seed=4)])
+    y2, states = outer(x, lengths=lengths)
+    np.testing.assert_array_equal(y2, outer.layers[1](y, lengths=lengths)[0])
+    assert isinstance(states[0], tuple) and len(states[0]) == 2

@@ -1,0 +1,59 @@
+"""Kernels release the GIL; concurrent callers get the answers they get alone."""
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _threads
+
+
+@pytest.mark.parametrize("cls", [fastrnn.RNN, fastrnn.GRU, fastrnn.LSTM])
+def test_python_threads_share_one_model(cls):
+    layer = cls(16, 32, num_layers=2, bidirectional=True, seed=0)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((50, 1 + i, 16)).astype(np.float32) for i in range(6)]
+    lengths = [rng.integers(1, 51, 1 + i) for i in range(6)]
+    alone = [layer(x, lengths=n)[0] for x, n in zip(inputs, lengths)]
+    results = [[None] * 6 for _ in range(4)]
+    errors = []
+
+    def work(k):
+        try:
+            for rep in range(3):
+                for i in range((k + rep) % 6, 6):
+                    results[k][i] = layer(inputs[i], lengths=lengths[i])[0]
+        except Exception as exc:   # reported below, not swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(4):
+        for i in range(6):
+            if results[k][i] is not None:
+                np.testing.assert_array_equal(results[k][i], alone[i])
+
+
+def test_blas_thread_setting_is_restored():
+    libs = _threads._scipy_blas_controllers()
+    before = [lib.get_num_threads() for lib in libs]
+    fastrnn.LSTM(4, 8)(np.zeros((3, 2, 4), np.float32))
+    assert [lib.get_num_threads() for lib in libs] == before
+    with _threads.serial_blas():
+        assert all(lib.get_num_threads() == 1 for lib in libs)
+        with _threads.serial_blas():
+            assert all(lib.get_num_threads() == 1 for lib in libs)
+        assert all(lib.get_num_threads() == 1 for lib in libs)
+    assert [lib.get_num_threads() for lib in libs] == before
+
+
+def test_show_config_reports_openmp_threads_and_blas(capsys):
+    cfg = fastrnn.show_config()
+    out = capsys.readouterr().out
+    assert isinstance(cfg["openmp"], bool)
+    assert cfg["num_threads"] == fastrnn.get_num_threads() >= 1
+    assert cfg["blas"] and "openmp:" in out and "blas:" in out
