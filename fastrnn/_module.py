@@ -5,7 +5,10 @@ A sequence module (RNN/GRU/LSTM, Stacked, Bidirectional) provides
   _check_state(hx, batch, batched) -> its state in batched form (or None),
   _run(x, state, lengths, reverse) -> (y (T, B, output_size), state),
   _format_state(state, batched) -> the state as the caller sees it,
-  _named_parameters() -> ordered {name: array} of the live parameter arrays.
+  _named_parameters() -> ordered {name: array} of the live parameter arrays,
+  _named_grads() -> the gradient arrays, same keys and shapes,
+  _train_forward(x, state, lengths, reverse) -> (y, state, trace),
+  _train_backward(trace, dy, dstate) -> (dx, dstate0), all time-major.
 ``reverse=True`` runs every recurrence from each sequence's last valid step
 back to its first (how Bidirectional runs its reverse copy).
 """
@@ -30,6 +33,16 @@ class Parameterized:
     def named_parameters(self):
         """(name, array) pairs of the live parameters, in state_dict order."""
         return list(self._named_parameters().items())
+
+    @property
+    def grads(self):
+        """{name: gradient array}, keys and shapes as state_dict(); backward adds into it."""
+        return self._named_grads()
+
+    def zero_grad(self):
+        """Set every gradient to zero."""
+        for g in self._named_grads().values():
+            g[...] = 0
 
     def state_dict(self):
         """{name: copy of the array}: PyTorch's names, shapes and meaning."""
@@ -72,8 +85,74 @@ class SequenceModule(Parameterized):
         state = self._check_state(hx, batch, batched)
         with serial_blas():
             y, state = self._run(x3, state, lengths, False)
-        if not batched:
-            y = y[:, 0]
+        return self._user_layout(y, batched), self._format_state(state, batched)
+
+    def forward(self, x, hx=None, *, lengths=None):
+        """Training forward: ``y, h_n, ctx``; ctx keeps what backward needs.
+
+        Applies inter-layer dropout when the module has dropout > 0.
+        """
+        x3, batched = _checks.sequence_input(x, self.input_size, self.dtype, self.batch_first)
+        steps, batch = x3.shape[:2]
+        lengths = _checks.lengths(lengths, batch, steps, batched)
+        state = self._check_state(hx, batch, batched)
+        with serial_blas():
+            y, state, trace = self._train_forward(x3, state, lengths, False)
+        ctx = Context(self, trace, batched, steps, batch)
+        return self._user_layout(y, batched), self._format_state(state, batched), ctx
+
+    def backward(self, ctx, dy, dh_n=None):
+        """BPTT: ``dx, dhx`` for the loss sum(dy * y) + sum(dh_n * h_n).
+
+        ctx: from this module's forward, used once; dy: y's shape; dh_n: h_n's
+        shape (None = zeros; for an LSTM a pair whose entries may be None).
+        Adds the parameter gradients into ``grads``.
+        """
+        claim(ctx, self)
+        out_shape = (ctx.steps, ctx.batch, self.output_size)
+        if not ctx.batched:
+            user_shape = (ctx.steps, self.output_size)
         elif self.batch_first:
-            y = np.ascontiguousarray(y.transpose(1, 0, 2))
-        return y, self._format_state(state, batched)
+            user_shape = (ctx.batch, ctx.steps, self.output_size)
+        else:
+            user_shape = out_shape
+        arr = _checks.state_array("dy", dy, user_shape, self.dtype)
+        dy3 = arr.reshape(out_shape) if not ctx.batched else (
+            arr.transpose(1, 0, 2) if self.batch_first else arr)
+        dstate = self._check_state(dh_n, ctx.batch, ctx.batched, what="dh_n")
+        with serial_blas():
+            dx, dstate0 = self._train_backward(ctx.trace, np.ascontiguousarray(dy3), dstate)
+        ctx.trace = None                   # free the stored activations
+        return self._user_layout(dx, ctx.batched), self._format_state(dstate0, ctx.batched)
+
+    def _user_layout(self, y, batched):
+        """A time-major (T, B, F) result in the caller's layout."""
+        if not batched:
+            return y[:, 0]
+        if self.batch_first:
+            return np.ascontiguousarray(y.transpose(1, 0, 2))
+        return y
+
+
+class Context:
+    """What a training forward kept for backward; backpropagated once, by its module."""
+
+    __slots__ = ("module", "trace", "batched", "steps", "batch", "used")
+
+    def __init__(self, module, trace, batched, steps, batch):
+        self.module, self.trace = module, trace
+        self.batched, self.steps, self.batch = batched, steps, batch
+        self.used = False
+
+
+
+def claim(ctx, module):
+    """Check that ``ctx`` came from ``module.forward`` and was not used; mark it used."""
+    if not isinstance(ctx, Context):
+        raise TypeError(f"ctx must be the context returned by forward, got {type(ctx).__name__}")
+    if ctx.module is not module:
+        raise ValueError("ctx was made by another module's forward; pass it to that module's "
+                         "backward")
+    if ctx.used:
+        raise ValueError("ctx has already been backpropagated; run forward again")
+    ctx.used = True

@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from fastrnn import _checks
-from fastrnn._kernels._recurrent import forward_layer
+from fastrnn._kernels._recurrent import (backward_layer, forward_layer, gate_stride,
+                                         grad_stride)
 from fastrnn._module import SequenceModule
 from fastrnn._threads import get_num_threads
 
@@ -27,10 +28,12 @@ class _BatchPlan:
     Rows are sorted by length, longest first (stable), so the rows running at
     step s are a prefix; ``n_active[s]`` counts them. ``bounds`` splits the
     sorted rows into blocks of about equal total length, one task per block
-    and direction.
+    and direction. In training the kernels keep ``total = sum(lengths)``
+    packed rows per direction, block after block from ``block_offsets``.
     """
 
     def __init__(self, lengths, steps, batch, directions):
+        self.steps, self.batch = steps, batch
         if lengths is None:
             self.perm = np.arange(batch, dtype=np.intp)
             self.lengths = np.full(batch, steps, dtype=np.intp)
@@ -46,6 +49,31 @@ class _BatchPlan:
         cuts = np.searchsorted(total, total[-1] * np.arange(1, blocks) / blocks) + 1
         self.bounds = np.unique(np.concatenate(([0], cuts, [batch]))).astype(np.intp)
         self.rows_max = int(np.diff(self.bounds).max())
+        self.total = int(total[-1])
+        self.block_offsets = np.concatenate(([0], total[self.bounds[1:-1] - 1])).astype(np.intp)
+        self._packed_index = {}
+
+    def packed_index(self, reverse):
+        """For each packed row, its flat index t * B + b into a (T, B, ·) array."""
+        if reverse not in self._packed_index:
+            parts = []
+            for r0, r1 in zip(self.bounds[:-1], self.bounds[1:]):
+                lens = self.lengths[r0:r1]
+                s, j = np.nonzero(np.arange(lens[0])[:, None] < lens[None, :])
+                t = lens[j] - 1 - s if reverse else s
+                parts.append(t * self.batch + self.perm[r0 + j])
+            self._packed_index[reverse] = np.concatenate(parts)
+        return self._packed_index[reverse]
+
+
+class _LayerTrace:
+    """What one layer's training forward keeps for its backward."""
+
+    __slots__ = ("w_ih", "w_hh", "x", "gates", "h_prev", "c_prev", "mask")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
 
 
 class _RecurrentLayer(SequenceModule):
@@ -73,7 +101,11 @@ class _RecurrentLayer(SequenceModule):
                 self._b_ih.append(np.zeros((D, G), self.dtype))
                 self._b_hh.append(np.zeros((D, G), self.dtype))
         self._params = self._build_param_views()
+        self._grads = {name: np.zeros_like(arr) for name, arr in self._params.items()}
         self.reset_parameters(self._seed)
+        self._dropout_rng = (self._seed if isinstance(self._seed, np.random.Generator)
+                             else np.random.default_rng(None if self._seed is None
+                                                        else [self._seed, 1]))
 
     # -- configuration -----------------------------------------------------
     @property
@@ -115,6 +147,9 @@ class _RecurrentLayer(SequenceModule):
     def _named_parameters(self):
         return self._params
 
+    def _named_grads(self):
+        return self._grads
+
     def reset_parameters(self, seed=None):
         """PyTorch's initialisation: every weight and bias ~ U(-1/√H, 1/√H)."""
         rng = np.random.default_rng(_checks.seed(seed))
@@ -140,18 +175,28 @@ class _RecurrentLayer(SequenceModule):
         lead = self.num_layers * self.num_directions
         return (lead, batch, self.hidden_size) if batched else (lead, self.hidden_size)
 
-    def _check_state(self, hx, batch, batched):
+    def _check_state(self, hx, batch, batched, what="hx"):
+        """hx (or a gradient of h_n, ``what`` = "dh_n") as a tuple of (L*D, B, H)
+        arrays, one per state (h; h and c for the LSTM); gradient entries may be None."""
         if hx is None:
             return None
         shape = self._state_shape(batch, batched)
         if self._kind == _LSTM:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError(f"hx must be a pair (h0, c0) for an LSTM, got {type(hx).__name__}")
-            parts = [_checks.state_array(n, v, shape, self.dtype) for n, v in zip(("h0", "c0"), hx)]
+                pair = "(h0, c0)" if what == "hx" else "(dh_n, dc_n)"
+                raise TypeError(f"{what} must be a pair {pair} for an LSTM, "
+                                f"got {type(hx).__name__}")
+            names = ("h0", "c0") if what == "hx" else ("dh_n", "dc_n")
+            values = hx
         else:
-            parts = [_checks.state_array("hx", hx, shape, self.dtype)]
-        if not batched:
-            parts = [p[:, None, :] for p in parts]
+            names, values = (what,), (hx,)
+        parts = []
+        for name, value in zip(names, values):
+            if value is None and what != "hx":
+                parts.append(None)
+                continue
+            arr = _checks.state_array(name, value, shape, self.dtype)
+            parts.append(arr if batched else arr[:, None, :])
         return tuple(parts)
 
     def _format_state(self, state, batched):
@@ -162,16 +207,24 @@ class _RecurrentLayer(SequenceModule):
     # -- forward -----------------------------------------------------------
     def _run(self, x, state, lengths, reverse):
         """x: (T, B, I) of self.dtype; state: tuple of (L*D, B, H) or None."""
+        y, state, _ = self._forward_layers(x, state, lengths, reverse, training=False)
+        return y, state
+
+    def _train_forward(self, x, state, lengths, reverse):
+        return self._forward_layers(x, state, lengths, reverse, training=True)
+
+    def _forward_layers(self, x, state, lengths, reverse, training):
         steps, batch = x.shape[:2]
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
         G = self._gates * H
         plan = _BatchPlan(lengths, steps, batch, D)
-        reverse_flags = np.array([1, 0] if reverse else [0, 1], dtype=np.intc)[:D]
+        flags = self._direction_flags(reverse)
         is_lstm = self._kind == _LSTM
         h_n = np.empty((L * D, batch, H), self.dtype)
         c_n = np.empty((L * D, batch, H), self.dtype) if is_lstm else None
         unused = np.empty((D, 0, 0), self.dtype)
         new_output = np.zeros if lengths is not None else np.empty
+        traces = []
         inp = x
         for layer in range(L):
             rows = slice(layer * D, (layer + 1) * D)
@@ -181,16 +234,106 @@ class _RecurrentLayer(SequenceModule):
             else:
                 h0 = state[0][rows]
                 c0 = state[1][rows] if is_lstm else None
+            mask = None
+            if training and layer > 0 and self.dropout > 0:
+                mask = _dropout_mask(self._dropout_rng, inp.shape, self.dropout, self.dtype)
+                inp = inp * mask
             y = new_output((steps, batch, D * H), self.dtype)
             b_x, b_hn = self._kernel_biases(layer)
+            keep = {}
+            if training:
+                N, I = plan.total, inp.shape[2]
+                keep = dict(keep_x=np.empty((D, N, I), self.dtype),
+                            keep_gates=np.empty((D, N, gate_stride(self._kind, H)), self.dtype),
+                            keep_h=np.empty((D, N, H), self.dtype),
+                            keep_c=np.empty((D, N, H), self.dtype) if is_lstm else unused,
+                            block_offsets=plan.block_offsets)
+                traces.append(_LayerTrace(w_ih=self._w_ih[layer].copy(),
+                                          w_hh=self._w_hh[layer].copy(),
+                                          x=keep["keep_x"], gates=keep["keep_gates"],
+                                          h_prev=keep["keep_h"],
+                                          c_prev=keep["keep_c"] if is_lstm else None,
+                                          mask=mask))
             step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
                                     // (plan.rows_max * max(G, inp.shape[2]))))
             forward_layer(self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_x, b_hn,
-                          reverse_flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
+                          flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
                           h0, c0 if is_lstm else unused, y, h_n[rows],
-                          c_n[rows] if is_lstm else unused, step_chunk, get_num_threads())
+                          c_n[rows] if is_lstm else unused, step_chunk, get_num_threads(),
+                          **keep)
             inp = y
-        return inp, ((h_n, c_n) if is_lstm else (h_n,))
+        state = (h_n, c_n) if is_lstm else (h_n,)
+        return inp, state, ((plan, flags, traces) if training else None)
+
+    def _direction_flags(self, reverse):
+        """Per direction, 1 where it walks from each sequence's end."""
+        return np.array([1, 0] if reverse else [0, 1], dtype=np.intc)[:self.num_directions]
+
+    # -- backward ----------------------------------------------------------
+    def _train_backward(self, trace, dy, dstate):
+        """dy: (T, B, D*H) (unit last stride); dstate: like state, entries may be None."""
+        plan, flags, traces = trace
+        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        batch = plan.batch
+        is_lstm = self._kind == _LSTM
+        lead = (L * D, batch, H)
+        dh_n = dstate[0] if dstate is not None and dstate[0] is not None else np.zeros(lead, self.dtype)
+        dc_n = None
+        if is_lstm:
+            dc_n = dstate[1] if dstate is not None and dstate[1] is not None else np.zeros(lead, self.dtype)
+        dh0 = np.empty(lead, self.dtype)
+        dc0 = np.empty(lead, self.dtype) if is_lstm else None
+        unused = np.empty((D, 0, 0), self.dtype)
+        for layer in range(L - 1, -1, -1):
+            tr = traces[layer]
+            rows = slice(layer * D, (layer + 1) * D)
+            dgates = np.empty((D, plan.total, grad_stride(self._kind, H)), self.dtype)
+            backward_layer(self._kind, tr.w_hh, flags, plan.lengths, plan.perm, plan.n_active,
+                           plan.bounds, plan.block_offsets, tr.gates, tr.h_prev,
+                           tr.c_prev if is_lstm else unused, dy, dh_n[rows],
+                           dc_n[rows] if is_lstm else unused, dgates, dh0[rows],
+                           dc0[rows] if is_lstm else unused, get_num_threads())
+            dy = self._weight_and_input_grads(layer, tr, dgates, plan, flags)
+            if tr.mask is not None:
+                dy *= tr.mask
+        return dy, ((dh0, dc0) if is_lstm else (dh0,))
+
+    def _weight_and_input_grads(self, layer, tr, dgates, plan, flags):
+        """Add one layer's weight gradients into grads; return dL/d(its input).
+
+        Each is one matrix product over every step (packed rows):
+        dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev, db_ih += Σ dGx, db_hh += Σ dGh,
+        dX = dGx W_ih.
+        """
+        H = self.hidden_size
+        in_size = tr.x.shape[2]
+        dx = np.zeros((plan.steps * plan.batch, in_size), self.dtype)
+        for d in range(self.num_directions):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            dg = dgates[d]
+            if self._kind == _GRU_RESET_AFTER:
+                dgx, dgh = dg[:, :3 * H], dg[:, 3 * H:]
+            else:
+                dgx = dgh = dg
+            self._grads["weight_ih" + sfx] += dgx.T @ tr.x[d]
+            if self._kind == _GRU_RESET_BEFORE:
+                # the n rows of W_hh multiply r ⊙ h_{t-1}, the others h_{t-1}
+                w = self._grads["weight_hh" + sfx]
+                w[:2 * H] += dg[:, :2 * H].T @ tr.h_prev[d]
+                w[2 * H:] += dg[:, 2 * H:].T @ (tr.gates[d][:, :H] * tr.h_prev[d])
+            else:
+                self._grads["weight_hh" + sfx] += dgh.T @ tr.h_prev[d]
+            if self.bias:
+                self._grads["bias_ih" + sfx] += dgx.sum(axis=0)
+                self._grads["bias_hh" + sfx] += dgh.sum(axis=0)
+            dx[plan.packed_index(bool(flags[d]))] += dgx @ tr.w_ih[d]
+        return dx.reshape(plan.steps, plan.batch, in_size)
+
+
+def _dropout_mask(rng, shape, p, dtype):
+    """Inverted dropout: 0 with probability p, else 1 / (1 - p)."""
+    keep = rng.random(shape) >= p
+    return keep.astype(dtype) / dtype(1.0 - p)
 
 
 class RNN(_RecurrentLayer):

@@ -1,34 +1,44 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Forward (inference) kernels for one recurrent layer: RNN, GRU, LSTM.
+"""Recurrent kernels for one layer: RNN (tanh, relu), GRU (both forms), LSTM.
 
 One call runs one layer in one or two directions over a whole batch. The work
 is split into tasks (direction x block of batch rows); each task is independent
 (its own rows, its own state, its own output columns) so the tasks run in one
 OpenMP ``prange`` with no barrier, the GIL released.
 
-Per task, for each chunk of steps (bounded, so memory does not grow with T):
+Forward, per task, for each chunk of steps (bounded, so inference memory does
+not grow with T; one chunk of all steps in training):
   1. gather the chunk's active input rows into a packed block and project them
      with one GEMM:  Gx = X_chunk @ W_ihᵀ;
   2. for each step: one recurrent GEMM (G += h_{t-1} @ W_hhᵀ) followed at once
-     by the fused gate pass that updates h (and c) and writes the output row.
+     by the fused gate pass that updates h (and c), leaves the gate
+     activations in the gate block and writes the output row.
+Backward (BPTT), per task, walking the steps from last to first: a fused pass
+turns dL/dh_t (and dL/dc_t) into the gate pre-activation gradients dG_t, then
+one GEMM per step carries dh_{t-1} = dG_t @ W_hh (+ the direct terms). The
+weight and input gradients are one GEMM each over all steps (fastrnn.layers).
 
 Rows are sorted by length (longest first) by the caller, so the rows still
 active at step s are a prefix of the batch and the cost follows sum(lengths).
 The reverse direction reads row b's step s at time lengths[b] - 1 - s.
+Training storage is "packed": per direction, block after block, and within a
+block step after step, the active rows of that step (sum(lengths) rows).
 
 Weights use PyTorch's layout: gates stacked along rows, RNN [h], GRU [r; z; n],
-LSTM [i; f; g; o]. Nothing here validates: fastrnn.layers checks every shape.
+LSTM [i; f; g; o]. Gate rows are stored with a stride of G columns, except the
+reset-after GRU which keeps a fourth block W_hn h + b_hn (stride 4H) that its
+backward needs. Nothing here validates: fastrnn.layers checks every shape.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 import numpy as np
 
-from fastrnn._blas cimport gemm_abt
+from fastrnn._blas cimport gemm, gemm_abt
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
 
-# cell kinds (kept in sync with fastrnn.layers._KIND)
+# cell kinds (kept in sync with fastrnn.layers)
 cdef enum:
     RNN_TANH = 0
     RNN_RELU = 1
@@ -45,32 +55,50 @@ cdef inline Py_ssize_t _gates(int kind) noexcept nogil:
     return 1
 
 
-cdef inline void _rnn_rows(bint use_relu, Py_ssize_t n, Py_ssize_t H,
-                           const floating* g, const floating* b,
-                           floating* h) noexcept nogil:
-    """h_t = f(g + b) for n rows; g (n, H) = x_t W_ihᵀ + h_{t-1} W_hhᵀ."""
+def gate_stride(int kind, Py_ssize_t hidden_size):
+    """Columns of one stored gate row (G, or 4H for the reset-after GRU)."""
+    return (4 if kind == GRU_RESET_AFTER else _gates(kind)) * hidden_size
+
+
+def grad_stride(int kind, Py_ssize_t hidden_size):
+    """Columns of one gate-gradient row: G, or 6H for the reset-after GRU
+    ([dGx (3H) | dGh (3H)]: its input and recurrent n gradients differ)."""
+    return (6 if kind == GRU_RESET_AFTER else _gates(kind)) * hidden_size
+
+
+# ---------------------------------------------------------------------------
+# forward gate passes: g holds the pre-activations (without bias) of n rows,
+# row stride ldg; each pass adds the bias, applies the gates, updates the
+# state and overwrites g with the activations that backward needs.
+# ---------------------------------------------------------------------------
+
+cdef inline void _rnn_rows(bint use_relu, Py_ssize_t n, Py_ssize_t H, floating* g,
+                           Py_ssize_t ldg, const floating* b, floating* h) noexcept nogil:
+    """h_t = f(g + b), f = tanh or relu; g := h_t."""
     cdef Py_ssize_t j, k
+    cdef floating v
     for j in range(n):
         if use_relu:
             for k in range(H):
-                h[j * H + k] = relu(g[j * H + k] + b[k])
+                v = relu(g[j * ldg + k] + b[k])
+                g[j * ldg + k] = v
+                h[j * H + k] = v
         else:
             for k in range(H):
-                h[j * H + k] = tanh_(g[j * H + k] + b[k])
+                v = tanh_(g[j * ldg + k] + b[k])
+                g[j * ldg + k] = v
+                h[j * H + k] = v
 
 
-cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, const floating* g,
-                            const floating* b, floating* h,
-                            floating* c) noexcept nogil:
-    """LSTM update for n rows; g (n, 4H) = x_t W_ihᵀ + h_{t-1} W_hhᵀ, rows [i; f; g; o].
-
-    c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g);  h_t = σ(o) ⊙ tanh(c_t)
-    """
+cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,
+                            const floating* b, floating* h, floating* c) noexcept nogil:
+    """LSTM, rows [i; f; g; o]: c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g),
+    h_t = σ(o) ⊙ tanh(c_t); g := [σ(i), σ(f), tanh(g), σ(o)]."""
     cdef Py_ssize_t j, k
-    cdef const floating* gj
+    cdef floating* gj
     cdef floating ig, fg, cg, og, ct
     for j in range(n):
-        gj = g + j * 4 * H
+        gj = g + j * ldg
         for k in range(H):
             ig = sigmoid(gj[k] + b[k])
             fg = sigmoid(gj[H + k] + b[H + k])
@@ -79,63 +107,197 @@ cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, const floating* g,
             ct = fg * c[j * H + k] + ig * cg
             c[j * H + k] = ct
             h[j * H + k] = og * tanh_(ct)
+            gj[k] = ig
+            gj[H + k] = fg
+            gj[2 * H + k] = cg
+            gj[3 * H + k] = og
 
 
-cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, const floating* gx,
+cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
                                  const floating* gh, const floating* b,
                                  const floating* b_hn, floating* h) noexcept nogil:
-    """GRU, reset after the product (PyTorch), n rows; rows [r; z; n].
+    """GRU, reset after the product (PyTorch); g rows [r; z; n; -] (stride 4H).
 
-    gx = x_t W_ihᵀ, gh = h_{t-1} W_hhᵀ (both (n, 3H)), b = b_ih + [b_hr; b_hz; 0]:
-    r = σ(gx_r + gh_r + b_r), z' = σ(gx_z + gh_z + b_z),
-    n = tanh(gx_n + b_in + r ⊙ (gh_n + b_hn)),  h_t = n + z' ⊙ (h_{t-1} - n)
+    g = x_t W_ihᵀ, gh = h_{t-1} W_hhᵀ (stride 3H), b = b_ih + [b_hr; b_hz; 0]:
+    r = σ(g_r + gh_r + b_r), z' = σ(g_z + gh_z + b_z),
+    n = tanh(g_n + b_in + r ⊙ (gh_n + b_hn)),  h_t = n + z' ⊙ (h_{t-1} - n);
+    g := [r, z', n, gh_n + b_hn].
     """
     cdef Py_ssize_t j, k
-    cdef const floating* xj
+    cdef floating* gj
     cdef const floating* hj
-    cdef floating r, z, nn
+    cdef floating r, z, nn, hn
     for j in range(n):
-        xj = gx + j * 3 * H
+        gj = g + j * 4 * H
         hj = gh + j * 3 * H
         for k in range(H):
-            r = sigmoid(xj[k] + hj[k] + b[k])
-            z = sigmoid(xj[H + k] + hj[H + k] + b[H + k])
-            nn = tanh_(xj[2 * H + k] + b[2 * H + k] + r * (hj[2 * H + k] + b_hn[k]))
+            r = sigmoid(gj[k] + hj[k] + b[k])
+            z = sigmoid(gj[H + k] + hj[H + k] + b[H + k])
+            hn = hj[2 * H + k] + b_hn[k]
+            nn = tanh_(gj[2 * H + k] + b[2 * H + k] + r * hn)
             h[j * H + k] = nn + z * (h[j * H + k] - nn)
+            gj[k] = r
+            gj[H + k] = z
+            gj[2 * H + k] = nn
+            gj[3 * H + k] = hn
 
 
 cdef inline void _gru_before_gates(Py_ssize_t n, Py_ssize_t H, floating* g,
                                    const floating* b, const floating* h,
                                    floating* rh) noexcept nogil:
-    """GRU, reset before the product, first half: r, z' and r ⊙ h_{t-1}.
+    """GRU, reset before the product, first half; g rows [r; z; n] (stride 3H).
 
-    g (n, 3H) holds x_t W_ihᵀ (+ h_{t-1} W_hhᵀ in its r and z columns). Writes
-    z' = σ(g_z + b_z) over g's z columns and rh = σ(g_r + b_r) ⊙ h_{t-1}.
+    g's r and z columns hold x_t W_ihᵀ + h_{t-1} W_hhᵀ: g_r := r = σ(g_r + b_r),
+    g_z := z' = σ(g_z + b_z), rh := r ⊙ h_{t-1}.
     """
     cdef Py_ssize_t j, k
     cdef floating* gj
+    cdef floating r
     for j in range(n):
         gj = g + j * 3 * H
         for k in range(H):
-            rh[j * H + k] = sigmoid(gj[k] + b[k]) * h[j * H + k]
+            r = sigmoid(gj[k] + b[k])
+            gj[k] = r
+            rh[j * H + k] = r * h[j * H + k]
             gj[H + k] = sigmoid(gj[H + k] + b[H + k])
 
 
-cdef inline void _gru_before_update(Py_ssize_t n, Py_ssize_t H, const floating* g,
+cdef inline void _gru_before_update(Py_ssize_t n, Py_ssize_t H, floating* g,
                                     const floating* b, floating* h) noexcept nogil:
-    """Second half: n = tanh(g_n + b_in + b_hn), h_t = n + z' ⊙ (h_{t-1} - n).
-
-    g's n columns hold x_t W_inᵀ + (r ⊙ h_{t-1}) W_hnᵀ, its z columns hold z'.
-    """
+    """Second half: g_n holds x_t W_inᵀ + (r ⊙ h_{t-1}) W_hnᵀ;
+    n = tanh(g_n + b_in + b_hn), h_t = n + z' ⊙ (h_{t-1} - n); g_n := n."""
     cdef Py_ssize_t j, k
-    cdef const floating* gj
+    cdef floating* gj
     cdef floating nn
     for j in range(n):
         gj = g + j * 3 * H
         for k in range(H):
             nn = tanh_(gj[2 * H + k] + b[2 * H + k])
+            gj[2 * H + k] = nn
             h[j * H + k] = nn + gj[H + k] * (h[j * H + k] - nn)
 
+
+# ---------------------------------------------------------------------------
+# backward gate passes: from dh (= dL/dh_t, n rows) and the stored
+# activations, write the gate pre-activation gradients dG (row stride ldd)
+# and leave in dh the part of dL/dh_{t-1} that does not go through W_hh.
+# ---------------------------------------------------------------------------
+
+cdef inline void _rnn_rows_back(bint use_relu, Py_ssize_t n, Py_ssize_t H,
+                                const floating* a, floating* dg,
+                                const floating* dh) noexcept nogil:
+    """a = h_t; dG = dh ⊙ f'(a): tanh' = 1 - h², relu' = [h > 0]."""
+    cdef Py_ssize_t j, k
+    cdef floating v
+    for j in range(n):
+        for k in range(H):
+            v = a[j * H + k]
+            if use_relu:
+                dg[j * H + k] = dh[j * H + k] if v > 0 else 0
+            else:
+                dg[j * H + k] = dh[j * H + k] * (1 - v * v)
+
+
+cdef inline void _lstm_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                 const floating* cp, floating* dg, const floating* dh,
+                                 floating* dc) noexcept nogil:
+    """a = [i, f, g, o] (activations), cp = c_{t-1}; c_t = f c_{t-1} + i g.
+
+    dc_t = dc + dh ⊙ o ⊙ (1 - tanh²c_t); dG = [dc_t g i(1-i), dc_t c_{t-1} f(1-f),
+    dc_t i (1-g²), dh tanh(c_t) o(1-o)]; dc := dc_t ⊙ f (dL/dc_{t-1})."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating ig, fg, cg, og, tc, d_h, d_c
+    for j in range(n):
+        aj = a + j * 4 * H
+        dj = dg + j * 4 * H
+        for k in range(H):
+            ig = aj[k]
+            fg = aj[H + k]
+            cg = aj[2 * H + k]
+            og = aj[3 * H + k]
+            tc = tanh_(fg * cp[j * H + k] + ig * cg)
+            d_h = dh[j * H + k]
+            d_c = dc[j * H + k] + d_h * og * (1 - tc * tc)
+            dj[k] = d_c * cg * ig * (1 - ig)
+            dj[H + k] = d_c * cp[j * H + k] * fg * (1 - fg)
+            dj[2 * H + k] = d_c * ig * (1 - cg * cg)
+            dj[3 * H + k] = d_h * tc * og * (1 - og)
+            dc[j * H + k] = d_c * fg
+
+
+cdef inline void _gru_after_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                      const floating* hp, floating* dg,
+                                      floating* dh) noexcept nogil:
+    """a = [r, z', n, W_hn h + b_hn] (stride 4H), hp = h_{t-1}.
+
+    dG (stride 6H) = [da_r, da_z, da_n | da_r, da_z, da_n ⊙ r]: the input side
+    and the recurrent side; dh := dh ⊙ z' (the direct path to h_{t-1})."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating r, z, nn, hn, d_h, da_n, da_z, da_r
+    for j in range(n):
+        aj = a + j * 4 * H
+        dj = dg + j * 6 * H
+        for k in range(H):
+            r = aj[k]
+            z = aj[H + k]
+            nn = aj[2 * H + k]
+            hn = aj[3 * H + k]
+            d_h = dh[j * H + k]
+            da_n = d_h * (1 - z) * (1 - nn * nn)
+            da_z = d_h * (hp[j * H + k] - nn) * z * (1 - z)
+            da_r = da_n * hn * r * (1 - r)
+            dj[k] = da_r
+            dj[H + k] = da_z
+            dj[2 * H + k] = da_n
+            dj[3 * H + k] = da_r
+            dj[4 * H + k] = da_z
+            dj[5 * H + k] = da_n * r
+            dh[j * H + k] = d_h * z
+
+
+cdef inline void _gru_before_rows_back1(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                        const floating* hp, floating* dg,
+                                        floating* dh) noexcept nogil:
+    """Reset-before GRU, first half: a = [r, z', n], hp = h_{t-1}.
+
+    dG_z = dh (h_{t-1} - n) z'(1-z'), dG_n = dh (1-z')(1-n²); dh := dh ⊙ z'."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating z, nn, d_h
+    for j in range(n):
+        aj = a + j * 3 * H
+        dj = dg + j * 3 * H
+        for k in range(H):
+            z = aj[H + k]
+            nn = aj[2 * H + k]
+            d_h = dh[j * H + k]
+            dj[H + k] = d_h * (hp[j * H + k] - nn) * z * (1 - z)
+            dj[2 * H + k] = d_h * (1 - z) * (1 - nn * nn)
+            dh[j * H + k] = d_h * z
+
+
+cdef inline void _gru_before_rows_back2(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                        const floating* hp, const floating* drh,
+                                        floating* dg, floating* dh) noexcept nogil:
+    """Second half, drh = dG_n @ W_hn = dL/d(r ⊙ h_{t-1}):
+    dG_r = drh ⊙ h_{t-1} ⊙ r(1-r); dh += drh ⊙ r."""
+    cdef Py_ssize_t j, k
+    cdef floating r
+    for j in range(n):
+        for k in range(H):
+            r = a[j * 3 * H + k]
+            dg[j * 3 * H + k] = drh[j * H + k] * hp[j * H + k] * r * (1 - r)
+            dh[j * H + k] += drh[j * H + k] * r
+
+
+# ---------------------------------------------------------------------------
+# tasks
+# ---------------------------------------------------------------------------
 
 cdef inline Py_ssize_t _active(const Py_ssize_t* n_active, Py_ssize_t s,
                                Py_ssize_t r0, Py_ssize_t nr) noexcept nogil:
@@ -146,27 +308,38 @@ cdef inline Py_ssize_t _active(const Py_ssize_t* n_active, Py_ssize_t s,
     return n if n < nr else nr
 
 
-cdef void _run_task(int kind, bint reverse,
-                    const floating* x, Py_ssize_t xs0, Py_ssize_t xs1, Py_ssize_t xs2,
-                    Py_ssize_t I, Py_ssize_t H,
-                    const floating* w_ih, const floating* w_hh,
-                    const floating* b_x, const floating* b_hn,
-                    const Py_ssize_t* lengths, const Py_ssize_t* perm,
-                    const Py_ssize_t* n_active, Py_ssize_t r0, Py_ssize_t r1,
-                    const floating* h0, const floating* c0,
-                    floating* y, Py_ssize_t ys0, Py_ssize_t ys1,
-                    floating* h_n, floating* c_n, Py_ssize_t step_chunk,
-                    floating* xp, floating* gx, floating* gh, floating* h,
-                    floating* c, floating* rh) noexcept nogil:
+cdef inline Py_ssize_t _time(bint reverse, const Py_ssize_t* lengths, Py_ssize_t row,
+                             Py_ssize_t s) noexcept nogil:
+    """The time index of step s of sorted row ``row``."""
+    return lengths[row] - 1 - s if reverse else s
+
+
+cdef void _forward_task(int kind, bint reverse,
+                        const floating* x, Py_ssize_t xs0, Py_ssize_t xs1, Py_ssize_t xs2,
+                        Py_ssize_t I, Py_ssize_t H,
+                        const floating* w_ih, const floating* w_hh,
+                        const floating* b_x, const floating* b_hn,
+                        const Py_ssize_t* lengths, const Py_ssize_t* perm,
+                        const Py_ssize_t* n_active, Py_ssize_t r0, Py_ssize_t r1,
+                        const floating* h0, const floating* c0,
+                        floating* y, Py_ssize_t ys0, Py_ssize_t ys1,
+                        floating* h_n, floating* c_n, Py_ssize_t step_chunk,
+                        floating* xp, floating* gx, floating* hp, floating* cp,
+                        floating* gh, floating* h, floating* c,
+                        floating* rh) noexcept nogil:
     """Run rows [r0, r1) (sorted order) of one direction through every step.
 
     x: input, element strides (xs0, xs1, xs2) over (T, B, I); y: output at this
     direction's first column, element strides (ys0, ys1) over (T, B), unit
     stride over H. h0/c0/h_n/c_n: (B, H) in the caller's row order (perm maps
-    sorted row -> caller row). Workspace: xp (step_chunk*nr, I), gx
-    (step_chunk*nr, G), gh (nr, G), h, c, rh (nr, H).
+    sorted row -> caller row). xp (rows, I) and gx (rows, ldg) receive the
+    packed inputs and gate activations of one chunk of steps; in training
+    step_chunk covers every step, so they keep the whole sequence, and hp, cp
+    (rows, H) receive h_{t-1} and c_{t-1} of each packed row (NULL otherwise).
+    Workspace: gh (nr, 3H), h, c, rh (nr, H).
     """
     cdef Py_ssize_t G = _gates(kind) * H
+    cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
     cdef Py_ssize_t nr = r1 - r0
     cdef Py_ssize_t n_steps = lengths[r0]     # longest row of the block
     cdef Py_ssize_t s0, s1, s, j, i, n, off, t, b
@@ -190,7 +363,7 @@ cdef void _run_task(int kind, bint reverse,
         for s in range(s0, s1):
             n = _active(n_active, s, r0, nr)
             for j in range(n):
-                t = lengths[r0 + j] - 1 - s if reverse else s
+                t = _time(reverse, lengths, r0 + j, s)
                 src = x + t * xs0 + perm[r0 + j] * xs1
                 dst = xp + (off + j) * I
                 if xs2 == 1:
@@ -199,22 +372,26 @@ cdef void _run_task(int kind, bint reverse,
                     for i in range(I):
                         dst[i] = src[i * xs2]
             off += n
-        # Gx = X_packed @ W_ihᵀ   (off x G)
+        # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
         gemm_abt(<int> off, <int> G, <int> I, xp, <int> I, w_ih, <int> I,
-                 <floating> 0, gx, <int> G)
+                 <floating> 0, gx, <int> ldg)
 
         off = 0
         for s in range(s0, s1):
             n = _active(n_active, s, r0, nr)
-            gblk = gx + off * G
+            gblk = gx + off * ldg
+            if hp != NULL:
+                memcpy(hp + off * H, h, n * H * sizeof(floating))
+                if kind == LSTM:
+                    memcpy(cp + off * H, c, n * H * sizeof(floating))
             if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
                 # G_t = x_t W_ihᵀ + h_{t-1} W_hhᵀ   (accumulated into Gx)
                 gemm_abt(<int> n, <int> G, <int> H, h, <int> H, w_hh, <int> H,
-                         <floating> 1, gblk, <int> G)
+                         <floating> 1, gblk, <int> ldg)
                 if kind == LSTM:
-                    _lstm_rows(n, H, gblk, b_x, h, c)
+                    _lstm_rows(n, H, gblk, ldg, b_x, h, c)
                 else:
-                    _rnn_rows(kind == RNN_RELU, n, H, gblk, b_x, h)
+                    _rnn_rows(kind == RNN_RELU, n, H, gblk, ldg, b_x, h)
             elif kind == GRU_RESET_AFTER:
                 # Gh = h_{t-1} W_hhᵀ   (kept apart: its n part is gated by r)
                 gemm_abt(<int> n, <int> G, <int> H, h, <int> H, w_hh, <int> H,
@@ -223,14 +400,14 @@ cdef void _run_task(int kind, bint reverse,
             else:
                 # [G_r, G_z] += h_{t-1} [W_hr; W_hz]ᵀ
                 gemm_abt(<int> n, <int> (2 * H), <int> H, h, <int> H, w_hh, <int> H,
-                         <floating> 1, gblk, <int> G)
+                         <floating> 1, gblk, <int> ldg)
                 _gru_before_gates(n, H, gblk, b_x, h, rh)
                 # G_n += (r ⊙ h_{t-1}) W_hnᵀ
                 gemm_abt(<int> n, <int> H, <int> H, rh, <int> H, w_hh + 2 * H * H,
-                         <int> H, <floating> 1, gblk + 2 * H, <int> G)
+                         <int> H, <floating> 1, gblk + 2 * H, <int> ldg)
                 _gru_before_update(n, H, gblk, b_x, h)
             for j in range(n):
-                t = lengths[r0 + j] - 1 - s if reverse else s
+                t = _time(reverse, lengths, r0 + j, s)
                 memcpy(y + t * ys0 + perm[r0 + j] * ys1, h + j * H,
                        H * sizeof(floating))
             off += n
@@ -241,6 +418,92 @@ cdef void _run_task(int kind, bint reverse,
         memcpy(h_n + b * H, h + j * H, H * sizeof(floating))
         if kind == LSTM:
             memcpy(c_n + b * H, c + j * H, H * sizeof(floating))
+
+
+cdef void _backward_task(int kind, bint reverse, Py_ssize_t H, const floating* w_hh,
+                         const Py_ssize_t* lengths, const Py_ssize_t* perm,
+                         const Py_ssize_t* n_active, Py_ssize_t r0, Py_ssize_t r1,
+                         const floating* a, const floating* hp, const floating* cp,
+                         const floating* dy, Py_ssize_t ds0, Py_ssize_t ds1,
+                         const floating* dh_n, const floating* dc_n,
+                         floating* dg, floating* dh0, floating* dc0,
+                         floating* dh, floating* dc, floating* drh) noexcept nogil:
+    """BPTT for rows [r0, r1) of one direction, from the last step back.
+
+    a, hp, cp: this block's packed activations, h_{t-1}, c_{t-1} (forward);
+    dy: dL/dy at this direction's first column, element strides (ds0, ds1),
+    unit stride over H; dh_n, dc_n: (B, H) caller order. Writes dg (packed,
+    row stride 6H for the reset-after GRU, else G) and dh0, dc0 (B, H).
+    Workspace: dh, dc, drh (nr, H).
+    """
+    cdef Py_ssize_t G = _gates(kind) * H
+    cdef Py_ssize_t lda = 4 * H if kind == GRU_RESET_AFTER else G
+    cdef Py_ssize_t ldd = 6 * H if kind == GRU_RESET_AFTER else G
+    cdef Py_ssize_t nr = r1 - r0
+    cdef Py_ssize_t n_steps = lengths[r0]
+    cdef Py_ssize_t s, j, k, n, off, t, b
+    cdef const floating* src
+    cdef floating* dblk
+
+    off = 0
+    for s in range(n_steps):
+        off += _active(n_active, s, r0, nr)
+    for j in range(nr):
+        b = perm[r0 + j]
+        memcpy(dh + j * H, dh_n + b * H, H * sizeof(floating))
+        if kind == LSTM:
+            memcpy(dc + j * H, dc_n + b * H, H * sizeof(floating))
+
+    for s in range(n_steps - 1, -1, -1):
+        n = _active(n_active, s, r0, nr)
+        off -= n
+        # dL/dh_t = (carried from step t+1) + dL/dy_t
+        for j in range(n):
+            t = _time(reverse, lengths, r0 + j, s)
+            src = dy + t * ds0 + perm[r0 + j] * ds1
+            for k in range(H):
+                dh[j * H + k] += src[k]
+        dblk = dg + off * ldd
+        if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
+            if kind == LSTM:
+                _lstm_rows_back(n, H, a + off * lda, cp + off * H, dblk, dh, dc)
+            else:
+                _rnn_rows_back(kind == RNN_RELU, n, H, a + off * lda, dblk, dh)
+            # dh_{t-1} = dG_t @ W_hh
+            gemm(c'N', c'N', <int> n, <int> H, <int> G, <floating> 1, dblk, <int> ldd,
+                 w_hh, <int> H, <floating> 0, dh, <int> H)
+        elif kind == GRU_RESET_AFTER:
+            _gru_after_rows_back(n, H, a + off * lda, hp + off * H, dblk, dh)
+            # dh_{t-1} = dh_t ⊙ z' + [da_r, da_z, da_n ⊙ r] @ W_hh
+            gemm(c'N', c'N', <int> n, <int> H, <int> G, <floating> 1, dblk + 3 * H,
+                 <int> ldd, w_hh, <int> H, <floating> 1, dh, <int> H)
+        else:
+            _gru_before_rows_back1(n, H, a + off * lda, hp + off * H, dblk, dh)
+            # dL/d(r ⊙ h_{t-1}) = dG_n @ W_hn
+            gemm(c'N', c'N', <int> n, <int> H, <int> H, <floating> 1, dblk + 2 * H,
+                 <int> ldd, w_hh + 2 * H * H, <int> H, <floating> 0, drh, <int> H)
+            _gru_before_rows_back2(n, H, a + off * lda, hp + off * H, drh, dblk, dh)
+            # dh_{t-1} += [dG_r, dG_z] @ [W_hr; W_hz]
+            gemm(c'N', c'N', <int> n, <int> H, <int> (2 * H), <floating> 1, dblk,
+                 <int> ldd, w_hh, <int> H, <floating> 1, dh, <int> H)
+
+    for j in range(nr):
+        b = perm[r0 + j]
+        memcpy(dh0 + b * H, dh + j * H, H * sizeof(floating))
+        if kind == LSTM:
+            memcpy(dc0 + b * H, dc + j * H, H * sizeof(floating))
+
+
+# ---------------------------------------------------------------------------
+# entry points (shapes checked by the caller)
+# ---------------------------------------------------------------------------
+
+cdef Py_ssize_t _rows_max(const Py_ssize_t[::1] bounds) noexcept nogil:
+    cdef Py_ssize_t k, rows = 0
+    for k in range(bounds.shape[0] - 1):
+        if bounds[k + 1] - bounds[k] > rows:
+            rows = bounds[k + 1] - bounds[k]
+    return rows
 
 
 def forward_layer(int kind,
@@ -260,51 +523,134 @@ def forward_layer(int kind,
                   floating[:, :, ::1] h_n,
                   floating[:, :, ::1] c_n,
                   Py_ssize_t step_chunk,
-                  int num_threads):
+                  int num_threads,
+                  floating[:, :, ::1] keep_x=None,
+                  floating[:, :, ::1] keep_gates=None,
+                  floating[:, :, ::1] keep_h=None,
+                  floating[:, :, ::1] keep_c=None,
+                  const Py_ssize_t[::1] block_offsets=None):
     """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
 
     x: (T, B, I) any strides; w_ih: (D, G, I); w_hh: (D, G, H); b_x: (D, G)
-    (bias added to the input projection); b_hn: (D, H) (GRU reset-after only);
+    (bias added to the input projection); b_hn: (D, H) (reset-after GRU);
     reverse: (D,) 0/1; lengths: (B,) sorted descending, perm: (B,) sorted row
     -> caller row, n_active: (T,) rows with length > s; bounds: (K+1,) row
     blocks; h0, c0, h_n, c_n: (D, B, H) (c0/c_n used by the LSTM only);
-    y: (T, B, D*H) with unit stride on its last axis. All shapes are the
-    caller's responsibility (fastrnn.layers checks them).
+    y: (T, B, D*H), C-contiguous.
+
+    Training (keep_* given, step_chunk ignored): keep_x (D, N, I),
+    keep_gates (D, N, gate_stride), keep_h (D, N, H), keep_c (D, N, H) (LSTM)
+    receive the packed inputs, gate activations, h_{t-1} and c_{t-1},
+    N = sum(lengths); block_offsets: (K,) first packed row of each block.
     """
     cdef Py_ssize_t D = w_ih.shape[0], G = w_ih.shape[1], I = w_ih.shape[2]
-    cdef Py_ssize_t H = w_hh.shape[2]
+    cdef Py_ssize_t H = w_hh.shape[2], T = x.shape[0]
+    cdef Py_ssize_t ldg = gate_stride(kind, H)
     cdef Py_ssize_t n_blocks = bounds.shape[0] - 1
     cdef Py_ssize_t n_tasks = D * n_blocks
-    cdef Py_ssize_t rows_max = 0, k, task, d, r0, r1
+    cdef Py_ssize_t rows_max = _rows_max(bounds)
+    cdef Py_ssize_t task, d, blk, r0, r1, o
     cdef Py_ssize_t isz = sizeof(floating)
-    for k in range(n_blocks):
-        if bounds[k + 1] - bounds[k] > rows_max:
-            rows_max = bounds[k + 1] - bounds[k]
-    cdef Py_ssize_t cap = step_chunk * rows_max
-    # per-task workspace: xp (cap, I) | gx (cap, G) | gh (rows, G) | h, c, rh (rows, H)
-    cdef Py_ssize_t per_task = cap * (I + G) + rows_max * (G + 3 * H)
+    cdef bint training = keep_x is not None
+    cdef bint is_lstm = kind == LSTM
+    if training:
+        step_chunk = T
+    cdef Py_ssize_t cap = 0 if training else step_chunk * rows_max
+    # per-task workspace: [xp (cap, I) | gx (cap, ldg)] (inference) | gh (rows, 3H) | h, c, rh (rows, H)
+    cdef Py_ssize_t per_task = cap * (I + ldg) + rows_max * 6 * H
     work_arr = np.empty(n_tasks * per_task,
                         dtype=np.float32 if floating is float else np.float64)
     cdef floating[::1] work = work_arr
     cdef floating* ws
-    cdef bint is_lstm = kind == LSTM
+    cdef floating* xp
+    cdef floating* gx
+    cdef floating* hp
+    cdef floating* cp
 
     with nogil:
         for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
             d = task // n_blocks
-            r0 = bounds[task % n_blocks]
-            r1 = bounds[task % n_blocks + 1]
+            blk = task % n_blocks
+            r0 = bounds[blk]
+            r1 = bounds[blk + 1]
             ws = &work[0] + task * per_task
-            _run_task(kind, reverse[d] != 0,
-                      &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                      x.strides[2] // isz, I, H,
-                      &w_ih[d, 0, 0], &w_hh[d, 0, 0], &b_x[d, 0], &b_hn[d, 0],
-                      &lengths[0], &perm[0], &n_active[0], r0, r1,
-                      &h0[d, 0, 0], &c0[d, 0, 0] if is_lstm else NULL,
-                      &y[0, 0, d * H], y.strides[0] // isz, y.strides[1] // isz,
-                      &h_n[d, 0, 0], &c_n[d, 0, 0] if is_lstm else NULL,
-                      step_chunk,
-                      ws, ws + cap * I, ws + cap * (I + G),
-                      ws + cap * (I + G) + rows_max * G,
-                      ws + cap * (I + G) + rows_max * (G + H),
-                      ws + cap * (I + G) + rows_max * (G + 2 * H))
+            if training:
+                o = block_offsets[blk]
+                xp = &keep_x[d, 0, 0] + o * I
+                gx = &keep_gates[d, 0, 0] + o * ldg
+                hp = &keep_h[d, 0, 0] + o * H
+                cp = &keep_c[d, 0, 0] + o * H if is_lstm else NULL
+            else:
+                xp = ws
+                gx = ws + cap * I
+                hp = NULL
+                cp = NULL
+            _forward_task(kind, reverse[d] != 0,
+                          &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                          x.strides[2] // isz, I, H,
+                          &w_ih[d, 0, 0], &w_hh[d, 0, 0], &b_x[d, 0], &b_hn[d, 0],
+                          &lengths[0], &perm[0], &n_active[0], r0, r1,
+                          &h0[d, 0, 0], &c0[d, 0, 0] if is_lstm else NULL,
+                          &y[0, 0, d * H], y.strides[0] // isz, y.strides[1] // isz,
+                          &h_n[d, 0, 0], &c_n[d, 0, 0] if is_lstm else NULL,
+                          step_chunk, xp, gx, hp, cp,
+                          ws + cap * (I + ldg),
+                          ws + cap * (I + ldg) + rows_max * 3 * H,
+                          ws + cap * (I + ldg) + rows_max * 4 * H,
+                          ws + cap * (I + ldg) + rows_max * 5 * H)
+
+
+def backward_layer(int kind,
+                   const floating[:, :, ::1] w_hh,
+                   const int[::1] reverse,
+                   const Py_ssize_t[::1] lengths,
+                   const Py_ssize_t[::1] perm,
+                   const Py_ssize_t[::1] n_active,
+                   const Py_ssize_t[::1] bounds,
+                   const Py_ssize_t[::1] block_offsets,
+                   const floating[:, :, ::1] gates,
+                   const floating[:, :, ::1] h_prev,
+                   const floating[:, :, ::1] c_prev,
+                   const floating[:, :, :] dy,
+                   const floating[:, :, ::1] dh_n,
+                   const floating[:, :, ::1] dc_n,
+                   floating[:, :, ::1] dgates,
+                   floating[:, :, ::1] dh0,
+                   floating[:, :, ::1] dc0,
+                   int num_threads):
+    """BPTT through one layer (D directions) with the plan of its forward.
+
+    gates, h_prev, c_prev: what forward_layer kept (D, N, ·); dy: (T, B, D*H)
+    any strides, unit stride on its last axis; dh_n, dc_n: (D, B, H).
+    Writes dgates (D, N, grad_stride) and dh0, dc0 (D, B, H) (dc_n, dc0 are
+    used by the LSTM only).
+    """
+    cdef Py_ssize_t D = w_hh.shape[0], H = w_hh.shape[2]
+    cdef Py_ssize_t lda = gate_stride(kind, H), ldd = grad_stride(kind, H)
+    cdef Py_ssize_t n_blocks = bounds.shape[0] - 1
+    cdef Py_ssize_t n_tasks = D * n_blocks
+    cdef Py_ssize_t rows_max = _rows_max(bounds)
+    cdef Py_ssize_t per_task = rows_max * 3 * H
+    cdef Py_ssize_t task, d, blk, o
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint is_lstm = kind == LSTM
+    work_arr = np.empty(n_tasks * per_task,
+                        dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
+    cdef floating* ws
+
+    with nogil:
+        for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
+            d = task // n_blocks
+            blk = task % n_blocks
+            o = block_offsets[blk]
+            ws = &work[0] + task * per_task
+            _backward_task(kind, reverse[d] != 0, H, &w_hh[d, 0, 0],
+                           &lengths[0], &perm[0], &n_active[0], bounds[blk], bounds[blk + 1],
+                           &gates[d, 0, 0] + o * lda, &h_prev[d, 0, 0] + o * H,
+                           &c_prev[d, 0, 0] + o * H if is_lstm else NULL,
+                           &dy[0, 0, d * H], dy.strides[0] // isz, dy.strides[1] // isz,
+                           &dh_n[d, 0, 0], &dc_n[d, 0, 0] if is_lstm else NULL,
+                           &dgates[d, 0, 0] + o * ldd, &dh0[d, 0, 0],
+                           &dc0[d, 0, 0] if is_lstm else NULL,
+                           ws, ws + rows_max * H, ws + rows_max * 2 * H)
