@@ -3,6 +3,7 @@ import numpy as np
 
 from fastrnn import _checks
 from fastrnn._module import SequenceModule
+from fastrnn.layers import _dropout_mask
 
 
 def _check_module(name, module):
@@ -27,15 +28,17 @@ class Stacked(SequenceModule):
     are lists with one entry per layer, each in that layer's own form. Every
     layer must have the same dtype and batch_first, and each layer's
     input_size must equal the previous layer's output size. ``dropout`` is
-    applied between layers in training only (never when called).
+    applied between layers in ``forward`` only (never when called), drawn
+    from ``seed``.
     State-dict keys are the inner keys prefixed with the layer index ("0.weight_ih_l0").
     """
 
-    def __init__(self, layers, dropout=0.0):
+    def __init__(self, layers, dropout=0.0, seed=None):
         if not isinstance(layers, (list, tuple)) or not layers:
             raise TypeError("layers must be a non-empty list of fastrnn sequence layers")
         self.layers = [_check_module(f"layers[{i}]", m) for i, m in enumerate(layers)]
         self.dropout = _checks.probability("dropout", dropout)
+        self._dropout_rng = np.random.default_rng(_checks.seed(seed))
         first = self.layers[0]
         for i in range(1, len(self.layers)):
             prev, cur = self.layers[i - 1], self.layers[i]
@@ -58,19 +61,23 @@ class Stacked(SequenceModule):
         return f"Stacked([{inner}], dropout={self.dropout})"
 
     def _fresh_copy(self, seed):
-        seeds = np.random.SeedSequence(seed).spawn(len(self.layers))
-        return Stacked([m._fresh_copy(int(s.generate_state(1)[0])) for m, s in
-                        zip(self.layers, seeds)], self.dropout)
+        rng = np.random.default_rng(seed)
+        return Stacked([m._fresh_copy(int(rng.integers(2**63))) for m in self.layers],
+                       self.dropout, int(rng.integers(2**63)))
 
     def _named_parameters(self):
         return {f"{i}.{name}": arr for i, m in enumerate(self.layers)
                 for name, arr in m._named_parameters().items()}
 
-    def _check_state(self, hx, batch, batched):
+    def _named_grads(self):
+        return {f"{i}.{name}": arr for i, m in enumerate(self.layers)
+                for name, arr in m._named_grads().items()}
+
+    def _check_state(self, hx, batch, batched, what="hx"):
         if hx is None:
             return None
-        hx = _state_list("hx", hx, len(self.layers))
-        return [m._check_state(h, batch, batched) for m, h in zip(self.layers, hx)]
+        hx = _state_list(what, hx, len(self.layers))
+        return [m._check_state(h, batch, batched, what) for m, h in zip(self.layers, hx)]
 
     def _format_state(self, state, batched):
         return [m._format_state(s, batched) for m, s in zip(self.layers, state)]
@@ -81,6 +88,29 @@ class Stacked(SequenceModule):
             x, s = m._run(x, None if state is None else state[i], lengths, reverse)
             states.append(s)
         return x, states
+
+    def _train_forward(self, x, state, lengths, reverse):
+        states, traces = [], []
+        for i, m in enumerate(self.layers):
+            mask = None
+            if i > 0 and self.dropout > 0:
+                mask = _dropout_mask(self._dropout_rng, x.shape, self.dropout, self.dtype)
+                x = x * mask
+            x, s, trace = m._train_forward(x, None if state is None else state[i], lengths,
+                                           reverse)
+            states.append(s)
+            traces.append((trace, mask))
+        return x, states, traces
+
+    def _train_backward(self, traces, dy, dstate):
+        dstates = [None] * len(self.layers)
+        for i in range(len(self.layers) - 1, -1, -1):
+            trace, mask = traces[i]
+            dy, dstates[i] = self.layers[i]._train_backward(
+                trace, dy, None if dstate is None else dstate[i])
+            if mask is not None:
+                dy = dy * mask
+        return dy, dstates
 
 
 class Bidirectional(SequenceModule):
@@ -115,14 +145,20 @@ class Bidirectional(SequenceModule):
                       for name, arr in self.reverse_layer._named_parameters().items())
         return params
 
-    def _check_state(self, hx, batch, batched):
+    def _named_grads(self):
+        grads = dict(self.layer._named_grads())
+        grads.update((name + "_reverse", arr)
+                     for name, arr in self.reverse_layer._named_grads().items())
+        return grads
+
+    def _check_state(self, hx, batch, batched, what="hx"):
         if hx is None:
             return None
         if not isinstance(hx, (list, tuple)) or len(hx) != 2:
-            raise TypeError("hx must be a pair (forward state, reverse state), "
+            raise TypeError(f"{what} must be a pair (forward state, reverse state), "
                             f"got {type(hx).__name__}")
-        return (self.layer._check_state(hx[0], batch, batched),
-                self.reverse_layer._check_state(hx[1], batch, batched))
+        return (self.layer._check_state(hx[0], batch, batched, what),
+                self.reverse_layer._check_state(hx[1], batch, batched, what))
 
     def _format_state(self, state, batched):
         return (self.layer._format_state(state[0], batched),
@@ -132,8 +168,27 @@ class Bidirectional(SequenceModule):
         fwd, rev = (None, None) if state is None else state
         y_f, s_f = self.layer._run(x, fwd, lengths, False)
         y_r, s_r = self.reverse_layer._run(x, rev, lengths, True)
-        y = np.concatenate((y_f, y_r), axis=2) if self.merge == "concat" else y_f + y_r
-        return y, (s_f, s_r)
+        return self._merge(y_f, y_r), (s_f, s_r)
+
+    def _train_forward(self, x, state, lengths, reverse):
+        fwd, rev = (None, None) if state is None else state
+        y_f, s_f, t_f = self.layer._train_forward(x, fwd, lengths, False)
+        y_r, s_r, t_r = self.reverse_layer._train_forward(x, rev, lengths, True)
+        return self._merge(y_f, y_r), (s_f, s_r), (t_f, t_r)
+
+    def _train_backward(self, traces, dy, dstate):
+        d_fwd, d_rev = (None, None) if dstate is None else dstate
+        if self.merge == "concat":
+            width = self.layer.output_size
+            dy_f, dy_r = dy[..., :width], dy[..., width:]
+        else:
+            dy_f = dy_r = dy
+        dx_f, ds_f = self.layer._train_backward(traces[0], dy_f, d_fwd)
+        dx_r, ds_r = self.reverse_layer._train_backward(traces[1], dy_r, d_rev)
+        return dx_f + dx_r, (ds_f, ds_r)
+
+    def _merge(self, y_f, y_r):
+        return np.concatenate((y_f, y_r), axis=2) if self.merge == "concat" else y_f + y_r
 
 
 def _has_reverse(module):
