@@ -1,15 +1,22 @@
 """fastrnn: fast CPU recurrent neural networks (RNN, GRU, LSTM) on numpy arrays.
 
 Names and semantics follow PyTorch's torch.nn.RNN/GRU/LSTM and their cells;
-weights move both ways through state_dict()/load_state_dict().
+weights move both ways through state_dict()/load_state_dict(). Training:
+``forward``/``backward`` (BPTT) on every module, ``fastrnn.optim``,
+``fastrnn.losses``, ``Dense`` and ``Embedding``.
 """
 from fastrnn._threads import get_num_threads, set_num_threads
 from fastrnn._config import show_config
+from fastrnn import losses, optim
 from fastrnn.cells import GRUCell, LSTMCell, RNNCell
 from fastrnn.composition import Bidirectional, Stacked
 from fastrnn.layers import GRU, LSTM, RNN
+from fastrnn.linear import Dense, Embedding
+from fastrnn.optim import clip_grad_norm
+from fastrnn.training import truncated_bptt
 
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
-           "Bidirectional", "set_num_threads", "get_num_threads", "show_config"]
+           "Bidirectional", "Dense", "Embedding", "optim", "losses", "clip_grad_norm",
+           "truncated_bptt", "set_num_threads", "get_num_threads", "show_config"]

@@ -142,3 +142,18 @@ def state_array(name, value, shape, dtype):
     arr = float_array(name, value, dtype)
     expect_shape(name, arr, shape)
     return np.ascontiguousarray(arr)
+
+
+def token_ids(name, value, vocab_size):
+    """Integer ids in [0, vocab_size), any shape, as an intp array."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise TypeError(f"{name} must be an array of integer ids, could not convert "
+                        f"{type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer ids, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+        raise ValueError(f"{name} must be in [0, {vocab_size}), got values from "
+                         f"{arr.min()} to {arr.max()}")
+    return arr.astype(np.intp, copy=False)

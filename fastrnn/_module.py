@@ -108,7 +108,7 @@ class SequenceModule(Parameterized):
         shape (None = zeros; for an LSTM a pair whose entries may be None).
         Adds the parameter gradients into ``grads``.
         """
-        claim(ctx, self)
+        check_context(ctx, self)
         out_shape = (ctx.steps, ctx.batch, self.output_size)
         if not ctx.batched:
             user_shape = (ctx.steps, self.output_size)
@@ -120,6 +120,7 @@ class SequenceModule(Parameterized):
         dy3 = arr.reshape(out_shape) if not ctx.batched else (
             arr.transpose(1, 0, 2) if self.batch_first else arr)
         dstate = self._check_state(dh_n, ctx.batch, ctx.batched, what="dh_n")
+        ctx.used = True
         with serial_blas():
             dx, dstate0 = self._train_backward(ctx.trace, np.ascontiguousarray(dy3), dstate)
         ctx.trace = None                   # free the stored activations
@@ -139,15 +140,18 @@ class Context:
 
     __slots__ = ("module", "trace", "batched", "steps", "batch", "used")
 
-    def __init__(self, module, trace, batched, steps, batch):
+    def __init__(self, module, trace, batched=True, steps=0, batch=0):
         self.module, self.trace = module, trace
         self.batched, self.steps, self.batch = batched, steps, batch
         self.used = False
 
 
 
-def claim(ctx, module):
-    """Check that ``ctx`` came from ``module.forward`` and was not used; mark it used."""
+def check_context(ctx, module):
+    """Check that ``ctx`` came from ``module.forward`` and was not backpropagated yet.
+
+    Callers set ``ctx.used = True`` once the other arguments are checked too,
+    so a call refused for a bad argument leaves the context usable."""
     if not isinstance(ctx, Context):
         raise TypeError(f"ctx must be the context returned by forward, got {type(ctx).__name__}")
     if ctx.module is not module:
@@ -155,4 +159,3 @@ def claim(ctx, module):
                          "backward")
     if ctx.used:
         raise ValueError("ctx has already been backpropagated; run forward again")
-    ctx.used = True

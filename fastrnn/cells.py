@@ -7,7 +7,7 @@ the layer's kernel and validation, with PyTorch's cell names for the weights
 import numpy as np
 
 from fastrnn import _checks
-from fastrnn._module import Context, Parameterized, claim
+from fastrnn._module import Context, Parameterized, check_context
 from fastrnn._threads import serial_blas
 from fastrnn.layers import GRU, LSTM, RNN
 
@@ -46,7 +46,7 @@ class _Cell(Parameterized):
     def backward(self, ctx, dh):
         """``dx, dhx`` for the loss sum(dh * h') (+ sum(dc * c') for the LSTMCell,
         dh = (dh, dc), entries may be None); adds the weight gradients into grads."""
-        claim(ctx, self)
+        check_context(ctx, self)
         batch = ctx.batch
         shape = (batch, self.hidden_size) if ctx.batched else (self.hidden_size,)
         if self._is_lstm:
@@ -58,6 +58,7 @@ class _Cell(Parameterized):
         dstate = tuple(None if v is None else
                        _checks.state_array(n, v, shape, self.dtype).reshape(1, batch, -1)
                        for n, v in zip(names, values))
+        ctx.used = True
         dy = np.zeros((1, batch, self.hidden_size), self.dtype)
         with serial_blas():
             dx, dstate0 = self._layer._train_backward(ctx.trace, dy, dstate)
