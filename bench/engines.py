@@ -1,0 +1,197 @@
+"""Benchmark configurations and the engines that run them, with shared weights.
+
+Each engine factory returns a zero-argument callable that runs one
+configuration once (or None when the engine is not installed or has no such
+operation). Used by the pytest-benchmark suite (test_bench.py) and by the
+one-run comparison table (compare.py).
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+import fastrnn
+
+try:
+    import numpy_engine
+except ImportError:                      # imported as bench.engines
+    from bench import numpy_engine
+
+SMOKE = os.environ.get("FASTRNN_BENCH_SMOKE", "") not in ("", "0")
+THREADS = int(os.environ.get("FASTRNN_BENCH_THREADS", "2"))
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    kind: str                 # "lstm", "gru", "rnn"
+    I: int
+    H: int
+    B: int
+    T: int = 100
+    bidirectional: bool = False
+    task: str = "infer"       # "infer", "train", "cell", "varlen"
+    target: float = 1.0       # ratio to reach (fastrnn / fastest other engine)
+
+    @property
+    def steps(self):
+        return min(self.T, 4) if SMOKE else self.T
+
+
+CONFIGS = [
+    Config("lstm-h64-b1", "lstm", 64, 64, 1, target=0.6),
+    Config("lstm-h256-b1", "lstm", 256, 256, 1, target=0.6),
+    Config("gru-h256-b1", "gru", 256, 256, 1, target=0.6),
+    Config("lstm-h256-b64", "lstm", 256, 256, 64, target=0.9),
+    Config("gru-h256-b64", "gru", 256, 256, 64, target=0.9),
+    Config("rnn-h256-b64", "rnn", 256, 256, 64, target=0.9),
+    Config("lstm-h512-b16", "lstm", 512, 512, 16, target=0.9),
+    Config("bilstm-h128-b32", "lstm", 128, 128, 32, bidirectional=True, target=0.6),
+    Config("bigru-h128-b1", "gru", 128, 128, 1, bidirectional=True, target=0.6),
+    Config("train-lstm-h256-b1", "lstm", 256, 256, 1, task="train", target=0.5),
+    Config("train-gru-h256-b8", "gru", 256, 256, 8, task="train", target=0.5),
+    Config("train-lstm-h256-b64", "lstm", 256, 256, 64, task="train", target=0.8),
+    Config("train-bilstm-h128-b32", "lstm", 128, 128, 32, T=50, bidirectional=True,
+           task="train", target=0.5),
+    Config("lstmcell-h128-b1", "lstm", 128, 128, 1, T=1, task="cell", target=0.2),
+    Config("lstmcell-h512-b1", "lstm", 512, 512, 1, T=1, task="cell", target=0.6),
+    Config("varlen-lstm-h256-b64", "lstm", 256, 256, 64, T=200, task="varlen"),
+]
+
+ENGINES = ["fastrnn", "numpy", "torch", "onnxruntime"]
+
+
+def make_layer(cfg):
+    cls = {"lstm": fastrnn.LSTM, "gru": fastrnn.GRU, "rnn": fastrnn.RNN}[cfg.kind]
+    return cls(cfg.I, cfg.H, bidirectional=cfg.bidirectional, seed=0)
+
+
+def inputs(cfg):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((cfg.steps, cfg.B, cfg.I)).astype(np.float32)
+    lengths = rng.integers(1, cfg.steps + 1, cfg.B) if cfg.task == "varlen" else None
+    return x, lengths
+
+
+def fastrnn_engine(cfg, variant=None):
+    fastrnn.set_num_threads(THREADS)
+    layer = make_layer(cfg)
+    x, lengths = inputs(cfg)
+    if variant == "full":
+        lengths = None
+    if cfg.task == "cell":
+        cell = fastrnn.LSTMCell(cfg.I, cfg.H, seed=0)
+        state = (np.zeros((1, cfg.H), np.float32), np.zeros((1, cfg.H), np.float32))
+        return lambda: cell(x[0], state)
+    if cfg.task == "train":
+        dy = np.ones((cfg.steps, cfg.B, layer.output_size), np.float32)
+
+        def step():
+            y, _, ctx = layer.forward(x)
+            layer.backward(ctx, dy)
+        return step
+    return lambda: layer(x, lengths=lengths)
+
+
+def numpy_engine_(cfg, variant=None):
+    if cfg.task != "infer":
+        return None
+    sd = make_layer(cfg).state_dict()
+    x, _ = inputs(cfg)
+    return lambda: numpy_engine.run(cfg.kind, sd, x, 1, cfg.bidirectional)
+
+
+def torch_engine(cfg, variant=None):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(THREADS)
+    sd = {k: torch.from_numpy(v) for k, v in make_layer(cfg).state_dict().items()}
+    x, lengths = inputs(cfg)
+    xt = torch.from_numpy(x)
+    if cfg.task == "cell":
+        cell = torch.nn.LSTMCell(cfg.I, cfg.H)
+        cell.load_state_dict({k[:-3]: v for k, v in sd.items()})
+        state = (torch.zeros(1, cfg.H), torch.zeros(1, cfg.H))
+
+        def step():
+            with torch.inference_mode():
+                return cell(xt[0], state)
+        return step
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cfg.kind]
+    module = cls(cfg.I, cfg.H, bidirectional=cfg.bidirectional)
+    module.load_state_dict(sd)
+    if cfg.task == "train":
+        dy = torch.ones(cfg.steps, cfg.B, module.hidden_size * (2 if cfg.bidirectional else 1))
+
+        def step():
+            module.zero_grad()
+            y, _ = module(xt.requires_grad_())
+            y.backward(dy)
+        return step
+    if cfg.task == "varlen" and variant != "full":
+        from torch.nn.utils.rnn import pack_padded_sequence
+        lt = torch.from_numpy(lengths)
+
+        def run_packed():
+            with torch.inference_mode():
+                return module(pack_padded_sequence(xt, lt, enforce_sorted=False))
+        return run_packed
+
+    def run():
+        with torch.inference_mode():
+            return module(xt)
+    return run
+
+
+def onnx_engine(cfg, variant=None):
+    if cfg.task not in ("infer", "varlen"):
+        return None
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    sd = make_layer(cfg).state_dict()
+    x, lengths = inputs(cfg)
+    H, D = cfg.H, 2 if cfg.bidirectional else 1
+    # PyTorch gate order -> ONNX: GRU [r,z,n] -> [z,r,h]; LSTM [i,f,g,o] -> [i,o,f,c]
+    order = {"gru": [1, 0, 2], "lstm": [0, 3, 1, 2], "rnn": [0]}[cfg.kind]
+
+    def reorder(w):
+        blocks = np.split(w, len(order), axis=0)
+        return np.concatenate([blocks[i] for i in order], axis=0)
+
+    sfx = ["_l0", "_l0_reverse"][:D]
+    W = np.stack([reorder(sd["weight_ih" + s]) for s in sfx])
+    R = np.stack([reorder(sd["weight_hh" + s]) for s in sfx])
+    Bias = np.stack([np.concatenate([reorder(sd["bias_ih" + s]), reorder(sd["bias_hh" + s])])
+                     for s in sfx])
+    op = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cfg.kind]
+    attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+    if cfg.kind == "gru":
+        attrs["linear_before_reset"] = 1
+    node = helper.make_node(op, ["X", "W", "R", "B", "seq_lens"], ["Y"], **attrs)
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, a.shape, a.ravel())
+             for n, a in (("W", W), ("R", R), ("B", Bias))]
+    graph = helper.make_graph(
+        [node], "rnn",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape)),
+         helper.make_tensor_value_info("seq_lens", TensorProto.INT32, [cfg.B])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    seq = (lengths if lengths is not None and variant != "full"
+           else np.full(cfg.B, cfg.steps)).astype(np.int32)
+    feed = {"X": x, "seq_lens": seq}
+    return lambda: sess.run(None, feed)
+
+
+FACTORIES = {"fastrnn": fastrnn_engine, "numpy": numpy_engine_, "torch": torch_engine,
+             "onnxruntime": onnx_engine}

@@ -1,0 +1,36 @@
+"""pytest-benchmark suite: fastrnn beside numpy, PyTorch and ONNX Runtime.
+
+    pytest bench --benchmark-group-by=group          # full timings
+    FASTRNN_BENCH_SMOKE=1 pytest bench --benchmark-disable   # CI: every case runs once
+
+Each configuration is one benchmark group, so the engines read side by side.
+Engines that are not installed (or lack the operation) are skipped.
+"""
+import pytest
+
+import engines
+
+CASES = [(cfg, engine) for cfg in engines.CONFIGS for engine in engines.ENGINES]
+
+
+@pytest.mark.parametrize("cfg,engine", CASES,
+                         ids=[f"{c.name}-{e}" for c, e in CASES])
+def test_engine(benchmark, cfg, engine):
+    fn = engines.FACTORIES[engine](cfg)
+    if fn is None:
+        pytest.skip(f"{engine} is not installed or has no {cfg.task} for {cfg.kind}")
+    benchmark.group = cfg.name
+    benchmark.extra_info.update(engine=engine, threads=engines.THREADS)
+    benchmark(fn)
+
+
+@pytest.mark.parametrize("engine", ["fastrnn", "torch", "onnxruntime"])
+def test_full_length_of_varlen_batch(benchmark, engine):
+    """The variable-length configuration's batch at full length, for the cost ratio."""
+    cfg = next(c for c in engines.CONFIGS if c.task == "varlen")
+    fn = engines.FACTORIES[engine](cfg, "full")
+    if fn is None:
+        pytest.skip(f"{engine} is not installed")
+    benchmark.group = cfg.name
+    benchmark.extra_info.update(engine=engine + " full", threads=engines.THREADS)
+    benchmark(fn)
