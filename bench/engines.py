@@ -59,6 +59,9 @@ CONFIGS = [
 ]
 
 ENGINES = ["fastrnn", "numpy", "torch", "onnxruntime"]
+# the tasks each engine has (the numpy baseline and ONNX Runtime do no training)
+TASKS = {"fastrnn": {"infer", "train", "cell", "varlen"}, "numpy": {"infer"},
+         "torch": {"infer", "train", "cell", "varlen"}, "onnxruntime": {"infer", "varlen"}}
 
 
 def make_layer(cfg):
