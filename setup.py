@@ -25,27 +25,40 @@ def _truthy(name):
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _compiler_has_openmp(compiler):
-    """Compile and link a tiny OpenMP program with the build's own compiler."""
-    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+# Flags that keep IEEE results but let the loops of the gate passes vectorise:
+# without traps assumed, the clamps and selects become blends; the alias-check
+# budget lets the compiler version the loops that read several gate rows.
+VECTORIZE_FLAGS = ["-fno-trapping-math", "--param=vect-max-version-for-alias-checks=100"]
+
+
+def _compiles(compiler, flags, source="int main(void) { return 0; }\n", link=False):
+    """Whether the build's own compiler accepts ``flags`` for ``source``."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "probe.c")
         with open(path, "w") as f:
             f.write(source)
         try:
-            objects = compiler.compile([path], output_dir=tmp, extra_postargs=["-fopenmp"])
-            compiler.link_executable(objects, os.path.join(tmp, "probe"),
-                                     extra_postargs=["-fopenmp"])
-        except Exception:  # any compile or link failure means no usable OpenMP
+            objects = compiler.compile([path], output_dir=tmp,
+                                       extra_postargs=flags + ["-Werror"])
+            if link:
+                compiler.link_executable(objects, os.path.join(tmp, "probe"),
+                                         extra_postargs=flags)
+        except Exception:  # any compile or link failure means "no"
             return False
     return True
+
+
+def _compiler_has_openmp(compiler):
+    """Compile and link a tiny OpenMP program with the build's own compiler."""
+    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+    return _compiles(compiler, ["-fopenmp"], source, link=True)
 
 
 class BuildExt(build_ext):
     """build_ext that adds optimisation and (probed) OpenMP flags."""
 
     def build_extensions(self):
-        compile_args = ["-O3"]
+        compile_args = ["-O3"] + [f for f in VECTORIZE_FLAGS if _compiles(self.compiler, [f])]
         link_args = []
         if _truthy("FASTRNN_NATIVE"):
             compile_args.append("-march=native")
