@@ -9,7 +9,7 @@ swap the operands (and m with n) and keep each operand's transpose flag.
 The helpers are inline so every kernel gets a direct call; they never raise.
 """
 from cython cimport floating
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 
 cdef inline void gemm(char trans_a, char trans_b, int m, int n, int k,
@@ -40,3 +40,18 @@ cdef inline void gemm_abt(int m, int n, int k, const floating* a, int lda,
     The shape of every projection by a PyTorch weight (gates = inputs @ Wᵀ).
     """
     gemm(c'N', c'T', m, n, k, <floating> 1, a, lda, b, ldb, beta, c, ldc)
+
+
+cdef inline void gemv_ax(int m, int k, const floating* a, int lda, const floating* x,
+                         floating beta, floating* y) noexcept nogil:
+    """y (m) = A (m x k, row-major) @ x (k) + beta * y; nothing when m == 0."""
+    cdef char trans = c'T'
+    cdef int one = 1
+    cdef floating alpha = 1
+    if m <= 0:
+        return
+    # column-major: A is Aᵀ (k x m, ld lda), so y = (Aᵀ)ᵀ x
+    if floating is float:
+        sgemv(&trans, &k, &m, &alpha, <float*> a, &lda, <float*> x, &one, &beta, y, &one)
+    else:
+        dgemv(&trans, &k, &m, &alpha, <double*> a, &lda, <double*> x, &one, &beta, y, &one)

@@ -10,8 +10,8 @@ import math
 import numpy as np
 
 from fastrnn import _checks
-from fastrnn._kernels._recurrent import (backward_layer, forward_layer, gate_stride,
-                                         grad_stride)
+from fastrnn._kernels._recurrent import (backward_layer, forward_layer, forward_layer_units,
+                                         gate_stride, grad_stride)
 from fastrnn._module import SequenceModule
 from fastrnn._threads import get_num_threads
 
@@ -254,6 +254,17 @@ class _RecurrentLayer(SequenceModule):
                                           h_prev=keep["keep_h"],
                                           c_prev=keep["keep_c"] if is_lstm else None,
                                           mask=mask))
+            threads = get_num_threads()
+            if not training and _split_units(batch, D, threads, G, H, self.dtype):
+                step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
+                                        // (batch * max(G, inp.shape[2]))))
+                forward_layer_units(self._kind, inp, self._w_ih[layer][0], self._w_hh[layer][0],
+                                    b_x[0], b_hn[0], bool(flags[0]), plan.lengths, plan.perm,
+                                    plan.n_active, h0[0], c0[0] if is_lstm else unused[0], y,
+                                    h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
+                                    step_chunk, threads)
+                inp = y
+                continue
             step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
                                     // (plan.rows_max * max(G, inp.shape[2]))))
             forward_layer(self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_x, b_hn,
@@ -328,6 +339,17 @@ class _RecurrentLayer(SequenceModule):
                 self._grads["bias_hh" + sfx] += dgh.sum(axis=0)
             dx[plan.packed_index(bool(flags[d]))] += dgx @ tr.w_ih[d]
         return dx.reshape(plan.steps, plan.batch, in_size)
+
+
+def _split_units(batch, directions, threads, gate_rows, hidden, dtype):
+    """Whether to split hidden units (not the batch) across threads.
+
+    With one direction and a batch too small to give every thread a few rows,
+    splitting the batch leaves threads idle (and each would stream all of W_hh
+    every step); splitting the units gives each thread its share of the
+    weights, at the cost of a barrier per step.
+    """
+    return threads > 1 and directions == 1 and batch < 4 * threads
 
 
 def _dropout_mask(rng, shape, p, dtype):

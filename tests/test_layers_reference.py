@@ -181,3 +181,29 @@ def test_inputs_and_states_not_modified(mode, cls, opts, rng):
         np.testing.assert_array_equal(a, b)
     for k, v in layer.state_dict().items():
         np.testing.assert_array_equal(v, sd[k])
+
+
+@pytest.mark.parametrize("split_units", [False, True], ids=["batch-split", "unit-split"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
+def test_both_thread_splits_match_reference(mode, cls, opts, threads, split_units, rng,
+                                            monkeypatch):
+    """Small batches split the hidden units across threads, others the batch;
+    both give the reference's answer, forwards and in reverse (Bidirectional)."""
+    monkeypatch.setattr(layers_module, "_split_units", lambda *a: split_units)
+    fastrnn.set_num_threads(threads)
+    layer = cls(4, 7, num_layers=2, dtype=np.float64, seed=11, **opts)
+    x = rng.standard_normal((9, 3, 4))
+    lengths = np.array([4, 9, 1])
+    _check_layer(layer, mode, opts, x, rng, lengths=lengths, with_state=True)
+    bi = fastrnn.Bidirectional(layer, seed=12)
+    y, _ = bi(x, lengths=lengths)
+    y_r, _, _ = ref.run_layer(mode, {k[:-8]: v for k, v in bi.state_dict().items()
+                                     if k.endswith("_reverse")},
+                              x, 2, lengths=lengths, reverse=True, **ref_options(mode, opts))
+    assert_close(y[..., 7:], y_r, np.float64, "reverse copy")
+    # float32, and a step chunk smaller than the sequence
+    monkeypatch.setattr(layers_module, "_STEP_CHUNK_ELEMENTS", 1)
+    layer32 = cls(4, 7, num_layers=2, dtype=np.float32, seed=11, **opts)
+    _check_layer(layer32, mode, opts, x.astype(np.float32), rng, lengths=lengths,
+                 with_state=True)

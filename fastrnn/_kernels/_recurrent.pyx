@@ -30,12 +30,13 @@ reset-after GRU which keeps a fourth block W_hn h + b_hn (stride 4H) that its
 backward needs. Nothing here validates: fastrnn.layers checks every shape.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy
 
 import numpy as np
 
-from fastrnn._blas cimport gemm, gemm_abt
+from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
+from fastrnn._openmp cimport fastrnn_barrier, omp_get_num_threads, omp_get_thread_num
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
 
 # cell kinds (kept in sync with fastrnn.layers)
@@ -494,6 +495,146 @@ cdef void _backward_task(int kind, bint reverse, Py_ssize_t H, const floating* w
             memcpy(dc0 + b * H, dc + j * H, H * sizeof(floating))
 
 
+cdef inline void _rows_times_wt(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k,
+                                const floating* a, const floating* w, floating beta,
+                                floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C (n x m, row stride ldc) = A (n x k, contiguous) @ Wᵀ + beta C, W (m x k)
+    contiguous rows; one row is a matrix-vector product."""
+    if n == 1:
+        gemv_ax(<int> m, <int> k, w, <int> k, a, beta, c)
+    else:
+        gemm_abt(<int> n, <int> m, <int> k, a, <int> k, w, <int> k, beta, c, <int> ldc)
+
+
+cdef void _unit_worker(int kind, bint reverse,
+                       const floating* x, Py_ssize_t xs0, Py_ssize_t xs1, Py_ssize_t xs2,
+                       Py_ssize_t I, Py_ssize_t H, Py_ssize_t B,
+                       const floating* w_ih, const floating* w_hh,
+                       const floating* b_x, const floating* b_hn,
+                       const Py_ssize_t* lengths, const Py_ssize_t* perm,
+                       const Py_ssize_t* n_active,
+                       const floating* h0, const floating* c0,
+                       floating* y, Py_ssize_t ys0, Py_ssize_t ys1,
+                       floating* h_n, floating* c_n, Py_ssize_t step_chunk,
+                       floating* shared, floating* ws, int tid, int nthreads) noexcept nogil:
+    """One thread of the unit-split forward: hidden units [u0, u1) of every gate.
+
+    For small batches the recurrent product is a matrix-vector product, so
+    splitting the batch leaves threads idle; here each thread owns the rows of
+    W_ih and W_hh of its units (each thread streams only its part of the
+    weights every step) and the threads meet at one barrier per step (two for
+    the reset-before GRU) to exchange h_t. Same arguments as _forward_task for
+    all B rows; shared: h_{t-1} | h_t | r ⊙ h_{t-1} (B x H each); ws: this
+    thread's workspace (see forward_layer_units).
+    """
+    cdef Py_ssize_t gates = _gates(kind)
+    cdef Py_ssize_t u0 = H * tid // nthreads
+    cdef Py_ssize_t U = H * (tid + 1) // nthreads - u0
+    cdef Py_ssize_t ldg = (4 if kind == GRU_RESET_AFTER else gates) * U
+    cdef Py_ssize_t cap = step_chunk * B
+    cdef Py_ssize_t n_steps = lengths[0]
+    cdef Py_ssize_t s0, s1, s, j, i, q, n, off, t, b
+    cdef floating* xp = ws
+    cdef floating* gx = xp + cap * I
+    cdef floating* gh = gx + cap * 4 * H
+    cdef floating* h = gh + B * 3 * H
+    cdef floating* c = h + B * H
+    cdef floating* rh = c + B * H
+    cdef floating* bx = rh + B * H
+    cdef floating* bhn = bx + 4 * H
+    cdef floating* h_prev = shared
+    cdef floating* h_next = shared + B * H
+    cdef floating* rh_all = shared + 2 * B * H
+    cdef floating* swap
+    cdef floating* gblk
+    cdef floating* dst
+    cdef const floating* src
+
+    for q in range(gates):
+        memcpy(bx + q * U, b_x + q * H + u0, U * sizeof(floating))
+    memcpy(bhn, b_hn + u0, U * sizeof(floating))
+    for j in range(B):
+        b = perm[j]
+        memcpy(h + j * U, h0 + b * H + u0, U * sizeof(floating))
+        memcpy(h_prev + j * H + u0, h0 + b * H + u0, U * sizeof(floating))
+        if kind == LSTM:
+            memcpy(c + j * U, c0 + b * H + u0, U * sizeof(floating))
+    fastrnn_barrier()
+
+    s0 = 0
+    while s0 < n_steps:
+        s1 = s0 + step_chunk
+        if s1 > n_steps:
+            s1 = n_steps
+        off = 0
+        for s in range(s0, s1):
+            n = n_active[s]
+            for j in range(n):
+                t = _time(reverse, lengths, j, s)
+                src = x + t * xs0 + perm[j] * xs1
+                dst = xp + (off + j) * I
+                if xs2 == 1:
+                    memcpy(dst, src, I * sizeof(floating))
+                else:
+                    for i in range(I):
+                        dst[i] = src[i * xs2]
+            off += n
+        # Gx[:, gate q, my units] = X_packed @ W_ih[gate q, my units]ᵀ
+        if U > 0:
+            for q in range(gates):
+                gemm_abt(<int> off, <int> U, <int> I, xp, <int> I, w_ih + (q * H + u0) * I,
+                         <int> I, <floating> 0, gx + q * U, <int> ldg)
+        off = 0
+        for s in range(s0, s1):
+            n = n_active[s]
+            gblk = gx + off * ldg
+            if U > 0:
+                if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
+                    # G_t[:, gate q, my units] += h_{t-1} W_hh[gate q, my units]ᵀ
+                    for q in range(gates):
+                        _rows_times_wt(n, U, H, h_prev, w_hh + (q * H + u0) * H,
+                                       <floating> 1, gblk + q * U, ldg)
+                    if kind == LSTM:
+                        _lstm_rows(n, U, gblk, ldg, bx, h, c)
+                    else:
+                        _rnn_rows(kind == RNN_RELU, n, U, gblk, ldg, bx, h)
+                elif kind == GRU_RESET_AFTER:
+                    for q in range(3):
+                        _rows_times_wt(n, U, H, h_prev, w_hh + (q * H + u0) * H,
+                                       <floating> 0, gh + q * U, 3 * U)
+                    _gru_after_rows(n, U, gblk, gh, bx, bhn, h)
+                else:
+                    for q in range(2):
+                        _rows_times_wt(n, U, H, h_prev, w_hh + (q * H + u0) * H,
+                                       <floating> 1, gblk + q * U, ldg)
+                    _gru_before_gates(n, U, gblk, bx, h, rh)
+                    for j in range(n):
+                        memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
+            if kind == GRU_RESET_BEFORE:
+                fastrnn_barrier()              # every unit of r ⊙ h_{t-1} is written
+                if U > 0:
+                    # G_n[:, my units] += (r ⊙ h_{t-1}) W_hn[my units]ᵀ
+                    _rows_times_wt(n, U, H, rh_all, w_hh + (2 * H + u0) * H,
+                                   <floating> 1, gblk + 2 * U, ldg)
+                    _gru_before_update(n, U, gblk, bx, h)
+            for j in range(n):
+                memcpy(h_next + j * H + u0, h + j * U, U * sizeof(floating))
+                t = _time(reverse, lengths, j, s)
+                memcpy(y + t * ys0 + perm[j] * ys1 + u0, h + j * U, U * sizeof(floating))
+            fastrnn_barrier()                  # h_t is complete before anyone reads it
+            swap = h_prev
+            h_prev = h_next
+            h_next = swap
+            off += n
+        s0 = s1
+
+    for j in range(B):
+        b = perm[j]
+        memcpy(h_n + b * H + u0, h + j * U, U * sizeof(floating))
+        if kind == LSTM:
+            memcpy(c_n + b * H + u0, c + j * U, U * sizeof(floating))
+
+
 # ---------------------------------------------------------------------------
 # entry points (shapes checked by the caller)
 # ---------------------------------------------------------------------------
@@ -663,3 +804,52 @@ def activations(const floating[::1] x, floating[::1] sig, floating[::1] tnh):
         for i in range(x.shape[0]):
             sig[i] = sigmoid(x[i])
             tnh[i] = tanh_(x[i])
+
+
+def forward_layer_units(int kind,
+                        const floating[:, :, :] x,
+                        const floating[:, ::1] w_ih,
+                        const floating[:, ::1] w_hh,
+                        const floating[::1] b_x,
+                        const floating[::1] b_hn,
+                        bint reverse,
+                        const Py_ssize_t[::1] lengths,
+                        const Py_ssize_t[::1] perm,
+                        const Py_ssize_t[::1] n_active,
+                        const floating[:, ::1] h0,
+                        const floating[:, ::1] c0,
+                        floating[:, :, ::1] y,
+                        floating[:, ::1] h_n,
+                        floating[:, ::1] c_n,
+                        Py_ssize_t step_chunk,
+                        int num_threads):
+    """One direction of one layer with its hidden units split across threads.
+
+    For small batches (see _unit_worker). Shapes as forward_layer for one
+    direction: w_ih (G, I), w_hh (G, H), b_x (G,), b_hn (H,), h0/c0/h_n/c_n
+    (B, H), y (T, B, H) or a view of y's columns for this direction (unit
+    stride on the last axis). Inference only.
+    """
+    cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = lengths.shape[0]
+    cdef Py_ssize_t cap = step_chunk * B
+    # per thread, sized for a team of one: xp (cap, I) | gx (cap, 4H) | gh (B, 3H) |
+    # h, c, rh (B, H) | bias (4H) | b_hn (H)
+    cdef Py_ssize_t per_thread = cap * (I + 4 * H) + B * 6 * H + 5 * H
+    dtype = np.float32 if floating is float else np.float64
+    work_arr = np.empty(num_threads * per_thread, dtype=dtype)
+    shared_arr = np.empty(3 * B * H, dtype=dtype)
+    cdef floating[::1] work = work_arr
+    cdef floating[::1] shared = shared_arr
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint is_lstm = kind == LSTM
+    cdef int tid, nthreads
+    with nogil, parallel(num_threads=num_threads):
+        tid = omp_get_thread_num()
+        nthreads = omp_get_num_threads()
+        _unit_worker(kind, reverse, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                     x.strides[2] // isz, I, H, B, &w_ih[0, 0], &w_hh[0, 0], &b_x[0],
+                     &b_hn[0], &lengths[0], &perm[0], &n_active[0],
+                     &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
+                     &y[0, 0, 0], y.strides[0] // isz, y.strides[1] // isz,
+                     &h_n[0, 0], &c_n[0, 0] if is_lstm else NULL, step_chunk,
+                     &shared[0], &work[0] + tid * per_thread, tid, nthreads)
