@@ -77,6 +77,8 @@ def float_array(name, value, dtype):
     kernels read through strides and never write to inputs). Refuses values
     that are not real floating-point numbers.
     """
+    if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
+        return value                      # the common case, checked cheaply
     try:
         arr = np.asarray(value)
     except Exception as exc:  # e.g. a tensor that requires grad, ragged lists

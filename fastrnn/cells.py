@@ -4,12 +4,24 @@ A cell is a one-layer, one-direction layer run for a single step; it shares
 the layer's kernel and validation, with PyTorch's cell names for the weights
 (weight_ih, weight_hh, bias_ih, bias_hh).
 """
+import functools
+
 import numpy as np
 
 from fastrnn import _checks
+from fastrnn._kernels._recurrent import cell_step
 from fastrnn._module import Context, Parameterized, check_context
 from fastrnn._threads import serial_blas
 from fastrnn.layers import GRU, LSTM, RNN
+
+
+@functools.lru_cache(maxsize=64)
+def _single_step_rows(batch):
+    """(lengths of 1, identity permutation) for a one-step batch of ``batch`` rows."""
+    ones = np.ones(batch, np.intp)
+    rows = np.arange(batch, dtype=np.intp)
+    ones.flags.writeable = rows.flags.writeable = False
+    return ones, rows
 
 
 class _Cell(Parameterized):
@@ -31,14 +43,28 @@ class _Cell(Parameterized):
         return repr(self._layer).replace(type(self._layer).__name__, type(self).__name__, 1)
 
     def __call__(self, x, hx=None):
-        x3, state, batched = self._check_step(x, hx)
-        with serial_blas():
-            _, state = self._layer._run(x3, state, None, False)
-        return self._format(state, batched)
+        x3, batched = self._check_x(x)
+        batch, H = x3.shape[1], self.hidden_size
+        state = self._check_pair("hx", hx, ("h", "c"), batch, batched)
+        if state is None:
+            state = (np.zeros((batch, H), self.dtype),) * (2 if self._is_lstm else 1)
+        layer = self._layer
+        b_x, b_hn = layer._kernel_biases(0)
+        out = [np.empty((batch, H), self.dtype) for _ in state]
+        ones, rows = _single_step_rows(batch)
+        # the streaming path: one step on this thread, no batch plan or thread team
+        cell_step(layer._kind, x3, layer._w_ih[0][0], layer._w_hh[0][0], b_x[0], b_hn[0],
+                  ones, rows, state[0], state[-1], out[0], out[-1])
+        if not batched:
+            out = [o[0] for o in out]
+        return tuple(out) if self._is_lstm else out[0]
 
     def forward(self, x, hx=None):
         """Training step: ``h, ctx`` (LSTMCell: ``(h, c), ctx``)."""
-        x3, state, batched = self._check_step(x, hx)
+        x3, batched = self._check_x(x)
+        state = self._check_pair("hx", hx, ("h", "c"), x3.shape[1], batched)
+        if state is not None:
+            state = tuple(s[None] for s in state)
         with serial_blas():
             _, state, trace = self._layer._train_forward(x3, state, None, False)
         return self._format(state, batched), Context(self, trace, batched, 1, x3.shape[1])
@@ -48,16 +74,8 @@ class _Cell(Parameterized):
         dh = (dh, dc), entries may be None); adds the weight gradients into grads."""
         check_context(ctx, self)
         batch = ctx.batch
-        shape = (batch, self.hidden_size) if ctx.batched else (self.hidden_size,)
-        if self._is_lstm:
-            if not isinstance(dh, (tuple, list)) or len(dh) != 2:
-                raise TypeError(f"dh must be a pair (dh, dc) for an LSTMCell, got {type(dh).__name__}")
-            names, values = ("dh", "dc"), dh
-        else:
-            names, values = ("dh",), (dh,)
-        dstate = tuple(None if v is None else
-                       _checks.state_array(n, v, shape, self.dtype).reshape(1, batch, -1)
-                       for n, v in zip(names, values))
+        dstate = self._check_pair("dh", dh, ("dh", "dc"), batch, ctx.batched, allow_none=True)
+        dstate = tuple(None if d is None else d[None] for d in dstate)
         ctx.used = True
         dy = np.zeros((1, batch, self.hidden_size), self.dtype)
         with serial_blas():
@@ -70,7 +88,8 @@ class _Cell(Parameterized):
     def _is_lstm(self):
         return isinstance(self._layer, LSTM)
 
-    def _check_step(self, x, hx):
+    def _check_x(self, x):
+        """x as a one-step sequence (1, B, I) and whether it was batched."""
         arr = _checks.float_array("x", x, self.dtype)
         if arr.ndim not in (1, 2) or arr.shape[-1] != self.input_size:
             raise ValueError(f"x must have shape (B, {self.input_size}) or ({self.input_size},), "
@@ -78,28 +97,31 @@ class _Cell(Parameterized):
         batched = arr.ndim == 2
         if batched and arr.shape[0] == 0:
             raise ValueError(f"x must have at least one row, got shape {arr.shape}")
-        x3 = arr[None] if batched else arr[None, None]
-        return x3, self._check_cell_state(hx, x3.shape[1], batched), batched
+        return (arr[None] if batched else arr[None, None]), batched
+
+    def _check_pair(self, what, value, names, batch, batched, allow_none=False):
+        """A cell state (or its gradient) as a tuple of C-contiguous (B, H) arrays:
+        one for RNN/GRU cells, a pair named ``names`` for the LSTMCell; entries
+        may be None with ``allow_none``. None as a whole is returned as is,
+        except with ``allow_none`` where it stands for zeros."""
+        if value is None:
+            return (None,) * (2 if self._is_lstm else 1) if allow_none else None
+        if self._is_lstm:
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise TypeError(f"{what} must be a pair ({', '.join(names)}) for an LSTMCell, "
+                                f"got {type(value).__name__}")
+        else:
+            names, value = (what,), (value,)
+        shape = (batch, self.hidden_size) if batched else (self.hidden_size,)
+        return tuple(None if v is None and allow_none else
+                     _checks.state_array(n, v, shape, self.dtype).reshape(batch, -1)
+                     for n, v in zip(names, value))
 
     @staticmethod
     def _format(state, batched):
         """The layer's (1, B, H) states as the cell's (B, H) or (H,)."""
         out = tuple(s[0] if batched else s[0, 0] for s in state)
         return out if len(out) == 2 else out[0]
-
-    def _check_cell_state(self, hx, batch, batched):
-        if hx is None:
-            return None
-        # a cell's state is the layer's state without the leading (layers * directions) axis
-        if self._is_lstm:
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError(f"hx must be a pair (h, c) for an LSTMCell, got {type(hx).__name__}")
-            names, values = ("h", "c"), hx
-        else:
-            names, values = ("hx",), (hx,)
-        shape = (batch, self.hidden_size) if batched else (self.hidden_size,)
-        parts = [_checks.state_array(n, v, shape, self.dtype) for n, v in zip(names, values)]
-        return tuple(p.reshape(1, batch, self.hidden_size) for p in parts)
 
     # weights (PyTorch cell names)
     def _named_parameters(self):

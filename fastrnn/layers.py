@@ -5,6 +5,7 @@ G = gates * hidden_size rows in PyTorch's gate order (RNN [h], GRU [r; z; n],
 LSTM [i; f; g; o]); the state_dict entries are views of these blocks, so the
 kernels read them without repacking and optimizers update them in place.
 """
+import functools
 import math
 
 import numpy as np
@@ -32,7 +33,7 @@ class _BatchPlan:
     packed rows per direction, block after block from ``block_offsets``.
     """
 
-    def __init__(self, lengths, steps, batch, directions):
+    def __init__(self, lengths, steps, batch, directions, threads):
         self.steps, self.batch = steps, batch
         if lengths is None:
             self.perm = np.arange(batch, dtype=np.intp)
@@ -44,7 +45,7 @@ class _BatchPlan:
             ascending = self.lengths[::-1]
             self.n_active = (batch - np.searchsorted(ascending, np.arange(steps),
                                                      side="right")).astype(np.intp)
-        blocks = max(1, min(batch, -(-get_num_threads() // directions)))
+        blocks = max(1, min(batch, -(-threads // directions)))
         total = np.cumsum(self.lengths)
         cuts = np.searchsorted(total, total[-1] * np.arange(1, blocks) / blocks) + 1
         self.bounds = np.unique(np.concatenate(([0], cuts, [batch]))).astype(np.intp)
@@ -64,6 +65,22 @@ class _BatchPlan:
                 parts.append(t * self.batch + self.perm[r0 + j])
             self._packed_index[reverse] = np.concatenate(parts)
         return self._packed_index[reverse]
+
+
+@functools.lru_cache(maxsize=64)
+def _full_length_plan(steps, batch, directions, threads):
+    """The plan of a batch without lengths (cached: it depends only on its sizes)."""
+    plan = _BatchPlan(None, steps, batch, directions, threads)
+    for arr in (plan.perm, plan.lengths, plan.n_active, plan.bounds, plan.block_offsets):
+        arr.flags.writeable = False
+    return plan
+
+
+def _plan(lengths, steps, batch, directions):
+    threads = get_num_threads()
+    if lengths is None:
+        return _full_length_plan(steps, batch, directions, threads)
+    return _BatchPlan(lengths, steps, batch, directions, threads)
 
 
 class _LayerTrace:
@@ -217,7 +234,7 @@ class _RecurrentLayer(SequenceModule):
         steps, batch = x.shape[:2]
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
         G = self._gates * H
-        plan = _BatchPlan(lengths, steps, batch, D)
+        plan = _plan(lengths, steps, batch, D)
         flags = self._direction_flags(reverse)
         is_lstm = self._kind == _LSTM
         h_n = np.empty((L * D, batch, H), self.dtype)

@@ -135,7 +135,8 @@ def test_step_chunks_do_not_change_results(mode, cls, opts, rng, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
 def test_thread_counts_agree(mode, cls, opts, dtype, rng):
-    """The batch is split into blocks per thread; results do not depend on the split."""
+    """The batch is split into blocks per thread; results do not depend on the split
+    beyond rounding (a block of one row uses a matrix-vector product)."""
     layer = cls(6, 8, num_layers=2, bidirectional=True, dtype=dtype, seed=8, **opts)
     x = rng.standard_normal((9, 11, 6)).astype(dtype)
     lengths = rng.integers(1, 10, 11)
@@ -144,7 +145,7 @@ def test_thread_counts_agree(mode, cls, opts, dtype, rng):
         fastrnn.set_num_threads(n)
         results.append(layer(x, lengths=lengths)[0])
     for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
+        assert_close(r, results[0], dtype, "threads")
 
 
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)

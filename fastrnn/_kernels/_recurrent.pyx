@@ -300,6 +300,18 @@ cdef inline void _gru_before_rows_back2(Py_ssize_t n, Py_ssize_t H, const floati
 # tasks
 # ---------------------------------------------------------------------------
 
+cdef inline void _times_wt(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const floating* a,
+                           Py_ssize_t lda, const floating* w, Py_ssize_t ldw, floating beta,
+                           floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C (n x m, row stride ldc) = A (n x k, row stride lda) @ Wᵀ + beta C, W stored
+    m x k (row stride ldw): the shape of every projection by a PyTorch weight.
+    One row is a matrix-vector product (BLAS gemv has far less overhead)."""
+    if n == 1:
+        gemv_ax(<int> m, <int> k, w, <int> ldw, a, beta, c)
+    else:
+        gemm_abt(<int> n, <int> m, <int> k, a, <int> lda, w, <int> ldw, beta, c, <int> ldc)
+
+
 cdef inline Py_ssize_t _active(const Py_ssize_t* n_active, Py_ssize_t s,
                                Py_ssize_t r0, Py_ssize_t nr) noexcept nogil:
     """Rows of the block [r0, r0 + nr) still running at step s (a prefix)."""
@@ -374,8 +386,7 @@ cdef void _forward_task(int kind, bint reverse,
                         dst[i] = src[i * xs2]
             off += n
         # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
-        gemm_abt(<int> off, <int> G, <int> I, xp, <int> I, w_ih, <int> I,
-                 <floating> 0, gx, <int> ldg)
+        _times_wt(off, G, I, xp, I, w_ih, I, <floating> 0, gx, ldg)
 
         off = 0
         for s in range(s0, s1):
@@ -387,25 +398,21 @@ cdef void _forward_task(int kind, bint reverse,
                     memcpy(cp + off * H, c, n * H * sizeof(floating))
             if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
                 # G_t = x_t W_ihᵀ + h_{t-1} W_hhᵀ   (accumulated into Gx)
-                gemm_abt(<int> n, <int> G, <int> H, h, <int> H, w_hh, <int> H,
-                         <floating> 1, gblk, <int> ldg)
+                _times_wt(n, G, H, h, H, w_hh, H, <floating> 1, gblk, ldg)
                 if kind == LSTM:
                     _lstm_rows(n, H, gblk, ldg, b_x, h, c)
                 else:
                     _rnn_rows(kind == RNN_RELU, n, H, gblk, ldg, b_x, h)
             elif kind == GRU_RESET_AFTER:
                 # Gh = h_{t-1} W_hhᵀ   (kept apart: its n part is gated by r)
-                gemm_abt(<int> n, <int> G, <int> H, h, <int> H, w_hh, <int> H,
-                         <floating> 0, gh, <int> G)
+                _times_wt(n, G, H, h, H, w_hh, H, <floating> 0, gh, G)
                 _gru_after_rows(n, H, gblk, gh, b_x, b_hn, h)
             else:
                 # [G_r, G_z] += h_{t-1} [W_hr; W_hz]ᵀ
-                gemm_abt(<int> n, <int> (2 * H), <int> H, h, <int> H, w_hh, <int> H,
-                         <floating> 1, gblk, <int> ldg)
+                _times_wt(n, 2 * H, H, h, H, w_hh, H, <floating> 1, gblk, ldg)
                 _gru_before_gates(n, H, gblk, b_x, h, rh)
                 # G_n += (r ⊙ h_{t-1}) W_hnᵀ
-                gemm_abt(<int> n, <int> H, <int> H, rh, <int> H, w_hh + 2 * H * H,
-                         <int> H, <floating> 1, gblk + 2 * H, <int> ldg)
+                _times_wt(n, H, H, rh, H, w_hh + 2 * H * H, H, <floating> 1, gblk + 2 * H, ldg)
                 _gru_before_update(n, H, gblk, b_x, h)
             for j in range(n):
                 t = _time(reverse, lengths, r0 + j, s)
@@ -495,17 +502,6 @@ cdef void _backward_task(int kind, bint reverse, Py_ssize_t H, const floating* w
             memcpy(dc0 + b * H, dc + j * H, H * sizeof(floating))
 
 
-cdef inline void _rows_times_wt(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k,
-                                const floating* a, const floating* w, floating beta,
-                                floating* c, Py_ssize_t ldc) noexcept nogil:
-    """C (n x m, row stride ldc) = A (n x k, contiguous) @ Wᵀ + beta C, W (m x k)
-    contiguous rows; one row is a matrix-vector product."""
-    if n == 1:
-        gemv_ax(<int> m, <int> k, w, <int> k, a, beta, c)
-    else:
-        gemm_abt(<int> n, <int> m, <int> k, a, <int> k, w, <int> k, beta, c, <int> ldc)
-
-
 cdef void _unit_worker(int kind, bint reverse,
                        const floating* x, Py_ssize_t xs0, Py_ssize_t xs1, Py_ssize_t xs2,
                        Py_ssize_t I, Py_ssize_t H, Py_ssize_t B,
@@ -582,8 +578,8 @@ cdef void _unit_worker(int kind, bint reverse,
         # Gx[:, gate q, my units] = X_packed @ W_ih[gate q, my units]ᵀ
         if U > 0:
             for q in range(gates):
-                gemm_abt(<int> off, <int> U, <int> I, xp, <int> I, w_ih + (q * H + u0) * I,
-                         <int> I, <floating> 0, gx + q * U, <int> ldg)
+                _times_wt(off, U, I, xp, I, w_ih + (q * H + u0) * I, I, <floating> 0,
+                          gx + q * U, ldg)
         off = 0
         for s in range(s0, s1):
             n = n_active[s]
@@ -592,21 +588,21 @@ cdef void _unit_worker(int kind, bint reverse,
                 if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
                     # G_t[:, gate q, my units] += h_{t-1} W_hh[gate q, my units]ᵀ
                     for q in range(gates):
-                        _rows_times_wt(n, U, H, h_prev, w_hh + (q * H + u0) * H,
-                                       <floating> 1, gblk + q * U, ldg)
+                        _times_wt(n, U, H, h_prev, H, w_hh + (q * H + u0) * H, H,
+                                  <floating> 1, gblk + q * U, ldg)
                     if kind == LSTM:
                         _lstm_rows(n, U, gblk, ldg, bx, h, c)
                     else:
                         _rnn_rows(kind == RNN_RELU, n, U, gblk, ldg, bx, h)
                 elif kind == GRU_RESET_AFTER:
                     for q in range(3):
-                        _rows_times_wt(n, U, H, h_prev, w_hh + (q * H + u0) * H,
-                                       <floating> 0, gh + q * U, 3 * U)
+                        _times_wt(n, U, H, h_prev, H, w_hh + (q * H + u0) * H, H,
+                                  <floating> 0, gh + q * U, 3 * U)
                     _gru_after_rows(n, U, gblk, gh, bx, bhn, h)
                 else:
                     for q in range(2):
-                        _rows_times_wt(n, U, H, h_prev, w_hh + (q * H + u0) * H,
-                                       <floating> 1, gblk + q * U, ldg)
+                        _times_wt(n, U, H, h_prev, H, w_hh + (q * H + u0) * H, H,
+                                  <floating> 1, gblk + q * U, ldg)
                     _gru_before_gates(n, U, gblk, bx, h, rh)
                     for j in range(n):
                         memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
@@ -614,8 +610,8 @@ cdef void _unit_worker(int kind, bint reverse,
                 fastrnn_barrier()              # every unit of r ⊙ h_{t-1} is written
                 if U > 0:
                     # G_n[:, my units] += (r ⊙ h_{t-1}) W_hn[my units]ᵀ
-                    _rows_times_wt(n, U, H, rh_all, w_hh + (2 * H + u0) * H,
-                                   <floating> 1, gblk + 2 * U, ldg)
+                    _times_wt(n, U, H, rh_all, H, w_hh + (2 * H + u0) * H, H,
+                              <floating> 1, gblk + 2 * U, ldg)
                     _gru_before_update(n, U, gblk, bx, h)
             for j in range(n):
                 memcpy(h_next + j * H + u0, h + j * U, U * sizeof(floating))
@@ -853,3 +849,42 @@ def forward_layer_units(int kind,
                      &y[0, 0, 0], y.strides[0] // isz, y.strides[1] // isz,
                      &h_n[0, 0], &c_n[0, 0] if is_lstm else NULL, step_chunk,
                      &shared[0], &work[0] + tid * per_thread, tid, nthreads)
+
+
+def cell_step(int kind,
+              const floating[:, :, :] x,
+              const floating[:, ::1] w_ih,
+              const floating[:, ::1] w_hh,
+              const floating[::1] b_x,
+              const floating[::1] b_hn,
+              const Py_ssize_t[::1] ones,
+              const Py_ssize_t[::1] perm,
+              const floating[:, ::1] h0,
+              const floating[:, ::1] c0,
+              floating[:, ::1] h_1,
+              floating[:, ::1] c_1):
+    """One step of one direction for all B rows, on the calling thread.
+
+    The streaming path of the cells: no batch plan, no thread team. x: (1, B,
+    I); ones: (B,) of 1 (every row is one step long); perm: arange(B); h0, c0,
+    h_1, c_1: (B, H) (c0/c_1 used by the LSTM only); h_1 receives h_t.
+    """
+    cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = x.shape[1]
+    cdef Py_ssize_t ldg = gate_stride(kind, H)
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint is_lstm = kind == LSTM
+    # xp (B, I) | gx (B, ldg) | gh (B, 3H) | h, c, rh (B, H)
+    work_arr = np.empty(B * (I + ldg + 6 * H),
+                        dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
+    cdef floating* ws = &work[0]
+    cdef Py_ssize_t n_active = B
+    with nogil:
+        _forward_task(kind, False, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                      x.strides[2] // isz, I, H, &w_ih[0, 0], &w_hh[0, 0], &b_x[0], &b_hn[0],
+                      &ones[0], &perm[0], &n_active, 0, B,
+                      &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
+                      &h_1[0, 0], 0, H, &h_1[0, 0], &c_1[0, 0] if is_lstm else NULL, 1,
+                      ws, ws + B * I, NULL, NULL, ws + B * (I + ldg),
+                      ws + B * (I + ldg + 3 * H), ws + B * (I + ldg + 4 * H),
+                      ws + B * (I + ldg + 5 * H))
