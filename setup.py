@@ -19,6 +19,9 @@ MODULES = [
     "fastrnn._openmp",
     "fastrnn._kernels._recurrent",
 ]
+# built only where the compiler targets x86-64-v3; chosen at run time by the CPU
+AVX2_MODULE = "fastrnn._kernels._recurrent_avx2"
+AVX2_FLAGS = ["-march=x86-64-v3"]
 
 
 def _truthy(name):
@@ -70,16 +73,20 @@ class BuildExt(build_ext):
         else:
             print("fastrnn: the compiler has no OpenMP, building serial kernels",
                   file=sys.stderr)
+        if not _compiles(self.compiler, AVX2_FLAGS):
+            print("fastrnn: the compiler cannot target x86-64-v3, building baseline kernels only",
+                  file=sys.stderr)
+            self.extensions = [e for e in self.extensions if e.name != AVX2_MODULE]
         for ext in self.extensions:
-            ext.extra_compile_args = compile_args + list(ext.extra_compile_args)
+            extra = AVX2_FLAGS if ext.name == AVX2_MODULE else []
+            ext.extra_compile_args = compile_args + extra + list(ext.extra_compile_args)
             ext.extra_link_args = link_args + list(ext.extra_link_args)
         super().build_extensions()
 
 
 extensions = [
-    Extension(name, [name.replace(".", "/") + ".pyx"],
-              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
-    for name in MODULES
+    Extension(name, [name.replace(".", "/") + ".pyx"])
+    for name in MODULES + [AVX2_MODULE]
 ]
 
 setup(

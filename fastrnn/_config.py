@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import scipy
 
-from fastrnn import _openmp, _threads
+from fastrnn import _kernels, _openmp, _threads
 
 
 def config():
@@ -18,6 +18,8 @@ def config():
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "openmp": _openmp.openmp_enabled(),
+        "kernels": _kernels.variant,
+        "panel_product": _kernels.recurrent.panel_kernel(),
         "num_threads": _threads.get_num_threads(),
         "blas": [{k: lib.get(k) for k in ("internal_api", "version", "threading_layer",
                                            "architecture", "num_threads", "filepath")}

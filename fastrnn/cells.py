@@ -9,7 +9,7 @@ import functools
 import numpy as np
 
 from fastrnn import _checks
-from fastrnn._kernels._recurrent import cell_step
+from fastrnn._kernels import recurrent as _k
 from fastrnn._module import Context, Parameterized, check_context
 from fastrnn._threads import serial_blas
 from fastrnn.layers import GRU, LSTM, RNN
@@ -53,7 +53,7 @@ class _Cell(Parameterized):
         out = [np.empty((batch, H), self.dtype) for _ in state]
         ones, rows = _single_step_rows(batch)
         # the streaming path: one step on this thread, no batch plan or thread team
-        cell_step(layer._kind, x3, layer._w_ih[0][0], layer._w_hh[0][0], b_x[0], b_hn[0],
+        _k.cell_step(layer._kind, x3, layer._w_ih[0][0], layer._w_hh[0][0], b_x[0], b_hn[0],
                   ones, rows, state[0], state[-1], out[0], out[-1])
         if not batched:
             out = [o[0] for o in out]

@@ -11,8 +11,7 @@ import math
 import numpy as np
 
 from fastrnn import _checks
-from fastrnn._kernels._recurrent import (backward_layer, forward_layer, forward_layer_units,
-                                         gate_stride, grad_stride)
+from fastrnn._kernels import recurrent as _k
 from fastrnn._module import SequenceModule
 from fastrnn._threads import get_num_threads
 
@@ -261,7 +260,7 @@ class _RecurrentLayer(SequenceModule):
             if training:
                 N, I = plan.total, inp.shape[2]
                 keep = dict(keep_x=np.empty((D, N, I), self.dtype),
-                            keep_gates=np.empty((D, N, gate_stride(self._kind, H)), self.dtype),
+                            keep_gates=np.empty((D, N, _k.gate_stride(self._kind, H)), self.dtype),
                             keep_h=np.empty((D, N, H), self.dtype),
                             keep_c=np.empty((D, N, H), self.dtype) if is_lstm else unused,
                             block_offsets=plan.block_offsets)
@@ -275,7 +274,7 @@ class _RecurrentLayer(SequenceModule):
             if not training and _split_units(batch, D, threads, G, H, self.dtype):
                 step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
                                         // (batch * max(G, inp.shape[2]))))
-                forward_layer_units(self._kind, inp, self._w_ih[layer][0], self._w_hh[layer][0],
+                _k.forward_layer_units(self._kind, inp, self._w_ih[layer][0], self._w_hh[layer][0],
                                     b_x[0], b_hn[0], bool(flags[0]), plan.lengths, plan.perm,
                                     plan.n_active, h0[0], c0[0] if is_lstm else unused[0], y,
                                     h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
@@ -284,7 +283,7 @@ class _RecurrentLayer(SequenceModule):
                 continue
             step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
                                     // (plan.rows_max * max(G, inp.shape[2]))))
-            forward_layer(self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_x, b_hn,
+            _k.forward_layer(self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_x, b_hn,
                           flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
                           h0, c0 if is_lstm else unused, y, h_n[rows],
                           c_n[rows] if is_lstm else unused, step_chunk, get_num_threads(),
@@ -315,8 +314,8 @@ class _RecurrentLayer(SequenceModule):
         for layer in range(L - 1, -1, -1):
             tr = traces[layer]
             rows = slice(layer * D, (layer + 1) * D)
-            dgates = np.empty((D, plan.total, grad_stride(self._kind, H)), self.dtype)
-            backward_layer(self._kind, tr.w_hh, flags, plan.lengths, plan.perm, plan.n_active,
+            dgates = np.empty((D, plan.total, _k.grad_stride(self._kind, H)), self.dtype)
+            _k.backward_layer(self._kind, tr.w_hh, flags, plan.lengths, plan.perm, plan.n_active,
                            plan.bounds, plan.block_offsets, tr.gates, tr.h_prev,
                            tr.c_prev if is_lstm else unused, dy, dh_n[rows],
                            dc_n[rows] if is_lstm else unused, dgates, dh0[rows],

@@ -2,15 +2,28 @@
 import numpy as np
 import pytest
 
-from fastrnn._kernels._recurrent import activations
+from fastrnn._kernels import _recurrent as baseline
+
+MODULES = [baseline]
+try:
+    from fastrnn._kernels import _recurrent_avx2
+    if baseline.cpu_has_avx2_fma():
+        MODULES.append(_recurrent_avx2)
+except ImportError:            # not built by this compiler
+    pass
 
 # measured maxima (module docstring of fastrnn/_kernels/_activations.pxd), with margin
 FLOAT32_MAX_ABS_ERROR = 1.0e-7
 
 
-def _run(x):
+@pytest.fixture(params=MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def module(request):
+    return request.param
+
+
+def _run(module, x):
     sig, tnh = np.empty_like(x), np.empty_like(x)
-    activations(x, sig, tnh)
+    module.activations(x, sig, tnh)
     return sig, tnh
 
 
@@ -20,9 +33,9 @@ def _grid(dtype):
     return np.concatenate([dense, wide, [0.0, -0.0]]).astype(dtype)
 
 
-def test_float32_error_bounds():
+def test_float32_error_bounds(module):
     x = _grid(np.float32)
-    sig, tnh = _run(x)
+    sig, tnh = _run(module, x)
     x64 = x.astype(np.float64)
     sig_ref = 0.5 * (1 + np.tanh(0.5 * x64))
     assert np.abs(sig - sig_ref).max() <= FLOAT32_MAX_ABS_ERROR
@@ -37,18 +50,18 @@ def test_float32_error_bounds():
     assert np.all(np.diff(sig[dense]) >= 0) and np.all(np.diff(tnh[dense]) >= 0)
 
 
-def test_float64_is_libm():
+def test_float64_is_libm(module):
     x = _grid(np.float64)
-    sig, tnh = _run(x)
+    sig, tnh = _run(module, x)
     with np.errstate(over="ignore"):
         np.testing.assert_allclose(sig, 1 / (1 + np.exp(-x)), rtol=1e-15, atol=0)
     np.testing.assert_allclose(tnh, np.tanh(x), rtol=1e-15, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_special_values(dtype):
+def test_special_values(module, dtype):
     x = np.array([np.inf, -np.inf, np.nan, 0.0], dtype)
-    sig, tnh = _run(x)
+    sig, tnh = _run(module, x)
     # σ(-inf) is 0 up to the smallest normal float (float32 gives 4.5e-39)
     np.testing.assert_allclose(sig[[0, 1, 3]], np.array([1, 0, 0.5], dtype), rtol=0, atol=1e-37)
     np.testing.assert_array_equal(tnh[[0, 1, 3]], np.array([1, -1, 0], dtype))

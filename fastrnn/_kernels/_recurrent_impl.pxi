@@ -1,0 +1,1053 @@
+# The recurrent kernels, included by _recurrent.pyx (baseline x86-64) and
+# _recurrent_avx2.pyx (x86-64-v3); fastrnn._kernels picks one when it loads.
+#
+# Recurrent kernels for one layer: RNN (tanh, relu), GRU (both forms), LSTM.
+#
+# One call runs one layer in one or two directions over a whole batch. The work
+# is split into tasks (direction x block of batch rows); each task is independent
+# (its own rows, its own state, its own output columns) so the tasks run in one
+# OpenMP ``prange`` with no barrier, the GIL released.
+#
+# Forward, per task, for each chunk of steps (bounded, so inference memory does
+# not grow with T; one chunk of all steps in training):
+#   1. gather the chunk's active input rows into a packed block and project them
+#      with one GEMM:  Gx = X_chunk @ W_ihᵀ;
+#   2. for each step: one recurrent GEMM (G += h_{t-1} @ W_hhᵀ) followed at once
+#      by the fused gate pass that updates h (and c), leaves the gate
+#      activations in the gate block and writes the output row.
+# Backward (BPTT), per task, walking the steps from last to first: a fused pass
+# turns dL/dh_t (and dL/dc_t) into the gate pre-activation gradients dG_t, then
+# one GEMM per step carries dh_{t-1} = dG_t @ W_hh (+ the direct terms). The
+# weight and input gradients are one GEMM each over all steps (fastrnn.layers).
+#
+# Rows are sorted by length (longest first) by the caller, so the rows still
+# active at step s are a prefix of the batch and the cost follows sum(lengths).
+# The reverse direction reads row b's step s at time lengths[b] - 1 - s.
+# Training storage is "packed": per direction, block after block, and within a
+# block step after step, the active rows of that step (sum(lengths) rows).
+#
+# Weights use PyTorch's layout: gates stacked along rows, RNN [h], GRU [r; z; n],
+# LSTM [i; f; g; o]. Gate rows are stored with a stride of G columns, except the
+# reset-after GRU which keeps a fourth block W_hn h + b_hn (stride 4H) that its
+# backward needs. Nothing here validates: fastrnn.layers checks every shape.
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.string cimport memcpy
+
+import numpy as np
+
+from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
+from fastrnn._openmp cimport fastrnn_barrier, omp_get_num_threads, omp_get_thread_num
+from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
+from fastrnn._kernels._panel cimport pack_panels, panel_gemm, panel_is_fast, panel_size
+
+# cell kinds (kept in sync with fastrnn.layers)
+cdef enum:
+    RNN_TANH = 0
+    RNN_RELU = 1
+    LSTM = 2
+    GRU_RESET_AFTER = 3
+    GRU_RESET_BEFORE = 4
+
+
+cdef inline Py_ssize_t _gates(int kind) noexcept nogil:
+    if kind == LSTM:
+        return 4
+    if kind == GRU_RESET_AFTER or kind == GRU_RESET_BEFORE:
+        return 3
+    return 1
+
+
+def gate_stride(int kind, Py_ssize_t hidden_size):
+    """Columns of one stored gate row (G, or 4H for the reset-after GRU)."""
+    return (4 if kind == GRU_RESET_AFTER else _gates(kind)) * hidden_size
+
+
+def grad_stride(int kind, Py_ssize_t hidden_size):
+    """Columns of one gate-gradient row: G, or 6H for the reset-after GRU
+    ([dGx (3H) | dGh (3H)]: its input and recurrent n gradients differ)."""
+    return (6 if kind == GRU_RESET_AFTER else _gates(kind)) * hidden_size
+
+
+# ---------------------------------------------------------------------------
+# forward gate passes: g holds the pre-activations (without bias) of n rows,
+# row stride ldg; each pass adds the bias, applies the gates, updates the
+# state and overwrites g with the activations that backward needs.
+# ---------------------------------------------------------------------------
+
+cdef inline void _rnn_rows(bint use_relu, Py_ssize_t n, Py_ssize_t H, floating* g,
+                           Py_ssize_t ldg, const floating* b, floating* h) noexcept nogil:
+    """h_t = f(g + b), f = tanh or relu; g := h_t."""
+    cdef Py_ssize_t j, k
+    cdef floating v
+    for j in range(n):
+        if use_relu:
+            for k in range(H):
+                v = relu(g[j * ldg + k] + b[k])
+                g[j * ldg + k] = v
+                h[j * H + k] = v
+        else:
+            for k in range(H):
+                v = tanh_(g[j * ldg + k] + b[k])
+                g[j * ldg + k] = v
+                h[j * H + k] = v
+
+
+cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,
+                            const floating* b, floating* h, floating* c) noexcept nogil:
+    """LSTM, rows [i; f; g; o]: c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g),
+    h_t = σ(o) ⊙ tanh(c_t); g := [σ(i), σ(f), tanh(g), σ(o)]."""
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef floating ig, fg, cg, og, ct
+    for j in range(n):
+        gj = g + j * ldg
+        for k in range(H):
+            ig = sigmoid(gj[k] + b[k])
+            fg = sigmoid(gj[H + k] + b[H + k])
+            cg = tanh_(gj[2 * H + k] + b[2 * H + k])
+            og = sigmoid(gj[3 * H + k] + b[3 * H + k])
+            ct = fg * c[j * H + k] + ig * cg
+            c[j * H + k] = ct
+            h[j * H + k] = og * tanh_(ct)
+            gj[k] = ig
+            gj[H + k] = fg
+            gj[2 * H + k] = cg
+            gj[3 * H + k] = og
+
+
+cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
+                                 const floating* gh, const floating* b,
+                                 const floating* b_hn, floating* h) noexcept nogil:
+    """GRU, reset after the product (PyTorch); g rows [r; z; n; -] (stride 4H).
+
+    g = x_t W_ihᵀ, gh = h_{t-1} W_hhᵀ (stride 3H), b = b_ih + [b_hr; b_hz; 0]:
+    r = σ(g_r + gh_r + b_r), z' = σ(g_z + gh_z + b_z),
+    n = tanh(g_n + b_in + r ⊙ (gh_n + b_hn)),  h_t = n + z' ⊙ (h_{t-1} - n);
+    g := [r, z', n, gh_n + b_hn].
+    """
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef const floating* hj
+    cdef floating r, z, nn, hn
+    for j in range(n):
+        gj = g + j * 4 * H
+        hj = gh + j * 3 * H
+        for k in range(H):
+            r = sigmoid(gj[k] + hj[k] + b[k])
+            z = sigmoid(gj[H + k] + hj[H + k] + b[H + k])
+            hn = hj[2 * H + k] + b_hn[k]
+            nn = tanh_(gj[2 * H + k] + b[2 * H + k] + r * hn)
+            h[j * H + k] = nn + z * (h[j * H + k] - nn)
+            gj[k] = r
+            gj[H + k] = z
+            gj[2 * H + k] = nn
+            gj[3 * H + k] = hn
+
+
+cdef inline void _gru_before_gates(Py_ssize_t n, Py_ssize_t H, floating* g,
+                                   const floating* b, const floating* h,
+                                   floating* rh) noexcept nogil:
+    """GRU, reset before the product, first half; g rows [r; z; n] (stride 3H).
+
+    g's r and z columns hold x_t W_ihᵀ + h_{t-1} W_hhᵀ: g_r := r = σ(g_r + b_r),
+    g_z := z' = σ(g_z + b_z), rh := r ⊙ h_{t-1}.
+    """
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef floating r
+    for j in range(n):
+        gj = g + j * 3 * H
+        for k in range(H):
+            r = sigmoid(gj[k] + b[k])
+            gj[k] = r
+            rh[j * H + k] = r * h[j * H + k]
+            gj[H + k] = sigmoid(gj[H + k] + b[H + k])
+
+
+cdef inline void _gru_before_update(Py_ssize_t n, Py_ssize_t H, floating* g,
+                                    const floating* b, floating* h) noexcept nogil:
+    """Second half: g_n holds x_t W_inᵀ + (r ⊙ h_{t-1}) W_hnᵀ;
+    n = tanh(g_n + b_in + b_hn), h_t = n + z' ⊙ (h_{t-1} - n); g_n := n."""
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef floating nn
+    for j in range(n):
+        gj = g + j * 3 * H
+        for k in range(H):
+            nn = tanh_(gj[2 * H + k] + b[2 * H + k])
+            gj[2 * H + k] = nn
+            h[j * H + k] = nn + gj[H + k] * (h[j * H + k] - nn)
+
+
+# ---------------------------------------------------------------------------
+# backward gate passes: from dh (= dL/dh_t, n rows) and the stored
+# activations, write the gate pre-activation gradients dG (row stride ldd)
+# and leave in dh the part of dL/dh_{t-1} that does not go through W_hh.
+# ---------------------------------------------------------------------------
+
+cdef inline void _rnn_rows_back(bint use_relu, Py_ssize_t n, Py_ssize_t H,
+                                const floating* a, floating* dg,
+                                const floating* dh) noexcept nogil:
+    """a = h_t; dG = dh ⊙ f'(a): tanh' = 1 - h², relu' = [h > 0]."""
+    cdef Py_ssize_t j, k
+    cdef floating v
+    for j in range(n):
+        for k in range(H):
+            v = a[j * H + k]
+            if use_relu:
+                dg[j * H + k] = dh[j * H + k] if v > 0 else 0
+            else:
+                dg[j * H + k] = dh[j * H + k] * (1 - v * v)
+
+
+cdef inline void _lstm_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                 const floating* cp, floating* dg, const floating* dh,
+                                 floating* dc) noexcept nogil:
+    """a = [i, f, g, o] (activations), cp = c_{t-1}; c_t = f c_{t-1} + i g.
+
+    dc_t = dc + dh ⊙ o ⊙ (1 - tanh²c_t); dG = [dc_t g i(1-i), dc_t c_{t-1} f(1-f),
+    dc_t i (1-g²), dh tanh(c_t) o(1-o)]; dc := dc_t ⊙ f (dL/dc_{t-1})."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating ig, fg, cg, og, tc, d_h, d_c
+    for j in range(n):
+        aj = a + j * 4 * H
+        dj = dg + j * 4 * H
+        for k in range(H):
+            ig = aj[k]
+            fg = aj[H + k]
+            cg = aj[2 * H + k]
+            og = aj[3 * H + k]
+            tc = tanh_(fg * cp[j * H + k] + ig * cg)
+            d_h = dh[j * H + k]
+            d_c = dc[j * H + k] + d_h * og * (1 - tc * tc)
+            dj[k] = d_c * cg * ig * (1 - ig)
+            dj[H + k] = d_c * cp[j * H + k] * fg * (1 - fg)
+            dj[2 * H + k] = d_c * ig * (1 - cg * cg)
+            dj[3 * H + k] = d_h * tc * og * (1 - og)
+            dc[j * H + k] = d_c * fg
+
+
+cdef inline void _gru_after_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                      const floating* hp, floating* dg,
+                                      floating* dh) noexcept nogil:
+    """a = [r, z', n, W_hn h + b_hn] (stride 4H), hp = h_{t-1}.
+
+    dG (stride 6H) = [da_r, da_z, da_n | da_r, da_z, da_n ⊙ r]: the input side
+    and the recurrent side; dh := dh ⊙ z' (the direct path to h_{t-1})."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating r, z, nn, hn, d_h, da_n, da_z, da_r
+    for j in range(n):
+        aj = a + j * 4 * H
+        dj = dg + j * 6 * H
+        for k in range(H):
+            r = aj[k]
+            z = aj[H + k]
+            nn = aj[2 * H + k]
+            hn = aj[3 * H + k]
+            d_h = dh[j * H + k]
+            da_n = d_h * (1 - z) * (1 - nn * nn)
+            da_z = d_h * (hp[j * H + k] - nn) * z * (1 - z)
+            da_r = da_n * hn * r * (1 - r)
+            dj[k] = da_r
+            dj[H + k] = da_z
+            dj[2 * H + k] = da_n
+            dj[3 * H + k] = da_r
+            dj[4 * H + k] = da_z
+            dj[5 * H + k] = da_n * r
+            dh[j * H + k] = d_h * z
+
+
+cdef inline void _gru_before_rows_back1(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                        const floating* hp, floating* dg,
+                                        floating* dh) noexcept nogil:
+    """Reset-before GRU, first half: a = [r, z', n], hp = h_{t-1}.
+
+    dG_z = dh (h_{t-1} - n) z'(1-z'), dG_n = dh (1-z')(1-n²); dh := dh ⊙ z'."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating z, nn, d_h
+    for j in range(n):
+        aj = a + j * 3 * H
+        dj = dg + j * 3 * H
+        for k in range(H):
+            z = aj[H + k]
+            nn = aj[2 * H + k]
+            d_h = dh[j * H + k]
+            dj[H + k] = d_h * (hp[j * H + k] - nn) * z * (1 - z)
+            dj[2 * H + k] = d_h * (1 - z) * (1 - nn * nn)
+            dh[j * H + k] = d_h * z
+
+
+cdef inline void _gru_before_rows_back2(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                        const floating* hp, const floating* drh,
+                                        floating* dg, floating* dh) noexcept nogil:
+    """Second half, drh = dG_n @ W_hn = dL/d(r ⊙ h_{t-1}):
+    dG_r = drh ⊙ h_{t-1} ⊙ r(1-r); dh += drh ⊙ r."""
+    cdef Py_ssize_t j, k
+    cdef floating r
+    for j in range(n):
+        for k in range(H):
+            r = a[j * 3 * H + k]
+            dg[j * 3 * H + k] = drh[j * H + k] * hp[j * H + k] * r * (1 - r)
+            dh[j * H + k] += drh[j * H + k] * r
+
+
+# ---------------------------------------------------------------------------
+# tasks
+# ---------------------------------------------------------------------------
+
+cdef inline void _times_wt(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const floating* a,
+                           Py_ssize_t lda, const floating* w, Py_ssize_t ldw, floating beta,
+                           floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C (n x m, row stride ldc) = A (n x k, row stride lda) @ Wᵀ + beta C, W stored
+    m x k (row stride ldw): the shape of every projection by a PyTorch weight.
+    One row is a matrix-vector product (BLAS gemv has far less overhead)."""
+    if n == 1:
+        gemv_ax(<int> m, <int> k, w, <int> ldw, a, beta, c)
+    else:
+        gemm_abt(<int> n, <int> m, <int> k, a, <int> lda, w, <int> ldw, beta, c, <int> ldc)
+
+
+cdef inline void _step_wt(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const floating* a,
+                          Py_ssize_t lda, const floating* w, const float* wp, floating beta,
+                          floating* c, Py_ssize_t ldc) noexcept nogil:
+    """The recurrent product C (n x m) = A @ Wᵀ + beta C, W (m x k) contiguous:
+    on the panels wp (packed W) when given (float32), else BLAS."""
+    if floating is float:
+        if wp != NULL:
+            panel_gemm(n, m, k, a, lda, wp, c, ldc, beta != 0)
+            return
+    _times_wt(n, m, k, a, lda, w, k, beta, c, ldc)
+
+
+cdef inline void _step_w(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const floating* a,
+                         Py_ssize_t lda, const floating* w, const float* wp, floating beta,
+                         floating* c, Py_ssize_t ldc) noexcept nogil:
+    """The backward product C (n x m) = A @ W + beta C, W (k x m) with row stride
+    H = m: on the panels wp (packed Wᵀ) when given (float32), else BLAS."""
+    if floating is float:
+        if wp != NULL:
+            panel_gemm(n, m, k, a, lda, wp, c, ldc, beta != 0)
+            return
+    gemm(c'N', c'N', <int> n, <int> m, <int> k, <floating> 1, a, <int> lda, w, <int> m,
+         beta, c, <int> ldc)
+
+
+cdef inline Py_ssize_t _active(const Py_ssize_t* n_active, Py_ssize_t s,
+                               Py_ssize_t r0, Py_ssize_t nr) noexcept nogil:
+    """Rows of the block [r0, r0 + nr) still running at step s (a prefix)."""
+    cdef Py_ssize_t n = n_active[s] - r0
+    if n < 0:
+        return 0
+    return n if n < nr else nr
+
+
+cdef inline Py_ssize_t _time(bint reverse, const Py_ssize_t* lengths, Py_ssize_t row,
+                             Py_ssize_t s) noexcept nogil:
+    """The time index of step s of sorted row ``row``."""
+    return lengths[row] - 1 - s if reverse else s
+
+
+cdef void _forward_task(int kind, bint reverse,
+                        const floating* x, Py_ssize_t xs0, Py_ssize_t xs1, Py_ssize_t xs2,
+                        Py_ssize_t I, Py_ssize_t H,
+                        const floating* w_ih, const floating* w_hh,
+                        const floating* b_x, const floating* b_hn,
+                        const Py_ssize_t* lengths, const Py_ssize_t* perm,
+                        const Py_ssize_t* n_active, Py_ssize_t r0, Py_ssize_t r1,
+                        const floating* h0, const floating* c0,
+                        floating* y, Py_ssize_t ys0, Py_ssize_t ys1,
+                        floating* h_n, floating* c_n, Py_ssize_t step_chunk,
+                        floating* xp, floating* gx, floating* hp, floating* cp,
+                        floating* gh, floating* h, floating* c,
+                        floating* rh, const float* wp, const float* wp_n) noexcept nogil:
+    """Run rows [r0, r1) (sorted order) of one direction through every step.
+
+    x: input, element strides (xs0, xs1, xs2) over (T, B, I); y: output at this
+    direction's first column, element strides (ys0, ys1) over (T, B), unit
+    stride over H. h0/c0/h_n/c_n: (B, H) in the caller's row order (perm maps
+    sorted row -> caller row). xp (rows, I) and gx (rows, ldg) receive the
+    packed inputs and gate activations of one chunk of steps; in training
+    step_chunk covers every step, so they keep the whole sequence, and hp, cp
+    (rows, H) receive h_{t-1} and c_{t-1} of each packed row (NULL otherwise).
+    Workspace: gh (nr, 3H), h, c, rh (nr, H). wp: W_hh packed in panels (float32;
+    for the reset-before GRU its r and z rows, wp_n its n rows), or NULL for BLAS.
+    """
+    cdef Py_ssize_t G = _gates(kind) * H
+    cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
+    cdef Py_ssize_t nr = r1 - r0
+    cdef Py_ssize_t n_steps = lengths[r0]     # longest row of the block
+    cdef Py_ssize_t s0, s1, s, j, i, n, off, t, b
+    cdef const floating* src
+    cdef floating* gblk
+    cdef floating* dst
+
+    for j in range(nr):
+        b = perm[r0 + j]
+        memcpy(h + j * H, h0 + b * H, H * sizeof(floating))
+        if kind == LSTM:
+            memcpy(c + j * H, c0 + b * H, H * sizeof(floating))
+
+    s0 = 0
+    while s0 < n_steps:
+        s1 = s0 + step_chunk
+        if s1 > n_steps:
+            s1 = n_steps
+        # pack the active input rows of steps [s0, s1)
+        off = 0
+        for s in range(s0, s1):
+            n = _active(n_active, s, r0, nr)
+            for j in range(n):
+                t = _time(reverse, lengths, r0 + j, s)
+                src = x + t * xs0 + perm[r0 + j] * xs1
+                dst = xp + (off + j) * I
+                if xs2 == 1:
+                    memcpy(dst, src, I * sizeof(floating))
+                else:
+                    for i in range(I):
+                        dst[i] = src[i * xs2]
+            off += n
+        # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
+        _times_wt(off, G, I, xp, I, w_ih, I, <floating> 0, gx, ldg)
+
+        off = 0
+        for s in range(s0, s1):
+            n = _active(n_active, s, r0, nr)
+            gblk = gx + off * ldg
+            if hp != NULL:
+                memcpy(hp + off * H, h, n * H * sizeof(floating))
+                if kind == LSTM:
+                    memcpy(cp + off * H, c, n * H * sizeof(floating))
+            if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
+                # G_t = x_t W_ihᵀ + h_{t-1} W_hhᵀ   (accumulated into Gx)
+                _step_wt(n, G, H, h, H, w_hh, wp, <floating> 1, gblk, ldg)
+                if kind == LSTM:
+                    _lstm_rows(n, H, gblk, ldg, b_x, h, c)
+                else:
+                    _rnn_rows(kind == RNN_RELU, n, H, gblk, ldg, b_x, h)
+            elif kind == GRU_RESET_AFTER:
+                # Gh = h_{t-1} W_hhᵀ   (kept apart: its n part is gated by r)
+                _step_wt(n, G, H, h, H, w_hh, wp, <floating> 0, gh, G)
+                _gru_after_rows(n, H, gblk, gh, b_x, b_hn, h)
+            else:
+                # [G_r, G_z] += h_{t-1} [W_hr; W_hz]ᵀ
+                _step_wt(n, 2 * H, H, h, H, w_hh, wp, <floating> 1, gblk, ldg)
+                _gru_before_gates(n, H, gblk, b_x, h, rh)
+                # G_n += (r ⊙ h_{t-1}) W_hnᵀ
+                _step_wt(n, H, H, rh, H, w_hh + 2 * H * H, wp_n, <floating> 1, gblk + 2 * H, ldg)
+                _gru_before_update(n, H, gblk, b_x, h)
+            for j in range(n):
+                t = _time(reverse, lengths, r0 + j, s)
+                memcpy(y + t * ys0 + perm[r0 + j] * ys1, h + j * H,
+                       H * sizeof(floating))
+            off += n
+        s0 = s1
+
+    for j in range(nr):
+        b = perm[r0 + j]
+        memcpy(h_n + b * H, h + j * H, H * sizeof(floating))
+        if kind == LSTM:
+            memcpy(c_n + b * H, c + j * H, H * sizeof(floating))
+
+
+cdef void _backward_task(int kind, bint reverse, Py_ssize_t H, const floating* w_hh,
+                         const Py_ssize_t* lengths, const Py_ssize_t* perm,
+                         const Py_ssize_t* n_active, Py_ssize_t r0, Py_ssize_t r1,
+                         const floating* a, const floating* hp, const floating* cp,
+                         const floating* dy, Py_ssize_t ds0, Py_ssize_t ds1,
+                         const floating* dh_n, const floating* dc_n,
+                         floating* dg, floating* dh0, floating* dc0,
+                         floating* dh, floating* dc, floating* drh,
+                         const float* wp, const float* wp_n) noexcept nogil:
+    """BPTT for rows [r0, r1) of one direction, from the last step back.
+
+    a, hp, cp: this block's packed activations, h_{t-1}, c_{t-1} (forward);
+    dy: dL/dy at this direction's first column, element strides (ds0, ds1),
+    unit stride over H; dh_n, dc_n: (B, H) caller order. Writes dg (packed,
+    row stride 6H for the reset-after GRU, else G) and dh0, dc0 (B, H).
+    Workspace: dh, dc, drh (nr, H). wp: W_hhᵀ packed in panels (float32; for the
+    reset-before GRU the part of its r and z rows, wp_n of its n rows), or NULL.
+    """
+    cdef Py_ssize_t G = _gates(kind) * H
+    cdef Py_ssize_t lda = 4 * H if kind == GRU_RESET_AFTER else G
+    cdef Py_ssize_t ldd = 6 * H if kind == GRU_RESET_AFTER else G
+    cdef Py_ssize_t nr = r1 - r0
+    cdef Py_ssize_t n_steps = lengths[r0]
+    cdef Py_ssize_t s, j, k, n, off, t, b
+    cdef const floating* src
+    cdef floating* dblk
+
+    off = 0
+    for s in range(n_steps):
+        off += _active(n_active, s, r0, nr)
+    for j in range(nr):
+        b = perm[r0 + j]
+        memcpy(dh + j * H, dh_n + b * H, H * sizeof(floating))
+        if kind == LSTM:
+            memcpy(dc + j * H, dc_n + b * H, H * sizeof(floating))
+
+    for s in range(n_steps - 1, -1, -1):
+        n = _active(n_active, s, r0, nr)
+        off -= n
+        # dL/dh_t = (carried from step t+1) + dL/dy_t
+        for j in range(n):
+            t = _time(reverse, lengths, r0 + j, s)
+            src = dy + t * ds0 + perm[r0 + j] * ds1
+            for k in range(H):
+                dh[j * H + k] += src[k]
+        dblk = dg + off * ldd
+        if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
+            if kind == LSTM:
+                _lstm_rows_back(n, H, a + off * lda, cp + off * H, dblk, dh, dc)
+            else:
+                _rnn_rows_back(kind == RNN_RELU, n, H, a + off * lda, dblk, dh)
+            # dh_{t-1} = dG_t @ W_hh
+            _step_w(n, H, G, dblk, ldd, w_hh, wp, <floating> 0, dh, H)
+        elif kind == GRU_RESET_AFTER:
+            _gru_after_rows_back(n, H, a + off * lda, hp + off * H, dblk, dh)
+            # dh_{t-1} = dh_t ⊙ z' + [da_r, da_z, da_n ⊙ r] @ W_hh
+            _step_w(n, H, G, dblk + 3 * H, ldd, w_hh, wp, <floating> 1, dh, H)
+        else:
+            _gru_before_rows_back1(n, H, a + off * lda, hp + off * H, dblk, dh)
+            # dL/d(r ⊙ h_{t-1}) = dG_n @ W_hn
+            _step_w(n, H, H, dblk + 2 * H, ldd, w_hh + 2 * H * H, wp_n, <floating> 0, drh, H)
+            _gru_before_rows_back2(n, H, a + off * lda, hp + off * H, drh, dblk, dh)
+            # dh_{t-1} += [dG_r, dG_z] @ [W_hr; W_hz]
+            _step_w(n, H, 2 * H, dblk, ldd, w_hh, wp, <floating> 1, dh, H)
+
+    for j in range(nr):
+        b = perm[r0 + j]
+        memcpy(dh0 + b * H, dh + j * H, H * sizeof(floating))
+        if kind == LSTM:
+            memcpy(dc0 + b * H, dc + j * H, H * sizeof(floating))
+
+
+cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
+                          Py_ssize_t u0, Py_ssize_t H, float* dst) noexcept nogil:
+    """Pack the rows of gates q0 .. q0+nq-1, units [u0, u0+U), of W (rows of
+    length H) in panels (local row r = gate (q0 + r // U), unit u0 + r % U)."""
+    cdef Py_ssize_t rows = nq * U, p, jj, kk, r
+    cdef const float* src
+    for p in range((rows + 15) // 16):
+        for jj in range(16):
+            r = p * 16 + jj
+            if r < rows:
+                src = w + ((q0 + r // U) * H + u0 + r % U) * H
+                for kk in range(H):
+                    dst[(p * H + kk) * 16 + jj] = src[kk]
+            else:
+                for kk in range(H):
+                    dst[(p * H + kk) * 16 + jj] = 0
+
+
+cdef inline void _unit_product(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
+                               Py_ssize_t u0, Py_ssize_t H, const floating* a,
+                               const floating* w_hh, const float* wp, floating beta,
+                               floating* c, Py_ssize_t ldc) noexcept nogil:
+    """C[:, gate block q] (=, or += with beta 1) A @ W_hh[gate q0 + q, units u0..]ᵀ for
+    q < nq, gate block q at columns q U of C: one product on the thread's packed
+    panels wp, or one BLAS call per gate."""
+    cdef Py_ssize_t q
+    if floating is float:
+        if wp != NULL:
+            panel_gemm(n, nq * U, H, a, H, wp, c, ldc, beta != 0)
+            return
+    for q in range(nq):
+        _times_wt(n, U, H, a, H, w_hh + ((q0 + q) * H + u0) * H, H, beta, c + q * U, ldc)
+
+
+cdef void _unit_worker(int kind, bint reverse,
+                       const floating* x, Py_ssize_t xs0, Py_ssize_t xs1, Py_ssize_t xs2,
+                       Py_ssize_t I, Py_ssize_t H, Py_ssize_t B,
+                       const floating* w_ih, const floating* w_hh,
+                       const floating* b_x, const floating* b_hn,
+                       const Py_ssize_t* lengths, const Py_ssize_t* perm,
+                       const Py_ssize_t* n_active,
+                       const floating* h0, const floating* c0,
+                       floating* y, Py_ssize_t ys0, Py_ssize_t ys1,
+                       floating* h_n, floating* c_n, Py_ssize_t step_chunk,
+                       floating* shared, floating* ws, float* pw, int tid,
+                       int nthreads) noexcept nogil:
+    """One thread of the unit-split forward: hidden units [u0, u1) of every gate.
+
+    For small batches the recurrent product is a matrix-vector product, so
+    splitting the batch leaves threads idle; here each thread owns the rows of
+    W_ih and W_hh of its units (each thread streams only its part of the
+    weights every step) and the threads meet at one barrier per step (two for
+    the reset-before GRU) to exchange h_t. Same arguments as _forward_task for
+    all B rows; shared: h_{t-1} | h_t | r ⊙ h_{t-1} (B x H each); ws: this
+    thread's workspace (see forward_layer_units); pw: room for this thread's
+    W_hh rows packed in panels (float32), or NULL to use BLAS.
+    """
+    cdef Py_ssize_t gates = _gates(kind)
+    cdef Py_ssize_t u0 = H * tid // nthreads
+    cdef Py_ssize_t U = H * (tid + 1) // nthreads - u0
+    cdef Py_ssize_t ldg = (4 if kind == GRU_RESET_AFTER else gates) * U
+    cdef Py_ssize_t cap = step_chunk * B
+    cdef Py_ssize_t n_steps = lengths[0]
+    cdef Py_ssize_t s0, s1, s, j, i, q, n, off, t, b
+    cdef floating* xp = ws
+    cdef floating* gx = xp + cap * I
+    cdef floating* gh = gx + cap * 4 * H
+    cdef floating* h = gh + B * 3 * H
+    cdef floating* c = h + B * H
+    cdef floating* rh = c + B * H
+    cdef floating* bx = rh + B * H
+    cdef floating* bhn = bx + 4 * H
+    cdef floating* h_prev = shared
+    cdef floating* h_next = shared + B * H
+    cdef floating* rh_all = shared + 2 * B * H
+    cdef floating* swap
+    cdef floating* gblk
+    cdef floating* dst
+    cdef const floating* src
+    cdef float* wp = NULL
+    cdef float* wp_n = NULL
+
+    if floating is float:
+        if pw != NULL and U > 0:
+            # this thread's rows of W_hh, packed once: they stay in its core's cache
+            wp = pw
+            if kind == GRU_RESET_BEFORE:
+                wp_n = pw + panel_size(2 * U, H)
+                _pack_unit_rows(w_hh, 0, 2, U, u0, H, wp)
+                _pack_unit_rows(w_hh, 2, 1, U, u0, H, wp_n)
+            else:
+                _pack_unit_rows(w_hh, 0, gates, U, u0, H, wp)
+
+    for q in range(gates):
+        memcpy(bx + q * U, b_x + q * H + u0, U * sizeof(floating))
+    memcpy(bhn, b_hn + u0, U * sizeof(floating))
+    for j in range(B):
+        b = perm[j]
+        memcpy(h + j * U, h0 + b * H + u0, U * sizeof(floating))
+        memcpy(h_prev + j * H + u0, h0 + b * H + u0, U * sizeof(floating))
+        if kind == LSTM:
+            memcpy(c + j * U, c0 + b * H + u0, U * sizeof(floating))
+    fastrnn_barrier()
+
+    s0 = 0
+    while s0 < n_steps:
+        s1 = s0 + step_chunk
+        if s1 > n_steps:
+            s1 = n_steps
+        off = 0
+        for s in range(s0, s1):
+            n = n_active[s]
+            for j in range(n):
+                t = _time(reverse, lengths, j, s)
+                src = x + t * xs0 + perm[j] * xs1
+                dst = xp + (off + j) * I
+                if xs2 == 1:
+                    memcpy(dst, src, I * sizeof(floating))
+                else:
+                    for i in range(I):
+                        dst[i] = src[i * xs2]
+            off += n
+        # Gx[:, gate q, my units] = X_packed @ W_ih[gate q, my units]ᵀ
+        if U > 0:
+            for q in range(gates):
+                _times_wt(off, U, I, xp, I, w_ih + (q * H + u0) * I, I, <floating> 0,
+                          gx + q * U, ldg)
+        off = 0
+        for s in range(s0, s1):
+            n = n_active[s]
+            gblk = gx + off * ldg
+            if U > 0:
+                if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
+                    # G_t[:, every gate, my units] += h_{t-1} W_hh[those rows]ᵀ
+                    _unit_product(n, 0, gates, U, u0, H, h_prev, w_hh, wp, <floating> 1,
+                                  gblk, ldg)
+                    if kind == LSTM:
+                        _lstm_rows(n, U, gblk, ldg, bx, h, c)
+                    else:
+                        _rnn_rows(kind == RNN_RELU, n, U, gblk, ldg, bx, h)
+                elif kind == GRU_RESET_AFTER:
+                    _unit_product(n, 0, 3, U, u0, H, h_prev, w_hh, wp, <floating> 0, gh, 3 * U)
+                    _gru_after_rows(n, U, gblk, gh, bx, bhn, h)
+                else:
+                    _unit_product(n, 0, 2, U, u0, H, h_prev, w_hh, wp, <floating> 1, gblk, ldg)
+                    _gru_before_gates(n, U, gblk, bx, h, rh)
+                    for j in range(n):
+                        memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
+            if kind == GRU_RESET_BEFORE:
+                fastrnn_barrier()              # every unit of r ⊙ h_{t-1} is written
+                if U > 0:
+                    # G_n[:, my units] += (r ⊙ h_{t-1}) W_hn[my units]ᵀ
+                    _unit_product(n, 2, 1, U, u0, H, rh_all, w_hh, wp_n, <floating> 1,
+                                  gblk + 2 * U, ldg)
+                    _gru_before_update(n, U, gblk, bx, h)
+            for j in range(n):
+                memcpy(h_next + j * H + u0, h + j * U, U * sizeof(floating))
+                t = _time(reverse, lengths, j, s)
+                memcpy(y + t * ys0 + perm[j] * ys1 + u0, h + j * U, U * sizeof(floating))
+            fastrnn_barrier()                  # h_t is complete before anyone reads it
+            swap = h_prev
+            h_prev = h_next
+            h_next = swap
+            off += n
+        s0 = s1
+
+    for j in range(B):
+        b = perm[j]
+        memcpy(h_n + b * H + u0, h + j * U, U * sizeof(floating))
+        if kind == LSTM:
+            memcpy(c_n + b * H + u0, c + j * U, U * sizeof(floating))
+
+
+# ---------------------------------------------------------------------------
+# entry points (shapes checked by the caller)
+# ---------------------------------------------------------------------------
+
+cdef bint _use_panels = panel_is_fast()
+
+
+def set_panel_kernel(bint enabled):
+    """Use the packed-panel float32 step product (True) or BLAS (False).
+
+    The default is True where the CPU has AVX2 and FMA (the clone that makes
+    the panels faster than BLAS); tests switch it to check both paths.
+    """
+    global _use_panels
+    _use_panels = enabled
+
+
+def panel_kernel():
+    """Whether float32 recurrent products use the packed panels."""
+    return bool(_use_panels)
+
+
+cdef object _pack_recurrent(int kind, const float[:, :, ::1] w_hh, bint for_backward):
+    """W_hh of every direction packed in panels for _step_wt (forward) or its
+    transpose for _step_w (backward). Per direction: the whole matrix, or for
+    the reset-before GRU its r, z part then its n part. Returns (array, size
+    of one direction, offset of the n part or 0)."""
+    cdef Py_ssize_t D = w_hh.shape[0], G = w_hh.shape[1], H = w_hh.shape[2]
+    cdef Py_ssize_t first, second = 0, size, d
+    if kind == GRU_RESET_BEFORE:
+        first = panel_size(H, 2 * H) if for_backward else panel_size(2 * H, H)
+        second = panel_size(H, H)
+    else:
+        first = panel_size(H, G) if for_backward else panel_size(G, H)
+    size = first + second
+    packed_arr = np.empty(D * size, dtype=np.float32)
+    cdef float[::1] packed = packed_arr
+    cdef const float* w
+    cdef float* p
+    with nogil:
+        for d in range(D):
+            w = &w_hh[d, 0, 0]
+            p = &packed[0] + d * size
+            if kind == GRU_RESET_BEFORE:
+                if for_backward:       # [W_hr; W_hz]ᵀ (H x 2H), W_hnᵀ (H x H)
+                    pack_panels(w, H, 2 * H, 1, H, p)
+                    pack_panels(w + 2 * H * H, H, H, 1, H, p + first)
+                else:
+                    pack_panels(w, 2 * H, H, H, 1, p)
+                    pack_panels(w + 2 * H * H, H, H, H, 1, p + first)
+            elif for_backward:         # W_hhᵀ (H x G)
+                pack_panels(w, H, G, 1, H, p)
+            else:
+                pack_panels(w, G, H, H, 1, p)
+    return packed_arr, size, (first if second else 0)
+
+
+cdef Py_ssize_t _rows_max(const Py_ssize_t[::1] bounds) noexcept nogil:
+    cdef Py_ssize_t k, rows = 0
+    for k in range(bounds.shape[0] - 1):
+        if bounds[k + 1] - bounds[k] > rows:
+            rows = bounds[k + 1] - bounds[k]
+    return rows
+
+
+def forward_layer(int kind,
+                  const floating[:, :, :] x,
+                  const floating[:, :, ::1] w_ih,
+                  const floating[:, :, ::1] w_hh,
+                  const floating[:, ::1] b_x,
+                  const floating[:, ::1] b_hn,
+                  const int[::1] reverse,
+                  const Py_ssize_t[::1] lengths,
+                  const Py_ssize_t[::1] perm,
+                  const Py_ssize_t[::1] n_active,
+                  const Py_ssize_t[::1] bounds,
+                  const floating[:, :, ::1] h0,
+                  const floating[:, :, ::1] c0,
+                  floating[:, :, ::1] y,
+                  floating[:, :, ::1] h_n,
+                  floating[:, :, ::1] c_n,
+                  Py_ssize_t step_chunk,
+                  int num_threads,
+                  floating[:, :, ::1] keep_x=None,
+                  floating[:, :, ::1] keep_gates=None,
+                  floating[:, :, ::1] keep_h=None,
+                  floating[:, :, ::1] keep_c=None,
+                  const Py_ssize_t[::1] block_offsets=None):
+    """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
+
+    x: (T, B, I) any strides; w_ih: (D, G, I); w_hh: (D, G, H); b_x: (D, G)
+    (bias added to the input projection); b_hn: (D, H) (reset-after GRU);
+    reverse: (D,) 0/1; lengths: (B,) sorted descending, perm: (B,) sorted row
+    -> caller row, n_active: (T,) rows with length > s; bounds: (K+1,) row
+    blocks; h0, c0, h_n, c_n: (D, B, H) (c0/c_n used by the LSTM only);
+    y: (T, B, D*H), C-contiguous.
+
+    Training (keep_* given, step_chunk ignored): keep_x (D, N, I),
+    keep_gates (D, N, gate_stride), keep_h (D, N, H), keep_c (D, N, H) (LSTM)
+    receive the packed inputs, gate activations, h_{t-1} and c_{t-1},
+    N = sum(lengths); block_offsets: (K,) first packed row of each block.
+    """
+    cdef Py_ssize_t D = w_ih.shape[0], G = w_ih.shape[1], I = w_ih.shape[2]
+    cdef Py_ssize_t H = w_hh.shape[2], T = x.shape[0]
+    cdef Py_ssize_t ldg = gate_stride(kind, H)
+    cdef Py_ssize_t n_blocks = bounds.shape[0] - 1
+    cdef Py_ssize_t n_tasks = D * n_blocks
+    cdef Py_ssize_t rows_max = _rows_max(bounds)
+    cdef Py_ssize_t task, d, blk, r0, r1, o
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint training = keep_x is not None
+    cdef bint is_lstm = kind == LSTM
+    if training:
+        step_chunk = T
+    cdef Py_ssize_t cap = 0 if training else step_chunk * rows_max
+    # per-task workspace: [xp (cap, I) | gx (cap, ldg)] (inference) | gh (rows, 3H) | h, c, rh (rows, H)
+    cdef Py_ssize_t per_task = cap * (I + ldg) + rows_max * 6 * H
+    work_arr = np.empty(n_tasks * per_task,
+                        dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
+    cdef floating* ws
+    cdef floating* xp
+    cdef floating* gx
+    cdef floating* hp
+    cdef floating* cp
+    cdef float[::1] packed
+    cdef Py_ssize_t psize = 0, pn = 0
+    cdef float* wp_base = NULL
+    cdef const float* wp
+    cdef const float* wp_n
+    if floating is float:
+        if _use_panels:
+            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, False)
+            packed = packed_arr
+            wp_base = &packed[0]
+
+    with nogil:
+        for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
+            d = task // n_blocks
+            blk = task % n_blocks
+            r0 = bounds[blk]
+            r1 = bounds[blk + 1]
+            ws = &work[0] + task * per_task
+            wp = wp_base + d * psize if wp_base != NULL else NULL
+            wp_n = wp + pn if wp != NULL and pn > 0 else NULL
+            if training:
+                o = block_offsets[blk]
+                xp = &keep_x[d, 0, 0] + o * I
+                gx = &keep_gates[d, 0, 0] + o * ldg
+                hp = &keep_h[d, 0, 0] + o * H
+                cp = &keep_c[d, 0, 0] + o * H if is_lstm else NULL
+            else:
+                xp = ws
+                gx = ws + cap * I
+                hp = NULL
+                cp = NULL
+            _forward_task(kind, reverse[d] != 0,
+                          &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                          x.strides[2] // isz, I, H,
+                          &w_ih[d, 0, 0], &w_hh[d, 0, 0], &b_x[d, 0], &b_hn[d, 0],
+                          &lengths[0], &perm[0], &n_active[0], r0, r1,
+                          &h0[d, 0, 0], &c0[d, 0, 0] if is_lstm else NULL,
+                          &y[0, 0, d * H], y.strides[0] // isz, y.strides[1] // isz,
+                          &h_n[d, 0, 0], &c_n[d, 0, 0] if is_lstm else NULL,
+                          step_chunk, xp, gx, hp, cp,
+                          ws + cap * (I + ldg),
+                          ws + cap * (I + ldg) + rows_max * 3 * H,
+                          ws + cap * (I + ldg) + rows_max * 4 * H,
+                          ws + cap * (I + ldg) + rows_max * 5 * H, wp, wp_n)
+
+
+def backward_layer(int kind,
+                   const floating[:, :, ::1] w_hh,
+                   const int[::1] reverse,
+                   const Py_ssize_t[::1] lengths,
+                   const Py_ssize_t[::1] perm,
+                   const Py_ssize_t[::1] n_active,
+                   const Py_ssize_t[::1] bounds,
+                   const Py_ssize_t[::1] block_offsets,
+                   const floating[:, :, ::1] gates,
+                   const floating[:, :, ::1] h_prev,
+                   const floating[:, :, ::1] c_prev,
+                   const floating[:, :, :] dy,
+                   const floating[:, :, ::1] dh_n,
+                   const floating[:, :, ::1] dc_n,
+                   floating[:, :, ::1] dgates,
+                   floating[:, :, ::1] dh0,
+                   floating[:, :, ::1] dc0,
+                   int num_threads):
+    """BPTT through one layer (D directions) with the plan of its forward.
+
+    gates, h_prev, c_prev: what forward_layer kept (D, N, ·); dy: (T, B, D*H)
+    any strides, unit stride on its last axis; dh_n, dc_n: (D, B, H).
+    Writes dgates (D, N, grad_stride) and dh0, dc0 (D, B, H) (dc_n, dc0 are
+    used by the LSTM only).
+    """
+    cdef Py_ssize_t D = w_hh.shape[0], H = w_hh.shape[2]
+    cdef Py_ssize_t lda = gate_stride(kind, H), ldd = grad_stride(kind, H)
+    cdef Py_ssize_t n_blocks = bounds.shape[0] - 1
+    cdef Py_ssize_t n_tasks = D * n_blocks
+    cdef Py_ssize_t rows_max = _rows_max(bounds)
+    cdef Py_ssize_t per_task = rows_max * 3 * H
+    cdef Py_ssize_t task, d, blk, o
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint is_lstm = kind == LSTM
+    work_arr = np.empty(n_tasks * per_task,
+                        dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
+    cdef floating* ws
+    cdef float[::1] packed
+    cdef Py_ssize_t psize = 0, pn = 0
+    cdef float* wp_base = NULL
+    cdef const float* wp
+    cdef const float* wp_n
+    if floating is float:
+        if _use_panels:
+            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, True)
+            packed = packed_arr
+            wp_base = &packed[0]
+
+    with nogil:
+        for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
+            d = task // n_blocks
+            blk = task % n_blocks
+            o = block_offsets[blk]
+            ws = &work[0] + task * per_task
+            wp = wp_base + d * psize if wp_base != NULL else NULL
+            wp_n = wp + pn if wp != NULL and pn > 0 else NULL
+            _backward_task(kind, reverse[d] != 0, H, &w_hh[d, 0, 0],
+                           &lengths[0], &perm[0], &n_active[0], bounds[blk], bounds[blk + 1],
+                           &gates[d, 0, 0] + o * lda, &h_prev[d, 0, 0] + o * H,
+                           &c_prev[d, 0, 0] + o * H if is_lstm else NULL,
+                           &dy[0, 0, d * H], dy.strides[0] // isz, dy.strides[1] // isz,
+                           &dh_n[d, 0, 0], &dc_n[d, 0, 0] if is_lstm else NULL,
+                           &dgates[d, 0, 0] + o * ldd, &dh0[d, 0, 0],
+                           &dc0[d, 0, 0] if is_lstm else NULL,
+                           ws, ws + rows_max * H, ws + rows_max * 2 * H, wp, wp_n)
+
+
+def activations(const floating[::1] x, floating[::1] sig, floating[::1] tnh):
+    """The kernels' σ and tanh of x, into sig and tnh (for the accuracy tests)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(x.shape[0]):
+            sig[i] = sigmoid(x[i])
+            tnh[i] = tanh_(x[i])
+
+
+def forward_layer_units(int kind,
+                        const floating[:, :, :] x,
+                        const floating[:, ::1] w_ih,
+                        const floating[:, ::1] w_hh,
+                        const floating[::1] b_x,
+                        const floating[::1] b_hn,
+                        bint reverse,
+                        const Py_ssize_t[::1] lengths,
+                        const Py_ssize_t[::1] perm,
+                        const Py_ssize_t[::1] n_active,
+                        const floating[:, ::1] h0,
+                        const floating[:, ::1] c0,
+                        floating[:, :, ::1] y,
+                        floating[:, ::1] h_n,
+                        floating[:, ::1] c_n,
+                        Py_ssize_t step_chunk,
+                        int num_threads):
+    """One direction of one layer with its hidden units split across threads.
+
+    For small batches (see _unit_worker). Shapes as forward_layer for one
+    direction: w_ih (G, I), w_hh (G, H), b_x (G,), b_hn (H,), h0/c0/h_n/c_n
+    (B, H), y (T, B, H) or a view of y's columns for this direction (unit
+    stride on the last axis). Inference only.
+    """
+    cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = lengths.shape[0]
+    cdef Py_ssize_t cap = step_chunk * B
+    # per thread, sized for a team of one: xp (cap, I) | gx (cap, 4H) | gh (B, 3H) |
+    # h, c, rh (B, H) | bias (4H) | b_hn (H)
+    cdef Py_ssize_t per_thread = cap * (I + 4 * H) + B * 6 * H + 5 * H
+    dtype = np.float32 if floating is float else np.float64
+    work_arr = np.empty(num_threads * per_thread, dtype=dtype)
+    shared_arr = np.empty(3 * B * H, dtype=dtype)
+    cdef floating[::1] work = work_arr
+    cdef floating[::1] shared = shared_arr
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint is_lstm = kind == LSTM
+    cdef int tid, nthreads
+    # room for one thread's W_hh rows in panels, sized for a team of one
+    cdef Py_ssize_t per_pack = panel_size(4 * H, H) + panel_size(H, H)
+    cdef float[::1] pack_space
+    cdef float* pack_base = NULL
+    if floating is float:
+        if _use_panels:
+            pack_arr = np.empty(num_threads * per_pack, dtype=np.float32)
+            pack_space = pack_arr
+            pack_base = &pack_space[0]
+    with nogil, parallel(num_threads=num_threads):
+        tid = omp_get_thread_num()
+        nthreads = omp_get_num_threads()
+        _unit_worker(kind, reverse, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                     x.strides[2] // isz, I, H, B, &w_ih[0, 0], &w_hh[0, 0], &b_x[0],
+                     &b_hn[0], &lengths[0], &perm[0], &n_active[0],
+                     &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
+                     &y[0, 0, 0], y.strides[0] // isz, y.strides[1] // isz,
+                     &h_n[0, 0], &c_n[0, 0] if is_lstm else NULL, step_chunk,
+                     &shared[0], &work[0] + tid * per_thread,
+                     pack_base + tid * per_pack if pack_base != NULL else NULL, tid, nthreads)
+
+
+def cell_step(int kind,
+              const floating[:, :, :] x,
+              const floating[:, ::1] w_ih,
+              const floating[:, ::1] w_hh,
+              const floating[::1] b_x,
+              const floating[::1] b_hn,
+              const Py_ssize_t[::1] ones,
+              const Py_ssize_t[::1] perm,
+              const floating[:, ::1] h0,
+              const floating[:, ::1] c0,
+              floating[:, ::1] h_1,
+              floating[:, ::1] c_1):
+    """One step of one direction for all B rows, on the calling thread.
+
+    The streaming path of the cells: no batch plan, no thread team. x: (1, B,
+    I); ones: (B,) of 1 (every row is one step long); perm: arange(B); h0, c0,
+    h_1, c_1: (B, H) (c0/c_1 used by the LSTM only); h_1 receives h_t.
+    """
+    cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = x.shape[1]
+    cdef Py_ssize_t ldg = gate_stride(kind, H)
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint is_lstm = kind == LSTM
+    # xp (B, I) | gx (B, ldg) | gh (B, 3H) | h, c, rh (B, H)
+    work_arr = np.empty(B * (I + ldg + 6 * H),
+                        dtype=np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
+    cdef floating* ws = &work[0]
+    cdef Py_ssize_t n_active = B
+    with nogil:
+        _forward_task(kind, False, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                      x.strides[2] // isz, I, H, &w_ih[0, 0], &w_hh[0, 0], &b_x[0], &b_hn[0],
+                      &ones[0], &perm[0], &n_active, 0, B,
+                      &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
+                      &h_1[0, 0], 0, H, &h_1[0, 0], &c_1[0, 0] if is_lstm else NULL, 1,
+                      ws, ws + B * I, NULL, NULL, ws + B * (I + ldg),
+                      ws + B * (I + ldg + 3 * H), ws + B * (I + ldg + 4 * H),
+                      ws + B * (I + ldg + 5 * H), NULL, NULL)
+
+
+def cpu_has_avx2_fma():
+    """Whether this CPU runs x86-64-v3 code (AVX2 and FMA)."""
+    return bool(panel_is_fast())

@@ -1,0 +1,88 @@
+"""Every kernel build (baseline, x86-64-v3) and product path (packed panels, BLAS)
+against the numpy reference and finite differences."""
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _kernels, cells, layers
+from fastrnn._kernels import _recurrent as baseline
+from conftest import CELL_FORMS, CELL_IDS
+from gradcheck import check_module_gradients
+from test_layers_reference import _check_layer
+
+VARIANTS = [("baseline", baseline)]
+if baseline.cpu_has_avx2_fma():
+    try:
+        from fastrnn._kernels import _recurrent_avx2
+        VARIANTS.append(("avx2", _recurrent_avx2))
+    except ImportError:        # not built by this compiler
+        pass
+
+
+@pytest.fixture(params=[(name, panels) for name, _ in VARIANTS for panels in (True, False)],
+                ids=lambda p: f"{p[0]}-{'panels' if p[1] else 'blas'}")
+def kernels(request, monkeypatch):
+    name, panels = request.param
+    module = dict(VARIANTS)[name]
+    if panels and not baseline.cpu_has_avx2_fma():
+        pytest.skip("the panel product is only used on CPUs with AVX2/FMA")
+    before = module.panel_kernel()
+    module.set_panel_kernel(panels)
+    monkeypatch.setattr(layers, "_k", module)
+    monkeypatch.setattr(cells, "_k", module)
+    yield module
+    module.set_panel_kernel(before)
+
+
+def test_selected_variant_is_reported():
+    assert _kernels.variant in ("baseline", "avx2")
+    assert fastrnn.show_config()["kernels"] == _kernels.variant
+
+
+@pytest.mark.parametrize("split_units", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
+def test_forward(kernels, mode, cls, opts, dtype, split_units, monkeypatch):
+    monkeypatch.setattr(layers, "_split_units", lambda *a: split_units)
+    rng = np.random.default_rng(0)
+    layer = cls(5, 19, num_layers=2, bidirectional=not split_units, dtype=dtype, seed=1,
+                **opts)
+    x = rng.standard_normal((8, 6, 5)).astype(dtype)
+    _check_layer(layer, mode, opts, x, rng, lengths=np.array([8, 3, 5, 1, 8, 2]),
+                 with_state=True)
+    cell = {"rnn": fastrnn.RNNCell, "gru": fastrnn.GRUCell, "lstm": fastrnn.LSTMCell}[mode](
+        5, 19, dtype=dtype, **opts)
+    one = cls(5, 19, dtype=dtype, **opts)
+    one.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+    y, _ = one(x[:1])
+    out = cell(x[0])
+    h = out[0] if mode == "lstm" else out
+    np.testing.assert_allclose(h, y[0], rtol=0, atol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
+def test_backward(kernels, mode, cls, opts):
+    rng = np.random.default_rng(2)
+    layer = cls(3, 17, bidirectional=True, dtype=np.float64, seed=3, **opts)
+    check_module_gradients(layer, rng.standard_normal((4, 3, 3)), lengths=np.array([4, 1, 3]))
+
+
+@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
+def test_float32_backward_matches_float64(kernels, mode, cls, opts):
+    """The float32 path (panels where enabled) against the float64 one."""
+    rng = np.random.default_rng(4)
+    l64 = cls(6, 21, dtype=np.float64, seed=5, **opts)
+    l32 = cls(6, 21, dtype=np.float32, **opts)
+    l32.load_state_dict(l64.state_dict())
+    x = rng.standard_normal((7, 5, 6))
+    lengths = np.array([7, 2, 6, 7, 1])
+    results = []
+    for layer, arr in ((l64, x), (l32, x.astype(np.float32))):
+        y, _, ctx = layer.forward(arr, lengths=lengths)
+        dx, _ = layer.backward(ctx, np.ones_like(y))
+        results.append((dx, {k: v.copy() for k, v in layer.grads.items()}))
+    (dx64, g64), (dx32, g32) = results
+    np.testing.assert_allclose(dx32, dx64, rtol=0, atol=1e-4 * max(1, np.abs(dx64).max()))
+    for k in g64:
+        np.testing.assert_allclose(g32[k], g64[k], rtol=0,
+                                   atol=1e-4 * max(1, np.abs(g64[k]).max()), err_msg=k)
