@@ -53,17 +53,22 @@ class _BatchPlan:
         self.block_offsets = np.concatenate(([0], total[self.bounds[1:-1] - 1])).astype(np.intp)
         self._packed_index = {}
 
-    def packed_index(self, reverse):
-        """For each packed row, its flat index t * B + b into a (T, B, ·) array."""
-        if reverse not in self._packed_index:
-            parts = []
-            for r0, r1 in zip(self.bounds[:-1], self.bounds[1:]):
-                lens = self.lengths[r0:r1]
-                s, j = np.nonzero(np.arange(lens[0])[:, None] < lens[None, :])
-                t = lens[j] - 1 - s if reverse else s
-                parts.append(t * self.batch + self.perm[r0 + j])
-            self._packed_index[reverse] = np.concatenate(parts)
-        return self._packed_index[reverse]
+    def packed_inverse(self, flags):
+        """(D, T*B): for direction d (reverse when flags[d]) and flat step
+        t * B + b, the packed row that holds it, or -1 past the sequence's end."""
+        key = tuple(int(f) for f in flags)
+        if key not in self._packed_index:
+            inverse = np.full((len(key), self.steps * self.batch), -1, dtype=np.intp)
+            for d, reverse in enumerate(key):
+                parts = []
+                for r0, r1 in zip(self.bounds[:-1], self.bounds[1:]):
+                    lens = self.lengths[r0:r1]
+                    s, j = np.nonzero(np.arange(lens[0])[:, None] < lens[None, :])
+                    t = lens[j] - 1 - s if reverse else s
+                    parts.append(t * self.batch + self.perm[r0 + j])
+                inverse[d, np.concatenate(parts)] = np.arange(self.total)
+            self._packed_index[key] = inverse
+        return self._packed_index[key]
 
 
 @functools.lru_cache(maxsize=64)
@@ -116,8 +121,12 @@ class _RecurrentLayer(SequenceModule):
             if self.bias:
                 self._b_ih.append(np.zeros((D, G), self.dtype))
                 self._b_hh.append(np.zeros((D, G), self.dtype))
-        self._params = self._build_param_views()
-        self._grads = {name: np.zeros_like(arr) for name, arr in self._params.items()}
+        self._gw_ih = [np.zeros_like(w) for w in self._w_ih]
+        self._gw_hh = [np.zeros_like(w) for w in self._w_hh]
+        self._gb_ih = [np.zeros_like(b) for b in self._b_ih]
+        self._gb_hh = [np.zeros_like(b) for b in self._b_hh]
+        self._params = self._block_views(self._w_ih, self._w_hh, self._b_ih, self._b_hh)
+        self._grads = self._block_views(self._gw_ih, self._gw_hh, self._gb_ih, self._gb_hh)
         self.reset_parameters(self._seed)
         self._dropout_rng = (self._seed if isinstance(self._seed, np.random.Generator)
                              else np.random.default_rng(None if self._seed is None
@@ -148,16 +157,17 @@ class _RecurrentLayer(SequenceModule):
         return f"{type(self).__name__}({args})"
 
     # -- parameters --------------------------------------------------------
-    def _build_param_views(self):
+    def _block_views(self, w_ih, w_hh, b_ih, b_hh):
+        """{state_dict name: view of one direction of the per-layer blocks}."""
         views = {}
         for layer in range(self.num_layers):
             for d in range(self.num_directions):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                views["weight_ih" + sfx] = self._w_ih[layer][d]
-                views["weight_hh" + sfx] = self._w_hh[layer][d]
+                views["weight_ih" + sfx] = w_ih[layer][d]
+                views["weight_hh" + sfx] = w_hh[layer][d]
                 if self.bias:
-                    views["bias_ih" + sfx] = self._b_ih[layer][d]
-                    views["bias_hh" + sfx] = self._b_hh[layer][d]
+                    views["bias_ih" + sfx] = b_ih[layer][d]
+                    views["bias_hh" + sfx] = b_hh[layer][d]
         return views
 
     def _named_parameters(self):
@@ -332,28 +342,14 @@ class _RecurrentLayer(SequenceModule):
         dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev, db_ih += Σ dGx, db_hh += Σ dGh,
         dX = dGx W_ih.
         """
-        H = self.hidden_size
         in_size = tr.x.shape[2]
-        dx = np.zeros((plan.steps * plan.batch, in_size), self.dtype)
-        for d in range(self.num_directions):
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
-            dg = dgates[d]
-            if self._kind == _GRU_RESET_AFTER:
-                dgx, dgh = dg[:, :3 * H], dg[:, 3 * H:]
-            else:
-                dgx = dgh = dg
-            self._grads["weight_ih" + sfx] += dgx.T @ tr.x[d]
-            if self._kind == _GRU_RESET_BEFORE:
-                # the n rows of W_hh multiply r ⊙ h_{t-1}, the others h_{t-1}
-                w = self._grads["weight_hh" + sfx]
-                w[:2 * H] += dg[:, :2 * H].T @ tr.h_prev[d]
-                w[2 * H:] += dg[:, 2 * H:].T @ (tr.gates[d][:, :H] * tr.h_prev[d])
-            else:
-                self._grads["weight_hh" + sfx] += dgh.T @ tr.h_prev[d]
-            if self.bias:
-                self._grads["bias_ih" + sfx] += dgx.sum(axis=0)
-                self._grads["bias_hh" + sfx] += dgh.sum(axis=0)
-            dx[plan.packed_index(bool(flags[d]))] += dgx @ tr.w_ih[d]
+        dx = np.empty((plan.steps * plan.batch, in_size), self.dtype)
+        no_bias = np.empty((self.num_directions, 0), self.dtype)
+        _k.layer_grads(self._kind, dgates, tr.x, tr.gates, tr.h_prev, tr.w_ih,
+                       self._gw_ih[layer], self._gw_hh[layer],
+                       self._gb_ih[layer] if self.bias else no_bias,
+                       self._gb_hh[layer] if self.bias else no_bias,
+                       plan.packed_inverse(flags), dx, get_num_threads())
         return dx.reshape(plan.steps, plan.batch, in_size)
 
 

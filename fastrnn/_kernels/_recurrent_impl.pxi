@@ -1051,3 +1051,111 @@ def cell_step(int kind,
 def cpu_has_avx2_fma():
     """Whether this CPU runs x86-64-v3 code (AVX2 and FMA)."""
     return bool(panel_is_fast())
+
+
+def layer_grads(int kind,
+                const floating[:, :, ::1] dgates,
+                const floating[:, :, ::1] x_keep,
+                const floating[:, :, ::1] gates,
+                const floating[:, :, ::1] h_prev,
+                const floating[:, :, ::1] w_ih,
+                floating[:, :, ::1] gw_ih,
+                floating[:, :, ::1] gw_hh,
+                floating[:, ::1] gb_ih,
+                floating[:, ::1] gb_hh,
+                const Py_ssize_t[:, ::1] inverse,
+                floating[:, ::1] dx,
+                int num_threads):
+    """The all-steps products of BPTT for one layer, in fastrnn's threads.
+
+    Adds dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev (the n rows of the reset-before
+    GRU: dG_nᵀ (r ⊙ H_prev)), db_ih += Σ dGx, db_hh += Σ dGh into gw_ih
+    (D, G, I), gw_hh (D, G, H), gb_ih, gb_hh (D, G) (empty: no bias), and
+    writes dx (T*B, I) = the sum over directions of dGx W_ih scattered to each
+    packed row's step: inverse[d, t*B + b] is that packed row, or -1.
+    dgates (D, N, grad_stride), x_keep (D, N, I), gates (D, N, gate_stride),
+    h_prev (D, N, H): what forward and backward_layer kept; w_ih: the forward's
+    weights. The products are split into row stripes, one task per stripe and
+    direction, each a single-threaded BLAS call.
+    """
+    cdef Py_ssize_t D = dgates.shape[0], N = dgates.shape[1], ldd = dgates.shape[2]
+    cdef Py_ssize_t G = w_ih.shape[1], I = w_ih.shape[2], H = h_prev.shape[2]
+    cdef Py_ssize_t lda = gates.shape[2], F = dx.shape[0]
+    cdef Py_ssize_t hoff = 3 * H if kind == GRU_RESET_AFTER else 0   # dGh columns
+    cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
+    cdef bint has_bias = gb_ih.shape[1] > 0
+    cdef bint rh_rows = kind == GRU_RESET_BEFORE
+    dtype = np.float32 if floating is float else np.float64
+    dxp_arr = np.empty((D, N, I), dtype=dtype)
+    rh_arr = np.empty((D, N if rh_rows else 0, H if rh_rows else 0), dtype=dtype)
+    cdef floating[:, :, ::1] dxp = dxp_arr
+    cdef floating[:, :, ::1] rh = rh_arr
+    cdef Py_ssize_t task, d, s, a0, a1, g, n, f, i, split, r
+    cdef const floating* dg
+    cdef const floating* row
+    cdef floating* acc
+    cdef floating* out
+
+    with nogil:
+        if rh_rows:
+            # r ⊙ h_{t-1}, the input of W_hn
+            for task in prange(D * S, num_threads=num_threads, schedule="static"):
+                d = task // S
+                s = task % S
+                for n in range(N * s // S, N * (s + 1) // S):
+                    for i in range(H):
+                        rh[d, n, i] = gates[d, n, i] * h_prev[d, n, i]
+
+        for task in prange(D * S, num_threads=num_threads, schedule="static"):
+            d = task // S
+            s = task % S
+            a0 = G * s // S
+            a1 = G * (s + 1) // S
+            dg = &dgates[d, 0, 0]
+            # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
+            gemm(c'T', c'N', <int> (a1 - a0), <int> I, <int> N, <floating> 1, dg + a0,
+                 <int> ldd, &x_keep[d, 0, 0], <int> I, <floating> 1, &gw_ih[d, a0, 0], <int> I)
+            # dW_hh[a0:a1] += dGh[:, a0:a1]ᵀ H_prev (r ⊙ H_prev for the reset-before n rows)
+            split = a1
+            if rh_rows and a1 > 2 * H:
+                split = a0 if a0 > 2 * H else 2 * H
+            gemm(c'T', c'N', <int> (split - a0), <int> H, <int> N, <floating> 1,
+                 dg + hoff + a0, <int> ldd, &h_prev[d, 0, 0], <int> H, <floating> 1,
+                 &gw_hh[d, a0, 0], <int> H)
+            if split < a1:
+                gemm(c'T', c'N', <int> (a1 - split), <int> H, <int> N, <floating> 1,
+                     dg + hoff + split, <int> ldd, &rh[d, 0, 0], <int> H, <floating> 1,
+                     &gw_hh[d, split, 0], <int> H)
+            if has_bias:
+                # db_ih[a0:a1] += Σ_n dGx[n, a0:a1], db_hh likewise with dGh
+                for n in range(N):
+                    row = dg + n * ldd
+                    acc = &gb_ih[d, 0]
+                    for g in range(a0, a1):
+                        acc[g] = acc[g] + row[g]
+                    acc = &gb_hh[d, 0]
+                    for g in range(a0, a1):
+                        acc[g] = acc[g] + row[hoff + g]
+
+        for task in prange(D * S, num_threads=num_threads, schedule="static"):
+            d = task // S
+            s = task % S
+            a0 = N * s // S
+            a1 = N * (s + 1) // S
+            # dX_packed[a0:a1] = dGx[a0:a1] W_ih
+            gemm(c'N', c'N', <int> (a1 - a0), <int> I, <int> G, <floating> 1,
+                 &dgates[d, 0, 0] + a0 * ldd, <int> ldd, &w_ih[d, 0, 0], <int> I,
+                 <floating> 0, &dxp[d, 0, 0] + a0 * I, <int> I)
+
+        for s in prange(S, num_threads=num_threads, schedule="static"):
+            # dx[t*B + b] = Σ_d dX_packed[d, its packed row]
+            for f in range(F * s // S, F * (s + 1) // S):
+                out = &dx[f, 0]
+                for i in range(I):
+                    out[i] = 0
+                for d in range(D):
+                    r = inverse[d, f]
+                    if r >= 0:
+                        row = &dxp[d, r, 0]
+                        for i in range(I):
+                            out[i] = out[i] + row[i]
