@@ -249,7 +249,6 @@ class _RecurrentLayer(SequenceModule):
         h_n = np.empty((L * D, batch, H), self.dtype)
         c_n = np.empty((L * D, batch, H), self.dtype) if is_lstm else None
         unused = np.empty((D, 0, 0), self.dtype)
-        new_output = np.zeros if lengths is not None else np.empty
         traces = []
         inp = x
         for layer in range(L):
@@ -264,7 +263,7 @@ class _RecurrentLayer(SequenceModule):
             if training and layer > 0 and self.dropout > 0:
                 mask = _dropout_mask(self._dropout_rng, inp.shape, self.dropout, self.dtype)
                 inp = inp * mask
-            y = new_output((steps, batch, D * H), self.dtype)
+            y = np.empty((steps, batch, D * H), self.dtype)   # the kernels zero the padding
             b_x, b_hn = self._kernel_biases(layer)
             keep = {}
             if training:

@@ -33,7 +33,7 @@
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 import numpy as np
 
@@ -357,7 +357,7 @@ cdef inline Py_ssize_t _time(bint reverse, const Py_ssize_t* lengths, Py_ssize_t
 
 cdef void _forward_task(int kind, bint reverse,
                         const floating* x, Py_ssize_t xs0, Py_ssize_t xs1, Py_ssize_t xs2,
-                        Py_ssize_t I, Py_ssize_t H,
+                        Py_ssize_t I, Py_ssize_t H, Py_ssize_t T,
                         const floating* w_ih, const floating* w_hh,
                         const floating* b_x, const floating* b_hn,
                         const Py_ssize_t* lengths, const Py_ssize_t* perm,
@@ -455,6 +455,9 @@ cdef void _forward_task(int kind, bint reverse,
         memcpy(h_n + b * H, h + j * H, H * sizeof(floating))
         if kind == LSTM:
             memcpy(c_n + b * H, c + j * H, H * sizeof(floating))
+        # outputs past the sequence's end are zero (y starts uninitialised)
+        for t in range(lengths[r0 + j], T):
+            memset(y + t * ys0 + b * ys1, 0, H * sizeof(floating))
 
 
 cdef void _backward_task(int kind, bint reverse, Py_ssize_t H, const floating* w_hh,
@@ -565,7 +568,7 @@ cdef inline void _unit_product(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ss
 
 cdef void _unit_worker(int kind, bint reverse,
                        const floating* x, Py_ssize_t xs0, Py_ssize_t xs1, Py_ssize_t xs2,
-                       Py_ssize_t I, Py_ssize_t H, Py_ssize_t B,
+                       Py_ssize_t I, Py_ssize_t H, Py_ssize_t B, Py_ssize_t T,
                        const floating* w_ih, const floating* w_hh,
                        const floating* b_x, const floating* b_hn,
                        const Py_ssize_t* lengths, const Py_ssize_t* perm,
@@ -700,6 +703,8 @@ cdef void _unit_worker(int kind, bint reverse,
         memcpy(h_n + b * H + u0, h + j * U, U * sizeof(floating))
         if kind == LSTM:
             memcpy(c_n + b * H + u0, c + j * U, U * sizeof(floating))
+        for t in range(lengths[j], T):
+            memset(y + t * ys0 + b * ys1 + u0, 0, U * sizeof(floating))
 
 
 # ---------------------------------------------------------------------------
@@ -860,7 +865,7 @@ def forward_layer(int kind,
                 cp = NULL
             _forward_task(kind, reverse[d] != 0,
                           &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                          x.strides[2] // isz, I, H,
+                          x.strides[2] // isz, I, H, T,
                           &w_ih[d, 0, 0], &w_hh[d, 0, 0], &b_x[d, 0], &b_hn[d, 0],
                           &lengths[0], &perm[0], &n_active[0], r0, r1,
                           &h0[d, 0, 0], &c0[d, 0, 0] if is_lstm else NULL,
@@ -1000,8 +1005,8 @@ def forward_layer_units(int kind,
         tid = omp_get_thread_num()
         nthreads = omp_get_num_threads()
         _unit_worker(kind, reverse, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                     x.strides[2] // isz, I, H, B, &w_ih[0, 0], &w_hh[0, 0], &b_x[0],
-                     &b_hn[0], &lengths[0], &perm[0], &n_active[0],
+                     x.strides[2] // isz, I, H, B, x.shape[0], &w_ih[0, 0], &w_hh[0, 0],
+                     &b_x[0], &b_hn[0], &lengths[0], &perm[0], &n_active[0],
                      &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
                      &y[0, 0, 0], y.strides[0] // isz, y.strides[1] // isz,
                      &h_n[0, 0], &c_n[0, 0] if is_lstm else NULL, step_chunk,
@@ -1039,7 +1044,7 @@ def cell_step(int kind,
     cdef Py_ssize_t n_active = B
     with nogil:
         _forward_task(kind, False, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                      x.strides[2] // isz, I, H, &w_ih[0, 0], &w_hh[0, 0], &b_x[0], &b_hn[0],
+                      x.strides[2] // isz, I, H, 1, &w_ih[0, 0], &w_hh[0, 0], &b_x[0], &b_hn[0],
                       &ones[0], &perm[0], &n_active, 0, B,
                       &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
                       &h_1[0, 0], 0, H, &h_1[0, 0], &c_1[0, 0] if is_lstm else NULL, 1,
