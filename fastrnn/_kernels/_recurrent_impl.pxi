@@ -35,6 +35,8 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
 
+import threading
+
 import numpy as np
 
 from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
@@ -713,6 +715,26 @@ cdef void _unit_worker(int kind, bint reverse,
 
 cdef bint _use_panels = panel_is_fast()
 
+# Scratch memory kept per Python thread between calls: a fresh large array on
+# every call comes back from the OS as zeroed pages (page faults measured at
+# ~7% of a small bidirectional call). Only workspace that dies with the call
+# and whose size is bounded (chunked steps, one step's rows, packed weights)
+# lives here; nothing a caller keeps does.
+_scratch_store = threading.local()
+
+
+def _scratch(slot, Py_ssize_t n, dtype):
+    """A 1-D array of at least n elements of dtype, reused by this thread."""
+    bufs = getattr(_scratch_store, "bufs", None)
+    if bufs is None:
+        bufs = _scratch_store.bufs = {}
+    key = (slot, dtype)
+    buf = bufs.get(key)
+    if buf is None or buf.shape[0] < n:
+        buf = np.empty(max(n, 1), dtype=dtype)
+        bufs[key] = buf
+    return buf
+
 
 def set_panel_kernel(bint enabled):
     """Use the packed-panel float32 step product (True) or BLAS (False).
@@ -742,7 +764,7 @@ cdef object _pack_recurrent(int kind, const float[:, :, ::1] w_hh, bint for_back
     else:
         first = panel_size(H, G) if for_backward else panel_size(G, H)
     size = first + second
-    packed_arr = np.empty(D * size, dtype=np.float32)
+    packed_arr = _scratch("panels", D * size, np.float32)
     cdef float[::1] packed = packed_arr
     cdef const float* w
     cdef float* p
@@ -824,8 +846,8 @@ def forward_layer(int kind,
     cdef Py_ssize_t cap = 0 if training else step_chunk * rows_max
     # per-task workspace: [xp (cap, I) | gx (cap, ldg)] (inference) | gh (rows, 3H) | h, c, rh (rows, H)
     cdef Py_ssize_t per_task = cap * (I + ldg) + rows_max * 6 * H
-    work_arr = np.empty(n_tasks * per_task,
-                        dtype=np.float32 if floating is float else np.float64)
+    work_arr = _scratch("work", n_tasks * per_task,
+                        np.float32 if floating is float else np.float64)
     cdef floating[::1] work = work_arr
     cdef floating* ws
     cdef floating* xp
@@ -912,8 +934,8 @@ def backward_layer(int kind,
     cdef Py_ssize_t task, d, blk, o
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint is_lstm = kind == LSTM
-    work_arr = np.empty(n_tasks * per_task,
-                        dtype=np.float32 if floating is float else np.float64)
+    work_arr = _scratch("work", n_tasks * per_task,
+                        np.float32 if floating is float else np.float64)
     cdef floating[::1] work = work_arr
     cdef floating* ws
     cdef float[::1] packed
@@ -985,8 +1007,8 @@ def forward_layer_units(int kind,
     # h, c, rh (B, H) | bias (4H) | b_hn (H)
     cdef Py_ssize_t per_thread = cap * (I + 4 * H) + B * 6 * H + 5 * H
     dtype = np.float32 if floating is float else np.float64
-    work_arr = np.empty(num_threads * per_thread, dtype=dtype)
-    shared_arr = np.empty(3 * B * H, dtype=dtype)
+    work_arr = _scratch("work", num_threads * per_thread, dtype)
+    shared_arr = _scratch("shared", 3 * B * H, dtype)
     cdef floating[::1] work = work_arr
     cdef floating[::1] shared = shared_arr
     cdef Py_ssize_t isz = sizeof(floating)
@@ -998,7 +1020,7 @@ def forward_layer_units(int kind,
     cdef float* pack_base = NULL
     if floating is float:
         if _use_panels:
-            pack_arr = np.empty(num_threads * per_pack, dtype=np.float32)
+            pack_arr = _scratch("panels", num_threads * per_pack, np.float32)
             pack_space = pack_arr
             pack_base = &pack_space[0]
     with nogil, parallel(num_threads=num_threads):
@@ -1037,8 +1059,8 @@ def cell_step(int kind,
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint is_lstm = kind == LSTM
     # xp (B, I) | gx (B, ldg) | gh (B, 3H) | h, c, rh (B, H)
-    work_arr = np.empty(B * (I + ldg + 6 * H),
-                        dtype=np.float32 if floating is float else np.float64)
+    work_arr = _scratch("work", B * (I + ldg + 6 * H),
+                        np.float32 if floating is float else np.float64)
     cdef floating[::1] work = work_arr
     cdef floating* ws = &work[0]
     cdef Py_ssize_t n_active = B
@@ -1091,6 +1113,7 @@ def layer_grads(int kind,
     cdef bint has_bias = gb_ih.shape[1] > 0
     cdef bint rh_rows = kind == GRU_RESET_BEFORE
     dtype = np.float32 if floating is float else np.float64
+    # (sized by T x B: not kept between calls)
     dxp_arr = np.empty((D, N, I), dtype=dtype)
     rh_arr = np.empty((D, N if rh_rows else 0, H if rh_rows else 0), dtype=dtype)
     cdef floating[:, :, ::1] dxp = dxp_arr
