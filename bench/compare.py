@@ -21,7 +21,7 @@ import engines  # noqa: E402
 import fastrnn  # noqa: E402
 
 
-def _median_times(fns, rounds, min_time=0.02, pause=0.05):
+def _median_times(fns, rounds, min_time=0.02, pause=0.2):
     """Interleaved rounds; each sample repeats a call enough to last ~min_time.
 
     A pause before each sample lets the previous engine's worker threads stop

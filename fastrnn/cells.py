@@ -11,7 +11,8 @@ import numpy as np
 from fastrnn import _checks
 from fastrnn._kernels import recurrent as _k
 from fastrnn._module import Context, Parameterized, check_context
-from fastrnn._threads import serial_blas
+from fastrnn import layers
+from fastrnn._threads import get_num_threads, serial_blas
 from fastrnn.layers import GRU, LSTM, RNN
 
 
@@ -49,6 +50,12 @@ class _Cell(Parameterized):
         if state is None:
             state = (np.zeros((batch, H), self.dtype),) * (2 if self._is_lstm else 1)
         layer = self._layer
+        if batch < 4 and layer._w_hh[0].nbytes + layer._w_ih[0].nbytes > layers._CELL_SPLIT_BYTES \
+                and get_num_threads() > 1:
+            # large weights: every thread streams its share (see layers._split_units)
+            with serial_blas():
+                _, out = layer._run(x3, tuple(s[None] for s in state), None, False)
+            return self._format(out, batched)
         b_x, b_hn = layer._kernel_biases(0)
         out = [np.empty((batch, H), self.dtype) for _ in state]
         ones, rows = _single_step_rows(batch)

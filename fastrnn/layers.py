@@ -20,6 +20,10 @@ _RNN_TANH, _RNN_RELU, _LSTM, _GRU_RESET_AFTER, _GRU_RESET_BEFORE = range(5)
 
 # bound on the packed input/gate block of one task, in elements (x the itemsize)
 _STEP_CHUNK_ELEMENTS = 1 << 18
+# fewest steps for which packing W_hh into panels pays for itself (unit split)
+_PACK_MIN_STEPS = 4
+# weights (bytes) above which a cell step splits its units across threads
+_CELL_SPLIT_BYTES = 1 << 20
 
 
 class _BatchPlan:
@@ -287,7 +291,7 @@ class _RecurrentLayer(SequenceModule):
                                     b_x[0], b_hn[0], bool(flags[0]), plan.lengths, plan.perm,
                                     plan.n_active, h0[0], c0[0] if is_lstm else unused[0], y,
                                     h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
-                                    step_chunk, threads)
+                                    step_chunk, threads, steps >= _PACK_MIN_STEPS)
                 inp = y
                 continue
             step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS

@@ -149,3 +149,24 @@ def test_bidirectional_of_stacked_and_stacked_of_bidirectional(rng):
     y2, states = outer(x, lengths=lengths)
     np.testing.assert_array_equal(y2, outer.layers[1](y, lengths=lengths)[0])
     assert isinstance(states[0], tuple) and len(states[0]) == 2
+
+
+@pytest.mark.parametrize("mode,cls,opts", CELLS, ids=CELL_IDS)
+def test_cell_with_large_weights(mode, cls, opts, rng):
+    """Above layers._CELL_SPLIT_BYTES a cell step splits its units across threads."""
+    from fastrnn import layers
+    I = H = 256
+    cell = cls(I, H, dtype=np.float64, seed=3, **opts)
+    assert cell._layer._w_hh[0].nbytes + cell._layer._w_ih[0].nbytes > layers._CELL_SPLIT_BYTES
+    fastrnn.set_num_threads(2)
+    x = rng.standard_normal((2, I))
+    h = rng.standard_normal((2, H))
+    c = rng.standard_normal((2, H))
+    out = cell(x, (h, c) if mode == "lstm" else h)
+    sd = cell.state_dict()
+    for b in range(2):
+        h_ref, c_ref = _ref_step(mode, opts, sd, x[b], h[b], c[b])
+        got = out[0][b] if mode == "lstm" else out[b]
+        assert_close(got, h_ref, np.float64, "h")
+        if mode == "lstm":
+            assert_close(out[1][b], c_ref, np.float64, "c")

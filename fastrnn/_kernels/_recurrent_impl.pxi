@@ -993,13 +993,15 @@ def forward_layer_units(int kind,
                         floating[:, ::1] h_n,
                         floating[:, ::1] c_n,
                         Py_ssize_t step_chunk,
-                        int num_threads):
+                        int num_threads,
+                        bint pack_weights=True):
     """One direction of one layer with its hidden units split across threads.
 
     For small batches (see _unit_worker). Shapes as forward_layer for one
     direction: w_ih (G, I), w_hh (G, H), b_x (G,), b_hn (H,), h0/c0/h_n/c_n
     (B, H), y (T, B, H) or a view of y's columns for this direction (unit
-    stride on the last axis). Inference only.
+    stride on the last axis). Inference only. pack_weights=False keeps BLAS on
+    the weights as they are (cheaper than packing for a step or two).
     """
     cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = lengths.shape[0]
     cdef Py_ssize_t cap = step_chunk * B
@@ -1019,7 +1021,7 @@ def forward_layer_units(int kind,
     cdef float[::1] pack_space
     cdef float* pack_base = NULL
     if floating is float:
-        if _use_panels:
+        if _use_panels and pack_weights:
             pack_arr = _scratch("panels", num_threads * per_pack, np.float32)
             pack_space = pack_arr
             pack_base = &pack_space[0]
