@@ -155,7 +155,7 @@ def test_bidirectional_of_stacked_and_stacked_of_bidirectional(rng):
 def test_cell_with_large_weights(mode, cls, opts, rng):
     """Above layers._CELL_SPLIT_BYTES a cell step splits its units across threads."""
     from fastrnn import layers
-    I = H = 256
+    I = H = 384
     cell = cls(I, H, dtype=np.float64, seed=3, **opts)
     assert cell._layer._w_hh[0].nbytes + cell._layer._w_ih[0].nbytes > layers._CELL_SPLIT_BYTES
     fastrnn.set_num_threads(2)
