@@ -25,7 +25,8 @@ def _median_times(fns, rounds, min_time=0.02, pause=0.2):
     """Interleaved rounds; each sample repeats a call enough to last ~min_time.
 
     A pause before each sample lets the previous engine's worker threads stop
-    spin-waiting, so one engine's idle threads do not slow the next one down.
+    spin-waiting, so one engine's idle threads do not slow the next one down;
+    one untimed call then wakes the engine's own threads.
     """
     reps = {}
     for name, fn in fns.items():
@@ -39,6 +40,7 @@ def _median_times(fns, rounds, min_time=0.02, pause=0.2):
         for name, fn in fns.items():
             n = reps[name]
             time.sleep(pause)
+            fn()                      # wake this engine's threads before timing
             start = time.perf_counter()
             for _ in range(n):
                 fn()

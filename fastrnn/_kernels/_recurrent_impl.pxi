@@ -1189,3 +1189,29 @@ def layer_grads(int kind,
                         row = &dxp[d, r, 0]
                         for i in range(I):
                             out[i] = out[i] + row[i]
+
+
+def product_seconds(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int reps, bint panels):
+    """Seconds per float32 product C (m x n) = A (m x k) @ Wᵀ on this thread, on
+    packed panels or with BLAS (the caller holds BLAS to one thread): the
+    measured rates behind the README's physical limits (bench/limits.py)."""
+    import time
+    rng = np.random.default_rng(0)
+    a_arr = rng.standard_normal((m, k)).astype(np.float32)
+    w_arr = rng.standard_normal((n, k)).astype(np.float32)
+    c_arr = np.zeros((m, n), dtype=np.float32)
+    wp_arr = np.empty(panel_size(n, k), dtype=np.float32)
+    cdef float[:, ::1] a = a_arr
+    cdef float[:, ::1] w = w_arr
+    cdef float[:, ::1] c = c_arr
+    cdef float[::1] wp = wp_arr
+    cdef int r
+    pack_panels(&w[0, 0], n, k, k, 1, &wp[0])
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            if panels:
+                panel_gemm(m, n, k, &a[0, 0], k, &wp[0], &c[0, 0], n, 0)
+            else:
+                _times_wt(m, n, k, &a[0, 0], k, &w[0, 0], k, <float> 0, &c[0, 0], n)
+    return (time.perf_counter() - start) / reps
