@@ -92,6 +92,18 @@ def float_array(name, value, dtype):
     return arr
 
 
+def integer_array(name, value, what):
+    """``value`` as an integer array (bools refused); ``what`` names its items."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be an array of {what}, could not convert "
+                        f"{type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold {what}, got dtype {arr.dtype}")
+    return arr
+
+
 def expect_shape(name, arr, shape):
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
@@ -123,13 +135,7 @@ def lengths(value, batch, steps, batched):
         return None
     if not batched:
         raise ValueError("lengths is only for batched input; x is unbatched (2-D)")
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:
-        raise TypeError(f"lengths must be a 1-D array of integers, could not convert "
-                        f"{type(value).__name__}: {exc}") from None
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    arr = integer_array("lengths", value, "integers")
     if arr.shape != (batch,):
         raise ValueError(f"lengths must have shape ({batch},) (one per sequence), got {arr.shape}")
     lo, hi = arr.min(), arr.max()
@@ -148,13 +154,7 @@ def state_array(name, value, shape, dtype):
 
 def token_ids(name, value, vocab_size):
     """Integer ids in [0, vocab_size), any shape, as an intp array."""
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:
-        raise TypeError(f"{name} must be an array of integer ids, could not convert "
-                        f"{type(value).__name__}: {exc}") from None
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer ids, got dtype {arr.dtype}")
+    arr = integer_array(name, value, "integer ids")
     if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
         raise ValueError(f"{name} must be in [0, {vocab_size}), got values from "
                          f"{arr.min()} to {arr.max()}")

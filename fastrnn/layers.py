@@ -75,7 +75,7 @@ class _BatchPlan:
         return self._packed_index[key]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def _full_length_plan(steps, batch, directions, threads):
     """The plan of a batch without lengths (cached: it depends only on its sizes)."""
     plan = _BatchPlan(None, steps, batch, directions, threads)

@@ -7,7 +7,7 @@ import fastrnn
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
-from test_torch_compat import TORCH_DTYPE, _random_config, _torch_pair  # noqa: E402
+from test_torch_compat import random_case  # noqa: E402
 
 GRAD_TOL = {np.float32: 1e-4, np.float64: 1e-9}
 
@@ -48,19 +48,8 @@ def _torch_grads(module, x, hx, lengths, batch_first, dy, dh_n):
 @pytest.mark.parametrize("seed", range(12))
 def test_random_configurations_match_autograd(seed, dtype):
     rng = np.random.default_rng(100 + seed)
-    mode, kw = _random_config(rng)
-    T, B = int(rng.integers(1, 25)), int(rng.integers(1, 7))
-    I, H = int(rng.integers(1, 12)), int(rng.integers(1, 16))
-    ours, theirs = _torch_pair(mode, I, H, dtype, seed, **kw)
-    D = 2 if kw["bidirectional"] else 1
-    x = rng.standard_normal((B, T, I) if kw["batch_first"] else (T, B, I)).astype(dtype)
-    lengths = rng.integers(1, T + 1, B) if rng.random() < 0.6 else None
-    shape = (kw["num_layers"] * D, B, H)
-    hx = None
-    if rng.random() < 0.7:
-        hx = rng.standard_normal(shape).astype(dtype)
-        if mode == "lstm":
-            hx = (hx, rng.standard_normal(shape).astype(dtype))
+    mode, kw, ours, theirs, x, lengths, hx, shape = random_case(rng, seed, dtype, 25, 7, 12, 16,
+                                                                p_state=0.7)
     y, h_n, ctx = ours.forward(x, hx, lengths=lengths)
     dy = rng.standard_normal(y.shape).astype(dtype)
     dh_n = rng.standard_normal(shape).astype(dtype)

@@ -48,23 +48,31 @@ def _random_config(rng):
     return mode, kw
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("seed", range(12))
-def test_random_configurations_match_torch(seed, dtype):
-    rng = np.random.default_rng(seed)
+def random_case(rng, seed, dtype, max_steps, max_batch, max_input, max_hidden, p_state):
+    """A random layer pair (fastrnn, torch) with an input, lengths (60% of the
+    time) and an initial state (``p_state`` of the time, else None)."""
     mode, kw = _random_config(rng)
-    T, B = int(rng.integers(1, 30)), int(rng.integers(1, 9))
-    I, H = int(rng.integers(1, 20)), int(rng.integers(1, 24))
+    T, B = int(rng.integers(1, max_steps)), int(rng.integers(1, max_batch))
+    I, H = int(rng.integers(1, max_input)), int(rng.integers(1, max_hidden))
     ours, theirs = _torch_pair(mode, I, H, dtype, seed, **kw)
     D = 2 if kw["bidirectional"] else 1
     x = rng.standard_normal((B, T, I) if kw["batch_first"] else (T, B, I)).astype(dtype)
     lengths = rng.integers(1, T + 1, B) if rng.random() < 0.6 else None
+    shape = (kw["num_layers"] * D, B, H)
     hx = None
-    if rng.random() < 0.6:
-        shape = (kw["num_layers"] * D, B, H)
+    if rng.random() < p_state:
         hx = rng.standard_normal(shape).astype(dtype)
         if mode == "lstm":
             hx = (hx, rng.standard_normal(shape).astype(dtype))
+    return mode, kw, ours, theirs, x, lengths, hx, shape
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations_match_torch(seed, dtype):
+    rng = np.random.default_rng(seed)
+    mode, kw, ours, theirs, x, lengths, hx, _ = random_case(rng, seed, dtype, 30, 9, 20, 24,
+                                                             p_state=0.6)
     y, state = ours(x, hx, lengths=lengths)
     y_t, state_t = _torch_run(theirs, x, hx, lengths, kw["batch_first"])
     assert_close(y, y_t, dtype, f"y {mode} {kw}")

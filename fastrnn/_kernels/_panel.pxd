@@ -68,20 +68,17 @@ cdef extern from *:
         for (Py_ssize_t p = 0; p < panels; p++) {
             const float *w = wp + p * k * FASTRNN_PANEL;
             for (Py_ssize_t r = 0; r + 4 <= m; r += 4) {
-                fastrnn_v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, wv;
+                fastrnn_v16 s[4] = {{0}, {0}, {0}, {0}}, wv;
                 const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
                 for (Py_ssize_t kk = 0; kk < k; kk++) {
                     memcpy(&wv, w + kk * FASTRNN_PANEL, sizeof wv);
-                    s0 += a0[kk] * wv;
-                    s1 += a1[kk] * wv;
-                    s2 += a2[kk] * wv;
-                    s3 += a3[kk] * wv;
+                    s[0] += a0[kk] * wv;
+                    s[1] += a1[kk] * wv;
+                    s[2] += a2[kk] * wv;
+                    s[3] += a3[kk] * wv;
                 }
                 float t[4][FASTRNN_PANEL];
-                memcpy(t[0], &s0, sizeof s0);
-                memcpy(t[1], &s1, sizeof s1);
-                memcpy(t[2], &s2, sizeof s2);
-                memcpy(t[3], &s3, sizeof s3);
+                memcpy(t, s, sizeof t);
                 for (int i = 0; i < 4; i++)
                     fastrnn_panel_store(c + (r + i) * ldc, n, p, t[i], accumulate);
             }
@@ -95,23 +92,20 @@ cdef extern from *:
             for (; p + 4 <= panels; p += 4) {
                 const float *w0 = wp + p * k * FASTRNN_PANEL, *w1 = w0 + k * FASTRNN_PANEL;
                 const float *w2 = w1 + k * FASTRNN_PANEL, *w3 = w2 + k * FASTRNN_PANEL;
-                fastrnn_v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, v0, v1, v2, v3;
+                fastrnn_v16 s[4] = {{0}, {0}, {0}, {0}}, v[4];
                 for (Py_ssize_t kk = 0; kk < k; kk++) {
                     float av = a0[kk];
-                    memcpy(&v0, w0 + kk * FASTRNN_PANEL, sizeof v0);
-                    memcpy(&v1, w1 + kk * FASTRNN_PANEL, sizeof v1);
-                    memcpy(&v2, w2 + kk * FASTRNN_PANEL, sizeof v2);
-                    memcpy(&v3, w3 + kk * FASTRNN_PANEL, sizeof v3);
-                    s0 += av * v0;
-                    s1 += av * v1;
-                    s2 += av * v2;
-                    s3 += av * v3;
+                    memcpy(&v[0], w0 + kk * FASTRNN_PANEL, sizeof v[0]);
+                    memcpy(&v[1], w1 + kk * FASTRNN_PANEL, sizeof v[1]);
+                    memcpy(&v[2], w2 + kk * FASTRNN_PANEL, sizeof v[2]);
+                    memcpy(&v[3], w3 + kk * FASTRNN_PANEL, sizeof v[3]);
+                    s[0] += av * v[0];
+                    s[1] += av * v[1];
+                    s[2] += av * v[2];
+                    s[3] += av * v[3];
                 }
                 float t[4][FASTRNN_PANEL];
-                memcpy(t[0], &s0, sizeof s0);
-                memcpy(t[1], &s1, sizeof s1);
-                memcpy(t[2], &s2, sizeof s2);
-                memcpy(t[3], &s3, sizeof s3);
+                memcpy(t, s, sizeof t);
                 for (int i = 0; i < 4; i++)
                     fastrnn_panel_store(c + r * ldc, n, p + i, t[i], accumulate);
             }
