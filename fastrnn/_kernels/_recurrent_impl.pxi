@@ -369,7 +369,8 @@ cdef void _forward_task(int kind, bint reverse,
                         floating* h_n, floating* c_n, Py_ssize_t step_chunk,
                         floating* xp, floating* gx, floating* hp, floating* cp,
                         floating* gh, floating* h, floating* c,
-                        floating* rh, const float* wp, const float* wp_n) noexcept nogil:
+                        floating* rh, const float* wp, const float* wp_n,
+                        const float* wp_ih) noexcept nogil:
     """Run rows [r0, r1) (sorted order) of one direction through every step.
 
     x: input, element strides (xs0, xs1, xs2) over (T, B, I); y: output at this
@@ -380,7 +381,8 @@ cdef void _forward_task(int kind, bint reverse,
     step_chunk covers every step, so they keep the whole sequence, and hp, cp
     (rows, H) receive h_{t-1} and c_{t-1} of each packed row (NULL otherwise).
     Workspace: gh (nr, 3H), h, c, rh (nr, H). wp: W_hh packed in panels (float32;
-    for the reset-before GRU its r and z rows, wp_n its n rows), or NULL for BLAS.
+    for the reset-before GRU its r and z rows, wp_n its n rows), wp_ih: W_ih
+    packed, or NULL for BLAS.
     """
     cdef Py_ssize_t G = _gates(kind) * H
     cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
@@ -417,7 +419,7 @@ cdef void _forward_task(int kind, bint reverse,
                         dst[i] = src[i * xs2]
             off += n
         # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
-        _times_wt(off, G, I, xp, I, w_ih, I, <floating> 0, gx, ldg)
+        _step_wt(off, G, I, xp, I, w_ih, wp_ih, <floating> 0, gx, ldg)
 
         off = 0
         for s in range(s0, s1):
@@ -535,37 +537,39 @@ cdef void _backward_task(int kind, bint reverse, Py_ssize_t H, const floating* w
 
 
 cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
-                          Py_ssize_t u0, Py_ssize_t H, float* dst) noexcept nogil:
-    """Pack the rows of gates q0 .. q0+nq-1, units [u0, u0+U), of W (rows of
-    length H) in panels (local row r = gate (q0 + r // U), unit u0 + r % U)."""
+                          Py_ssize_t u0, Py_ssize_t H, Py_ssize_t K, float* dst) noexcept nogil:
+    """Pack the rows of gates q0 .. q0+nq-1, units [u0, u0+U), of W (H rows per
+    gate, rows of length K) in panels (local row r = gate (q0 + r // U), unit
+    u0 + r % U)."""
     cdef Py_ssize_t rows = nq * U, p, jj, kk, r
     cdef const float* src
     for p in range((rows + 15) // 16):
         for jj in range(16):
             r = p * 16 + jj
             if r < rows:
-                src = w + ((q0 + r // U) * H + u0 + r % U) * H
-                for kk in range(H):
-                    dst[(p * H + kk) * 16 + jj] = src[kk]
+                src = w + ((q0 + r // U) * H + u0 + r % U) * K
+                for kk in range(K):
+                    dst[(p * K + kk) * 16 + jj] = src[kk]
             else:
-                for kk in range(H):
-                    dst[(p * H + kk) * 16 + jj] = 0
+                for kk in range(K):
+                    dst[(p * K + kk) * 16 + jj] = 0
 
 
 cdef inline void _unit_product(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
-                               Py_ssize_t u0, Py_ssize_t H, const floating* a,
-                               const floating* w_hh, const float* wp, floating beta,
+                               Py_ssize_t u0, Py_ssize_t H, Py_ssize_t K, const floating* a,
+                               const floating* w, const float* wp, floating beta,
                                floating* c, Py_ssize_t ldc) noexcept nogil:
-    """C[:, gate block q] (=, or += with beta 1) A @ W_hh[gate q0 + q, units u0..]ᵀ for
-    q < nq, gate block q at columns q U of C: one product on the thread's packed
-    panels wp, or one BLAS call per gate."""
+    """C[:, gate block q] (=, or += with beta 1) A @ W[gate q0 + q, units u0..]ᵀ for
+    q < nq, W with H rows per gate and rows of length K (A: n x K, contiguous),
+    gate block q at columns q U of C: one product on the thread's packed panels
+    wp, or one BLAS call per gate."""
     cdef Py_ssize_t q
     if floating is float:
         if wp != NULL:
-            panel_gemm(n, nq * U, H, a, H, wp, c, ldc, beta != 0)
+            panel_gemm(n, nq * U, K, a, K, wp, c, ldc, beta != 0)
             return
     for q in range(nq):
-        _times_wt(n, U, H, a, H, w_hh + ((q0 + q) * H + u0) * H, H, beta, c + q * U, ldc)
+        _times_wt(n, U, K, a, K, w + ((q0 + q) * H + u0) * K, K, beta, c + q * U, ldc)
 
 
 cdef void _unit_worker(int kind, bint reverse,
@@ -615,6 +619,7 @@ cdef void _unit_worker(int kind, bint reverse,
     cdef const floating* src
     cdef float* wp = NULL
     cdef float* wp_n = NULL
+    cdef float* wp_ih = NULL
 
     if floating is float:
         if pw != NULL and U > 0:
@@ -622,10 +627,12 @@ cdef void _unit_worker(int kind, bint reverse,
             wp = pw
             if kind == GRU_RESET_BEFORE:
                 wp_n = pw + panel_size(2 * U, H)
-                _pack_unit_rows(w_hh, 0, 2, U, u0, H, wp)
-                _pack_unit_rows(w_hh, 2, 1, U, u0, H, wp_n)
+                _pack_unit_rows(w_hh, 0, 2, U, u0, H, H, wp)
+                _pack_unit_rows(w_hh, 2, 1, U, u0, H, H, wp_n)
             else:
-                _pack_unit_rows(w_hh, 0, gates, U, u0, H, wp)
+                _pack_unit_rows(w_hh, 0, gates, U, u0, H, H, wp)
+            wp_ih = pw + panel_size(4 * H, H) + panel_size(H, H)
+            _pack_unit_rows(w_ih, 0, gates, U, u0, H, I, wp_ih)
 
     for q in range(gates):
         memcpy(bx + q * U, b_x + q * H + u0, U * sizeof(floating))
@@ -656,11 +663,9 @@ cdef void _unit_worker(int kind, bint reverse,
                     for i in range(I):
                         dst[i] = src[i * xs2]
             off += n
-        # Gx[:, gate q, my units] = X_packed @ W_ih[gate q, my units]ᵀ
+        # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
         if U > 0:
-            for q in range(gates):
-                _times_wt(off, U, I, xp, I, w_ih + (q * H + u0) * I, I, <floating> 0,
-                          gx + q * U, ldg)
+            _unit_product(off, 0, gates, U, u0, H, I, xp, w_ih, wp_ih, <floating> 0, gx, ldg)
         off = 0
         for s in range(s0, s1):
             n = n_active[s]
@@ -668,17 +673,17 @@ cdef void _unit_worker(int kind, bint reverse,
             if U > 0:
                 if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
                     # G_t[:, every gate, my units] += h_{t-1} W_hh[those rows]ᵀ
-                    _unit_product(n, 0, gates, U, u0, H, h_prev, w_hh, wp, <floating> 1,
+                    _unit_product(n, 0, gates, U, u0, H, H, h_prev, w_hh, wp, <floating> 1,
                                   gblk, ldg)
                     if kind == LSTM:
                         _lstm_rows(n, U, gblk, ldg, bx, h, c)
                     else:
                         _rnn_rows(kind == RNN_RELU, n, U, gblk, ldg, bx, h)
                 elif kind == GRU_RESET_AFTER:
-                    _unit_product(n, 0, 3, U, u0, H, h_prev, w_hh, wp, <floating> 0, gh, 3 * U)
+                    _unit_product(n, 0, 3, U, u0, H, H, h_prev, w_hh, wp, <floating> 0, gh, 3 * U)
                     _gru_after_rows(n, U, gblk, gh, bx, bhn, h)
                 else:
-                    _unit_product(n, 0, 2, U, u0, H, h_prev, w_hh, wp, <floating> 1, gblk, ldg)
+                    _unit_product(n, 0, 2, U, u0, H, H, h_prev, w_hh, wp, <floating> 1, gblk, ldg)
                     _gru_before_gates(n, U, gblk, bx, h, rh)
                     for j in range(n):
                         memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
@@ -686,7 +691,7 @@ cdef void _unit_worker(int kind, bint reverse,
                 fastrnn_barrier()              # every unit of r ⊙ h_{t-1} is written
                 if U > 0:
                     # G_n[:, my units] += (r ⊙ h_{t-1}) W_hn[my units]ᵀ
-                    _unit_product(n, 2, 1, U, u0, H, rh_all, w_hh, wp_n, <floating> 1,
+                    _unit_product(n, 2, 1, U, u0, H, H, rh_all, w_hh, wp_n, <floating> 1,
                                   gblk + 2 * U, ldg)
                     _gru_before_update(n, U, gblk, bx, h)
             for j in range(n):
@@ -786,6 +791,18 @@ cdef object _pack_recurrent(int kind, const float[:, :, ::1] w_hh, bint for_back
     return packed_arr, size, (first if second else 0)
 
 
+cdef object _pack_rows(const float[:, :, ::1] w):
+    """Each direction's W (D, R, K) packed in panels: (array, size of one)."""
+    cdef Py_ssize_t D = w.shape[0], R = w.shape[1], K = w.shape[2], d
+    cdef Py_ssize_t size = panel_size(R, K)
+    packed_arr = _scratch("panels_ih", D * size, np.float32)
+    cdef float[::1] packed = packed_arr
+    with nogil:
+        for d in range(D):
+            pack_panels(&w[d, 0, 0], R, K, K, 1, &packed[0] + d * size)
+    return packed_arr, size
+
+
 cdef Py_ssize_t _rows_max(const Py_ssize_t[::1] bounds) noexcept nogil:
     cdef Py_ssize_t k, rows = 0
     for k in range(bounds.shape[0] - 1):
@@ -855,15 +872,21 @@ def forward_layer(int kind,
     cdef floating* hp
     cdef floating* cp
     cdef float[::1] packed
-    cdef Py_ssize_t psize = 0, pn = 0
+    cdef float[::1] packed_ih
+    cdef Py_ssize_t psize = 0, pn = 0, psize_ih = 0
     cdef float* wp_base = NULL
+    cdef float* wp_ih_base = NULL
     cdef const float* wp
     cdef const float* wp_n
+    cdef const float* wp_ih
     if floating is float:
         if _use_panels:
             packed_arr, psize, pn = _pack_recurrent(kind, w_hh, False)
             packed = packed_arr
             wp_base = &packed[0]
+            packed_ih_arr, psize_ih = _pack_rows(w_ih)
+            packed_ih = packed_ih_arr
+            wp_ih_base = &packed_ih[0]
 
     with nogil:
         for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
@@ -874,6 +897,7 @@ def forward_layer(int kind,
             ws = &work[0] + task * per_task
             wp = wp_base + d * psize if wp_base != NULL else NULL
             wp_n = wp + pn if wp != NULL and pn > 0 else NULL
+            wp_ih = wp_ih_base + d * psize_ih if wp_ih_base != NULL else NULL
             if training:
                 o = block_offsets[blk]
                 xp = &keep_x[d, 0, 0] + o * I
@@ -897,7 +921,7 @@ def forward_layer(int kind,
                           ws + cap * (I + ldg),
                           ws + cap * (I + ldg) + rows_max * 3 * H,
                           ws + cap * (I + ldg) + rows_max * 4 * H,
-                          ws + cap * (I + ldg) + rows_max * 5 * H, wp, wp_n)
+                          ws + cap * (I + ldg) + rows_max * 5 * H, wp, wp_n, wp_ih)
 
 
 def backward_layer(int kind,
@@ -1016,8 +1040,8 @@ def forward_layer_units(int kind,
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint is_lstm = kind == LSTM
     cdef int tid, nthreads
-    # room for one thread's W_hh rows in panels, sized for a team of one
-    cdef Py_ssize_t per_pack = panel_size(4 * H, H) + panel_size(H, H)
+    # room for one thread's W_hh and W_ih rows in panels, sized for a team of one
+    cdef Py_ssize_t per_pack = panel_size(4 * H, H) + panel_size(H, H) + panel_size(4 * H, I)
     cdef float[::1] pack_space
     cdef float* pack_base = NULL
     if floating is float:
@@ -1074,7 +1098,7 @@ def cell_step(int kind,
                       &h_1[0, 0], 0, H, &h_1[0, 0], &c_1[0, 0] if is_lstm else NULL, 1,
                       ws, ws + B * I, NULL, NULL, ws + B * (I + ldg),
                       ws + B * (I + ldg + 3 * H), ws + B * (I + ldg + 4 * H),
-                      ws + B * (I + ldg + 5 * H), NULL, NULL)
+                      ws + B * (I + ldg + 5 * H), NULL, NULL, NULL)
 
 
 def cpu_has_avx2_fma():
