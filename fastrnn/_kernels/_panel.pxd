@@ -28,11 +28,12 @@ cdef extern from *:
     #define FASTRNN_PANEL 16
     typedef float fastrnn_v16 __attribute__((vector_size(64)));
 
-    /* dst[p][kk][j] = src[(16 p + j) * sn + kk * sk], zero for 16 p + j >= n */
-    static void fastrnn_pack_panels(const float *src, Py_ssize_t n, Py_ssize_t k,
-                                    Py_ssize_t sn, Py_ssize_t sk, float *dst) {
-        Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-        for (Py_ssize_t p = 0; p < panels; p++) {
+    /* dst[p][kk][j] = src[(16 p + j) * sn + kk * sk], zero for 16 p + j >= n,
+       for the panels p in [p0, p1) of the (n + 15) / 16 */
+    static void fastrnn_pack_panel_range(const float *src, Py_ssize_t n, Py_ssize_t k,
+                                         Py_ssize_t sn, Py_ssize_t sk, float *dst,
+                                         Py_ssize_t p0, Py_ssize_t p1) {
+        for (Py_ssize_t p = p0; p < p1; p++) {
             float *d = dst + p * k * FASTRNN_PANEL;
             for (Py_ssize_t j = 0; j < FASTRNN_PANEL; j++) {
                 Py_ssize_t row = p * FASTRNN_PANEL + j;
@@ -44,6 +45,11 @@ cdef extern from *:
                 }
             }
         }
+    }
+
+    static void fastrnn_pack_panels(const float *src, Py_ssize_t n, Py_ssize_t k,
+                                    Py_ssize_t sn, Py_ssize_t sk, float *dst) {
+        fastrnn_pack_panel_range(src, n, k, sn, sk, dst, 0, (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL);
     }
 
     static Py_ssize_t fastrnn_panel_size(Py_ssize_t n, Py_ssize_t k) {
@@ -135,6 +141,9 @@ cdef extern from *:
     """
     void pack_panels "fastrnn_pack_panels"(const float* src, Py_ssize_t n, Py_ssize_t k,
                                            Py_ssize_t sn, Py_ssize_t sk, float* dst) noexcept nogil
+    void pack_panel_range "fastrnn_pack_panel_range"(
+        const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn, Py_ssize_t sk, float* dst,
+        Py_ssize_t p0, Py_ssize_t p1) noexcept nogil
     Py_ssize_t panel_size "fastrnn_panel_size"(Py_ssize_t n, Py_ssize_t k) noexcept nogil
     void panel_gemm "fastrnn_panel_gemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                          const float* a, Py_ssize_t lda, const float* wp,

@@ -42,7 +42,8 @@ import numpy as np
 from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
 from fastrnn._openmp cimport fastrnn_barrier, omp_get_num_threads, omp_get_thread_num
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
-from fastrnn._kernels._panel cimport pack_panels, panel_gemm, panel_is_fast, panel_size
+from fastrnn._kernels._panel cimport (pack_panel_range, pack_panels, panel_gemm, panel_is_fast,
+                                     panel_size)
 
 # cell kinds (kept in sync with fastrnn.layers)
 cdef enum:
@@ -756,13 +757,25 @@ def panel_kernel():
     return bool(_use_panels)
 
 
-cdef object _pack_recurrent(int kind, const float[:, :, ::1] w_hh, bint for_backward):
+cdef void _pack_split(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
+                      Py_ssize_t sk, float* dst, Py_ssize_t part,
+                      Py_ssize_t parts) noexcept nogil:
+    """Pack part ``part`` of ``parts`` of the panels of one matrix (see pack_panels)."""
+    cdef Py_ssize_t panels = (n + 15) // 16
+    pack_panel_range(src, n, k, sn, sk, dst, panels * part // parts,
+                     panels * (part + 1) // parts)
+
+
+cdef object _pack_recurrent(int kind, const float[:, :, ::1] w_hh, bint for_backward,
+                            int num_threads):
     """W_hh of every direction packed in panels for _step_wt (forward) or its
-    transpose for _step_w (backward). Per direction: the whole matrix, or for
-    the reset-before GRU its r, z part then its n part. Returns (array, size
-    of one direction, offset of the n part or 0)."""
+    transpose for _step_w (backward), the panels shared out among the threads.
+    Per direction: the whole matrix, or for the reset-before GRU its r, z part
+    then its n part. Returns (array, size of one direction, offset of the n
+    part or 0)."""
     cdef Py_ssize_t D = w_hh.shape[0], G = w_hh.shape[1], H = w_hh.shape[2]
-    cdef Py_ssize_t first, second = 0, size, d
+    cdef Py_ssize_t first, second = 0, size, task, d, s
+    cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
     if kind == GRU_RESET_BEFORE:
         first = panel_size(H, 2 * H) if for_backward else panel_size(2 * H, H)
         second = panel_size(H, H)
@@ -774,32 +787,37 @@ cdef object _pack_recurrent(int kind, const float[:, :, ::1] w_hh, bint for_back
     cdef const float* w
     cdef float* p
     with nogil:
-        for d in range(D):
+        for task in prange(D * S, num_threads=num_threads, schedule="static"):
+            d = task // S
+            s = task % S
             w = &w_hh[d, 0, 0]
             p = &packed[0] + d * size
             if kind == GRU_RESET_BEFORE:
                 if for_backward:       # [W_hr; W_hz]ᵀ (H x 2H), W_hnᵀ (H x H)
-                    pack_panels(w, H, 2 * H, 1, H, p)
-                    pack_panels(w + 2 * H * H, H, H, 1, H, p + first)
+                    _pack_split(w, H, 2 * H, 1, H, p, s, S)
+                    _pack_split(w + 2 * H * H, H, H, 1, H, p + first, s, S)
                 else:
-                    pack_panels(w, 2 * H, H, H, 1, p)
-                    pack_panels(w + 2 * H * H, H, H, H, 1, p + first)
+                    _pack_split(w, 2 * H, H, H, 1, p, s, S)
+                    _pack_split(w + 2 * H * H, H, H, H, 1, p + first, s, S)
             elif for_backward:         # W_hhᵀ (H x G)
-                pack_panels(w, H, G, 1, H, p)
+                _pack_split(w, H, G, 1, H, p, s, S)
             else:
-                pack_panels(w, G, H, H, 1, p)
+                _pack_split(w, G, H, H, 1, p, s, S)
     return packed_arr, size, (first if second else 0)
 
 
-cdef object _pack_rows(const float[:, :, ::1] w):
-    """Each direction's W (D, R, K) packed in panels: (array, size of one)."""
-    cdef Py_ssize_t D = w.shape[0], R = w.shape[1], K = w.shape[2], d
+cdef object _pack_rows(const float[:, :, ::1] w, int num_threads):
+    """Each direction's W (D, R, K) packed in panels, shared out among the
+    threads: (array, size of one direction)."""
+    cdef Py_ssize_t D = w.shape[0], R = w.shape[1], K = w.shape[2], task
+    cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
     cdef Py_ssize_t size = panel_size(R, K)
     packed_arr = _scratch("panels_ih", D * size, np.float32)
     cdef float[::1] packed = packed_arr
     with nogil:
-        for d in range(D):
-            pack_panels(&w[d, 0, 0], R, K, K, 1, &packed[0] + d * size)
+        for task in prange(D * S, num_threads=num_threads, schedule="static"):
+            _pack_split(&w[task // S, 0, 0], R, K, K, 1, &packed[0] + (task // S) * size,
+                        task % S, S)
     return packed_arr, size
 
 
@@ -881,10 +899,10 @@ def forward_layer(int kind,
     cdef const float* wp_ih
     if floating is float:
         if _use_panels:
-            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, False)
+            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, False, num_threads)
             packed = packed_arr
             wp_base = &packed[0]
-            packed_ih_arr, psize_ih = _pack_rows(w_ih)
+            packed_ih_arr, psize_ih = _pack_rows(w_ih, num_threads)
             packed_ih = packed_ih_arr
             wp_ih_base = &packed_ih[0]
 
@@ -969,7 +987,7 @@ def backward_layer(int kind,
     cdef const float* wp_n
     if floating is float:
         if _use_panels:
-            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, True)
+            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, True, num_threads)
             packed = packed_arr
             wp_base = &packed[0]
 
