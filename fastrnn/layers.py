@@ -84,8 +84,10 @@ def _full_length_plan(steps, batch, directions, threads):
     return plan
 
 
-def _plan(lengths, steps, batch, directions):
-    threads = get_num_threads()
+def _plan(lengths, steps, batch, directions, single_block=False):
+    """The plan of a call: one block of all rows for the unit split, else one
+    per thread (and direction)."""
+    threads = 1 if single_block else get_num_threads()
     if lengths is None:
         return _full_length_plan(steps, batch, directions, threads)
     return _BatchPlan(lengths, steps, batch, directions, threads)
@@ -247,7 +249,11 @@ class _RecurrentLayer(SequenceModule):
         steps, batch = x.shape[:2]
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
         G = self._gates * H
-        plan = _plan(lengths, steps, batch, D)
+        threads = get_num_threads()
+        # small batches split the hidden units across threads; the packed
+        # training storage is then one block of all rows
+        units = D == 1 and _split_units(batch, D, threads, G, H, self.dtype)
+        plan = _plan(lengths, steps, batch, D, single_block=units)
         flags = self._direction_flags(reverse)
         is_lstm = self._kind == _LSTM
         h_n = np.empty((L * D, batch, H), self.dtype)
@@ -262,7 +268,7 @@ class _RecurrentLayer(SequenceModule):
                 c0 = h0
             else:
                 h0 = state[0][rows]
-                c0 = state[1][rows] if is_lstm else None
+                c0 = state[1][rows] if is_lstm else unused
             mask = None
             if training and layer > 0 and self.dropout > 0:
                 mask = _dropout_mask(self._dropout_rng, inp.shape, self.dropout, self.dtype)
@@ -273,37 +279,35 @@ class _RecurrentLayer(SequenceModule):
             if training:
                 N, I = plan.total, inp.shape[2]
                 keep = dict(keep_x=np.empty((D, N, I), self.dtype),
-                            keep_gates=np.empty((D, N, _k.gate_stride(self._kind, H)), self.dtype),
+                            keep_gates=np.empty((D, N, _k.gate_stride(self._kind, H)),
+                                                self.dtype),
                             keep_h=np.empty((D, N, H), self.dtype),
-                            keep_c=np.empty((D, N, H), self.dtype) if is_lstm else unused,
-                            block_offsets=plan.block_offsets)
+                            keep_c=np.empty((D, N, H), self.dtype) if is_lstm else unused)
                 traces.append(_LayerTrace(w_ih=self._w_ih[layer].copy(),
                                           w_hh=self._w_hh[layer].copy(),
                                           x=keep["keep_x"], gates=keep["keep_gates"],
                                           h_prev=keep["keep_h"],
                                           c_prev=keep["keep_c"] if is_lstm else None,
                                           mask=mask))
-            threads = get_num_threads()
-            if not training and _split_units(batch, D, threads, G, H, self.dtype):
-                step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
-                                        // (batch * max(G, inp.shape[2]))))
-                _k.forward_layer_units(self._kind, inp, self._w_ih[layer][0], self._w_hh[layer][0],
-                                    b_x[0], b_hn[0], bool(flags[0]), plan.lengths, plan.perm,
-                                    plan.n_active, h0[0], c0[0] if is_lstm else unused[0], y,
-                                    h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
-                                    step_chunk, threads, steps >= _PACK_MIN_STEPS)
-                inp = y
-                continue
+            rows_per_task = batch if units else plan.rows_max
             step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
-                                    // (plan.rows_max * max(G, inp.shape[2]))))
-            _k.forward_layer(self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_x, b_hn,
-                          flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
-                          h0, c0 if is_lstm else unused, y, h_n[rows],
-                          c_n[rows] if is_lstm else unused, step_chunk, get_num_threads(),
-                          **keep)
+                                    // (rows_per_task * max(G, inp.shape[2]))))
+            if units:
+                _k.forward_layer_units(
+                    self._kind, inp, self._w_ih[layer][0], self._w_hh[layer][0], b_x[0],
+                    b_hn[0], bool(flags[0]), plan.lengths, plan.perm, plan.n_active, h0[0],
+                    c0[0], y, h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
+                    step_chunk, threads, steps >= _PACK_MIN_STEPS,
+                    **{k: v[0] for k, v in keep.items()})
+            else:
+                _k.forward_layer(
+                    self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_x, b_hn, flags,
+                    plan.lengths, plan.perm, plan.n_active, plan.bounds, h0, c0, y, h_n[rows],
+                    c_n[rows] if is_lstm else unused, step_chunk, threads,
+                    block_offsets=plan.block_offsets if training else None, **keep)
             inp = y
         state = (h_n, c_n) if is_lstm else (h_n,)
-        return inp, state, ((plan, flags, traces) if training else None)
+        return inp, state, ((plan, flags, traces, units) if training else None)
 
     def _direction_flags(self, reverse):
         """Per direction, 1 where it walks from each sequence's end."""
@@ -312,27 +316,33 @@ class _RecurrentLayer(SequenceModule):
     # -- backward ----------------------------------------------------------
     def _train_backward(self, trace, dy, dstate):
         """dy: (T, B, D*H) (unit last stride); dstate: like state, entries may be None."""
-        plan, flags, traces = trace
+        plan, flags, traces, units = trace
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
-        batch = plan.batch
         is_lstm = self._kind == _LSTM
-        lead = (L * D, batch, H)
-        dh_n = dstate[0] if dstate is not None and dstate[0] is not None else np.zeros(lead, self.dtype)
-        dc_n = None
-        if is_lstm:
-            dc_n = dstate[1] if dstate is not None and dstate[1] is not None else np.zeros(lead, self.dtype)
+        lead = (L * D, plan.batch, H)
+        dstate = (None, None) if dstate is None else tuple(dstate) + (None,)
+        dh_n = dstate[0] if dstate[0] is not None else np.zeros(lead, self.dtype)
+        dc_n = dstate[1] if dstate[1] is not None or not is_lstm else np.zeros(lead, self.dtype)
         dh0 = np.empty(lead, self.dtype)
         dc0 = np.empty(lead, self.dtype) if is_lstm else None
         unused = np.empty((D, 0, 0), self.dtype)
+        threads = get_num_threads()
         for layer in range(L - 1, -1, -1):
             tr = traces[layer]
             rows = slice(layer * D, (layer + 1) * D)
             dgates = np.empty((D, plan.total, _k.grad_stride(self._kind, H)), self.dtype)
-            _k.backward_layer(self._kind, tr.w_hh, flags, plan.lengths, plan.perm, plan.n_active,
-                           plan.bounds, plan.block_offsets, tr.gates, tr.h_prev,
-                           tr.c_prev if is_lstm else unused, dy, dh_n[rows],
-                           dc_n[rows] if is_lstm else unused, dgates, dh0[rows],
-                           dc0[rows] if is_lstm else unused, get_num_threads())
+            c_prev = tr.c_prev if is_lstm else unused
+            dc_rows, dc0_rows = (dc_n[rows], dc0[rows]) if is_lstm else (unused, unused)
+            if units:
+                _k.backward_layer_units(
+                    self._kind, tr.w_hh[0], bool(flags[0]), plan.lengths, plan.perm,
+                    plan.n_active, tr.gates[0], tr.h_prev[0], c_prev[0], dy, dh_n[rows][0],
+                    dc_rows[0], dgates[0], dh0[rows][0], dc0_rows[0], threads)
+            else:
+                _k.backward_layer(
+                    self._kind, tr.w_hh, flags, plan.lengths, plan.perm, plan.n_active,
+                    plan.bounds, plan.block_offsets, tr.gates, tr.h_prev, c_prev, dy,
+                    dh_n[rows], dc_rows, dgates, dh0[rows], dc0_rows, threads)
             dy = self._weight_and_input_grads(layer, tr, dgates, plan, flags)
             if tr.mask is not None:
                 dy *= tr.mask

@@ -67,6 +67,22 @@ def test_backward(kernels, mode, cls, opts):
     check_module_gradients(layer, rng.standard_normal((4, 3, 3)), lengths=np.array([4, 1, 3]))
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("split_units", [False, True], ids=["batch-split", "unit-split"])
+@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
+def test_backward_both_splits(kernels, mode, cls, opts, split_units, threads, monkeypatch):
+    """Training with the batch or the hidden units split across threads (the
+    unit split keeps one block of storage and meets at barriers in backward)."""
+    monkeypatch.setattr(layers, "_split_units", lambda *a: split_units)
+    fastrnn.set_num_threads(threads)
+    rng = np.random.default_rng(6)
+    layer = cls(3, 7, num_layers=2, dtype=np.float64, seed=7, **opts)
+    state = rng.standard_normal((2, 4, 7))
+    hx = (state, rng.standard_normal((2, 4, 7))) if mode == "lstm" else state
+    check_module_gradients(layer, rng.standard_normal((5, 4, 3)), hx=hx,
+                           lengths=np.array([5, 2, 4, 1]))
+
+
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
 def test_float32_backward_matches_float64(kernels, mode, cls, opts):
     """The float32 path (panels where enabled) against the float64 one."""

@@ -584,7 +584,8 @@ cdef void _unit_worker(int kind, bint reverse,
                        floating* y, Py_ssize_t ys0, Py_ssize_t ys1,
                        floating* h_n, floating* c_n, Py_ssize_t step_chunk,
                        floating* shared, floating* ws, float* pw, int tid,
-                       int nthreads) noexcept nogil:
+                       int nthreads, floating* keep_x, floating* keep_g,
+                       floating* keep_h, floating* keep_c) noexcept nogil:
     """One thread of the unit-split forward: hidden units [u0, u1) of every gate.
 
     For small batches the recurrent product is a matrix-vector product, so
@@ -594,12 +595,18 @@ cdef void _unit_worker(int kind, bint reverse,
     the reset-before GRU) to exchange h_t. Same arguments as _forward_task for
     all B rows; shared: h_{t-1} | h_t | r ⊙ h_{t-1} (B x H each); ws: this
     thread's workspace (see forward_layer_units); pw: room for this thread's
-    W_hh rows packed in panels (float32), or NULL to use BLAS.
+    W_hh rows packed in panels (float32), or NULL to use BLAS. Training
+    (keep_x not NULL; one chunk of every step): keep_x, keep_g, keep_h, keep_c
+    receive the packed inputs, gate activations (row stride gate_stride),
+    h_{t-1} and c_{t-1} as in _forward_task for one block of all B rows; each
+    thread writes the columns of its units.
     """
     cdef Py_ssize_t gates = _gates(kind)
     cdef Py_ssize_t u0 = H * tid // nthreads
     cdef Py_ssize_t U = H * (tid + 1) // nthreads - u0
     cdef Py_ssize_t ldg = (4 if kind == GRU_RESET_AFTER else gates) * U
+    cdef Py_ssize_t blocks = 4 if kind == GRU_RESET_AFTER else gates   # stored gate blocks
+    cdef Py_ssize_t ldg_keep = blocks * H
     cdef Py_ssize_t cap = step_chunk * B
     cdef Py_ssize_t n_steps = lengths[0]
     cdef Py_ssize_t s0, s1, s, j, i, q, n, off, t, b
@@ -651,19 +658,24 @@ cdef void _unit_worker(int kind, bint reverse,
         s1 = s0 + step_chunk
         if s1 > n_steps:
             s1 = n_steps
+        if keep_x != NULL:
+            xp = keep_x                        # training: one shared copy, gathered once
         off = 0
         for s in range(s0, s1):
             n = n_active[s]
-            for j in range(n):
-                t = _time(reverse, lengths, j, s)
-                src = x + t * xs0 + perm[j] * xs1
-                dst = xp + (off + j) * I
-                if xs2 == 1:
-                    memcpy(dst, src, I * sizeof(floating))
-                else:
-                    for i in range(I):
-                        dst[i] = src[i * xs2]
+            if keep_x == NULL or tid == 0:
+                for j in range(n):
+                    t = _time(reverse, lengths, j, s)
+                    src = x + t * xs0 + perm[j] * xs1
+                    dst = xp + (off + j) * I
+                    if xs2 == 1:
+                        memcpy(dst, src, I * sizeof(floating))
+                    else:
+                        for i in range(I):
+                            dst[i] = src[i * xs2]
             off += n
+        if keep_x != NULL:
+            fastrnn_barrier()                  # the shared inputs are gathered
         # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
         if U > 0:
             _unit_product(off, 0, gates, U, u0, H, I, xp, w_ih, wp_ih, <floating> 0, gx, ldg)
@@ -671,6 +683,11 @@ cdef void _unit_worker(int kind, bint reverse,
         for s in range(s0, s1):
             n = n_active[s]
             gblk = gx + off * ldg
+            if keep_h != NULL:
+                for j in range(n):
+                    memcpy(keep_h + (off + j) * H + u0, h + j * U, U * sizeof(floating))
+                    if kind == LSTM:
+                        memcpy(keep_c + (off + j) * H + u0, c + j * U, U * sizeof(floating))
             if U > 0:
                 if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
                     # G_t[:, every gate, my units] += h_{t-1} W_hh[those rows]ᵀ
@@ -699,6 +716,10 @@ cdef void _unit_worker(int kind, bint reverse,
                 memcpy(h_next + j * H + u0, h + j * U, U * sizeof(floating))
                 t = _time(reverse, lengths, j, s)
                 memcpy(y + t * ys0 + perm[j] * ys1 + u0, h + j * U, U * sizeof(floating))
+                if keep_g != NULL:
+                    for q in range(blocks):
+                        memcpy(keep_g + (off + j) * ldg_keep + q * H + u0,
+                               gblk + j * ldg + q * U, U * sizeof(floating))
             fastrnn_barrier()                  # h_t is complete before anyone reads it
             swap = h_prev
             h_prev = h_next
@@ -713,6 +734,132 @@ cdef void _unit_worker(int kind, bint reverse,
             memcpy(c_n + b * H + u0, c + j * U, U * sizeof(floating))
         for t in range(lengths[j], T):
             memset(y + t * ys0 + b * ys1 + u0, 0, U * sizeof(floating))
+
+
+cdef inline void _unit_back_product(Py_ssize_t n, Py_ssize_t U, Py_ssize_t K, Py_ssize_t H,
+                                    const floating* a, Py_ssize_t lda, const floating* w,
+                                    const float* wp, floating beta,
+                                    floating* c) noexcept nogil:
+    """C (n x U) = A (n x K, row stride lda) @ W[:, my U columns] + beta C, W with
+    rows of length H starting at my first column: on the thread's packed panels
+    wp (the slice's transpose), or BLAS."""
+    if floating is float:
+        if wp != NULL:
+            panel_gemm(n, U, K, a, lda, wp, c, U, beta != 0)
+            return
+    gemm(c'N', c'N', <int> n, <int> U, <int> K, <floating> 1, a, <int> lda, w, <int> H, beta,
+         c, <int> U)
+
+
+cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t B,
+                                Py_ssize_t N, const floating* w_hh,
+                                const Py_ssize_t* lengths, const Py_ssize_t* perm,
+                                const Py_ssize_t* n_active, const floating* a,
+                                const floating* hp, const floating* cp,
+                                const floating* dy, Py_ssize_t ds0, Py_ssize_t ds1,
+                                const floating* dh_n, const floating* dc_n, floating* dg,
+                                floating* dh0, floating* dc0, floating* ws, float* pw,
+                                int tid, int nthreads) noexcept nogil:
+    """One thread of the unit-split BPTT: the hidden units [u0, u1).
+
+    The storage is one block of all B rows (forward_layer_units in training).
+    Each step, the thread turns dL/dh_t of its units into their columns of dG_t
+    (it copies its units' stored activations to a contiguous block for the
+    gate passes), writes them to dg, and after a barrier (two for the
+    reset-before GRU) computes its units of dh_{t-1} = dG_t @ W_hh[:, units]
+    from every thread's columns. Arguments as _backward_task; ws: this thread's
+    workspace; pw: room for its slice of W_hhᵀ in panels, or NULL for BLAS.
+    """
+    cdef Py_ssize_t gates = _gates(kind)
+    cdef Py_ssize_t G = gates * H
+    cdef Py_ssize_t u0 = H * tid // nthreads
+    cdef Py_ssize_t U = H * (tid + 1) // nthreads - u0
+    cdef Py_ssize_t ablk = 4 if kind == GRU_RESET_AFTER else gates   # stored blocks
+    cdef Py_ssize_t dblk = 6 if kind == GRU_RESET_AFTER else gates   # gradient blocks
+    cdef Py_ssize_t lda_g = ablk * H, ldd_g = dblk * H
+    cdef Py_ssize_t lda_l = ablk * U, ldd_l = dblk * U
+    cdef Py_ssize_t s, j, k, q, n, off, t
+    cdef floating* dh = ws
+    cdef floating* dc = dh + B * U
+    cdef floating* al = dc + B * U
+    cdef floating* hl = al + B * lda_l
+    cdef floating* cl = hl + B * U
+    cdef floating* dgl = cl + B * U
+    cdef floating* drh = dgl + B * ldd_l
+    cdef const floating* src
+    cdef float* wp = NULL
+    cdef float* wp_n = NULL
+
+    if floating is float:
+        if pw != NULL and U > 0:
+            # my columns of W_hh, transposed into panels once
+            wp = pw
+            if kind == GRU_RESET_BEFORE:
+                wp_n = pw + panel_size(U, 2 * H)
+                pack_panels(w_hh + u0, U, 2 * H, 1, H, wp)
+                pack_panels(w_hh + 2 * H * H + u0, U, H, 1, H, wp_n)
+            else:
+                pack_panels(w_hh + u0, U, G, 1, H, wp)
+
+    for j in range(B):
+        memcpy(dh + j * U, dh_n + perm[j] * H + u0, U * sizeof(floating))
+        if kind == LSTM:
+            memcpy(dc + j * U, dc_n + perm[j] * H + u0, U * sizeof(floating))
+
+    off = N
+    for s in range(lengths[0] - 1, -1, -1):
+        n = n_active[s]
+        off -= n
+        for j in range(n):
+            t = _time(reverse, lengths, j, s)
+            src = dy + t * ds0 + perm[j] * ds1 + u0
+            for k in range(U):
+                dh[j * U + k] += src[k]
+            for q in range(ablk):
+                memcpy(al + j * lda_l + q * U, a + (off + j) * lda_g + q * H + u0,
+                       U * sizeof(floating))
+            memcpy(hl + j * U, hp + (off + j) * H + u0, U * sizeof(floating))
+            if kind == LSTM:
+                memcpy(cl + j * U, cp + (off + j) * H + u0, U * sizeof(floating))
+        if kind == LSTM:
+            _lstm_rows_back(n, U, al, cl, dgl, dh, dc)
+        elif kind == RNN_TANH or kind == RNN_RELU:
+            _rnn_rows_back(kind == RNN_RELU, n, U, al, dgl, dh)
+        elif kind == GRU_RESET_AFTER:
+            _gru_after_rows_back(n, U, al, hl, dgl, dh)
+        else:
+            _gru_before_rows_back1(n, U, al, hl, dgl, dh)
+        # my columns of dG_t (for the reset-before GRU: its z and n blocks so far)
+        for j in range(n):
+            for q in range(dblk):
+                if kind != GRU_RESET_BEFORE or q > 0:
+                    memcpy(dg + (off + j) * ldd_g + q * H + u0, dgl + j * ldd_l + q * U,
+                           U * sizeof(floating))
+        fastrnn_barrier()                      # every column of this step's dG is written
+        if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
+            # dh_{t-1}[:, mine] = dG_t @ W_hh[:, mine]
+            _unit_back_product(n, U, G, H, dg + off * ldd_g, ldd_g, w_hh + u0, wp,
+                               <floating> 0, dh)
+        elif kind == GRU_RESET_AFTER:
+            # dh_{t-1}[:, mine] = dh_t z' + [da_r, da_z, da_n r] @ W_hh[:, mine]
+            _unit_back_product(n, U, G, H, dg + off * ldd_g + 3 * H, ldd_g, w_hh + u0, wp,
+                               <floating> 1, dh)
+        else:
+            # dL/d(r ⊙ h_{t-1})[:, mine] = dG_n @ W_hn[:, mine]
+            _unit_back_product(n, U, H, H, dg + off * ldd_g + 2 * H, ldd_g,
+                               w_hh + 2 * H * H + u0, wp_n, <floating> 0, drh)
+            _gru_before_rows_back2(n, U, al, hl, drh, dgl, dh)
+            for j in range(n):
+                memcpy(dg + (off + j) * ldd_g + u0, dgl + j * ldd_l, U * sizeof(floating))
+            fastrnn_barrier()                  # every column of dG_r is written
+            # dh_{t-1}[:, mine] += [dG_r, dG_z] @ [W_hr; W_hz][:, mine]
+            _unit_back_product(n, U, 2 * H, H, dg + off * ldd_g, ldd_g, w_hh + u0, wp,
+                               <floating> 1, dh)
+
+    for j in range(B):
+        memcpy(dh0 + perm[j] * H + u0, dh + j * U, U * sizeof(floating))
+        if kind == LSTM:
+            memcpy(dc0 + perm[j] * H + u0, dc + j * U, U * sizeof(floating))
 
 
 # ---------------------------------------------------------------------------
@@ -1036,16 +1183,25 @@ def forward_layer_units(int kind,
                         floating[:, ::1] c_n,
                         Py_ssize_t step_chunk,
                         int num_threads,
-                        bint pack_weights=True):
+                        bint pack_weights=True,
+                        floating[:, ::1] keep_x=None,
+                        floating[:, ::1] keep_gates=None,
+                        floating[:, ::1] keep_h=None,
+                        floating[:, ::1] keep_c=None):
     """One direction of one layer with its hidden units split across threads.
 
     For small batches (see _unit_worker). Shapes as forward_layer for one
     direction: w_ih (G, I), w_hh (G, H), b_x (G,), b_hn (H,), h0/c0/h_n/c_n
     (B, H), y (T, B, H) or a view of y's columns for this direction (unit
-    stride on the last axis). Inference only. pack_weights=False keeps BLAS on
-    the weights as they are (cheaper than packing for a step or two).
+    stride on the last axis). pack_weights=False keeps BLAS on the weights as
+    they are (cheaper than packing for a step or two). Training: keep_x (N, I),
+    keep_gates (N, gate_stride), keep_h (N, H), keep_c (N, H) (LSTM) as in
+    forward_layer for a single block (step_chunk is then ignored).
     """
     cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = lengths.shape[0]
+    cdef bint training = keep_x is not None
+    if training:
+        step_chunk = x.shape[0]
     cdef Py_ssize_t cap = step_chunk * B
     # per thread, sized for a team of one: xp (cap, I) | gx (cap, 4H) | gh (B, 3H) |
     # h, c, rh (B, H) | bias (4H) | b_hn (H)
@@ -1077,7 +1233,11 @@ def forward_layer_units(int kind,
                      &y[0, 0, 0], y.strides[0] // isz, y.strides[1] // isz,
                      &h_n[0, 0], &c_n[0, 0] if is_lstm else NULL, step_chunk,
                      &shared[0], &work[0] + tid * per_thread,
-                     pack_base + tid * per_pack if pack_base != NULL else NULL, tid, nthreads)
+                     pack_base + tid * per_pack if pack_base != NULL else NULL, tid, nthreads,
+                     &keep_x[0, 0] if training else NULL,
+                     &keep_gates[0, 0] if training else NULL,
+                     &keep_h[0, 0] if training else NULL,
+                     &keep_c[0, 0] if training and is_lstm else NULL)
 
 
 def cell_step(int kind,
@@ -1257,3 +1417,58 @@ def product_seconds(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int reps, bint pan
             else:
                 _times_wt(m, n, k, &a[0, 0], k, &w[0, 0], k, <float> 0, &c[0, 0], n)
     return (time.perf_counter() - start) / reps
+
+
+def backward_layer_units(int kind,
+                         const floating[:, ::1] w_hh,
+                         bint reverse,
+                         const Py_ssize_t[::1] lengths,
+                         const Py_ssize_t[::1] perm,
+                         const Py_ssize_t[::1] n_active,
+                         const floating[:, ::1] gates,
+                         const floating[:, ::1] h_prev,
+                         const floating[:, ::1] c_prev,
+                         const floating[:, :, :] dy,
+                         const floating[:, ::1] dh_n,
+                         const floating[:, ::1] dc_n,
+                         floating[:, ::1] dgates,
+                         floating[:, ::1] dh0,
+                         floating[:, ::1] dc0,
+                         int num_threads):
+    """BPTT through one direction with its hidden units split across threads.
+
+    What forward_layer_units kept (one block of all B rows): gates (N,
+    gate_stride), h_prev, c_prev (N, H); dy: (T, B, H) view of this
+    direction's columns (unit stride on its last axis); dh_n, dc_n, dh0, dc0:
+    (B, H); dgates: (N, grad_stride). See _unit_backward_worker.
+    """
+    cdef Py_ssize_t H = w_hh.shape[1], B = lengths.shape[0], N = gates.shape[0]
+    # per thread, sized for a team of one: dh, dc (B, H) | stored (B, 4H) | h, c (B, H) |
+    # dG (B, 6H) | drh (B, H)
+    cdef Py_ssize_t per_thread = B * 15 * H
+    cdef Py_ssize_t per_pack = panel_size(H, 3 * H) + panel_size(H, H) + panel_size(H, 4 * H)
+    dtype = np.float32 if floating is float else np.float64
+    work_arr = _scratch("work", num_threads * per_thread, dtype)
+    cdef floating[::1] work = work_arr
+    cdef float[::1] pack_space
+    cdef float* pack_base = NULL
+    if floating is float:
+        if _use_panels:
+            pack_arr = _scratch("panels", num_threads * per_pack, np.float32)
+            pack_space = pack_arr
+            pack_base = &pack_space[0]
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint is_lstm = kind == LSTM
+    cdef int tid, nthreads
+    with nogil, parallel(num_threads=num_threads):
+        tid = omp_get_thread_num()
+        nthreads = omp_get_num_threads()
+        _unit_backward_worker(kind, reverse, H, B, N, &w_hh[0, 0], &lengths[0], &perm[0],
+                              &n_active[0], &gates[0, 0], &h_prev[0, 0],
+                              &c_prev[0, 0] if is_lstm else NULL,
+                              &dy[0, 0, 0], dy.strides[0] // isz, dy.strides[1] // isz,
+                              &dh_n[0, 0], &dc_n[0, 0] if is_lstm else NULL, &dgates[0, 0],
+                              &dh0[0, 0], &dc0[0, 0] if is_lstm else NULL,
+                              &work[0] + tid * per_thread,
+                              pack_base + tid * per_pack if pack_base != NULL else NULL,
+                              tid, nthreads)
