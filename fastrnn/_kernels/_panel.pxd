@@ -6,8 +6,9 @@ wp[p][kk][j] = W[16 p + j][kk] (zero past n). BLAS packs W again on every call
 (for the small m of a recurrence step that is 15-40% of the step, measured
 with perf); packed once per layer call, the step is one pass over the panels.
 The kernel keeps a 4 x 16 block of C in registers (the loop over k reads one
-panel row and four elements of A per step); the last m % 4 rows go four
-panels at a time, so even one row has four independent sums in flight and is compiled three times
+panel row and four elements of A per step); the last m % 4 rows go in pairs
+two panels at a time and a last row four panels at a time, so even one row
+has four independent sums in flight and is compiled three times
 (baseline x86-64, x86-64-v3 = AVX2+FMA, x86-64-v4 = AVX-512) with the
 machine's best one chosen when the library loads (GCC function
 multiversioning), so the default build stays portable. Measured on this
@@ -89,10 +90,47 @@ cdef extern from *:
                     fastrnn_panel_store(c + (r + i) * ldc, n, p, t[i], accumulate);
             }
         }
-        /* the last m % 4 rows, four panels at a time: four independent sums
-           instead of one chain of dependent additions (a one-row product is
-           bound by how fast the panels stream from cache) */
-        for (Py_ssize_t r = m - m % 4; r < m; r++) {
+        /* the last m % 4 rows: pairs of rows two panels at a time, then a last
+           row four panels at a time; either way four independent sums instead
+           of one chain of dependent additions, and each pair streams the
+           panels once (a product with few rows is bound by that stream) */
+        Py_ssize_t r = m - m % 4;
+        for (; r + 2 <= m; r += 2) {
+            const float *a0 = a + r * lda, *a1 = a0 + lda;
+            Py_ssize_t p = 0;
+            for (; p + 2 <= panels; p += 2) {
+                const float *w0 = wp + p * k * FASTRNN_PANEL, *w1 = w0 + k * FASTRNN_PANEL;
+                fastrnn_v16 s[4] = {{0}, {0}, {0}, {0}}, v[2];
+                for (Py_ssize_t kk = 0; kk < k; kk++) {
+                    memcpy(&v[0], w0 + kk * FASTRNN_PANEL, sizeof v[0]);
+                    memcpy(&v[1], w1 + kk * FASTRNN_PANEL, sizeof v[1]);
+                    s[0] += a0[kk] * v[0];
+                    s[1] += a0[kk] * v[1];
+                    s[2] += a1[kk] * v[0];
+                    s[3] += a1[kk] * v[1];
+                }
+                float t[4][FASTRNN_PANEL];
+                memcpy(t, s, sizeof t);
+                fastrnn_panel_store(c + r * ldc, n, p, t[0], accumulate);
+                fastrnn_panel_store(c + r * ldc, n, p + 1, t[1], accumulate);
+                fastrnn_panel_store(c + (r + 1) * ldc, n, p, t[2], accumulate);
+                fastrnn_panel_store(c + (r + 1) * ldc, n, p + 1, t[3], accumulate);
+            }
+            for (; p < panels; p++) {
+                const float *w = wp + p * k * FASTRNN_PANEL;
+                fastrnn_v16 s[2] = {{0}, {0}}, wv;
+                for (Py_ssize_t kk = 0; kk < k; kk++) {
+                    memcpy(&wv, w + kk * FASTRNN_PANEL, sizeof wv);
+                    s[0] += a0[kk] * wv;
+                    s[1] += a1[kk] * wv;
+                }
+                float t[2][FASTRNN_PANEL];
+                memcpy(t, s, sizeof t);
+                fastrnn_panel_store(c + r * ldc, n, p, t[0], accumulate);
+                fastrnn_panel_store(c + (r + 1) * ldc, n, p, t[1], accumulate);
+            }
+        }
+        for (; r < m; r++) {
             const float *a0 = a + r * lda;
             Py_ssize_t p = 0;
             for (; p + 4 <= panels; p += 4) {
