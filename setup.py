@@ -7,7 +7,6 @@ No -ffast-math: it changes results and, linked in, sets flush-to-zero for the
 whole process.
 """
 import os
-import subprocess
 import sys
 import tempfile
 

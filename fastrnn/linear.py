@@ -125,7 +125,8 @@ class Embedding(Parameterized):
         self._grads = {"weight": np.zeros_like(self._params["weight"])}
 
     def __repr__(self):
-        return f"Embedding({self.num_embeddings}, {self.embedding_dim}, dtype={self.dtype.__name__})"
+        return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
+                f"dtype={self.dtype.__name__})")
 
     def _named_parameters(self):
         return self._params

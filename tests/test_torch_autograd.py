@@ -5,9 +5,8 @@ import pytest
 import fastrnn
 
 torch = pytest.importorskip("torch")
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
-from test_torch_compat import random_case  # noqa: E402
+from test_torch_compat import random_case, torch_outputs  # noqa: E402
 
 GRAD_TOL = {np.float32: 1e-4, np.float64: 1e-9}
 
@@ -25,14 +24,7 @@ def _torch_grads(module, x, hx, lengths, batch_first, dy, dh_n):
     if hx is not None:
         hxt = tuple(torch.from_numpy(h).requires_grad_() for h in hx) \
             if isinstance(hx, tuple) else torch.from_numpy(hx).requires_grad_()
-    if lengths is None:
-        y, state = module(xt, hxt)
-    else:
-        packed = pack_padded_sequence(xt, torch.from_numpy(lengths), batch_first=batch_first,
-                                      enforce_sorted=False)
-        y, state = module(packed, hxt)
-        y, _ = pad_packed_sequence(y, batch_first=batch_first,
-                                   total_length=x.shape[1 if batch_first else 0])
+    y, state = torch_outputs(module, xt, hxt, lengths, batch_first)
     states = state if isinstance(state, tuple) else (state,)
     dstates = dh_n if isinstance(dh_n, tuple) else (dh_n,)
     loss = (y * torch.from_numpy(dy)).sum() + sum(

@@ -22,19 +22,25 @@ def _torch_pair(mode, I, H, dtype, seed, **kw):
     return ours, theirs
 
 
+def torch_outputs(module, xt, hxt, lengths, batch_first):
+    """(y, state) of a torch layer on tensors; variable lengths go through
+    pack_padded_sequence(enforce_sorted=False) and pad_packed_sequence."""
+    if lengths is None:
+        return module(xt, hxt)
+    packed = pack_padded_sequence(xt, torch.from_numpy(lengths), batch_first=batch_first,
+                                  enforce_sorted=False)
+    y, state = module(packed, hxt)
+    y, _ = pad_packed_sequence(y, batch_first=batch_first,
+                               total_length=xt.shape[1 if batch_first else 0])
+    return y, state
+
+
 def _torch_run(module, x, hx, lengths, batch_first):
     with torch.no_grad():
         xt = torch.from_numpy(np.ascontiguousarray(x))
         if hx is not None:
             hx = tuple(map(torch.from_numpy, hx)) if isinstance(hx, tuple) else torch.from_numpy(hx)
-        if lengths is None:
-            y, state = module(xt, hx)
-        else:
-            packed = pack_padded_sequence(xt, torch.from_numpy(lengths), batch_first=batch_first,
-                                          enforce_sorted=False)
-            y, state = module(packed, hx)
-            y, _ = pad_packed_sequence(y, batch_first=batch_first, total_length=x.shape[
-                1 if batch_first else 0])
+        y, state = torch_outputs(module, xt, hx, lengths, batch_first)
     state = tuple(s.numpy() for s in state) if isinstance(state, tuple) else state.numpy()
     return y.numpy(), state
 
