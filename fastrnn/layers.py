@@ -15,7 +15,7 @@ from fastrnn._kernels import recurrent as _k
 from fastrnn._module import SequenceModule
 from fastrnn._threads import get_num_threads
 
-# cell kinds, as in fastrnn/_kernels/_recurrent.pyx
+# cell kinds, as in fastrnn/_kernels/_recurrent_impl.pxi
 _RNN_TANH, _RNN_RELU, _LSTM, _GRU_RESET_AFTER, _GRU_RESET_BEFORE = range(5)
 
 # bound on the packed input/gate block of one task, in elements (x the itemsize)
@@ -55,13 +55,13 @@ class _BatchPlan:
         self.rows_max = int(np.diff(self.bounds).max())
         self.total = int(total[-1])
         self.block_offsets = np.concatenate(([0], total[self.bounds[1:-1] - 1])).astype(np.intp)
-        self._packed_index = {}
+        self._inverse = {}
 
     def packed_inverse(self, flags):
         """(D, T*B): for direction d (reverse when flags[d]) and flat step
         t * B + b, the packed row that holds it, or -1 past the sequence's end."""
         key = tuple(int(f) for f in flags)
-        if key not in self._packed_index:
+        if key not in self._inverse:
             inverse = np.full((len(key), self.steps * self.batch), -1, dtype=np.intp)
             for d, reverse in enumerate(key):
                 parts = []
@@ -71,8 +71,8 @@ class _BatchPlan:
                     t = lens[j] - 1 - s if reverse else s
                     parts.append(t * self.batch + self.perm[r0 + j])
                 inverse[d, np.concatenate(parts)] = np.arange(self.total)
-            self._packed_index[key] = inverse
-        return self._packed_index[key]
+            self._inverse[key] = inverse
+        return self._inverse[key]
 
 
 @functools.lru_cache(maxsize=16)
@@ -105,7 +105,6 @@ class _LayerTrace:
 
 class _RecurrentLayer(SequenceModule):
     _gates = 1
-    _mode = ""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
@@ -252,7 +251,7 @@ class _RecurrentLayer(SequenceModule):
         threads = get_num_threads()
         # small batches split the hidden units across threads; the packed
         # training storage is then one block of all rows
-        units = D == 1 and _split_units(batch, D, threads, G, H, self.dtype)
+        units = _split_units(batch, D, threads)
         plan = _plan(lengths, steps, batch, D, single_block=units)
         flags = self._direction_flags(reverse)
         is_lstm = self._kind == _LSTM
@@ -366,7 +365,7 @@ class _RecurrentLayer(SequenceModule):
         return dx.reshape(plan.steps, plan.batch, in_size)
 
 
-def _split_units(batch, directions, threads, gate_rows, hidden, dtype):
+def _split_units(batch, directions, threads):
     """Whether to split hidden units (not the batch) across threads.
 
     With one direction and a batch too small to give every thread a few rows,
@@ -392,7 +391,6 @@ class RNN(_RecurrentLayer):
     """
 
     _gates = 1
-    _mode = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
@@ -416,7 +414,6 @@ class GRU(_RecurrentLayer):
     """
 
     _gates = 3
-    _mode = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
@@ -439,5 +436,4 @@ class LSTM(_RecurrentLayer):
     """
 
     _gates = 4
-    _mode = "lstm"
     _kind = _LSTM
