@@ -10,6 +10,8 @@ import operator
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# BLAS takes int32 sizes: the packed rows of a sequence batch must fit
+MAX_ROWS = 2**31 - 1
 
 
 def positive_int(name, value, minimum=1):
@@ -126,6 +128,9 @@ def sequence_input(x, input_size, dtype, batch_first):
                          f"got shape {arr.shape}")
     if x3.shape[0] == 0 or x3.shape[1] == 0:
         raise ValueError(f"x must have at least one step and one sequence, got shape {arr.shape}")
+    if x3.shape[0] * x3.shape[1] > MAX_ROWS:
+        raise ValueError(f"x must have at most {MAX_ROWS} steps x sequences (BLAS indexes "
+                         f"rows with 32-bit integers), got shape {arr.shape}")
     return x3, batched
 
 

@@ -50,8 +50,9 @@ class _Cell(Parameterized):
         if state is None:
             state = (np.zeros((batch, H), self.dtype),) * (2 if self._is_lstm else 1)
         layer = self._layer
-        if batch < 4 and layer._w_hh[0].nbytes + layer._w_ih[0].nbytes > layers._CELL_SPLIT_BYTES \
-                and get_num_threads() > 1:
+        weight_bytes = layer._w_hh[0].nbytes + layer._w_ih[0].nbytes
+        if weight_bytes > layers._CELL_SPLIT_BYTES and \
+                layers._split_units(batch, 1, get_num_threads()):
             # large weights: every thread streams its share (see layers._split_units)
             with serial_blas():
                 _, out = layer._run(x3, tuple(s[None] for s in state), None, False)
@@ -61,7 +62,7 @@ class _Cell(Parameterized):
         ones, rows = _single_step_rows(batch)
         # the streaming path: one step on this thread, no batch plan or thread team
         _k.cell_step(layer._kind, x3, layer._w_ih[0][0], layer._w_hh[0][0], b_x[0], b_hn[0],
-                  ones, rows, state[0], state[-1], out[0], out[-1])
+                     ones, rows, state[0], state[-1], out[0], out[-1])
         if not batched:
             out = [o[0] for o in out]
         return tuple(out) if self._is_lstm else out[0]

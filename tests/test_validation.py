@@ -67,6 +67,13 @@ def test_bad_x(cls, x, exc, match):
         cls(3, 4)(x)
 
 
+def test_too_many_rows_for_blas():
+    huge = np.lib.stride_tricks.as_strided(np.zeros(3), shape=(2**16, 2**15 + 1, 3),
+                                           strides=(0, 0, 8), writeable=False)
+    with pytest.raises(ValueError, match="at most 2147483647 steps x sequences"):
+        fastrnn.GRU(3, 4, dtype=np.float64)(huge)
+
+
 def test_batch_first_names_its_layout():
     with pytest.raises(ValueError, match=r"\(B, T, input_size\)"):
         fastrnn.GRU(3, 4, batch_first=True)(np.zeros(3))
