@@ -152,6 +152,9 @@ def lengths(value, batch, steps, batched):
 
 def state_array(name, value, shape, dtype):
     """An initial state: float array of ``shape``, returned C-contiguous."""
+    if (type(value) is np.ndarray and value.shape == shape and value.dtype == dtype
+            and value.flags.c_contiguous):
+        return value                      # the common case, checked cheaply
     arr = float_array(name, value, dtype)
     expect_shape(name, arr, shape)
     return np.ascontiguousarray(arr)

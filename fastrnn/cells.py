@@ -57,11 +57,11 @@ class _Cell(Parameterized):
             with serial_blas():
                 _, out = layer._run(x3, tuple(s[None] for s in state), None, False)
             return self._format(out, batched)
-        b_x, b_hn = layer._kernel_biases(0)
+        b_ih, b_hh = layer._biases(0)
         out = [np.empty((batch, H), self.dtype) for _ in state]
         ones, rows = _single_step_rows(batch)
         # the streaming path: one step on this thread, no batch plan or thread team
-        _k.cell_step(layer._kind, x3, layer._w_ih[0][0], layer._w_hh[0][0], b_x[0], b_hn[0],
+        _k.cell_step(layer._kind, x3, layer._w_ih[0][0], layer._w_hh[0][0], b_ih, b_hh,
                      ones, rows, state[0], state[-1], out[0], out[-1])
         if not batched:
             out = [o[0] for o in out]
@@ -121,9 +121,14 @@ class _Cell(Parameterized):
         else:
             names, value = (what,), (value,)
         shape = (batch, self.hidden_size) if batched else (self.hidden_size,)
-        return tuple(None if v is None and allow_none else
-                     _checks.state_array(n, v, shape, self.dtype).reshape(batch, -1)
-                     for n, v in zip(names, value))
+        out = []
+        for name, v in zip(names, value):
+            if v is None and allow_none:
+                out.append(None)
+                continue
+            arr = _checks.state_array(name, v, shape, self.dtype)
+            out.append(arr if batched else arr.reshape(1, -1))
+        return tuple(out)
 
     @staticmethod
     def _format(state, batched):

@@ -131,6 +131,8 @@ class _RecurrentLayer(SequenceModule):
         self._gb_ih = [np.zeros_like(b) for b in self._b_ih]
         self._gb_hh = [np.zeros_like(b) for b in self._b_hh]
         self._params = self._block_views(self._w_ih, self._w_hh, self._b_ih, self._b_hh)
+        self._no_bias = np.zeros((D, G), self.dtype)
+        self._no_bias.flags.writeable = False
         self._grads = self._block_views(self._gw_ih, self._gw_hh, self._gb_ih, self._gb_hh)
         self.reset_parameters(self._seed)
         self._dropout_rng = (self._seed if isinstance(self._seed, np.random.Generator)
@@ -188,18 +190,11 @@ class _RecurrentLayer(SequenceModule):
         for arr in self._params.values():
             arr[...] = rng.uniform(-bound, bound, arr.shape)
 
-    def _kernel_biases(self, layer):
-        """(b_x (D, G), b_hn (D, H)): the bias added to the input projection and,
-        for the reset-after GRU, the recurrent n bias that r multiplies."""
-        D, H = self.num_directions, self.hidden_size
-        b_hn = np.zeros((D, H), self.dtype)
-        if not self.bias:
-            return np.zeros((D, self._gates * H), self.dtype), b_hn
-        b_x = self._b_ih[layer] + self._b_hh[layer]
-        if self._kind == _GRU_RESET_AFTER:
-            b_x[:, 2 * H:] = self._b_ih[layer][:, 2 * H:]
-            b_hn[...] = self._b_hh[layer][:, 2 * H:]
-        return b_x, b_hn
+    def _biases(self, layer):
+        """(b_ih, b_hh) of a layer, (D, G) each; zeros for a layer without bias."""
+        if self.bias:
+            return self._b_ih[layer], self._b_hh[layer]
+        return self._no_bias, self._no_bias
 
     # -- state -------------------------------------------------------------
     def _state_shape(self, batch, batched):
@@ -273,7 +268,7 @@ class _RecurrentLayer(SequenceModule):
                 mask = _dropout_mask(self._dropout_rng, inp.shape, self.dropout, self.dtype)
                 inp = inp * mask
             y = np.empty((steps, batch, D * H), self.dtype)   # the kernels zero the padding
-            b_x, b_hn = self._kernel_biases(layer)
+            b_ih, b_hh = self._biases(layer)
             keep = {}
             if training:
                 N, I = plan.total, inp.shape[2]
@@ -293,14 +288,14 @@ class _RecurrentLayer(SequenceModule):
                                     // (rows_per_task * max(G, inp.shape[2]))))
             if units:
                 _k.forward_layer_units(
-                    self._kind, inp, self._w_ih[layer][0], self._w_hh[layer][0], b_x[0],
-                    b_hn[0], bool(flags[0]), plan.lengths, plan.perm, plan.n_active, h0[0],
+                    self._kind, inp, self._w_ih[layer][0], self._w_hh[layer][0], b_ih, b_hh,
+                    bool(flags[0]), plan.lengths, plan.perm, plan.n_active, h0[0],
                     c0[0], y, h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
                     step_chunk, threads, steps >= _PACK_MIN_STEPS,
                     **{k: v[0] for k, v in keep.items()})
             else:
                 _k.forward_layer(
-                    self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_x, b_hn, flags,
+                    self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_ih, b_hh, flags,
                     plan.lengths, plan.perm, plan.n_active, plan.bounds, h0, c0, y, h_n[rows],
                     c_n[rows] if is_lstm else unused, step_chunk, threads,
                     block_offsets=plan.block_offsets if training else None, **keep)

@@ -976,12 +976,34 @@ cdef Py_ssize_t _rows_max(const Py_ssize_t[::1] bounds) noexcept nogil:
     return rows
 
 
+cdef object _kernel_biases(int kind, const floating[:, ::1] b_ih, const floating[:, ::1] b_hh):
+    """(b_x (D, G), b_hn (D, H)) for the kernels, in per-thread scratch: the bias
+    added to the input projection (b_ih + b_hh, but only b_in for the n rows of
+    the reset-after GRU) and that GRU's b_hn, which r multiplies."""
+    cdef Py_ssize_t D = b_ih.shape[0], G = b_ih.shape[1], H = G // _gates(kind), d, g
+    buf = _scratch("bias", D * (G + H), np.float32 if floating is float else np.float64)
+    b_x_arr = buf[:D * G].reshape(D, G)
+    b_hn_arr = buf[D * G:D * (G + H)].reshape(D, H)
+    cdef floating[:, ::1] b_x = b_x_arr
+    cdef floating[:, ::1] b_hn = b_hn_arr
+    for d in range(D):
+        for g in range(G):
+            b_x[d, g] = b_ih[d, g] + b_hh[d, g]
+        for g in range(H):
+            b_hn[d, g] = 0
+        if kind == GRU_RESET_AFTER:
+            for g in range(H):
+                b_x[d, 2 * H + g] = b_ih[d, 2 * H + g]
+                b_hn[d, g] = b_hh[d, 2 * H + g]
+    return b_x_arr, b_hn_arr
+
+
 def forward_layer(int kind,
                   const floating[:, :, :] x,
                   const floating[:, :, ::1] w_ih,
                   const floating[:, :, ::1] w_hh,
-                  const floating[:, ::1] b_x,
-                  const floating[:, ::1] b_hn,
+                  const floating[:, ::1] b_ih,
+                  const floating[:, ::1] b_hh,
                   const int[::1] reverse,
                   const Py_ssize_t[::1] lengths,
                   const Py_ssize_t[::1] perm,
@@ -1001,9 +1023,8 @@ def forward_layer(int kind,
                   const Py_ssize_t[::1] block_offsets=None):
     """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
 
-    x: (T, B, I) any strides; w_ih: (D, G, I); w_hh: (D, G, H); b_x: (D, G)
-    (bias added to the input projection); b_hn: (D, H) (reset-after GRU);
-    reverse: (D,) 0/1; lengths: (B,) sorted descending, perm: (B,) sorted row
+    x: (T, B, I) any strides; w_ih: (D, G, I); w_hh: (D, G, H); b_ih, b_hh:
+    (D, G) (zeros for a layer without bias); reverse: (D,) 0/1; lengths: (B,) sorted descending, perm: (B,) sorted row
     -> caller row, n_active: (T,) rows with length > s; bounds: (K+1,) row
     blocks; h0, c0, h_n, c_n: (D, B, H) (c0/c_n used by the LSTM only);
     y: (T, B, D*H), C-contiguous.
@@ -1026,6 +1047,9 @@ def forward_layer(int kind,
     if training:
         step_chunk = T
     cdef Py_ssize_t cap = 0 if training else step_chunk * rows_max
+    b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
+    cdef const floating[:, ::1] b_x = b_x_arr
+    cdef const floating[:, ::1] b_hn = b_hn_arr
     # per-task workspace: [xp (cap, I) | gx (cap, ldg)] (inference) | gh (rows, 3H) | h, c, rh (rows, H)
     cdef Py_ssize_t per_task = cap * (I + ldg) + rows_max * 6 * H
     work_arr = _scratch("work", n_tasks * per_task,
@@ -1170,8 +1194,8 @@ def forward_layer_units(int kind,
                         const floating[:, :, :] x,
                         const floating[:, ::1] w_ih,
                         const floating[:, ::1] w_hh,
-                        const floating[::1] b_x,
-                        const floating[::1] b_hn,
+                        const floating[:, ::1] b_ih,
+                        const floating[:, ::1] b_hh,
                         bint reverse,
                         const Py_ssize_t[::1] lengths,
                         const Py_ssize_t[::1] perm,
@@ -1191,7 +1215,7 @@ def forward_layer_units(int kind,
     """One direction of one layer with its hidden units split across threads.
 
     For small batches (see _unit_worker). Shapes as forward_layer for one
-    direction: w_ih (G, I), w_hh (G, H), b_x (G,), b_hn (H,), h0/c0/h_n/c_n
+    direction: w_ih (G, I), w_hh (G, H), b_ih, b_hh (1, G), h0/c0/h_n/c_n
     (B, H), y (T, B, H) or a view of y's columns for this direction (unit
     stride on the last axis). pack_weights=False keeps BLAS on the weights as
     they are (cheaper than packing for a step or two). Training: keep_x (N, I),
@@ -1202,6 +1226,9 @@ def forward_layer_units(int kind,
     cdef bint training = keep_x is not None
     if training:
         step_chunk = x.shape[0]
+    b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
+    cdef const floating[:, ::1] b_x = b_x_arr
+    cdef const floating[:, ::1] b_hn = b_hn_arr
     cdef Py_ssize_t cap = step_chunk * B
     # per thread, sized for a team of one: xp (cap, I) | gx (cap, 4H) | gh (B, 3H) |
     # h, c, rh (B, H) | bias (4H) | b_hn (H)
@@ -1228,7 +1255,7 @@ def forward_layer_units(int kind,
         nthreads = omp_get_num_threads()
         _unit_worker(kind, reverse, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
                      x.strides[2] // isz, I, H, B, x.shape[0], &w_ih[0, 0], &w_hh[0, 0],
-                     &b_x[0], &b_hn[0], &lengths[0], &perm[0], &n_active[0],
+                     &b_x[0, 0], &b_hn[0, 0], &lengths[0], &perm[0], &n_active[0],
                      &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
                      &y[0, 0, 0], y.strides[0] // isz, y.strides[1] // isz,
                      &h_n[0, 0], &c_n[0, 0] if is_lstm else NULL, step_chunk,
@@ -1244,8 +1271,8 @@ def cell_step(int kind,
               const floating[:, :, :] x,
               const floating[:, ::1] w_ih,
               const floating[:, ::1] w_hh,
-              const floating[::1] b_x,
-              const floating[::1] b_hn,
+              const floating[:, ::1] b_ih,
+              const floating[:, ::1] b_hh,
               const Py_ssize_t[::1] ones,
               const Py_ssize_t[::1] perm,
               const floating[:, ::1] h0,
@@ -1255,7 +1282,8 @@ def cell_step(int kind,
     """One step of one direction for all B rows, on the calling thread.
 
     The streaming path of the cells: no batch plan, no thread team. x: (1, B,
-    I); ones: (B,) of 1 (every row is one step long); perm: arange(B); h0, c0,
+    I); b_ih, b_hh: (1, G); ones: (B,) of 1 (every row is one step long);
+    perm: arange(B); h0, c0,
     h_1, c_1: (B, H) (c0/c_1 used by the LSTM only); h_1 receives h_t.
     """
     cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = x.shape[1]
@@ -1268,9 +1296,13 @@ def cell_step(int kind,
     cdef floating[::1] work = work_arr
     cdef floating* ws = &work[0]
     cdef Py_ssize_t n_active = B
+    b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
+    cdef const floating[:, ::1] b_x = b_x_arr
+    cdef const floating[:, ::1] b_hn = b_hn_arr
     with nogil:
         _forward_task(kind, False, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                      x.strides[2] // isz, I, H, 1, &w_ih[0, 0], &w_hh[0, 0], &b_x[0], &b_hn[0],
+                      x.strides[2] // isz, I, H, 1, &w_ih[0, 0], &w_hh[0, 0], &b_x[0, 0],
+                      &b_hn[0, 0],
                       &ones[0], &perm[0], &n_active, 0, B,
                       &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
                       &h_1[0, 0], 0, H, &h_1[0, 0], &c_1[0, 0] if is_lstm else NULL, 1,
