@@ -3,10 +3,14 @@
 #
 # Recurrent kernels for one layer: RNN (tanh, relu), GRU (both forms), LSTM.
 #
-# One call runs one layer in one or two directions over a whole batch. The work
-# is split into tasks (direction x block of batch rows); each task is independent
-# (its own rows, its own state, its own output columns) so the tasks run in one
-# OpenMP ``prange`` with no barrier, the GIL released.
+# One call runs one layer in one or two directions over a whole batch, the GIL
+# released. Two ways to share it among the OpenMP threads:
+#  - batch split (forward_layer, backward_layer): tasks of (direction, block of
+#    batch rows), each independent (its own rows, state and output columns),
+#    in one ``prange`` with no barrier;
+#  - unit split (forward_layer_units, backward_layer_units), for one direction
+#    and a small batch: each thread owns the hidden units [u0, u1) of every
+#    gate (its rows of W_ih and W_hh) and the threads meet at a barrier per step.
 #
 # Forward, per task, for each chunk of steps (bounded, so inference memory does
 # not grow with T; one chunk of all steps in training):
@@ -15,10 +19,13 @@
 #   2. for each step: one recurrent GEMM (G += h_{t-1} @ W_hhᵀ) followed at once
 #      by the fused gate pass that updates h (and c), leaves the gate
 #      activations in the gate block and writes the output row.
-# Backward (BPTT), per task, walking the steps from last to first: a fused pass
-# turns dL/dh_t (and dL/dc_t) into the gate pre-activation gradients dG_t, then
-# one GEMM per step carries dh_{t-1} = dG_t @ W_hh (+ the direct terms). The
-# weight and input gradients are one GEMM each over all steps (fastrnn.layers).
+# Backward (BPTT), walking the steps from last to first: a fused pass turns
+# dL/dh_t (and dL/dc_t) into the gate pre-activation gradients dG_t, then one
+# GEMM per step carries dh_{t-1} = dG_t @ W_hh (+ the direct terms). The weight
+# and input gradients are one GEMM each over all steps (layer_grads).
+# In float32 the GEMMs by W_hh and W_ih run on the weights packed in panels
+# once per call (_panel.pxd) where the CPU has AVX2/FMA; elsewhere, and in
+# float64, on scipy's BLAS (single-threaded inside fastrnn's threads).
 #
 # Rows are sorted by length (longest first) by the caller, so the rows still
 # active at step s are a prefix of the batch and the cost follows sum(lengths).
