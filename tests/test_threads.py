@@ -8,9 +8,12 @@ import fastrnn
 from fastrnn import _threads
 
 
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["batch-split", "unit-split"])
 @pytest.mark.parametrize("cls", [fastrnn.RNN, fastrnn.GRU, fastrnn.LSTM])
-def test_python_threads_share_one_model(cls):
-    layer = cls(16, 32, num_layers=2, bidirectional=True, seed=0)
+def test_python_threads_share_one_model(cls, bidirectional):
+    """Concurrent calls, each with its own thread team (and, for small
+    unidirectional batches, its own barriers)."""
+    layer = cls(16, 32, num_layers=2, bidirectional=bidirectional, seed=0)
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((50, 1 + i, 16)).astype(np.float32) for i in range(6)]
     lengths = [rng.integers(1, 51, 1 + i) for i in range(6)]
