@@ -21,10 +21,18 @@ from fastrnn._threads import serial_blas
 
 
 class Parameterized:
-    """The weight protocol: parameters(), state_dict(), load_state_dict().
+    """The weight protocol: parameters(), state_dict(), load_state_dict(), grads.
 
-    Subclasses provide ``_named_parameters()``: an ordered {name: live array}.
+    Subclasses keep ``_params`` and ``_grads`` (ordered {name: live array},
+    same keys and shapes) or override ``_named_parameters()`` and
+    ``_named_grads()`` (composites gather their parts').
     """
+
+    def _named_parameters(self):
+        return self._params
+
+    def _named_grads(self):
+        return self._grads
 
     def parameters(self):
         """The live parameter arrays (an optimizer may update them in place)."""

@@ -137,12 +137,6 @@ class _Cell(Parameterized):
         return out if len(out) == 2 else out[0]
 
     # weights (PyTorch cell names)
-    def _named_parameters(self):
-        return self._params
-
-    def _named_grads(self):
-        return self._grads
-
     def reset_parameters(self, seed=None):
         self._layer.reset_parameters(seed)
 

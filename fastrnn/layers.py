@@ -177,12 +177,6 @@ class _RecurrentLayer(SequenceModule):
                     views["bias_hh" + sfx] = b_hh[layer][d]
         return views
 
-    def _named_parameters(self):
-        return self._params
-
-    def _named_grads(self):
-        return self._grads
-
     def reset_parameters(self, seed=None):
         """PyTorch's initialisation: every weight and bias ~ U(-1/√H, 1/√H)."""
         rng = np.random.default_rng(_checks.seed(seed))

@@ -66,12 +66,6 @@ class Dense(Parameterized):
         return (f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r}, "
                 f"bias={self.bias}, dtype={self.dtype.__name__})")
 
-    def _named_parameters(self):
-        return self._params
-
-    def _named_grads(self):
-        return self._grads
-
     def _check_input(self, x):
         arr = _checks.float_array("x", x, self.dtype)
         if arr.ndim < 1 or arr.shape[-1] != self.in_features:
@@ -127,12 +121,6 @@ class Embedding(Parameterized):
     def __repr__(self):
         return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
                 f"dtype={self.dtype.__name__})")
-
-    def _named_parameters(self):
-        return self._params
-
-    def _named_grads(self):
-        return self._grads
 
     def _check_ids(self, ids):
         return _checks.token_ids("ids", ids, self.num_embeddings)
