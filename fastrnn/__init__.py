@@ -14,9 +14,10 @@ from fastrnn.layers import GRU, LSTM, RNN
 from fastrnn.linear import Dense, Embedding
 from fastrnn.optim import clip_grad_norm
 from fastrnn.training import truncated_bptt
+from fastrnn.io import load
 
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
            "Bidirectional", "Dense", "Embedding", "data", "optim", "losses", "clip_grad_norm",
-           "truncated_bptt", "set_num_threads", "get_num_threads", "show_config"]
+           "truncated_bptt", "load", "set_num_threads", "get_num_threads", "show_config"]

@@ -52,6 +52,11 @@ class Parameterized:
         for g in self._named_grads().values():
             g[...] = 0
 
+    def save(self, path):
+        """Write this module (architecture and weights) to one .npz file; see fastrnn.load."""
+        from fastrnn import io
+        return io.save(self, path)
+
     def state_dict(self):
         """{name: copy of the array}: PyTorch's names, shapes and meaning."""
         return {name: arr.copy() for name, arr in self._named_parameters().items()}
