@@ -7,7 +7,7 @@ weights move both ways through state_dict()/load_state_dict(). Training:
 """
 from fastrnn._threads import get_num_threads, set_num_threads
 from fastrnn._config import show_config
-from fastrnn import data, losses, optim
+from fastrnn import data, diagnostics, losses, optim
 from fastrnn.cells import GRUCell, LSTMCell, RNNCell
 from fastrnn.composition import Bidirectional, Stacked
 from fastrnn.layers import GRU, LSTM, RNN
@@ -19,5 +19,6 @@ from fastrnn.io import load
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
-           "Bidirectional", "Dense", "Embedding", "data", "optim", "losses", "clip_grad_norm",
+           "Bidirectional", "Dense", "Embedding", "data", "diagnostics", "optim", "losses",
+           "clip_grad_norm",
            "truncated_bptt", "load", "set_num_threads", "get_num_threads", "show_config"]
