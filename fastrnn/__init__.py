@@ -20,5 +20,5 @@ __version__ = "0.1.0"
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
            "Bidirectional", "Dense", "Embedding", "data", "diagnostics", "optim", "losses",
-           "clip_grad_norm",
-           "truncated_bptt", "load", "set_num_threads", "get_num_threads", "show_config"]
+           "clip_grad_norm", "truncated_bptt", "load", "set_num_threads", "get_num_threads",
+           "show_config"]
