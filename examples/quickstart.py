@@ -2,7 +2,8 @@
 
 Run:  python examples/quickstart.py
 """
-import io
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -21,7 +22,8 @@ def main():
     lengths = rng.integers(10, 51, size=8)                       # variable-length batch
     y, (h_n, c_n) = lstm(x, lengths=lengths)
     print(f"\ny {y.shape}, h_n {h_n.shape}, c_n {c_n.shape}; lengths {lengths.tolist()}")
-    print(f"outputs past each sequence's end are zero: {all(np.all(y[b, n:] == 0) for b, n in enumerate(lengths))}")
+    padding_zero = all(np.all(y[b, n:] == 0) for b, n in enumerate(lengths))
+    print(f"outputs past each sequence's end are zero: {padding_zero}")
 
     # Streaming: a cell carries its state one step at a time.
     cell = fastrnn.GRUCell(32, 64, seed=1)
@@ -34,14 +36,16 @@ def main():
     print(f"streamed GRUCell == GRU layer on the same sequence: "
           f"max |diff| = {np.abs(h - h_layer[0]).max():.2e}")
 
-    # Weights in PyTorch's names; any mapping of arrays (or tensors) loads.
-    buf = io.BytesIO()
-    np.savez(buf, **lstm.state_dict())
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as f:
-        restored = fastrnn.LSTM(32, 64, num_layers=2, bidirectional=True, batch_first=True)
-        restored.load_state_dict(dict(f))
-    print(f"reloaded weights give identical outputs: {np.array_equal(restored(x, lengths=lengths)[0], y)}")
+    # A model file (weights + architecture), and weights in PyTorch's names.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "lstm.npz")
+        lstm.save(path)
+        restored = fastrnn.load(path)
+    print(f"reloaded model gives identical outputs: "
+          f"{np.array_equal(restored(x, lengths=lengths)[0], y)}")
+    twin = fastrnn.LSTM(32, 64, num_layers=2, bidirectional=True, batch_first=True)
+    twin.load_state_dict(lstm.state_dict())          # a torch module's state_dict loads too
+    print(f"state_dict keys: {list(lstm.state_dict())[:4]} ...")
 
     # Inference speed on this machine (one run; see bench/ for comparisons).
     big = rng.standard_normal((64, 100, 32)).astype(np.float32)
