@@ -134,6 +134,25 @@ def sequence_input(x, input_size, dtype, batch_first):
     return x3, batched
 
 
+def token_sequence(x, vocab_size, batch_first):
+    """Token-id input: (T, B) ((B, T) batch_first) or (T,) unbatched integer ids in
+    [0, vocab_size); returns them time-major (T, B) as intp, and whether batched."""
+    ids = token_ids("x", x, vocab_size)
+    if ids.ndim == 1:
+        ids2, batched = ids[:, None], False
+    elif ids.ndim == 2:
+        ids2, batched = (ids.T if batch_first else ids), True
+    else:
+        layout = "(B, T)" if batch_first else "(T, B)"
+        raise ValueError(f"token ids x must be 2-D {layout} or 1-D (T,) unbatched, "
+                         f"got shape {ids.shape}")
+    if ids2.shape[0] == 0 or ids2.shape[1] == 0:
+        raise ValueError(f"x must have at least one step and one sequence, got shape {ids.shape}")
+    if ids2.shape[0] * ids2.shape[1] > MAX_ROWS:
+        raise ValueError(f"x must have at most {MAX_ROWS} steps x sequences, got {ids.shape}")
+    return ids2, batched
+
+
 def lengths(value, batch, steps, batched):
     """Sequence lengths as an intp array of shape (batch,), each in [1, steps]."""
     if value is None:

@@ -88,11 +88,31 @@ class Parameterized:
             np.copyto(own[name], arr)
 
 
+def _as_array_or_none(value):
+    """np.asarray(value), or an object array when numpy cannot convert it (the
+    input checks then say what is wrong)."""
+    try:
+        return np.asarray(value)
+    except Exception:  # ragged lists and the like
+        return np.empty(0, dtype=object)
+
+
 class SequenceModule(Parameterized):
     """Base of the layers: ``y, h_n = module(x, hx=None, *, lengths=None)``."""
 
+    _takes_tokens = False       # whether integer x means token ids (first layer RNN/GRU/LSTM)
+
+    def _check_input(self, x):
+        """x time-major: (T, B, input_size) floats, or (T, B) token ids in
+        [0, input_size) when the first layer is an RNN/GRU/LSTM; and whether
+        the input was batched."""
+        if self._takes_tokens and np.asarray(x if isinstance(x, np.ndarray) else
+                                             _as_array_or_none(x)).dtype.kind in "iu":
+            return _checks.token_sequence(x, self.input_size, self.batch_first)
+        return _checks.sequence_input(x, self.input_size, self.dtype, self.batch_first)
+
     def __call__(self, x, hx=None, *, lengths=None):
-        x3, batched = _checks.sequence_input(x, self.input_size, self.dtype, self.batch_first)
+        x3, batched = self._check_input(x)
         steps, batch = x3.shape[:2]
         lengths = _checks.lengths(lengths, batch, steps, batched)
         state = self._check_state(hx, batch, batched)
@@ -105,7 +125,7 @@ class SequenceModule(Parameterized):
 
         Applies inter-layer dropout when the module has dropout > 0.
         """
-        x3, batched = _checks.sequence_input(x, self.input_size, self.dtype, self.batch_first)
+        x3, batched = self._check_input(x)
         steps, batch = x3.shape[:2]
         lengths = _checks.lengths(lengths, batch, steps, batched)
         state = self._check_state(hx, batch, batched)
@@ -119,7 +139,7 @@ class SequenceModule(Parameterized):
 
         ctx: from this module's forward, used once; dy: y's shape; dh_n: h_n's
         shape (None = zeros; for an LSTM a pair whose entries may be None).
-        Adds the parameter gradients into ``grads``.
+        Adds the parameter gradients into ``grads``. dx is None for token-id input.
         """
         check_context(ctx, self)
         out_shape = (ctx.steps, ctx.batch, self.output_size)
@@ -140,7 +160,10 @@ class SequenceModule(Parameterized):
         return self._user_layout(dx, ctx.batched), self._format_state(dstate0, ctx.batched)
 
     def _user_layout(self, y, batched):
-        """A time-major (T, B, F) result in the caller's layout."""
+        """A time-major (T, B, F) result in the caller's layout (None stays None:
+        the gradient of token ids)."""
+        if y is None:
+            return None
         if not batched:
             return y[:, 0]
         if self.batch_first:

@@ -56,6 +56,10 @@ class Stacked(SequenceModule):
         self.dtype = first.dtype
         self.batch_first = first.batch_first
 
+    @property
+    def _takes_tokens(self):
+        return self.layers[0]._takes_tokens
+
     def __repr__(self):
         inner = ", ".join(map(repr, self.layers))
         return f"Stacked([{inner}], dropout={self.dropout})"
@@ -136,6 +140,10 @@ class Bidirectional(SequenceModule):
         self.dtype = layer.dtype
         self.batch_first = layer.batch_first
 
+    @property
+    def _takes_tokens(self):
+        return self.layer._takes_tokens
+
     def __repr__(self):
         return f"Bidirectional({self.layer!r}, merge={self.merge!r})"
 
@@ -185,7 +193,8 @@ class Bidirectional(SequenceModule):
             dy_f = dy_r = dy
         dx_f, ds_f = self.layer._train_backward(traces[0], dy_f, d_fwd)
         dx_r, ds_r = self.reverse_layer._train_backward(traces[1], dy_r, d_rev)
-        return dx_f + dx_r, (ds_f, ds_r)
+        dx = None if dx_f is None else dx_f + dx_r      # None: token ids have no gradient
+        return dx, (ds_f, ds_r)
 
     def _merge(self, y_f, y_r):
         return np.concatenate((y_f, y_r), axis=2) if self.merge == "concat" else y_f + y_r

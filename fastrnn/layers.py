@@ -96,7 +96,7 @@ def _plan(lengths, steps, batch, directions, single_block=False):
 class _LayerTrace:
     """What one layer's training forward keeps for its backward."""
 
-    __slots__ = ("w_ih", "w_hh", "x", "gates", "h_prev", "c_prev", "mask")
+    __slots__ = ("w_ih", "w_hh", "x", "ids", "gates", "h_prev", "c_prev", "mask")
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -104,6 +104,7 @@ class _LayerTrace:
 
 
 class _RecurrentLayer(SequenceModule):
+    _takes_tokens = True
     _gates = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -249,7 +250,9 @@ class _RecurrentLayer(SequenceModule):
         unused = np.empty((D, 0, 0), self.dtype)
         traces = []
         inp = x
+        tokens = x.dtype.kind in "iu"           # (T, B) token ids for the first layer
         for layer in range(L):
+            ids = inp if tokens and layer == 0 else None
             rows = slice(layer * D, (layer + 1) * D)
             if state is None:
                 h0 = np.zeros((D, batch, H), self.dtype)
@@ -265,28 +268,35 @@ class _RecurrentLayer(SequenceModule):
             b_ih, b_hh = self._biases(layer)
             keep = {}
             if training:
-                N, I = plan.total, inp.shape[2]
-                keep = dict(keep_x=np.empty((D, N, I), self.dtype),
-                            keep_gates=np.empty((D, N, _k.gate_stride(self._kind, H)),
+                N, I = plan.total, self._w_ih[layer].shape[2]
+                keep = dict(keep_gates=np.empty((D, N, _k.gate_stride(self._kind, H)),
                                                 self.dtype),
                             keep_h=np.empty((D, N, H), self.dtype),
                             keep_c=np.empty((D, N, H), self.dtype) if is_lstm else unused)
+                if ids is None:
+                    keep["keep_x"] = np.empty((D, N, I), self.dtype)
+                else:
+                    keep["keep_ids"] = np.empty((D, N), np.intp)
                 traces.append(_LayerTrace(w_ih=self._w_ih[layer].copy(),
                                           w_hh=self._w_hh[layer].copy(),
-                                          x=keep["keep_x"], gates=keep["keep_gates"],
-                                          h_prev=keep["keep_h"],
+                                          x=keep.get("keep_x"), ids=keep.get("keep_ids"),
+                                          gates=keep["keep_gates"], h_prev=keep["keep_h"],
                                           c_prev=keep["keep_c"] if is_lstm else None,
                                           mask=mask))
+            if ids is not None:
+                # token k's projection is column k of W_ih: the kernels copy rows of W_ihᵀ
+                keep["ids"] = ids
+                inp = np.ascontiguousarray(self._w_ih[layer].transpose(0, 2, 1))
             rows_per_task = batch if units else plan.rows_max
             step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
-                                    // (rows_per_task * max(G, inp.shape[2]))))
+                                    // (rows_per_task * max(G, self._w_ih[layer].shape[2]))))
             if units:
                 _k.forward_layer_units(
                     self._kind, inp, self._w_ih[layer][0], self._w_hh[layer][0], b_ih, b_hh,
                     bool(flags[0]), plan.lengths, plan.perm, plan.n_active, h0[0],
                     c0[0], y, h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
                     step_chunk, threads, steps >= _PACK_MIN_STEPS,
-                    **{k: v[0] for k, v in keep.items()})
+                    **{k: (v if k == "ids" else v[0]) for k, v in keep.items()})
             else:
                 _k.forward_layer(
                     self._kind, inp, self._w_ih[layer], self._w_hh[layer], b_ih, b_hh, flags,
@@ -343,14 +353,18 @@ class _RecurrentLayer(SequenceModule):
         dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev, db_ih += Σ dGx, db_hh += Σ dGh,
         dX = dGx W_ih.
         """
-        in_size = tr.x.shape[2]
-        dx = np.empty((plan.steps * plan.batch, in_size), self.dtype)
-        no_bias = np.empty((self.num_directions, 0), self.dtype)
-        _k.layer_grads(self._kind, dgates, tr.x, tr.gates, tr.h_prev, tr.w_ih,
+        D, in_size = self.num_directions, tr.w_ih.shape[2]
+        tokens = tr.ids is not None
+        dx = np.empty((0 if tokens else plan.steps * plan.batch, in_size), self.dtype)
+        no_bias = np.empty((D, 0), self.dtype)
+        _k.layer_grads(self._kind, dgates, np.empty((D, 0, in_size), self.dtype)
+                       if tokens else tr.x, tr.gates, tr.h_prev, tr.w_ih,
                        self._gw_ih[layer], self._gw_hh[layer],
                        self._gb_ih[layer] if self.bias else no_bias,
                        self._gb_hh[layer] if self.bias else no_bias,
-                       plan.packed_inverse(flags), dx, get_num_threads())
+                       plan.packed_inverse(flags), dx, get_num_threads(), keep_ids=tr.ids)
+        if tokens:
+            return None                        # token ids have no gradient
         return dx.reshape(plan.steps, plan.batch, in_size)
 
 

@@ -55,7 +55,10 @@ def test_cell_specific_constructor_arguments():
     (np.zeros((4, 5)), ValueError, r"input_size=3"),
     (np.zeros((0, 2, 3)), ValueError, r"at least one step"),
     (np.zeros((4, 0, 3)), ValueError, r"at least one step and one sequence"),
-    (np.zeros((4, 2, 3), dtype=np.int64), TypeError, r"x must hold floating-point .* int64"),
+    # integer x is token ids (issue 5): (T, B) or (T,), each in [0, input_size)
+    (np.zeros((4, 2, 3), dtype=np.int64), ValueError, r"token ids x must be 2-D \(T, B\)"),
+    (np.full((4, 2), 3), ValueError, r"x must be in \[0, 3\), got values from 3 to 3"),
+    (np.zeros((0, 2), dtype=int), ValueError, r"at least one step"),
     (np.zeros((4, 2, 3), dtype=complex), TypeError, r"x must hold floating-point"),
     (np.zeros((4, 2, 3), dtype=bool), TypeError, r"x must hold floating-point"),
     ("hello", TypeError, r"x must hold floating-point"),

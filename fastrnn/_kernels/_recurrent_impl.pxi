@@ -378,7 +378,8 @@ cdef void _forward_task(int kind, bint reverse,
                         floating* xp, floating* gx, floating* hp, floating* cp,
                         floating* gh, floating* h, floating* c,
                         floating* rh, const float* wp, const float* wp_n,
-                        const float* wp_ih) noexcept nogil:
+                        const float* wp_ih, const Py_ssize_t* ids, Py_ssize_t is0,
+                        Py_ssize_t is1, Py_ssize_t* keep_ids) noexcept nogil:
     """Run rows [r0, r1) (sorted order) of one direction through every step.
 
     x: input, element strides (xs0, xs1, xs2) over (T, B, I); y: output at this
@@ -390,7 +391,10 @@ cdef void _forward_task(int kind, bint reverse,
     (rows, H) receive h_{t-1} and c_{t-1} of each packed row (NULL otherwise).
     Workspace: gh (nr, 3H), h, c, rh (nr, H). wp: W_hh packed in panels (float32;
     for the reset-before GRU its r and z rows, wp_n its n rows), wp_ih: W_ih
-    packed, or NULL for BLAS.
+    packed, or NULL for BLAS. Token input (ids not NULL): ids (T, B) with
+    element strides (is0, is1), and x is W_ihᵀ (V, G): the projection of token
+    k is row k (a copy, not a product); keep_ids (training) receives each
+    packed row's token.
     """
     cdef Py_ssize_t G = _gates(kind) * H
     cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
@@ -418,6 +422,13 @@ cdef void _forward_task(int kind, bint reverse,
             n = _active(n_active, s, r0, nr)
             for j in range(n):
                 t = _time(reverse, lengths, r0 + j, s)
+                if ids != NULL:
+                    # token k: W_ih e_k is column k of W_ih, row k of x = W_ihᵀ
+                    i = ids[t * is0 + perm[r0 + j] * is1]
+                    memcpy(gx + (off + j) * ldg, x + i * G, G * sizeof(floating))
+                    if keep_ids != NULL:
+                        keep_ids[off + j] = i
+                    continue
                 src = x + t * xs0 + perm[r0 + j] * xs1
                 dst = xp + (off + j) * I
                 if xs2 == 1:
@@ -426,8 +437,9 @@ cdef void _forward_task(int kind, bint reverse,
                     for i in range(I):
                         dst[i] = src[i * xs2]
             off += n
-        # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
-        _step_wt(off, G, I, xp, I, w_ih, wp_ih, <floating> 0, gx, ldg)
+        if ids == NULL:
+            # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
+            _step_wt(off, G, I, xp, I, w_ih, wp_ih, <floating> 0, gx, ldg)
 
         off = 0
         for s in range(s0, s1):
@@ -592,7 +604,8 @@ cdef void _unit_worker(int kind, bint reverse,
                        floating* h_n, floating* c_n, Py_ssize_t step_chunk,
                        floating* shared, floating* ws, float* pw, int tid,
                        int nthreads, floating* keep_x, floating* keep_g,
-                       floating* keep_h, floating* keep_c) noexcept nogil:
+                       floating* keep_h, floating* keep_c, const Py_ssize_t* ids,
+                       Py_ssize_t is0, Py_ssize_t is1, Py_ssize_t* keep_ids) noexcept nogil:
     """One thread of the unit-split forward: hidden units [u0, u1) of every gate.
 
     For small batches the recurrent product is a matrix-vector product, so
@@ -606,7 +619,8 @@ cdef void _unit_worker(int kind, bint reverse,
     (keep_x not NULL; one chunk of every step): keep_x, keep_g, keep_h, keep_c
     receive the packed inputs, gate activations (row stride gate_stride),
     h_{t-1} and c_{t-1} as in _forward_task for one block of all B rows; each
-    thread writes the columns of its units.
+    thread writes the columns of its units. Token input as in _forward_task
+    (x is then W_ihᵀ, each thread copies its units' columns).
     """
     cdef Py_ssize_t gates = _gates(kind)
     cdef Py_ssize_t u0 = H * tid // nthreads
@@ -670,7 +684,16 @@ cdef void _unit_worker(int kind, bint reverse,
         off = 0
         for s in range(s0, s1):
             n = n_active[s]
-            if keep_x == NULL or tid == 0:
+            if ids != NULL:
+                for j in range(n):
+                    t = _time(reverse, lengths, j, s)
+                    i = ids[t * is0 + perm[j] * is1]
+                    for q in range(gates):
+                        memcpy(gx + (off + j) * ldg + q * U, x + i * gates * H + q * H + u0,
+                               U * sizeof(floating))
+                    if keep_ids != NULL and tid == 0:
+                        keep_ids[off + j] = i
+            elif keep_x == NULL or tid == 0:
                 for j in range(n):
                     t = _time(reverse, lengths, j, s)
                     src = x + t * xs0 + perm[j] * xs1
@@ -684,7 +707,7 @@ cdef void _unit_worker(int kind, bint reverse,
         if keep_x != NULL:
             fastrnn_barrier()                  # the shared inputs are gathered
         # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
-        if U > 0:
+        if U > 0 and ids == NULL:
             _unit_product(off, 0, gates, U, u0, H, I, xp, w_ih, wp_ih, <floating> 0, gx, ldg)
         off = 0
         for s in range(s0, s1):
@@ -1027,12 +1050,15 @@ def forward_layer(int kind,
                   floating[:, :, ::1] keep_gates=None,
                   floating[:, :, ::1] keep_h=None,
                   floating[:, :, ::1] keep_c=None,
-                  const Py_ssize_t[::1] block_offsets=None):
+                  const Py_ssize_t[::1] block_offsets=None,
+                  const Py_ssize_t[:, :] ids=None,
+                  Py_ssize_t[:, ::1] keep_ids=None):
     """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
 
     x: (T, B, I) any strides; w_ih: (D, G, I); w_hh: (D, G, H); b_ih, b_hh:
-    (D, G) (zeros for a layer without bias); reverse: (D,) 0/1; lengths: (B,) sorted descending, perm: (B,) sorted row
-    -> caller row, n_active: (T,) rows with length > s; bounds: (K+1,) row
+    (D, G) (zeros for a layer without bias); reverse: (D,) 0/1; lengths: (B,)
+    sorted descending, perm: (B,) sorted row -> caller row, n_active: (T,) rows
+    with length > s; bounds: (K+1,) row
     blocks; h0, c0, h_n, c_n: (D, B, H) (c0/c_n used by the LSTM only);
     y: (T, B, D*H), C-contiguous.
 
@@ -1040,17 +1066,24 @@ def forward_layer(int kind,
     keep_gates (D, N, gate_stride), keep_h (D, N, H), keep_c (D, N, H) (LSTM)
     receive the packed inputs, gate activations, h_{t-1} and c_{t-1},
     N = sum(lengths); block_offsets: (K,) first packed row of each block.
+
+    Token input: ids (T, B) any strides, each in [0, I), and x is W_ihᵀ
+    (D, I, G) C-contiguous; keep_x is then not used and keep_ids (D, N)
+    receives the packed rows' tokens in training.
     """
+    cdef bint tokens = ids is not None
     cdef Py_ssize_t D = w_ih.shape[0], G = w_ih.shape[1], I = w_ih.shape[2]
-    cdef Py_ssize_t H = w_hh.shape[2], T = x.shape[0]
+    cdef Py_ssize_t H = w_hh.shape[2], T = ids.shape[0] if tokens else x.shape[0]
     cdef Py_ssize_t ldg = gate_stride(kind, H)
     cdef Py_ssize_t n_blocks = bounds.shape[0] - 1
     cdef Py_ssize_t n_tasks = D * n_blocks
     cdef Py_ssize_t rows_max = _rows_max(bounds)
     cdef Py_ssize_t task, d, blk, r0, r1, o
     cdef Py_ssize_t isz = sizeof(floating)
-    cdef bint training = keep_x is not None
+    cdef bint training = keep_gates is not None
     cdef bint is_lstm = kind == LSTM
+    cdef Py_ssize_t is0 = ids.strides[0] // sizeof(Py_ssize_t) if tokens else 0
+    cdef Py_ssize_t is1 = ids.strides[1] // sizeof(Py_ssize_t) if tokens else 0
     if training:
         step_chunk = T
     cdef Py_ssize_t cap = 0 if training else step_chunk * rows_max
@@ -1096,7 +1129,7 @@ def forward_layer(int kind,
             wp_ih = wp_ih_base + d * psize_ih if wp_ih_base != NULL else NULL
             if training:
                 o = block_offsets[blk]
-                xp = &keep_x[d, 0, 0] + o * I
+                xp = &keep_x[d, 0, 0] + o * I if not tokens else NULL
                 gx = &keep_gates[d, 0, 0] + o * ldg
                 hp = &keep_h[d, 0, 0] + o * H
                 cp = &keep_c[d, 0, 0] + o * H if is_lstm else NULL
@@ -1106,7 +1139,8 @@ def forward_layer(int kind,
                 hp = NULL
                 cp = NULL
             _forward_task(kind, reverse[d] != 0,
-                          &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                          &x[d, 0, 0] if tokens else &x[0, 0, 0],
+                          x.strides[0] // isz, x.strides[1] // isz,
                           x.strides[2] // isz, I, H, T,
                           &w_ih[d, 0, 0], &w_hh[d, 0, 0], &b_x[d, 0], &b_hn[d, 0],
                           &lengths[0], &perm[0], &n_active[0], r0, r1,
@@ -1117,7 +1151,9 @@ def forward_layer(int kind,
                           ws + cap * (I + ldg),
                           ws + cap * (I + ldg) + rows_max * 3 * H,
                           ws + cap * (I + ldg) + rows_max * 4 * H,
-                          ws + cap * (I + ldg) + rows_max * 5 * H, wp, wp_n, wp_ih)
+                          ws + cap * (I + ldg) + rows_max * 5 * H, wp, wp_n, wp_ih,
+                          &ids[0, 0] if tokens else NULL, is0, is1,
+                          &keep_ids[d, 0] + o if tokens and training else NULL)
 
 
 def backward_layer(int kind,
@@ -1218,7 +1254,9 @@ def forward_layer_units(int kind,
                         floating[:, ::1] keep_x=None,
                         floating[:, ::1] keep_gates=None,
                         floating[:, ::1] keep_h=None,
-                        floating[:, ::1] keep_c=None):
+                        floating[:, ::1] keep_c=None,
+                        const Py_ssize_t[:, :] ids=None,
+                        Py_ssize_t[::1] keep_ids=None):
     """One direction of one layer with its hidden units split across threads.
 
     For small batches (see _unit_worker). Shapes as forward_layer for one
@@ -1227,12 +1265,17 @@ def forward_layer_units(int kind,
     stride on the last axis). pack_weights=False keeps BLAS on the weights as
     they are (cheaper than packing for a step or two). Training: keep_x (N, I),
     keep_gates (N, gate_stride), keep_h (N, H), keep_c (N, H) (LSTM) as in
-    forward_layer for a single block (step_chunk is then ignored).
+    forward_layer for a single block (step_chunk is then ignored). Token
+    input as in forward_layer: ids (T, B), x = W_ihᵀ (1, I, G), keep_ids (N,).
     """
     cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = lengths.shape[0]
-    cdef bint training = keep_x is not None
+    cdef bint tokens = ids is not None
+    cdef Py_ssize_t T = ids.shape[0] if tokens else x.shape[0]
+    cdef bint training = keep_gates is not None
+    cdef Py_ssize_t is0 = ids.strides[0] // sizeof(Py_ssize_t) if tokens else 0
+    cdef Py_ssize_t is1 = ids.strides[1] // sizeof(Py_ssize_t) if tokens else 0
     if training:
-        step_chunk = x.shape[0]
+        step_chunk = T
     b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
     cdef const floating[:, ::1] b_x = b_x_arr
     cdef const floating[:, ::1] b_hn = b_hn_arr
@@ -1261,17 +1304,19 @@ def forward_layer_units(int kind,
         tid = omp_get_thread_num()
         nthreads = omp_get_num_threads()
         _unit_worker(kind, reverse, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                     x.strides[2] // isz, I, H, B, x.shape[0], &w_ih[0, 0], &w_hh[0, 0],
+                     x.strides[2] // isz, I, H, B, T, &w_ih[0, 0], &w_hh[0, 0],
                      &b_x[0, 0], &b_hn[0, 0], &lengths[0], &perm[0], &n_active[0],
                      &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
                      &y[0, 0, 0], y.strides[0] // isz, y.strides[1] // isz,
                      &h_n[0, 0], &c_n[0, 0] if is_lstm else NULL, step_chunk,
                      &shared[0], &work[0] + tid * per_thread,
                      pack_base + tid * per_pack if pack_base != NULL else NULL, tid, nthreads,
-                     &keep_x[0, 0] if training else NULL,
+                     &keep_x[0, 0] if training and not tokens else NULL,
                      &keep_gates[0, 0] if training else NULL,
                      &keep_h[0, 0] if training else NULL,
-                     &keep_c[0, 0] if training and is_lstm else NULL)
+                     &keep_c[0, 0] if training and is_lstm else NULL,
+                     &ids[0, 0] if tokens else NULL, is0, is1,
+                     &keep_ids[0] if tokens and training else NULL)
 
 
 def cell_step(int kind,
@@ -1315,7 +1360,7 @@ def cell_step(int kind,
                       &h_1[0, 0], 0, H, &h_1[0, 0], &c_1[0, 0] if is_lstm else NULL, 1,
                       ws, ws + B * I, NULL, NULL, ws + B * (I + ldg),
                       ws + B * (I + ldg + 3 * H), ws + B * (I + ldg + 4 * H),
-                      ws + B * (I + ldg + 5 * H), NULL, NULL, NULL)
+                      ws + B * (I + ldg + 5 * H), NULL, NULL, NULL, NULL, 0, 0, NULL)
 
 
 def cpu_has_avx2_fma():
@@ -1335,7 +1380,8 @@ def layer_grads(int kind,
                 floating[:, ::1] gb_hh,
                 const Py_ssize_t[:, ::1] inverse,
                 floating[:, ::1] dx,
-                int num_threads):
+                int num_threads,
+                const Py_ssize_t[:, ::1] keep_ids=None):
     """The all-steps products of BPTT for one layer, in fastrnn's threads.
 
     Adds dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev (the n rows of the reset-before
@@ -1346,7 +1392,9 @@ def layer_grads(int kind,
     dgates (D, N, grad_stride), x_keep (D, N, I), gates (D, N, gate_stride),
     h_prev (D, N, H): what forward and backward_layer kept; w_ih: the forward's
     weights. The products are split into row stripes, one task per stripe and
-    direction, each a single-threaded BLAS call.
+    direction, each a single-threaded BLAS call. Token input (keep_ids (D, N)
+    given, x_keep not used): dW_ih[:, k] += the dGx rows of token k, and dx is
+    not written (token ids have no gradient).
     """
     cdef Py_ssize_t D = dgates.shape[0], N = dgates.shape[1], ldd = dgates.shape[2]
     cdef Py_ssize_t G = w_ih.shape[1], I = w_ih.shape[2], H = h_prev.shape[2]
@@ -1355,9 +1403,10 @@ def layer_grads(int kind,
     cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
     cdef bint has_bias = gb_ih.shape[1] > 0
     cdef bint rh_rows = kind == GRU_RESET_BEFORE
+    cdef bint tokens = keep_ids is not None
     dtype = np.float32 if floating is float else np.float64
     # (sized by T x B: not kept between calls)
-    dxp_arr = np.empty((D, N, I), dtype=dtype)
+    dxp_arr = np.empty((D, 0 if tokens else N, I), dtype=dtype)
     rh_arr = np.empty((D, N if rh_rows else 0, H if rh_rows else 0), dtype=dtype)
     cdef floating[:, :, ::1] dxp = dxp_arr
     cdef floating[:, :, ::1] rh = rh_arr
@@ -1383,9 +1432,18 @@ def layer_grads(int kind,
             a0 = G * s // S
             a1 = G * (s + 1) // S
             dg = &dgates[d, 0, 0]
-            # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
-            gemm(c'T', c'N', <int> (a1 - a0), <int> I, <int> N, <floating> 1, dg + a0,
-                 <int> ldd, &x_keep[d, 0, 0], <int> I, <floating> 1, &gw_ih[d, a0, 0], <int> I)
+            if tokens:
+                # dW_ih[a0:a1, k] += dGx[n, a0:a1] for every packed row n of token k
+                for n in range(N):
+                    r = keep_ids[d, n]
+                    row = dg + n * ldd
+                    for g in range(a0, a1):
+                        gw_ih[d, g, r] = gw_ih[d, g, r] + row[g]
+            else:
+                # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
+                gemm(c'T', c'N', <int> (a1 - a0), <int> I, <int> N, <floating> 1, dg + a0,
+                     <int> ldd, &x_keep[d, 0, 0], <int> I, <floating> 1, &gw_ih[d, a0, 0],
+                     <int> I)
             # dW_hh[a0:a1] += dGh[:, a0:a1]ᵀ H_prev (r ⊙ H_prev for the reset-before n rows)
             split = a1
             if rh_rows and a1 > 2 * H:
@@ -1408,7 +1466,8 @@ def layer_grads(int kind,
                     for g in range(a0, a1):
                         acc[g] = acc[g] + row[hoff + g]
 
-        for task in prange(D * S, num_threads=num_threads, schedule="static"):
+        for task in prange(0 if tokens else D * S, num_threads=num_threads,
+                           schedule="static"):
             d = task // S
             s = task % S
             a0 = N * s // S
@@ -1418,7 +1477,7 @@ def layer_grads(int kind,
                  &dgates[d, 0, 0] + a0 * ldd, <int> ldd, &w_ih[d, 0, 0], <int> I,
                  <floating> 0, &dxp[d, 0, 0] + a0 * I, <int> I)
 
-        for s in prange(S, num_threads=num_threads, schedule="static"):
+        for s in prange(0 if tokens else S, num_threads=num_threads, schedule="static"):
             # dx[t*B + b] = Σ_d dX_packed[d, its packed row]
             for f in range(F * s // S, F * (s + 1) // S):
                 out = &dx[f, 0]
