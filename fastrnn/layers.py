@@ -362,7 +362,8 @@ class _RecurrentLayer(SequenceModule):
                        self._gw_ih[layer], self._gw_hh[layer],
                        self._gb_ih[layer] if self.bias else no_bias,
                        self._gb_hh[layer] if self.bias else no_bias,
-                       plan.packed_inverse(flags), dx, get_num_threads(), keep_ids=tr.ids)
+                       np.empty((D, 0), np.intp) if tokens else plan.packed_inverse(flags),
+                       dx, get_num_threads(), keep_ids=tr.ids)
         if tokens:
             return None                        # token ids have no gradient
         return dx.reshape(plan.steps, plan.batch, in_size)
