@@ -88,13 +88,13 @@ class Parameterized:
             np.copyto(own[name], arr)
 
 
-def _as_array_or_none(value):
-    """np.asarray(value), or an object array when numpy cannot convert it (the
-    input checks then say what is wrong)."""
+def _array_or_none(value):
+    """np.asarray(value), or None when numpy cannot convert it (the input
+    checks then convert again and say what is wrong)."""
     try:
         return np.asarray(value)
     except Exception:  # ragged lists and the like
-        return np.empty(0, dtype=object)
+        return None
 
 
 class SequenceModule(Parameterized):
@@ -106,9 +106,12 @@ class SequenceModule(Parameterized):
         """x time-major: (T, B, input_size) floats, or (T, B) token ids in
         [0, input_size) when the first layer is an RNN/GRU/LSTM; and whether
         the input was batched."""
-        if self._takes_tokens and np.asarray(x if isinstance(x, np.ndarray) else
-                                             _as_array_or_none(x)).dtype.kind in "iu":
-            return _checks.token_sequence(x, self.input_size, self.batch_first)
+        if self._takes_tokens:
+            arr = x if isinstance(x, np.ndarray) else _array_or_none(x)
+            if arr is not None and arr.dtype.kind in "iu":
+                return _checks.token_sequence(arr, self.input_size, self.batch_first)
+            if arr is not None:
+                x = arr                        # converted once; the checks reuse it
         return _checks.sequence_input(x, self.input_size, self.dtype, self.batch_first)
 
     def __call__(self, x, hx=None, *, lengths=None):
