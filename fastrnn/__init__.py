@@ -3,7 +3,8 @@
 Names and semantics follow PyTorch's torch.nn.RNN/GRU/LSTM and their cells;
 weights move both ways through state_dict()/load_state_dict(). Training:
 ``forward``/``backward`` (BPTT) on every module, ``fastrnn.optim``,
-``fastrnn.losses``, ``Dense`` and ``Embedding``.
+``fastrnn.losses``, ``Dense`` and ``Embedding``. Ready-made models with ``fit``:
+``fastrnn.models``; sequence data helpers: ``fastrnn.data``.
 """
 from fastrnn._threads import get_num_threads, set_num_threads
 from fastrnn._config import show_config
@@ -15,10 +16,12 @@ from fastrnn.linear import Dense, Embedding
 from fastrnn.optim import clip_grad_norm
 from fastrnn.training import truncated_bptt
 from fastrnn.io import load
+from fastrnn import models
 
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
-           "Bidirectional", "Dense", "Embedding", "data", "diagnostics", "optim", "losses",
+           "Bidirectional", "Dense", "Embedding", "data", "models", "diagnostics", "optim",
+           "losses",
            "clip_grad_norm", "truncated_bptt", "load", "set_num_threads", "get_num_threads",
            "show_config"]

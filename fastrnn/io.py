@@ -1,10 +1,11 @@
 """Model files: one .npz holding the weights and a JSON description of the module.
 
-    layer.save("model.npz")            # any fastrnn module
+    layer.save("model.npz")            # any fastrnn module or fastrnn.models model
     same = fastrnn.load("model.npz")   # the same kind of module, same outputs
 
 The file is a numpy .npz archive: one array per state_dict entry, plus
-``__fastrnn__``, a string array holding JSON {"format", "version", "module"}.
+``__fastrnn__``, a string array holding JSON {"format", "version", "module"};
+a model's description includes its vocabulary (its symbols and unknown token).
 Loading never unpickles (allow_pickle=False), rebuilds the module from the
 description and checks every key and shape before any weight is used; a file
 that is truncated, corrupt, or does not match its description is a ValueError
@@ -18,6 +19,7 @@ import numpy as np
 FORMAT = "fastrnn-module"
 VERSION = 1
 HEADER = "__fastrnn__"
+MODELS = ("SequenceClassifier", "SequenceTagger", "Seq2Seq", "LanguageModel")
 
 
 def describe(module):
@@ -26,6 +28,7 @@ def describe(module):
     from fastrnn.composition import Bidirectional, Stacked
     from fastrnn.layers import _RecurrentLayer
     from fastrnn.linear import Dense, Embedding
+    from fastrnn.models._base import Model
 
     if isinstance(module, _RecurrentLayer):
         config = module._config()
@@ -50,6 +53,8 @@ def describe(module):
         return {"type": "Dense", "in_features": module.in_features,
                 "out_features": module.out_features, "activation": module.activation,
                 "bias": module.bias, "dtype": np.dtype(module.dtype).name}
+    if isinstance(module, Model):
+        return {"type": type(module).__name__, **module._config()}
     if isinstance(module, Embedding):
         return {"type": "Embedding", "num_embeddings": module.num_embeddings,
                 "embedding_dim": module.embedding_dim, "dtype": np.dtype(module.dtype).name}
@@ -72,6 +77,8 @@ def build(description):
         return fastrnn.Stacked([build(d) for d in layers], **args)
     if kind == "Bidirectional":
         return fastrnn.Bidirectional(build(args.pop("layer", None)), **args)
+    if kind in MODELS:
+        return getattr(fastrnn.models, kind)._from_config(args)
     simple = {"RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Dense", "Embedding"}
     if kind not in simple:
         raise ValueError(f"unknown module type {kind!r}")
