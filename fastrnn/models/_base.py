@@ -41,10 +41,10 @@ def vocabulary_to_json(vocab):
         return None
     value = {"symbols": list(vocab.symbols), "unknown": vocab.unknown}
     try:
-        back = json.loads(json.dumps(value))
+        same = vocabulary_from_json(json.loads(json.dumps(value))) == vocab
     except (TypeError, ValueError):
-        back = None
-    if back is None or vocabulary_from_json(back) != vocab:
+        same = False
+    if not same:
         raise ValueError("only a vocabulary of strings and numbers can be saved in a model file")
     return value
 
