@@ -72,13 +72,17 @@ def memory_check():
     return (peak - y.nbytes) / 2**20
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None, prog=None, parser_class=argparse.ArgumentParser):
+    parser = parser_class(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", default="", help="comma-separated configuration names")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
     only = set(filter(None, args.only.split(",")))
+    unknown = only - {c.name for c in engines.CONFIGS} - {"memory"}
+    if unknown:
+        parser.error(f"--only: unknown configuration(s) {', '.join(sorted(unknown))}; "
+                     f"choose from {', '.join(c.name for c in engines.CONFIGS)}, memory")
     cfg_list = [c for c in engines.CONFIGS if not only or c.name in only]
     print(f"fastrnn {fastrnn.__version__}, {engines.THREADS} threads, "
           f"{args.rounds} rounds, float32; ratio = fastrnn / fastest other engine")

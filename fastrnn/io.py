@@ -103,6 +103,10 @@ def load(path):
     match its architecture.
     """
     name = os.fspath(_check_path(path))
+    with open(path, "rb") as f:                # FileNotFoundError as open() gives it
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{name}: not a fastrnn model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

@@ -73,7 +73,7 @@ def test_corrupt_and_mismatched_files_are_refused(tmp_path):
 
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip file at all")
-    with pytest.raises(ValueError, match="not a readable fastrnn model file"):
+    with pytest.raises(ValueError, match=r"garbage.npz: not a fastrnn model file \(not an .npz"):
         fastrnn.load(garbage)
 
     pickled = tmp_path / "pickled.npz"
@@ -81,6 +81,11 @@ def test_corrupt_and_mismatched_files_are_refused(tmp_path):
         np.savez(f, __fastrnn__=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="not a readable fastrnn model file"):
         fastrnn.load(pickled)
+
+    for short in (b"", b"PK"):
+        (tmp_path / "short.npz").write_bytes(short)
+        with pytest.raises(ValueError, match="short.npz: not a"):
+            fastrnn.load(tmp_path / "short.npz")
 
     plain = tmp_path / "plain.npz"
     np.savez(plain, weight=np.ones(3))

@@ -9,28 +9,15 @@ from gradcheck import assert_grad_close, numeric_grad
 
 import fastrnn
 from fastrnn.data import Vocabulary
+from fastrnn.datasets import dna_motif, reversal
 from fastrnn.models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
 from fastrnn.models import _fit
 
 DNA = Vocabulary("ATCG")
 
 
-def motif_data(n, seed, motif="TATA"):
-    """DNA strings of 20-60 bases; label 1 when the motif occurs (half of them)."""
-    rng = np.random.default_rng(seed)
-    X, y = [], []
-    for i in range(n):
-        length = int(rng.integers(20, 61))
-        while True:
-            s = "".join(rng.choice(list("ATCG"), length))
-            if motif not in s:
-                break
-        if i % 2:
-            at = int(rng.integers(0, length - len(motif) + 1))
-            s = s[:at] + motif + s[at + len(motif):]
-        X.append(s)
-        y.append(i % 2)
-    return X, np.array(y)
+def motif_data(n, seed):
+    return dna_motif(n, seed=seed)
 
 
 def next_symbol_tags(n, seed):
@@ -38,12 +25,6 @@ def next_symbol_tags(n, seed):
     rng = np.random.default_rng(seed)
     X = [rng.integers(0, 4, int(rng.integers(5, 30))) for _ in range(n)]
     return X, [np.append(x[1:], 4) for x in X]
-
-
-def reversal(n, seed):
-    rng = np.random.default_rng(seed)
-    X = [rng.integers(0, 10, int(rng.integers(3, 9))) for _ in range(n)]
-    return X, [x[::-1].copy() for x in X]
 
 
 def sentences(n, seed):
@@ -80,8 +61,8 @@ def test_bidirectional_tagger_reads_the_next_symbol():
 
 
 def test_seq2seq_reverses_sequences():
-    X, Y = reversal(3000, 0)
-    Xv, Yv = reversal(200, 1)
+    X, Y = reversal(3000, seed=0)
+    Xv, Yv = reversal(200, seed=1)
     model = Seq2Seq(10, 10, cell="lstm", hidden_size=64, seed=0)
     model.fit(X, Y, epochs=10, verbose=False, seed=0)
     scores = model.evaluate(Xv, Yv)

@@ -88,8 +88,11 @@ class Model(Parameterized):
                 for key, arr in module._named_grads().items()}
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items()
-                         if k not in ("vocab", "src_vocab", "tgt_vocab") or v is not None)
+        config = self._config()
+        for key in ("vocab", "src_vocab", "tgt_vocab"):
+            if key in config:
+                config[key] = getattr(self, key)
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items() if v is not None)
         return f"{type(self).__name__}({args})"
 
     @classmethod

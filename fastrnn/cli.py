@@ -1,0 +1,273 @@
+"""The command line: ``python -m fastrnn {demo,train,generate,bench,info}``.
+
+    python -m fastrnn demo                       # train a DNA motif finder, report speed
+    python -m fastrnn train book.txt -o lm.npz   # character language model from a text file
+    python -m fastrnn generate lm.npz --prefix "The " --length 300
+    python -m fastrnn bench [--only NAME,...]    # the comparison table (source checkout)
+    python -m fastrnn info                       # build, kernels, threads, BLAS
+
+A user error (a missing file, a bad option, a file that is not a model)
+prints one line ``fastrnn: error: ...`` and exits with status 1 (2 for
+options argparse refuses); FASTRNN_DEBUG=1 shows the traceback instead.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: reported in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a refused option reported in one line (not the usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _threads(args):
+    import fastrnn
+    if args.threads is not None:
+        fastrnn.set_num_threads(args.threads)
+
+
+# -- demo -------------------------------------------------------------------------------
+def demo(args):
+    """Train a classifier to find a motif in DNA strings; print accuracy and speed."""
+    import fastrnn
+    from fastrnn.datasets import dna_motif
+    from fastrnn.models import SequenceClassifier
+
+    _threads(args)
+    print(f"Task: does a DNA string (20-60 bases over ATCG) contain the motif {args.motif}?")
+    X, y = dna_motif(args.samples, motif=args.motif, seed=args.seed)
+    X_test, y_test = dna_motif(1000, motif=args.motif, seed=args.seed + 1)
+    split = int(0.9 * len(X))
+    model = SequenceClassifier(vocab=fastrnn.data.Vocabulary("ATCG"), cell=args.cell,
+                               hidden_size=args.hidden_size, seed=args.seed)
+    print(f"Model: {model}")
+    print(f"Training on {split} strings, validating on {len(X) - split}, "
+          f"{fastrnn.get_num_threads()} threads")
+    start = time.perf_counter()
+    model.fit(X[:split], y[:split], epochs=args.epochs, batch_size=32, lr=args.lr,
+              validation_data=(X[split:], y[split:]), verbose=not args.quiet, seed=args.seed)
+    train_seconds = time.perf_counter() - start
+    accuracy = model.evaluate(X_test, y_test)["accuracy"]
+    model.predict(X_test[:64])                          # warm up the threads
+    start = time.perf_counter()
+    model.predict(X_test, batch_size=256)
+    infer_seconds = time.perf_counter() - start
+    print(f"Test accuracy: {accuracy:.4f} on {len(X_test)} new strings")
+    print(f"Training time: {train_seconds:.2f} s ({args.epochs} epochs)")
+    print(f"Inference: {len(X_test) / infer_seconds:,.0f} strings/s "
+          f"(batches of 256, {sum(map(len, X_test)) / infer_seconds:,.0f} bases/s)")
+    for s, p in zip(X_test[:3], model.predict_proba(X_test[:3])):
+        print(f"  {s:<60}  P(motif) = {p[1]:.3f}")
+    if args.save:
+        model.save(args.save)
+        print(f"Saved to {args.save}")
+
+
+# -- train / generate -----------------------------------------------------------------------
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def train(args):
+    """Train a character language model on a text file and save it."""
+    import fastrnn
+    from fastrnn.models import LanguageModel
+
+    _threads(args)
+    if not 0 < args.validation < 1:
+        raise UserError(f"--validation must be a fraction in (0, 1), got {args.validation}")
+    text = _read_text(args.text)
+    if len(text) < 2 * args.seq_len + 2:
+        raise UserError(f"{args.text} holds {len(text)} characters; training with --seq-len "
+                        f"{args.seq_len} needs at least {2 * args.seq_len + 2}")
+    held_out = max(args.seq_len + 1, int(len(text) * args.validation))
+    train_text, val_text = text[:-held_out], text[-held_out:]
+    vocab = fastrnn.data.Vocabulary.from_text(text)
+    model = LanguageModel(vocab, cell=args.cell, hidden_size=args.hidden_size,
+                          num_layers=args.layers, dropout=args.dropout, seed=args.seed)
+    print(f"{len(train_text):,} characters for training, {len(val_text):,} for validation, "
+          f"{len(vocab)} distinct symbols")
+    print(f"Model: {model}")
+    start = time.perf_counter()
+    history = model.fit(train_text, seq_len=args.seq_len, epochs=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr, validation_data=val_text,
+                        verbose=not args.quiet, patience=args.patience, seed=args.seed)
+    seconds = time.perf_counter() - start
+    model.save(args.output)
+    best = int(np.argmin(history["val_loss"]))
+    print(f"Trained {len(history['loss'])} epochs in {seconds:.1f} s; validation loss "
+          f"{history['val_loss'][best]:.4f} (perplexity {np.exp(history['val_loss'][best]):.2f}),"
+          f" accuracy {history['val_accuracy'][best]:.4f}")
+    print(f"Saved to {args.output}")
+    print(f"Sample: {model.generate(text[:1], 80, temperature=0.8, seed=args.seed)!r}")
+
+
+def _load_model(path, kind):
+    import fastrnn
+    if not os.path.exists(path):
+        raise UserError(f"no such file: {path}")
+    model = fastrnn.load(path)
+    if type(model).__name__ != kind:
+        raise UserError(f"{path} holds a {type(model).__name__}, not a {kind}")
+    return model
+
+
+def generate(args):
+    """Print text sampled from a saved LanguageModel."""
+    _threads(args)
+    model = _load_model(args.model, "LanguageModel")
+    prefix = args.prefix if args.prefix is not None else model.vocab[0]
+    missing = sorted({s for s in prefix if s not in model.vocab})
+    if missing and model.vocab.unknown is None:
+        raise UserError(f"--prefix holds symbols the model does not know: {missing}")
+    text = model.generate(prefix, args.length, temperature=args.temperature, seed=args.seed)
+    print(prefix + (text if isinstance(text, str) else " ".join(map(str, text))))
+
+
+# -- bench / info -----------------------------------------------------------------------------
+def bench(args, extra):
+    """Run bench/compare.py of the source checkout with the given options."""
+    import fastrnn
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    script = os.path.join(root, "bench", "compare.py")
+    if not os.path.exists(script):
+        raise UserError("bench needs fastrnn's source checkout (bench/compare.py next to the "
+                        "fastrnn package); clone the repository and install it with pip -e")
+    if args.threads is not None:
+        os.environ["FASTRNN_BENCH_THREADS"] = str(args.threads)
+    sys.path.insert(0, os.path.dirname(script))
+    import compare
+    compare.main(extra, prog="python -m fastrnn bench", parser_class=_Parser)
+
+
+def info(args):
+    import fastrnn
+    print(f"fastrnn {fastrnn.__version__} (numpy {np.__version__})")
+    _threads(args)
+    fastrnn.show_config()
+
+
+# -- the parser ---------------------------------------------------------------------------------
+def parser():
+    top = _Parser(
+        prog="python -m fastrnn",
+        description="fastrnn: fast CPU RNN/GRU/LSTM engine. Commands: demo, train, generate, "
+                    "bench, info; `python -m fastrnn COMMAND --help` for each.")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name, helptext):
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("--threads", type=_positive_int, default=None,
+                       help="threads for fastrnn's kernels (default: all cores)")
+        return p
+
+    p = command("demo", "Train a small model to find a motif in DNA strings (built-in "
+                        "synthetic data); print accuracy, training time and inference speed.")
+    p.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="gru")
+    p.add_argument("--hidden-size", type=_positive_int, default=32)
+    p.add_argument("--epochs", type=_positive_int, default=6)
+    p.add_argument("--samples", type=_positive_int, default=4000,
+                   help="training + validation strings (default 4000)")
+    p.add_argument("--motif", default="TATA", help="the motif to find (over ATCG)")
+    p.add_argument("--lr", type=_positive_float, default=1e-2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", metavar="PATH", help="save the trained model to PATH (.npz)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+    p = command("train", "Train a character language model on a UTF-8 text file and save it.")
+    p.add_argument("text", help="the training text file")
+    p.add_argument("-o", "--output", default="lm.npz", help="model file (default lm.npz)")
+    p.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="lstm")
+    p.add_argument("--hidden-size", type=_positive_int, default=128)
+    p.add_argument("--layers", type=_positive_int, default=1)
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--seq-len", type=_positive_int, default=64,
+                   help="characters per training window (default 64)")
+    p.add_argument("--epochs", type=_positive_int, default=10)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=_positive_float, default=5e-3)
+    p.add_argument("--validation", type=float, default=0.1,
+                   help="fraction of the text held out for validation (default 0.1)")
+    p.add_argument("--patience", type=_positive_int, default=None,
+                   help="stop after this many epochs without a better validation loss")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+    p = command("generate", "Print text sampled from a language model saved by `train`.")
+    p.add_argument("model", help="the model file")
+    p.add_argument("--prefix", default=None, help="text to start from (default: the most "
+                                                 "frequent symbol)")
+    p.add_argument("--length", type=_positive_int, default=200,
+                   help="symbols to generate (default 200)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature; 0 = always the most probable (default 0.8)")
+    p.add_argument("--seed", type=int, default=None)
+
+    command("bench", "Time fastrnn beside numpy, PyTorch and ONNX Runtime (those installed) "
+                     "and print one table; options after `bench` go to bench/compare.py "
+                     "(--only NAME,..., --rounds N, --markdown).")
+    command("info", "Show fastrnn's build (OpenMP, kernels), threads and BLAS.")
+    return top
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = parser()
+    if argv[:1] == ["bench"]:               # bench passes its options through
+        args, extra = top.parse_known_args(argv)
+    else:
+        args, extra = top.parse_args(argv), []
+    if args.command is None:
+        top.print_help(sys.stderr)
+        return 2
+    try:
+        if args.command == "bench":
+            bench(args, extra)
+        else:
+            {"demo": demo, "train": train, "generate": generate, "info": info}[args.command](args)
+    except KeyboardInterrupt:
+        print("fastrnn: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, TypeError, OSError) as exc:
+        if os.environ.get("FASTRNN_DEBUG"):
+            raise
+        print(f"fastrnn: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
