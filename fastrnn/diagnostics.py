@@ -31,9 +31,11 @@ def hidden_gradient_norms(layer, x, dy, hx=None):
     if layer.bidirectional:
         raise ValueError("layer must be unidirectional (a reverse direction has no single "
                          "'state after step t')")
-    x3, batched = _checks.sequence_input(x, layer.input_size, layer.dtype, layer.batch_first)
+    x3, batched = layer._check_input(x)       # floats, or token ids
     steps = x3.shape[0]
-    x_user = np.asarray(x, dtype=layer.dtype)
+    x_user = np.asarray(x)
+    if x_user.dtype.kind not in "iu":
+        x_user = x_user.astype(layer.dtype)
     time_axis = 1 if (batched and layer.batch_first) else 0
     y, _ = layer(x_user, hx)
     dy = _checks.state_array("dy", dy, y.shape, layer.dtype)

@@ -20,9 +20,23 @@ CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
 
 def recurrent_layer(cell, input_size, hidden_size, num_layers, bidirectional, dropout,
                     dtype, seed):
-    """A batch-first RNN/GRU/LSTM layer (cell: "rnn", "gru" or "lstm")."""
-    return CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
-                       dropout=dropout, bidirectional=bidirectional, dtype=dtype, seed=seed)
+    """A batch-first RNN/GRU/LSTM layer (cell: "rnn", "gru" or "lstm").
+
+    Weights are PyTorch's initialisation, except that an LSTM's forget gate
+    starts with bias 1 (b_if = 1, b_hf = 0), as Keras does (unit_forget_bias;
+    Jozefowicz et al. 2015): the cell state then starts out kept rather than
+    halved every step, which lets gradients reach far back from the start.
+    """
+    layer = CELLS[cell](input_size, hidden_size, num_layers=num_layers, batch_first=True,
+                        dropout=dropout, bidirectional=bidirectional, dtype=dtype, seed=seed)
+    if cell == "lstm":
+        forget = slice(hidden_size, 2 * hidden_size)       # gate rows [i; f; g; o]
+        for name, arr in layer.named_parameters():
+            if name.startswith("bias_ih"):
+                arr[forget] = 1
+            elif name.startswith("bias_hh"):
+                arr[forget] = 0
+    return layer
 
 
 def check_vocabulary(name, vocab):
