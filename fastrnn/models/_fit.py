@@ -44,6 +44,29 @@ def check_fit_options(epochs, batch_size, lr, clip_norm, patience, verbose):
     return epochs, batch_size, lr, clip_norm, patience, bool(verbose)
 
 
+def fit_pairs(model, X, y, *, epochs, batch_size, lr, validation_data, verbose, optimizer,
+              clip_norm, patience, shuffle, seed):
+    """``fit`` of the models trained on (X, y) pairs (classifier, tagger, seq2seq).
+
+    The model gives _dataset(X, y, names) -> checked data (a pair) and
+    _batches(*data, batch_size, rng=None) -> a list of batches.
+    """
+    epochs, batch_size, lr, clip_norm, patience, verbose = check_fit_options(
+        epochs, batch_size, lr, clip_norm, patience, verbose)
+    data = model._dataset(X, y)
+    validation = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        checked = model._dataset(*validation_data,
+                                 names=("validation_data[0]", "validation_data[1]"))
+        validation = model._batches(*checked, batch_size)
+    shuffle = _checks.boolean("shuffle", shuffle)
+    return run(model, lambda rng: model._batches(*data, batch_size, rng if shuffle else None),
+               validation, epochs=epochs, lr=lr, optimizer=optimizer, clip_norm=clip_norm,
+               patience=patience, seed=seed, verbose=verbose)
+
+
 def score(model, batches):
     """(mean loss, accuracy) over batches, each weighted by its count of items."""
     total = correct = count = 0.0

@@ -146,21 +146,10 @@ class Seq2Seq(Model):
         Options and the returned history as SequenceClassifier.fit; loss and
         accuracy are per target step (the <end> step included).
         """
-        epochs, batch_size, lr, clip_norm, patience, verbose = _fit.check_fit_options(
-            epochs, batch_size, lr, clip_norm, patience, verbose)
-        src, tgt = self._dataset(X, y)
-        validation = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
-            vs, vt = self._dataset(*validation_data, names=("validation_data[0]",
-                                                            "validation_data[1]"))
-            validation = self._batches(vs, vt, batch_size)
-        shuffle = _checks.boolean("shuffle", shuffle)
-        return _fit.run(self, lambda rng: self._batches(src, tgt, batch_size,
-                                                        rng if shuffle else None),
-                        validation, epochs=epochs, lr=lr, optimizer=optimizer,
-                        clip_norm=clip_norm, patience=patience, seed=seed, verbose=verbose)
+        return _fit.fit_pairs(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr,
+                              validation_data=validation_data, verbose=verbose,
+                              optimizer=optimizer, clip_norm=clip_norm, patience=patience,
+                              shuffle=shuffle, seed=seed)
 
     def evaluate(self, X, y, batch_size=256):
         """{"loss", "accuracy"} per target step with teacher forcing, and
