@@ -47,7 +47,8 @@ import threading
 import numpy as np
 
 from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
-from fastrnn._openmp cimport fastrnn_barrier, omp_get_num_threads, omp_get_thread_num
+from fastrnn._openmp cimport (fastrnn_spin_barrier, omp_get_num_threads, omp_get_thread_num,
+                              spin_init, spin_wait)
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
 from fastrnn._kernels._panel cimport (pack_panel_range, pack_panels, panel_gemm, panel_is_fast,
                                      panel_size)
@@ -605,7 +606,8 @@ cdef void _unit_worker(int kind, bint reverse,
                        floating* shared, floating* ws, float* pw, int tid,
                        int nthreads, floating* keep_x, floating* keep_g,
                        floating* keep_h, floating* keep_c, const Py_ssize_t* ids,
-                       Py_ssize_t is0, Py_ssize_t is1, Py_ssize_t* keep_ids) noexcept nogil:
+                       Py_ssize_t is0, Py_ssize_t is1, Py_ssize_t* keep_ids,
+                       fastrnn_spin_barrier* bar) noexcept nogil:
     """One thread of the unit-split forward: hidden units [u0, u1) of every gate.
 
     For small batches the recurrent product is a matrix-vector product, so
@@ -649,6 +651,7 @@ cdef void _unit_worker(int kind, bint reverse,
     cdef float* wp = NULL
     cdef float* wp_n = NULL
     cdef float* wp_ih = NULL
+    cdef int sense = 0                         # this thread's side of the barrier
 
     if floating is float:
         if pw != NULL and U > 0:
@@ -672,7 +675,7 @@ cdef void _unit_worker(int kind, bint reverse,
         memcpy(h_prev + j * H + u0, h0 + b * H + u0, U * sizeof(floating))
         if kind == LSTM:
             memcpy(c + j * U, c0 + b * H + u0, U * sizeof(floating))
-    fastrnn_barrier()
+    spin_wait(bar, nthreads, &sense)
 
     s0 = 0
     while s0 < n_steps:
@@ -705,7 +708,7 @@ cdef void _unit_worker(int kind, bint reverse,
                             dst[i] = src[i * xs2]
             off += n
         if keep_x != NULL:
-            fastrnn_barrier()                  # the shared inputs are gathered
+            spin_wait(bar, nthreads, &sense)  # the shared inputs are gathered
         # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
         if U > 0 and ids == NULL:
             _unit_product(off, 0, gates, U, u0, H, I, xp, w_ih, wp_ih, <floating> 0, gx, ldg)
@@ -736,7 +739,7 @@ cdef void _unit_worker(int kind, bint reverse,
                     for j in range(n):
                         memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
             if kind == GRU_RESET_BEFORE:
-                fastrnn_barrier()              # every unit of r ⊙ h_{t-1} is written
+                spin_wait(bar, nthreads, &sense)  # every unit of r ⊙ h_{t-1} is written
                 if U > 0:
                     # G_n[:, my units] += (r ⊙ h_{t-1}) W_hn[my units]ᵀ
                     _unit_product(n, 2, 1, U, u0, H, H, rh_all, w_hh, wp_n, <floating> 1,
@@ -750,7 +753,7 @@ cdef void _unit_worker(int kind, bint reverse,
                     for q in range(blocks):
                         memcpy(keep_g + (off + j) * ldg_keep + q * H + u0,
                                gblk + j * ldg + q * U, U * sizeof(floating))
-            fastrnn_barrier()                  # h_t is complete before anyone reads it
+            spin_wait(bar, nthreads, &sense)  # h_t is complete before anyone reads it
             swap = h_prev
             h_prev = h_next
             h_next = swap
@@ -789,7 +792,7 @@ cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t
                                 const floating* dy, Py_ssize_t ds0, Py_ssize_t ds1,
                                 const floating* dh_n, const floating* dc_n, floating* dg,
                                 floating* dh0, floating* dc0, floating* ws, float* pw,
-                                int tid, int nthreads) noexcept nogil:
+                                int tid, int nthreads, fastrnn_spin_barrier* bar) noexcept nogil:
     """One thread of the unit-split BPTT: the hidden units [u0, u1).
 
     The storage is one block of all B rows (forward_layer_units in training).
@@ -798,7 +801,8 @@ cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t
     gate passes), writes them to dg, and after a barrier (two for the
     reset-before GRU) computes its units of dh_{t-1} = dG_t @ W_hh[:, units]
     from every thread's columns. Arguments as _backward_task; ws: this thread's
-    workspace; pw: room for its slice of W_hhᵀ in panels, or NULL for BLAS.
+    workspace; pw: room for its slice of W_hhᵀ in panels, or NULL for BLAS;
+    bar: the call's barrier.
     """
     cdef Py_ssize_t gates = _gates(kind)
     cdef Py_ssize_t G = gates * H
@@ -819,6 +823,7 @@ cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t
     cdef const floating* src
     cdef float* wp = NULL
     cdef float* wp_n = NULL
+    cdef int sense = 0                         # this thread's side of the barrier
 
     if floating is float:
         if pw != NULL and U > 0:
@@ -865,7 +870,7 @@ cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t
                 if kind != GRU_RESET_BEFORE or q > 0:
                     memcpy(dg + (off + j) * ldd_g + q * H + u0, dgl + j * ldd_l + q * U,
                            U * sizeof(floating))
-        fastrnn_barrier()                      # every column of this step's dG is written
+        spin_wait(bar, nthreads, &sense)  # every column of this step's dG is written
         if kind == LSTM or kind == RNN_TANH or kind == RNN_RELU:
             # dh_{t-1}[:, mine] = dG_t @ W_hh[:, mine]
             _unit_back_product(n, U, G, H, dg + off * ldd_g, ldd_g, w_hh + u0, wp,
@@ -881,7 +886,7 @@ cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t
             _gru_before_rows_back2(n, U, al, hl, drh, dgl, dh)
             for j in range(n):
                 memcpy(dg + (off + j) * ldd_g + u0, dgl + j * ldd_l, U * sizeof(floating))
-            fastrnn_barrier()                  # every column of dG_r is written
+            spin_wait(bar, nthreads, &sense)  # every column of dG_r is written
             # dh_{t-1}[:, mine] += [dG_r, dG_z] @ [W_hr; W_hz][:, mine]
             _unit_back_product(n, U, 2 * H, H, dg + off * ldd_g, ldd_g, w_hh + u0, wp,
                                <floating> 1, dh)
@@ -1300,6 +1305,8 @@ def forward_layer_units(int kind,
             pack_arr = _scratch("panels", num_threads * per_pack, np.float32)
             pack_space = pack_arr
             pack_base = &pack_space[0]
+    cdef fastrnn_spin_barrier bar
+    spin_init(&bar, num_threads)
     with nogil, parallel(num_threads=num_threads):
         tid = omp_get_thread_num()
         nthreads = omp_get_num_threads()
@@ -1316,7 +1323,7 @@ def forward_layer_units(int kind,
                      &keep_h[0, 0] if training else NULL,
                      &keep_c[0, 0] if training and is_lstm else NULL,
                      &ids[0, 0] if tokens else NULL, is0, is1,
-                     &keep_ids[0] if tokens and training else NULL)
+                     &keep_ids[0] if tokens and training else NULL, &bar)
 
 
 def cell_step(int kind,
@@ -1558,6 +1565,8 @@ def backward_layer_units(int kind,
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint is_lstm = kind == LSTM
     cdef int tid, nthreads
+    cdef fastrnn_spin_barrier bar
+    spin_init(&bar, num_threads)
     with nogil, parallel(num_threads=num_threads):
         tid = omp_get_thread_num()
         nthreads = omp_get_num_threads()
@@ -1569,4 +1578,4 @@ def backward_layer_units(int kind,
                               &dh0[0, 0], &dc0[0, 0] if is_lstm else NULL,
                               &work[0] + tid * per_thread,
                               pack_base + tid * per_pack if pack_base != NULL else NULL,
-                              tid, nthreads)
+                              tid, nthreads, &bar)
