@@ -24,6 +24,10 @@ _STEP_CHUNK_ELEMENTS = 1 << 18
 _PACK_MIN_STEPS = 4
 # weights (bytes) above which a cell step splits its units across threads
 _CELL_SPLIT_BYTES = 1 << 20
+# per direction, 1 where it runs from each sequence's end: forward call, reversed call
+_FLAGS = {False: np.array([0, 1], dtype=np.intc), True: np.array([1, 0], dtype=np.intc)}
+for _flags in _FLAGS.values():
+    _flags.flags.writeable = False
 
 
 class _BatchPlan:
@@ -308,8 +312,8 @@ class _RecurrentLayer(SequenceModule):
         return inp, state, ((plan, flags, traces, units) if training else None)
 
     def _direction_flags(self, reverse):
-        """Per direction, 1 where it walks from each sequence's end."""
-        return np.array([1, 0] if reverse else [0, 1], dtype=np.intc)[:self.num_directions]
+        """Per direction, 1 where it walks from each sequence's end (read-only)."""
+        return _FLAGS[reverse][:self.num_directions]
 
     # -- backward ----------------------------------------------------------
     def _train_backward(self, trace, dy, dstate):
