@@ -28,21 +28,98 @@ cdef extern from *:
     #endif
     #define FASTRNN_PANEL 16
     typedef float fastrnn_v16 __attribute__((vector_size(64)));
+    typedef int fastrnn_i16 __attribute__((vector_size(64)));
+
+    /* one exchange of a 16 x 16 transpose: vectors i and j (= i + s) swap the
+       lanes whose index has bit b set in i's copy and clear in j's */
+    #define FASTRNN_SWAP(i, j, b) do { \
+            fastrnn_v16 a_ = v##i, c_ = v##j; \
+            v##i = __builtin_shuffle(a_, c_, lo##b); \
+            v##j = __builtin_shuffle(a_, c_, hi##b); \
+        } while (0)
+
+    /* one panel, d[kk][j] = rows[j][kk] for kk < k, from 16 rows of contiguous
+       elements: 16 x 16 blocks are transposed in registers in four rounds,
+       each exchanging one bit of the row index with that bit of the lane index */
+    FASTRNN_CLONES
+    static void fastrnn_pack_panel_rows(const float **rows, Py_ssize_t k, float *d) {
+        const fastrnn_i16 lo0 = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};
+        const fastrnn_i16 hi0 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};
+        const fastrnn_i16 lo1 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};
+        const fastrnn_i16 hi1 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};
+        const fastrnn_i16 lo2 = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};
+        const fastrnn_i16 hi2 = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};
+        const fastrnn_i16 lo3 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+        const fastrnn_i16 hi3 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+        Py_ssize_t kk = 0;
+        for (; kk + FASTRNN_PANEL <= k; kk += FASTRNN_PANEL) {
+            fastrnn_v16 v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15;
+            memcpy(&v0, rows[0] + kk, 64);   memcpy(&v1, rows[1] + kk, 64);
+            memcpy(&v2, rows[2] + kk, 64);   memcpy(&v3, rows[3] + kk, 64);
+            memcpy(&v4, rows[4] + kk, 64);   memcpy(&v5, rows[5] + kk, 64);
+            memcpy(&v6, rows[6] + kk, 64);   memcpy(&v7, rows[7] + kk, 64);
+            memcpy(&v8, rows[8] + kk, 64);   memcpy(&v9, rows[9] + kk, 64);
+            memcpy(&v10, rows[10] + kk, 64); memcpy(&v11, rows[11] + kk, 64);
+            memcpy(&v12, rows[12] + kk, 64); memcpy(&v13, rows[13] + kk, 64);
+            memcpy(&v14, rows[14] + kk, 64); memcpy(&v15, rows[15] + kk, 64);
+            FASTRNN_SWAP(0, 1, 0);  FASTRNN_SWAP(2, 3, 0);  FASTRNN_SWAP(4, 5, 0);
+            FASTRNN_SWAP(6, 7, 0);  FASTRNN_SWAP(8, 9, 0);  FASTRNN_SWAP(10, 11, 0);
+            FASTRNN_SWAP(12, 13, 0); FASTRNN_SWAP(14, 15, 0);
+            FASTRNN_SWAP(0, 2, 1);  FASTRNN_SWAP(1, 3, 1);  FASTRNN_SWAP(4, 6, 1);
+            FASTRNN_SWAP(5, 7, 1);  FASTRNN_SWAP(8, 10, 1); FASTRNN_SWAP(9, 11, 1);
+            FASTRNN_SWAP(12, 14, 1); FASTRNN_SWAP(13, 15, 1);
+            FASTRNN_SWAP(0, 4, 2);  FASTRNN_SWAP(1, 5, 2);  FASTRNN_SWAP(2, 6, 2);
+            FASTRNN_SWAP(3, 7, 2);  FASTRNN_SWAP(8, 12, 2); FASTRNN_SWAP(9, 13, 2);
+            FASTRNN_SWAP(10, 14, 2); FASTRNN_SWAP(11, 15, 2);
+            FASTRNN_SWAP(0, 8, 3);  FASTRNN_SWAP(1, 9, 3);  FASTRNN_SWAP(2, 10, 3);
+            FASTRNN_SWAP(3, 11, 3); FASTRNN_SWAP(4, 12, 3); FASTRNN_SWAP(5, 13, 3);
+            FASTRNN_SWAP(6, 14, 3); FASTRNN_SWAP(7, 15, 3);
+            float *o = d + kk * FASTRNN_PANEL;
+            memcpy(o, &v0, 64);        memcpy(o + 16, &v1, 64);   memcpy(o + 32, &v2, 64);
+            memcpy(o + 48, &v3, 64);   memcpy(o + 64, &v4, 64);   memcpy(o + 80, &v5, 64);
+            memcpy(o + 96, &v6, 64);   memcpy(o + 112, &v7, 64);  memcpy(o + 128, &v8, 64);
+            memcpy(o + 144, &v9, 64);  memcpy(o + 160, &v10, 64); memcpy(o + 176, &v11, 64);
+            memcpy(o + 192, &v12, 64); memcpy(o + 208, &v13, 64); memcpy(o + 224, &v14, 64);
+            memcpy(o + 240, &v15, 64);
+        }
+        for (; kk < k; kk++)
+            for (int j = 0; j < 16; j++) d[kk * FASTRNN_PANEL + j] = rows[j][kk];
+    }
+
+    /* one panel of fewer than 16 rows (the rest zero) */
+    static void fastrnn_pack_panel_some(const float **rows, int count, Py_ssize_t k,
+                                        float *d) {
+        for (int j = 0; j < FASTRNN_PANEL; j++)
+            for (Py_ssize_t kk = 0; kk < k; kk++)
+                d[kk * FASTRNN_PANEL + j] = j < count ? rows[j][kk] : 0.0f;
+    }
 
     /* dst[p][kk][j] = src[(16 p + j) * sn + kk * sk], zero for 16 p + j >= n,
-       for the panels p in [p0, p1) of the (n + 15) / 16 */
+       for the panels p in [p0, p1) of the (n + 15) / 16: rows of contiguous
+       elements (sk == 1) through 16 x 16 transposes, contiguous columns
+       (sn == 1, a transposed matrix) as plain copies */
     static void fastrnn_pack_panel_range(const float *src, Py_ssize_t n, Py_ssize_t k,
                                          Py_ssize_t sn, Py_ssize_t sk, float *dst,
                                          Py_ssize_t p0, Py_ssize_t p1) {
         for (Py_ssize_t p = p0; p < p1; p++) {
             float *d = dst + p * k * FASTRNN_PANEL;
-            for (Py_ssize_t j = 0; j < FASTRNN_PANEL; j++) {
-                Py_ssize_t row = p * FASTRNN_PANEL + j;
-                if (row < n) {
-                    const float *s = src + row * sn;
-                    for (Py_ssize_t kk = 0; kk < k; kk++) d[kk * FASTRNN_PANEL + j] = s[kk * sk];
-                } else {
-                    for (Py_ssize_t kk = 0; kk < k; kk++) d[kk * FASTRNN_PANEL + j] = 0.0f;
+            Py_ssize_t c0 = p * FASTRNN_PANEL;
+            Py_ssize_t cols = n - c0 < FASTRNN_PANEL ? n - c0 : FASTRNN_PANEL;
+            if (sk == 1) {
+                const float *rows[16];
+                for (int j = 0; j < cols; j++) rows[j] = src + (c0 + j) * sn;
+                if (cols == FASTRNN_PANEL) fastrnn_pack_panel_rows(rows, k, d);
+                else fastrnn_pack_panel_some(rows, (int) cols, k, d);
+            } else if (sn == 1) {
+                for (Py_ssize_t kk = 0; kk < k; kk++) {
+                    memcpy(d + kk * FASTRNN_PANEL, src + kk * sk + c0, cols * sizeof(float));
+                    memset(d + kk * FASTRNN_PANEL + cols, 0, (FASTRNN_PANEL - cols) * sizeof(float));
+                }
+            } else {
+                for (Py_ssize_t j = 0; j < FASTRNN_PANEL; j++) {
+                    const float *s = src + (c0 + j) * sn;
+                    for (Py_ssize_t kk = 0; kk < k; kk++)
+                        d[kk * FASTRNN_PANEL + j] = j < cols ? s[kk * sk] : 0.0f;
                 }
             }
         }
@@ -182,6 +259,10 @@ cdef extern from *:
     void pack_panel_range "fastrnn_pack_panel_range"(
         const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn, Py_ssize_t sk, float* dst,
         Py_ssize_t p0, Py_ssize_t p1) noexcept nogil
+    void pack_panel_rows "fastrnn_pack_panel_rows"(const float** rows, Py_ssize_t k,
+                                                   float* dst) noexcept nogil
+    void pack_panel_some "fastrnn_pack_panel_some"(const float** rows, int count,
+                                                   Py_ssize_t k, float* dst) noexcept nogil
     Py_ssize_t panel_size "fastrnn_panel_size"(Py_ssize_t n, Py_ssize_t k) noexcept nogil
     void panel_gemm "fastrnn_panel_gemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                          const float* a, Py_ssize_t lda, const float* wp,

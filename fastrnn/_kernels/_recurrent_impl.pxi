@@ -50,8 +50,8 @@ from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
 from fastrnn._openmp cimport (fastrnn_spin_barrier, omp_get_num_threads, omp_get_thread_num,
                               spin_init, spin_wait)
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
-from fastrnn._kernels._panel cimport (pack_panel_range, pack_panels, panel_gemm, panel_is_fast,
-                                     panel_size)
+from fastrnn._kernels._panel cimport (pack_panel_range, pack_panel_rows, pack_panel_some,
+                                     pack_panels, panel_gemm, panel_is_fast, panel_size)
 
 # cell kinds (kept in sync with fastrnn.layers)
 cdef enum:
@@ -562,18 +562,17 @@ cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize
     """Pack the rows of gates q0 .. q0+nq-1, units [u0, u0+U), of W (H rows per
     gate, rows of length K) in panels (local row r = gate (q0 + r // U), unit
     u0 + r % U)."""
-    cdef Py_ssize_t rows = nq * U, p, jj, kk, r
-    cdef const float* src
+    cdef Py_ssize_t rows = nq * U, p, jj, r, count
+    cdef const float* src[16]
     for p in range((rows + 15) // 16):
-        for jj in range(16):
+        count = min(16, rows - p * 16)
+        for jj in range(count):
             r = p * 16 + jj
-            if r < rows:
-                src = w + ((q0 + r // U) * H + u0 + r % U) * K
-                for kk in range(K):
-                    dst[(p * K + kk) * 16 + jj] = src[kk]
-            else:
-                for kk in range(K):
-                    dst[(p * K + kk) * 16 + jj] = 0
+            src[jj] = w + ((q0 + r // U) * H + u0 + r % U) * K
+        if count == 16:
+            pack_panel_rows(src, K, dst + p * K * 16)
+        else:
+            pack_panel_some(src, <int> count, K, dst + p * K * 16)
 
 
 cdef inline void _unit_product(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
