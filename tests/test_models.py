@@ -267,6 +267,17 @@ def test_early_stopping_restores_the_best_epoch():
     assert model.evaluate(Xv, yv)["loss"] == pytest.approx(history["val_loss"][best], rel=1e-6)
 
 
+def test_a_diverging_loss_stops_training_with_a_warning():
+    X, y = motif_data(40, 4)
+    model = SequenceClassifier(vocab=DNA, hidden_size=4, seed=0)
+    model.head._params["weight"][0, 0] = np.inf          # the loss is no longer finite
+    with pytest.warns(RuntimeWarning, match="training stopped at epoch 1: the loss is"), \
+            np.errstate(invalid="ignore"):
+        history = model.fit(X, y, epochs=3, validation_data=(X, y), verbose=False)
+    assert {len(v) for v in history.values()} == {1}
+    assert all(np.isnan(v[0]) for v in history.values())
+
+
 def test_progress_lines_and_silence(capsys, monkeypatch):
     X, y = motif_data(40, 4)
     model = SequenceClassifier(vocab=DNA, hidden_size=4, seed=0)

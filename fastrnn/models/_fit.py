@@ -86,7 +86,9 @@ def run(model, train_batches, validation_batches, *, epochs, lr, optimizer, clip
     train_batches(rng) -> the epoch's list of batches (rng: a numpy Generator
     for shuffling); validation_batches: a list of batches or None.
     patience: stop when the validation loss has not improved for that many
-    epochs, and put back the weights of the best epoch.
+    epochs; with patience the model ends with the weights of its best
+    validation epoch, stopped early or not. A loss that is not finite stops
+    training with a RuntimeWarning (that epoch's entries are nan).
     """
     if patience is not None and validation_batches is None:
         raise ValueError("patience (early stopping) needs validation_data")
@@ -108,7 +110,8 @@ def run(model, train_batches, validation_batches, *, epochs, lr, optimizer, clip
                 model.zero_grad()
                 warnings.warn(f"training stopped at epoch {epoch + 1}: the loss is {loss} "
                               f"(try a smaller lr or clip_norm)", RuntimeWarning, stacklevel=3)
-                history["loss"].append(loss)
+                for values in history.values():
+                    values.append(math.nan)
                 return history
             if clip_norm is not None:
                 optim.clip_grad_norm(model, clip_norm)

@@ -85,7 +85,8 @@ class _Labeller(Model):
         rescaled to this total norm when larger (None: no clipping);
         validation_data: (X_val, y_val), scored after every epoch;
         patience: stop when the validation loss has not improved for that
-        many epochs and restore the best epoch's weights; shuffle/seed: the
+        many epochs; the model then ends with the weights of its best
+        validation epoch (stopped early or not); shuffle/seed: the
         order of the mini-batches; verbose: a progress bar (tqdm when
         installed, else one line per epoch).
         Returns the history: {"loss", "accuracy", "val_loss", "val_accuracy"},
