@@ -34,6 +34,8 @@ class _Cell(Parameterized):
         # PyTorch's cell names: the layer's without the "_l0" suffix
         self._params = {name[:-3]: arr for name, arr in self._layer._named_parameters().items()}
         self._grads = {name[:-3]: arr for name, arr in self._layer._named_grads().items()}
+        self._is_lstm = isinstance(self._layer, LSTM)
+        self._weight_bytes = self._layer._w_hh[0].nbytes + self._layer._w_ih[0].nbytes
 
     input_size = property(lambda self: self._layer.input_size)
     hidden_size = property(lambda self: self._layer.hidden_size)
@@ -45,27 +47,25 @@ class _Cell(Parameterized):
 
     def __call__(self, x, hx=None):
         x3, batched = self._check_x(x)
-        batch, H = x3.shape[1], self.hidden_size
+        batch, H, dtype = x3.shape[1], self._layer.hidden_size, self._layer.dtype
         state = self._check_pair("hx", hx, ("h", "c"), batch, batched)
         if state is None:
-            state = (np.zeros((batch, H), self.dtype),) * (2 if self._is_lstm else 1)
+            state = (np.zeros((batch, H), dtype),) * (2 if self._is_lstm else 1)
         layer = self._layer
-        weight_bytes = layer._w_hh[0].nbytes + layer._w_ih[0].nbytes
-        if weight_bytes > layers._CELL_SPLIT_BYTES and \
+        if self._weight_bytes > layers._CELL_SPLIT_BYTES and \
                 layers._split_units(batch, 1, get_num_threads()):
             # large weights: every thread streams its share (see layers._split_units)
             with serial_blas():
                 _, out = layer._run(x3, tuple(s[None] for s in state), None, False)
             return self._format(out, batched)
-        b_ih, b_hh = layer._biases(0)
-        out = [np.empty((batch, H), self.dtype) for _ in state]
+        h = np.empty((batch, H), dtype)
+        c = np.empty((batch, H), dtype) if self._is_lstm else h
         ones, rows = _single_step_rows(batch)
         # the streaming path: one step on this thread, no batch plan or thread team
-        _k.cell_step(layer._kind, x3, layer._w_ih[0][0], layer._w_hh[0][0], b_ih, b_hh,
-                     ones, rows, state[0], state[-1], out[0], out[-1])
+        self._step_kernel().step(x3[0], state[0], state[-1], h, c, ones, rows)
         if not batched:
-            out = [o[0] for o in out]
-        return tuple(out) if self._is_lstm else out[0]
+            h, c = h[0], c[0]
+        return (h, c) if self._is_lstm else h
 
     def forward(self, x, hx=None):
         """Training step: ``h, ctx`` (LSTMCell: ``(h, c), ctx``)."""
@@ -92,9 +92,16 @@ class _Cell(Parameterized):
         dx = dx[0] if ctx.batched else dx[0, 0]
         return dx, self._format(dstate0, ctx.batched)
 
-    @property
-    def _is_lstm(self):
-        return isinstance(self._layer, LSTM)
+    def _step_kernel(self):
+        """The kernel of the streaming step, its weights bound once (rebound
+        if the kernel build in use changes)."""
+        kernel = self.__dict__.get("_kernel")
+        if kernel is None or kernel[0] is not _k:
+            layer = self._layer
+            b_ih, b_hh = layer._biases(0)
+            kernel = self._kernel = (_k, _k.CellKernel(layer._kind, layer._w_ih[0][0],
+                                                       layer._w_hh[0][0], b_ih[0], b_hh[0]))
+        return kernel[1]
 
     def _check_x(self, x):
         """x as a one-step sequence (1, B, I) and whether it was batched."""

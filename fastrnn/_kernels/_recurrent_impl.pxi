@@ -1010,25 +1010,33 @@ cdef Py_ssize_t _rows_max(const Py_ssize_t[::1] bounds) noexcept nogil:
     return rows
 
 
+cdef void _combine_biases(int kind, Py_ssize_t G, Py_ssize_t H, const floating* b_ih,
+                          const floating* b_hh, floating* b_x, floating* b_hn) noexcept nogil:
+    """One direction's kernel biases: b_x (G) = b_ih + b_hh, except the n rows of
+    the reset-after GRU (b_in only), and b_hn (H), that GRU's b_hn (else 0)."""
+    cdef Py_ssize_t g
+    for g in range(G):
+        b_x[g] = b_ih[g] + b_hh[g]
+    for g in range(H):
+        b_hn[g] = 0
+    if kind == GRU_RESET_AFTER:
+        for g in range(H):
+            b_x[2 * H + g] = b_ih[2 * H + g]
+            b_hn[g] = b_hh[2 * H + g]
+
+
 cdef object _kernel_biases(int kind, const floating[:, ::1] b_ih, const floating[:, ::1] b_hh):
     """(b_x (D, G), b_hn (D, H)) for the kernels, in per-thread scratch: the bias
     added to the input projection (b_ih + b_hh, but only b_in for the n rows of
     the reset-after GRU) and that GRU's b_hn, which r multiplies."""
-    cdef Py_ssize_t D = b_ih.shape[0], G = b_ih.shape[1], H = G // _gates(kind), d, g
+    cdef Py_ssize_t D = b_ih.shape[0], G = b_ih.shape[1], H = G // _gates(kind), d
     buf = _scratch("bias", D * (G + H), np.float32 if floating is float else np.float64)
     b_x_arr = buf[:D * G].reshape(D, G)
     b_hn_arr = buf[D * G:D * (G + H)].reshape(D, H)
     cdef floating[:, ::1] b_x = b_x_arr
     cdef floating[:, ::1] b_hn = b_hn_arr
     for d in range(D):
-        for g in range(G):
-            b_x[d, g] = b_ih[d, g] + b_hh[d, g]
-        for g in range(H):
-            b_hn[d, g] = 0
-        if kind == GRU_RESET_AFTER:
-            for g in range(H):
-                b_x[d, 2 * H + g] = b_ih[d, 2 * H + g]
-                b_hn[d, g] = b_hh[d, 2 * H + g]
+        _combine_biases(kind, G, H, &b_ih[d, 0], &b_hh[d, 0], &b_x[d, 0], &b_hn[d, 0])
     return b_x_arr, b_hn_arr
 
 
@@ -1325,48 +1333,95 @@ def forward_layer_units(int kind,
                      &keep_ids[0] if tokens and training else NULL, &bar)
 
 
-def cell_step(int kind,
-              const floating[:, :, :] x,
-              const floating[:, ::1] w_ih,
-              const floating[:, ::1] w_hh,
-              const floating[:, ::1] b_ih,
-              const floating[:, ::1] b_hh,
-              const Py_ssize_t[::1] ones,
-              const Py_ssize_t[::1] perm,
-              const floating[:, ::1] h0,
-              const floating[:, ::1] c0,
-              floating[:, ::1] h_1,
-              floating[:, ::1] c_1):
-    """One step of one direction for all B rows, on the calling thread.
+cdef void _cell_run(int kind, const floating* x, Py_ssize_t xs0, Py_ssize_t xs1,
+                    Py_ssize_t I, Py_ssize_t H, Py_ssize_t B, const floating* w_ih,
+                    const floating* w_hh, const floating* b_ih, const floating* b_hh,
+                    const Py_ssize_t* ones, const Py_ssize_t* perm, const floating* h0,
+                    const floating* c0, floating* h1, floating* c1,
+                    floating* ws) noexcept nogil:
+    """One step for B rows on the calling thread (the cells' streaming path).
 
-    The streaming path of the cells: no batch plan, no thread team. x: (1, B,
-    I); b_ih, b_hh: (1, G); ones: (B,) of 1 (every row is one step long);
-    perm: arange(B); h0, c0,
-    h_1, c_1: (B, H) (c0/c_1 used by the LSTM only); h_1 receives h_t.
+    x: (B, I) with element strides (xs0, xs1); h0, c0, h1, c1: (B, H)
+    contiguous (c0, c1 for the LSTM only); ws: G + H + B (I + ldg + 6H)
+    elements (kernel biases, then _forward_task's workspace).
     """
-    cdef Py_ssize_t I = w_ih.shape[1], H = w_hh.shape[1], B = x.shape[1]
-    cdef Py_ssize_t ldg = gate_stride(kind, H)
-    cdef Py_ssize_t isz = sizeof(floating)
-    cdef bint is_lstm = kind == LSTM
-    # xp (B, I) | gx (B, ldg) | gh (B, 3H) | h, c, rh (B, H)
-    work_arr = _scratch("work", B * (I + ldg + 6 * H),
-                        np.float32 if floating is float else np.float64)
-    cdef floating[::1] work = work_arr
-    cdef floating* ws = &work[0]
+    cdef Py_ssize_t G = _gates(kind) * H
+    cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
     cdef Py_ssize_t n_active = B
-    b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
-    cdef const floating[:, ::1] b_x = b_x_arr
-    cdef const floating[:, ::1] b_hn = b_hn_arr
-    with nogil:
-        _forward_task(kind, False, &x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                      x.strides[2] // isz, I, H, 1, &w_ih[0, 0], &w_hh[0, 0], &b_x[0, 0],
-                      &b_hn[0, 0],
-                      &ones[0], &perm[0], &n_active, 0, B,
-                      &h0[0, 0], &c0[0, 0] if is_lstm else NULL,
-                      &h_1[0, 0], 0, H, &h_1[0, 0], &c_1[0, 0] if is_lstm else NULL, 1,
-                      ws, ws + B * I, NULL, NULL, ws + B * (I + ldg),
-                      ws + B * (I + ldg + 3 * H), ws + B * (I + ldg + 4 * H),
-                      ws + B * (I + ldg + 5 * H), NULL, NULL, NULL, NULL, 0, 0, NULL)
+    cdef floating* b_x = ws
+    cdef floating* b_hn = ws + G
+    cdef floating* w = ws + G + H
+    _combine_biases(kind, G, H, b_ih, b_hh, b_x, b_hn)
+    _forward_task(kind, False, x, 0, xs0, xs1, I, H, 1, w_ih, w_hh, b_x, b_hn, ones, perm,
+                  &n_active, 0, B, h0, c0, h1, 0, H, h1, c1, 1,
+                  w, w + B * I, NULL, NULL, w + B * (I + ldg), w + B * (I + ldg + 3 * H),
+                  w + B * (I + ldg + 4 * H), w + B * (I + ldg + 5 * H),
+                  NULL, NULL, NULL, NULL, 0, 0, NULL)
+
+
+cdef class CellKernel:
+    """A cell's one-step kernel with its weights bound once.
+
+    Binding the weight and bias arrays when the cell is made leaves five
+    arrays to convert per step instead of twelve, and no fused-type dispatch;
+    the arrays are read at every step, so in-place updates (optimizers,
+    load_state_dict) are seen. w_ih (G, I), w_hh (G, H), b_ih, b_hh (G,), all
+    C-contiguous float32 or float64 (one dtype).
+    """
+    cdef int kind
+    cdef bint wide
+    cdef Py_ssize_t n_in, n_hidden       # (not I: complex.h's macro)
+    cdef const float[:, ::1] f_ih, f_hh
+    cdef const float[::1] fb_ih, fb_hh
+    cdef const double[:, ::1] d_ih, d_hh
+    cdef const double[::1] db_ih, db_hh
+
+    def __init__(self, int kind, w_ih, w_hh, b_ih, b_hh):
+        self.kind = kind
+        self.n_in, self.n_hidden = w_ih.shape[1], w_hh.shape[1]
+        self.wide = w_ih.dtype == np.float64
+        if self.wide:
+            self.d_ih, self.d_hh, self.db_ih, self.db_hh = w_ih, w_hh, b_ih, b_hh
+        else:
+            self.f_ih, self.f_hh, self.fb_ih, self.fb_hh = w_ih, w_hh, b_ih, b_hh
+
+    def step(self, x, h0, c0, h1, c1, ones, perm):
+        """h1 (and c1) = one step from h0 (and c0) for input x.
+
+        x: (B, I) of the weights' dtype, any strides; h0, c0, h1, c1: (B, H)
+        C-contiguous (for RNN and GRU cells pass h0, h1 again as c0, c1);
+        ones: (B,) of 1; perm: arange(B) (intp).
+        """
+        cdef Py_ssize_t B = x.shape[0], I = self.n_in, H = self.n_hidden
+        cdef Py_ssize_t G = _gates(self.kind) * H
+        cdef Py_ssize_t ldg = 4 * H if self.kind == GRU_RESET_AFTER else G
+        cdef Py_ssize_t need = G + H + B * (I + ldg + 6 * H)
+        cdef const Py_ssize_t[::1] one_v = ones
+        cdef const Py_ssize_t[::1] perm_v = perm
+        cdef const float[:, :] fx
+        cdef const float[:, ::1] fh0, fc0
+        cdef float[:, ::1] fh1, fc1
+        cdef float[::1] fw
+        cdef const double[:, :] dx
+        cdef const double[:, ::1] dh0, dc0
+        cdef double[:, ::1] dh1, dc1
+        cdef double[::1] dw
+        if self.wide:
+            dx, dh0, dc0, dh1, dc1 = x, h0, c0, h1, c1
+            dw = _scratch("cell", need, np.float64)
+            with nogil:
+                _cell_run(self.kind, &dx[0, 0], dx.strides[0] // 8, dx.strides[1] // 8, I, H, B,
+                          &self.d_ih[0, 0], &self.d_hh[0, 0], &self.db_ih[0], &self.db_hh[0],
+                          &one_v[0], &perm_v[0], &dh0[0, 0], &dc0[0, 0], &dh1[0, 0],
+                          &dc1[0, 0], &dw[0])
+        else:
+            fx, fh0, fc0, fh1, fc1 = x, h0, c0, h1, c1
+            fw = _scratch("cell", need, np.float32)
+            with nogil:
+                _cell_run(self.kind, &fx[0, 0], fx.strides[0] // 4, fx.strides[1] // 4, I, H, B,
+                          &self.f_ih[0, 0], &self.f_hh[0, 0], &self.fb_ih[0], &self.fb_hh[0],
+                          &one_v[0], &perm_v[0], &fh0[0, 0], &fc0[0, 0], &fh1[0, 0],
+                          &fc1[0, 0], &fw[0])
 
 
 def cpu_has_avx2_fma():
