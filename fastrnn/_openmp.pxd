@@ -27,9 +27,9 @@ cdef extern from *:
        count and flips the flag; the others spin on the flag. For the one or
        two barriers per recurrence step of the unit-split kernels this is
        ~0.05 us for two threads on this project's machine, where the OpenMP
-       barrier takes ~0.3 us. After a few thousand spins (a few after a few
-       when there are more threads than processors) a waiting thread yields
-       its CPU, so an oversubscribed team still makes progress. */
+       barrier takes ~0.3 us. After 2048 pauses (8 when there are more
+       threads than processors) a waiting thread yields its CPU, so an
+       oversubscribed team still makes progress. */
     #if defined(__unix__) || defined(__APPLE__)
     #include <sched.h>
     #define fastrnn_yield() sched_yield()

@@ -92,6 +92,12 @@ class _Cell(Parameterized):
         dx = dx[0] if ctx.batched else dx[0, 0]
         return dx, self._format(dstate0, ctx.batched)
 
+    def __getstate__(self):
+        # the bound kernel points into this cell's arrays: a copy binds its own
+        state = dict(self.__dict__)
+        state.pop("_kernel", None)
+        return state
+
     def _step_kernel(self):
         """The kernel of the streaming step, its weights bound once (rebound
         if the kernel build in use changes)."""

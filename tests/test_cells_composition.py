@@ -170,3 +170,20 @@ def test_cell_with_large_weights(mode, cls, opts, rng):
         assert_close(got, h_ref, np.float64, "h")
         if mode == "lstm":
             assert_close(out[1][b], c_ref, np.float64, "c")
+
+
+@pytest.mark.parametrize("cls", [fastrnn.RNNCell, fastrnn.GRUCell, fastrnn.LSTMCell])
+def test_copied_cells_use_their_own_weights(cls):
+    """A cell binds its weights to its step kernel once: in-place updates are
+    seen, and copies and pickles bind their own arrays."""
+    import copy
+    import pickle
+    cell = cls(3, 4, seed=0)
+    x = np.ones((2, 3), np.float32)
+    before = np.asarray(cell(x))
+    twins = [copy.deepcopy(cell), pickle.loads(pickle.dumps(cell))]
+    for arr in cell.parameters():
+        arr[...] *= 2.0                      # change the original only
+    assert not np.array_equal(np.asarray(cell(x)), before)
+    for twin in twins:
+        np.testing.assert_array_equal(np.asarray(twin(x)), before)
