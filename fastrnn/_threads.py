@@ -11,7 +11,26 @@ import operator
 import os
 import threading
 
-from fastrnn import _openmp
+# GNU OpenMP's idle threads spin for up to GOMP_SPINCOUNT rounds (300,000 by
+# default, milliseconds) after each parallel region. A program that calls
+# fastrnn and a multi-threaded BLAS (numpy's matmul, say) by turns then has
+# both thread pools spinning against each other: a language model's
+# generation step with a 5000-symbol head took 10.5 ms instead of 0.26 ms on
+# this project's 2-core machine. fastrnn's OpenMP runtime is therefore loaded
+# with GOMP_SPINCOUNT=3000 (tens of microseconds: enough to keep the threads
+# awake between back-to-back calls, which measured the same as with the
+# default), unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY. libgomp
+# reads it once, when it loads; the variable is removed again right after, so
+# libraries loaded later (their own libgomp copies) keep their defaults.
+SPINCOUNT = "3000"
+_SPIN_SET_HERE = "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
+if _SPIN_SET_HERE:
+    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+try:
+    from fastrnn import _openmp
+finally:
+    if _SPIN_SET_HERE:
+        del os.environ["GOMP_SPINCOUNT"]
 
 _lock = threading.Lock()
 _num_threads = None          # None = the OpenMP default
@@ -90,6 +109,14 @@ class serial_blas:
                     if n != 1:
                         lib.set_num_threads(n)
         return False
+
+
+def openmp_wait():
+    """How fastrnn's OpenMP threads wait between calls (for show_config)."""
+    if _SPIN_SET_HERE:
+        return f"GOMP_SPINCOUNT={SPINCOUNT} (set by fastrnn)"
+    given = {k: os.environ[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in os.environ}
+    return ", ".join(f"{k}={v}" for k, v in given.items()) + " (from the environment)"
 
 
 def blas_info():

@@ -24,6 +24,9 @@ _STEP_CHUNK_ELEMENTS = 1 << 18
 _PACK_MIN_STEPS = 4
 # weights (bytes) above which a cell step splits its units across threads
 _CELL_SPLIT_BYTES = 1 << 20
+# token input reads W_ih's columns straight from W_ih (strided) unless the call
+# has at least vocabulary size / _TOKENS_PER_COPY tokens: then from a transposed copy
+_TOKENS_PER_COPY = 8
 # per direction, 1 where it runs from each sequence's end: forward call, reversed call
 _FLAGS = {False: np.array([0, 1], dtype=np.intc), True: np.array([1, 0], dtype=np.intc)}
 for _flags in _FLAGS.values():
@@ -288,9 +291,14 @@ class _RecurrentLayer(SequenceModule):
                                           c_prev=keep["keep_c"] if is_lstm else None,
                                           mask=mask))
             if ids is not None:
-                # token k's projection is column k of W_ih: the kernels copy rows of W_ihᵀ
+                # token k's projection is column k of W_ih: the kernels copy rows of
+                # W_ihᵀ, from a transposed copy when many tokens amortise it, else
+                # straight from W_ih (a strided read per token; no copy of V x G
+                # per call, which would dominate a generation step)
                 keep["ids"] = ids
-                inp = np.ascontiguousarray(self._w_ih[layer].transpose(0, 2, 1))
+                inp = self._w_ih[layer].transpose(0, 2, 1)
+                if steps * batch * _TOKENS_PER_COPY >= inp.shape[1]:
+                    inp = np.ascontiguousarray(inp)
             rows_per_task = batch if units else plan.rows_max
             step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
                                     // (rows_per_task * max(G, self._w_ih[layer].shape[2]))))

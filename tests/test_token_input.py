@@ -13,11 +13,15 @@ def _one_hot(ids, dtype):
     return np.eye(V, dtype=dtype)[ids]
 
 
+@pytest.mark.parametrize("copy_w_ih", [True, False], ids=["W_ih-copied", "W_ih-strided"])
 @pytest.mark.parametrize("split_units", [False, True], ids=["batch-split", "unit-split"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
-def test_tokens_equal_one_hot_rows(mode, cls, opts, dtype, split_units, monkeypatch):
+def test_tokens_equal_one_hot_rows(mode, cls, opts, dtype, split_units, copy_w_ih, monkeypatch):
+    """Token ids read W_ih's columns from a transposed copy (many tokens) or
+    from W_ih itself (few tokens); both equal the one-hot product."""
     monkeypatch.setattr(layers, "_split_units", lambda b, d, t: split_units and d == 1)
+    monkeypatch.setattr(layers, "_TOKENS_PER_COPY", 10**6 if copy_w_ih else 0)
     rng = np.random.default_rng(0)
     for bidirectional in (False, True):
         layer = cls(V, 6, num_layers=2, bidirectional=bidirectional, dtype=dtype, seed=1,

@@ -393,15 +393,16 @@ cdef void _forward_task(int kind, bint reverse,
     Workspace: gh (nr, 3H), h, c, rh (nr, H). wp: W_hh packed in panels (float32;
     for the reset-before GRU its r and z rows, wp_n its n rows), wp_ih: W_ih
     packed, or NULL for BLAS. Token input (ids not NULL): ids (T, B) with
-    element strides (is0, is1), and x is W_ihᵀ (V, G): the projection of token
-    k is row k (a copy, not a product); keep_ids (training) receives each
-    packed row's token.
+    element strides (is0, is1), and x is W_ihᵀ (V, G) with element strides
+    (xs1, xs2) (a transposed copy, or a view of W_ih itself): the projection
+    of token k is row k (a copy, not a product); keep_ids (training) receives
+    each packed row's token.
     """
     cdef Py_ssize_t G = _gates(kind) * H
     cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
     cdef Py_ssize_t nr = r1 - r0
     cdef Py_ssize_t n_steps = lengths[r0]     # longest row of the block
-    cdef Py_ssize_t s0, s1, s, j, i, n, off, t, b
+    cdef Py_ssize_t s0, s1, s, j, i, n, off, t, b, g
     cdef const floating* src
     cdef floating* gblk
     cdef floating* dst
@@ -425,8 +426,15 @@ cdef void _forward_task(int kind, bint reverse,
                 t = _time(reverse, lengths, r0 + j, s)
                 if ids != NULL:
                     # token k: W_ih e_k is column k of W_ih, row k of x = W_ihᵀ
+                    # (token stride xs1, gate stride xs2: a copy or a view of W_ih)
                     i = ids[t * is0 + perm[r0 + j] * is1]
-                    memcpy(gx + (off + j) * ldg, x + i * G, G * sizeof(floating))
+                    src = x + i * xs1
+                    dst = gx + (off + j) * ldg
+                    if xs2 == 1:
+                        memcpy(dst, src, G * sizeof(floating))
+                    else:
+                        for g in range(G):
+                            dst[g] = src[g * xs2]
                     if keep_ids != NULL:
                         keep_ids[off + j] = i
                     continue
@@ -691,8 +699,14 @@ cdef void _unit_worker(int kind, bint reverse,
                     t = _time(reverse, lengths, j, s)
                     i = ids[t * is0 + perm[j] * is1]
                     for q in range(gates):
-                        memcpy(gx + (off + j) * ldg + q * U, x + i * gates * H + q * H + u0,
-                               U * sizeof(floating))
+                        # my units of gate q of row i of x = W_ihᵀ (strides xs1, xs2)
+                        src = x + i * xs1 + (q * H + u0) * xs2
+                        dst = gx + (off + j) * ldg + q * U
+                        if xs2 == 1:
+                            memcpy(dst, src, U * sizeof(floating))
+                        else:
+                            for b in range(U):
+                                dst[b] = src[b * xs2]
                     if keep_ids != NULL and tid == 0:
                         keep_ids[off + j] = i
             elif keep_x == NULL or tid == 0:
@@ -1080,8 +1094,9 @@ def forward_layer(int kind,
     N = sum(lengths); block_offsets: (K,) first packed row of each block.
 
     Token input: ids (T, B) any strides, each in [0, I), and x is W_ihᵀ
-    (D, I, G) C-contiguous; keep_x is then not used and keep_ids (D, N)
-    receives the packed rows' tokens in training.
+    (D, I, G), any strides (a transposed copy of W_ih, or a view of it);
+    keep_x is then not used and keep_ids (D, N) receives the packed rows'
+    tokens in training.
     """
     cdef bint tokens = ids is not None
     cdef Py_ssize_t D = w_ih.shape[0], G = w_ih.shape[1], I = w_ih.shape[2]
