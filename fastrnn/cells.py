@@ -4,8 +4,6 @@ A cell is a one-layer, one-direction layer run for a single step; it shares
 the layer's kernel and validation, with PyTorch's cell names for the weights
 (weight_ih, weight_hh, bias_ih, bias_hh).
 """
-import functools
-
 import numpy as np
 
 from fastrnn import _checks
@@ -14,15 +12,6 @@ from fastrnn._module import Context, Parameterized, check_context
 from fastrnn import layers
 from fastrnn._threads import get_num_threads, serial_blas
 from fastrnn.layers import GRU, LSTM, RNN
-
-
-@functools.lru_cache(maxsize=64)
-def _single_step_rows(batch):
-    """(lengths of 1, identity permutation) for a one-step batch of ``batch`` rows."""
-    ones = np.ones(batch, np.intp)
-    rows = np.arange(batch, dtype=np.intp)
-    ones.flags.writeable = rows.flags.writeable = False
-    return ones, rows
 
 
 class _Cell(Parameterized):
@@ -60,7 +49,7 @@ class _Cell(Parameterized):
             return self._format(out, batched)
         h = np.empty((batch, H), dtype)
         c = np.empty((batch, H), dtype) if self._is_lstm else h
-        ones, rows = _single_step_rows(batch)
+        ones, rows = layers._single_step_rows(batch)
         # the streaming path: one step on this thread, no batch plan or thread team
         self._step_kernel().step(x3[0], state[0], state[-1], h, c, ones, rows)
         if not batched:

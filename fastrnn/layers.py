@@ -246,6 +246,9 @@ class _RecurrentLayer(SequenceModule):
         D, H, L = self.num_directions, self.hidden_size, self.num_layers
         G = self._gates * H
         threads = get_num_threads()
+        if steps == 1 and not training and self._streams(batch, threads):
+            y, state = self._stream_step(x, state)
+            return y, state, None
         # small batches split the hidden units across threads; the packed
         # training storage is then one block of all rows
         units = _split_units(batch, D, threads)
@@ -319,6 +322,61 @@ class _RecurrentLayer(SequenceModule):
         state = (h_n, c_n) if is_lstm else (h_n,)
         return inp, state, ((plan, flags, traces, units) if training else None)
 
+    # -- one step on the calling thread (streaming use) --------------------
+    def _streams(self, batch, threads):
+        """Whether a one-step call runs on the calling thread, as a cell does:
+        when the team would split the hidden units (few rows) or there is one
+        thread, and no layer's weights exceed what one core streams well."""
+        if not (threads == 1 or _split_units(batch, self.num_directions, threads)):
+            return False
+        return all(w_ih[0].nbytes + w_hh[0].nbytes <= _CELL_SPLIT_BYTES
+                   for w_ih, w_hh in zip(self._w_ih, self._w_hh))
+
+    def _step_kernels(self):
+        """One bound step kernel per (layer, direction), made once per kernel build."""
+        kernels = self.__dict__.get("_kernels")
+        if kernels is None or kernels[0] is not _k:
+            bound = []
+            for layer in range(self.num_layers):
+                b_ih, b_hh = self._biases(layer)
+                bound.append([_k.CellKernel(self._kind, self._w_ih[layer][d],
+                                            self._w_hh[layer][d], b_ih[d], b_hh[d])
+                              for d in range(self.num_directions)])
+            kernels = self._kernels = (_k, bound)
+        return kernels[1]
+
+    def __getstate__(self):
+        # the bound kernels point into this layer's arrays: a copy binds its own
+        state = dict(self.__dict__)
+        state.pop("_kernels", None)
+        return state
+
+    def _stream_step(self, x, state):
+        """One step (T = 1) of every layer and direction on the calling thread.
+        x: (1, B, I) floats or (1, B) token ids; returns (y (1, B, D*H), state).
+        A single step of the reverse direction is the same step."""
+        batch = x.shape[1]
+        D, H, L = self.num_directions, self.hidden_size, self.num_layers
+        is_lstm = self._kind == _LSTM
+        h_n = np.empty((L * D, batch, H), self.dtype)
+        c_n = np.empty((L * D, batch, H), self.dtype) if is_lstm else h_n
+        zeros = np.zeros((batch, H), self.dtype) if state is None else None
+        ones, rows = _single_step_rows(batch)
+        kernels = self._step_kernels()
+        inp = x[0]
+        ids = np.ascontiguousarray(inp, dtype=np.intp) if inp.dtype.kind in "iu" else None
+        for layer in range(L):
+            y = np.empty((batch, D * H), self.dtype)
+            for d in range(D):
+                row = layer * D + d
+                h0 = zeros if state is None else state[0][row]
+                c0 = (zeros if state is None else state[1][row]) if is_lstm else h0
+                kernels[layer][d].step(inp, h0, c0, h_n[row], c_n[row], ones, rows,
+                                       ids if layer == 0 else None)
+                y[:, d * H:(d + 1) * H] = h_n[row]
+            inp = y
+        return y[None], ((h_n, c_n) if is_lstm else (h_n,))
+
     def _direction_flags(self, reverse):
         """Per direction, 1 where it walks from each sequence's end (read-only)."""
         return _FLAGS[reverse][:self.num_directions]
@@ -379,6 +437,15 @@ class _RecurrentLayer(SequenceModule):
         if tokens:
             return None                        # token ids have no gradient
         return dx.reshape(plan.steps, plan.batch, in_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _single_step_rows(batch):
+    """(lengths of 1, identity permutation) for a one-step batch of ``batch`` rows."""
+    ones = np.ones(batch, np.intp)
+    rows = np.arange(batch, dtype=np.intp)
+    ones.flags.writeable = rows.flags.writeable = False
+    return ones, rows
 
 
 def _split_units(batch, directions, threads):

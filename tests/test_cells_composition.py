@@ -187,3 +187,20 @@ def test_copied_cells_use_their_own_weights(cls):
     assert not np.array_equal(np.asarray(cell(x)), before)
     for twin in twins:
         np.testing.assert_array_equal(np.asarray(twin(x)), before)
+
+
+@pytest.mark.parametrize("cls", [fastrnn.RNN, fastrnn.GRU, fastrnn.LSTM])
+def test_copied_layers_stream_with_their_own_weights(cls):
+    """One-step calls bind the layer's weights to step kernels; copies bind theirs."""
+    import copy
+    import pickle
+    fastrnn.set_num_threads(1)
+    layer = cls(3, 4, num_layers=2, seed=0)
+    x = np.ones((1, 2, 3), np.float32)
+    before = layer(x)[0]
+    twins = [copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))]
+    for arr in layer.parameters():
+        arr[...] *= 2.0
+    assert not np.array_equal(layer(x)[0], before)
+    for twin in twins:
+        np.testing.assert_array_equal(twin(x)[0], before)

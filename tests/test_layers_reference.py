@@ -208,3 +208,41 @@ def test_both_thread_splits_match_reference(mode, cls, opts, threads, split_unit
     layer32 = cls(4, 7, num_layers=2, dtype=np.float32, seed=11, **opts)
     _check_layer(layer32, mode, opts, x.astype(np.float32), rng, lengths=lengths,
                  with_state=True)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
+def test_one_step_calls_stream_on_the_calling_thread(mode, cls, opts, dtype, threads, rng,
+                                                     monkeypatch):
+    """A one-step call with few rows runs every layer on the calling thread
+    (as a cell does); it equals the thread team's answer and, step by step,
+    the whole sequence."""
+    fastrnn.set_num_threads(threads)
+    for bidirectional in (False, True):
+        layer = cls(5, 6, num_layers=2, bidirectional=bidirectional, dtype=dtype, seed=3,
+                    **opts)
+        D = 2 if bidirectional else 1
+        batch = 2
+        for tokens in (False, True):
+            x = (rng.integers(0, 5, (4, batch)) if tokens
+                 else rng.standard_normal((4, batch, 5)).astype(dtype))
+            h0 = rng.standard_normal((2 * D, batch, 6)).astype(dtype)
+            hx = (h0, h0 * 0.5) if mode == "lstm" else h0
+            streams = layer._streams(batch, threads)
+            assert streams == (threads == 1 or not bidirectional)
+            got = layer(x[:1], hx)
+            with monkeypatch.context() as m:
+                m.setattr(layer, "_streams", lambda *a: False)
+                want = layer(x[:1], hx)
+            tol = 1e-6 if dtype == np.float32 else 1e-13
+            assert_close(got[0], want[0], dtype, "y")
+            for a, b in zip(np.atleast_1d(got[1]) if mode != "lstm" else got[1],
+                            np.atleast_1d(want[1]) if mode != "lstm" else want[1]):
+                np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+            if not bidirectional:
+                y_all, _ = layer(x, hx)
+                state = hx
+                for t in range(4):
+                    y_t, state = layer(x[t:t + 1], state)
+                    np.testing.assert_allclose(y_t[0], y_all[t], rtol=0, atol=10 * tol)

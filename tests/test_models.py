@@ -93,6 +93,22 @@ def test_language_model_learns_and_generates():
     assert model.generate("the", 0) == ""
 
 
+def test_generation_samples_softmax_over_temperature():
+    """With a head that ignores the state, symbols are drawn with probabilities
+    softmax(bias / temperature)."""
+    lm = LanguageModel("abc", hidden_size=4, seed=0)
+    head = lm.head._params
+    head["weight"][...] = 0
+    log_p = np.log([0.7, 0.2, 0.1])
+    head["bias"][...] = log_p
+    for temperature in (1.0, 2.0):
+        sample = lm.generate("a", 4000, temperature=temperature, seed=1)
+        counts = np.array([sample.count(c) for c in "abc"]) / len(sample)
+        expect = np.exp(log_p / temperature) / np.exp(log_p / temperature).sum()
+        np.testing.assert_allclose(counts, expect, atol=0.025)
+    assert lm.generate("a", 50, temperature=0) == "a" * 50
+
+
 # -- gradients of the whole model by finite differences (float64) --------------------------
 def _check_model_gradients(model, batch):
     model.zero_grad()

@@ -1353,12 +1353,13 @@ cdef void _cell_run(int kind, const floating* x, Py_ssize_t xs0, Py_ssize_t xs1,
                     const floating* w_hh, const floating* b_ih, const floating* b_hh,
                     const Py_ssize_t* ones, const Py_ssize_t* perm, const floating* h0,
                     const floating* c0, floating* h1, floating* c1,
-                    floating* ws) noexcept nogil:
-    """One step for B rows on the calling thread (the cells' streaming path).
+                    floating* ws, const Py_ssize_t* ids) noexcept nogil:
+    """One step for B rows on the calling thread (the streaming path).
 
     x: (B, I) with element strides (xs0, xs1); h0, c0, h1, c1: (B, H)
     contiguous (c0, c1 for the LSTM only); ws: G + H + B (I + ldg + 6H)
-    elements (kernel biases, then _forward_task's workspace).
+    elements (kernel biases, then _forward_task's workspace). Token input:
+    ids (B,) contiguous, x unused (column ids[b] of W_ih is read in place).
     """
     cdef Py_ssize_t G = _gates(kind) * H
     cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
@@ -1367,11 +1368,14 @@ cdef void _cell_run(int kind, const floating* x, Py_ssize_t xs0, Py_ssize_t xs1,
     cdef floating* b_hn = ws + G
     cdef floating* w = ws + G + H
     _combine_biases(kind, G, H, b_ih, b_hh, b_x, b_hn)
+    if ids != NULL:
+        # token k's projection is column k of W_ih: token stride 1, gate stride I
+        x, xs0, xs1 = w_ih, 1, I
     _forward_task(kind, False, x, 0, xs0, xs1, I, H, 1, w_ih, w_hh, b_x, b_hn, ones, perm,
                   &n_active, 0, B, h0, c0, h1, 0, H, h1, c1, 1,
                   w, w + B * I, NULL, NULL, w + B * (I + ldg), w + B * (I + ldg + 3 * H),
                   w + B * (I + ldg + 4 * H), w + B * (I + ldg + 5 * H),
-                  NULL, NULL, NULL, NULL, 0, 0, NULL)
+                  NULL, NULL, NULL, ids, 0, 1, NULL)
 
 
 cdef class CellKernel:
@@ -1400,14 +1404,21 @@ cdef class CellKernel:
         else:
             self.f_ih, self.f_hh, self.fb_ih, self.fb_hh = w_ih, w_hh, b_ih, b_hh
 
-    def step(self, x, h0, c0, h1, c1, ones, perm):
+    def step(self, x, h0, c0, h1, c1, ones, perm, ids=None):
         """h1 (and c1) = one step from h0 (and c0) for input x.
 
         x: (B, I) of the weights' dtype, any strides; h0, c0, h1, c1: (B, H)
         C-contiguous (for RNN and GRU cells pass h0, h1 again as c0, c1);
-        ones: (B,) of 1; perm: arange(B) (intp).
+        ones: (B,) of 1; perm: arange(B) (intp). Token input: ids (B,) intp
+        contiguous, each in [0, I) (checked by the caller), and x is ignored.
         """
-        cdef Py_ssize_t B = x.shape[0], I = self.n_in, H = self.n_hidden
+        cdef const Py_ssize_t[::1] id_v
+        cdef const Py_ssize_t* id_p = NULL
+        if ids is not None:
+            id_v = ids
+            id_p = &id_v[0]
+            x = h0                                 # any (B, *) array of the dtype
+        cdef Py_ssize_t B = h0.shape[0], I = self.n_in, H = self.n_hidden
         cdef Py_ssize_t G = _gates(self.kind) * H
         cdef Py_ssize_t ldg = 4 * H if self.kind == GRU_RESET_AFTER else G
         cdef Py_ssize_t need = G + H + B * (I + ldg + 6 * H)
@@ -1428,7 +1439,7 @@ cdef class CellKernel:
                 _cell_run(self.kind, &dx[0, 0], dx.strides[0] // 8, dx.strides[1] // 8, I, H, B,
                           &self.d_ih[0, 0], &self.d_hh[0, 0], &self.db_ih[0], &self.db_hh[0],
                           &one_v[0], &perm_v[0], &dh0[0, 0], &dc0[0, 0], &dh1[0, 0],
-                          &dc1[0, 0], &dw[0])
+                          &dc1[0, 0], &dw[0], id_p)
         else:
             fx, fh0, fc0, fh1, fc1 = x, h0, c0, h1, c1
             fw = _scratch("cell", need, np.float32)
@@ -1436,7 +1447,7 @@ cdef class CellKernel:
                 _cell_run(self.kind, &fx[0, 0], fx.strides[0] // 4, fx.strides[1] // 4, I, H, B,
                           &self.f_ih[0, 0], &self.f_hh[0, 0], &self.fb_ih[0], &self.fb_hh[0],
                           &one_v[0], &perm_v[0], &fh0[0, 0], &fc0[0, 0], &fh1[0, 0],
-                          &fc1[0, 0], &fw[0])
+                          &fc1[0, 0], &fw[0], id_p)
 
 
 def cpu_has_avx2_fma():

@@ -162,15 +162,20 @@ class LanguageModel(Model):
         out = np.empty(length, dtype=np.intp)
         y, state = self.rnn(ids[None, :])
         h = y[0, -1]
+        token = np.empty((1, 1), dtype=np.intp)
+        last = len(self.vocab) - 1
         for step in range(length):
-            logits = self.head(h).astype(np.float64)
+            logits = self.head._apply(h).astype(np.float64)      # h is checked already
             if temperature == 0:
                 nxt = int(np.argmax(logits))
             else:
-                p = softmax(logits / temperature)
-                nxt = int(rng.choice(len(p), p=p))
+                # inverse-CDF sampling from softmax(logits / temperature)
+                cdf = np.cumsum(softmax(logits / temperature))
+                nxt = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")),
+                          last)
             out[step] = nxt
             if step + 1 < length:
-                y, state = self.rnn(np.array([[nxt]]), state)
+                token[0, 0] = nxt
+                y, state = self.rnn(token, state)
                 h = y[0, -1]
         return self.vocab.decode(out, sep="" if self.vocab._chars() else None)
