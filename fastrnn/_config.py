@@ -21,7 +21,6 @@ def config():
         "kernels": _kernels.variant,
         "panel_product": _kernels.recurrent.panel_kernel(),
         "num_threads": _threads.get_num_threads(),
-        "openmp_wait": _threads.openmp_wait() if _openmp.openmp_enabled() else None,
         "blas": [{k: lib.get(k) for k in ("internal_api", "version", "threading_layer",
                                            "architecture", "num_threads", "filepath")}
                  for lib in blas],

@@ -11,32 +11,14 @@ import operator
 import os
 import threading
 
-# GNU OpenMP's idle threads spin for up to GOMP_SPINCOUNT rounds (300,000 by
-# default, milliseconds) after each parallel region. A program that calls
-# fastrnn and a multi-threaded BLAS (numpy's matmul, say) by turns then has
-# both thread pools spinning against each other: a language model's
-# generation step with a 5000-symbol head took 10.5 ms instead of 0.26 ms on
-# this project's 2-core machine. fastrnn's OpenMP runtime is therefore loaded
-# with GOMP_SPINCOUNT=3000 (tens of microseconds: enough to keep the threads
-# awake between back-to-back calls, which measured the same as with the
-# default), unless the user set GOMP_SPINCOUNT or OMP_WAIT_POLICY. libgomp
-# reads it once, when it loads; the variable is removed again right after, so
-# libraries loaded later (their own libgomp copies) keep their defaults.
-SPINCOUNT = "3000"
-_SPIN_SET_HERE = "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ
-if _SPIN_SET_HERE:
-    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
-try:
-    from fastrnn import _openmp
-finally:
-    if _SPIN_SET_HERE:
-        del os.environ["GOMP_SPINCOUNT"]
+from fastrnn import _openmp
 
 _lock = threading.Lock()
 _num_threads = None          # None = the OpenMP default
 _blas = None                 # list of threadpoolctl LibControllers for scipy's BLAS
 _depth = 0
 _saved = []
+_controller = None           # threadpoolctl's view of every BLAS (single_threaded_blas)
 
 
 def get_num_threads():
@@ -111,12 +93,21 @@ class serial_blas:
         return False
 
 
-def openmp_wait():
-    """How fastrnn's OpenMP threads wait between calls (for show_config)."""
-    if _SPIN_SET_HERE:
-        return f"GOMP_SPINCOUNT={SPINCOUNT} (set by fastrnn)"
-    given = {k: os.environ[k] for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY") if k in os.environ}
-    return ", ".join(f"{k}={v}" for k, v in given.items()) + " (from the environment)"
+def single_threaded_blas():
+    """Context manager: every BLAS library in the process runs one thread.
+
+    For loops that call fastrnn and a small BLAS product by turns (a
+    generation step: the recurrent layers, then the head's one-row product):
+    a multi-threaded BLAS and fastrnn's OpenMP threads, each spinning after
+    its call, otherwise fight over the cores (measured on this project's
+    2-core machine: 9.8 ms per generated symbol with a 5000-symbol head
+    instead of 0.3 ms).
+    """
+    global _controller
+    if _controller is None:                   # scanning the loaded libraries takes ~ms
+        from threadpoolctl import ThreadpoolController
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def blas_info():

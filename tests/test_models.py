@@ -93,6 +93,15 @@ def test_language_model_learns_and_generates():
     assert model.generate("the", 0) == ""
 
 
+def test_decoding_loops_leave_the_blas_thread_settings_as_they_were():
+    from threadpoolctl import threadpool_info
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    LanguageModel("abc", hidden_size=4, seed=0).generate("a", 5)
+    Seq2Seq(3, 3, hidden_size=4, seed=0).predict([[0, 1]], max_len=3)
+    after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert after == before
+
+
 def test_generation_samples_softmax_over_temperature():
     """With a head that ignores the state, symbols are drawn with probabilities
     softmax(bias / temperature)."""

@@ -61,24 +61,3 @@ def test_show_config_reports_openmp_threads_and_blas(capsys):
     assert cfg["num_threads"] == fastrnn.get_num_threads() >= 1
     assert cfg["blas"] and "openmp:" in out and "blas:" in out
 
-
-def test_openmp_spin_wait_is_bounded_only_while_loading():
-    """fastrnn loads libgomp with GOMP_SPINCOUNT=3000 unless the user chose a
-    wait policy, and leaves the environment as it found it."""
-    import io
-    import os
-    import subprocess
-    import sys
-
-    code = ("import io, os, fastrnn; print(fastrnn.show_config(file=io.StringIO())"
-            "['openmp_wait']); print(os.environ.get('GOMP_SPINCOUNT'))")
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.splitlines()
-    if fastrnn.show_config(file=io.StringIO())["openmp"]:
-        assert out == ["GOMP_SPINCOUNT=3000 (set by fastrnn)", "None"]
-        out = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="PASSIVE"),
-                             capture_output=True, text=True, check=True).stdout.splitlines()
-        assert out == ["OMP_WAIT_POLICY=PASSIVE (from the environment)", "None"]
-    else:
-        assert out == ["None", "None"]

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from fastrnn import _checks, losses
+from fastrnn._threads import single_threaded_blas
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
 from fastrnn.models._base import (Model, check_vocabulary, chunks, recurrent_layer, softmax,
@@ -159,6 +160,12 @@ class LanguageModel(Model):
         if not math.isfinite(temperature) or temperature < 0:
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
         rng = np.random.default_rng(_checks.seed(seed))
+        with single_threaded_blas():          # the head's product runs between steps
+            out = self._sample(ids, length, temperature, rng)
+        return self.vocab.decode(out, sep="" if self.vocab._chars() else None)
+
+    def _sample(self, ids, length, temperature, rng):
+        """``length`` token ids sampled after the prefix ids."""
         out = np.empty(length, dtype=np.intp)
         y, state = self.rnn(ids[None, :])
         h = y[0, -1]
@@ -178,4 +185,4 @@ class LanguageModel(Model):
                 token[0, 0] = nxt
                 y, state = self.rnn(token, state)
                 h = y[0, -1]
-        return self.vocab.decode(out, sep="" if self.vocab._chars() else None)
+        return out

@@ -12,6 +12,7 @@ feeds back the most probable id until <end> or max_len.
 import numpy as np
 
 from fastrnn import _checks, losses
+from fastrnn._threads import single_threaded_blas
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
 from fastrnn.models._base import (Model, SequenceInput, chunks, pad,
@@ -197,10 +198,15 @@ class Seq2Seq(Model):
     def predict(self, X, max_len=100, batch_size=256):
         """Greedy decoding: a list of target id arrays (without <end>), at most max_len long."""
         src = self.source.sequences(X, self.dtype)
-        return self._decode(src, _checks.positive_int("max_len", max_len),
-                            _checks.positive_int("batch_size", batch_size))
+        max_len = _checks.positive_int("max_len", max_len)
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        return self._decode(src, max_len, batch_size)
 
     def _decode(self, src, max_len, batch_size):
+        with single_threaded_blas():          # the head's product runs between steps
+            return self._decode_batches(src, max_len, batch_size)
+
+    def _decode_batches(self, src, max_len, batch_size):
         out = []
         for rows in chunks(len(src), batch_size):
             x, lengths = pad([src[i] for i in rows])
