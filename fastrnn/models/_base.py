@@ -88,6 +88,12 @@ class Model(Parameterized):
         self.seed = _checks.seed(seed)
         self._rng = np.random.default_rng(self.seed)
 
+    def _common_config(self):
+        """The configuration every model shares (JSON-able; a Generator seed is not saved)."""
+        return dict(cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers,
+                    dropout=self.dropout, dtype=np.dtype(self.dtype).name,
+                    seed=self.seed if isinstance(self.seed, int) else None)
+
     def _part_seed(self):
         """A seed for one part's weights, drawn from the model's seed."""
         return int(self._rng.integers(2**31 - 1))
@@ -169,7 +175,8 @@ class SequenceInput:
             out.append(self._one(f"{name}[{i}]", seq, dtype))
         return out
 
-    def _one(self, name, seq, dtype):
+    def _one(self, name, seq, dtype, allow_empty=False):
+        """One checked sequence (empty only with allow_empty: a seq2seq target)."""
         if self.tokens:
             if self.vocab is not None and not (isinstance(seq, np.ndarray)
                                                and seq.dtype.kind in "iu"):
@@ -186,7 +193,7 @@ class SequenceInput:
             if ids.ndim != 2 or ids.shape[1] != self.input_size:
                 raise ValueError(f"{name} must be (steps, input_size={self.input_size}), "
                                  f"got shape {ids.shape}")
-        if ids.shape[0] == 0:
+        if ids.shape[0] == 0 and not allow_empty:
             raise ValueError(f"{name} is empty; every sequence needs a step")
         return ids
 
@@ -204,6 +211,13 @@ def chunks(n, batch_size, rng=None):
     """Index arrays of mini-batches over n items, shuffled by rng when given."""
     order = np.arange(n) if rng is None else rng.permutation(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def correct_steps(logits, targets, lengths):
+    """How many valid steps (t < lengths[b]) the most probable class gets right;
+    logits (B, T, C), targets (B, T)."""
+    valid = np.arange(targets.shape[1])[None, :] < lengths[:, None]
+    return int(np.sum((logits.argmax(axis=2) == targets) & valid))
 
 
 def softmax(logits):

@@ -44,10 +44,7 @@ class LanguageModel(Model):
         self._parts = {"rnn": self.rnn, "head": self.head}
 
     def _config(self):
-        return dict(vocab=vocabulary_to_json(self.vocab), cell=self.cell,
-                    hidden_size=self.hidden_size, num_layers=self.num_layers,
-                    dropout=self.dropout, dtype=np.dtype(self.dtype).name,
-                    seed=self.seed if isinstance(self.seed, int) else None)
+        return dict(vocab=vocabulary_to_json(self.vocab), **self._common_config())
 
     # -- data --------------------------------------------------------------------
     def _ids(self, text, name="text", minimum=2):

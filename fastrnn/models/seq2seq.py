@@ -15,7 +15,7 @@ from fastrnn import _checks, losses
 from fastrnn._threads import single_threaded_blas
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
-from fastrnn.models._base import (Model, SequenceInput, chunks, pad,
+from fastrnn.models._base import (Model, SequenceInput, chunks, correct_steps, pad,
                                   recurrent_layer, vocabulary_to_json)
 
 
@@ -72,11 +72,8 @@ class Seq2Seq(Model):
     def _config(self):
         return dict(src_vocab_size=None if self.src_vocab is not None else self.src_vocab_size,
                     tgt_vocab_size=None if self.tgt_vocab is not None else self.tgt_vocab_size,
-                    cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers,
-                    bidirectional=self.bidirectional, dropout=self.dropout,
-                    seed=self.seed if isinstance(self.seed, int) else None,
-                    src_vocab=vocabulary_to_json(self.src_vocab),
-                    tgt_vocab=vocabulary_to_json(self.tgt_vocab), dtype=np.dtype(self.dtype).name)
+                    bidirectional=self.bidirectional, src_vocab=vocabulary_to_json(self.src_vocab),
+                    tgt_vocab=vocabulary_to_json(self.tgt_vocab), **self._common_config())
 
     # -- the encoder's final states start the decoder ---------------------------------
     def _bridge(self, state):
@@ -106,18 +103,9 @@ class Seq2Seq(Model):
         if len(y) != count:
             raise ValueError(f"{name} must hold one target per source sequence ({count}), "
                              f"got {len(y)}")
-        out = []
-        for i, t in enumerate(y):
-            if self.tgt_vocab is not None and not (isinstance(t, np.ndarray)
-                                                   and t.dtype.kind in "iu"):
-                ids = self.tgt_vocab.encode(t)
-            else:
-                ids = _checks.token_ids(f"{name}[{i}]", t, self.tgt_vocab_size)
-            if ids.ndim != 1:
-                raise ValueError(f"{name}[{i}] must be a 1-D sequence of ids, got shape "
-                                 f"{ids.shape}")
-            out.append(ids)
-        return out
+        # read like source sequences, but a target may be empty (only <end>)
+        return [self.target._one(f"{name}[{i}]", t, self.dtype, allow_empty=True)
+                for i, t in enumerate(y)]
 
     def _dataset(self, X, y, names=("X", "y")):
         src = self.source.sequences(X, self.dtype, names[0])
@@ -162,11 +150,6 @@ class Seq2Seq(Model):
         exact = np.mean([np.array_equal(d, t) for d, t in zip(decoded, tgt)])
         return {"loss": loss, "accuracy": accuracy, "exact": float(exact)}
 
-    @staticmethod
-    def _correct(logits, t, lengths):
-        valid = np.arange(t.shape[1])[None, :] < lengths[:, None]
-        return int(np.sum((logits.argmax(axis=2) == t) & valid))
-
     def _score_batch(self, batch):
         x, src_lengths, dec_in, dec_out, tgt_lengths = batch
         _, state = self.encoder(x, lengths=src_lengths)
@@ -174,7 +157,7 @@ class Seq2Seq(Model):
         logits = self.head(y)
         loss, _ = losses.softmax_cross_entropy(logits, dec_out, lengths=tgt_lengths,
                                                batch_first=True)
-        return loss, self._correct(logits, dec_out, tgt_lengths), int(tgt_lengths.sum())
+        return loss, correct_steps(logits, dec_out, tgt_lengths), int(tgt_lengths.sum())
 
     def _train_batch(self, batch):
         x, src_lengths, dec_in, dec_out, tgt_lengths = batch
@@ -192,7 +175,7 @@ class Seq2Seq(Model):
         _, dstate0 = self.decoder.backward(dec_ctx, dy)
         # the encoder's loss is through its final states only
         self.encoder.backward(enc_ctx, np.zeros_like(enc_y), self._bridge_grad(dstate0))
-        return loss, self._correct(logits, dec_out, tgt_lengths), int(tgt_lengths.sum())
+        return loss, correct_steps(logits, dec_out, tgt_lengths), int(tgt_lengths.sum())
 
     # -- decoding --------------------------------------------------------------------
     def predict(self, X, max_len=100, batch_size=256):

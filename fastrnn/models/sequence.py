@@ -18,7 +18,7 @@ import numpy as np
 from fastrnn import _checks, losses
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
-from fastrnn.models._base import (Model, SequenceInput, chunks, final_states,
+from fastrnn.models._base import (Model, SequenceInput, chunks, correct_steps, final_states,
                                   final_states_grad, pad, recurrent_layer, softmax)
 
 
@@ -56,10 +56,7 @@ class _Labeller(Model):
 
     def _config(self):
         return dict(**self.input.config(), **{self._outputs_name: self.num_outputs},
-                    cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers,
-                    bidirectional=self.bidirectional, dropout=self.dropout,
-                    dtype=np.dtype(self.dtype).name,
-                    seed=self.seed if isinstance(self.seed, int) else None)
+                    bidirectional=self.bidirectional, **self._common_config())
 
     # -- batches -------------------------------------------------------------------
     def _sequences(self, X, name="X"):
@@ -236,16 +233,11 @@ class SequenceTagger(_Labeller):
         y, _ = self.rnn(x, lengths=lengths)
         return self.head(y)
 
-    @staticmethod
-    def _correct(logits, t, lengths):
-        valid = np.arange(t.shape[1])[None, :] < lengths[:, None]
-        return int(np.sum((logits.argmax(axis=2) == t) & valid))
-
     def _score_batch(self, batch):
         x, lengths, t = batch
         logits = self._logits(x, lengths)
         loss, _ = losses.softmax_cross_entropy(logits, t, lengths=lengths, batch_first=True)
-        return loss, self._correct(logits, t, lengths), int(lengths.sum())
+        return loss, correct_steps(logits, t, lengths), int(lengths.sum())
 
     def _train_batch(self, batch):
         x, lengths, t = batch
@@ -260,7 +252,7 @@ class SequenceTagger(_Labeller):
         if mask is not None:
             dy *= mask
         self.rnn.backward(rnn_ctx, dy)
-        return loss, self._correct(logits, t, lengths), int(lengths.sum())
+        return loss, correct_steps(logits, t, lengths), int(lengths.sum())
 
     def predict_proba(self, X, batch_size=256):
         """A list of (T_i, num_tags) tag probabilities, one array per sequence."""
