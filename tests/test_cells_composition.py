@@ -3,17 +3,12 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conftest import assert_close
+from conftest import CELL_FORMS, CELL_IDS, assert_close
 import reference as ref
 
-CELLS = [
-    ("rnn", fastrnn.RNNCell, {"nonlinearity": "tanh"}),
-    ("rnn", fastrnn.RNNCell, {"nonlinearity": "relu"}),
-    ("gru", fastrnn.GRUCell, {"reset_after": True}),
-    ("gru", fastrnn.GRUCell, {"reset_after": False}),
-    ("lstm", fastrnn.LSTMCell, {}),
-]
-CELL_IDS = ["rnn-tanh", "rnn-relu", "gru-after", "gru-before", "lstm"]
+# the cell of each layer form (RNN -> RNNCell, ...), same options and ids
+CELLS = [(mode, getattr(fastrnn, cls.__name__ + "Cell"), opts)
+         for mode, cls, opts in CELL_FORMS]
 
 
 def _ref_step(mode, opts, sd, x, h, c):

@@ -86,9 +86,13 @@ cdef extern from *:
             for (int j = 0; j < 16; j++) d[kk * FASTRNN_PANEL + j] = rows[j][kk];
     }
 
-    /* one panel of fewer than 16 rows (the rest zero) */
-    static void fastrnn_pack_panel_some(const float **rows, int count, Py_ssize_t k,
-                                        float *d) {
+    /* one panel from its first `count` rows (rows of contiguous elements; the
+       panel's other rows are zero): the transposes when all 16 are there */
+    static void fastrnn_pack_panel(const float **rows, int count, Py_ssize_t k, float *d) {
+        if (count == FASTRNN_PANEL) {
+            fastrnn_pack_panel_rows(rows, k, d);
+            return;
+        }
         for (int j = 0; j < FASTRNN_PANEL; j++)
             for (Py_ssize_t kk = 0; kk < k; kk++)
                 d[kk * FASTRNN_PANEL + j] = j < count ? rows[j][kk] : 0.0f;
@@ -108,8 +112,7 @@ cdef extern from *:
             if (sk == 1) {
                 const float *rows[16];
                 for (int j = 0; j < cols; j++) rows[j] = src + (c0 + j) * sn;
-                if (cols == FASTRNN_PANEL) fastrnn_pack_panel_rows(rows, k, d);
-                else fastrnn_pack_panel_some(rows, (int) cols, k, d);
+                fastrnn_pack_panel(rows, (int) cols, k, d);
             } else if (sn == 1) {
                 for (Py_ssize_t kk = 0; kk < k; kk++) {
                     memcpy(d + kk * FASTRNN_PANEL, src + kk * sk + c0, cols * sizeof(float));
@@ -259,10 +262,8 @@ cdef extern from *:
     void pack_panel_range "fastrnn_pack_panel_range"(
         const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn, Py_ssize_t sk, float* dst,
         Py_ssize_t p0, Py_ssize_t p1) noexcept nogil
-    void pack_panel_rows "fastrnn_pack_panel_rows"(const float** rows, Py_ssize_t k,
-                                                   float* dst) noexcept nogil
-    void pack_panel_some "fastrnn_pack_panel_some"(const float** rows, int count,
-                                                   Py_ssize_t k, float* dst) noexcept nogil
+    void pack_panel "fastrnn_pack_panel"(const float** rows, int count, Py_ssize_t k,
+                                         float* dst) noexcept nogil
     Py_ssize_t panel_size "fastrnn_panel_size"(Py_ssize_t n, Py_ssize_t k) noexcept nogil
     void panel_gemm "fastrnn_panel_gemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                          const float* a, Py_ssize_t lda, const float* wp,

@@ -50,8 +50,8 @@ from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
 from fastrnn._openmp cimport (fastrnn_spin_barrier, omp_get_num_threads, omp_get_thread_num,
                               spin_init, spin_wait)
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
-from fastrnn._kernels._panel cimport (pack_panel_range, pack_panel_rows, pack_panel_some,
-                                     pack_panels, panel_gemm, panel_is_fast, panel_size)
+from fastrnn._kernels._panel cimport (pack_panel, pack_panel_range, pack_panels, panel_gemm,
+                                     panel_is_fast, panel_size)
 
 # cell kinds (kept in sync with fastrnn.layers)
 cdef enum:
@@ -70,9 +70,15 @@ cdef inline Py_ssize_t _gates(int kind) noexcept nogil:
     return 1
 
 
+cdef inline Py_ssize_t _gate_blocks(int kind) noexcept nogil:
+    """H-wide blocks of one stored gate row: the gates, plus W_hn h for the
+    reset-after GRU (r multiplies it, so backward needs it apart)."""
+    return 4 if kind == GRU_RESET_AFTER else _gates(kind)
+
+
 def gate_stride(int kind, Py_ssize_t hidden_size):
     """Columns of one stored gate row (G, or 4H for the reset-after GRU)."""
-    return (4 if kind == GRU_RESET_AFTER else _gates(kind)) * hidden_size
+    return _gate_blocks(kind) * hidden_size
 
 
 def grad_stride(int kind, Py_ssize_t hidden_size):
@@ -399,7 +405,7 @@ cdef void _forward_task(int kind, bint reverse,
     each packed row's token.
     """
     cdef Py_ssize_t G = _gates(kind) * H
-    cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
+    cdef Py_ssize_t ldg = _gate_blocks(kind) * H
     cdef Py_ssize_t nr = r1 - r0
     cdef Py_ssize_t n_steps = lengths[r0]     # longest row of the block
     cdef Py_ssize_t s0, s1, s, j, i, n, off, t, b, g
@@ -512,7 +518,7 @@ cdef void _backward_task(int kind, bint reverse, Py_ssize_t H, const floating* w
     reset-before GRU the part of its r and z rows, wp_n of its n rows), or NULL.
     """
     cdef Py_ssize_t G = _gates(kind) * H
-    cdef Py_ssize_t lda = 4 * H if kind == GRU_RESET_AFTER else G
+    cdef Py_ssize_t lda = _gate_blocks(kind) * H
     cdef Py_ssize_t ldd = 6 * H if kind == GRU_RESET_AFTER else G
     cdef Py_ssize_t nr = r1 - r0
     cdef Py_ssize_t n_steps = lengths[r0]
@@ -577,10 +583,7 @@ cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize
         for jj in range(count):
             r = p * 16 + jj
             src[jj] = w + ((q0 + r // U) * H + u0 + r % U) * K
-        if count == 16:
-            pack_panel_rows(src, K, dst + p * K * 16)
-        else:
-            pack_panel_some(src, <int> count, K, dst + p * K * 16)
+        pack_panel(src, <int> count, K, dst + p * K * 16)
 
 
 cdef inline void _unit_product(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
@@ -634,8 +637,8 @@ cdef void _unit_worker(int kind, bint reverse,
     cdef Py_ssize_t gates = _gates(kind)
     cdef Py_ssize_t u0 = H * tid // nthreads
     cdef Py_ssize_t U = H * (tid + 1) // nthreads - u0
-    cdef Py_ssize_t ldg = (4 if kind == GRU_RESET_AFTER else gates) * U
-    cdef Py_ssize_t blocks = 4 if kind == GRU_RESET_AFTER else gates   # stored gate blocks
+    cdef Py_ssize_t blocks = _gate_blocks(kind)                         # stored gate blocks
+    cdef Py_ssize_t ldg = blocks * U
     cdef Py_ssize_t ldg_keep = blocks * H
     cdef Py_ssize_t cap = step_chunk * B
     cdef Py_ssize_t n_steps = lengths[0]
@@ -821,7 +824,7 @@ cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t
     cdef Py_ssize_t G = gates * H
     cdef Py_ssize_t u0 = H * tid // nthreads
     cdef Py_ssize_t U = H * (tid + 1) // nthreads - u0
-    cdef Py_ssize_t ablk = 4 if kind == GRU_RESET_AFTER else gates   # stored blocks
+    cdef Py_ssize_t ablk = _gate_blocks(kind)                         # stored blocks
     cdef Py_ssize_t dblk = 6 if kind == GRU_RESET_AFTER else gates   # gradient blocks
     cdef Py_ssize_t lda_g = ablk * H, ldd_g = dblk * H
     cdef Py_ssize_t lda_l = ablk * U, ldd_l = dblk * U
@@ -1362,7 +1365,7 @@ cdef void _cell_run(int kind, const floating* x, Py_ssize_t xs0, Py_ssize_t xs1,
     ids (B,) contiguous, x unused (column ids[b] of W_ih is read in place).
     """
     cdef Py_ssize_t G = _gates(kind) * H
-    cdef Py_ssize_t ldg = 4 * H if kind == GRU_RESET_AFTER else G
+    cdef Py_ssize_t ldg = _gate_blocks(kind) * H
     cdef Py_ssize_t n_active = B
     cdef floating* b_x = ws
     cdef floating* b_hn = ws + G
@@ -1420,7 +1423,7 @@ cdef class CellKernel:
             x = h0                                 # any (B, *) array of the dtype
         cdef Py_ssize_t B = h0.shape[0], I = self.n_in, H = self.n_hidden
         cdef Py_ssize_t G = _gates(self.kind) * H
-        cdef Py_ssize_t ldg = 4 * H if self.kind == GRU_RESET_AFTER else G
+        cdef Py_ssize_t ldg = _gate_blocks(self.kind) * H
         cdef Py_ssize_t need = G + H + B * (I + ldg + 6 * H)
         cdef const Py_ssize_t[::1] one_v = ones
         cdef const Py_ssize_t[::1] perm_v = perm
