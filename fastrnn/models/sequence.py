@@ -18,8 +18,9 @@ import numpy as np
 from fastrnn import _checks, losses
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
-from fastrnn.models._base import (Model, SequenceInput, chunks, correct_steps, final_states,
-                                  final_states_grad, pad, recurrent_layer, softmax)
+from fastrnn.data import batches
+from fastrnn.models._base import (Model, SequenceInput, correct_steps, final_states,
+                                  final_states_grad, recurrent_layer, softmax)
 
 
 class _Labeller(Model):
@@ -62,14 +63,11 @@ class _Labeller(Model):
     def _sequences(self, X, name="X"):
         return self.input.sequences(X, self.dtype, name)
 
-    def _make_batch(self, seqs, targets, rows):
-        x, lengths = pad([seqs[i] for i in rows], None if self.input.tokens else self.dtype)
-        return x, lengths, None if targets is None else self._batch_targets(targets, rows,
-                                                                            x.shape[1])
-
-    def _batches(self, seqs, targets, batch_size, rng=None):
-        return [self._make_batch(seqs, targets, rows)
-                for rows in chunks(len(seqs), batch_size, rng)]
+    @staticmethod
+    def _batches(seqs, targets, batch_size, rng=None):
+        """Padded mini-batches (x, lengths, y) in order, or shuffled by rng
+        (fastrnn.data.batches over the checked sequences and targets)."""
+        return list(batches(seqs, targets, batch_size, shuffle=rng is not None, seed=rng))
 
     # -- the public loop -------------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, lr=1e-2, validation_data=None, verbose=True,
@@ -109,11 +107,8 @@ class _Labeller(Model):
         """[(logits, lengths)] over X in order, batch by batch."""
         seqs = self._sequences(X)
         batch_size = _checks.positive_int("batch_size", batch_size)
-        out = []
-        for rows in chunks(len(seqs), batch_size):
-            x, lengths, _ = self._make_batch(seqs, None, rows)
-            out.append((self._logits(x, lengths), lengths))
-        return out
+        return [(self._logits(x, lengths), lengths)
+                for x, lengths, _ in batches(seqs, None, batch_size, shuffle=False)]
 
 
 class SequenceClassifier(_Labeller):
@@ -146,9 +141,6 @@ class SequenceClassifier(_Labeller):
             raise ValueError(f"{name} must hold one class id per sequence ({len(seqs)}), got "
                              f"shape {t.shape}")
         return t
-
-    def _batch_targets(self, targets, rows, steps):
-        return targets[rows]
 
     def _logits(self, x, lengths):
         _, h_n = self.rnn(x, lengths=lengths)
@@ -222,12 +214,6 @@ class SequenceTagger(_Labeller):
                                  f"shape {t.shape}")
             tags.append(t)
         return tags
-
-    def _batch_targets(self, targets, rows, steps):
-        out = np.zeros((len(rows), steps), dtype=np.intp)
-        for b, i in enumerate(rows):
-            out[b, :len(targets[i])] = targets[i]
-        return out
 
     def _logits(self, x, lengths):
         y, _ = self.rnn(x, lengths=lengths)
