@@ -6,11 +6,11 @@ Runs an RNN and an LSTM (H=256, T=200, zero input) whose state stays at a
 constant tiny value: 1e-30 (normal float32) or 1e-40 (denormal), and prints
 the time of each and the ratio denormal / normal from the same run.
 """
-import time
 
 import numpy as np
 
 import fastrnn
+from timing import median_seconds
 
 
 def holding_layer(kind, hidden):
@@ -27,16 +27,6 @@ def holding_layer(kind, hidden):
     return layer
 
 
-def median_time(layer, x, hx, repeats=15):
-    layer(x, hx)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        layer(x, hx)
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
-
-
 def main():
     fastrnn.set_num_threads(2)
     hidden, steps = 256, 200
@@ -51,7 +41,7 @@ def main():
                 hx = h0 if kind == "rnn" else (h0, h0)
                 y, _ = layer(x, hx)
                 assert np.all(y[-1] != 0), "the state should stay nonzero"
-                times[scale] = median_time(layer, x, hx)
+                times[scale] = median_seconds(layer, x, hx)
             print(f"{kind:4s} B={batch:<3d} state 1e-30: {times[1e-30] * 1e3:7.2f} ms, "
                   f"1e-40 (denormal): {times[1e-40] * 1e3:7.2f} ms, "
                   f"ratio {times[1e-40] / times[1e-30]:.2f}")

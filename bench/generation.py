@@ -8,23 +8,16 @@ time per generated symbol with fastrnn's setting and with the BLAS left
 multi-threaded, and their ratio, from the same run.
 """
 import contextlib
-import time
 
-import numpy as np
 
 import fastrnn
 from fastrnn.data import Vocabulary
 from fastrnn.models import LanguageModel, language
+from timing import median_seconds
 
 
-def per_symbol(lm, prefix, length=200, repeats=5):
-    lm.generate(prefix, 20, seed=0)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        lm.generate(prefix, length, seed=0)
-        samples.append((time.perf_counter() - start) / length)
-    return float(np.median(samples))
+def per_symbol(lm, prefix, length=200):
+    return median_seconds(lambda: lm.generate(prefix, length, seed=0), reps=5) / length
 
 
 def main():

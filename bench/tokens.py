@@ -7,23 +7,13 @@ ratio is the ids' median time over the one-hot median in the same run.
 """
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import fastrnn  # noqa: E402
-
-
-def median_seconds(fn, arg, reps=15):
-    fn(arg)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from timing import median_seconds  # noqa: E402
 
 
 def main():
