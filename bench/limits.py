@@ -9,6 +9,8 @@
 2. Bandwidth: at batch 1 a step is a matrix-vector product, bound by how fast
    a core streams its share of W_hh from its cache: bytes / seconds of the
    one-row product.
+3. Synchronisation: the unit-split kernels meet once per step; the time of
+   one barrier of two threads, fastrnn's spin barrier beside OpenMP's.
 """
 import os
 import sys
@@ -34,6 +36,10 @@ def main():
             sec = k.product_seconds(1, n, kk, 20000, True)
             print(f"one-row product n={n:<5} k={kk:<4} ({what}): {sec * 1e6:6.2f} us, "
                   f"{n * kk * 4 / sec / 1e9:6.1f} GB/s")
+    spin = k.barrier_seconds(2, 200000, True)
+    omp = k.barrier_seconds(2, 200000, False)
+    print(f"barrier, 2 threads: spin {spin * 1e6:.3f} us, OpenMP {omp * 1e6:.3f} us, "
+          f"ratio {spin / omp:.2f}")
 
 
 if __name__ == "__main__":

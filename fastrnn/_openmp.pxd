@@ -25,9 +25,9 @@ cdef extern from *:
        so concurrent calls from several Python threads do not share it):
        sense reversal on a shared flag. A thread arriving last resets the
        count and flips the flag; the others spin on the flag. For the one or
-       two barriers per recurrence step of the unit-split kernels this is
-       ~0.05 us for two threads on this project's machine, where the OpenMP
-       barrier takes ~0.3 us. After 2048 pauses (8 when there are more
+       two barriers per recurrence step of the unit-split kernels it took
+       0.25-0.33 of the OpenMP barrier's time for two threads on this
+       project's machine (bench/limits.py measures both). After 2048 pauses (8 when there are more
        threads than processors) a waiting thread yields its CPU, so an
        oversubscribed team still makes progress. */
     #if defined(__unix__) || defined(__APPLE__)

@@ -61,3 +61,13 @@ def test_show_config_reports_openmp_threads_and_blas(capsys):
     assert cfg["num_threads"] == fastrnn.get_num_threads() >= 1
     assert cfg["blas"] and "openmp:" in out and "blas:" in out
 
+
+
+def test_barrier_timer_checks_its_arguments():
+    """bench/limits.py's barrier timer: bad counts are refused before any thread starts."""
+    from fastrnn._kernels import recurrent
+    for threads, rounds in ((0, 10), (2, 0)):
+        with pytest.raises(ValueError, match="num_threads and rounds must be >= 1"):
+            recurrent.barrier_seconds(threads, rounds, True)
+    for spin in (True, False):
+        assert recurrent.barrier_seconds(2, 100, spin) > 0

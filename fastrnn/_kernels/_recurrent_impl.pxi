@@ -47,8 +47,8 @@ import threading
 import numpy as np
 
 from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
-from fastrnn._openmp cimport (fastrnn_spin_barrier, omp_get_num_threads, omp_get_thread_num,
-                              spin_init, spin_wait)
+from fastrnn._openmp cimport (fastrnn_barrier, fastrnn_spin_barrier, omp_get_num_threads,
+                              omp_get_thread_num, spin_init, spin_wait)
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
 from fastrnn._kernels._panel cimport (pack_panel, pack_panel_range, pack_panels, panel_gemm,
                                      panel_is_fast, panel_size)
@@ -1579,6 +1579,29 @@ def layer_grads(int kind,
                         row = &dxp[d, r, 0]
                         for i in range(I):
                             out[i] = out[i] + row[i]
+
+
+def barrier_seconds(int num_threads, Py_ssize_t rounds, bint spin):
+    """Seconds per barrier for a team of num_threads meeting ``rounds`` times
+    in a row: fastrnn's spin barrier (spin=True, what the unit-split kernels
+    use every step) or the OpenMP barrier (bench/limits.py)."""
+    import time
+    if num_threads < 1 or rounds < 1:
+        raise ValueError(f"num_threads and rounds must be >= 1, got {num_threads}, {rounds}")
+    cdef fastrnn_spin_barrier bar
+    spin_init(&bar, num_threads)
+    cdef Py_ssize_t i
+    cdef int sense, nthreads
+    start = time.perf_counter()
+    with nogil, parallel(num_threads=num_threads):
+        sense = 0
+        nthreads = omp_get_num_threads()
+        for i in range(rounds):
+            if spin:
+                spin_wait(&bar, nthreads, &sense)
+            else:
+                fastrnn_barrier()
+    return (time.perf_counter() - start) / rounds
 
 
 def product_seconds(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int reps, bint panels):

@@ -12,7 +12,7 @@ import numpy as np
 
 from fastrnn import _checks
 from fastrnn._module import Parameterized
-from fastrnn.data import Vocabulary, pad_sequences
+from fastrnn.data import Vocabulary
 from fastrnn.layers import GRU, LSTM, RNN
 
 CELLS = {"rnn": RNN, "gru": GRU, "lstm": LSTM}
@@ -200,11 +200,6 @@ class SequenceInput:
     def config(self):
         return {"vocab_size": None if self.vocab is not None else self.vocab_size,
                 "input_size": self.input_size, "vocab": vocabulary_to_json(self.vocab)}
-
-
-def pad(seqs, dtype=None):
-    """pad_sequences for already checked sequences: (padded, lengths)."""
-    return pad_sequences(seqs, pad=0, dtype=dtype)
 
 
 def chunks(n, batch_size, rng=None):

@@ -15,7 +15,8 @@ from fastrnn import _checks, losses
 from fastrnn._threads import single_threaded_blas
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
-from fastrnn.models._base import (Model, SequenceInput, chunks, correct_steps, pad,
+from fastrnn.data import pad_sequences
+from fastrnn.models._base import (Model, SequenceInput, chunks, correct_steps,
                                   recurrent_layer, vocabulary_to_json)
 
 
@@ -114,7 +115,7 @@ class Seq2Seq(Model):
     def _batches(self, src, tgt, batch_size, rng=None):
         out = []
         for rows in chunks(len(src), batch_size, rng):
-            x, src_lengths = pad([src[i] for i in rows])
+            x, src_lengths = pad_sequences([src[i] for i in rows])
             tgt_lengths = np.array([len(tgt[i]) + 1 for i in rows], dtype=np.intp)
             dec_in = np.zeros((len(rows), int(tgt_lengths.max())), dtype=np.intp)
             dec_out = np.zeros_like(dec_in)
@@ -192,7 +193,7 @@ class Seq2Seq(Model):
     def _decode_batches(self, src, max_len, batch_size):
         out = []
         for rows in chunks(len(src), batch_size):
-            x, lengths = pad([src[i] for i in rows])
+            x, lengths = pad_sequences([src[i] for i in rows])
             _, state = self.encoder(x, lengths=lengths)
             state = self._bridge(state)
             token = np.full((len(rows), 1), self.start, dtype=np.intp)
