@@ -4,8 +4,9 @@
 
 1. Compute: the float32 product rate of one core, for the shapes of a
    recurrence step (m = rows of the batch, n = gate rows, k = hidden size),
-   with fastrnn's packed panels and with scipy's BLAS (which packs W on every
-   call). The input projection and large batches are bound by this rate.
+   with each variant of fastrnn's packed panels this CPU runs (AVX-512,
+   AVX2) and with scipy's BLAS (which packs W on every call). The input
+   projection and large batches are bound by this rate.
 2. Bandwidth: at batch 1 a step is a matrix-vector product, bound by how fast
    a core streams its share of W_hh from its cache: bytes / seconds of the
    one-row product.
@@ -17,25 +18,41 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy as np  # noqa: E402
+
 from fastrnn import _kernels, _threads  # noqa: E402
+
+
+def product_seconds(m, n, k, reps):
+    """Seconds per float32 product (m x k) @ (n x k)ᵀ with the selected kernel."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    return _kernels.recurrent.panel_product(a, w, np.zeros((m, n), np.float32), False, reps)
 
 
 def main():
     k = _kernels.recurrent
-    print(f"kernels: {_kernels.variant}; one thread; float32")
-    with _threads.serial_blas():
-        for m, n, kk in [(32, 1024, 256), (8, 2048, 512), (512, 1024, 256)]:
-            reps = max(3, int(2e9 / (2 * m * n * kk)))
-            for panels in (True, False):
-                sec = k.product_seconds(m, n, kk, reps, panels)
-                print(f"product m={m:<4} n={n:<5} k={kk:<4} {'panels' if panels else 'BLAS  '}: "
-                      f"{2 * m * n * kk / sec / 1e9:6.1f} GFLOPS")
-        for n, kk, what in [(512, 256, "LSTM H=256, one core's half of W_hh"),
-                            (1024, 256, "LSTM H=256, all of W_hh"),
-                            (256, 64, "LSTM H=64, all of W_hh")]:
-            sec = k.product_seconds(1, n, kk, 20000, True)
-            print(f"one-row product n={n:<5} k={kk:<4} ({what}): {sec * 1e6:6.2f} us, "
-                  f"{n * kk * 4 / sec / 1e9:6.1f} GB/s")
+    best = k.panel_kernel()
+    print(f"kernels: {_kernels.variant}; panel product: {best}; one thread; float32")
+    try:
+        with _threads.serial_blas():
+            for m, n, kk in [(32, 1024, 256), (8, 2048, 512), (512, 1024, 256)]:
+                reps = max(3, int(2e9 / (2 * m * n * kk)))
+                for variant in k.panel_kernels():
+                    k.set_panel_kernel(variant)
+                    sec = product_seconds(m, n, kk, reps)
+                    print(f"product m={m:<4} n={n:<5} k={kk:<4} {variant:<6}: "
+                          f"{2 * m * n * kk / sec / 1e9:6.1f} GFLOPS")
+            k.set_panel_kernel(best)
+            for n, kk, what in [(512, 256, "LSTM H=256, one core's half of W_hh"),
+                                (1024, 256, "LSTM H=256, all of W_hh"),
+                                (256, 64, "LSTM H=64, all of W_hh")]:
+                sec = product_seconds(1, n, kk, 20000)
+                print(f"one-row product n={n:<5} k={kk:<4} ({what}, {best}): "
+                      f"{sec * 1e6:6.2f} us, {n * kk * 4 / sec / 1e9:6.1f} GB/s")
+    finally:
+        k.set_panel_kernel(best)
     spin = k.barrier_seconds(2, 200000, True)
     omp = k.barrier_seconds(2, 200000, False)
     print(f"barrier, 2 threads: spin {spin * 1e6:.3f} us, OpenMP {omp * 1e6:.3f} us, "

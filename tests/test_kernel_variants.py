@@ -1,5 +1,6 @@
-"""Every kernel build (baseline, x86-64-v3) and product path (packed panels, BLAS)
-against the numpy reference and finite differences."""
+"""Every kernel build (baseline, x86-64-v3) and float32 product path (the packed
+panels of each instruction set this CPU runs, BLAS) against the numpy reference
+and finite differences."""
 import numpy as np
 import pytest
 
@@ -19,13 +20,12 @@ if baseline.cpu_has_avx2_fma():
         pass
 
 
-@pytest.fixture(params=[(name, panels) for name, _ in VARIANTS for panels in (True, False)],
-                ids=lambda p: f"{p[0]}-{'panels' if p[1] else 'blas'}")
+@pytest.fixture(params=[(name, panels) for name, module in VARIANTS
+                        for panels in module.panel_kernels()],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def kernels(request, monkeypatch):
     name, panels = request.param
     module = dict(VARIANTS)[name]
-    if panels and not baseline.cpu_has_avx2_fma():
-        pytest.skip("the panel product is only used on CPUs with AVX2/FMA")
     before = module.panel_kernel()
     module.set_panel_kernel(panels)
     monkeypatch.setattr(layers, "_k", module)
@@ -37,6 +37,47 @@ def kernels(request, monkeypatch):
 def test_selected_variant_is_reported():
     assert _kernels.variant in ("baseline", "avx2")
     assert fastrnn.show_config()["kernels"] == _kernels.variant
+    assert fastrnn.show_config()["panel_product"] == _kernels.recurrent.panel_kernels()[0]
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
+def test_panel_variants(name, module):
+    """Each module offers the panel variants of this CPU, best first, and
+    refuses the others without changing its choice."""
+    names = module.panel_kernels()
+    assert names[-1] == "blas" and set(names) <= {"avx512", "avx2", "blas"}
+    if baseline.cpu_has_avx2_fma():
+        assert "avx2" in names
+    before = module.panel_kernel()
+    with pytest.raises(ValueError, match="panel kernel must be one of"):
+        module.set_panel_kernel("sse9")
+    assert module.panel_kernel() == before
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m,n,k", [(1, 512, 256), (2, 48, 35), (3, 40, 16), (7, 100, 37),
+                                   (9, 33, 64)])
+def test_panel_products(name, module, m, n, k):
+    """Every product shape path (blocks of four rows, a pair, a last row; full
+    and partial panels; k not a multiple of the register width) of every
+    variant against float64 numpy."""
+    rng = np.random.default_rng(m * n + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    exact = a.astype(np.float64) @ w.T.astype(np.float64)
+    before = module.panel_kernel()
+    try:
+        for variant in module.panel_kernels():
+            module.set_panel_kernel(variant)
+            for accumulate in (False, True):
+                c = c0.copy()
+                module.panel_product(a, w, c, accumulate)
+                want = exact + (c0 if accumulate else 0)
+                np.testing.assert_allclose(c, want, rtol=0, atol=2e-5 * np.sqrt(k) * 4,
+                                           err_msg=f"{variant} accumulate={accumulate}")
+    finally:
+        module.set_panel_kernel(before)
 
 
 @pytest.mark.parametrize("split_units", [False, True])

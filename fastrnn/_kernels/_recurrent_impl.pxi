@@ -50,8 +50,10 @@ from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
 from fastrnn._openmp cimport (fastrnn_barrier, fastrnn_spin_barrier, omp_get_num_threads,
                               omp_get_thread_num, spin_init, spin_wait)
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
-from fastrnn._kernels._panel cimport (pack_panel, pack_panel_range, pack_panels, panel_gemm,
-                                     panel_is_fast, panel_size)
+from fastrnn._kernels._panel cimport (PANEL_AVX2, PANEL_AVX512, PANEL_NONE, pack_panel,
+                                     pack_panel_range, pack_panels, panel_best, panel_gemm,
+                                     panel_select, panel_selected, panel_size,
+                                     panel_supported)
 
 # cell kinds (kept in sync with fastrnn.layers)
 cdef enum:
@@ -917,7 +919,10 @@ cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t
 # entry points (shapes checked by the caller)
 # ---------------------------------------------------------------------------
 
-cdef bint _use_panels = panel_is_fast()
+# the packed-panel product's variants by name, best first; "blas" = no panels
+_PANEL_VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
+panel_select(panel_best())
+cdef bint _use_panels = panel_selected() != PANEL_NONE
 
 # Scratch memory kept per Python thread between calls: a fresh large array on
 # every call comes back from the OS as zeroed pages (page faults measured at
@@ -940,19 +945,29 @@ def _scratch(slot, Py_ssize_t n, dtype):
     return buf
 
 
-def set_panel_kernel(bint enabled):
-    """Use the packed-panel float32 step product (True) or BLAS (False).
+def panel_kernels():
+    """The variants of the float32 step product this CPU runs, best first:
+    "avx512", "avx2" (packed panels) and always "blas"."""
+    return [name for name, isa in _PANEL_VARIANTS.items() if panel_supported(isa)]
 
-    The default is True where the CPU has AVX2 and FMA (the clone that makes
-    the panels faster than BLAS); tests switch it to check both paths.
-    """
+
+def set_panel_kernel(name):
+    """Multiply float32 steps with the packed panels of one instruction set
+    ("avx512", "avx2") or with BLAS ("blas"); one of panel_kernels(). The
+    default is the first of panel_kernels(); tests and bench/limits.py switch
+    it to check and time every variant. Not thread-safe: not for use while
+    kernels run."""
     global _use_panels
-    _use_panels = enabled
+    if name not in _PANEL_VARIANTS or not panel_select(_PANEL_VARIANTS[name]):
+        raise ValueError(f"panel kernel must be one of {panel_kernels()}, got {name!r}")
+    _use_panels = _PANEL_VARIANTS[name] != PANEL_NONE
 
 
 def panel_kernel():
-    """Whether float32 recurrent products use the packed panels."""
-    return bool(_use_panels)
+    """The variant float32 recurrent products use (see panel_kernels)."""
+    for name, isa in _PANEL_VARIANTS.items():
+        if isa == panel_selected():
+            return name
 
 
 cdef void _pack_split(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
@@ -1455,7 +1470,7 @@ cdef class CellKernel:
 
 def cpu_has_avx2_fma():
     """Whether this CPU runs x86-64-v3 code (AVX2 and FMA)."""
-    return bool(panel_is_fast())
+    return bool(panel_supported(PANEL_AVX2))
 
 
 def layer_grads(int kind,
@@ -1604,29 +1619,30 @@ def barrier_seconds(int num_threads, Py_ssize_t rounds, bint spin):
     return (time.perf_counter() - start) / rounds
 
 
-def product_seconds(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, int reps, bint panels):
-    """Seconds per float32 product C (m x n) = A (m x k) @ Wᵀ on this thread, on
-    packed panels or with BLAS (the caller holds BLAS to one thread): the
-    measured rates behind the README's physical limits (bench/limits.py)."""
+def panel_product(const float[:, ::1] a, const float[:, ::1] w, float[:, ::1] c,
+                  bint accumulate, int reps=1):
+    """C (m x n) = A (m x k) @ Wᵀ, or C += that, with the selected
+    panel_kernel() (W packed into panels first; BLAS without them), reps
+    times; returns the seconds per product, packing excluded (bench/limits.py
+    measures the rates behind the README's physical limits with it; tests
+    check every variant with it)."""
     import time
-    rng = np.random.default_rng(0)
-    a_arr = rng.standard_normal((m, k)).astype(np.float32)
-    w_arr = rng.standard_normal((n, k)).astype(np.float32)
-    c_arr = np.zeros((m, n), dtype=np.float32)
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = w.shape[0]
+    if w.shape[1] != k or c.shape[0] != m or c.shape[1] != n or reps < 1:
+        raise ValueError("panel_product: A (m, k), W (n, k), C (m, n), reps >= 1")
     wp_arr = np.empty(panel_size(n, k), dtype=np.float32)
-    cdef float[:, ::1] a = a_arr
-    cdef float[:, ::1] w = w_arr
-    cdef float[:, ::1] c = c_arr
     cdef float[::1] wp = wp_arr
     cdef int r
-    pack_panels(&w[0, 0], n, k, k, 1, &wp[0])
+    cdef bint panels = _use_panels
+    if panels:
+        pack_panels(&w[0, 0], n, k, k, 1, &wp[0])
     start = time.perf_counter()
     with nogil:
         for r in range(reps):
             if panels:
-                panel_gemm(m, n, k, &a[0, 0], k, &wp[0], &c[0, 0], n, 0)
+                panel_gemm(m, n, k, &a[0, 0], k, &wp[0], &c[0, 0], n, accumulate)
             else:
-                _times_wt(m, n, k, &a[0, 0], k, &w[0, 0], k, <float> 0, &c[0, 0], n)
+                _times_wt(m, n, k, &a[0, 0], k, &w[0, 0], k, <float> accumulate, &c[0, 0], n)
     return (time.perf_counter() - start) / reps
 
 

@@ -1,0 +1,182 @@
+/* A float32 matrix product for the recurrent step, on weights packed once per call.
+
+   C (m x n) = A (m x k) @ Wᵀ (+ C), W (n x k) packed in panels of 16 rows:
+   wp[p][kk][j] = W[16 p + j][kk] (zero past n). See _panel.pxd for why.
+
+   The kernels exist once per instruction set (_panel_isa.h, compiled with
+   GCC target attributes, so the default build stays portable): AVX-512 with
+   one 16-lane register per panel row, AVX2 + FMA with two 8-lane ones. When
+   the module loads, fastrnn_panel_select(fastrnn_panel_best()) points the
+   entry points at the best variant this CPU runs; tests and bench/limits.py
+   select each variant in turn. Without a variant (another compiler or CPU)
+   the Cython side multiplies with BLAS and never packs.
+*/
+#ifndef FASTRNN_PANEL_H
+#define FASTRNN_PANEL_H
+#include <string.h>
+
+#define FASTRNN_PANEL 16
+/* variant numbers, as fastrnn_panel_select takes them */
+#define FASTRNN_PANEL_NONE 0
+#define FASTRNN_PANEL_AVX2 1
+#define FASTRNN_PANEL_AVX512 2
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FASTRNN_PANEL_VARIANTS 1
+#else
+#define FASTRNN_PANEL_VARIANTS 0
+#endif
+
+/* row[16 p + j] (+)= t[j] for the columns of panel p that exist (n columns) */
+static inline void fastrnn_panel_store(float *row, Py_ssize_t n, Py_ssize_t p,
+                                       const float *t, int accumulate) {
+    Py_ssize_t c0 = p * FASTRNN_PANEL;
+    Py_ssize_t cols = n - c0 < FASTRNN_PANEL ? n - c0 : FASTRNN_PANEL;
+    if (accumulate) for (Py_ssize_t j = 0; j < cols; j++) row[c0 + j] += t[j];
+    else for (Py_ssize_t j = 0; j < cols; j++) row[c0 + j] = t[j];
+}
+
+#if FASTRNN_PANEL_VARIANTS
+#define FASTRNN_ISA avx512
+#define FASTRNN_ISA_TARGET "avx512f,avx2,fma"
+#define FASTRNN_VW 16
+#include "_panel_isa.h"
+#undef FASTRNN_VW
+#undef FASTRNN_ISA_TARGET
+#undef FASTRNN_ISA
+
+#define FASTRNN_ISA avx2
+#define FASTRNN_ISA_TARGET "avx2,fma"
+#define FASTRNN_VW 8
+#include "_panel_isa.h"
+#undef FASTRNN_VW
+#undef FASTRNN_ISA_TARGET
+#undef FASTRNN_ISA
+#endif
+
+/* portable versions: the transpose for any build, the product only so that a
+   call without a selected variant is still right (the Cython side does not
+   make one) */
+static void fastrnn_pack_panel_rows_scalar(const float **rows, Py_ssize_t k, float *d) {
+    for (Py_ssize_t kk = 0; kk < k; kk++)
+        for (int j = 0; j < FASTRNN_PANEL; j++) d[kk * FASTRNN_PANEL + j] = rows[j][kk];
+}
+
+static void fastrnn_panel_gemm_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                      const float *a, Py_ssize_t lda, const float *wp,
+                                      float *c, Py_ssize_t ldc, int accumulate) {
+    for (Py_ssize_t r = 0; r < m; r++)
+        for (Py_ssize_t p = 0; p * FASTRNN_PANEL < n; p++) {
+            float t[FASTRNN_PANEL] = {0};
+            for (Py_ssize_t kk = 0; kk < k; kk++)
+                for (int j = 0; j < FASTRNN_PANEL; j++)
+                    t[j] += a[r * lda + kk] * wp[(p * k + kk) * FASTRNN_PANEL + j];
+            fastrnn_panel_store(c + r * ldc, n, p, t, accumulate);
+        }
+}
+
+typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);
+typedef void (*fastrnn_gemm_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
+                                Py_ssize_t, const float *, float *, Py_ssize_t, int);
+static fastrnn_pack_rows_fn fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
+static fastrnn_gemm_fn fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
+static int fastrnn_panel_variant = FASTRNN_PANEL_NONE;
+
+/* whether this CPU (and build) runs variant isa */
+static int fastrnn_panel_supported(int isa) {
+    if (isa == FASTRNN_PANEL_NONE) return 1;
+#if FASTRNN_PANEL_VARIANTS
+    __builtin_cpu_init();
+    if (isa == FASTRNN_PANEL_AVX512) return __builtin_cpu_supports("avx512f");
+    if (isa == FASTRNN_PANEL_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return 0;
+}
+
+static int fastrnn_panel_best(void) {
+    if (fastrnn_panel_supported(FASTRNN_PANEL_AVX512)) return FASTRNN_PANEL_AVX512;
+    if (fastrnn_panel_supported(FASTRNN_PANEL_AVX2)) return FASTRNN_PANEL_AVX2;
+    return FASTRNN_PANEL_NONE;
+}
+
+/* point the entry points at variant isa; 0 (and no change) if it does not run here */
+static int fastrnn_panel_select(int isa) {
+    if (!fastrnn_panel_supported(isa)) return 0;
+    fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
+    fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
+#if FASTRNN_PANEL_VARIANTS
+    if (isa == FASTRNN_PANEL_AVX512) {
+        fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx512;
+        fastrnn_gemm_impl = fastrnn_panel_gemm_avx512;
+    } else if (isa == FASTRNN_PANEL_AVX2) {
+        fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx2;
+        fastrnn_gemm_impl = fastrnn_panel_gemm_avx2;
+    }
+#endif
+    fastrnn_panel_variant = isa;
+    return 1;
+}
+
+static int fastrnn_panel_selected(void) {
+    return fastrnn_panel_variant;
+}
+
+static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
+                               Py_ssize_t lda, const float *wp, float *c, Py_ssize_t ldc,
+                               int accumulate) {
+    fastrnn_gemm_impl(m, n, k, a, lda, wp, c, ldc, accumulate);
+}
+
+/* one panel from its first `count` rows (rows of contiguous elements; the
+   panel's other rows are zero): the transposes when all 16 are there */
+static void fastrnn_pack_panel(const float **rows, int count, Py_ssize_t k, float *d) {
+    if (count == FASTRNN_PANEL) {
+        fastrnn_pack_rows_impl(rows, k, d);
+        return;
+    }
+    for (int j = 0; j < FASTRNN_PANEL; j++)
+        for (Py_ssize_t kk = 0; kk < k; kk++)
+            d[kk * FASTRNN_PANEL + j] = j < count ? rows[j][kk] : 0.0f;
+}
+
+/* dst[p][kk][j] = src[(16 p + j) * sn + kk * sk], zero for 16 p + j >= n,
+   for the panels p in [p0, p1) of the (n + 15) / 16: rows of contiguous
+   elements (sk == 1) through register transposes, contiguous columns
+   (sn == 1, a transposed matrix) as plain copies */
+static void fastrnn_pack_panel_range(const float *src, Py_ssize_t n, Py_ssize_t k,
+                                     Py_ssize_t sn, Py_ssize_t sk, float *dst,
+                                     Py_ssize_t p0, Py_ssize_t p1) {
+    for (Py_ssize_t p = p0; p < p1; p++) {
+        float *d = dst + p * k * FASTRNN_PANEL;
+        Py_ssize_t c0 = p * FASTRNN_PANEL;
+        Py_ssize_t cols = n - c0 < FASTRNN_PANEL ? n - c0 : FASTRNN_PANEL;
+        if (sk == 1) {
+            const float *rows[FASTRNN_PANEL];
+            for (int j = 0; j < cols; j++) rows[j] = src + (c0 + j) * sn;
+            fastrnn_pack_panel(rows, (int) cols, k, d);
+        } else if (sn == 1) {
+            for (Py_ssize_t kk = 0; kk < k; kk++) {
+                memcpy(d + kk * FASTRNN_PANEL, src + kk * sk + c0, cols * sizeof(float));
+                memset(d + kk * FASTRNN_PANEL + cols, 0, (FASTRNN_PANEL - cols) * sizeof(float));
+            }
+        } else {
+            for (Py_ssize_t j = 0; j < FASTRNN_PANEL; j++) {
+                const float *s = src + (c0 + j) * sn;
+                for (Py_ssize_t kk = 0; kk < k; kk++)
+                    d[kk * FASTRNN_PANEL + j] = j < cols ? s[kk * sk] : 0.0f;
+            }
+        }
+    }
+}
+
+static void fastrnn_pack_panels(const float *src, Py_ssize_t n, Py_ssize_t k,
+                                Py_ssize_t sn, Py_ssize_t sk, float *dst) {
+    fastrnn_pack_panel_range(src, n, k, sn, sk, dst, 0, (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL);
+}
+
+static Py_ssize_t fastrnn_panel_size(Py_ssize_t n, Py_ssize_t k) {
+    return (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL * FASTRNN_PANEL * k;
+}
+
+#endif
