@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from fastrnn import _checks
+from fastrnn._buffers import BufferPool
 from fastrnn._kernels import recurrent as _k
 from fastrnn._module import SequenceModule
 from fastrnn._threads import get_num_threads
@@ -103,7 +104,7 @@ def _plan(lengths, steps, batch, directions, single_block=False):
 class _LayerTrace:
     """What one layer's training forward keeps for its backward."""
 
-    __slots__ = ("w_ih", "w_hh", "x", "ids", "gates", "h_prev", "c_prev", "mask")
+    __slots__ = ("w_ih", "w_hh", "x", "ids", "gates", "h_prev", "c_prev", "mask", "__weakref__")
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -279,20 +280,26 @@ class _RecurrentLayer(SequenceModule):
             keep = {}
             if training:
                 N, I = plan.total, self._w_ih[layer].shape[2]
-                keep = dict(keep_gates=np.empty((D, N, _k.gate_stride(self._kind, H)),
-                                                self.dtype),
-                            keep_h=np.empty((D, N, H), self.dtype),
-                            keep_c=np.empty((D, N, H), self.dtype) if is_lstm else unused)
+                pool = self._buffers()
+                keep = dict(keep_gates=pool.take((D, N, _k.gate_stride(self._kind, H)),
+                                                 self.dtype),
+                            keep_h=pool.take((D, N, H), self.dtype),
+                            keep_c=pool.take((D, N, H), self.dtype) if is_lstm else unused)
                 if ids is None:
-                    keep["keep_x"] = np.empty((D, N, I), self.dtype)
+                    keep["keep_x"] = pool.take((D, N, I), self.dtype)
                 else:
                     keep["keep_ids"] = np.empty((D, N), np.intp)
-                traces.append(_LayerTrace(w_ih=self._w_ih[layer].copy(),
-                                          w_hh=self._w_hh[layer].copy(),
-                                          x=keep.get("keep_x"), ids=keep.get("keep_ids"),
-                                          gates=keep["keep_gates"], h_prev=keep["keep_h"],
-                                          c_prev=keep["keep_c"] if is_lstm else None,
-                                          mask=mask))
+                # the weights this forward runs with: backward uses them even if
+                # an optimizer or the caller changes the layer's in between
+                trace = _LayerTrace(w_ih=pool.copy(self._w_ih[layer]),
+                                    w_hh=pool.copy(self._w_hh[layer]),
+                                    x=keep.get("keep_x"), ids=keep.get("keep_ids"),
+                                    gates=keep["keep_gates"], h_prev=keep["keep_h"],
+                                    c_prev=keep["keep_c"] if is_lstm else None, mask=mask)
+                pool.give_back_when_gone(trace, *(a for a in (
+                    trace.w_ih, trace.w_hh, trace.x, trace.gates, trace.h_prev, trace.c_prev)
+                    if a is not None))
+                traces.append(trace)
             if ids is not None:
                 # token k's projection is column k of W_ih: the kernels copy rows of
                 # W_ihᵀ, from a transposed copy when many tokens amortise it, else
@@ -345,10 +352,20 @@ class _RecurrentLayer(SequenceModule):
             kernels = self._kernels = (_k, bound)
         return kernels[1]
 
+    def _buffers(self):
+        """This layer's pool of training work arrays (see fastrnn._buffers):
+        room for two training calls' (six arrays per layer, one more in backward)."""
+        pool = self.__dict__.get("_pool")
+        if pool is None:
+            pool = self._pool = BufferPool(keep=2 * (6 * self.num_layers + 1))
+        return pool
+
     def __getstate__(self):
-        # the bound kernels point into this layer's arrays: a copy binds its own
+        # the bound kernels point into this layer's arrays and the pool holds
+        # scratch: a copy makes its own
         state = dict(self.__dict__)
         state.pop("_kernels", None)
+        state.pop("_pool", None)
         return state
 
     def _stream_step(self, x, state):
@@ -398,7 +415,8 @@ class _RecurrentLayer(SequenceModule):
         for layer in range(L - 1, -1, -1):
             tr = traces[layer]
             rows = slice(layer * D, (layer + 1) * D)
-            dgates = np.empty((D, plan.total, _k.grad_stride(self._kind, H)), self.dtype)
+            dgates = self._buffers().take((D, plan.total, _k.grad_stride(self._kind, H)),
+                                          self.dtype)
             c_prev = tr.c_prev if is_lstm else unused
             dc_rows, dc0_rows = (dc_n[rows], dc0[rows]) if is_lstm else (unused, unused)
             if units:
@@ -412,6 +430,7 @@ class _RecurrentLayer(SequenceModule):
                     plan.bounds, plan.block_offsets, tr.gates, tr.h_prev, c_prev, dy,
                     dh_n[rows], dc_rows, dgates, dh0[rows], dc0_rows, threads)
             dy = self._weight_and_input_grads(layer, tr, dgates, plan, flags)
+            self._buffers().give_back(dgates)
             if tr.mask is not None:
                 dy *= tr.mask
         return dy, ((dh0, dc0) if is_lstm else (dh0,))

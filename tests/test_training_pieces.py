@@ -197,6 +197,43 @@ def test_weights_changed_after_forward_do_not_change_backward():
     np.testing.assert_allclose(dx, dx_ref, atol=1e-14)
 
 
+def _trace_buffers(ctx):
+    """The buffers (ids of the owning arrays) a training context's traces hold."""
+    _, _, traces, _ = ctx.trace
+    return {id(a if a.base is None else a.base) for tr in traces
+            for a in (tr.w_ih, tr.w_hh, tr.x, tr.gates, tr.h_prev, tr.c_prev) if a is not None}
+
+
+@pytest.mark.parametrize("cls", [fastrnn.LSTM, fastrnn.GRU])
+def test_training_buffers_reused_only_once_backpropagated(cls):
+    """Training forwards keep their work arrays in pooled buffers (no fresh
+    pages every step): a live context's buffers are never handed to another
+    call; once backward is done with them, the next forward reuses them."""
+    rng = np.random.default_rng(0)
+    layer = cls(3, 5, num_layers=2, seed=0)
+    x = rng.standard_normal((6, 2, 3)).astype(np.float32)
+    dy = rng.standard_normal((6, 2, 5)).astype(np.float32)
+    _, _, ctx1 = layer.forward(x)
+    _, _, ctx2 = layer.forward(2 * x)
+    held1, held2 = _trace_buffers(ctx1), _trace_buffers(ctx2)
+    assert held1.isdisjoint(held2)
+    layer.zero_grad()
+    dx2, _ = layer.backward(ctx2, dy)          # ctx1 stays alive meanwhile
+    free = {id(b) for b in layer._buffers()._free[np.dtype(np.float32).str]}
+    assert held2 <= free and free.isdisjoint(held1)
+    _, _, ctx3 = layer.forward(x)
+    assert _trace_buffers(ctx3) <= free
+    dx1, _ = layer.backward(ctx1, dy)
+    grads = {k: v.copy() for k, v in layer.grads.items()}
+    layer.zero_grad()
+    dx2_ref, _ = layer.backward(layer.forward(2 * x)[2], dy)
+    dx1_ref, _ = layer.backward(layer.forward(x)[2], dy)
+    np.testing.assert_array_equal(dx1, dx1_ref)
+    np.testing.assert_array_equal(dx2, dx2_ref)
+    for k, v in layer.grads.items():
+        np.testing.assert_allclose(grads[k], v, rtol=1e-6, atol=1e-7)
+
+
 # -- truncated BPTT and learning ------------------------------------------------
 def test_truncated_bptt_equals_windows_run_by_hand():
     rng = np.random.default_rng(5)
