@@ -114,12 +114,20 @@ class SequenceModule(Parameterized):
                 x = arr                        # converted once; the checks reuse it
         return _checks.sequence_input(x, self.input_size, self.dtype, self.batch_first)
 
+    def _blas_in_kernel_threads(self, steps):
+        """Whether a call of ``steps`` steps may run BLAS inside fastrnn's
+        threads (then scipy's BLAS is held to one thread around it)."""
+        return True
+
     def __call__(self, x, hx=None, *, lengths=None):
         x3, batched = self._check_input(x)
         steps, batch = x3.shape[:2]
         lengths = _checks.lengths(lengths, batch, steps, batched)
         state = self._check_state(hx, batch, batched)
-        with serial_blas():
+        if self._blas_in_kernel_threads(steps):
+            with serial_blas():
+                y, state = self._run(x3, state, lengths, False)
+        else:
             y, state = self._run(x3, state, lengths, False)
         return self._user_layout(y, batched), self._format_state(state, batched)
 

@@ -71,3 +71,38 @@ def test_barrier_timer_checks_its_arguments():
             recurrent.barrier_seconds(threads, rounds, True)
     for spin in (True, False):
         assert recurrent.barrier_seconds(2, 100, spin) > 0
+
+
+def test_blas_held_to_one_thread_only_where_kernels_call_it(monkeypatch):
+    """Calls whose kernels multiply only on packed panels (float32, enough
+    steps) skip the BLAS thread-count changes; the others keep them."""
+    from fastrnn import _module, layers
+    entered = []
+    real = _threads.serial_blas
+
+    class Counting(real):
+        __slots__ = ()
+
+        def __enter__(self):
+            entered.append(1)
+            return super().__enter__()
+
+    monkeypatch.setattr(_module, "serial_blas", Counting)
+    x = np.zeros((8, 1, 3), np.float32)
+
+    def count(layer, x):
+        entered.clear()
+        layer(x)
+        return len(entered)
+
+    k = layers._k
+    before = k.panel_kernel()
+    try:
+        for variant in k.panel_kernels():
+            k.set_panel_kernel(variant)
+            assert count(fastrnn.LSTM(3, 4), x) == (1 if variant == "blas" else 0), variant
+    finally:
+        k.set_panel_kernel(before)
+    assert count(fastrnn.LSTM(3, 4), x[:layers._PACK_MIN_STEPS - 1]) == 1
+    assert count(fastrnn.LSTM(3, 4, dtype=np.float64), x.astype(np.float64)) == 1
+    assert count(fastrnn.Stacked([fastrnn.GRU(3, 4), fastrnn.GRU(4, 4)]), x) == 1
