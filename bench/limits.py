@@ -23,6 +23,14 @@ import numpy as np  # noqa: E402
 from fastrnn import _kernels, _threads  # noqa: E402
 
 
+def transposed_product_seconds(m, n, k, reps):
+    """Seconds per float32 C (m x n) += Aᵀ B over k rows with the selected kernel."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    return _kernels.recurrent.panel_product_tn(a, b, np.zeros((m, n), np.float32), reps)
+
+
 def product_seconds(m, n, k, reps):
     """Seconds per float32 product (m x k) @ (n x k)ᵀ with the selected kernel."""
     rng = np.random.default_rng(0)
@@ -44,6 +52,18 @@ def main():
                     sec = product_seconds(m, n, kk, reps)
                     print(f"product m={m:<4} n={n:<5} k={kk:<4} {variant:<6}: "
                           f"{2 * m * n * kk / sec / 1e9:6.1f} GFLOPS")
+            # the weight gradients dW = dGᵀ X of the training benchmarks (one task's rows)
+            for m, n, kk, what in [(256, 128, 1600, "train-bilstm-h128-b32"),
+                                   (512, 256, 6400, "train-lstm-h256-b64"),
+                                   (512, 256, 100, "train-lstm-h256-b1")]:
+                reps = max(3, int(2e9 / (2 * m * n * kk)))
+                rates = {}
+                for variant in k.panel_kernels():
+                    k.set_panel_kernel(variant)
+                    rates[variant] = 2 * m * n * kk / transposed_product_seconds(m, n, kk, reps)
+                print(f"dW = dGᵀX m={m:<4} n={n:<4} over {kk:<5} rows ({what}): " + ", ".join(
+                    f"{v} {r / 1e9:6.1f}" for v, r in rates.items()) + " GFLOPS; "
+                    f"{best} / blas time ratio {rates['blas'] / rates[best]:.2f}")
             k.set_panel_kernel(best)
             for n, kk, what in [(512, 256, "LSTM H=256, one core's half of W_hh"),
                                 (1024, 256, "LSTM H=256, all of W_hh"),

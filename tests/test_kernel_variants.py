@@ -55,6 +55,29 @@ def test_panel_variants(name, module):
 
 
 @pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m,n,k", [(1, 20, 3), (8, 32, 300), (9, 33, 600), (24, 48, 7),
+                                   (13, 16, 257), (64, 100, 1)])
+def test_transposed_panel_products(name, module, m, n, k):
+    """C += Aᵀ B (the weight gradients) on every variant: blocks of rows and of
+    two panels, the rows and the panel left over, k past one chunk."""
+    rng = np.random.default_rng(m * n + k)
+    a = rng.standard_normal((k, m)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    want = c0 + a.T.astype(np.float64) @ b.astype(np.float64)
+    before = module.panel_kernel()
+    try:
+        for variant in module.panel_kernels():
+            module.set_panel_kernel(variant)
+            c = c0.copy()
+            module.panel_product_tn(a, b, c)
+            np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
+                                       err_msg=variant)
+    finally:
+        module.set_panel_kernel(before)
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
 @pytest.mark.parametrize("m,n,k", [(1, 512, 256), (2, 48, 35), (3, 40, 16), (7, 100, 37),
                                    (9, 33, 64)])
 def test_panel_products(name, module, m, n, k):

@@ -75,11 +75,27 @@ static void fastrnn_panel_gemm_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
         }
 }
 
+static void fastrnn_panel_gemm_tn_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                         const float *a, Py_ssize_t lda, const float *bp,
+                                         float *c, Py_ssize_t ldc) {
+    for (Py_ssize_t r = 0; r < m; r++)
+        for (Py_ssize_t p = 0; p * FASTRNN_PANEL < n; p++) {
+            float t[FASTRNN_PANEL] = {0};
+            for (Py_ssize_t kk = 0; kk < k; kk++)
+                for (int j = 0; j < FASTRNN_PANEL; j++)
+                    t[j] += a[kk * lda + r] * bp[(p * k + kk) * FASTRNN_PANEL + j];
+            fastrnn_panel_store(c + r * ldc, n, p, t, 1);
+        }
+}
+
 typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);
 typedef void (*fastrnn_gemm_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                 Py_ssize_t, const float *, float *, Py_ssize_t, int);
 static fastrnn_pack_rows_fn fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
 static fastrnn_gemm_fn fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
+typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
+                                   Py_ssize_t, const float *, float *, Py_ssize_t);
+static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
 static int fastrnn_panel_variant = FASTRNN_PANEL_NONE;
 
 /* whether this CPU (and build) runs variant isa */
@@ -105,13 +121,16 @@ static int fastrnn_panel_select(int isa) {
     if (!fastrnn_panel_supported(isa)) return 0;
     fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
     fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
+    fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
 #if FASTRNN_PANEL_VARIANTS
     if (isa == FASTRNN_PANEL_AVX512) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx512;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx512;
+        fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx512;
     } else if (isa == FASTRNN_PANEL_AVX2) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx2;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx2;
+        fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx2;
     }
 #endif
     fastrnn_panel_variant = isa;
@@ -126,6 +145,12 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
                                Py_ssize_t lda, const float *wp, float *c, Py_ssize_t ldc,
                                int accumulate) {
     fastrnn_gemm_impl(m, n, k, a, lda, wp, c, ldc, accumulate);
+}
+
+/* C += Aᵀ B, B in panels (see _panel_isa.h) */
+static void fastrnn_panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
+                                  Py_ssize_t lda, const float *bp, float *c, Py_ssize_t ldc) {
+    fastrnn_gemm_tn_impl(m, n, k, a, lda, bp, c, ldc);
 }
 
 /* one panel from its first `count` rows (rows of contiguous elements; the

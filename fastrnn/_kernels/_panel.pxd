@@ -34,6 +34,9 @@ cdef extern from "_panel.h" nogil:
     void panel_gemm "fastrnn_panel_gemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                          const float* a, Py_ssize_t lda, const float* wp,
                                          float* c, Py_ssize_t ldc, int accumulate) noexcept
+    void panel_gemm_tn "fastrnn_panel_gemm_tn"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                               const float* a, Py_ssize_t lda, const float* bp,
+                                               float* c, Py_ssize_t ldc) noexcept
     # variants: whether one runs here, the best, select one (0 if it does not run), the current
     int panel_supported "fastrnn_panel_supported"(int isa) noexcept
     int panel_best "fastrnn_panel_best"() noexcept

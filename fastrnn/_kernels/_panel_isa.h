@@ -195,6 +195,94 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
     }
 }
 
+/* add the accumulators of one panel of one row into C (n columns) */
+#define FR_STORE_ADD(row, p, s) do { \
+        if (((p) + 1) * FASTRNN_PANEL <= n) { \
+            float *c_ = (row) + (p) * FASTRNN_PANEL; \
+            for (int v_ = 0; v_ < FR_NV; v_++) { \
+                FR_VEC x_; \
+                memcpy(&x_, c_ + v_ * FASTRNN_VW, sizeof x_); \
+                x_ += (s)[v_]; \
+                memcpy(c_ + v_ * FASTRNN_VW, &x_, sizeof x_); \
+            } \
+        } else { \
+            float u_[FASTRNN_PANEL]; \
+            memcpy(u_, (s), sizeof u_); \
+            fastrnn_panel_store((row), n, (p), u_, 1); \
+        } \
+    } while (0)
+
+/* rows of C per register block of the transposed product: the accumulators
+   (FR_TN_ROWS x two panels) take 16 of the registers */
+#define FR_TN_ROWS (FR_NV == 1 ? 8 : 4)
+#define FR_TN_PANELS (FR_NV == 1 ? 2 : 1)
+
+/* C (m x n) += Aᵀ B over k shared rows: A (k x m, row stride lda), B packed in
+   panels of 16 columns with k rows each (bp[p][kk][j] = B[kk][16 p + j], zero
+   past n; fastrnn_pack_panels(B, n, k, 1, ldb, bp)). The weight gradients of
+   BPTT have this shape (dW = dGᵀ X, summed over every step's rows). Per chunk
+   of k (its panels of B stay in L2), each block of FR_TN_ROWS rows of C
+   copies its columns of A to a contiguous strip on the stack (read in place,
+   the rows of A lie a stride apart that maps them to the same L1 sets), then
+   runs over the panels with FR_TN_ROWS x FR_TN_PANELS panel rows of C in
+   registers. */
+FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                              const float *a, Py_ssize_t lda, const float *bp,
+                                              float *c, Py_ssize_t ldc) {
+    enum { CHUNK = 256 };
+    float strip[CHUNK * FR_TN_ROWS];
+    Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
+    for (Py_ssize_t k0 = 0; k0 < k; k0 += CHUNK) {
+        Py_ssize_t kc = k - k0 < CHUNK ? k - k0 : CHUNK;
+        Py_ssize_t r = 0;
+        for (; r + FR_TN_ROWS <= m; r += FR_TN_ROWS) {
+            for (Py_ssize_t kk = 0; kk < kc; kk++)
+                memcpy(strip + kk * FR_TN_ROWS, a + (k0 + kk) * lda + r, sizeof(float) * FR_TN_ROWS);
+            Py_ssize_t p = 0;
+            for (; p + FR_TN_PANELS <= panels; p += FR_TN_PANELS) {
+                FR_VEC s[FR_TN_ROWS][FR_TN_PANELS][FR_NV] = {{{{0}}}};
+                for (Py_ssize_t kk = 0; kk < kc; kk++) {
+                    const float *ar = strip + kk * FR_TN_ROWS;
+                    for (int q = 0; q < FR_TN_PANELS; q++) {
+                        const float *w = bp + ((p + q) * k + k0 + kk) * FASTRNN_PANEL;
+                        for (int i = 0; i < FR_TN_ROWS; i++) FR_FMA(s[i][q], ar[i], w);
+                    }
+                }
+                for (int i = 0; i < FR_TN_ROWS; i++)
+                    for (int q = 0; q < FR_TN_PANELS; q++) FR_STORE_ADD(c + (r + i) * ldc, p + q, s[i][q]);
+            }
+            for (; p < panels; p++) {               /* a last single panel */
+                FR_VEC s[FR_TN_ROWS][FR_NV] = {{{0}}};
+                for (Py_ssize_t kk = 0; kk < kc; kk++) {
+                    const float *ar = strip + kk * FR_TN_ROWS;
+                    const float *w = bp + (p * k + k0 + kk) * FASTRNN_PANEL;
+                    for (int i = 0; i < FR_TN_ROWS; i++) FR_FMA(s[i], ar[i], w);
+                }
+                for (int i = 0; i < FR_TN_ROWS; i++) FR_STORE_ADD(c + (r + i) * ldc, p, s[i]);
+            }
+        }
+        for (; r < m; r++) {                         /* the last m % FR_TN_ROWS rows */
+            for (Py_ssize_t p = 0; p < panels; p++) {
+                FR_VEC s0[FR_NV] = {0}, s1[FR_NV] = {0};
+                const float *w = bp + (p * k + k0) * FASTRNN_PANEL;
+                const float *ar = a + k0 * lda + r;
+                Py_ssize_t kk = 0;
+                for (; kk + 2 <= kc; kk += 2) {      /* two sums: half the dependency chain */
+                    FR_FMA(s0, ar[kk * lda], w + kk * FASTRNN_PANEL);
+                    FR_FMA(s1, ar[(kk + 1) * lda], w + (kk + 1) * FASTRNN_PANEL);
+                }
+                if (kk < kc) FR_FMA(s0, ar[kk * lda], w + kk * FASTRNN_PANEL);
+                for (int v = 0; v < FR_NV; v++) s0[v] += s1[v];
+                FR_STORE_ADD(c + r * ldc, p, s0);
+            }
+        }
+    }
+}
+
+#undef FR_TN_ROWS
+#undef FR_TN_PANELS
+#undef FR_STORE_ADD
+
 #undef FR_STORE
 #undef FR_FMA
 #undef FR_VEC

@@ -52,7 +52,7 @@ from fastrnn._openmp cimport (fastrnn_barrier, fastrnn_spin_barrier, omp_get_num
 from fastrnn._kernels._activations cimport sigmoid, tanh_, relu
 from fastrnn._kernels._panel cimport (PANEL_AVX2, PANEL_AVX512, PANEL_NONE, pack_panel,
                                      pack_panel_range, pack_panels, panel_best, panel_gemm,
-                                     panel_select, panel_selected, panel_size,
+                                     panel_gemm_tn, panel_select, panel_selected, panel_size,
                                      panel_supported)
 
 # cell kinds (kept in sync with fastrnn.layers)
@@ -1473,6 +1473,24 @@ def cpu_has_avx2_fma():
     return bool(panel_supported(PANEL_AVX2))
 
 
+cdef void _weight_grads_tn(Py_ssize_t N, Py_ssize_t I, Py_ssize_t H, Py_ssize_t ldd,
+                           Py_ssize_t hoff, Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t split,
+                           bint tokens, const float* dg, const float* packed, Py_ssize_t px,
+                           Py_ssize_t ph, float* gw_ih, float* gw_hh) noexcept nogil:
+    """Rows [a0, a1) of one direction's weight gradients on panels (see
+    layer_grads): packed holds X (px elements; none for tokens), H_prev (ph)
+    and, for the rows from ``split`` on, r ⊙ H_prev, each in panels over N."""
+    if not tokens:
+        # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
+        panel_gemm_tn(a1 - a0, I, N, dg + a0, ldd, packed, gw_ih + a0 * I, I)
+    # dW_hh[a0:split] += dGh[:, a0:split]ᵀ H_prev
+    panel_gemm_tn(split - a0, H, N, dg + hoff + a0, ldd, packed + px, gw_hh + a0 * H, H)
+    if split < a1:
+        # dW_hn[rows] += dG_n[:, rows]ᵀ (r ⊙ H_prev)
+        panel_gemm_tn(a1 - split, H, N, dg + hoff + split, ldd, packed + px + ph,
+                      gw_hh + split * H, H)
+
+
 def layer_grads(int kind,
                 const floating[:, :, ::1] dgates,
                 const floating[:, :, ::1] x_keep,
@@ -1497,7 +1515,11 @@ def layer_grads(int kind,
     dgates (D, N, grad_stride), x_keep (D, N, I), gates (D, N, gate_stride),
     h_prev (D, N, H): what forward and backward_layer kept; w_ih: the forward's
     weights. The products are split into row stripes, one task per stripe and
-    direction, each a single-threaded BLAS call. Token input (keep_ids (D, N)
+    direction. dW in float32 with the panel product: dGᵀ X on X, H_prev
+    packed once into panels over the N rows (panel_gemm_tn; BLAS repacks its
+    transposed operand per call; `python bench/limits.py` times both at the
+    shapes of the benchmark's training steps); otherwise,
+    and dX always, single-threaded BLAS calls. Token input (keep_ids (D, N)
     given, x_keep not used): dW_ih[:, k] += the dGx rows of token k, and dx is
     not written (token ids have no gradient).
     """
@@ -1520,6 +1542,22 @@ def layer_grads(int kind,
     cdef const floating* row
     cdef floating* acc
     cdef floating* out
+    # float32 with panels: X (or nothing, for tokens), H_prev and r ⊙ H_prev of
+    # every direction packed in panels of 16 columns over the N rows, for the
+    # transposed products dW = dGᵀ X on them (panel_gemm_tn)
+    cdef bint panels = False
+    cdef Py_ssize_t px = 0, ph = 0, pstride = 0
+    cdef float[::1] packed
+    cdef float* pbase = NULL
+    if floating is float:
+        panels = _use_panels
+        if panels:
+            px = 0 if tokens else panel_size(I, N)
+            ph = panel_size(H, N)
+            pstride = px + ph * (2 if rh_rows else 1)
+            packed_arr = _scratch("panels_tn", D * pstride, np.float32)
+            packed = packed_arr
+            pbase = &packed[0]
 
     with nogil:
         if rh_rows:
@@ -1531,12 +1569,27 @@ def layer_grads(int kind,
                     for i in range(H):
                         rh[d, n, i] = gates[d, n, i] * h_prev[d, n, i]
 
+        if floating is float:
+            if panels:
+                for task in prange(D * S, num_threads=num_threads, schedule="static"):
+                    d = task // S
+                    s = task % S
+                    if not tokens:
+                        _pack_split(&x_keep[d, 0, 0], I, N, 1, I, pbase + d * pstride, s, S)
+                    _pack_split(&h_prev[d, 0, 0], H, N, 1, H, pbase + d * pstride + px, s, S)
+                    if rh_rows:
+                        _pack_split(&rh[d, 0, 0], H, N, 1, H, pbase + d * pstride + px + ph,
+                                    s, S)
+
         for task in prange(D * S, num_threads=num_threads, schedule="static"):
             d = task // S
             s = task % S
             a0 = G * s // S
             a1 = G * (s + 1) // S
             dg = &dgates[d, 0, 0]
+            split = a1
+            if rh_rows and a1 > 2 * H:
+                split = a0 if a0 > 2 * H else 2 * H
             if tokens:
                 # dW_ih[a0:a1, k] += dGx[n, a0:a1] for every packed row n of token k
                 for n in range(N):
@@ -1544,22 +1597,24 @@ def layer_grads(int kind,
                     row = dg + n * ldd
                     for g in range(a0, a1):
                         gw_ih[d, g, r] = gw_ih[d, g, r] + row[g]
+            if panels:
+                _weight_grads_tn(N, I, H, ldd, hoff, a0, a1, split, tokens, <const float*> dg,
+                                 pbase + d * pstride, px, ph, <float*> &gw_ih[d, 0, 0],
+                                 <float*> &gw_hh[d, 0, 0])
             else:
-                # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
-                gemm(c'T', c'N', <int> (a1 - a0), <int> I, <int> N, <floating> 1, dg + a0,
-                     <int> ldd, &x_keep[d, 0, 0], <int> I, <floating> 1, &gw_ih[d, a0, 0],
-                     <int> I)
-            # dW_hh[a0:a1] += dGh[:, a0:a1]ᵀ H_prev (r ⊙ H_prev for the reset-before n rows)
-            split = a1
-            if rh_rows and a1 > 2 * H:
-                split = a0 if a0 > 2 * H else 2 * H
-            gemm(c'T', c'N', <int> (split - a0), <int> H, <int> N, <floating> 1,
-                 dg + hoff + a0, <int> ldd, &h_prev[d, 0, 0], <int> H, <floating> 1,
-                 &gw_hh[d, a0, 0], <int> H)
-            if split < a1:
-                gemm(c'T', c'N', <int> (a1 - split), <int> H, <int> N, <floating> 1,
-                     dg + hoff + split, <int> ldd, &rh[d, 0, 0], <int> H, <floating> 1,
-                     &gw_hh[d, split, 0], <int> H)
+                if not tokens:
+                    # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
+                    gemm(c'T', c'N', <int> (a1 - a0), <int> I, <int> N, <floating> 1, dg + a0,
+                         <int> ldd, &x_keep[d, 0, 0], <int> I, <floating> 1, &gw_ih[d, a0, 0],
+                         <int> I)
+                # dW_hh[a0:a1] += dGh[:, a0:a1]ᵀ H_prev (r ⊙ H_prev for the reset-before n rows)
+                gemm(c'T', c'N', <int> (split - a0), <int> H, <int> N, <floating> 1,
+                     dg + hoff + a0, <int> ldd, &h_prev[d, 0, 0], <int> H, <floating> 1,
+                     &gw_hh[d, a0, 0], <int> H)
+                if split < a1:
+                    gemm(c'T', c'N', <int> (a1 - split), <int> H, <int> N, <floating> 1,
+                         dg + hoff + split, <int> ldd, &rh[d, 0, 0], <int> H, <floating> 1,
+                         &gw_hh[d, split, 0], <int> H)
             if has_bias:
                 # db_ih[a0:a1] += Σ_n dGx[n, a0:a1], db_hh likewise with dGh
                 for n in range(N):
@@ -1643,6 +1698,33 @@ def panel_product(const float[:, ::1] a, const float[:, ::1] w, float[:, ::1] c,
                 panel_gemm(m, n, k, &a[0, 0], k, &wp[0], &c[0, 0], n, accumulate)
             else:
                 _times_wt(m, n, k, &a[0, 0], k, &w[0, 0], k, <float> accumulate, &c[0, 0], n)
+    return (time.perf_counter() - start) / reps
+
+
+def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
+                     int reps=1):
+    """C (m x n) += Aᵀ B over k rows (A: k x m, B: k x n), the shape of BPTT's
+    weight gradients, with the selected panel_kernel() (B packed into panels
+    first) or BLAS, reps times; returns the seconds per product, packing
+    excluded (bench/limits.py, tests)."""
+    import time
+    cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1]
+    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n or reps < 1:
+        raise ValueError("panel_product_tn: A (k, m), B (k, n), C (m, n), reps >= 1")
+    bp_arr = np.empty(panel_size(n, k), dtype=np.float32)
+    cdef float[::1] bp = bp_arr
+    cdef int r
+    cdef bint panels = _use_panels
+    if panels:
+        pack_panels(&b[0, 0], n, k, 1, n, &bp[0])
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            if panels:
+                panel_gemm_tn(m, n, k, &a[0, 0], m, &bp[0], &c[0, 0], n)
+            else:
+                gemm(c'T', c'N', <int> m, <int> n, <int> k, <float> 1, &a[0, 0], <int> m,
+                     &b[0, 0], <int> n, <float> 1, &c[0, 0], <int> n)
     return (time.perf_counter() - start) / reps
 
 
