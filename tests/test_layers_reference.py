@@ -132,6 +132,41 @@ def test_step_chunks_do_not_change_results(mode, cls, opts, rng, monkeypatch):
     _check_layer(layer, mode, opts, x, rng, lengths=lengths, with_state=True)
 
 
+@pytest.mark.parametrize("tokens", [False, True], ids=["floats", "token-ids"])
+@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
+def test_step_chunks_do_not_change_training(mode, cls, opts, tokens, rng, monkeypatch):
+    """Training keeps every chunk's rows one after the other (batch split,
+    two layers, ragged lengths): forward outputs and every gradient equal
+    those of one chunk of all steps."""
+    layer = cls(4, 5, num_layers=2, bidirectional=True, dtype=np.float64, seed=7, **opts)
+    x = rng.integers(0, 4, (23, 5)) if tokens else rng.standard_normal((23, 5, 4))
+    lengths = np.array([23, 9, 17, 1, 23])
+    dy = rng.standard_normal((23, 5, 10))
+
+    def run():
+        layer.zero_grad()
+        y, h_n, ctx = layer.forward(x, lengths=lengths)
+        dx, dh0 = layer.backward(ctx, dy)
+        return y, h_n, dx, dh0, {k: v.copy() for k, v in layer.grads.items()}
+
+    one = run()
+    monkeypatch.setattr(layers_module, "_STEP_CHUNK_ELEMENTS", 1)   # one step per chunk
+    small = run()
+    for a, b in zip(_leaves(one), _leaves(small)):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+
+
+def _leaves(tree):
+    """The arrays of nested tuples/dicts (None skipped), in order."""
+    if tree is None:
+        return []
+    if isinstance(tree, dict):
+        return [a for k in sorted(tree) for a in _leaves(tree[k])]
+    if isinstance(tree, (tuple, list)):
+        return [a for t in tree for a in _leaves(t)]
+    return [tree]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
 def test_thread_counts_agree(mode, cls, opts, dtype, rng):
