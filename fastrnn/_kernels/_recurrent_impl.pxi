@@ -400,8 +400,8 @@ cdef void _forward_task(int kind, bint reverse,
     and hp, cp (rows, H: h_{t-1} and c_{t-1} of each packed row; NULL
     otherwise) are the block's kept storage of every step, each chunk's rows
     after the previous chunk's (the projection still runs chunk by chunk: one
-    product for all steps at once leaves its result out of cache, measured
-    25-29% slower for inference forced to do so).
+    product for all steps at once leaves its result out of cache by the time
+    its steps run).
     Workspace: gh (nr, 3H), h, c, rh (nr, H). wp: W_hh packed in panels (float32;
     for the reset-before GRU its r and z rows, wp_n its n rows), wp_ih: W_ih
     packed, or NULL for BLAS. Token input (ids not NULL): ids (T, B) with
