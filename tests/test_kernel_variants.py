@@ -54,6 +54,25 @@ def test_panel_variants(name, module):
     assert module.panel_kernel() == before
 
 
+@pytest.mark.parametrize("choice", ["avx2", "blas", "sse9"])
+def test_panel_variant_from_the_environment(choice):
+    """FASTRNN_PANEL picks the variant when the kernels load; one this CPU
+    cannot run is refused with the choices it can."""
+    import subprocess
+    import sys
+    code = "import fastrnn; print(fastrnn.show_config(file=open('/dev/null', 'w'))" \
+           "['panel_product'])"
+    env = dict(__import__("os").environ, FASTRNN_PANEL=choice)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True)
+    if choice in baseline.panel_kernels():
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == choice
+    else:
+        assert run.returncode != 0
+        assert "FASTRNN_PANEL must be one of" in run.stderr
+
+
 @pytest.mark.parametrize("name,module", VARIANTS)
 @pytest.mark.parametrize("m,n,k", [(1, 20, 3), (8, 32, 300), (9, 33, 600), (24, 48, 7),
                                    (13, 16, 257), (64, 100, 1)])

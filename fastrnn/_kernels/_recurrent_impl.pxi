@@ -935,7 +935,23 @@ cdef void _unit_backward_worker(int kind, bint reverse, Py_ssize_t H, Py_ssize_t
 
 # the packed-panel product's variants by name, best first; "blas" = no panels
 _PANEL_VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
-panel_select(panel_best())
+
+
+def _initial_panel_variant():
+    """The CPU's best variant, or the one FASTRNN_PANEL names (avx512, avx2,
+    blas: e.g. avx2 where 512-bit instructions lower the clock)."""
+    import os
+    choice = os.environ.get("FASTRNN_PANEL", "").strip().lower()
+    if not choice:
+        return panel_best()
+    if choice not in _PANEL_VARIANTS or not panel_supported(_PANEL_VARIANTS[choice]):
+        supported = [n for n, isa in _PANEL_VARIANTS.items() if panel_supported(isa)]
+        raise ImportError(f"FASTRNN_PANEL must be one of {supported} on this CPU, "
+                          f"got {choice!r}")
+    return _PANEL_VARIANTS[choice]
+
+
+panel_select(_initial_panel_variant())
 cdef bint _use_panels = panel_selected() != PANEL_NONE
 
 # Scratch memory kept per Python thread between calls: a fresh large array on
