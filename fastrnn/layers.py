@@ -360,10 +360,10 @@ class _RecurrentLayer(SequenceModule):
 
     def _buffers(self):
         """This layer's pool of training work arrays (see fastrnn._buffers):
-        room for two training calls' (six arrays per layer, one more in backward)."""
+        room for two training calls' (six arrays per layer, two more in backward)."""
         pool = self.__dict__.get("_pool")
         if pool is None:
-            pool = self._pool = BufferPool(keep=2 * (6 * self.num_layers + 1))
+            pool = self._pool = BufferPool(keep=2 * (6 * self.num_layers + 2))
         return pool
 
     def __getstate__(self):
@@ -452,13 +452,19 @@ class _RecurrentLayer(SequenceModule):
         tokens = tr.ids is not None
         dx = np.empty((0 if tokens else plan.steps * plan.batch, in_size), self.dtype)
         no_bias = np.empty((D, 0), self.dtype)
+        # float32: room for the operands of the weight gradients packed in panels
+        size = (_k.tn_workspace(self._kind, D, plan.total, in_size, self.hidden_size, tokens)
+                if self.dtype == np.float32 else 0)
+        work = self._buffers().take((size,), np.float32) if size else None
         _k.layer_grads(self._kind, dgates, np.empty((D, 0, in_size), self.dtype)
                        if tokens else tr.x, tr.gates, tr.h_prev, tr.w_ih,
                        self._gw_ih[layer], self._gw_hh[layer],
                        self._gb_ih[layer] if self.bias else no_bias,
                        self._gb_hh[layer] if self.bias else no_bias,
                        np.empty((D, 0), np.intp) if tokens else plan.packed_inverse(flags),
-                       dx, get_num_threads(), keep_ids=tr.ids)
+                       dx, get_num_threads(), keep_ids=tr.ids, tn_work=work)
+        if work is not None:
+            self._buffers().give_back(work)
         if tokens:
             return None                        # token ids have no gradient
         return dx.reshape(plan.steps, plan.batch, in_size)

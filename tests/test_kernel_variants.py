@@ -52,6 +52,13 @@ def test_panel_variants(name, module):
     with pytest.raises(ValueError, match="panel kernel must be one of"):
         module.set_panel_kernel("sse9")
     assert module.panel_kernel() == before
+    f32 = np.float32
+    with pytest.raises(ValueError, match="non-empty"):
+        module.panel_product(np.zeros((0, 3), f32), np.zeros((2, 3), f32),
+                             np.zeros((0, 2), f32), False)
+    with pytest.raises(ValueError, match="C \\(m, n\\)"):
+        module.panel_product_tn(np.zeros((3, 2), f32), np.zeros((3, 4), f32),
+                                np.zeros((4, 2), f32))
 
 
 @pytest.mark.parametrize("choice", ["avx2", "blas", "sse9"])

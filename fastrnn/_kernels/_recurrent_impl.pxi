@@ -1501,6 +1501,15 @@ def cpu_has_avx2_fma():
     return bool(panel_supported(PANEL_AVX2))
 
 
+def tn_workspace(int kind, Py_ssize_t D, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
+                 bint tokens):
+    """float32 elements layer_grads packs its operands into (0 without panels)."""
+    if not _use_panels:
+        return 0
+    return D * ((0 if tokens else panel_size(I, N))
+                + panel_size(H, N) * (2 if kind == GRU_RESET_BEFORE else 1))
+
+
 cdef void _weight_grads_tn(Py_ssize_t N, Py_ssize_t I, Py_ssize_t H, Py_ssize_t ldd,
                            Py_ssize_t hoff, Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t split,
                            bint tokens, const float* dg, const float* packed, Py_ssize_t px,
@@ -1532,7 +1541,8 @@ def layer_grads(int kind,
                 const Py_ssize_t[:, ::1] inverse,
                 floating[:, ::1] dx,
                 int num_threads,
-                const Py_ssize_t[:, ::1] keep_ids=None):
+                const Py_ssize_t[:, ::1] keep_ids=None,
+                float[::1] tn_work=None):
     """The all-steps products of BPTT for one layer, in fastrnn's threads.
 
     Adds dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev (the n rows of the reset-before
@@ -1546,8 +1556,9 @@ def layer_grads(int kind,
     direction. dW in float32 with the panel product: dGᵀ X on X, H_prev
     packed once into panels over the N rows (panel_gemm_tn; BLAS repacks its
     transposed operand per call; `python bench/limits.py` times both at the
-    shapes of the benchmark's training steps); otherwise,
-    and dX always, single-threaded BLAS calls. Token input (keep_ids (D, N)
+    shapes of the benchmark's training steps; the panels go to tn_work when it
+    has tn_workspace(...) elements, else to a new array); otherwise, and dX
+    always, single-threaded BLAS calls. Token input (keep_ids (D, N)
     given, x_keep not used): dW_ih[:, k] += the dGx rows of token k, and dx is
     not written (token ids have no gradient).
     """
@@ -1583,8 +1594,10 @@ def layer_grads(int kind,
             px = 0 if tokens else panel_size(I, N)
             ph = panel_size(H, N)
             pstride = px + ph * (2 if rh_rows else 1)
-            packed_arr = _scratch("panels_tn", D * pstride, np.float32)
-            packed = packed_arr
+            if tn_work is not None and tn_work.shape[0] >= D * pstride:
+                packed = tn_work
+            else:
+                packed = np.empty(max(D * pstride, 1), np.float32)
             pbase = &packed[0]
 
     with nogil:
@@ -1711,8 +1724,9 @@ def panel_product(const float[:, ::1] a, const float[:, ::1] w, float[:, ::1] c,
     check every variant with it)."""
     import time
     cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = w.shape[0]
-    if w.shape[1] != k or c.shape[0] != m or c.shape[1] != n or reps < 1:
-        raise ValueError("panel_product: A (m, k), W (n, k), C (m, n), reps >= 1")
+    if w.shape[1] != k or c.shape[0] != m or c.shape[1] != n or reps < 1 or m * n * k == 0:
+        raise ValueError("panel_product: A (m, k), W (n, k), C (m, n), all non-empty, "
+                         "reps >= 1")
     wp_arr = np.empty(panel_size(n, k), dtype=np.float32)
     cdef float[::1] wp = wp_arr
     cdef int r
@@ -1737,8 +1751,9 @@ def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1]
     excluded (bench/limits.py, tests)."""
     import time
     cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1]
-    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n or reps < 1:
-        raise ValueError("panel_product_tn: A (k, m), B (k, n), C (m, n), reps >= 1")
+    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n or reps < 1 or m * n * k == 0:
+        raise ValueError("panel_product_tn: A (k, m), B (k, n), C (m, n), all non-empty, "
+                         "reps >= 1")
     bp_arr = np.empty(panel_size(n, k), dtype=np.float32)
     cdef float[::1] bp = bp_arr
     cdef int r
