@@ -1009,58 +1009,70 @@ cdef void _pack_split(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t s
                      panels * (part + 1) // parts)
 
 
-cdef object _pack_recurrent(int kind, const float[:, :, ::1] w_hh, bint for_backward,
-                            int num_threads):
-    """W_hh of every direction packed in panels for _step_wt (forward) or its
-    transpose for _step_w (backward), the panels shared out among the threads.
-    Per direction: the whole matrix, or for the reset-before GRU its r, z part
-    then its n part. Returns (array, size of one direction, offset of the n
-    part or 0)."""
-    cdef Py_ssize_t D = w_hh.shape[0], G = w_hh.shape[1], H = w_hh.shape[2]
-    cdef Py_ssize_t first, second = 0, size, task, d, s
-    cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
+cdef inline Py_ssize_t _recurrent_first(int kind, Py_ssize_t G, Py_ssize_t H,
+                                        bint for_backward) noexcept nogil:
+    """Elements of the first part of one direction's packed W_hh (see
+    _pack_recurrent): all of it, or the reset-before GRU's r, z rows."""
     if kind == GRU_RESET_BEFORE:
-        first = panel_size(H, 2 * H) if for_backward else panel_size(2 * H, H)
-        second = panel_size(H, H)
+        return panel_size(H, 2 * H) if for_backward else panel_size(2 * H, H)
+    return panel_size(H, G) if for_backward else panel_size(G, H)
+
+
+cdef void _pack_recurrent_part(int kind, const float* w, Py_ssize_t G, Py_ssize_t H,
+                               bint for_backward, float* p, Py_ssize_t first,
+                               Py_ssize_t part, Py_ssize_t parts) noexcept nogil:
+    """Part ``part`` of ``parts`` of one direction's W_hh (G x H) packed at p
+    (layout as _pack_recurrent)."""
+    if kind == GRU_RESET_BEFORE:
+        if for_backward:       # [W_hr; W_hz]ᵀ (H x 2H), W_hnᵀ (H x H)
+            _pack_split(w, H, 2 * H, 1, H, p, part, parts)
+            _pack_split(w + 2 * H * H, H, H, 1, H, p + first, part, parts)
+        else:
+            _pack_split(w, 2 * H, H, H, 1, p, part, parts)
+            _pack_split(w + 2 * H * H, H, H, H, 1, p + first, part, parts)
+    elif for_backward:         # W_hhᵀ (H x G)
+        _pack_split(w, H, G, 1, H, p, part, parts)
     else:
-        first = panel_size(H, G) if for_backward else panel_size(G, H)
-    size = first + second
+        _pack_split(w, G, H, H, 1, p, part, parts)
+
+
+cdef object _pack_recurrent(int kind, const float[:, :, ::1] w_hh, bint for_backward,
+                            int num_threads, bint pack=True):
+    """W_hh of every direction packed in panels for _step_wt (forward) or its
+    transpose for _step_w (backward), the panels shared out among the threads
+    (or only the room for them, pack=False: each task then packs its own
+    direction). Per direction: the whole matrix, or for the reset-before GRU
+    its r, z part then its n part. Returns (array, size of one direction,
+    offset of the n part or 0)."""
+    cdef Py_ssize_t D = w_hh.shape[0], G = w_hh.shape[1], H = w_hh.shape[2]
+    cdef Py_ssize_t first = _recurrent_first(kind, G, H, for_backward)
+    cdef Py_ssize_t second = panel_size(H, H) if kind == GRU_RESET_BEFORE else 0
+    cdef Py_ssize_t size = first + second, task
+    cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
     packed_arr = _scratch("panels", D * size, np.float32)
     cdef float[::1] packed = packed_arr
-    cdef const float* w
-    cdef float* p
-    with nogil:
-        for task in prange(D * S, num_threads=num_threads, schedule="static"):
-            d = task // S
-            s = task % S
-            w = &w_hh[d, 0, 0]
-            p = &packed[0] + d * size
-            if kind == GRU_RESET_BEFORE:
-                if for_backward:       # [W_hr; W_hz]ᵀ (H x 2H), W_hnᵀ (H x H)
-                    _pack_split(w, H, 2 * H, 1, H, p, s, S)
-                    _pack_split(w + 2 * H * H, H, H, 1, H, p + first, s, S)
-                else:
-                    _pack_split(w, 2 * H, H, H, 1, p, s, S)
-                    _pack_split(w + 2 * H * H, H, H, H, 1, p + first, s, S)
-            elif for_backward:         # W_hhᵀ (H x G)
-                _pack_split(w, H, G, 1, H, p, s, S)
-            else:
-                _pack_split(w, G, H, H, 1, p, s, S)
+    if pack:
+        with nogil:
+            for task in prange(D * S, num_threads=num_threads, schedule="static"):
+                _pack_recurrent_part(kind, &w_hh[task // S, 0, 0], G, H, for_backward,
+                                     &packed[0] + (task // S) * size, first, task % S, S)
     return packed_arr, size, (first if second else 0)
 
 
-cdef object _pack_rows(const float[:, :, ::1] w, int num_threads):
+cdef object _pack_rows(const float[:, :, ::1] w, int num_threads, bint pack=True):
     """Each direction's W (D, R, K) packed in panels, shared out among the
-    threads: (array, size of one direction)."""
+    threads (or only the room for them, pack=False): (array, size of one
+    direction)."""
     cdef Py_ssize_t D = w.shape[0], R = w.shape[1], K = w.shape[2], task
     cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
     cdef Py_ssize_t size = panel_size(R, K)
     packed_arr = _scratch("panels_ih", D * size, np.float32)
     cdef float[::1] packed = packed_arr
-    with nogil:
-        for task in prange(D * S, num_threads=num_threads, schedule="static"):
-            _pack_split(&w[task // S, 0, 0], R, K, K, 1, &packed[0] + (task // S) * size,
-                        task % S, S)
+    if pack:
+        with nogil:
+            for task in prange(D * S, num_threads=num_threads, schedule="static"):
+                _pack_split(&w[task // S, 0, 0], R, K, K, 1, &packed[0] + (task // S) * size,
+                            task % S, S)
     return packed_arr, size
 
 
@@ -1181,12 +1193,16 @@ def forward_layer(int kind,
     cdef const float* wp
     cdef const float* wp_n
     cdef const float* wp_ih
+    # one block per direction: each task packs its own direction's weights
+    # (into its own core's cache, with no separate thread team for packing)
+    cdef bint pack_in_task = n_blocks == 1
     if floating is float:
         if _use_panels:
-            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, False, num_threads)
+            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, False, num_threads,
+                                                    not pack_in_task)
             packed = packed_arr
             wp_base = &packed[0]
-            packed_ih_arr, psize_ih = _pack_rows(w_ih, num_threads)
+            packed_ih_arr, psize_ih = _pack_rows(w_ih, num_threads, not pack_in_task)
             packed_ih = packed_ih_arr
             wp_ih_base = &packed_ih[0]
 
@@ -1200,6 +1216,11 @@ def forward_layer(int kind,
             wp = wp_base + d * psize if wp_base != NULL else NULL
             wp_n = wp + pn if wp != NULL and pn > 0 else NULL
             wp_ih = wp_ih_base + d * psize_ih if wp_ih_base != NULL else NULL
+            if floating is float:
+                if wp != NULL and pack_in_task:
+                    _pack_recurrent_part(kind, &w_hh[d, 0, 0], G, H, False, wp_base + d * psize,
+                                         _recurrent_first(kind, G, H, False), 0, 1)
+                    _pack_split(&w_ih[d, 0, 0], G, I, I, 1, wp_ih_base + d * psize_ih, 0, 1)
             if training:
                 o = block_offsets[blk]
                 xp = &keep_x[d, 0, 0] + o * I if not tokens else NULL
@@ -1274,7 +1295,8 @@ def backward_layer(int kind,
     cdef const float* wp_n
     if floating is float:
         if _use_panels:
-            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, True, num_threads)
+            packed_arr, psize, pn = _pack_recurrent(kind, w_hh, True, num_threads,
+                                                    n_blocks != 1)
             packed = packed_arr
             wp_base = &packed[0]
 
@@ -1286,6 +1308,12 @@ def backward_layer(int kind,
             ws = &work[0] + task * per_task
             wp = wp_base + d * psize if wp_base != NULL else NULL
             wp_n = wp + pn if wp != NULL and pn > 0 else NULL
+            if floating is float:
+                if wp != NULL and n_blocks == 1:
+                    # one block per direction: the task packs its own direction
+                    _pack_recurrent_part(kind, &w_hh[d, 0, 0], w_hh.shape[1], H, True,
+                                         wp_base + d * psize,
+                                         _recurrent_first(kind, w_hh.shape[1], H, True), 0, 1)
             _backward_task(kind, reverse[d] != 0, H, &w_hh[d, 0, 0],
                            &lengths[0], &perm[0], &n_active[0], bounds[blk], bounds[blk + 1],
                            &gates[d, 0, 0] + o * lda, &h_prev[d, 0, 0] + o * H,
