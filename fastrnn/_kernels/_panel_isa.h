@@ -8,7 +8,7 @@
    registers. The loops over FR_NV have a constant trip count and unroll, so
    every accumulator below lives in a register. Sixteen floats per generic
    vector would be right for AVX-512 only: compiled for AVX2, GCC moves such
-   vectors through the stack (measured 10-15x slower than 8-lane vectors).
+   vectors through the stack (an order of magnitude slower than 8-lane ones).
 */
 #define FR_CAT2(a, b) a##_##b
 #define FR_CAT(a, b) FR_CAT2(a, b)
