@@ -62,30 +62,33 @@ static void fastrnn_pack_panel_rows_scalar(const float **rows, Py_ssize_t k, flo
         for (int j = 0; j < FASTRNN_PANEL; j++) d[kk * FASTRNN_PANEL + j] = rows[j][kk];
 }
 
-static void fastrnn_panel_gemm_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                      const float *a, Py_ssize_t lda, const float *wp,
-                                      float *c, Py_ssize_t ldc, int accumulate) {
+/* C (+)= A Wᵀ on panels, A's element (r, kk) at a[r * sr + kk * sk]: the
+   portable product of either layout (rows of A: sr = lda, sk = 1; A stored
+   transposed, for C += Aᵀ B: sr = 1, sk = lda) */
+static void fastrnn_panel_gemm_strided_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                              const float *a, Py_ssize_t sr, Py_ssize_t sk,
+                                              const float *wp, float *c, Py_ssize_t ldc,
+                                              int accumulate) {
     for (Py_ssize_t r = 0; r < m; r++)
         for (Py_ssize_t p = 0; p * FASTRNN_PANEL < n; p++) {
             float t[FASTRNN_PANEL] = {0};
             for (Py_ssize_t kk = 0; kk < k; kk++)
                 for (int j = 0; j < FASTRNN_PANEL; j++)
-                    t[j] += a[r * lda + kk] * wp[(p * k + kk) * FASTRNN_PANEL + j];
+                    t[j] += a[r * sr + kk * sk] * wp[(p * k + kk) * FASTRNN_PANEL + j];
             fastrnn_panel_store(c + r * ldc, n, p, t, accumulate);
         }
+}
+
+static void fastrnn_panel_gemm_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                      const float *a, Py_ssize_t lda, const float *wp,
+                                      float *c, Py_ssize_t ldc, int accumulate) {
+    fastrnn_panel_gemm_strided_scalar(m, n, k, a, lda, 1, wp, c, ldc, accumulate);
 }
 
 static void fastrnn_panel_gemm_tn_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                          const float *a, Py_ssize_t lda, const float *bp,
                                          float *c, Py_ssize_t ldc) {
-    for (Py_ssize_t r = 0; r < m; r++)
-        for (Py_ssize_t p = 0; p * FASTRNN_PANEL < n; p++) {
-            float t[FASTRNN_PANEL] = {0};
-            for (Py_ssize_t kk = 0; kk < k; kk++)
-                for (int j = 0; j < FASTRNN_PANEL; j++)
-                    t[j] += a[kk * lda + r] * bp[(p * k + kk) * FASTRNN_PANEL + j];
-            fastrnn_panel_store(c + r * ldc, n, p, t, 1);
-        }
+    fastrnn_panel_gemm_strided_scalar(m, n, k, a, 1, lda, bp, c, ldc, 1);
 }
 
 typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);

@@ -1529,13 +1529,20 @@ def cpu_has_avx2_fma():
     return bool(panel_supported(PANEL_AVX2))
 
 
+cdef inline Py_ssize_t _tn_direction_size(int kind, Py_ssize_t N, Py_ssize_t I,
+                                          Py_ssize_t H, bint tokens) noexcept nogil:
+    """One direction's packed operands of the weight gradients: X (none for
+    tokens), H_prev and, for the reset-before GRU, r ⊙ H_prev, in panels over N."""
+    return ((0 if tokens else panel_size(I, N))
+            + panel_size(H, N) * (2 if kind == GRU_RESET_BEFORE else 1))
+
+
 def tn_workspace(int kind, Py_ssize_t D, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
                  bint tokens):
     """float32 elements layer_grads packs its operands into (0 without panels)."""
     if not _use_panels:
         return 0
-    return D * ((0 if tokens else panel_size(I, N))
-                + panel_size(H, N) * (2 if kind == GRU_RESET_BEFORE else 1))
+    return D * _tn_direction_size(kind, N, I, H, tokens)
 
 
 cdef void _weight_grads_tn(Py_ssize_t N, Py_ssize_t I, Py_ssize_t H, Py_ssize_t ldd,
@@ -1621,7 +1628,7 @@ def layer_grads(int kind,
         if panels:
             px = 0 if tokens else panel_size(I, N)
             ph = panel_size(H, N)
-            pstride = px + ph * (2 if rh_rows else 1)
+            pstride = _tn_direction_size(kind, N, I, H, tokens)
             if tn_work is not None and tn_work.shape[0] >= D * pstride:
                 packed = tn_work
             else:
