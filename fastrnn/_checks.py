@@ -27,6 +27,16 @@ def positive_int(name, value, minimum=1):
     return value
 
 
+def size(name, value, rows=1):
+    """A layer size: an integer >= 1 whose ``rows`` multiple (the gate rows
+    it makes) BLAS can index with a 32-bit integer."""
+    value = positive_int(name, value)
+    if value * rows > MAX_ROWS:
+        raise ValueError(f"{name} must be at most {MAX_ROWS // rows} (BLAS indexes rows with "
+                         f"32-bit integers), got {value}")
+    return value
+
+
 def boolean(name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -60,24 +70,46 @@ def choice(name, value, options):
     return value
 
 
-def seed(value):
+def seed(value, name="seed"):
+    """None, a numpy Generator, or an integer >= 0 (what numpy.random.default_rng takes)."""
     if value is None or isinstance(value, np.random.Generator):
         return value
     if isinstance(value, bool):
-        raise TypeError("seed must be None, an integer or a numpy Generator, got bool")
+        raise TypeError(f"{name} must be None, an integer or a numpy Generator, got bool")
     try:
-        return operator.index(value)
+        value = operator.index(value)
     except TypeError:
-        raise TypeError("seed must be None, an integer or a numpy Generator, "
+        raise TypeError(f"{name} must be None, an integer or a numpy Generator, "
                         f"got {type(value).__name__}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value}")
+    return value
+
+
+def kernel_layout(arr):
+    """``arr`` (an ndarray) in a layout every kernel can read: native byte
+    order, aligned, every stride a whole number of items (negative and zero
+    strides are fine: the kernels index by element strides). Anything else
+    becomes a C-contiguous copy.
+
+    The one normalisation every array a kernel reads goes through (the input
+    checks below call it): a stride that is not a multiple of the item size
+    (a field of a structured array, an ``as_strided`` view) would otherwise
+    be divided down to a wrong element stride inside the kernel.
+    """
+    if (arr.dtype.isnative and arr.flags.aligned
+            and not any(s % arr.itemsize for s in arr.strides)):
+        return arr
+    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
 
 
 def float_array(name, value, dtype):
     """``value`` as an array of ``dtype`` without copying when it already is one.
 
-    Strided, Fortran-ordered and read-only arrays are kept as they are (the
-    kernels read through strides and never write to inputs). Refuses values
-    that are not real floating-point numbers.
+    Strided, Fortran-ordered, broadcast and read-only arrays are kept as they
+    are (the kernels read through strides and never write to inputs), unless
+    ``kernel_layout`` must copy them. Refuses values that are not real
+    floating-point numbers.
     """
     if type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous:
         return value                      # the common case, checked cheaply
@@ -88,19 +120,21 @@ def float_array(name, value, dtype):
                         f"{type(value).__name__}: {exc}") from None
     if arr.dtype.kind != "f":
         raise TypeError(f"{name} must hold floating-point numbers, got dtype {arr.dtype}")
-    arr = arr.astype(dtype, copy=False)
-    if any(s % arr.itemsize for s in arr.strides):
-        arr = np.ascontiguousarray(arr)
-    return arr
+    return kernel_layout(arr.astype(dtype, copy=False))
 
 
 def integer_array(name, value, what):
-    """``value`` as an integer array (bools refused); ``what`` names its items."""
+    """``value`` as an integer array (bools refused); ``what`` names its items.
+
+    An empty sequence (``[]``, which numpy makes float64) counts as integers.
+    """
     try:
         arr = np.asarray(value)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} must be an array of {what}, could not convert "
                         f"{type(value).__name__}: {exc}") from None
+    if arr.size == 0 and arr.dtype == np.float64 and not isinstance(value, np.ndarray):
+        arr = arr.astype(np.intp)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold {what}, got dtype {arr.dtype}")
     return arr
@@ -185,4 +219,4 @@ def token_ids(name, value, vocab_size):
     if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
         raise ValueError(f"{name} must be in [0, {vocab_size}), got values from "
                          f"{arr.min()} to {arr.max()}")
-    return arr.astype(np.intp, copy=False)
+    return kernel_layout(arr.astype(np.intp, copy=False))
