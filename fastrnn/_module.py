@@ -83,7 +83,12 @@ class Parameterized:
         staged = {}
         for name, target in own.items():
             arr = _checks.float_array(f"state_dict[{name!r}]", state_dict[name], self.dtype)
-            staged[name] = _checks.expect_shape(f"state_dict[{name!r}]", arr, target.shape)
+            _checks.expect_shape(f"state_dict[{name!r}]", arr, target.shape)
+            # a source that is (part of) this module's own arrays, e.g. two
+            # entries swapped, must be read before any of them is written
+            if any(np.may_share_memory(arr, t) for t in own.values()):
+                arr = arr.copy()
+            staged[name] = arr
         for name, arr in staged.items():
             np.copyto(own[name], arr)
 

@@ -20,9 +20,7 @@ class _Cell(Parameterized):
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, **kind):
         self._layer = self._layer_type(input_size, hidden_size, 1, bias=bias, dtype=dtype,
                                        seed=seed, **kind)
-        # PyTorch's cell names: the layer's without the "_l0" suffix
-        self._params = {name[:-3]: arr for name, arr in self._layer._named_parameters().items()}
-        self._grads = {name[:-3]: arr for name, arr in self._layer._named_grads().items()}
+        self._bind_views()
         self._is_lstm = isinstance(self._layer, LSTM)
         self._weight_bytes = self._layer._w_hh[0].nbytes + self._layer._w_ih[0].nbytes
 
@@ -81,11 +79,22 @@ class _Cell(Parameterized):
         dx = dx[0] if ctx.batched else dx[0, 0]
         return dx, self._format(dstate0, ctx.batched)
 
+    def _bind_views(self):
+        """PyTorch's cell names for the layer's arrays: its names without "_l0"."""
+        self._params = {name[:-3]: arr for name, arr in self._layer._named_parameters().items()}
+        self._grads = {name[:-3]: arr for name, arr in self._layer._named_grads().items()}
+
     def __getstate__(self):
-        # the bound kernel points into this cell's arrays: a copy binds its own
+        # the bound kernel points into this cell's arrays and the names are
+        # views of the layer's: a copy binds its own
         state = dict(self.__dict__)
-        state.pop("_kernel", None)
+        for key in ("_kernel", "_params", "_grads"):
+            state.pop(key, None)
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._bind_views()
 
     def _step_kernel(self):
         """The kernel of the streaming step, its weights bound once (rebound

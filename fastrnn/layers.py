@@ -117,8 +117,9 @@ class _RecurrentLayer(SequenceModule):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
-        self.input_size = _checks.positive_int("input_size", input_size)
-        self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
+        self.input_size = _checks.size("input_size", input_size)
+        # the widest row the kernels index: 6H (the reset-after GRU's gate gradients)
+        self.hidden_size = _checks.size("hidden_size", hidden_size, rows=6)
         self.num_layers = _checks.positive_int("num_layers", num_layers)
         self.bias = _checks.boolean("bias", bias)
         self.batch_first = _checks.boolean("batch_first", batch_first)
@@ -139,10 +140,9 @@ class _RecurrentLayer(SequenceModule):
         self._gw_hh = [np.zeros_like(w) for w in self._w_hh]
         self._gb_ih = [np.zeros_like(b) for b in self._b_ih]
         self._gb_hh = [np.zeros_like(b) for b in self._b_hh]
-        self._params = self._block_views(self._w_ih, self._w_hh, self._b_ih, self._b_hh)
         self._no_bias = np.zeros((D, G), self.dtype)
         self._no_bias.flags.writeable = False
-        self._grads = self._block_views(self._gw_ih, self._gw_hh, self._gb_ih, self._gb_hh)
+        self._bind_views()
         self.reset_parameters(self._seed)
         self._dropout_rng = (self._seed if isinstance(self._seed, np.random.Generator)
                              else np.random.default_rng(None if self._seed is None
@@ -173,6 +173,13 @@ class _RecurrentLayer(SequenceModule):
         return f"{type(self).__name__}({args})"
 
     # -- parameters --------------------------------------------------------
+    def _bind_views(self):
+        """The state_dict and grads entries: views of the per-layer blocks the
+        kernels read (made again for a copy: numpy copies a view as an
+        independent array, which the kernels would never see)."""
+        self._params = self._block_views(self._w_ih, self._w_hh, self._b_ih, self._b_hh)
+        self._grads = self._block_views(self._gw_ih, self._gw_hh, self._gb_ih, self._gb_hh)
+
     def _block_views(self, w_ih, w_hh, b_ih, b_hh):
         """{state_dict name: view of one direction of the per-layer blocks}."""
         views = {}
@@ -367,12 +374,18 @@ class _RecurrentLayer(SequenceModule):
         return pool
 
     def __getstate__(self):
-        # the bound kernels point into this layer's arrays and the pool holds
-        # scratch: a copy makes its own
+        # the bound kernels point into this layer's arrays, the pool holds
+        # scratch and the state_dict entries are views of the blocks: a copy
+        # (deepcopy, pickle) makes its own from its own blocks
         state = dict(self.__dict__)
-        state.pop("_kernels", None)
-        state.pop("_pool", None)
+        for key in ("_kernels", "_pool", "_params", "_grads"):
+            state.pop(key, None)
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._no_bias.flags.writeable = False
+        self._bind_views()
 
     def _stream_step(self, x, state):
         """One step (T = 1) of every layer and direction on the calling thread.

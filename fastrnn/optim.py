@@ -42,7 +42,15 @@ def _positive(name, value, allow_zero=True):
 
 
 class Optimizer:
+    """Base of the optimizers: ``pairs`` of (parameter, gradient) arrays from ``params``.
+
+    A copy (deepcopy, pickle) finds its pairs again from its copy of the
+    modules it was given, so a model and its optimizer copied together stay
+    connected (numpy copies the arrays' views as independent arrays).
+    """
+
     def __init__(self, params, lr):
+        self._targets = params
         self.pairs = param_grad_pairs(params)
         if not self.pairs:
             raise ValueError("params holds no parameters")
@@ -50,6 +58,15 @@ class Optimizer:
             if not p.flags.writeable:
                 raise ValueError("every parameter must be a writeable array")
         self.lr = _positive("lr", lr)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("pairs")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.pairs = param_grad_pairs(self._targets)
 
     def zero_grad(self):
         for _, g in self.pairs:
