@@ -262,8 +262,12 @@ def test_bidirectional_checks():
 
 
 def test_thread_count_checks():
-    with pytest.raises(ValueError, match="n must be a positive integer"):
-        fastrnn.set_num_threads(0)
+    from fastrnn._threads import max_threads
+    for n in (0, -1, max_threads() + 1, 1000, 2**31 - 1, 2**70):
+        with pytest.raises(ValueError, match=f"n must be between 1 and {max_threads()}"):
+            fastrnn.set_num_threads(n)
+    fastrnn.set_num_threads(max_threads())
+    assert fastrnn.get_num_threads() in (1, max_threads())
     with pytest.raises(TypeError, match="n must be a positive integer"):
         fastrnn.set_num_threads(1.5)
     with pytest.raises(TypeError, match="n must be a positive integer"):
