@@ -6,15 +6,36 @@
 The file is a numpy .npz archive: one array per state_dict entry, plus
 ``__fastrnn__``, a string array holding JSON {"format", "version", "module"};
 a model's description includes its vocabulary (its symbols and unknown token).
-Loading never unpickles (allow_pickle=False), rebuilds the module from the
-description and checks every key and shape before any weight is used; a file
-that is truncated, corrupt, or does not match its description is a ValueError
-naming the file.
+
+Loading checks the file before it builds anything, so what a file declares
+cannot make it allocate more than its own bytes back: it reads the zip
+directory and the description (at most MAX_HEADER_BYTES, nested at most
+MAX_DEPTH deep, sizes at most MAX_SIZE, at most MAX_LAYERS layers), works out
+from the description the name, shape and dtype of every weight, and compares
+them with the .npy header of every member. Each member's declared size must
+be what its header says, and a compressed member's declared size must be
+one its compressed bytes can hold (deflate expands at most MAX_INFLATION
+times). Only then does it build the module and read the weights (never
+unpickling, never more bytes than declared). A file that is truncated,
+corrupt, or does not match its description is a ValueError naming the file.
 """
 import json
+import math
 import os
+import zipfile
 
 import numpy as np
+
+from fastrnn import _checks
+
+# bounds on what a file may declare (every failure names the file)
+MAX_HEADER_BYTES = 64 << 20        # the JSON description (a vocabulary of ~1M words fits)
+MAX_DEPTH = 16                     # nesting of containers (Stacked, Bidirectional) and JSON
+MAX_LAYERS = 4096                  # num_layers of one recurrent layer, entries of a Stacked
+MAX_SIZE = _checks.MAX_ROWS        # any one size: BLAS indexes with 32-bit integers
+# deflate's best ratio is 1032:1 (a stream of one repeated byte); a member that
+# declares more bytes than that, plus slack for its headers, is not a real stream
+MAX_INFLATION = 1032
 
 FORMAT = "fastrnn-module"
 VERSION = 1
@@ -98,41 +119,242 @@ def save(module, path):
 def load(path):
     """The module saved in ``path`` (same kind, same weights, same outputs).
 
-    FileNotFoundError when there is no such file; ValueError when the file is
-    not a fastrnn model file, is truncated or corrupt, or its weights do not
-    match its architecture.
+    FileNotFoundError when there is no such file; ValueError naming the file
+    when it is not a fastrnn model file, is truncated or corrupt, declares
+    more than the bounds above or than its bytes hold, or its weights do not
+    match its architecture. Nothing is built before the file is checked.
     """
     name = os.fspath(_check_path(path))
     with open(path, "rb") as f:                # FileNotFoundError as open() gives it
         magic = f.read(4)
-    if magic != b"PK\x03\x04":
-        raise ValueError(f"{name}: not a fastrnn model file (not an .npz archive)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # zip, npy-format and pickle refusals all mean "unreadable"
-        raise ValueError(f"{name}: not a readable fastrnn model file "
-                         f"({type(exc).__name__}: {exc})") from None
-    header = arrays.pop(HEADER, None)
-    if header is None or header.shape != () or header.dtype.kind != "U":
-        raise ValueError(f"{name}: not a fastrnn model file (no {HEADER} header)")
-    try:
-        meta = json.loads(str(header))
-    except ValueError as exc:
-        raise ValueError(f"{name}: its {HEADER} header is not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{name}: not a fastrnn model file (format {meta!r:.60})")
-    if meta.get("version") != VERSION:
-        raise ValueError(f"{name}: file version {meta.get('version')!r}, this fastrnn reads "
-                         f"version {VERSION}")
-    try:
-        module = build(meta.get("module"))
-        module.load_state_dict(arrays)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        if magic != b"PK\x03\x04":
+            raise ValueError(f"{name}: not a fastrnn model file (not an .npz archive)")
+        try:
+            with zipfile.ZipFile(f) as archive:
+                description, members = _read_directory(archive)
+                expected = expected_arrays(description)
+                _compare(members, expected)
+                arrays = {key: _read_member(archive, info, shape, dtype)
+                          for key, (info, shape, dtype) in members.items()}
+            module = build(description)
+            module.load_state_dict(arrays)
+        except (TypeError, ValueError, RecursionError, EOFError, OSError, zipfile.BadZipFile,
+                zipfile.LargeZipFile, NotImplementedError) as exc:
+            raise ValueError(f"{name}: {_reason(exc)}") from None
     return module
+
+
+class _FileError(ValueError):
+    """A refusal whose message is complete (no exception name added)."""
+
+
+def _reason(exc):
+    if isinstance(exc, (_FileError, TypeError)) or type(exc) is ValueError:
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return f"its {HEADER} header is nested too deeply"
+    return f"not a readable fastrnn model file ({type(exc).__name__}: {exc})"
+
+
+def _read_directory(archive):
+    """(description, {state_dict key: (ZipInfo, shape, dtype)}) from the zip
+    directory, the description member and every other member's .npy header."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise _FileError("not a readable fastrnn model file (a member name appears twice)")
+    members = {}
+    header = None
+    for info in infos:
+        if not info.filename.endswith(".npy"):
+            raise _FileError(f"not a fastrnn model file (member {info.filename!r} is not .npy)")
+        key = info.filename[:-4]
+        shape, dtype, offset = _npy_header(archive, info)
+        _check_member_size(info, shape, dtype, offset)
+        if key == HEADER:
+            header = (info, shape, dtype)
+        else:
+            members[key] = (info, shape, dtype)
+    if header is None:
+        raise _FileError(f"not a fastrnn model file (no {HEADER} header)")
+    info, shape, dtype = header
+    if shape != () or dtype.kind != "U":
+        raise _FileError(f"not a fastrnn model file (its {HEADER} header is not a string)")
+    if info.file_size > MAX_HEADER_BYTES:
+        raise _FileError(f"its {HEADER} header declares {info.file_size} bytes, more than "
+                         f"the {MAX_HEADER_BYTES} a model file may have")
+    text = str(_read_member(archive, info, shape, dtype))
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise _FileError(f"its {HEADER} header is not valid JSON ({exc})") from None
+    _check_depth(meta)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _FileError(f"not a fastrnn model file (format {meta!r:.60})")
+    if meta.get("version") != VERSION:
+        raise _FileError(f"file version {meta.get('version')!r}, this fastrnn reads "
+                         f"version {VERSION}")
+    return meta.get("module"), members
+
+
+def _npy_header(archive, info):
+    """(shape, dtype, data offset) of one .npy member, reading only its header."""
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise _FileError(f"member {info.filename!r}: .npy format {version} is not read")
+        offset = f.tell()
+    if dtype.hasobject:
+        raise _FileError(f"not a readable fastrnn model file (member {info.filename!r} "
+                         f"holds Python objects, which are never unpickled)")
+    if fortran or dtype.fields is not None or dtype.subdtype is not None:
+        raise _FileError(f"not a readable fastrnn model file (member {info.filename!r} is "
+                         f"not a plain C-ordered array)")
+    return shape, dtype, offset
+
+
+def _check_member_size(info, shape, dtype, offset):
+    """The member's declared size must be its header's, and its compressed
+    bytes must be able to hold that."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if info.file_size != offset + nbytes:
+        raise _FileError(f"member {info.filename!r} declares {info.file_size} bytes, its "
+                         f"header {offset + nbytes} (shape {shape}, {dtype})")
+    if info.compress_type == zipfile.ZIP_STORED:
+        ok = info.compress_size == info.file_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        ok = info.file_size <= MAX_INFLATION * info.compress_size + 4096
+    else:
+        raise _FileError(f"member {info.filename!r}: compression method "
+                         f"{info.compress_type} is not read (stored or deflate only)")
+    if not ok:
+        raise _FileError(f"member {info.filename!r} declares {info.file_size} bytes in "
+                         f"{info.compress_size} compressed bytes, which cannot hold them")
+
+
+def _read_member(archive, info, shape, dtype):
+    """The member's array (of native byte order): exactly its declared bytes,
+    CRC checked."""
+    out = np.empty(shape, dtype)
+    with archive.open(info) as f:
+        f.seek(info.file_size - out.nbytes)    # past the .npy header
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        done = 0
+        while done < len(view):
+            n = f.readinto(view[done:])
+            if not n:
+                raise _FileError(f"member {info.filename!r} is truncated")
+            done += n
+        if f.read(1):                          # at the end: zipfile checks the CRC here
+            raise _FileError(f"member {info.filename!r} is longer than declared")
+    return out if dtype.isnative else out.astype(dtype.newbyteorder("="))
+
+
+def _check_depth(value, depth=0):
+    if depth > MAX_DEPTH:
+        raise _FileError(f"its {HEADER} header is nested more than {MAX_DEPTH} deep")
+    if isinstance(value, dict):
+        for v in value.values():
+            _check_depth(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, (dict, list)):
+                _check_depth(v, depth + 1)
+
+
+def _compare(members, expected):
+    """Every member is a weight the description declares, with its shape and dtype."""
+    missing = [k for k in expected if k not in members]
+    unexpected = [k for k in members if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        raise _FileError("state_dict does not match this module: " + "; ".join(parts))
+    for key, (shape, dtype) in expected.items():
+        _, got_shape, got_dtype = members[key]
+        if got_shape != shape:
+            raise _FileError(f"state_dict[{key!r}] must have shape {shape}, got {got_shape}")
+        if got_dtype.kind != "f":
+            raise _FileError(f"state_dict[{key!r}] must hold floating-point numbers, "
+                             f"got dtype {got_dtype}")
+
+
+# -- the weights a description declares, without building anything --------------------------
+def expected_arrays(description, depth=0):
+    """{state_dict key: (shape, dtype)} of the module ``description`` declares.
+
+    Checks each size the description gives (at most MAX_SIZE, MAX_LAYERS
+    layers, MAX_DEPTH deep) and allocates nothing, so a file can be compared
+    with it before the module is built.
+    """
+    from fastrnn import layers
+
+    if depth > MAX_DEPTH:
+        raise _FileError(f"the module description is nested more than {MAX_DEPTH} deep")
+    if not isinstance(description, dict) or not isinstance(description.get("type"), str):
+        raise _FileError(f"a module description must be a JSON object with a 'type', "
+                         f"got {description!r:.80}")
+    kind = description["type"]
+    args = description
+    if kind in ("RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell"):
+        cell = kind.endswith("Cell")
+        gates = getattr(layers, kind[:-4] if cell else kind)._gates
+        I, H = _size(args, "input_size"), _size(args, "hidden_size")
+        L = 1 if cell else _size(args, "num_layers", 1, MAX_LAYERS)
+        D = 1 if cell else 1 + _checks.boolean("bidirectional", args.get("bidirectional", False))
+        bias = _checks.boolean("bias", args.get("bias", True))
+        dtype = _checks.float_dtype(args.get("dtype", "float32"))
+        out = {}
+        for layer in range(L):
+            for d in range(D):
+                sfx = "" if cell else f"_l{layer}" + ("_reverse" if d else "")
+                out["weight_ih" + sfx] = ((gates * H, I if layer == 0 else D * H), dtype)
+                out["weight_hh" + sfx] = ((gates * H, H), dtype)
+                if bias:
+                    out["bias_ih" + sfx] = ((gates * H,), dtype)
+                    out["bias_hh" + sfx] = ((gates * H,), dtype)
+        return out
+    if kind == "Dense":
+        fan_in, fan_out = _size(args, "in_features"), _size(args, "out_features")
+        dtype = _checks.float_dtype(args.get("dtype", "float32"))
+        out = {"weight": ((fan_out, fan_in), dtype)}
+        if _checks.boolean("bias", args.get("bias", True)):
+            out["bias"] = ((fan_out,), dtype)
+        return out
+    if kind == "Embedding":
+        dtype = _checks.float_dtype(args.get("dtype", "float32"))
+        return {"weight": ((_size(args, "num_embeddings"), _size(args, "embedding_dim")), dtype)}
+    if kind == "Stacked":
+        parts = args.get("layers")
+        if not isinstance(parts, list) or not 1 <= len(parts) <= MAX_LAYERS:
+            raise _FileError(f"a Stacked description needs a list of 1 to {MAX_LAYERS} 'layers'")
+        return _prefixed({str(i): expected_arrays(d, depth + 1) for i, d in enumerate(parts)})
+    if kind == "Bidirectional":
+        inner = expected_arrays(args.get("layer"), depth + 1)
+        return {**inner, **{k + "_reverse": v for k, v in inner.items()}}
+    if kind in MODELS:
+        import fastrnn.models
+        parts = getattr(fastrnn.models, kind)._part_descriptions(args)
+        return _prefixed({part: expected_arrays(d, depth + 1) for part, d in parts.items()})
+    raise _FileError(f"unknown module type {kind!r}")
+
+
+def _size(args, key, default=None, maximum=MAX_SIZE):
+    value = _checks.positive_int(key, args.get(key, default))
+    if value > maximum:
+        raise _FileError(f"{key} must be at most {maximum} in a model file, got {value}")
+    return value
+
+
+def _prefixed(parts):
+    return {f"{part}.{key}": v for part, arrays in parts.items() for key, v in arrays.items()}
 
 
 def _check_path(path):

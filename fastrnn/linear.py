@@ -47,8 +47,8 @@ class Dense(Parameterized):
 
     def __init__(self, in_features, out_features, activation=None, bias=True,
                  dtype=np.float32, seed=None):
-        self.in_features = _checks.positive_int("in_features", in_features)
-        self.out_features = _checks.positive_int("out_features", out_features)
+        self.in_features = _checks.size("in_features", in_features)
+        self.out_features = _checks.size("out_features", out_features)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
         self.activation = activation
@@ -110,8 +110,8 @@ class Embedding(Parameterized):
     """
 
     def __init__(self, num_embeddings, embedding_dim, dtype=np.float32, seed=None):
-        self.num_embeddings = _checks.positive_int("num_embeddings", num_embeddings)
-        self.embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
+        self.num_embeddings = _checks.size("num_embeddings", num_embeddings)
+        self.embedding_dim = _checks.size("embedding_dim", embedding_dim)
         self.dtype = _checks.float_dtype(dtype)
         rng = np.random.default_rng(_checks.seed(seed))
         self._params = {"weight": rng.standard_normal((num_embeddings, embedding_dim))

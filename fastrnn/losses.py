@@ -48,15 +48,17 @@ def softmax_cross_entropy(logits, targets, *, lengths=None, batch_first=False):
     log_p = shifted - log_z
     nll = -np.take_along_axis(log_p, t[..., None], axis=-1)[..., 0]
     count = nll.size if mask is None else int(mask.sum())
+    # masked steps are selected out, not multiplied by 0: whatever they hold
+    # (padding, NaN, inf) must not reach the loss or the gradient
     if mask is not None:
-        nll = nll * mask
+        nll = np.where(mask, nll, 0)
     loss = float(nll.sum() / count)
     grad = np.exp(log_p)
     np.put_along_axis(grad, t[..., None],
                       np.take_along_axis(grad, t[..., None], axis=-1) - 1, axis=-1)
     grad /= count
     if mask is not None:
-        grad *= mask[..., None]
+        grad = np.where(mask[..., None], grad, 0)
     return loss, grad.astype(x.dtype, copy=False)
 
 
@@ -81,7 +83,7 @@ def mse(prediction, target, *, lengths=None, batch_first=False):
         steps, batch = (p.shape[1], p.shape[0]) if batch_first else p.shape[:2]
         mask = _step_mask(lengths, steps, batch, batch_first)
         mask = mask.reshape(mask.shape + (1,) * (p.ndim - 2))
-        diff = diff * mask
+        diff = np.where(mask, diff, 0)        # selected out, so NaN padding cannot leak
         count = int(mask.sum()) * int(np.prod(p.shape[2:], dtype=np.int64))
     loss = float(np.sum(diff * diff) / count)
     return loss, (2.0 / count) * diff

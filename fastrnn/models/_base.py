@@ -5,6 +5,7 @@ with one weight dictionary whose keys are ``part.name`` (e.g.
 ``rnn.weight_ih_l0``, ``head.weight``), a configuration that rebuilds it (what
 ``save`` writes as JSON) and, when it was given one, its vocabulary.
 """
+import inspect
 import json
 import math
 
@@ -116,6 +117,34 @@ class Model(Parameterized):
         return f"{type(self).__name__}({args})"
 
     @classmethod
+    def _arg(cls, config, key):
+        """config[key], or the constructor's default for it."""
+        if key in config:
+            return config[key]
+        return inspect.signature(cls.__init__).parameters[key].default
+
+    @classmethod
+    def _recurrent_description(cls, config, input_size, hidden_size, bidirectional):
+        """A part made by recurrent_layer, as fastrnn.io describes modules."""
+        cell = _checks.choice("cell", cls._arg(config, "cell"), tuple(CELLS))
+        return {"type": CELLS[cell].__name__, "input_size": input_size,
+                "hidden_size": hidden_size, "num_layers": cls._arg(config, "num_layers"),
+                "bidirectional": bidirectional, "dtype": cls._arg(config, "dtype")}
+
+    @classmethod
+    def _dense_description(cls, config, in_features, out_features):
+        """The Dense head, as fastrnn.io describes modules."""
+        return {"type": "Dense", "in_features": in_features, "out_features": out_features,
+                "dtype": cls._arg(config, "dtype")}
+
+    @classmethod
+    def _part_descriptions(cls, config):
+        """{part: fastrnn.io description} of the parts the saved ``config``
+        builds, worked out without building them (fastrnn.load compares a
+        file's arrays with it before it allocates anything)."""
+        raise NotImplementedError
+
+    @classmethod
     def _from_config(cls, config):
         """The model a saved configuration describes (fresh weights)."""
         config = dict(config)
@@ -215,10 +244,25 @@ def correct_steps(logits, targets, lengths):
     return int(np.sum((logits.argmax(axis=2) == targets) & valid))
 
 
-def softmax(logits):
+def softmax(logits, temperature=1.0):
+    """softmax(logits / temperature) on the last axis, for any temperature > 0:
+    the largest logit is subtracted before dividing, so a tiny temperature
+    gives (a share of) 1 at the largest logits, never inf / inf."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
+    if temperature != 1.0:
+        with np.errstate(over="ignore"):      # -inf: a share of exactly 0
+            shifted = shifted / temperature
     p = np.exp(shifted)
     return p / p.sum(axis=-1, keepdims=True)
+
+
+def finite_logits(logits, source="the input"):
+    """logits, refused when not finite: an argmax or a sample of NaN would
+    pass for an answer (NaN or inf in the weights or in ``source``)."""
+    if not np.isfinite(logits).all():
+        raise ValueError(f"the model's outputs are not finite: its weights or {source} "
+                         f"hold NaN or inf")
+    return logits
 
 
 def final_states(layer, h_n):

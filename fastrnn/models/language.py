@@ -15,7 +15,8 @@ from fastrnn import _checks, losses
 from fastrnn._threads import single_threaded_blas
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
-from fastrnn.models._base import (Model, check_vocabulary, chunks, recurrent_layer, softmax,
+from fastrnn.models._base import (Model, check_vocabulary, chunks, finite_logits,
+                                  recurrent_layer, softmax, vocabulary_from_json,
                                   vocabulary_to_json)
 
 
@@ -45,6 +46,15 @@ class LanguageModel(Model):
 
     def _config(self):
         return dict(vocab=vocabulary_to_json(self.vocab), **self._common_config())
+
+    @classmethod
+    def _part_descriptions(cls, config):
+        vocab = vocabulary_from_json(config.get("vocab"))
+        if vocab is None:
+            raise TypeError("vocab must be a fastrnn.data.Vocabulary, got None")
+        hidden = _checks.positive_int("hidden_size", cls._arg(config, "hidden_size"))
+        return {"rnn": cls._recurrent_description(config, len(vocab), hidden, False),
+                "head": cls._dense_description(config, hidden, len(vocab))}
 
     # -- data --------------------------------------------------------------------
     def _ids(self, text, name="text", minimum=2):
@@ -134,7 +144,7 @@ class LanguageModel(Model):
         """(V,) probabilities of the symbol that follows ``prefix``."""
         ids = self._ids(prefix, "prefix", minimum=1)
         y, _ = self.rnn(ids[None, :])
-        return softmax(self.head(y[0, -1]).astype(np.float64))
+        return softmax(finite_logits(self.head(y[0, -1]).astype(np.float64), "prefix"))
 
     def predict(self, prefix):
         """The most probable symbol after ``prefix``."""
@@ -169,12 +179,12 @@ class LanguageModel(Model):
         token = np.empty((1, 1), dtype=np.intp)
         last = len(self.vocab) - 1
         for step in range(length):
-            logits = self.head._apply(h).astype(np.float64)      # h is checked already
+            logits = finite_logits(self.head._apply(h).astype(np.float64), "prefix")
             if temperature == 0:
                 nxt = int(np.argmax(logits))
             else:
                 # inverse-CDF sampling from softmax(logits / temperature)
-                cdf = np.cumsum(softmax(logits / temperature))
+                cdf = np.cumsum(softmax(logits, temperature))
                 nxt = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")),
                           last)
             out[step] = nxt

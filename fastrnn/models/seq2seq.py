@@ -16,8 +16,8 @@ from fastrnn._threads import single_threaded_blas
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
 from fastrnn.data import pad_sequences
-from fastrnn.models._base import (Model, SequenceInput, chunks, correct_steps,
-                                  recurrent_layer, vocabulary_to_json)
+from fastrnn.models._base import (Model, SequenceInput, chunks, correct_steps, finite_logits,
+                                  recurrent_layer, vocabulary_from_json, vocabulary_to_json)
 
 
 class Seq2Seq(Model):
@@ -53,6 +53,21 @@ class Seq2Seq(Model):
         self.head = Dense(directions * self.hidden_size, self.target.vocab_size + 1,
                           dtype=self.dtype, seed=self._part_seed())
         self._parts = {"encoder": self.encoder, "decoder": self.decoder, "head": self.head}
+
+    @classmethod
+    def _part_descriptions(cls, config):
+        source = SequenceInput(cls._arg(config, "src_vocab_size"), None,
+                               vocabulary_from_json(cls._arg(config, "src_vocab")))
+        target = SequenceInput(cls._arg(config, "tgt_vocab_size"), None,
+                               vocabulary_from_json(cls._arg(config, "tgt_vocab")))
+        hidden = _checks.positive_int("hidden_size", cls._arg(config, "hidden_size"))
+        bidirectional = _checks.boolean("bidirectional", cls._arg(config, "bidirectional"))
+        width = hidden * (2 if bidirectional else 1)
+        return {"encoder": cls._recurrent_description(config, source.vocab_size, hidden,
+                                                      bidirectional),
+                "decoder": cls._recurrent_description(config, target.vocab_size + 1, width,
+                                                      False),
+                "head": cls._dense_description(config, width, target.vocab_size + 1)}
 
     @property
     def src_vocab_size(self):
@@ -204,7 +219,7 @@ class Seq2Seq(Model):
             # (max_len ids and then <end> is the longest possible answer)
             while steps <= max_len and not finished.all():
                 y, state = self.decoder(token, state)
-                best = self.head(y[:, 0]).argmax(axis=1)
+                best = finite_logits(self.head(y[:, 0])).argmax(axis=1)
                 if steps < max_len:
                     produced[:, steps] = best
                 finished |= best == self.end

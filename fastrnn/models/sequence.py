@@ -20,7 +20,8 @@ from fastrnn.linear import Dense
 from fastrnn.models import _fit
 from fastrnn.data import batches
 from fastrnn.models._base import (Model, SequenceInput, correct_steps, final_states,
-                                  final_states_grad, recurrent_layer, softmax)
+                                  final_states_grad, finite_logits, recurrent_layer,
+                                  softmax, vocabulary_from_json)
 
 
 class _Labeller(Model):
@@ -42,6 +43,17 @@ class _Labeller(Model):
         width = self.hidden_size * (2 if self.bidirectional else 1)
         self.head = Dense(width, num_outputs, dtype=self.dtype, seed=self._part_seed())
         self._parts = {"rnn": self.rnn, "head": self.head}
+
+    @classmethod
+    def _part_descriptions(cls, config):
+        inp = SequenceInput(cls._arg(config, "vocab_size"), cls._arg(config, "input_size"),
+                            vocabulary_from_json(cls._arg(config, "vocab")))
+        hidden = _checks.positive_int("hidden_size", cls._arg(config, "hidden_size"))
+        bidirectional = _checks.boolean("bidirectional", cls._arg(config, "bidirectional"))
+        width = hidden * (2 if bidirectional else 1)
+        return {"rnn": cls._recurrent_description(config, inp.width, hidden, bidirectional),
+                "head": cls._dense_description(config, width,
+                                               cls._arg(config, cls._outputs_key))}
 
     @property
     def vocab(self):
@@ -107,7 +119,7 @@ class _Labeller(Model):
         """[(logits, lengths)] over X in order, batch by batch."""
         seqs = self._sequences(X)
         batch_size = _checks.positive_int("batch_size", batch_size)
-        return [(self._logits(x, lengths), lengths)
+        return [(finite_logits(self._logits(x, lengths), "X"), lengths)
                 for x, lengths, _ in batches(seqs, None, batch_size, shuffle=False)]
 
 
@@ -124,6 +136,8 @@ class SequenceClassifier(_Labeller):
     recurrent layers and to the final state before the head, in training.
     y: class ids (B,). predict(X) -> (B,) class ids; predict_proba(X) -> (B, C).
     """
+
+    _outputs_key = "num_classes"
 
     def __init__(self, vocab_size=None, input_size=None, num_classes=2, cell="lstm",
                  hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0, seed=None,
@@ -189,6 +203,8 @@ class SequenceTagger(_Labeller):
     predict(X) -> a list of tag-id arrays; predict_proba(X) -> a list of
     (T_i, num_tags) arrays. Accuracy counts steps.
     """
+
+    _outputs_key = "num_tags"
 
     def __init__(self, vocab_size=None, input_size=None, num_tags=2, cell="lstm",
                  hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0, seed=None,
