@@ -49,6 +49,27 @@ def _positive_float(text):
     return value
 
 
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _check_output(path, option):
+    """Refuse an output path that cannot be written before any work is done."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path} is a directory, not a file")
+    if not os.path.isdir(folder):
+        raise UserError(f"{option} {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UserError(f"{option} {path}: not writable")
+
+
 def _threads(args):
     import fastrnn
     if args.threads is not None:
@@ -63,6 +84,8 @@ def demo(args):
     from fastrnn.models import SequenceClassifier
 
     _threads(args)
+    if args.save:
+        _check_output(args.save, "--save")
     print(f"Task: does a DNA string (20-60 bases over ATCG) contain the motif {args.motif}?")
     X, y = dna_motif(args.samples, motif=args.motif, seed=args.seed)
     X_test, y_test = dna_motif(1000, motif=args.motif, seed=args.seed + 1)
@@ -111,6 +134,7 @@ def train(args):
     from fastrnn.models import LanguageModel
 
     _threads(args)
+    _check_output(args.output, "--output")
     if not 0 < args.validation < 1:
         raise UserError(f"--validation must be a fraction in (0, 1), got {args.validation}")
     text = _read_text(args.text)
@@ -207,7 +231,7 @@ def parser():
                    help="training + validation strings (default 4000)")
     p.add_argument("--motif", default="TATA", help="the motif to find (over ATCG)")
     p.add_argument("--lr", type=_positive_float, default=1e-2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--save", metavar="PATH", help="save the trained model to PATH (.npz)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -227,7 +251,7 @@ def parser():
                    help="fraction of the text held out for validation (default 0.1)")
     p.add_argument("--patience", type=_positive_int, default=None,
                    help="stop after this many epochs without a better validation loss")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
     p = command("generate", "Print text sampled from a language model saved by `train`.")
@@ -238,7 +262,7 @@ def parser():
                    help="symbols to generate (default 200)")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature; 0 = always the most probable (default 0.8)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_seed, default=None)
 
     command("bench", "Time fastrnn beside numpy, PyTorch and ONNX Runtime (those installed) "
                      "and print one table; options after `bench` go to bench/compare.py "
@@ -269,5 +293,12 @@ def main(argv=None):
         if os.environ.get("FASTRNN_DEBUG"):
             raise
         print(f"fastrnn: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:
+        if os.environ.get("FASTRNN_DEBUG"):
+            raise
+        detail = f" ({exc})" if str(exc) else ""
+        print(f"fastrnn: error: not enough memory for what was asked{detail}; try smaller "
+              f"sizes", file=sys.stderr)
         return 1
     return 0
