@@ -13,10 +13,13 @@ steps: 83k page faults with fresh arrays, 22k with the pool).
 object (a layer's training trace) is garbage, so nothing the caller can
 still reach is ever reused.
 """
+import os
 import threading
 import weakref
 
 import numpy as np
+
+_pools = weakref.WeakSet()        # every pool, for a forked child to renew their locks
 
 
 class BufferPool:
@@ -26,6 +29,7 @@ class BufferPool:
         self._keep = keep
         self._free = {}
         self._lock = threading.Lock()
+        _pools.add(self)
 
     def take(self, shape, dtype):
         """An array of shape and dtype (a view of a pooled buffer), contents undefined."""
@@ -59,3 +63,12 @@ class BufferPool:
         """Return the buffers of arrays when owner is garbage; owner must hold
         the only other references to them."""
         weakref.finalize(owner, self.give_back, *arrays)
+
+
+def _after_fork_in_child():
+    # a thread of the parent that the child does not have may have held a lock
+    for pool in list(_pools):
+        pool._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

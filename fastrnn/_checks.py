@@ -200,7 +200,7 @@ def lengths(value, batch, steps, batched):
     if lo < 1 or hi > steps:
         raise ValueError(f"lengths must be in [1, {steps}] (the number of steps), "
                          f"got values from {lo} to {hi}")
-    return arr.astype(np.intp)
+    return kernel_layout(arr.astype(np.intp, copy=False))
 
 
 def state_array(name, value, shape, dtype):

@@ -139,7 +139,8 @@ def load(path):
             module = build(description)
             module.load_state_dict(arrays)
         except (TypeError, ValueError, RecursionError, EOFError, OSError, zipfile.BadZipFile,
-                zipfile.LargeZipFile, NotImplementedError) as exc:
+                zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+            # (RuntimeError: zipfile's "encrypted, password required")
             raise ValueError(f"{name}: {_reason(exc)}") from None
     return module
 

@@ -115,6 +115,14 @@ CASES = {
         raw[start + 5] ^= 0xFF
         open("crc.npz", "wb").write(bytes(raw))
         refused("crc.npz")
+        # members marked encrypted (general-purpose flag bit 0 in the central directory)
+        raw = bytearray(open("good.npz", "rb").read())
+        at = raw.find(b"PK\x01\x02")
+        while at >= 0:
+            raw[at + 8] |= 1
+            at = raw.find(b"PK\x01\x02", at + 4)
+        open("encrypted.npz", "wb").write(bytes(raw))
+        refused("encrypted.npz", "encrypted")
         # a member cut short
         write("short.npz", {"__fastrnn__.npy": header(gru),
                             **dict(good, **{"bias_ih_l0.npy": good["bias_ih_l0.npy"][:-8]})})
