@@ -140,6 +140,20 @@ def integer_array(name, value, what):
     return arr
 
 
+def same_keys(expected, given):
+    """Refuse a state dict whose keys are not exactly ``expected``'s, naming
+    the missing and the unexpected ones."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        raise ValueError("state_dict does not match this module: " + "; ".join(parts))
+
+
 def expect_shape(name, arr, shape):
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")

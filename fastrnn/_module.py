@@ -71,15 +71,7 @@ class Parameterized:
             raise TypeError(f"state_dict must be a mapping of names to arrays, "
                             f"got {type(state_dict).__name__}")
         own = self._named_parameters()
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected}")
-            raise ValueError("state_dict does not match this module: " + "; ".join(parts))
+        _checks.same_keys(own, state_dict)
         staged = {}
         for name, target in own.items():
             arr = _checks.float_array(f"state_dict[{name!r}]", state_dict[name], self.dtype)

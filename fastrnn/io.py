@@ -269,15 +269,7 @@ def _check_depth(value, depth=0):
 
 def _compare(members, expected):
     """Every member is a weight the description declares, with its shape and dtype."""
-    missing = [k for k in expected if k not in members]
-    unexpected = [k for k in members if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected}")
-        raise _FileError("state_dict does not match this module: " + "; ".join(parts))
+    _checks.same_keys(expected, members)
     for key, (shape, dtype) in expected.items():
         _, got_shape, got_dtype = members[key]
         if got_shape != shape:

@@ -21,6 +21,9 @@ FORMS = [("rnn", fastrnn.RNN, {"nonlinearity": "tanh"}), ("rnn", fastrnn.RNN, {"
          ("gru", fastrnn.GRU, {"reset_after": True}), ("gru", fastrnn.GRU, {"reset_after": False}),
          ("lstm", fastrnn.LSTM, {})]
 TOL = {np.float32: 3e-5, np.float64: 1e-10}
+# the same examples on every run (CI), no example database on disk
+SETTINGS = dict(deadline=None, derandomize=True, database=None,
+                suppress_health_check=list(HealthCheck))
 
 @st.composite
 def configs(draw):
@@ -63,8 +66,7 @@ def variant(c, a):
 """
 
 FORWARD = STRATEGY + """
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, **SETTINGS)
 @given(configs())
 def forward_matches_reference(c):
     seen.append(c)
@@ -92,8 +94,7 @@ print("forward ok", len(seen), "examples;", sum(c["tokens"] for c in seen), "wit
 """
 
 GRADIENTS = STRATEGY + """
-@settings(max_examples=60, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, **SETTINGS)
 @given(configs())
 def gradients_match_finite_differences(c):
     seen.append(c)
@@ -120,6 +121,7 @@ def gradients_match_finite_differences(c):
                                             zip(list(dhx) if is_lstm else [dhx], vh))
     analytic += sum(float(np.sum(layer.grads[k] * v)) for k, v in vp.items())
     base = {k: p.copy() for k, p in params.items()}
+    states0 = [] if hx is None else ([h0, c0] if is_lstm else [h0])
 
     def loss(t):
         for k, p in params.items():
@@ -130,7 +132,6 @@ def gradients_match_finite_differences(c):
         s2 = list(s2) if is_lstm else [s2]
         return float(np.sum(dy * y2) + sum(np.sum(d * s) for d, s in zip(dstate, s2)))
 
-    states0 = [] if hx is None else ([h0, c0] if is_lstm else [h0])
     eps = 1e-6
     numeric = (loss(eps) - loss(-eps)) / (2 * eps)
     loss(0.0)
