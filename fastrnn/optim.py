@@ -35,6 +35,8 @@ def param_grad_pairs(targets):
 
 
 def _positive(name, value, allow_zero=True):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
@@ -119,6 +121,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
+                isinstance(b, (int, float, np.integer, np.floating)) and not isinstance(b, bool)
+                for b in betas):
+            raise TypeError(f"betas must be a pair of numbers (beta1, beta2), got {betas!r}")
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"betas must be in [0, 1), got {betas}")

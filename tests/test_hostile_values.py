@@ -139,6 +139,23 @@ CASES = {
                 else:
                     raise AssertionError((i, bad))
     """,
+    "huge-counts-allocate-nothing-up-front": """
+        from fastrnn.models import Seq2Seq
+        m = Seq2Seq(3, 3, hidden_size=4, seed=0)
+        dict(m.head.named_parameters())["bias"][m.end] = 100.0      # <end> first, every time
+        assert [len(p) for p in m.predict([[1], [2, 1]], max_len=10**12)] == [0, 0]
+        from fastrnn import optim
+        g = fastrnn.GRU(2, 2)
+        for kwargs, exc, name in ((dict(lr="x"), TypeError, "lr"), (dict(betas=0.9), TypeError, "betas"),
+                                  (dict(betas=(0.9,)), TypeError, "betas"),
+                                  (dict(eps=None), TypeError, "eps")):
+            try:
+                optim.Adam(g, **kwargs)
+            except exc as e:
+                assert name in str(e), e
+            else:
+                raise AssertionError(kwargs)
+    """,
     "empty-seq2seq-target": """
         from fastrnn.models import Seq2Seq
         m = Seq2Seq(5, 4, hidden_size=8, seed=0)

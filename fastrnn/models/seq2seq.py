@@ -212,21 +212,19 @@ class Seq2Seq(Model):
             _, state = self.encoder(x, lengths=lengths)
             state = self._bridge(state)
             token = np.full((len(rows), 1), self.start, dtype=np.intp)
-            produced = np.empty((len(rows), max_len), dtype=np.intp)
+            columns = []                   # one per step taken (max_len may be huge)
             finished = np.zeros(len(rows), dtype=bool)
-            steps = 0
             # one step per output symbol; stops when every sequence has said <end>
             # (max_len ids and then <end> is the longest possible answer)
-            while steps <= max_len and not finished.all():
+            while len(columns) <= max_len and not finished.all():
                 y, state = self.decoder(token, state)
                 best = finite_logits(self.head(y[:, 0])).argmax(axis=1)
-                if steps < max_len:
-                    produced[:, steps] = best
+                columns.append(best)
                 finished |= best == self.end
                 token = best[:, None]
-                steps += 1
+            produced = np.stack(columns[:max_len], axis=1)     # max_len >= 1
             for b in range(len(rows)):
-                seq = produced[b, :min(steps, max_len)]
+                seq = produced[b]
                 stop = np.flatnonzero(seq == self.end)
                 out.append(seq[:stop[0]] if len(stop) else seq.copy())
         return out
