@@ -1,24 +1,21 @@
 """One run, one table: median time per engine and fastrnn / fastest other engine.
 
-    python bench/compare.py [--rounds N] [--only NAME,...] [--markdown]
+    python -m bench.compare [--rounds N] [--only NAME,...] [--markdown]
 
 Every configuration runs its engines in interleaved rounds (fastrnn, numpy,
 torch, onnxruntime, fastrnn, ...), so a change in the machine's load touches
 all of them alike; the ratio is taken within the run. FASTRNN_BENCH_THREADS
 sets the threads of every engine (default 2).
 """
-import argparse
 import os
-import sys
 import time
 import tracemalloc
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import engines  # noqa: E402
-
-import fastrnn  # noqa: E402
+import fastrnn
+from bench import engines
+from fastrnn.cli import OneLineParser
 
 
 def _median_times(fns, rounds, min_time=0.02, pause=0.2):
@@ -72,8 +69,10 @@ def memory_check():
     return (peak - y.nbytes) / 2**20
 
 
-def main(argv=None, prog=None, parser_class=argparse.ArgumentParser):
-    parser = parser_class(prog=prog, description=__doc__.splitlines()[0])
+def main(argv=None):
+    # FASTRNN_BENCH_PROG: the name to show in errors (`python -m fastrnn bench` runs this)
+    parser = OneLineParser(prog=os.environ.get("FASTRNN_BENCH_PROG"),
+                           description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", default="", help="comma-separated configuration names")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")

@@ -1,6 +1,6 @@
 """Do denormal numbers slow the kernels down? (the reason they are not flushed)
 
-    python bench/denormals.py
+    python -m bench.denormals
 
 Runs an RNN and an LSTM (H=256, T=200, zero input) whose state stays at a
 constant tiny value: 1e-30 (normal float32) or 1e-40 (denormal), and prints
@@ -10,7 +10,7 @@ the time of each and the ratio denormal / normal from the same run.
 import numpy as np
 
 import fastrnn
-from timing import median_seconds
+from bench.timing import median_seconds
 
 
 def holding_layer(kind, hidden):

@@ -12,10 +12,7 @@ import numpy as np
 
 import fastrnn
 
-try:
-    import numpy_engine
-except ImportError:                      # imported as bench.engines
-    from bench import numpy_engine
+from bench import numpy_engine
 
 SMOKE = os.environ.get("FASTRNN_BENCH_SMOKE", "") not in ("", "0")
 THREADS = int(os.environ.get("FASTRNN_BENCH_THREADS", "2"))

@@ -1,7 +1,7 @@
 """Generation speed of a LanguageModel, with and without holding BLAS to one
 thread during the loop (what LanguageModel.generate does).
 
-    python bench/generation.py
+    python -m bench.generation
 
 For a small (28 symbols) and a large (5000 symbols) vocabulary, prints the
 time per generated symbol with fastrnn's setting and with the BLAS left
@@ -13,7 +13,7 @@ import contextlib
 import fastrnn
 from fastrnn.data import Vocabulary
 from fastrnn.models import LanguageModel, language
-from timing import median_seconds
+from bench.timing import median_seconds
 
 
 def per_symbol(lm, prefix, length=200):

@@ -1,6 +1,6 @@
 """The physical limits that bound the comparison table, measured on this machine.
 
-    python bench/limits.py
+    python -m bench.limits
 
 1. Compute: the float32 product rate of one core, for the shapes of a
    recurrence step (m = rows of the batch, n = gate rows, k = hidden size),
@@ -13,14 +13,9 @@
 3. Synchronisation: the unit-split kernels meet once per step; the time of
    one barrier of two threads, fastrnn's spin barrier beside OpenMP's.
 """
-import os
-import sys
+import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import numpy as np  # noqa: E402
-
-from fastrnn import _kernels, _threads  # noqa: E402
+from fastrnn import _kernels, _threads
 
 
 def transposed_product_seconds(m, n, k, reps):

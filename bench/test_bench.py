@@ -8,7 +8,7 @@ Engines that are not installed (or lack the operation) are skipped.
 """
 import pytest
 
-import engines
+from bench import engines
 
 CASES = [(cfg, engine) for cfg in engines.CONFIGS for engine in engines.ENGINES
          if cfg.task in engines.TASKS[engine]]
@@ -35,3 +35,16 @@ def test_full_length_of_varlen_batch(benchmark, engine):
     benchmark.group = cfg.name
     benchmark.extra_info.update(engine=engine + " full", threads=engines.THREADS)
     benchmark(fn)
+
+
+def test_two_builds_side_by_side():
+    """bench.ab runs one build against another (here: this checkout twice)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-m", "bench.ab", root, root, "--rounds", "1",
+                             "--only", "lstm-h64-b1", "--min-time", "0.001"],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "lstm-h64-b1" in result.stdout and "ratio" in result.stdout

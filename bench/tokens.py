@@ -1,19 +1,14 @@
 """Token ids against the same input as one-hot rows (fastrnn, one run).
 
-    python bench/tokens.py
+    python -m bench.tokens
 
 The ids gather rows of W_ihᵀ instead of multiplying one-hot rows by W_ih; the
 ratio is the ids' median time over the one-hot median in the same run.
 """
-import os
-import sys
-
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import fastrnn  # noqa: E402
-from timing import median_seconds  # noqa: E402
+import fastrnn
+from bench.timing import median_seconds
 
 
 def main():

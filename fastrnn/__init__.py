@@ -6,6 +6,7 @@ weights move both ways through state_dict()/load_state_dict(). Training:
 ``fastrnn.losses``, ``Dense`` and ``Embedding``. Ready-made models with ``fit``:
 ``fastrnn.models``; sequence data helpers: ``fastrnn.data``.
 """
+from fastrnn._version import __version__  # noqa: F401  (fastrnn.__version__)
 from fastrnn._threads import get_num_threads, set_num_threads
 from fastrnn._config import show_config
 from fastrnn import data, diagnostics, losses, optim
@@ -18,7 +19,6 @@ from fastrnn.training import truncated_bptt
 from fastrnn.io import load
 from fastrnn import models
 
-__version__ = "0.1.0"
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
            "Bidirectional", "Dense", "Embedding", "data", "models", "diagnostics", "optim",

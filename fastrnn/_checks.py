@@ -4,6 +4,7 @@ Each check raises TypeError (wrong kind of value) or ValueError (right kind,
 wrong shape or range) with a message that names the argument and says what
 was expected and what was given.
 """
+import math
 import numbers
 import operator
 
@@ -41,6 +42,20 @@ def boolean(name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def real(name, value, minimum=0.0, inclusive=True, allow_none=False):
+    """A finite real number >= minimum (> minimum when not inclusive), as a
+    float; None passes with ``allow_none``. Bools and strings are refused."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+        raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {minimum:g} "
+                         f"(a finite number), got {value}")
+    return value
 
 
 def probability(name, value):
@@ -225,6 +240,22 @@ def state_array(name, value, shape, dtype):
     arr = float_array(name, value, dtype)
     expect_shape(name, arr, shape)
     return np.ascontiguousarray(arr)
+
+
+def state_parts(what, value, names, shape, dtype, owner, allow_none=False):
+    """A recurrent state (or its gradient) as a tuple of C-contiguous arrays of
+    ``shape``: one for RNN and GRU states, a pair named ``names`` for an LSTM's
+    (``owner`` names the module in the error); entries may be None with
+    ``allow_none``."""
+    if len(names) == 2:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"{what} must be a pair ({', '.join(names)}) for an {owner}, "
+                            f"got {type(value).__name__}")
+        values = value
+    else:
+        names, values = (what,), (value,)
+    return tuple(None if v is None and allow_none else state_array(n, v, shape, dtype)
+                 for n, v in zip(names, values))
 
 
 def token_ids(name, value, vocab_size):

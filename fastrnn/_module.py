@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from fastrnn import _checks
+from fastrnn import _checks, io
 from fastrnn._threads import serial_blas
 
 
@@ -54,8 +54,12 @@ class Parameterized:
 
     def save(self, path):
         """Write this module (architecture and weights) to one .npz file; see fastrnn.load."""
-        from fastrnn import io
         return io.save(self, path)
+
+    @classmethod
+    def _from_config(cls, config):
+        """A new instance from a saved configuration (see fastrnn._registry)."""
+        return cls(**config)
 
     def state_dict(self):
         """{name: copy of the array}: PyTorch's names, shapes and meaning."""

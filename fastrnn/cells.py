@@ -6,23 +6,21 @@ the layer's kernel and validation, with PyTorch's cell names for the weights
 """
 import numpy as np
 
-from fastrnn import _checks
-from fastrnn._kernels import recurrent as _k
+from fastrnn import _checks, _engine, _registry
 from fastrnn._module import Context, Parameterized, check_context
-from fastrnn import layers
-from fastrnn._threads import get_num_threads, serial_blas
+from fastrnn._threads import serial_blas
 from fastrnn.layers import GRU, LSTM, RNN
 
 
 class _Cell(Parameterized):
     _layer_type = None
+    _options = ()              # the cell form's own constructor arguments (of its layer)
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32, seed=None, **kind):
         self._layer = self._layer_type(input_size, hidden_size, 1, bias=bias, dtype=dtype,
                                        seed=seed, **kind)
         self._bind_views()
         self._is_lstm = isinstance(self._layer, LSTM)
-        self._weight_bytes = self._layer._w_hh[0].nbytes + self._layer._w_ih[0].nbytes
 
     input_size = property(lambda self: self._layer.input_size)
     hidden_size = property(lambda self: self._layer.hidden_size)
@@ -32,27 +30,26 @@ class _Cell(Parameterized):
     def __repr__(self):
         return repr(self._layer).replace(type(self._layer).__name__, type(self).__name__, 1)
 
+    def _config(self):
+        layer = self._layer._config()
+        return {key: layer[key] for key in ("input_size", "hidden_size", "bias", "dtype",
+                                            *self._options)}
+
+    @classmethod
+    def _weight_shapes(cls, config):
+        # the one-layer, one-direction layer's, without its "_l0" suffix
+        return {name[:-3]: v for name, v in cls._layer_type._weight_shapes(config).items()}
+
     def __call__(self, x, hx=None):
         x3, batched = self._check_x(x)
         batch, H, dtype = x3.shape[1], self._layer.hidden_size, self._layer.dtype
         state = self._check_pair("hx", hx, ("h", "c"), batch, batched)
         if state is None:
             state = (np.zeros((batch, H), dtype),) * (2 if self._is_lstm else 1)
-        layer = self._layer
-        if self._weight_bytes > layers._CELL_SPLIT_BYTES and \
-                layers._split_units(batch, 1, get_num_threads()):
-            # large weights: every thread streams its share (see layers._split_units)
-            with serial_blas():
-                _, out = layer._run(x3, tuple(s[None] for s in state), None, False)
-            return self._format(out, batched)
-        h = np.empty((batch, H), dtype)
-        c = np.empty((batch, H), dtype) if self._is_lstm else h
-        ones, rows = layers._single_step_rows(batch)
-        # the streaming path: one step on this thread, no batch plan or thread team
-        self._step_kernel().step(x3[0], state[0], state[-1], h, c, ones, rows)
+        out = _engine.cell_step(self._layer, x3, state)
         if not batched:
-            h, c = h[0], c[0]
-        return (h, c) if self._is_lstm else h
+            out = tuple(s[0] for s in out)
+        return out if self._is_lstm else out[0]
 
     def forward(self, x, hx=None):
         """Training step: ``h, ctx`` (LSTMCell: ``(h, c), ctx``)."""
@@ -85,27 +82,15 @@ class _Cell(Parameterized):
         self._grads = {name[:-3]: arr for name, arr in self._layer._named_grads().items()}
 
     def __getstate__(self):
-        # the bound kernel points into this cell's arrays and the names are
-        # views of the layer's: a copy binds its own
+        # the names are views of the layer's arrays: a copy binds its own
         state = dict(self.__dict__)
-        for key in ("_kernel", "_params", "_grads"):
+        for key in ("_params", "_grads"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._bind_views()
-
-    def _step_kernel(self):
-        """The kernel of the streaming step, its weights bound once (rebound
-        if the kernel build in use changes)."""
-        kernel = self.__dict__.get("_kernel")
-        if kernel is None or kernel[0] is not _k:
-            layer = self._layer
-            b_ih, b_hh = layer._biases(0)
-            kernel = self._kernel = (_k, _k.CellKernel(layer._kind, layer._w_ih[0][0],
-                                                       layer._w_hh[0][0], b_ih[0], b_hh[0]))
-        return kernel[1]
 
     def _check_x(self, x):
         """x as a one-step sequence (1, B, I) and whether it was batched."""
@@ -125,21 +110,11 @@ class _Cell(Parameterized):
         except with ``allow_none`` where it stands for zeros."""
         if value is None:
             return (None,) * (2 if self._is_lstm else 1) if allow_none else None
-        if self._is_lstm:
-            if not isinstance(value, (tuple, list)) or len(value) != 2:
-                raise TypeError(f"{what} must be a pair ({', '.join(names)}) for an LSTMCell, "
-                                f"got {type(value).__name__}")
-        else:
-            names, value = (what,), (value,)
         shape = (batch, self.hidden_size) if batched else (self.hidden_size,)
-        out = []
-        for name, v in zip(names, value):
-            if v is None and allow_none:
-                out.append(None)
-                continue
-            arr = _checks.state_array(name, v, shape, self.dtype)
-            out.append(arr if batched else arr.reshape(1, -1))
-        return tuple(out)
+        parts = _checks.state_parts(what, value, names if self._is_lstm else (what,), shape,
+                                    self.dtype, "LSTMCell", allow_none)
+        return parts if batched else tuple(None if p is None else p.reshape(1, -1)
+                                           for p in parts)
 
     @staticmethod
     def _format(state, batched):
@@ -152,26 +127,31 @@ class _Cell(Parameterized):
         self._layer.reset_parameters(seed)
 
 
+@_registry.saved
 class RNNCell(_Cell):
     """h' = f(W_ih x + b_ih + W_hh h + b_hh). ``h = cell(x, hx=None)``; x (B, I) or (I,)."""
 
     _layer_type = RNN
+    _options = ("nonlinearity",)
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
                  dtype=np.float32, seed=None):
         super().__init__(input_size, hidden_size, bias, dtype, seed, nonlinearity=nonlinearity)
 
 
+@_registry.saved
 class GRUCell(_Cell):
     """One GRU step (see fastrnn.GRU). ``h = cell(x, hx=None)``; x (B, I) or (I,)."""
 
     _layer_type = GRU
+    _options = ("reset_after",)
 
     def __init__(self, input_size, hidden_size, bias=True, reset_after=True,
                  dtype=np.float32, seed=None):
         super().__init__(input_size, hidden_size, bias, dtype, seed, reset_after=reset_after)
 
 
+@_registry.saved
 class LSTMCell(_Cell):
     """One LSTM step (see fastrnn.LSTM). ``h, c = cell(x, (h, c)=None)``."""
 

@@ -22,7 +22,7 @@ class UserError(Exception):
     """A problem with what the user asked for: reported in one line."""
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, with a refused option reported in one line (not the usage block)."""
 
     def error(self, message):
@@ -184,18 +184,19 @@ def generate(args):
 
 # -- bench / info -----------------------------------------------------------------------------
 def bench(args, extra):
-    """Run bench/compare.py of the source checkout with the given options."""
+    """Run ``python -m bench.compare`` in the source checkout with the given
+    options; returns its exit status."""
+    import subprocess
+
     import fastrnn
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
-    script = os.path.join(root, "bench", "compare.py")
-    if not os.path.exists(script):
+    if not os.path.exists(os.path.join(root, "bench", "compare.py")):
         raise UserError("bench needs fastrnn's source checkout (bench/compare.py next to the "
                         "fastrnn package); clone the repository and install it with pip -e")
+    env = dict(os.environ, FASTRNN_BENCH_PROG="python -m fastrnn bench")
     if args.threads is not None:
-        os.environ["FASTRNN_BENCH_THREADS"] = str(args.threads)
-    sys.path.insert(0, os.path.dirname(script))
-    import compare
-    compare.main(extra, prog="python -m fastrnn bench", parser_class=_Parser)
+        env["FASTRNN_BENCH_THREADS"] = str(args.threads)
+    return subprocess.call([sys.executable, "-m", "bench.compare", *extra], cwd=root, env=env)
 
 
 def info(args):
@@ -207,11 +208,11 @@ def info(args):
 
 # -- the parser ---------------------------------------------------------------------------------
 def parser():
-    top = _Parser(
+    top = OneLineParser(
         prog="python -m fastrnn",
         description="fastrnn: fast CPU RNN/GRU/LSTM engine. Commands: demo, train, generate, "
                     "bench, info; `python -m fastrnn COMMAND --help` for each.")
-    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     def command(name, helptext):
         p = sub.add_parser(name, help=helptext, description=helptext)
@@ -262,7 +263,7 @@ def parser():
     p.add_argument("--seed", type=_seed, default=None)
 
     command("bench", "Time fastrnn beside numpy, PyTorch and ONNX Runtime (those installed) "
-                     "and print one table; options after `bench` go to bench/compare.py "
+                     "and print one table; options after `bench` go to bench.compare "
                      "(--only NAME,..., --rounds N, --markdown).")
     command("info", "Show fastrnn's build (OpenMP, kernels), threads and BLAS.")
     return top
@@ -280,7 +281,7 @@ def main(argv=None):
         return 2
     try:
         if args.command == "bench":
-            bench(args, extra)
+            return bench(args, extra)
         else:
             {"demo": demo, "train": train, "generate": generate, "info": info}[args.command](args)
     except KeyboardInterrupt:

@@ -1,9 +1,9 @@
 """Stacked and Bidirectional: sequence modules built from other sequence modules."""
 import numpy as np
 
-from fastrnn import _checks
+from fastrnn import _checks, _registry
 from fastrnn._module import SequenceModule
-from fastrnn.layers import _dropout_mask
+from fastrnn._engine import dropout_mask
 
 
 def _check_module(name, module):
@@ -21,6 +21,7 @@ def _state_list(name, hx, count):
     return hx
 
 
+@_registry.saved
 class Stacked(SequenceModule):
     """Layers applied in turn: layer k reads the output sequence of layer k-1.
 
@@ -64,6 +65,26 @@ class Stacked(SequenceModule):
         inner = ", ".join(map(repr, self.layers))
         return f"Stacked([{inner}], dropout={self.dropout})"
 
+    def _config(self):
+        return {"layers": [_registry.describe(m) for m in self.layers], "dropout": self.dropout}
+
+    @classmethod
+    def _from_config(cls, config):
+        config = dict(config)
+        layers = config.pop("layers", None)
+        if not isinstance(layers, list):
+            raise ValueError("a Stacked description needs a list of 'layers'")
+        return cls([_registry.build(d) for d in layers], **config)
+
+    @classmethod
+    def _weight_shapes(cls, config):
+        layers = config.get("layers")
+        if not isinstance(layers, list) or not 1 <= len(layers) <= _registry.MAX_LAYERS:
+            raise ValueError(f"a Stacked description needs a list of 1 to "
+                             f"{_registry.MAX_LAYERS} 'layers'")
+        return _registry.prefixed({str(i): _registry.weight_shapes(d)
+                                   for i, d in enumerate(layers)})
+
     def _fresh_copy(self, seed):
         rng = np.random.default_rng(seed)
         return Stacked([m._fresh_copy(int(rng.integers(2**63))) for m in self.layers],
@@ -98,7 +119,7 @@ class Stacked(SequenceModule):
         for i, m in enumerate(self.layers):
             mask = None
             if i > 0 and self.dropout > 0:
-                mask = _dropout_mask(self._dropout_rng, x.shape, self.dropout, self.dtype)
+                mask = dropout_mask(self._dropout_rng, x.shape, self.dropout, self.dtype)
                 x = x * mask
             x, s, trace = m._train_forward(x, None if state is None else state[i], lengths,
                                            reverse)
@@ -117,6 +138,7 @@ class Stacked(SequenceModule):
         return dy, dstates
 
 
+@_registry.saved
 class Bidirectional(SequenceModule):
     """A layer and a reverse copy with its own weights, merged per step.
 
@@ -146,6 +168,19 @@ class Bidirectional(SequenceModule):
 
     def __repr__(self):
         return f"Bidirectional({self.layer!r}, merge={self.merge!r})"
+
+    def _config(self):
+        return {"layer": _registry.describe(self.layer), "merge": self.merge}
+
+    @classmethod
+    def _from_config(cls, config):
+        config = dict(config)
+        return cls(_registry.build(config.pop("layer", None)), **config)
+
+    @classmethod
+    def _weight_shapes(cls, config):
+        inner = _registry.weight_shapes(config.get("layer"))
+        return {**inner, **{k + "_reverse": v for k, v in inner.items()}}
 
     def _named_parameters(self):
         params = dict(self.layer._named_parameters())

@@ -2,7 +2,7 @@
 
 A sequence over a vocabulary of size V is a list of symbols; symbol k is the
 one-hot vector e_k in R^V, and since W e_k is column k of W, its token id k can
-be fed instead (EQUATIONS.md, "Sequence data").
+be fed instead (docs/EQUATIONS.md, "Sequence data").
 
     vocab = Vocabulary("ATCG")
     vocab.encode("AACG")      -> array([0, 0, 2, 3])

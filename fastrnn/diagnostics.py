@@ -3,7 +3,7 @@
 In a vanilla RNN, dL/dh_t is multiplied by W_hhᵀ diag(f') at every step back,
 so its norm shrinks (or grows) geometrically with the distance from the loss;
 the gated cells' additive memory path lets it travel much further
-(EQUATIONS.md, "Vanishing and exploding gradients").
+(docs/EQUATIONS.md, "Vanishing and exploding gradients").
 """
 import numpy as np
 

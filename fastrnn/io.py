@@ -26,12 +26,13 @@ import zipfile
 
 import numpy as np
 
-from fastrnn import _checks
+from fastrnn import _checks, _registry
+from fastrnn._registry import build, describe  # noqa: F401  (fastrnn.io.describe / build)
 
 # bounds on what a file may declare (every failure names the file)
 MAX_HEADER_BYTES = 64 << 20        # the JSON description (a vocabulary of ~1M words fits)
 MAX_DEPTH = 16                     # nesting of containers (Stacked, Bidirectional) and JSON
-MAX_LAYERS = 4096                  # num_layers of one recurrent layer, entries of a Stacked
+MAX_LAYERS = _registry.MAX_LAYERS  # num_layers of one recurrent layer, entries of a Stacked
 MAX_SIZE = _checks.MAX_ROWS        # any one size: BLAS indexes with 32-bit integers
 # deflate's best ratio is 1032:1 (a stream of one repeated byte); a member that
 # declares more bytes than that, plus slack for its headers, is not a real stream
@@ -40,70 +41,6 @@ MAX_INFLATION = 1032
 FORMAT = "fastrnn-module"
 VERSION = 1
 HEADER = "__fastrnn__"
-MODELS = ("SequenceClassifier", "SequenceTagger", "Seq2Seq", "LanguageModel")
-
-
-def describe(module):
-    """A JSON-able description of ``module``'s architecture (not its weights)."""
-    from fastrnn.cells import GRUCell, LSTMCell, RNNCell, _Cell
-    from fastrnn.composition import Bidirectional, Stacked
-    from fastrnn.layers import _RecurrentLayer
-    from fastrnn.linear import Dense, Embedding
-    from fastrnn.models._base import Model
-
-    if isinstance(module, _RecurrentLayer):
-        config = module._config()
-        config["dtype"] = np.dtype(config["dtype"]).name
-        return {"type": type(module).__name__, **config}
-    if isinstance(module, _Cell):
-        config = dict(input_size=module.input_size, hidden_size=module.hidden_size,
-                      bias=module.bias, dtype=np.dtype(module.dtype).name)
-        if isinstance(module, RNNCell):
-            config["nonlinearity"] = module._layer.nonlinearity
-        elif isinstance(module, GRUCell):
-            config["reset_after"] = module._layer.reset_after
-        else:
-            assert isinstance(module, LSTMCell)
-        return {"type": type(module).__name__, **config}
-    if isinstance(module, Stacked):
-        return {"type": "Stacked", "layers": [describe(m) for m in module.layers],
-                "dropout": module.dropout}
-    if isinstance(module, Bidirectional):
-        return {"type": "Bidirectional", "layer": describe(module.layer), "merge": module.merge}
-    if isinstance(module, Dense):
-        return {"type": "Dense", "in_features": module.in_features,
-                "out_features": module.out_features, "activation": module.activation,
-                "bias": module.bias, "dtype": np.dtype(module.dtype).name}
-    if isinstance(module, Model):
-        return {"type": type(module).__name__, **module._config()}
-    if isinstance(module, Embedding):
-        return {"type": "Embedding", "num_embeddings": module.num_embeddings,
-                "embedding_dim": module.embedding_dim, "dtype": np.dtype(module.dtype).name}
-    raise TypeError(f"module must be a fastrnn module, got {type(module).__name__}")
-
-
-def build(description):
-    """A new module (fresh weights) from a description made by ``describe``."""
-    import fastrnn
-
-    if not isinstance(description, dict) or not isinstance(description.get("type"), str):
-        raise ValueError(f"a module description must be a JSON object with a 'type', "
-                         f"got {description!r:.80}")
-    kind = description["type"]
-    args = {k: v for k, v in description.items() if k != "type"}
-    if kind == "Stacked":
-        layers = args.pop("layers", None)
-        if not isinstance(layers, list):
-            raise ValueError("a Stacked description needs a list of 'layers'")
-        return fastrnn.Stacked([build(d) for d in layers], **args)
-    if kind == "Bidirectional":
-        return fastrnn.Bidirectional(build(args.pop("layer", None)), **args)
-    if kind in MODELS:
-        return getattr(fastrnn.models, kind)._from_config(args)
-    simple = {"RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Dense", "Embedding"}
-    if kind not in simple:
-        raise ValueError(f"unknown module type {kind!r}")
-    return getattr(fastrnn, kind)(**args)
 
 
 def save(module, path):
@@ -132,7 +69,7 @@ def load(path):
         try:
             with zipfile.ZipFile(f) as archive:
                 description, members = _read_directory(archive)
-                expected = expected_arrays(description)
+                expected = _registry.weight_shapes(description)
                 _compare(members, expected)
                 arrays = {key: _read_member(archive, info, shape, dtype)
                           for key, (info, shape, dtype) in members.items()}
@@ -277,77 +214,6 @@ def _compare(members, expected):
         if got_dtype.kind != "f":
             raise _FileError(f"state_dict[{key!r}] must hold floating-point numbers, "
                              f"got dtype {got_dtype}")
-
-
-# -- the weights a description declares, without building anything --------------------------
-def expected_arrays(description, depth=0):
-    """{state_dict key: (shape, dtype)} of the module ``description`` declares.
-
-    Checks each size the description gives (at most MAX_SIZE, MAX_LAYERS
-    layers, MAX_DEPTH deep) and allocates nothing, so a file can be compared
-    with it before the module is built.
-    """
-    from fastrnn import layers
-
-    if depth > MAX_DEPTH:
-        raise _FileError(f"the module description is nested more than {MAX_DEPTH} deep")
-    if not isinstance(description, dict) or not isinstance(description.get("type"), str):
-        raise _FileError(f"a module description must be a JSON object with a 'type', "
-                         f"got {description!r:.80}")
-    kind = description["type"]
-    args = description
-    if kind in ("RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell"):
-        cell = kind.endswith("Cell")
-        gates = getattr(layers, kind[:-4] if cell else kind)._gates
-        I, H = _size(args, "input_size"), _size(args, "hidden_size")
-        L = 1 if cell else _size(args, "num_layers", 1, MAX_LAYERS)
-        D = 1 if cell else 1 + _checks.boolean("bidirectional", args.get("bidirectional", False))
-        bias = _checks.boolean("bias", args.get("bias", True))
-        dtype = _checks.float_dtype(args.get("dtype", "float32"))
-        out = {}
-        for layer in range(L):
-            for d in range(D):
-                sfx = "" if cell else f"_l{layer}" + ("_reverse" if d else "")
-                out["weight_ih" + sfx] = ((gates * H, I if layer == 0 else D * H), dtype)
-                out["weight_hh" + sfx] = ((gates * H, H), dtype)
-                if bias:
-                    out["bias_ih" + sfx] = ((gates * H,), dtype)
-                    out["bias_hh" + sfx] = ((gates * H,), dtype)
-        return out
-    if kind == "Dense":
-        fan_in, fan_out = _size(args, "in_features"), _size(args, "out_features")
-        dtype = _checks.float_dtype(args.get("dtype", "float32"))
-        out = {"weight": ((fan_out, fan_in), dtype)}
-        if _checks.boolean("bias", args.get("bias", True)):
-            out["bias"] = ((fan_out,), dtype)
-        return out
-    if kind == "Embedding":
-        dtype = _checks.float_dtype(args.get("dtype", "float32"))
-        return {"weight": ((_size(args, "num_embeddings"), _size(args, "embedding_dim")), dtype)}
-    if kind == "Stacked":
-        parts = args.get("layers")
-        if not isinstance(parts, list) or not 1 <= len(parts) <= MAX_LAYERS:
-            raise _FileError(f"a Stacked description needs a list of 1 to {MAX_LAYERS} 'layers'")
-        return _prefixed({str(i): expected_arrays(d, depth + 1) for i, d in enumerate(parts)})
-    if kind == "Bidirectional":
-        inner = expected_arrays(args.get("layer"), depth + 1)
-        return {**inner, **{k + "_reverse": v for k, v in inner.items()}}
-    if kind in MODELS:
-        import fastrnn.models
-        parts = getattr(fastrnn.models, kind)._part_descriptions(args)
-        return _prefixed({part: expected_arrays(d, depth + 1) for part, d in parts.items()})
-    raise _FileError(f"unknown module type {kind!r}")
-
-
-def _size(args, key, default=None, maximum=MAX_SIZE):
-    value = _checks.positive_int(key, args.get(key, default))
-    if value > maximum:
-        raise _FileError(f"{key} must be at most {maximum} in a model file, got {value}")
-    return value
-
-
-def _prefixed(parts):
-    return {f"{part}.{key}": v for part, arrays in parts.items() for key, v in arrays.items()}
 
 
 def _check_path(path):

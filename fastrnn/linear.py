@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from fastrnn import _checks
+from fastrnn import _checks, _registry
 from fastrnn._module import Context, Parameterized, check_context
 
 _ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
@@ -37,6 +37,7 @@ def _activation_grad(name, y, dy):
     return dy
 
 
+@_registry.saved
 class Dense(Parameterized):
     """y = f(x @ weightᵀ + bias) on the last axis; x (..., in_features) -> (..., out_features).
 
@@ -65,6 +66,20 @@ class Dense(Parameterized):
     def __repr__(self):
         return (f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r}, "
                 f"bias={self.bias}, dtype={self.dtype.__name__})")
+
+    def _config(self):
+        return dict(in_features=self.in_features, out_features=self.out_features,
+                    activation=self.activation, bias=self.bias, dtype=self.dtype)
+
+    @classmethod
+    def _weight_shapes(cls, config):
+        fan_in = _checks.size("in_features", config.get("in_features"))
+        fan_out = _checks.size("out_features", config.get("out_features"))
+        dtype = _checks.float_dtype(config.get("dtype", np.float32))
+        shapes = {"weight": ((fan_out, fan_in), dtype)}
+        if _checks.boolean("bias", config.get("bias", True)):
+            shapes["bias"] = ((fan_out,), dtype)
+        return shapes
 
     def _check_input(self, x):
         arr = _checks.float_array("x", x, self.dtype)
@@ -102,6 +117,7 @@ class Dense(Parameterized):
         return (da @ self._params["weight"]).reshape(x.shape)
 
 
+@_registry.saved
 class Embedding(Parameterized):
     """ids (any integer shape) -> vectors (..., embedding_dim): row ``id`` of weight.
 
@@ -121,6 +137,16 @@ class Embedding(Parameterized):
     def __repr__(self):
         return (f"Embedding({self.num_embeddings}, {self.embedding_dim}, "
                 f"dtype={self.dtype.__name__})")
+
+    def _config(self):
+        return dict(num_embeddings=self.num_embeddings, embedding_dim=self.embedding_dim,
+                    dtype=self.dtype)
+
+    @classmethod
+    def _weight_shapes(cls, config):
+        return {"weight": ((_checks.size("num_embeddings", config.get("num_embeddings")),
+                            _checks.size("embedding_dim", config.get("embedding_dim"))),
+                           _checks.float_dtype(config.get("dtype", np.float32)))}
 
     def _check_ids(self, ids):
         return _checks.token_ids("ids", ids, self.num_embeddings)

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from fastrnn import _checks
+
 
 def param_grad_pairs(targets):
     """[(parameter, gradient), ...] from a module, a pair, or a list of either."""
@@ -34,15 +36,6 @@ def param_grad_pairs(targets):
                     f"(parameter, gradient) pair or a list of these, got {type(targets).__name__}")
 
 
-def _positive(name, value, allow_zero=True):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return value
-
-
 class Optimizer:
     """Base of the optimizers: ``pairs`` of (parameter, gradient) arrays from ``params``.
 
@@ -59,7 +52,7 @@ class Optimizer:
         for p, _ in self.pairs:
             if not p.flags.writeable:
                 raise ValueError("every parameter must be a writeable array")
-        self.lr = _positive("lr", lr)
+        self.lr = _checks.real("lr", lr)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -88,9 +81,9 @@ class SGD(Optimizer):
     def __init__(self, params, lr=1e-2, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
         super().__init__(params, lr)
-        self.momentum = _positive("momentum", momentum)
-        self.dampening = _positive("dampening", dampening)
-        self.weight_decay = _positive("weight_decay", weight_decay)
+        self.momentum = _checks.real("momentum", momentum)
+        self.dampening = _checks.real("dampening", dampening)
+        self.weight_decay = _checks.real("weight_decay", weight_decay)
         self.nesterov = bool(nesterov)
         if self.nesterov and (self.momentum == 0 or self.dampening != 0):
             raise ValueError("nesterov needs momentum > 0 and dampening = 0")
@@ -129,8 +122,8 @@ class Adam(Optimizer):
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         self.betas = (float(b1), float(b2))
-        self.eps = _positive("eps", eps)
-        self.weight_decay = _positive("weight_decay", weight_decay)
+        self.eps = _checks.real("eps", eps)
+        self.weight_decay = _checks.real("weight_decay", weight_decay)
         self.t = 0
         self._m = [np.zeros_like(p) for p, _ in self.pairs]
         self._v = [np.zeros_like(p) for p, _ in self.pairs]
@@ -169,7 +162,7 @@ def clip_grad_norm(params, max_norm):
     Returns the norm before clipping (as torch.nn.utils.clip_grad_norm_:
     gradients are multiplied by max_norm / (norm + 1e-6) when that is < 1).
     """
-    max_norm = _positive("max_norm", max_norm, allow_zero=False)
+    max_norm = _checks.real("max_norm", max_norm, inclusive=False)
     pairs = param_grad_pairs(params)
     norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for _, g in pairs))
     coef = max_norm / (norm + 1e-6)

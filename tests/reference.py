@@ -1,4 +1,4 @@
-"""A plain numpy reference of ../shared/EQUATIONS.md, one sequence at a time.
+"""A plain numpy reference of docs/EQUATIONS.md, one sequence at a time.
 
 Written from the equations, not from the kernels: each sequence of a batch is
 run alone for exactly its own length, the reverse direction walks it from its

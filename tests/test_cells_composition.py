@@ -148,11 +148,11 @@ def test_bidirectional_of_stacked_and_stacked_of_bidirectional(rng):
 
 @pytest.mark.parametrize("mode,cls,opts", CELLS, ids=CELL_IDS)
 def test_cell_with_large_weights(mode, cls, opts, rng):
-    """Above layers._CELL_SPLIT_BYTES a cell step splits its units across threads."""
-    from fastrnn import layers
+    """Above _engine._CELL_SPLIT_BYTES a cell step splits its units across threads."""
+    from fastrnn import _engine
     I = H = 384
     cell = cls(I, H, dtype=np.float64, seed=3, **opts)
-    assert cell._layer._w_hh[0].nbytes + cell._layer._w_ih[0].nbytes > layers._CELL_SPLIT_BYTES
+    assert cell._layer._w_hh[0].nbytes + cell._layer._w_ih[0].nbytes > _engine._CELL_SPLIT_BYTES
     fastrnn.set_num_threads(2)
     x = rng.standard_normal((2, I))
     h = rng.standard_normal((2, H))

@@ -6,7 +6,7 @@ from fastrnn.data import Vocabulary, batches, pad_sequences
 
 
 def test_equations_example():
-    """EQUATIONS.md: "AACG" over "ATCG" is e_A, e_A, e_C, e_G."""
+    """docs/EQUATIONS.md: "AACG" over "ATCG" is e_A, e_A, e_C, e_G."""
     vocab = Vocabulary("ATCG")
     assert len(vocab) == 4 and vocab.symbols == ("A", "T", "C", "G")
     np.testing.assert_array_equal(vocab.encode("AACG"), [0, 0, 2, 3])

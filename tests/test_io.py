@@ -129,3 +129,32 @@ def test_corrupt_and_mismatched_files_are_refused(tmp_path):
     with pytest.raises(TypeError, match="path must be a file path"):
         fastrnn.load(42)
     assert zipfile.is_zipfile(path)
+
+
+def test_declared_weights_match_what_each_module_builds():
+    """fastrnn.load compares a file with the weights its description declares
+    before it builds anything: for every module type, what the description
+    declares is exactly what the module it builds has."""
+    from fastrnn import _registry
+    from fastrnn.data import Vocabulary
+    from fastrnn.models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
+    modules = [make() for make in MODULES] + [
+        fastrnn.LSTM(3, 5, num_layers=3, bias=False, bidirectional=True),
+        fastrnn.RNNCell(2, 3, bias=False), fastrnn.GRUCell(2, 3), fastrnn.LSTMCell(4, 2),
+        fastrnn.Dense(3, 2, bias=False), fastrnn.Embedding(6, 2, dtype=np.float64),
+        fastrnn.Stacked([fastrnn.Bidirectional(fastrnn.Stacked([fastrnn.GRU(2, 3),
+                                                                fastrnn.RNN(3, 2)])),
+                         fastrnn.LSTM(4, 2)]),
+        SequenceClassifier(vocab_size=7, hidden_size=3, num_layers=2, bidirectional=True),
+        SequenceClassifier(input_size=3, hidden_size=2, cell="rnn", dtype=np.float64),
+        SequenceTagger(vocab=Vocabulary("abc", unknown="?"), num_tags=4, cell="gru",
+                       hidden_size=3),
+        Seq2Seq(5, 6, hidden_size=3, num_layers=2, bidirectional=True),
+        Seq2Seq(src_vocab=Vocabulary("xy"), tgt_vocab=Vocabulary("pqr"), hidden_size=2),
+        LanguageModel("abcd", cell="gru", hidden_size=3, num_layers=2)]
+    assert {type(m).__name__ for m in modules} == set(_registry.TYPES)
+    for module in modules:
+        declared = _registry.weight_shapes(_registry.describe(module))
+        built = {k: (v.shape, v.dtype.type) for k, v in module.state_dict().items()}
+        assert declared == built, type(module).__name__
+        assert list(declared) == list(built), type(module).__name__

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _kernels, cells, layers
+from fastrnn import _engine, _kernels
 from fastrnn._kernels import _recurrent as baseline
 from conftest import CELL_FORMS, CELL_IDS
 from gradcheck import check_module_gradients
@@ -28,8 +28,7 @@ def kernels(request, monkeypatch):
     module = dict(VARIANTS)[name]
     before = module.panel_kernel()
     module.set_panel_kernel(panels)
-    monkeypatch.setattr(layers, "_k", module)
-    monkeypatch.setattr(cells, "_k", module)
+    monkeypatch.setattr(_engine, "_k", module)
     yield module
     module.set_panel_kernel(before)
 
@@ -133,7 +132,7 @@ def test_panel_products(name, module, m, n, k):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
 def test_forward(kernels, mode, cls, opts, dtype, split_units, monkeypatch):
-    monkeypatch.setattr(layers, "_split_units", lambda *a: split_units)
+    monkeypatch.setattr(_engine, "_split_units", lambda *a: split_units)
     rng = np.random.default_rng(0)
     layer = cls(5, 19, num_layers=2, bidirectional=not split_units, dtype=dtype, seed=1,
                 **opts)
@@ -163,7 +162,7 @@ def test_backward(kernels, mode, cls, opts):
 def test_backward_both_splits(kernels, mode, cls, opts, split_units, threads, monkeypatch):
     """Training with the batch or the hidden units split across threads (the
     unit split keeps one block of storage and meets at barriers in backward)."""
-    monkeypatch.setattr(layers, "_split_units", lambda *a: split_units)
+    monkeypatch.setattr(_engine, "_split_units", lambda *a: split_units)
     fastrnn.set_num_threads(threads)
     rng = np.random.default_rng(6)
     layer = cls(3, 7, num_layers=2, dtype=np.float64, seed=7, **opts)

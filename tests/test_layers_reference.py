@@ -1,9 +1,9 @@
-"""fastrnn layers against the numpy reference of EQUATIONS.md (tests/reference.py)."""
+"""fastrnn layers against the numpy reference of docs/EQUATIONS.md (tests/reference.py)."""
 import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import layers as layers_module
+from fastrnn import _engine as engine
 from conftest import CELL_FORMS, CELL_IDS, assert_close, ref_options
 import reference as ref
 
@@ -126,7 +126,7 @@ def test_step_chunks_do_not_change_results(mode, cls, opts, rng, monkeypatch):
     x = rng.standard_normal((40, 3, 4))
     lengths = np.array([40, 17, 33])
     y_one, s_one = layer(x, lengths=lengths)
-    monkeypatch.setattr(layers_module, "_STEP_CHUNK_ELEMENTS", 1)   # one step per chunk
+    monkeypatch.setattr(engine, "_STEP_CHUNK_ELEMENTS", 1)   # one step per chunk
     y_small, s_small = layer(x, lengths=lengths)
     np.testing.assert_allclose(y_small, y_one, rtol=0, atol=1e-13)
     _check_layer(layer, mode, opts, x, rng, lengths=lengths, with_state=True)
@@ -150,7 +150,7 @@ def test_step_chunks_do_not_change_training(mode, cls, opts, tokens, rng, monkey
         return y, h_n, dx, dh0, {k: v.copy() for k, v in layer.grads.items()}
 
     one = run()
-    monkeypatch.setattr(layers_module, "_STEP_CHUNK_ELEMENTS", 1)   # one step per chunk
+    monkeypatch.setattr(engine, "_STEP_CHUNK_ELEMENTS", 1)   # one step per chunk
     small = run()
     for a, b in zip(_leaves(one), _leaves(small)):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
@@ -226,7 +226,7 @@ def test_both_thread_splits_match_reference(mode, cls, opts, threads, split_unit
                                             monkeypatch):
     """Small batches split the hidden units across threads, others the batch;
     both give the reference's answer, forwards and in reverse (Bidirectional)."""
-    monkeypatch.setattr(layers_module, "_split_units", lambda *a: split_units)
+    monkeypatch.setattr(engine, "_split_units", lambda *a: split_units)
     fastrnn.set_num_threads(threads)
     layer = cls(4, 7, num_layers=2, dtype=np.float64, seed=11, **opts)
     x = rng.standard_normal((9, 3, 4))
@@ -239,7 +239,7 @@ def test_both_thread_splits_match_reference(mode, cls, opts, threads, split_unit
                               x, 2, lengths=lengths, reverse=True, **ref_options(mode, opts))
     assert_close(y[..., 7:], y_r, np.float64, "reverse copy")
     # float32, and a step chunk smaller than the sequence
-    monkeypatch.setattr(layers_module, "_STEP_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(engine, "_STEP_CHUNK_ELEMENTS", 1)
     layer32 = cls(4, 7, num_layers=2, dtype=np.float32, seed=11, **opts)
     _check_layer(layer32, mode, opts, x.astype(np.float32), rng, lengths=lengths,
                  with_state=True)
@@ -264,11 +264,11 @@ def test_one_step_calls_stream_on_the_calling_thread(mode, cls, opts, dtype, thr
                  else rng.standard_normal((4, batch, 5)).astype(dtype))
             h0 = rng.standard_normal((2 * D, batch, 6)).astype(dtype)
             hx = (h0, h0 * 0.5) if mode == "lstm" else h0
-            streams = layer._streams(batch, threads)
+            streams = engine.streams(layer, batch, threads)
             assert streams == (threads == 1 or not bidirectional)
             got = layer(x[:1], hx)
             with monkeypatch.context() as m:
-                m.setattr(layer, "_streams", lambda *a: False)
+                m.setattr(engine, "streams", lambda *a: False)
                 want = layer(x[:1], hx)
             tol = 1e-6 if dtype == np.float32 else 1e-13
             assert_close(got[0], want[0], dtype, "y")

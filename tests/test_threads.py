@@ -76,7 +76,7 @@ def test_barrier_timer_checks_its_arguments():
 def test_blas_held_to_one_thread_only_where_kernels_call_it(monkeypatch):
     """Calls whose kernels multiply only on packed panels (float32, enough
     steps) skip the BLAS thread-count changes; the others keep them."""
-    from fastrnn import _module, layers
+    from fastrnn import _engine, _module
     entered = []
     real = _threads.serial_blas
 
@@ -92,7 +92,7 @@ def test_blas_held_to_one_thread_only_where_kernels_call_it(monkeypatch):
         layer(x)
         return len(entered)
 
-    k = layers._k
+    k = _engine._k
     before = k.panel_kernel()
     try:
         for variant in k.panel_kernels():
@@ -100,6 +100,6 @@ def test_blas_held_to_one_thread_only_where_kernels_call_it(monkeypatch):
             assert count(fastrnn.LSTM(3, 4), x) == (1 if variant == "blas" else 0), variant
     finally:
         k.set_panel_kernel(before)
-    assert count(fastrnn.LSTM(3, 4), x[:layers._PACK_MIN_STEPS - 1]) == 1
+    assert count(fastrnn.LSTM(3, 4), x[:_engine._PACK_MIN_STEPS - 1]) == 1
     assert count(fastrnn.LSTM(3, 4, dtype=np.float64), x.astype(np.float64)) == 1
     assert count(fastrnn.Stacked([fastrnn.GRU(3, 4), fastrnn.GRU(4, 4)]), x) == 1

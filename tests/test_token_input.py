@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import layers
+from fastrnn import _engine
 from conftest import CELL_FORMS, CELL_IDS
 
 V = 7
@@ -20,8 +20,8 @@ def _one_hot(ids, dtype):
 def test_tokens_equal_one_hot_rows(mode, cls, opts, dtype, split_units, copy_w_ih, monkeypatch):
     """Token ids read W_ih's columns from a transposed copy (many tokens) or
     from W_ih itself (few tokens); both equal the one-hot product."""
-    monkeypatch.setattr(layers, "_split_units", lambda b, d, t: split_units and d == 1)
-    monkeypatch.setattr(layers, "_TOKENS_PER_COPY", 10**6 if copy_w_ih else 0)
+    monkeypatch.setattr(_engine, "_split_units", lambda b, d, t: split_units and d == 1)
+    monkeypatch.setattr(_engine, "_TOKENS_PER_COPY", 10**6 if copy_w_ih else 0)
     rng = np.random.default_rng(0)
     for bidirectional in (False, True):
         layer = cls(V, 6, num_layers=2, bidirectional=bidirectional, dtype=dtype, seed=1,

@@ -219,7 +219,8 @@ def test_training_buffers_reused_only_once_backpropagated(cls):
     assert held1.isdisjoint(held2)
     layer.zero_grad()
     dx2, _ = layer.backward(ctx2, dy)          # ctx1 stays alive meanwhile
-    free = {id(b) for b in layer._buffers()._free[np.dtype(np.float32).str]}
+    from fastrnn import _engine
+    free = {id(b) for b in _engine.buffers(layer)._free[np.dtype(np.float32).str]}
     assert held2 <= free and free.isdisjoint(held1)
     _, _, ctx3 = layer.forward(x)
     assert _trace_buffers(ctx3) <= free

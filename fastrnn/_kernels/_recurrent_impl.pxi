@@ -1590,7 +1590,7 @@ def layer_grads(int kind,
     weights. The products are split into row stripes, one task per stripe and
     direction. dW in float32 with the panel product: dGᵀ X on X, H_prev
     packed once into panels over the N rows (panel_gemm_tn; BLAS repacks its
-    transposed operand per call; `python bench/limits.py` times both at the
+    transposed operand per call; `python -m bench.limits` times both at the
     shapes of the benchmark's training steps; the panels go to tn_work when it
     has tn_workspace(...) elements, else to a new array); otherwise, and dX
     always, single-threaded BLAS calls. Token input (keep_ids (D, N)

@@ -7,11 +7,11 @@ with one weight dictionary whose keys are ``part.name`` (e.g.
 """
 import inspect
 import json
-import math
 
 import numpy as np
 
-from fastrnn import _checks
+from fastrnn import _checks, _registry, losses
+from fastrnn._engine import dropout_mask
 from fastrnn._module import Parameterized
 from fastrnn.data import Vocabulary
 from fastrnn.layers import GRU, LSTM, RNN
@@ -145,6 +145,11 @@ class Model(Parameterized):
         raise NotImplementedError
 
     @classmethod
+    def _weight_shapes(cls, config):
+        return _registry.prefixed({part: _registry.weight_shapes(d)
+                                   for part, d in cls._part_descriptions(config).items()})
+
+    @classmethod
     def _from_config(cls, config):
         """The model a saved configuration describes (fresh weights)."""
         config = dict(config)
@@ -156,12 +161,23 @@ class Model(Parameterized):
         return cls(**config)
 
     # -- training helpers --------------------------------------------------------
-    def _dropout_mask(self, shape):
-        """Inverted-dropout mask (entries 0 or 1/(1-p)), or None without dropout."""
-        if self.dropout == 0:
-            return None
-        keep = 1.0 - self.dropout
-        return (self._rng.random(shape) < keep).astype(self.dtype) / self.dtype(keep)
+    def _head_loss(self, features, targets, **loss_options):
+        """The training step after the recurrent layers: dropout on the
+        features, the head, softmax cross-entropy (``loss_options``: lengths,
+        batch_first) and back through the head and the dropout.
+
+        Returns (loss, logits, dL/dfeatures); the head's gradients are added.
+        """
+        mask = None if self.dropout == 0 else dropout_mask(self._rng, features.shape,
+                                                            self.dropout, self.dtype)
+        if mask is not None:
+            features = features * mask
+        logits, head_ctx = self.head.forward(features)
+        loss, dlogits = losses.softmax_cross_entropy(logits, targets, **loss_options)
+        dfeatures = self.head.backward(head_ctx, dlogits)
+        if mask is not None:
+            dfeatures *= mask
+        return loss, logits, dfeatures
 
 
 class SequenceInput:
@@ -284,17 +300,3 @@ def final_states_grad(layer, h_n, dfeature):
     for d in range(directions):
         dh[h.shape[0] - directions + d] = dfeature[:, d * size:(d + 1) * size]
     return (dh, None) if isinstance(h_n, tuple) else dh
-
-
-def positive_float(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got bool")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value

@@ -17,7 +17,6 @@ import warnings
 import numpy as np
 
 from fastrnn import _checks, optim
-from fastrnn.models._base import positive_float
 
 OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD}
 
@@ -35,8 +34,8 @@ def check_fit_options(epochs, batch_size, lr, clip_norm, patience, verbose):
     """The common fit arguments, checked before any work is done."""
     epochs = _checks.positive_int("epochs", epochs)
     batch_size = _checks.positive_int("batch_size", batch_size)
-    lr = positive_float("lr", lr)
-    clip_norm = positive_float("clip_norm", clip_norm, allow_none=True)
+    lr = _checks.real("lr", lr, inclusive=False)
+    clip_norm = _checks.real("clip_norm", clip_norm, inclusive=False, allow_none=True)
     if patience is not None:
         patience = _checks.positive_int("patience", patience)
     if not isinstance(verbose, (bool, int, np.bool_)):

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from fastrnn import _checks, losses
+from fastrnn import _checks, _registry, losses
 from fastrnn._threads import single_threaded_blas
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
@@ -20,6 +20,7 @@ from fastrnn.models._base import (Model, check_vocabulary, chunks, finite_logits
                                   vocabulary_to_json)
 
 
+@_registry.saved
 class LanguageModel(Model):
     """Next-symbol model over ``vocab`` (one-to-many generation).
 
@@ -128,14 +129,7 @@ class LanguageModel(Model):
     def _train_batch(self, batch):
         x, t = batch
         y, _, rnn_ctx = self.rnn.forward(x)
-        mask = self._dropout_mask(y.shape)
-        if mask is not None:
-            y = y * mask
-        logits, head_ctx = self.head.forward(y)
-        loss, dlogits = losses.softmax_cross_entropy(logits, t, batch_first=True)
-        dy = self.head.backward(head_ctx, dlogits)
-        if mask is not None:
-            dy *= mask
+        loss, logits, dy = self._head_loss(y, t, batch_first=True)
         self.rnn.backward(rnn_ctx, dy)
         return loss, int(np.sum(logits.argmax(axis=2) == t)), t.size
 
@@ -161,11 +155,7 @@ class LanguageModel(Model):
         """
         ids = self._ids(prefix, "prefix", minimum=1)
         length = _checks.positive_int("length", length, minimum=0)
-        if isinstance(temperature, bool):
-            raise TypeError("temperature must be a number, got bool")
-        temperature = float(temperature)
-        if not math.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        temperature = _checks.real("temperature", temperature)
         rng = np.random.default_rng(_checks.seed(seed))
         with single_threaded_blas():          # the head's product runs between steps
             out = self._sample(ids, length, temperature, rng)

@@ -11,7 +11,7 @@ feeds back the most probable id until <end> or max_len.
 """
 import numpy as np
 
-from fastrnn import _checks, losses
+from fastrnn import _checks, _registry, losses
 from fastrnn._threads import single_threaded_blas
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
@@ -20,6 +20,7 @@ from fastrnn.models._base import (Model, SequenceInput, chunks, correct_steps, f
                                   recurrent_layer, vocabulary_from_json, vocabulary_to_json)
 
 
+@_registry.saved
 class Seq2Seq(Model):
     """Encoder-decoder over token ids; source and target lengths may differ.
 
@@ -179,15 +180,7 @@ class Seq2Seq(Model):
         x, src_lengths, dec_in, dec_out, tgt_lengths = batch
         enc_y, state, enc_ctx = self.encoder.forward(x, lengths=src_lengths)
         y, _, dec_ctx = self.decoder.forward(dec_in, self._bridge(state), lengths=tgt_lengths)
-        mask = self._dropout_mask(y.shape)
-        if mask is not None:
-            y = y * mask
-        logits, head_ctx = self.head.forward(y)
-        loss, dlogits = losses.softmax_cross_entropy(logits, dec_out, lengths=tgt_lengths,
-                                                     batch_first=True)
-        dy = self.head.backward(head_ctx, dlogits)
-        if mask is not None:
-            dy *= mask
+        loss, logits, dy = self._head_loss(y, dec_out, lengths=tgt_lengths, batch_first=True)
         _, dstate0 = self.decoder.backward(dec_ctx, dy)
         # the encoder's loss is through its final states only
         self.encoder.backward(enc_ctx, np.zeros_like(enc_y), self._bridge_grad(dstate0))

@@ -15,7 +15,7 @@ the first layer as ids (rows of W_ih gathered, not one-hot products).
 """
 import numpy as np
 
-from fastrnn import _checks, losses
+from fastrnn import _checks, _registry, losses
 from fastrnn.linear import Dense
 from fastrnn.models import _fit
 from fastrnn.data import batches
@@ -123,6 +123,7 @@ class _Labeller(Model):
                 for x, lengths, _ in batches(seqs, None, batch_size, shuffle=False)]
 
 
+@_registry.saved
 class SequenceClassifier(_Labeller):
     """Many-to-one: one class per sequence.
 
@@ -169,15 +170,7 @@ class SequenceClassifier(_Labeller):
     def _train_batch(self, batch):
         x, lengths, t = batch
         y, h_n, rnn_ctx = self.rnn.forward(x, lengths=lengths)
-        feature = final_states(self.rnn, h_n)
-        mask = self._dropout_mask(feature.shape)
-        if mask is not None:
-            feature = feature * mask
-        logits, head_ctx = self.head.forward(feature)
-        loss, dlogits = losses.softmax_cross_entropy(logits, t)
-        dfeature = self.head.backward(head_ctx, dlogits)
-        if mask is not None:
-            dfeature *= mask
+        loss, logits, dfeature = self._head_loss(final_states(self.rnn, h_n), t)
         # only the final states feed the loss: dy = 0, dh_n from the head
         self.rnn.backward(rnn_ctx, np.zeros_like(y), final_states_grad(self.rnn, h_n, dfeature))
         return loss, int(np.sum(logits.argmax(axis=1) == t)), len(t)
@@ -193,6 +186,7 @@ class SequenceClassifier(_Labeller):
                                self._logits_batches(X, batch_size)])
 
 
+@_registry.saved
 class SequenceTagger(_Labeller):
     """Many-to-many: one tag per step.
 
@@ -244,15 +238,7 @@ class SequenceTagger(_Labeller):
     def _train_batch(self, batch):
         x, lengths, t = batch
         y, _, rnn_ctx = self.rnn.forward(x, lengths=lengths)
-        mask = self._dropout_mask(y.shape)
-        if mask is not None:
-            y = y * mask
-        logits, head_ctx = self.head.forward(y)
-        loss, dlogits = losses.softmax_cross_entropy(logits, t, lengths=lengths,
-                                                     batch_first=True)
-        dy = self.head.backward(head_ctx, dlogits)
-        if mask is not None:
-            dy *= mask
+        loss, logits, dy = self._head_loss(y, t, lengths=lengths, batch_first=True)
         self.rnn.backward(rnn_ctx, dy)
         return loss, correct_steps(logits, t, lengths), int(lengths.sum())
 

@@ -1,0 +1,399 @@
+"""Running one recurrent layer: the forward pass (inference and training),
+BPTT, the weight gradients and the one-step streaming path.
+
+fastrnn.layers holds a layer's configuration, parameter blocks and state;
+this module decides how a call runs (the batch plan, which thread split, the
+chunk size, whether to stream one step on the calling thread) and hands the
+arrays to the kernels (fastrnn._kernels). Cells run here too, as one-layer,
+one-direction layers of a single step.
+
+    y, state, trace = forward(layer, x, state, lengths, reverse, training)
+    dx, dstate0 = backward(layer, trace, dy, dstate)
+    h, c = cell_step(layer, x, state)       # one step of a one-layer layer
+
+x is time-major (T, B, I) of the layer's dtype (or (T, B) token ids), states
+are tuples of (L*D, B, H) arrays; every argument was checked by the caller.
+"""
+import functools
+
+import numpy as np
+
+from fastrnn._buffers import BufferPool
+from fastrnn._kernels import recurrent as _k
+from fastrnn._threads import get_num_threads, serial_blas
+
+# cell kinds, as in fastrnn/_kernels/_recurrent_impl.pxi
+RNN_TANH, RNN_RELU, LSTM, GRU_RESET_AFTER, GRU_RESET_BEFORE = range(5)
+
+# bound on the packed input/gate block of one task, in elements (x the itemsize)
+_STEP_CHUNK_ELEMENTS = 1 << 18
+# fewest steps for which packing W_hh into panels pays for itself (unit split)
+_PACK_MIN_STEPS = 4
+# weights (bytes) above which a cell step splits its units across threads
+_CELL_SPLIT_BYTES = 1 << 20
+# token input reads W_ih's columns straight from W_ih (strided) unless the call
+# has at least vocabulary size / _TOKENS_PER_COPY tokens: then from a transposed copy
+_TOKENS_PER_COPY = 8
+# per direction, 1 where it runs from each sequence's end: forward call, reversed call
+_FLAGS = {False: np.array([0, 1], dtype=np.intc), True: np.array([1, 0], dtype=np.intc)}
+for _flags in _FLAGS.values():
+    _flags.flags.writeable = False
+
+
+class BatchPlan:
+    """Row order and work split shared by every layer of one call.
+
+    Rows are sorted by length, longest first (stable), so the rows running at
+    step s are a prefix; ``n_active[s]`` counts them. ``bounds`` splits the
+    sorted rows into blocks of about equal total length, one task per block
+    and direction. In training the kernels keep ``total = sum(lengths)``
+    packed rows per direction, block after block from ``block_offsets``.
+    """
+
+    def __init__(self, lengths, steps, batch, directions, threads):
+        self.steps, self.batch = steps, batch
+        if lengths is None:
+            self.perm = np.arange(batch, dtype=np.intp)
+            self.lengths = np.full(batch, steps, dtype=np.intp)
+            self.n_active = np.full(steps, batch, dtype=np.intp)
+        else:
+            self.perm = np.argsort(-lengths, kind="stable").astype(np.intp)
+            self.lengths = np.ascontiguousarray(lengths[self.perm])
+            ascending = self.lengths[::-1]
+            self.n_active = (batch - np.searchsorted(ascending, np.arange(steps),
+                                                     side="right")).astype(np.intp)
+        blocks = max(1, min(batch, -(-threads // directions)))
+        total = np.cumsum(self.lengths)
+        cuts = np.searchsorted(total, total[-1] * np.arange(1, blocks) / blocks) + 1
+        self.bounds = np.unique(np.concatenate(([0], cuts, [batch]))).astype(np.intp)
+        self.rows_max = int(np.diff(self.bounds).max())
+        self.total = int(total[-1])
+        self.block_offsets = np.concatenate(([0], total[self.bounds[1:-1] - 1])).astype(np.intp)
+        self._inverse = {}
+
+    def packed_inverse(self, flags):
+        """(D, T*B): for direction d (reverse when flags[d]) and flat step
+        t * B + b, the packed row that holds it, or -1 past the sequence's end."""
+        key = tuple(int(f) for f in flags)
+        if key not in self._inverse:
+            inverse = np.full((len(key), self.steps * self.batch), -1, dtype=np.intp)
+            for d, reverse in enumerate(key):
+                parts = []
+                for r0, r1 in zip(self.bounds[:-1], self.bounds[1:]):
+                    lens = self.lengths[r0:r1]
+                    s, j = np.nonzero(np.arange(lens[0])[:, None] < lens[None, :])
+                    t = lens[j] - 1 - s if reverse else s
+                    parts.append(t * self.batch + self.perm[r0 + j])
+                inverse[d, np.concatenate(parts)] = np.arange(self.total)
+            self._inverse[key] = inverse
+        return self._inverse[key]
+
+
+@functools.lru_cache(maxsize=16)
+def _full_length_plan(steps, batch, directions, threads):
+    """The plan of a batch without lengths (cached: it depends only on its sizes)."""
+    plan = BatchPlan(None, steps, batch, directions, threads)
+    for arr in (plan.perm, plan.lengths, plan.n_active, plan.bounds, plan.block_offsets):
+        arr.flags.writeable = False
+    return plan
+
+
+def _plan(lengths, steps, batch, directions, single_block=False):
+    """The plan of a call: one block of all rows for the unit split, else one
+    per thread (and direction)."""
+    threads = 1 if single_block else get_num_threads()
+    if lengths is None:
+        return _full_length_plan(steps, batch, directions, threads)
+    return BatchPlan(lengths, steps, batch, directions, threads)
+
+
+class LayerTrace:
+    """What one layer's training forward keeps for its backward."""
+
+    __slots__ = ("w_ih", "w_hh", "x", "ids", "gates", "h_prev", "c_prev", "mask", "__weakref__")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def blas_in_kernel_threads(module, steps):
+    """Whether a call of ``steps`` steps runs BLAS inside fastrnn's threads
+    (the caller then holds scipy's BLAS to one thread around it): float32
+    calls of _PACK_MIN_STEPS steps or more multiply on packed panels only."""
+    return not (module.dtype == np.float32 and steps >= _PACK_MIN_STEPS
+                and _k.panel_kernel() != "blas")
+
+
+def forward(module, x, state, lengths, reverse, training):
+    """Every layer of ``module`` over x (T, B, I) floats or (T, B) token ids.
+
+    state: a tuple of (L*D, B, H) arrays or None (zeros); reverse: run each
+    direction the other way (a Bidirectional's reverse copy). Returns (y (T,
+    B, D*H), the final state tuple, the training trace or None).
+    """
+    steps, batch = x.shape[:2]
+    D, H, L = module.num_directions, module.hidden_size, module.num_layers
+    G = module._gates * H
+    threads = get_num_threads()
+    if steps == 1 and not training and streams(module, batch, threads):
+        y, state = stream_step(module, x, state)
+        return y, state, None
+    # small batches split the hidden units across threads; the packed
+    # training storage is then one block of all rows
+    units = _split_units(batch, D, threads)
+    plan = _plan(lengths, steps, batch, D, single_block=units)
+    flags = direction_flags(module, reverse)
+    is_lstm = module._kind == LSTM
+    h_n = np.empty((L * D, batch, H), module.dtype)
+    c_n = np.empty((L * D, batch, H), module.dtype) if is_lstm else None
+    unused = np.empty((D, 0, 0), module.dtype)
+    traces = []
+    inp = x
+    tokens = x.dtype.kind in "iu"           # (T, B) token ids for the first layer
+    for layer in range(L):
+        ids = inp if tokens and layer == 0 else None
+        rows = slice(layer * D, (layer + 1) * D)
+        if state is None:
+            h0 = np.zeros((D, batch, H), module.dtype)
+            c0 = h0
+        else:
+            h0 = state[0][rows]
+            c0 = state[1][rows] if is_lstm else unused
+        mask = None
+        if training and layer > 0 and module.dropout > 0:
+            mask = dropout_mask(module._dropout_rng, inp.shape, module.dropout, module.dtype)
+            inp = inp * mask
+        y = np.empty((steps, batch, D * H), module.dtype)   # the kernels zero the padding
+        b_ih, b_hh = module._biases(layer)
+        keep = {}
+        if training:
+            N, I = plan.total, module._w_ih[layer].shape[2]
+            pool = buffers(module)
+            keep = dict(keep_gates=pool.take((D, N, _k.gate_stride(module._kind, H)),
+                                             module.dtype),
+                        keep_h=pool.take((D, N, H), module.dtype),
+                        keep_c=pool.take((D, N, H), module.dtype) if is_lstm else unused)
+            if ids is None:
+                keep["keep_x"] = pool.take((D, N, I), module.dtype)
+            else:
+                keep["keep_ids"] = np.empty((D, N), np.intp)
+            # the weights this forward runs with: backward uses them even if
+            # an optimizer or the caller changes the layer's in between
+            trace = LayerTrace(w_ih=pool.copy(module._w_ih[layer]),
+                                w_hh=pool.copy(module._w_hh[layer]),
+                                x=keep.get("keep_x"), ids=keep.get("keep_ids"),
+                                gates=keep["keep_gates"], h_prev=keep["keep_h"],
+                                c_prev=keep["keep_c"] if is_lstm else None, mask=mask)
+            pool.give_back_when_gone(trace, *(a for a in (
+                trace.w_ih, trace.w_hh, trace.x, trace.gates, trace.h_prev, trace.c_prev)
+                if a is not None))
+            traces.append(trace)
+        if ids is not None:
+            # token k's projection is column k of W_ih: the kernels copy rows of
+            # W_ihᵀ, from a transposed copy when many tokens amortise it, else
+            # straight from W_ih (a strided read per token; no copy of V x G
+            # per call, which would dominate a generation step)
+            keep["ids"] = ids
+            inp = module._w_ih[layer].transpose(0, 2, 1)
+            if steps * batch * _TOKENS_PER_COPY >= inp.shape[1]:
+                inp = np.ascontiguousarray(inp)
+        rows_per_task = batch if units else plan.rows_max
+        step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
+                                // (rows_per_task * max(G, module._w_ih[layer].shape[2]))))
+        if units:
+            _k.forward_layer_units(
+                module._kind, inp, module._w_ih[layer][0], module._w_hh[layer][0], b_ih, b_hh,
+                bool(flags[0]), plan.lengths, plan.perm, plan.n_active, h0[0],
+                c0[0], y, h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
+                step_chunk, threads, steps >= _PACK_MIN_STEPS,
+                **{k: (v if k == "ids" else v[0]) for k, v in keep.items()})
+        else:
+            _k.forward_layer(
+                module._kind, inp, module._w_ih[layer], module._w_hh[layer], b_ih, b_hh, flags,
+                plan.lengths, plan.perm, plan.n_active, plan.bounds, h0, c0, y, h_n[rows],
+                c_n[rows] if is_lstm else unused, step_chunk, threads,
+                block_offsets=plan.block_offsets if training else None, **keep)
+        inp = y
+    state = (h_n, c_n) if is_lstm else (h_n,)
+    return inp, state, ((plan, flags, traces, units) if training else None)
+
+
+def streams(module, batch, threads):
+    """Whether a one-step call runs on the calling thread, as a cell does:
+    when the team would split the hidden units (few rows) or there is one
+    thread, and no layer's weights exceed what one core streams well."""
+    if not (threads == 1 or _split_units(batch, module.num_directions, threads)):
+        return False
+    return all(w_ih[0].nbytes + w_hh[0].nbytes <= _CELL_SPLIT_BYTES
+               for w_ih, w_hh in zip(module._w_ih, module._w_hh))
+
+
+def step_kernels(module):
+    """One bound step kernel per (layer, direction), made once per kernel build."""
+    kernels = module.__dict__.get("_kernels")
+    if kernels is None or kernels[0] is not _k:
+        bound = []
+        for layer in range(module.num_layers):
+            b_ih, b_hh = module._biases(layer)
+            bound.append([_k.CellKernel(module._kind, module._w_ih[layer][d],
+                                        module._w_hh[layer][d], b_ih[d], b_hh[d])
+                          for d in range(module.num_directions)])
+        kernels = module._kernels = (_k, bound)
+    return kernels[1]
+
+
+def buffers(module):
+    """This layer's pool of training work arrays (see fastrnn._buffers):
+    room for two training calls' (six arrays per layer, two more in backward)."""
+    pool = module.__dict__.get("_pool")
+    if pool is None:
+        pool = module._pool = BufferPool(keep=2 * (6 * module.num_layers + 2))
+    return pool
+
+
+def stream_step(module, x, state):
+    """One step (T = 1) of every layer and direction on the calling thread.
+    x: (1, B, I) floats or (1, B) token ids; returns (y (1, B, D*H), state).
+    A single step of the reverse direction is the same step."""
+    batch = x.shape[1]
+    D, H, L = module.num_directions, module.hidden_size, module.num_layers
+    is_lstm = module._kind == LSTM
+    h_n = np.empty((L * D, batch, H), module.dtype)
+    c_n = np.empty((L * D, batch, H), module.dtype) if is_lstm else h_n
+    zeros = np.zeros((batch, H), module.dtype) if state is None else None
+    ones, rows = _single_step_rows(batch)
+    kernels = step_kernels(module)
+    inp = x[0]
+    ids = np.ascontiguousarray(inp, dtype=np.intp) if inp.dtype.kind in "iu" else None
+    for layer in range(L):
+        y = np.empty((batch, D * H), module.dtype)
+        for d in range(D):
+            row = layer * D + d
+            h0 = zeros if state is None else state[0][row]
+            c0 = (zeros if state is None else state[1][row]) if is_lstm else h0
+            kernels[layer][d].step(inp, h0, c0, h_n[row], c_n[row], ones, rows,
+                                   ids if layer == 0 else None)
+            y[:, d * H:(d + 1) * H] = h_n[row]
+        inp = y
+    return y[None], ((h_n, c_n) if is_lstm else (h_n,))
+
+
+def direction_flags(module, reverse):
+    """Per direction, 1 where it walks from each sequence's end (read-only)."""
+    return _FLAGS[reverse][:module.num_directions]
+
+
+def backward(module, trace, dy, dstate):
+    """dy: (T, B, D*H) (unit last stride); dstate: like state, entries may be None."""
+    plan, flags, traces, units = trace
+    D, H, L = module.num_directions, module.hidden_size, module.num_layers
+    is_lstm = module._kind == LSTM
+    lead = (L * D, plan.batch, H)
+    dstate = (None, None) if dstate is None else tuple(dstate) + (None,)
+    dh_n = dstate[0] if dstate[0] is not None else np.zeros(lead, module.dtype)
+    dc_n = dstate[1] if dstate[1] is not None or not is_lstm else np.zeros(lead, module.dtype)
+    dh0 = np.empty(lead, module.dtype)
+    dc0 = np.empty(lead, module.dtype) if is_lstm else None
+    unused = np.empty((D, 0, 0), module.dtype)
+    threads = get_num_threads()
+    for layer in range(L - 1, -1, -1):
+        tr = traces[layer]
+        rows = slice(layer * D, (layer + 1) * D)
+        dgates = buffers(module).take((D, plan.total, _k.grad_stride(module._kind, H)),
+                                      module.dtype)
+        c_prev = tr.c_prev if is_lstm else unused
+        dc_rows, dc0_rows = (dc_n[rows], dc0[rows]) if is_lstm else (unused, unused)
+        if units:
+            _k.backward_layer_units(
+                module._kind, tr.w_hh[0], bool(flags[0]), plan.lengths, plan.perm,
+                plan.n_active, tr.gates[0], tr.h_prev[0], c_prev[0], dy, dh_n[rows][0],
+                dc_rows[0], dgates[0], dh0[rows][0], dc0_rows[0], threads)
+        else:
+            _k.backward_layer(
+                module._kind, tr.w_hh, flags, plan.lengths, plan.perm, plan.n_active,
+                plan.bounds, plan.block_offsets, tr.gates, tr.h_prev, c_prev, dy,
+                dh_n[rows], dc_rows, dgates, dh0[rows], dc0_rows, threads)
+        dy = weight_and_input_grads(module, layer, tr, dgates, plan, flags)
+        buffers(module).give_back(dgates)
+        if tr.mask is not None:
+            dy *= tr.mask
+    return dy, ((dh0, dc0) if is_lstm else (dh0,))
+
+
+def weight_and_input_grads(module, layer, tr, dgates, plan, flags):
+    """Add one layer's weight gradients into grads; return dL/d(its input).
+
+    Each is one matrix product over every step (packed rows):
+    dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev, db_ih += Σ dGx, db_hh += Σ dGh,
+    dX = dGx W_ih.
+    """
+    D, in_size = module.num_directions, tr.w_ih.shape[2]
+    tokens = tr.ids is not None
+    dx = np.empty((0 if tokens else plan.steps * plan.batch, in_size), module.dtype)
+    no_bias = np.empty((D, 0), module.dtype)
+    # float32: room for the operands of the weight gradients packed in panels
+    size = (_k.tn_workspace(module._kind, D, plan.total, in_size, module.hidden_size, tokens)
+            if module.dtype == np.float32 else 0)
+    work = buffers(module).take((size,), np.float32) if size else None
+    _k.layer_grads(module._kind, dgates, np.empty((D, 0, in_size), module.dtype)
+                   if tokens else tr.x, tr.gates, tr.h_prev, tr.w_ih,
+                   module._gw_ih[layer], module._gw_hh[layer],
+                   module._gb_ih[layer] if module.bias else no_bias,
+                   module._gb_hh[layer] if module.bias else no_bias,
+                   np.empty((D, 0), np.intp) if tokens else plan.packed_inverse(flags),
+                   dx, get_num_threads(), keep_ids=tr.ids, tn_work=work)
+    if work is not None:
+        buffers(module).give_back(work)
+    if tokens:
+        return None                        # token ids have no gradient
+    return dx.reshape(plan.steps, plan.batch, in_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _single_step_rows(batch):
+    """(lengths of 1, identity permutation) for a one-step batch of ``batch`` rows."""
+    ones = np.ones(batch, np.intp)
+    rows = np.arange(batch, dtype=np.intp)
+    ones.flags.writeable = rows.flags.writeable = False
+    return ones, rows
+
+
+def _split_units(batch, directions, threads):
+    """Whether to split hidden units (not the batch) across threads.
+
+    With one direction and a batch too small to give every thread a few rows,
+    splitting the batch leaves threads idle (and each would stream all of W_hh
+    every step); splitting the units gives each thread its share of the
+    weights, at the cost of a barrier per step.
+    """
+    return threads > 1 and directions == 1 and batch < 4 * threads
+
+
+def dropout_mask(rng, shape, p, dtype):
+    """Inverted dropout: 0 with probability p, else 1 / (1 - p)."""
+    keep = rng.random(shape) >= p
+    return keep.astype(dtype) / dtype(1.0 - p)
+
+
+# -- cells: one step of a one-layer, one-direction layer -------------------------------
+def cell_step(module, x, state):
+    """One step of ``module`` (one layer, one direction) for x (1, B, I): the
+    streaming path on this thread, or, for weights above _CELL_SPLIT_BYTES
+    and a batch the unit split takes, every thread streaming its share.
+    state: a tuple of (B, H) arrays (h; h and c for the LSTM). Returns the new
+    state as such a tuple."""
+    batch = x.shape[1]
+    # (_w_ih[0] is the one direction's block: no view made per call)
+    if module._w_ih[0].nbytes + module._w_hh[0].nbytes > _CELL_SPLIT_BYTES and \
+            _split_units(batch, 1, get_num_threads()):
+        # large weights: every thread streams its share (see _split_units)
+        with serial_blas():
+            _, out, _ = forward(module, x, tuple(s[None] for s in state), None, False, False)
+        return tuple(s[0] for s in out)
+    h = np.empty((batch, module.hidden_size), module.dtype)
+    c = np.empty_like(h) if len(state) == 2 else h
+    ones, rows = _single_step_rows(batch)
+    # the streaming path: one step on this thread, no batch plan or thread team
+    step_kernels(module)[0][0].step(x[0], state[0], state[-1], h, c, ones, rows)
+    return (h, c) if len(state) == 2 else (h,)
