@@ -16,6 +16,8 @@ from setuptools.command.build_ext import build_ext
 
 MODULES = [
     "fastrnn._openmp",
+    "fastrnn._kernels._cells",        # the cell kinds for Python
+    "fastrnn._kernels._panels",       # panel products, packing, the choice of kernels: built once
     "fastrnn._kernels._recurrent",
 ]
 # built only where the compiler targets x86-64-v3; chosen at run time by the CPU
@@ -83,8 +85,9 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+# _openmp.h (fastrnn/) and _panel.h (fastrnn/_kernels/) are found from every module
 extensions = [
-    Extension(name, [name.replace(".", "/") + ".pyx"])
+    Extension(name, [name.replace(".", "/") + ".pyx"], include_dirs=["fastrnn", "fastrnn/_kernels"])
     for name in MODULES + [AVX2_MODULE]
 ]
 

@@ -20,10 +20,9 @@ import numpy as np
 
 from fastrnn._buffers import BufferPool
 from fastrnn._kernels import recurrent as _k
+from fastrnn._kernels._cells import carries_cell_state, gate_stride, grad_stride
 from fastrnn._threads import get_num_threads, serial_blas
 
-# cell kinds, as in fastrnn/_kernels/_recurrent_impl.pxi
-RNN_TANH, RNN_RELU, LSTM, GRU_RESET_AFTER, GRU_RESET_BEFORE = range(5)
 
 # bound on the packed input/gate block of one task, in elements (x the itemsize)
 _STEP_CHUNK_ELEMENTS = 1 << 18
@@ -144,9 +143,9 @@ def forward(module, x, state, lengths, reverse, training):
     units = _split_units(batch, D, threads)
     plan = _plan(lengths, steps, batch, D, single_block=units)
     flags = direction_flags(module, reverse)
-    is_lstm = module._kind == LSTM
+    with_c = carries_cell_state(module._kind)
     h_n = np.empty((L * D, batch, H), module.dtype)
-    c_n = np.empty((L * D, batch, H), module.dtype) if is_lstm else None
+    c_n = np.empty((L * D, batch, H), module.dtype) if with_c else None
     unused = np.empty((D, 0, 0), module.dtype)
     traces = []
     inp = x
@@ -159,7 +158,7 @@ def forward(module, x, state, lengths, reverse, training):
             c0 = h0
         else:
             h0 = state[0][rows]
-            c0 = state[1][rows] if is_lstm else unused
+            c0 = state[1][rows] if with_c else unused
         mask = None
         if training and layer > 0 and module.dropout > 0:
             mask = dropout_mask(module._dropout_rng, inp.shape, module.dropout, module.dtype)
@@ -170,10 +169,10 @@ def forward(module, x, state, lengths, reverse, training):
         if training:
             N, I = plan.total, module._w_ih[layer].shape[2]
             pool = buffers(module)
-            keep = dict(keep_gates=pool.take((D, N, _k.gate_stride(module._kind, H)),
+            keep = dict(keep_gates=pool.take((D, N, gate_stride(module._kind, H)),
                                              module.dtype),
                         keep_h=pool.take((D, N, H), module.dtype),
-                        keep_c=pool.take((D, N, H), module.dtype) if is_lstm else unused)
+                        keep_c=pool.take((D, N, H), module.dtype) if with_c else unused)
             if ids is None:
                 keep["keep_x"] = pool.take((D, N, I), module.dtype)
             else:
@@ -184,7 +183,7 @@ def forward(module, x, state, lengths, reverse, training):
                                 w_hh=pool.copy(module._w_hh[layer]),
                                 x=keep.get("keep_x"), ids=keep.get("keep_ids"),
                                 gates=keep["keep_gates"], h_prev=keep["keep_h"],
-                                c_prev=keep["keep_c"] if is_lstm else None, mask=mask)
+                                c_prev=keep["keep_c"] if with_c else None, mask=mask)
             pool.give_back_when_gone(trace, *(a for a in (
                 trace.w_ih, trace.w_hh, trace.x, trace.gates, trace.h_prev, trace.c_prev)
                 if a is not None))
@@ -205,17 +204,17 @@ def forward(module, x, state, lengths, reverse, training):
             _k.forward_layer_units(
                 module._kind, inp, module._w_ih[layer][0], module._w_hh[layer][0], b_ih, b_hh,
                 bool(flags[0]), plan.lengths, plan.perm, plan.n_active, h0[0],
-                c0[0], y, h_n[rows][0], c_n[rows][0] if is_lstm else unused[0],
+                c0[0], y, h_n[rows][0], c_n[rows][0] if with_c else unused[0],
                 step_chunk, threads, steps >= _PACK_MIN_STEPS,
                 **{k: (v if k == "ids" else v[0]) for k, v in keep.items()})
         else:
             _k.forward_layer(
                 module._kind, inp, module._w_ih[layer], module._w_hh[layer], b_ih, b_hh, flags,
                 plan.lengths, plan.perm, plan.n_active, plan.bounds, h0, c0, y, h_n[rows],
-                c_n[rows] if is_lstm else unused, step_chunk, threads,
+                c_n[rows] if with_c else unused, step_chunk, threads,
                 block_offsets=plan.block_offsets if training else None, **keep)
         inp = y
-    state = (h_n, c_n) if is_lstm else (h_n,)
+    state = (h_n, c_n) if with_c else (h_n,)
     return inp, state, ((plan, flags, traces, units) if training else None)
 
 
@@ -258,9 +257,9 @@ def stream_step(module, x, state):
     A single step of the reverse direction is the same step."""
     batch = x.shape[1]
     D, H, L = module.num_directions, module.hidden_size, module.num_layers
-    is_lstm = module._kind == LSTM
+    with_c = carries_cell_state(module._kind)
     h_n = np.empty((L * D, batch, H), module.dtype)
-    c_n = np.empty((L * D, batch, H), module.dtype) if is_lstm else h_n
+    c_n = np.empty((L * D, batch, H), module.dtype) if with_c else h_n
     zeros = np.zeros((batch, H), module.dtype) if state is None else None
     ones, rows = _single_step_rows(batch)
     kernels = step_kernels(module)
@@ -271,12 +270,12 @@ def stream_step(module, x, state):
         for d in range(D):
             row = layer * D + d
             h0 = zeros if state is None else state[0][row]
-            c0 = (zeros if state is None else state[1][row]) if is_lstm else h0
+            c0 = (zeros if state is None else state[1][row]) if with_c else h0
             kernels[layer][d].step(inp, h0, c0, h_n[row], c_n[row], ones, rows,
                                    ids if layer == 0 else None)
             y[:, d * H:(d + 1) * H] = h_n[row]
         inp = y
-    return y[None], ((h_n, c_n) if is_lstm else (h_n,))
+    return y[None], ((h_n, c_n) if with_c else (h_n,))
 
 
 def direction_flags(module, reverse):
@@ -288,22 +287,22 @@ def backward(module, trace, dy, dstate):
     """dy: (T, B, D*H) (unit last stride); dstate: like state, entries may be None."""
     plan, flags, traces, units = trace
     D, H, L = module.num_directions, module.hidden_size, module.num_layers
-    is_lstm = module._kind == LSTM
+    with_c = carries_cell_state(module._kind)
     lead = (L * D, plan.batch, H)
     dstate = (None, None) if dstate is None else tuple(dstate) + (None,)
     dh_n = dstate[0] if dstate[0] is not None else np.zeros(lead, module.dtype)
-    dc_n = dstate[1] if dstate[1] is not None or not is_lstm else np.zeros(lead, module.dtype)
+    dc_n = dstate[1] if dstate[1] is not None or not with_c else np.zeros(lead, module.dtype)
     dh0 = np.empty(lead, module.dtype)
-    dc0 = np.empty(lead, module.dtype) if is_lstm else None
+    dc0 = np.empty(lead, module.dtype) if with_c else None
     unused = np.empty((D, 0, 0), module.dtype)
     threads = get_num_threads()
     for layer in range(L - 1, -1, -1):
         tr = traces[layer]
         rows = slice(layer * D, (layer + 1) * D)
-        dgates = buffers(module).take((D, plan.total, _k.grad_stride(module._kind, H)),
+        dgates = buffers(module).take((D, plan.total, grad_stride(module._kind, H)),
                                       module.dtype)
-        c_prev = tr.c_prev if is_lstm else unused
-        dc_rows, dc0_rows = (dc_n[rows], dc0[rows]) if is_lstm else (unused, unused)
+        c_prev = tr.c_prev if with_c else unused
+        dc_rows, dc0_rows = (dc_n[rows], dc0[rows]) if with_c else (unused, unused)
         if units:
             _k.backward_layer_units(
                 module._kind, tr.w_hh[0], bool(flags[0]), plan.lengths, plan.perm,
@@ -318,7 +317,7 @@ def backward(module, trace, dy, dstate):
         buffers(module).give_back(dgates)
         if tr.mask is not None:
             dy *= tr.mask
-    return dy, ((dh0, dc0) if is_lstm else (dh0,))
+    return dy, ((dh0, dc0) if with_c else (dh0,))
 
 
 def weight_and_input_grads(module, layer, tr, dgates, plan, flags):

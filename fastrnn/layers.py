@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from fastrnn import _checks, _engine, _registry
+from fastrnn._kernels._cells import CellKind, carries_cell_state
 from fastrnn._module import SequenceModule
 
 
@@ -139,7 +140,7 @@ class _RecurrentLayer(SequenceModule):
         if hx is None:
             return None
         names = (("h0", "c0") if what == "hx" else ("dh_n", "dc_n")) \
-            if self._kind == _engine.LSTM else (what,)
+            if carries_cell_state(self._kind) else (what,)
         parts = _checks.state_parts(what, hx, names, self._state_shape(batch, batched),
                                     self.dtype, "LSTM", allow_none=what != "hx")
         return parts if batched else tuple(None if p is None else p[:, None, :] for p in parts)
@@ -147,7 +148,7 @@ class _RecurrentLayer(SequenceModule):
     def _format_state(self, state, batched):
         if not batched:
             state = tuple(s[:, 0] for s in state)
-        return state if self._kind == _engine.LSTM else state[0]
+        return state if carries_cell_state(self._kind) else state[0]
 
     # -- running (fastrnn._engine) -------------------------------------------
     def _blas_in_kernel_threads(self, steps):
@@ -203,7 +204,7 @@ class RNN(_RecurrentLayer):
                  batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
                  seed=None):
         self.nonlinearity = _checks.choice("nonlinearity", nonlinearity, ("tanh", "relu"))
-        self._kind = _engine.RNN_TANH if nonlinearity == "tanh" else _engine.RNN_RELU
+        self._kind = CellKind.RNN_TANH if nonlinearity == "tanh" else CellKind.RNN_RELU
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed)
 
@@ -227,7 +228,7 @@ class GRU(_RecurrentLayer):
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
                  reset_after=True):
         self.reset_after = _checks.boolean("reset_after", reset_after)
-        self._kind = _engine.GRU_RESET_AFTER if reset_after else _engine.GRU_RESET_BEFORE
+        self._kind = CellKind.GRU_RESET_AFTER if reset_after else CellKind.GRU_RESET_BEFORE
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype, seed)
 
@@ -245,4 +246,4 @@ class LSTM(_RecurrentLayer):
     """
 
     _gates = 4
-    _kind = _engine.LSTM
+    _kind = CellKind.LSTM

@@ -1,7 +1,7 @@
 /* A float32 matrix product for the recurrent step, on weights packed once per call.
 
    C (m x n) = A (m x k) @ Wᵀ (+ C), W (n x k) packed in panels of 16 rows:
-   wp[p][kk][j] = W[16 p + j][kk] (zero past n). See _panel.pxd for why.
+   wp[p][kk][j] = W[16 p + j][kk] (zero past n). See _panels.pxd for why.
 
    The kernels exist once per instruction set (_panel_isa.h, compiled with
    GCC target attributes, so the default build stays portable): AVX-512 with
@@ -201,10 +201,6 @@ static void fastrnn_pack_panel_range(const float *src, Py_ssize_t n, Py_ssize_t 
 static void fastrnn_pack_panels(const float *src, Py_ssize_t n, Py_ssize_t k,
                                 Py_ssize_t sn, Py_ssize_t sk, float *dst) {
     fastrnn_pack_panel_range(src, n, k, sn, sk, dst, 0, (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL);
-}
-
-static Py_ssize_t fastrnn_panel_size(Py_ssize_t n, Py_ssize_t k) {
-    return (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL * FASTRNN_PANEL * k;
 }
 
 #endif

@@ -1,0 +1,415 @@
+# The batch split: tasks of (direction, block of batch rows), each
+# independent (its own rows, state and output columns), in one prange with no
+# barrier. forward_layer, backward_layer. Included by _recurrent_impl.pxi.
+#
+# Forward, per task, for each chunk of steps (bounded, so inference memory does
+# not grow with T and each chunk's projection is still in cache when its steps
+# run; training keeps every chunk's rows):
+#   1. gather the chunk's active input rows into a packed block and project them
+#      with one GEMM:  Gx = X_chunk @ W_ihᵀ;
+#   2. for each step: the cell's recurrent products, each followed at once by
+#      its gate pass (_cells.pxd), which updates h (and c), leaves the gate
+#      activations in the gate block and writes the output row.
+# Backward (BPTT), walking the steps from last to first: the cell's gate passes
+# turn dL/dh_t (and dL/dc_t) into dG_t, and its products carry dh_{t-1}.
+
+
+cdef void _gather_inputs(const Dims* d, bint reverse, const Rows* rows, Py_ssize_t r0,
+                         Py_ssize_t nr, const Source* src, Py_ssize_t s0, Py_ssize_t s1,
+                         floating* xp, floating* gx, Py_ssize_t* keep_ids) noexcept nogil:
+    """The active rows of steps [s0, s1) of the block's rows [r0, r0 + nr),
+    packed step after step: float rows into xp (rows of I), or for token ids
+    their projections (rows of W_ihᵀ) into gx (rows of ldg) and, in training,
+    the tokens into keep_ids."""
+    cdef Py_ssize_t s, j, n, t, i, off = 0
+    cdef const floating* x = <const floating*> src.x
+    for s in range(s0, s1):
+        n = _active(rows.n_active, s, r0, nr)
+        for j in range(n):
+            t = _time(reverse, rows.lengths, r0 + j, s)
+            if src.ids != NULL:
+                # token k: W_ih e_k is column k of W_ih, row k of x = W_ihᵀ
+                i = src.ids[t * src.i0 + rows.perm[r0 + j] * src.i1]
+                copy_strided(gx + (off + j) * d.ldg, x + i * src.s1, d.G, src.s2)
+                if keep_ids != NULL:
+                    keep_ids[off + j] = i
+            else:
+                copy_strided(xp + (off + j) * d.n_in, x + t * src.s0 + rows.perm[r0 + j] * src.s1,
+                             d.n_in, src.s2)
+        off += n
+
+
+cdef void _forward_task(const LayerCall* call, Py_ssize_t task, floating* work) noexcept nogil:
+    """Task ``task``: one block of rows (sorted order) of one direction
+    through every step.
+
+    Inference: the task's workspace holds the packed inputs and gate
+    activations of one chunk of steps. Training (the call's Keep): the
+    storage of every step (inputs, activations, h_{t-1}, c_{t-1}, tokens),
+    this block's rows from its offset on, each chunk's rows after the
+    previous chunk's (the projection still runs chunk by chunk: one product
+    for all steps at once leaves its result out of cache by the time its
+    steps run).
+    """
+    cdef const Dims* d = &call.dims
+    cdef const Rows* rows = &call.rows
+    cdef Py_ssize_t dd = task // call.n_blocks, blk = task % call.n_blocks
+    cdef Py_ssize_t r0 = call.bounds[blk], r1 = call.bounds[blk + 1]
+    cdef bint reverse = call.reverse[dd] != 0
+    cdef const Source* src = &call.src[dd]
+    cdef const Ends* ends = &call.ends[dd]
+    cdef Py_ssize_t H = d.H, G = d.G, ldg = d.ldg
+    cdef Py_ssize_t nr = r1 - r0
+    cdef Py_ssize_t n_steps = rows.lengths[r0]     # longest row of the block
+    cdef Py_ssize_t s0, s1, s, j, n, off, t, b
+    cdef int phase
+    cdef Product p
+    cdef Weights w = call.w[dd]
+    cdef Keep keep = call.keep[dd]
+    cdef TaskSpace sp
+    task_space(work + task * call.work_per, d, call.rows_max, call.cap, &sp)
+    _task_panels(call, dd, False, &w)
+    cdef bint training = keep.gates != NULL
+    cdef bint tokens = src.ids != NULL
+    cdef bint with_c = has_cell_state(d.kind)
+    cdef Py_ssize_t o = call.block_offsets[blk] if training else 0
+    cdef floating* xp = <floating*> sp.xp
+    cdef floating* gx = <floating*> sp.gx
+    cdef floating* hp = NULL
+    cdef floating* cp = NULL
+    cdef Py_ssize_t* keep_ids = NULL
+    if training:
+        xp = <floating*> keep.x + o * d.n_in if keep.x != NULL else NULL
+        gx = <floating*> keep.gates + o * ldg
+        hp = <floating*> keep.h + o * H
+        cp = <floating*> keep.c + o * H if with_c else NULL
+        keep_ids = keep.ids + o if keep.ids != NULL else NULL
+    cdef floating* gh = <floating*> sp.gh
+    cdef floating* h = <floating*> sp.h
+    cdef floating* c = <floating*> sp.c
+    cdef floating* rh = <floating*> sp.rh
+    cdef const floating* w_hh = <const floating*> w.w_hh
+    cdef const floating* b_x = <const floating*> w.b_x
+    cdef const floating* b_hn = <const floating*> w.b_hn
+    cdef const floating* h0 = <const floating*> ends.h0
+    cdef const floating* c0 = <const floating*> ends.c0
+    cdef floating* y = <floating*> ends.y
+    cdef floating* gblk
+
+    for j in range(nr):
+        b = rows.perm[r0 + j]
+        memcpy(h + j * H, h0 + b * H, H * sizeof(floating))
+        if with_c:
+            memcpy(c + j * H, c0 + b * H, H * sizeof(floating))
+
+    s0 = 0
+    while s0 < n_steps:
+        s1 = s0 + call.step_chunk
+        if s1 > n_steps:
+            s1 = n_steps
+        _gather_inputs(d, reverse, rows, r0, nr, src, s0, s1, xp, gx, keep_ids)
+        off = 0
+        for s in range(s0, s1):
+            off += _active(rows.n_active, s, r0, nr)
+        if not tokens:
+            # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
+            step_wt(off, G, d.n_in, xp, d.n_in, <const floating*> w.w_ih, w.wp_ih, <floating> 0,
+                    gx, ldg)
+
+        off = 0
+        for s in range(s0, s1):
+            n = _active(rows.n_active, s, r0, nr)
+            gblk = gx + off * ldg
+            if training:
+                memcpy(hp + off * H, h, n * H * sizeof(floating))
+                if with_c:
+                    memcpy(cp + off * H, c, n * H * sizeof(floating))
+            for phase in range(forward_phases(d.kind)):
+                p = forward_product(d.kind, phase)
+                # G[:, blocks q0..] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[blocks q0..]ᵀ
+                step_wt(n, p.nq * H, H, rh if p.reset_rows else h, H, w_hh + p.q0 * H * H,
+                        w.wp_n if p.n_panels else w.wp, <floating> p.accumulate,
+                        gh if p.own_target else gblk + p.q0 * H,
+                        p.nq * H if p.own_target else ldg)
+                cell_forward(d.kind, phase, n, H, gblk, ldg, gh, b_x, b_hn, h, c, rh)
+            for j in range(n):
+                t = _time(reverse, rows.lengths, r0 + j, s)
+                memcpy(y + t * ends.y0 + rows.perm[r0 + j] * ends.y1, h + j * H,
+                       H * sizeof(floating))
+            off += n
+        if training:
+            # the next chunk's rows follow this chunk's in the kept storage
+            if not tokens:
+                xp += off * d.n_in
+            gx += off * ldg
+            hp += off * H
+            if with_c:
+                cp += off * H
+            if tokens:
+                keep_ids += off
+        s0 = s1
+
+    for j in range(nr):
+        b = rows.perm[r0 + j]
+        memcpy(<floating*> ends.h_n + b * H, h + j * H, H * sizeof(floating))
+        if with_c:
+            memcpy(<floating*> ends.c_n + b * H, c + j * H, H * sizeof(floating))
+        # outputs past the sequence's end are zero (y starts uninitialised)
+        for t in range(rows.lengths[r0 + j], rows.T):
+            memset(y + t * ends.y0 + b * ends.y1, 0, H * sizeof(floating))
+
+
+cdef void _backward_task(const LayerCall* call, Py_ssize_t task, floating* work) noexcept nogil:
+    """BPTT for task ``task``'s block of rows of one direction, from the last
+    step back.
+
+    The call's Keep: the stored activations, h_{t-1}, c_{t-1} of forward;
+    its Ends, the gradients at the sequence's ends: dL/dh_n, dL/dc_n in (h0,
+    c0) and dL/dh0, dL/dc0 out in (h_n, c_n), (B, H) caller order, and dL/dy
+    in y (this direction's first column, unit stride over H). Writes the
+    block's rows of dg (packed, rows of ldd). W_hhᵀ in panels (float32), or
+    BLAS.
+    """
+    cdef const Dims* d = &call.dims
+    cdef const Rows* rows = &call.rows
+    cdef Py_ssize_t dd = task // call.n_blocks, blk = task % call.n_blocks
+    cdef Py_ssize_t r0 = call.bounds[blk], r1 = call.bounds[blk + 1]
+    cdef Py_ssize_t o = call.block_offsets[blk]
+    cdef bint reverse = call.reverse[dd] != 0
+    cdef const Ends* ends = &call.ends[dd]
+    cdef Py_ssize_t H = d.H, lda = d.ldg, ldd = d.ldd
+    cdef Py_ssize_t nr = r1 - r0
+    cdef Py_ssize_t n_steps = rows.lengths[r0]
+    cdef Py_ssize_t s, j, k, n, off, t, b
+    cdef int phase
+    cdef Product p
+    cdef bint with_c = has_cell_state(d.kind)
+    cdef Weights w = call.w[dd]
+    _task_panels(call, dd, True, &w)
+    cdef BackSpace sp
+    back_space(work + task * call.work_per, d, call.rows_max, &sp)
+    cdef const floating* a = <const floating*> call.keep[dd].gates + o * lda
+    cdef const floating* hp = <const floating*> call.keep[dd].h + o * H
+    cdef const floating* cp = <const floating*> call.keep[dd].c + o * H if with_c else NULL
+    cdef floating* dg = <floating*> call.dg[dd] + o * ldd
+    cdef const floating* w_hh = <const floating*> w.w_hh
+    cdef const floating* dy = <const floating*> ends.y
+    cdef floating* dh = <floating*> sp.dh
+    cdef floating* dc = <floating*> sp.dc
+    cdef floating* drh = <floating*> sp.drh
+    cdef const floating* src
+    cdef floating* dblk
+
+    off = 0
+    for s in range(n_steps):
+        off += _active(rows.n_active, s, r0, nr)
+    for j in range(nr):
+        b = rows.perm[r0 + j]
+        memcpy(dh + j * H, <const floating*> ends.h0 + b * H, H * sizeof(floating))
+        if with_c:
+            memcpy(dc + j * H, <const floating*> ends.c0 + b * H, H * sizeof(floating))
+
+    for s in range(n_steps - 1, -1, -1):
+        n = _active(rows.n_active, s, r0, nr)
+        off -= n
+        # dL/dh_t = (carried from step t+1) + dL/dy_t
+        for j in range(n):
+            t = _time(reverse, rows.lengths, r0 + j, s)
+            src = dy + t * ends.y0 + rows.perm[r0 + j] * ends.y1
+            for k in range(H):
+                dh[j * H + k] += src[k]
+        dblk = dg + off * ldd
+        for phase in range(backward_phases(d.kind)):
+            cell_backward(d.kind, phase, n, H, a + off * lda, hp + off * H,
+                          cp + off * H if with_c else NULL, drh, dblk, dh, dc)
+            p = backward_product(d.kind, phase)
+            # dh_{t-1} (or dL/d(r ⊙ h_{t-1})) (+)= dG[:, blocks src0..] @ W_hh[blocks q0..]
+            step_w(n, H, p.nq * H, dblk + p.src0 * H, ldd, w_hh + p.q0 * H * H, H,
+                   w.wp_n if p.n_panels else w.wp, <floating> p.accumulate,
+                   drh if p.reset_rows else dh, H)
+
+    for j in range(nr):
+        b = rows.perm[r0 + j]
+        memcpy(<floating*> ends.h_n + b * H, dh + j * H, H * sizeof(floating))
+        if with_c:
+            memcpy(<floating*> ends.c_n + b * H, dc + j * H, H * sizeof(floating))
+
+
+
+cdef void _task_panels(const LayerCall* call, Py_ssize_t dd, bint for_backward,
+                       Weights* w) noexcept nogil:
+    """Direction dd's panels into w (NULL without them: BLAS), packed here
+    when each task packs its own direction (one block per direction: in its
+    own core's cache, with no separate thread team for packing)."""
+    cdef Panels panels
+    w.wp = w.wp_n = w.wp_ih = NULL
+    if call.panels == NULL:
+        return
+    recurrent_panels(&call.dims, call.dims.H, for_backward, False,
+                     call.panels + dd * call.panels_per, &panels)
+    w.wp = panels.wp
+    w.wp_n = panels.wp_n
+    if not for_backward:
+        w.wp_ih = call.panels_ih + dd * call.panels_ih_per
+    if call.pack_in_task:
+        _pack_recurrent_part(&call.dims, <const float*> w.w_hh, for_backward, &panels, 0, 1)
+        if not for_backward:
+            _pack_split(<const float*> w.w_ih, call.dims.G, call.dims.n_in, call.dims.n_in, 1,
+                        call.panels_ih + dd * call.panels_ih_per, 0, 1)
+
+
+def forward_layer(int kind,
+                  const floating[:, :, :] x,
+                  const floating[:, :, ::1] w_ih,
+                  const floating[:, :, ::1] w_hh,
+                  const floating[:, ::1] b_ih,
+                  const floating[:, ::1] b_hh,
+                  const int[::1] reverse,
+                  const Py_ssize_t[::1] lengths,
+                  const Py_ssize_t[::1] perm,
+                  const Py_ssize_t[::1] n_active,
+                  const Py_ssize_t[::1] bounds,
+                  const floating[:, :, ::1] h0,
+                  const floating[:, :, ::1] c0,
+                  floating[:, :, ::1] y,
+                  floating[:, :, ::1] h_n,
+                  floating[:, :, ::1] c_n,
+                  Py_ssize_t step_chunk,
+                  int num_threads,
+                  floating[:, :, ::1] keep_x=None,
+                  floating[:, :, ::1] keep_gates=None,
+                  floating[:, :, ::1] keep_h=None,
+                  floating[:, :, ::1] keep_c=None,
+                  const Py_ssize_t[::1] block_offsets=None,
+                  const Py_ssize_t[:, :] ids=None,
+                  Py_ssize_t[:, ::1] keep_ids=None):
+    """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
+
+    x: (T, B, I) any strides; w_ih: (D, G, I); w_hh: (D, G, H); b_ih, b_hh:
+    (D, G) (zeros for a layer without bias); reverse: (D,) 0/1; lengths: (B,)
+    sorted descending, perm: (B,) sorted row -> caller row, n_active: (T,) rows
+    with length > s; bounds: (K+1,) row blocks; h0, c0, h_n, c_n: (D, B, H)
+    (c0/c_n used by the LSTM only); y: (T, B, D*H), C-contiguous.
+
+    Training (keep_* given): keep_x (D, N, I), keep_gates (D, N, gate_stride),
+    keep_h (D, N, H), keep_c (D, N, H) (LSTM) receive the packed inputs, gate
+    activations, h_{t-1} and c_{t-1}, N = sum(lengths); block_offsets: (K,)
+    first packed row of each block.
+
+    Token input: ids (T, B) any strides, each in [0, I), and x is W_ihᵀ
+    (D, I, G), any strides (a transposed copy of W_ih, or a view of it);
+    keep_x is then not used and keep_ids (D, N) receives the packed rows'
+    tokens in training.
+    """
+    cdef bint tokens = ids is not None
+    cdef bint training = keep_gates is not None
+    cdef Py_ssize_t D = w_ih.shape[0], dd, task
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint with_c = has_cell_state(kind)
+    cdef LayerCall call
+    _call_rows(&call, kind, w_ih.shape[2], w_hh.shape[2], lengths, perm, n_active,
+               ids.shape[0] if tokens else x.shape[0])
+    _call_blocks(&call, bounds, block_offsets)
+    call.step_chunk = step_chunk
+    call.cap = 0 if training else step_chunk * call.rows_max
+    b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
+    cdef const floating[:, ::1] b_x = b_x_arr
+    cdef const floating[:, ::1] b_hn = b_hn_arr
+    for dd in range(D):
+        call.reverse[dd] = reverse[dd]
+        call.src[dd] = _call_source(&x[dd, 0, 0] if tokens else &x[0, 0, 0],
+                                    x.strides[0] // isz, x.strides[1] // isz,
+                                    x.strides[2] // isz, &ids[0, 0] if tokens else NULL,
+                                    ids.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
+                                    ids.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
+        call.w[dd] = _call_weights(&w_ih[dd, 0, 0], &w_hh[dd, 0, 0], &b_x[dd, 0],
+                                   &b_hn[dd, 0])
+        call.ends[dd] = _call_ends(&h0[dd, 0, 0], &c0[dd, 0, 0] if with_c else NULL,
+                                   &h_n[dd, 0, 0], &c_n[dd, 0, 0] if with_c else NULL,
+                                   &y[0, 0, dd * call.dims.H], y.strides[0] // isz,
+                                   y.strides[1] // isz)
+        call.keep[dd] = _no_keep()
+        if training:
+            call.keep[dd].x = &keep_x[dd, 0, 0] if not tokens else NULL
+            call.keep[dd].gates = &keep_gates[dd, 0, 0]
+            call.keep[dd].h = &keep_h[dd, 0, 0]
+            call.keep[dd].c = &keep_c[dd, 0, 0] if with_c else NULL
+            call.keep[dd].ids = &keep_ids[dd, 0] if tokens else NULL
+    call.work_per = task_space(<floating*> NULL, &call.dims, call.rows_max, call.cap, NULL)
+    cdef Py_ssize_t n_tasks = D * call.n_blocks
+    work_arr = _scratch("work", n_tasks * call.work_per,
+                        np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
+    # one block per direction: each task packs its own direction's weights
+    call.pack_in_task = call.n_blocks == 1
+    if floating is float:
+        if panels_on():
+            packed, call.panels_per = _pack_recurrent(&call.dims, w_hh, False, num_threads,
+                                                      not call.pack_in_task)
+            packed_ih, call.panels_ih_per = _pack_rows(w_ih, num_threads, not call.pack_in_task)
+            call.panels = _data(packed)
+            call.panels_ih = _data(packed_ih)
+    with nogil:
+        for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
+            _forward_task(&call, task, &work[0])
+
+
+def backward_layer(int kind,
+                   const floating[:, :, ::1] w_hh,
+                   const int[::1] reverse,
+                   const Py_ssize_t[::1] lengths,
+                   const Py_ssize_t[::1] perm,
+                   const Py_ssize_t[::1] n_active,
+                   const Py_ssize_t[::1] bounds,
+                   const Py_ssize_t[::1] block_offsets,
+                   const floating[:, :, ::1] gates,
+                   const floating[:, :, ::1] h_prev,
+                   const floating[:, :, ::1] c_prev,
+                   const floating[:, :, :] dy,
+                   const floating[:, :, ::1] dh_n,
+                   const floating[:, :, ::1] dc_n,
+                   floating[:, :, ::1] dgates,
+                   floating[:, :, ::1] dh0,
+                   floating[:, :, ::1] dc0,
+                   int num_threads):
+    """BPTT through one layer (D directions) with the plan of its forward.
+
+    gates, h_prev, c_prev: what forward_layer kept (D, N, ·); dy: (T, B, D*H)
+    any strides, unit stride on its last axis; dh_n, dc_n: (D, B, H).
+    Writes dgates (D, N, grad_stride) and dh0, dc0 (D, B, H) (dc_n, dc0 are
+    used by the LSTM only).
+    """
+    cdef Py_ssize_t D = w_hh.shape[0], dd, task
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef bint with_c = has_cell_state(kind)
+    cdef LayerCall call
+    _call_rows(&call, kind, 0, w_hh.shape[2], lengths, perm, n_active, dy.shape[0])
+    _call_blocks(&call, bounds, block_offsets)
+    for dd in range(D):
+        call.reverse[dd] = reverse[dd]
+        call.w[dd] = _call_weights(NULL, &w_hh[dd, 0, 0], NULL, NULL)
+        # the gradients at the ends: dh_n, dc_n in; dh0, dc0 out; dy in
+        call.ends[dd] = _call_ends(&dh_n[dd, 0, 0], &dc_n[dd, 0, 0] if with_c else NULL,
+                                   &dh0[dd, 0, 0], &dc0[dd, 0, 0] if with_c else NULL,
+                                   <void*> &dy[0, 0, dd * call.dims.H], dy.strides[0] // isz,
+                                   dy.strides[1] // isz)
+        call.keep[dd] = _no_keep()
+        # (read only in backward)
+        call.keep[dd].gates = <void*> &gates[dd, 0, 0]
+        call.keep[dd].h = <void*> &h_prev[dd, 0, 0]
+        call.keep[dd].c = <void*> &c_prev[dd, 0, 0] if with_c else NULL
+        call.dg[dd] = &dgates[dd, 0, 0]
+    call.work_per = back_space(<floating*> NULL, &call.dims, call.rows_max, NULL)
+    cdef Py_ssize_t n_tasks = D * call.n_blocks
+    work_arr = _scratch("work", n_tasks * call.work_per,
+                        np.float32 if floating is float else np.float64)
+    cdef floating[::1] work = work_arr
+    call.pack_in_task = call.n_blocks == 1
+    if floating is float:
+        if panels_on():
+            packed, call.panels_per = _pack_recurrent(&call.dims, w_hh, True, num_threads,
+                                                      not call.pack_in_task)
+            call.panels = _data(packed)
+    with nogil:
+        for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
+            _backward_task(&call, task, &work[0])

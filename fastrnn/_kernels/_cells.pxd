@@ -1,0 +1,461 @@
+# cython: language_level=3
+"""The cell forms: their kinds, their row layouts and their gate passes.
+
+The only file that knows cells by name. A driver (batch split, unit split,
+streaming step) runs a cell step as a list of phases it does not need to
+understand:
+
+    forward:   for each phase p < forward_phases(kind):
+                   the recurrent product forward_product(kind, p)
+                   cell_forward(kind, p, ...)       the gate pass after it
+    backward:  for each phase p < backward_phases(kind):
+                   cell_backward(kind, p, ...)     a gate pass
+                   the product backward_product(kind, p)
+
+A Product says which rows of W_hh it reads, from which operand into which
+result, and whether it adds. Gate rows are stored in PyTorch's order (RNN
+[h], GRU [r; z; n], LSTM [i; f; g; o]) in blocks of ``width`` columns
+(width = H, or a thread's U units in the unit split).
+
+Forward gate passes: g holds the pre-activations (without bias) of n rows,
+row stride ldg; each pass adds the bias, applies the gates, updates the state
+and overwrites g with the activations backward needs. Backward gate passes:
+from dh (= dL/dh_t) and the stored activations a, write the gate
+pre-activation gradients dg and leave in dh the part of dL/dh_{t-1} that does
+not go through W_hh.
+"""
+from cython cimport floating
+
+from fastrnn._kernels._activations cimport relu, sigmoid, tanh_
+
+
+cpdef enum CellKind:
+    RNN_TANH = 0
+    RNN_RELU = 1
+    LSTM = 2
+    GRU_RESET_AFTER = 3
+    GRU_RESET_BEFORE = 4
+
+
+cdef inline Py_ssize_t gates(int kind) noexcept nogil:
+    """Gate blocks of W_ih and W_hh (rows = gates * H)."""
+    if kind == LSTM:
+        return 4
+    if kind == GRU_RESET_AFTER or kind == GRU_RESET_BEFORE:
+        return 3
+    return 1
+
+
+cdef inline Py_ssize_t gate_blocks(int kind) noexcept nogil:
+    """Blocks of one stored activation row: the gates, plus W_hn h + b_hn for
+    the reset-after GRU (r multiplies it, so backward needs it apart)."""
+    return 4 if kind == GRU_RESET_AFTER else gates(kind)
+
+
+cdef inline Py_ssize_t grad_blocks(int kind) noexcept nogil:
+    """Blocks of one gate-gradient row: the gates, or for the reset-after GRU
+    [dGx (3) | dGh (3)] (its input and recurrent n gradients differ)."""
+    return 6 if kind == GRU_RESET_AFTER else gates(kind)
+
+
+cdef inline Py_ssize_t recurrent_grad_block(int kind) noexcept nogil:
+    """First block of dGh, the recurrent part of a gate-gradient row."""
+    return 3 if kind == GRU_RESET_AFTER else 0
+
+
+cdef inline bint has_cell_state(int kind) noexcept nogil:
+    """Whether the cell carries c beside h (the LSTM)."""
+    return kind == LSTM
+
+
+cdef inline bint uses_reset_rows(int kind) noexcept nogil:
+    """Whether W_hn multiplies r ⊙ h_{t-1} (the reset-before GRU): its n rows
+    are packed and multiplied apart, and dW_hn is dG_nᵀ (r ⊙ H_prev)."""
+    return kind == GRU_RESET_BEFORE
+
+
+cdef inline bint uses_hn_bias(int kind) noexcept nogil:
+    """Whether b_hn stays apart from b_in (the reset-after GRU: r multiplies it)."""
+    return kind == GRU_RESET_AFTER
+
+
+# ---------------------------------------------------------------------------
+# the recurrent products of a step
+# ---------------------------------------------------------------------------
+
+ctypedef struct Product:
+    # forward:  C[:, columns of blocks q0 .. q0+nq] (=, or += with accumulate)
+    #           source @ W_hh[rows of blocks q0 .. q0+nq]ᵀ
+    # backward: target (=, or +=) dG[:, blocks src0 .. src0+nq] @ W_hh[rows of blocks q0 ..]
+    Py_ssize_t q0, nq
+    Py_ssize_t src0          # backward: first block of dG read
+    bint accumulate
+    bint reset_rows          # forward: source is r ⊙ h_{t-1} (else h_{t-1}); backward:
+                             # target is dL/d(r ⊙ h_{t-1}) (else dL/dh_{t-1})
+    bint own_target          # forward: into the separate block gh (stride nq * width)
+    bint n_panels            # on the packed panels of the n rows (the reset-before GRU)
+
+
+cdef inline int forward_phases(int kind) noexcept nogil:
+    return 2 if kind == GRU_RESET_BEFORE else 1
+
+
+cdef inline Product forward_product(int kind, int phase) noexcept nogil:
+    cdef Product p
+    p.src0 = 0
+    p.reset_rows = False
+    p.own_target = False
+    p.n_panels = False
+    p.accumulate = True
+    p.q0 = 0
+    p.nq = gates(kind)
+    if kind == GRU_RESET_AFTER:
+        # Gh = h_{t-1} W_hhᵀ, kept apart: its n part is gated by r
+        p.accumulate = False
+        p.own_target = True
+    elif kind == GRU_RESET_BEFORE:
+        if phase == 0:
+            p.nq = 2         # [G_r, G_z] += h_{t-1} [W_hr; W_hz]ᵀ
+        else:
+            p.q0 = 2         # G_n += (r ⊙ h_{t-1}) W_hnᵀ
+            p.nq = 1
+            p.reset_rows = True
+            p.n_panels = True
+    # LSTM, RNN: G_t = x_t W_ihᵀ + h_{t-1} W_hhᵀ (accumulated into Gx)
+    return p
+
+
+cdef inline int backward_phases(int kind) noexcept nogil:
+    return 2 if kind == GRU_RESET_BEFORE else 1
+
+
+cdef inline Product backward_product(int kind, int phase) noexcept nogil:
+    cdef Product p
+    p.own_target = False
+    p.reset_rows = False
+    p.n_panels = False
+    p.accumulate = False
+    p.q0 = 0
+    p.src0 = 0
+    p.nq = gates(kind)
+    if kind == GRU_RESET_AFTER:
+        # dh_{t-1} = dh_t ⊙ z' + [da_r, da_z, da_n ⊙ r] @ W_hh
+        p.src0 = 3
+        p.accumulate = True
+    elif kind == GRU_RESET_BEFORE:
+        if phase == 0:
+            # dL/d(r ⊙ h_{t-1}) = dG_n @ W_hn
+            p.src0 = 2
+            p.q0 = 2
+            p.nq = 1
+            p.reset_rows = True
+            p.n_panels = True
+        else:
+            # dh_{t-1} += [dG_r, dG_z] @ [W_hr; W_hz]
+            p.nq = 2
+            p.accumulate = True
+    # LSTM, RNN: dh_{t-1} = dG_t @ W_hh
+    return p
+
+
+cdef inline Py_ssize_t backward_written(int kind, int phase, Py_ssize_t* first) noexcept nogil:
+    """The blocks of dG that backward gate pass ``phase`` writes: [first, return)."""
+    if kind == GRU_RESET_BEFORE:
+        first[0] = 1 if phase == 0 else 0      # z, n first; r once dL/d(r ⊙ h) is known
+        return 3 if phase == 0 else 1
+    first[0] = 0
+    return grad_blocks(kind)
+
+
+# ---------------------------------------------------------------------------
+# the one dispatch: forward and backward gate passes of every form
+# ---------------------------------------------------------------------------
+
+cdef inline void cell_forward(int kind, int phase, Py_ssize_t n, Py_ssize_t width,
+                              floating* g, Py_ssize_t ldg, const floating* gh,
+                              const floating* b, const floating* b_hn, floating* h,
+                              floating* c, floating* rh) noexcept nogil:
+    """The gate pass after forward product ``phase`` for n rows of ``width``
+    units: g (row stride ldg) the gate block, gh the separate product (the
+    reset-after GRU), b, b_hn the kernel biases, h and c (n x width, updated),
+    rh (n x width) receives r ⊙ h_{t-1} (the reset-before GRU's phase 0)."""
+    if kind == LSTM:
+        _lstm_rows(n, width, g, ldg, b, h, c)
+    elif kind == RNN_TANH or kind == RNN_RELU:
+        _rnn_rows(kind == RNN_RELU, n, width, g, ldg, b, h)
+    elif kind == GRU_RESET_AFTER:
+        _gru_after_rows(n, width, g, gh, b, b_hn, h)
+    elif phase == 0:
+        _gru_before_gates(n, width, g, b, h, rh)
+    else:
+        _gru_before_update(n, width, g, b, h)
+
+
+cdef inline void cell_backward(int kind, int phase, Py_ssize_t n, Py_ssize_t width,
+                               const floating* a, const floating* hp, const floating* cp,
+                               const floating* drh, floating* dg, floating* dh,
+                               floating* dc) noexcept nogil:
+    """Backward gate pass ``phase`` for n rows of ``width`` units: a the
+    stored activations, hp, cp h_{t-1} and c_{t-1}, drh = dL/d(r ⊙ h_{t-1})
+    (the reset-before GRU's phase 1), dg the gate gradients, dh and dc
+    (updated in place)."""
+    if kind == LSTM:
+        _lstm_rows_back(n, width, a, cp, dg, dh, dc)
+    elif kind == RNN_TANH or kind == RNN_RELU:
+        _rnn_rows_back(kind == RNN_RELU, n, width, a, dg, dh)
+    elif kind == GRU_RESET_AFTER:
+        _gru_after_rows_back(n, width, a, hp, dg, dh)
+    elif phase == 0:
+        _gru_before_rows_back1(n, width, a, hp, dg, dh)
+    else:
+        _gru_before_rows_back2(n, width, a, hp, drh, dg, dh)
+
+
+cdef inline void reset_input(Py_ssize_t H, const floating* a, const floating* hp,
+                             floating* out) noexcept nogil:
+    """out = r ⊙ h_{t-1} of one row from its stored activations a (the
+    reset-before GRU: the input of W_hn, for its weight gradient)."""
+    cdef Py_ssize_t i
+    for i in range(H):
+        out[i] = a[i] * hp[i]
+
+
+cdef inline void combine_biases(int kind, Py_ssize_t G, Py_ssize_t H, const floating* b_ih,
+                                const floating* b_hh, floating* b_x,
+                                floating* b_hn) noexcept nogil:
+    """One direction's kernel biases: b_x (G) = b_ih + b_hh, except the n rows
+    of the reset-after GRU (b_in only), and b_hn (H), that GRU's b_hn (else 0)."""
+    cdef Py_ssize_t i
+    for i in range(G):
+        b_x[i] = b_ih[i] + b_hh[i]
+    for i in range(H):
+        b_hn[i] = 0
+    if uses_hn_bias(kind):
+        for i in range(H):
+            b_x[2 * H + i] = b_ih[2 * H + i]
+            b_hn[i] = b_hh[2 * H + i]
+
+
+# ---------------------------------------------------------------------------
+# forward gate passes
+# ---------------------------------------------------------------------------
+
+cdef inline void _rnn_rows(bint use_relu, Py_ssize_t n, Py_ssize_t H, floating* g,
+                           Py_ssize_t ldg, const floating* b, floating* h) noexcept nogil:
+    """h_t = f(g + b), f = tanh or relu; g := h_t."""
+    cdef Py_ssize_t j, k
+    cdef floating v
+    for j in range(n):
+        if use_relu:
+            for k in range(H):
+                v = relu(g[j * ldg + k] + b[k])
+                g[j * ldg + k] = v
+                h[j * H + k] = v
+        else:
+            for k in range(H):
+                v = tanh_(g[j * ldg + k] + b[k])
+                g[j * ldg + k] = v
+                h[j * H + k] = v
+
+
+cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,
+                            const floating* b, floating* h, floating* c) noexcept nogil:
+    """LSTM, rows [i; f; g; o]: c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g),
+    h_t = σ(o) ⊙ tanh(c_t); g := [σ(i), σ(f), tanh(g), σ(o)]."""
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef floating ig, fg, cg, og, ct
+    for j in range(n):
+        gj = g + j * ldg
+        for k in range(H):
+            ig = sigmoid(gj[k] + b[k])
+            fg = sigmoid(gj[H + k] + b[H + k])
+            cg = tanh_(gj[2 * H + k] + b[2 * H + k])
+            og = sigmoid(gj[3 * H + k] + b[3 * H + k])
+            ct = fg * c[j * H + k] + ig * cg
+            c[j * H + k] = ct
+            h[j * H + k] = og * tanh_(ct)
+            gj[k] = ig
+            gj[H + k] = fg
+            gj[2 * H + k] = cg
+            gj[3 * H + k] = og
+
+
+cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
+                                 const floating* gh, const floating* b,
+                                 const floating* b_hn, floating* h) noexcept nogil:
+    """GRU, reset after the product (PyTorch); g rows [r; z; n; -] (stride 4H).
+
+    g = x_t W_ihᵀ, gh = h_{t-1} W_hhᵀ (stride 3H), b = b_ih + [b_hr; b_hz; 0]:
+    r = σ(g_r + gh_r + b_r), z' = σ(g_z + gh_z + b_z),
+    n = tanh(g_n + b_in + r ⊙ (gh_n + b_hn)),  h_t = n + z' ⊙ (h_{t-1} - n);
+    g := [r, z', n, gh_n + b_hn].
+    """
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef const floating* hj
+    cdef floating r, z, nn, hn
+    for j in range(n):
+        gj = g + j * 4 * H
+        hj = gh + j * 3 * H
+        for k in range(H):
+            r = sigmoid(gj[k] + hj[k] + b[k])
+            z = sigmoid(gj[H + k] + hj[H + k] + b[H + k])
+            hn = hj[2 * H + k] + b_hn[k]
+            nn = tanh_(gj[2 * H + k] + b[2 * H + k] + r * hn)
+            h[j * H + k] = nn + z * (h[j * H + k] - nn)
+            gj[k] = r
+            gj[H + k] = z
+            gj[2 * H + k] = nn
+            gj[3 * H + k] = hn
+
+
+cdef inline void _gru_before_gates(Py_ssize_t n, Py_ssize_t H, floating* g,
+                                   const floating* b, const floating* h,
+                                   floating* rh) noexcept nogil:
+    """GRU, reset before the product, first half; g rows [r; z; n] (stride 3H).
+
+    g's r and z columns hold x_t W_ihᵀ + h_{t-1} W_hhᵀ: g_r := r = σ(g_r + b_r),
+    g_z := z' = σ(g_z + b_z), rh := r ⊙ h_{t-1}.
+    """
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef floating r
+    for j in range(n):
+        gj = g + j * 3 * H
+        for k in range(H):
+            r = sigmoid(gj[k] + b[k])
+            gj[k] = r
+            rh[j * H + k] = r * h[j * H + k]
+            gj[H + k] = sigmoid(gj[H + k] + b[H + k])
+
+
+cdef inline void _gru_before_update(Py_ssize_t n, Py_ssize_t H, floating* g,
+                                    const floating* b, floating* h) noexcept nogil:
+    """Second half: g_n holds x_t W_inᵀ + (r ⊙ h_{t-1}) W_hnᵀ;
+    n = tanh(g_n + b_in + b_hn), h_t = n + z' ⊙ (h_{t-1} - n); g_n := n."""
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef floating nn
+    for j in range(n):
+        gj = g + j * 3 * H
+        for k in range(H):
+            nn = tanh_(gj[2 * H + k] + b[2 * H + k])
+            gj[2 * H + k] = nn
+            h[j * H + k] = nn + gj[H + k] * (h[j * H + k] - nn)
+
+
+# ---------------------------------------------------------------------------
+# backward gate passes
+# ---------------------------------------------------------------------------
+
+cdef inline void _rnn_rows_back(bint use_relu, Py_ssize_t n, Py_ssize_t H,
+                                const floating* a, floating* dg,
+                                const floating* dh) noexcept nogil:
+    """a = h_t; dG = dh ⊙ f'(a): tanh' = 1 - h², relu' = [h > 0]."""
+    cdef Py_ssize_t j, k
+    cdef floating v
+    for j in range(n):
+        for k in range(H):
+            v = a[j * H + k]
+            if use_relu:
+                dg[j * H + k] = dh[j * H + k] if v > 0 else 0
+            else:
+                dg[j * H + k] = dh[j * H + k] * (1 - v * v)
+
+
+cdef inline void _lstm_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                 const floating* cp, floating* dg, const floating* dh,
+                                 floating* dc) noexcept nogil:
+    """a = [i, f, g, o] (activations), cp = c_{t-1}; c_t = f c_{t-1} + i g.
+
+    dc_t = dc + dh ⊙ o ⊙ (1 - tanh²c_t); dG = [dc_t g i(1-i), dc_t c_{t-1} f(1-f),
+    dc_t i (1-g²), dh tanh(c_t) o(1-o)]; dc := dc_t ⊙ f (dL/dc_{t-1})."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating ig, fg, cg, og, tc, d_h, d_c
+    for j in range(n):
+        aj = a + j * 4 * H
+        dj = dg + j * 4 * H
+        for k in range(H):
+            ig = aj[k]
+            fg = aj[H + k]
+            cg = aj[2 * H + k]
+            og = aj[3 * H + k]
+            tc = tanh_(fg * cp[j * H + k] + ig * cg)
+            d_h = dh[j * H + k]
+            d_c = dc[j * H + k] + d_h * og * (1 - tc * tc)
+            dj[k] = d_c * cg * ig * (1 - ig)
+            dj[H + k] = d_c * cp[j * H + k] * fg * (1 - fg)
+            dj[2 * H + k] = d_c * ig * (1 - cg * cg)
+            dj[3 * H + k] = d_h * tc * og * (1 - og)
+            dc[j * H + k] = d_c * fg
+
+
+cdef inline void _gru_after_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                      const floating* hp, floating* dg,
+                                      floating* dh) noexcept nogil:
+    """a = [r, z', n, W_hn h + b_hn] (stride 4H), hp = h_{t-1}.
+
+    dG (stride 6H) = [da_r, da_z, da_n | da_r, da_z, da_n ⊙ r]: the input side
+    and the recurrent side; dh := dh ⊙ z' (the direct path to h_{t-1})."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating r, z, nn, hn, d_h, da_n, da_z, da_r
+    for j in range(n):
+        aj = a + j * 4 * H
+        dj = dg + j * 6 * H
+        for k in range(H):
+            r = aj[k]
+            z = aj[H + k]
+            nn = aj[2 * H + k]
+            hn = aj[3 * H + k]
+            d_h = dh[j * H + k]
+            da_n = d_h * (1 - z) * (1 - nn * nn)
+            da_z = d_h * (hp[j * H + k] - nn) * z * (1 - z)
+            da_r = da_n * hn * r * (1 - r)
+            dj[k] = da_r
+            dj[H + k] = da_z
+            dj[2 * H + k] = da_n
+            dj[3 * H + k] = da_r
+            dj[4 * H + k] = da_z
+            dj[5 * H + k] = da_n * r
+            dh[j * H + k] = d_h * z
+
+
+cdef inline void _gru_before_rows_back1(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                        const floating* hp, floating* dg,
+                                        floating* dh) noexcept nogil:
+    """Reset-before GRU, first half: a = [r, z', n], hp = h_{t-1}.
+
+    dG_z = dh (h_{t-1} - n) z'(1-z'), dG_n = dh (1-z')(1-n²); dh := dh ⊙ z'."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating z, nn, d_h
+    for j in range(n):
+        aj = a + j * 3 * H
+        dj = dg + j * 3 * H
+        for k in range(H):
+            z = aj[H + k]
+            nn = aj[2 * H + k]
+            d_h = dh[j * H + k]
+            dj[H + k] = d_h * (hp[j * H + k] - nn) * z * (1 - z)
+            dj[2 * H + k] = d_h * (1 - z) * (1 - nn * nn)
+            dh[j * H + k] = d_h * z
+
+
+cdef inline void _gru_before_rows_back2(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                        const floating* hp, const floating* drh,
+                                        floating* dg, floating* dh) noexcept nogil:
+    """Second half, drh = dG_n @ W_hn = dL/d(r ⊙ h_{t-1}):
+    dG_r = drh ⊙ h_{t-1} ⊙ r(1-r); dh += drh ⊙ r."""
+    cdef Py_ssize_t j, k
+    cdef floating r
+    for j in range(n):
+        for k in range(H):
+            r = a[j * 3 * H + k]
+            dg[j * 3 * H + k] = drh[j * H + k] * hp[j * H + k] * r * (1 - r)
+            dh[j * H + k] += drh[j * H + k] * r

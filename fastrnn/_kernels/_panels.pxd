@@ -1,0 +1,53 @@
+# cython: language_level=3
+"""A float32 matrix product for the recurrent step, on weights packed once per call.
+
+C (m x n) = A (m x k) @ Wᵀ (+ C), W (n x k) packed in panels of 16 rows:
+wp[p][kk][j] = W[16 p + j][kk] (zero past n). BLAS packs W again on every call
+(for the small m of a recurrence step that is a large part of the step, as
+perf shows); packed once per layer call, the step is one pass over the panels.
+The kernel keeps a 4 x 16 block of C in registers (the loop over k reads one
+panel row and four elements of A per step); the last m % 4 rows go in pairs
+two panels at a time and a last row four panels at a time, so even one row
+has four independent sums in flight.
+
+The C code is in _panel.h and _panel_isa.h: one variant per instruction set
+(AVX-512: a panel row is one register; AVX2 + FMA: two), compiled with GCC
+target attributes so the default build stays portable. This module is built
+once; it holds the one selection state (the variant the CPU runs best, or
+the one FASTRNN_PANEL names, or "blas") that every kernel build reads, and
+it also says which kernel build this CPU runs (FASTRNN_KERNELS).
+`python -m bench.limits` times every variant beside BLAS. float64, and CPUs
+or compilers without a variant, use BLAS.
+"""
+
+cdef enum:
+    PANEL = 16               # rows of W in one panel (the C code's FASTRNN_PANEL)
+
+
+cdef inline Py_ssize_t panel_size(Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Floats of W (n x k) in panels: n rounded up to whole panels."""
+    return (n + PANEL - 1) // PANEL * PANEL * k
+
+
+# whether the float32 step products run on packed panels (a variant is selected)
+cdef bint panels_on() noexcept nogil
+
+# C (m x n) (+)= A (m x k, row stride lda) @ Wᵀ, W packed (wp)
+cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                     Py_ssize_t lda, const float* wp, float* c, Py_ssize_t ldc,
+                     bint accumulate) noexcept nogil
+
+# C (m x n) += Aᵀ B over k rows (A: k x m, row stride lda), B packed (bp)
+cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                        Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc) noexcept nogil
+
+# dst[p][kk][j] = src[(16 p + j) * sn + kk * sk] for panels [p0, p1), zero past n
+cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
+                           Py_ssize_t sk, float* dst, Py_ssize_t p0, Py_ssize_t p1) noexcept nogil
+
+# every panel of src (n x k, element strides sn, sk)
+cdef void pack_panels(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
+                      Py_ssize_t sk, float* dst) noexcept nogil
+
+# one panel from its first ``count`` rows (contiguous rows of k)
+cdef void pack_panel(const float** rows, int count, Py_ssize_t k, float* dst) noexcept nogil

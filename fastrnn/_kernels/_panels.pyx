@@ -1,0 +1,197 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Packed-panel float32 products and the choice of kernels, built once.
+
+See _panels.pxd for what the products compute. This module owns the two
+choices made when fastrnn loads, each readable and overridable in one place:
+  - which kernel build runs (FASTRNN_KERNELS=auto|baseline|avx2):
+    kernel_build();
+  - which panel variant the float32 products use (FASTRNN_PANEL=avx512|
+    avx2|blas, default the best this CPU runs): panel_kernel(),
+    set_panel_kernel(); one state for every kernel build.
+Both are refused with the choices this CPU has when they cannot run here.
+"""
+import os
+import time
+
+import numpy as np
+
+from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
+
+cdef extern from "_panel.h" nogil:
+    int C_PANEL "FASTRNN_PANEL"
+    int PANEL_NONE "FASTRNN_PANEL_NONE"
+    int PANEL_AVX2 "FASTRNN_PANEL_AVX2"
+    int PANEL_AVX512 "FASTRNN_PANEL_AVX512"
+    void c_pack_panels "fastrnn_pack_panels"(const float* src, Py_ssize_t n, Py_ssize_t k,
+                                             Py_ssize_t sn, Py_ssize_t sk, float* dst) noexcept
+    void c_pack_panel_range "fastrnn_pack_panel_range"(
+        const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn, Py_ssize_t sk, float* dst,
+        Py_ssize_t p0, Py_ssize_t p1) noexcept
+    void c_pack_panel "fastrnn_pack_panel"(const float** rows, int count, Py_ssize_t k,
+                                           float* dst) noexcept
+    void c_panel_gemm "fastrnn_panel_gemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                           const float* a, Py_ssize_t lda, const float* wp,
+                                           float* c, Py_ssize_t ldc, int accumulate) noexcept
+    void c_panel_gemm_tn "fastrnn_panel_gemm_tn"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                                 const float* a, Py_ssize_t lda,
+                                                 const float* bp, float* c,
+                                                 Py_ssize_t ldc) noexcept
+    # variants: whether one runs here, the best, select one (0 if it does not run), the current
+    int panel_supported "fastrnn_panel_supported"(int isa) noexcept
+    int panel_best "fastrnn_panel_best"() noexcept
+    int panel_select "fastrnn_panel_select"(int isa) noexcept
+    int panel_selected "fastrnn_panel_selected"() noexcept
+
+if C_PANEL != PANEL:
+    raise ImportError(f"fastrnn build error: _panel.h packs {C_PANEL} rows per panel, "
+                      f"_panels.pxd {PANEL}")
+
+# the variants by name, best first; "blas" = no panels
+_VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
+
+
+cdef bint panels_on() noexcept nogil:
+    return panel_selected() != PANEL_NONE
+
+
+cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                     Py_ssize_t lda, const float* wp, float* c, Py_ssize_t ldc,
+                     bint accumulate) noexcept nogil:
+    c_panel_gemm(m, n, k, a, lda, wp, c, ldc, accumulate)
+
+
+cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                        Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc) noexcept nogil:
+    c_panel_gemm_tn(m, n, k, a, lda, bp, c, ldc)
+
+
+cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
+                           Py_ssize_t sk, float* dst, Py_ssize_t p0, Py_ssize_t p1) noexcept nogil:
+    c_pack_panel_range(src, n, k, sn, sk, dst, p0, p1)
+
+
+cdef void pack_panels(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
+                      Py_ssize_t sk, float* dst) noexcept nogil:
+    c_pack_panels(src, n, k, sn, sk, dst)
+
+
+cdef void pack_panel(const float** rows, int count, Py_ssize_t k, float* dst) noexcept nogil:
+    c_pack_panel(rows, count, k, dst)
+
+
+# -- the choices --------------------------------------------------------------------------
+def cpu_has_avx2_fma():
+    """Whether this CPU runs x86-64-v3 code (AVX2 and FMA)."""
+    return bool(panel_supported(PANEL_AVX2))
+
+
+def kernel_build():
+    """The kernel build to load: "avx2" (x86-64-v3) where the CPU has it,
+    else "baseline", or what FASTRNN_KERNELS names (refused when this CPU
+    cannot run it). "auto" means: the best one that imports."""
+    choice = os.environ.get("FASTRNN_KERNELS", "auto").strip().lower()
+    if choice not in ("auto", "baseline", "avx2"):
+        raise ImportError(f"FASTRNN_KERNELS must be auto, baseline or avx2, got {choice!r}")
+    if choice == "avx2" and not cpu_has_avx2_fma():
+        raise ImportError("FASTRNN_KERNELS=avx2 but this CPU lacks AVX2/FMA")
+    if choice == "auto" and not cpu_has_avx2_fma():
+        return "baseline"
+    return choice
+
+
+def _initial_panel_variant():
+    """The CPU's best variant, or the one FASTRNN_PANEL names (avx512, avx2,
+    blas: e.g. avx2 where 512-bit instructions lower the clock)."""
+    choice = os.environ.get("FASTRNN_PANEL", "").strip().lower()
+    if not choice:
+        return panel_best()
+    if choice not in _VARIANTS or not panel_supported(_VARIANTS[choice]):
+        raise ImportError(f"FASTRNN_PANEL must be one of {panel_kernels()} on this CPU, "
+                          f"got {choice!r}")
+    return _VARIANTS[choice]
+
+
+def panel_kernels():
+    """The variants of the float32 step product this CPU runs, best first:
+    "avx512", "avx2" (packed panels) and always "blas"."""
+    return [name for name, isa in _VARIANTS.items() if panel_supported(isa)]
+
+
+def set_panel_kernel(name):
+    """Multiply float32 steps with the packed panels of one instruction set
+    ("avx512", "avx2") or with BLAS ("blas"); one of panel_kernels(). The
+    default is the first of panel_kernels(); tests and bench.limits switch it
+    to check and time every variant. Not thread-safe: not for use while
+    kernels run."""
+    if name not in _VARIANTS or not panel_select(_VARIANTS[name]):
+        raise ValueError(f"panel kernel must be one of {panel_kernels()}, got {name!r}")
+
+
+def panel_kernel():
+    """The variant float32 recurrent products use (see panel_kernels)."""
+    for name, isa in _VARIANTS.items():
+        if isa == panel_selected():
+            return name
+
+
+panel_select(_initial_panel_variant())
+
+
+# -- probes (bench.limits measures the products with them; tests check every variant) -----
+def panel_product(const float[:, ::1] a, const float[:, ::1] w, float[:, ::1] c,
+                  bint accumulate, int reps=1):
+    """C (m x n) = A (m x k) @ Wᵀ, or C += that, with the selected
+    panel_kernel() (W packed into panels first; BLAS without them), reps
+    times; returns the seconds per product, packing excluded."""
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = w.shape[0]
+    if w.shape[1] != k or c.shape[0] != m or c.shape[1] != n or reps < 1 or m * n * k == 0:
+        raise ValueError("panel_product: A (m, k), W (n, k), C (m, n), all non-empty, "
+                         "reps >= 1")
+    wp_arr = np.empty(panel_size(n, k), dtype=np.float32)
+    cdef float[::1] wp = wp_arr
+    cdef int r
+    cdef bint panels = panels_on()
+    if panels:
+        pack_panels(&w[0, 0], n, k, k, 1, &wp[0])
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            if panels:
+                panel_gemm(m, n, k, &a[0, 0], k, &wp[0], &c[0, 0], n, accumulate)
+            elif m == 1:
+                # c = W a (+ c): BLAS's gemv, as the kernels call it for one row
+                gemv_ax(<int> n, <int> k, &w[0, 0], <int> k, &a[0, 0], <float> accumulate,
+                        &c[0, 0])
+            else:
+                # C = A @ Wᵀ (+ C)
+                gemm_abt(<int> m, <int> n, <int> k, &a[0, 0], <int> k, &w[0, 0], <int> k,
+                         <float> accumulate, &c[0, 0], <int> n)
+    return (time.perf_counter() - start) / reps
+
+
+def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
+                     int reps=1):
+    """C (m x n) += Aᵀ B over k rows (A: k x m, B: k x n), the shape of BPTT's
+    weight gradients, with the selected panel_kernel() (B packed into panels
+    first) or BLAS, reps times; returns the seconds per product, packing
+    excluded."""
+    cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1]
+    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n or reps < 1 or m * n * k == 0:
+        raise ValueError("panel_product_tn: A (k, m), B (k, n), C (m, n), all non-empty, "
+                         "reps >= 1")
+    bp_arr = np.empty(panel_size(n, k), dtype=np.float32)
+    cdef float[::1] bp = bp_arr
+    cdef int r
+    cdef bint panels = panels_on()
+    if panels:
+        pack_panels(&b[0, 0], n, k, 1, n, &bp[0])
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            if panels:
+                panel_gemm_tn(m, n, k, &a[0, 0], m, &bp[0], &c[0, 0], n)
+            else:
+                # C += Aᵀ B
+                gemm(c'T', c'N', <int> m, <int> n, <int> k, <float> 1, &a[0, 0], <int> m,
+                     &b[0, 0], <int> n, <float> 1, &c[0, 0], <int> n)
+    return (time.perf_counter() - start) / reps

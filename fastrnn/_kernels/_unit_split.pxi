@@ -1,0 +1,457 @@
+# The unit split, for one direction and a small batch: each thread owns the
+# hidden units [u0, u1) of every gate (its rows of W_ih and W_hh, packed once
+# into its core's cache) and the threads meet at a barrier per step to
+# exchange h_t. forward_layer_units, backward_layer_units. Included by
+# _recurrent_impl.pxi.
+
+ctypedef struct Team:
+    int tid                       # this thread
+    int nthreads                  # the team's size (as OpenMP gave it)
+    fastrnn_spin_barrier* bar     # the call's barrier
+
+
+cdef inline Py_ssize_t _units_from(const Team* team, Py_ssize_t H) noexcept nogil:
+    return H * team.tid // team.nthreads
+
+
+cdef inline Py_ssize_t _units(const Team* team, Py_ssize_t H) noexcept nogil:
+    return H * (team.tid + 1) // team.nthreads - _units_from(team, H)
+
+
+cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
+                          Py_ssize_t u0, Py_ssize_t H, Py_ssize_t K, float* dst) noexcept nogil:
+    """Pack the rows of gates q0 .. q0+nq-1, units [u0, u0+U), of W (H rows per
+    gate, rows of length K) in panels (local row r = gate (q0 + r // U), unit
+    u0 + r % U)."""
+    cdef Py_ssize_t rows = nq * U, p, jj, r, count
+    cdef const float* src[PANEL]
+    for p in range((rows + PANEL - 1) // PANEL):
+        count = min(PANEL, rows - p * PANEL)
+        for jj in range(count):
+            r = p * PANEL + jj
+            src[jj] = w + ((q0 + r // U) * H + u0 + r % U) * K
+        pack_panel(src, <int> count, K, dst + p * K * PANEL)
+
+
+cdef void _unit_worker(const LayerCall* call, floating* work,
+                       fastrnn_spin_barrier* bar) noexcept nogil:
+    """One thread of the unit-split forward: hidden units [u0, u1) of every gate.
+
+    For small batches the recurrent product is a matrix-vector product, so
+    splitting the batch leaves threads idle; here each thread owns the rows of
+    W_ih and W_hh of its units (each thread streams only its part of the
+    weights every step) and the threads meet at one barrier per step (two for
+    a cell whose second product reads r ⊙ h_{t-1} of every unit) to exchange
+    h_t. The call: as _forward_task's for one block of all B rows
+    (direction 0); shared: h_{t-1} | h_t | r ⊙ h_{t-1} (B x H each); per
+    thread its workspace (unit_space) and room for its rows of W_hh and W_ih
+    in panels (float32), or none: BLAS. Training (the Keep; one chunk of
+    every step): the packed inputs (gathered once, by thread 0),
+    activations, h_{t-1} and c_{t-1}; each thread writes its units' columns.
+    Token input as in _forward_task (each thread copies its units' columns of
+    W_ihᵀ).
+    """
+    cdef Team team_
+    team_.tid = omp_get_thread_num()
+    team_.nthreads = omp_get_num_threads()
+    team_.bar = bar
+    cdef const Team* team = &team_
+    cdef const Dims* d = &call.dims
+    cdef const Rows* rows = &call.rows
+    cdef bint reverse = call.reverse[0] != 0
+    cdef const Source* src = &call.src[0]
+    cdef const Weights* w = &call.w[0]
+    cdef const Ends* ends = &call.ends[0]
+    cdef const Keep* keep = &call.keep[0]
+    cdef Py_ssize_t step_chunk = call.step_chunk
+    cdef floating* shared = <floating*> call.shared
+    cdef UnitSpace sp
+    unit_space(work + team.tid * call.work_per, d, rows.B, step_chunk * rows.B, &sp)
+    cdef float* pw = call.panels + team.tid * call.panels_per if call.panels != NULL else NULL
+    cdef int kind = d.kind
+    cdef Py_ssize_t H = d.H, I = d.n_in, B = rows.B
+    cdef Py_ssize_t ngates = gates(kind)
+    cdef Py_ssize_t u0 = _units_from(team, H)
+    cdef Py_ssize_t U = _units(team, H)
+    cdef Py_ssize_t blocks = gate_blocks(kind)                         # stored gate blocks
+    cdef Py_ssize_t ldg = blocks * U
+    cdef Py_ssize_t n_steps = rows.lengths[0]
+    cdef Py_ssize_t s0, s1, s, j, i, q, n, off, t, b
+    cdef int phase
+    cdef Product p
+    cdef bint training = keep.gates != NULL
+    cdef bint tokens = src.ids != NULL
+    cdef bint with_c = has_cell_state(kind)
+    cdef const floating* x = <const floating*> src.x
+    cdef const floating* w_ih = <const floating*> w.w_ih
+    cdef const floating* w_hh = <const floating*> w.w_hh
+    cdef floating* xp = <floating*> keep.x if training else <floating*> sp.xp
+    cdef floating* gx = <floating*> sp.gx
+    cdef floating* gh = <floating*> sp.gh
+    cdef floating* h = <floating*> sp.h
+    cdef floating* c = <floating*> sp.c
+    cdef floating* rh = <floating*> sp.rh
+    cdef floating* bx = <floating*> sp.bx
+    cdef floating* bhn = <floating*> sp.bhn
+    cdef floating* keep_g = <floating*> keep.gates
+    cdef floating* keep_h = <floating*> keep.h
+    cdef floating* keep_c = <floating*> keep.c
+    cdef floating* y = <floating*> ends.y
+    cdef floating* h_prev = shared
+    cdef floating* h_next = shared + B * H
+    cdef floating* rh_all = shared + 2 * B * H
+    cdef floating* swap
+    cdef floating* gblk
+    cdef Panels panels
+    panels.wp = panels.wp_n = panels.wp_ih = NULL
+    cdef Py_ssize_t first = panel_gate_blocks(kind)
+    cdef int sense = 0                         # this thread's side of the barrier
+
+    if floating is float:
+        if pw != NULL and U > 0:
+            # this thread's rows of W_hh and W_ih, packed once: they stay in its core's cache
+            recurrent_panels(d, U, False, True, pw, &panels)
+            _pack_unit_rows(<const float*> w_hh, 0, first, U, u0, H, H, panels.wp)
+            if panels.wp_n != NULL:
+                _pack_unit_rows(<const float*> w_hh, first, ngates - first, U, u0, H, H,
+                                panels.wp_n)
+            _pack_unit_rows(<const float*> w_ih, 0, ngates, U, u0, H, I, panels.wp_ih)
+
+    for q in range(ngates):
+        memcpy(bx + q * U, <const floating*> w.b_x + q * H + u0, U * sizeof(floating))
+    memcpy(bhn, <const floating*> w.b_hn + u0, U * sizeof(floating))
+    for j in range(B):
+        b = rows.perm[j]
+        memcpy(h + j * U, <const floating*> ends.h0 + b * H + u0, U * sizeof(floating))
+        memcpy(h_prev + j * H + u0, <const floating*> ends.h0 + b * H + u0,
+               U * sizeof(floating))
+        if with_c:
+            memcpy(c + j * U, <const floating*> ends.c0 + b * H + u0, U * sizeof(floating))
+    spin_wait(team.bar, team.nthreads, &sense)
+
+    s0 = 0
+    while s0 < n_steps:
+        s1 = s0 + step_chunk
+        if s1 > n_steps:
+            s1 = n_steps
+        off = 0
+        for s in range(s0, s1):
+            n = rows.n_active[s]
+            if tokens:
+                for j in range(n):
+                    t = _time(reverse, rows.lengths, j, s)
+                    i = src.ids[t * src.i0 + rows.perm[j] * src.i1]
+                    for q in range(ngates):
+                        # my units of gate q of row i of x = W_ihᵀ (strides s1, s2)
+                        copy_strided(gx + (off + j) * ldg + q * U,
+                                     x + i * src.s1 + (q * H + u0) * src.s2, U, src.s2)
+                    if keep.ids != NULL and team.tid == 0:
+                        keep.ids[off + j] = i
+            elif not training or team.tid == 0:
+                for j in range(n):
+                    t = _time(reverse, rows.lengths, j, s)
+                    copy_strided(xp + (off + j) * I, x + t * src.s0 + rows.perm[j] * src.s1,
+                                 I, src.s2)
+            off += n
+        if training and not tokens:
+            spin_wait(team.bar, team.nthreads, &sense)  # the shared inputs are gathered
+        # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
+        if U > 0 and not tokens:
+            unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, <floating> 0, gx, ldg)
+        off = 0
+        for s in range(s0, s1):
+            n = rows.n_active[s]
+            gblk = gx + off * ldg
+            if training:
+                for j in range(n):
+                    memcpy(keep_h + (off + j) * H + u0, h + j * U, U * sizeof(floating))
+                    if with_c:
+                        memcpy(keep_c + (off + j) * H + u0, c + j * U, U * sizeof(floating))
+            for phase in range(forward_phases(kind)):
+                p = forward_product(kind, phase)
+                if p.reset_rows:
+                    # the product reads r ⊙ h_{t-1} of every unit
+                    for j in range(n):
+                        memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
+                    spin_wait(team.bar, team.nthreads, &sense)
+                if U > 0:
+                    # G[:, blocks q0.., my units] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[those rows]ᵀ
+                    unit_wt(n, p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
+                            w_hh, panels.wp_n if p.n_panels else panels.wp,
+                            <floating> p.accumulate, gh if p.own_target else gblk + p.q0 * U,
+                            p.nq * U if p.own_target else ldg)
+                    cell_forward(kind, phase, n, U, gblk, ldg, gh, bx, bhn, h, c, rh)
+            for j in range(n):
+                memcpy(h_next + j * H + u0, h + j * U, U * sizeof(floating))
+                t = _time(reverse, rows.lengths, j, s)
+                memcpy(y + t * ends.y0 + rows.perm[j] * ends.y1 + u0, h + j * U,
+                       U * sizeof(floating))
+                if training:
+                    for q in range(blocks):
+                        memcpy(keep_g + (off + j) * d.ldg + q * H + u0,
+                               gblk + j * ldg + q * U, U * sizeof(floating))
+            spin_wait(team.bar, team.nthreads, &sense)  # h_t is complete before anyone reads it
+            swap = h_prev
+            h_prev = h_next
+            h_next = swap
+            off += n
+        s0 = s1
+
+    for j in range(B):
+        b = rows.perm[j]
+        memcpy(<floating*> ends.h_n + b * H + u0, h + j * U, U * sizeof(floating))
+        if with_c:
+            memcpy(<floating*> ends.c_n + b * H + u0, c + j * U, U * sizeof(floating))
+        for t in range(rows.lengths[j], rows.T):
+            memset(y + t * ends.y0 + b * ends.y1 + u0, 0, U * sizeof(floating))
+
+
+cdef void _unit_backward_worker(const LayerCall* call, floating* work,
+                                fastrnn_spin_barrier* bar) noexcept nogil:
+    """One thread of the unit-split BPTT: the hidden units [u0, u1).
+
+    The storage is one block of all B rows (forward_layer_units in training).
+    Each step, for each of the cell's backward phases, the thread turns
+    dL/dh_t of its units into their columns of dG_t (the gate pass reads a
+    contiguous copy of its units' stored activations), writes them to dg, and
+    after a barrier computes its units of the phase's product (dh_{t-1} =
+    dG_t @ W_hh[:, units], or dL/d(r ⊙ h_{t-1})) from every thread's
+    columns. The call's Ends as in _backward_task; per thread its workspace
+    (unit_back_space) and room for its slice of W_hhᵀ in panels, or none:
+    BLAS.
+    """
+    cdef Team team_
+    team_.tid = omp_get_thread_num()
+    team_.nthreads = omp_get_num_threads()
+    team_.bar = bar
+    cdef const Team* team = &team_
+    cdef const Dims* d = &call.dims
+    cdef const Rows* rows = &call.rows
+    cdef bint reverse = call.reverse[0] != 0
+    cdef const Weights* w = &call.w[0]
+    cdef const Keep* keep = &call.keep[0]
+    cdef const Ends* ends = &call.ends[0]
+    cdef Py_ssize_t N = call.N
+    cdef floating* dg = <floating*> call.dg[0]
+    cdef floating* ws = work + team.tid * call.work_per
+    cdef float* pw = call.panels + team.tid * call.panels_per if call.panels != NULL else NULL
+    cdef int kind = d.kind
+    cdef Py_ssize_t H = d.H, B = rows.B
+    cdef Py_ssize_t ngates = gates(kind)
+    cdef Py_ssize_t u0 = _units_from(team, H)
+    cdef Py_ssize_t U = _units(team, H)
+    cdef Py_ssize_t ablk = gate_blocks(kind)                         # stored blocks
+    cdef Py_ssize_t lda_g = d.ldg, ldd_g = d.ldd
+    cdef Py_ssize_t lda_l = ablk * U, ldd_l = grad_blocks(kind) * U
+    cdef Py_ssize_t s, j, k, q, n, off, t, q1
+    cdef Py_ssize_t q0 = 0
+    cdef int phase
+    cdef Product p
+    cdef bint with_c = has_cell_state(kind)
+    cdef UnitBackSpace sp
+    unit_back_space(ws, d, B, U, &sp)
+    cdef floating* dh = <floating*> sp.dh
+    cdef floating* dc = <floating*> sp.dc
+    cdef floating* al = <floating*> sp.a
+    cdef floating* hl = <floating*> sp.hp
+    cdef floating* cl = <floating*> sp.cp
+    cdef floating* dgl = <floating*> sp.dg
+    cdef floating* drh = <floating*> sp.drh
+    cdef const floating* a = <const floating*> keep.gates
+    cdef const floating* hp = <const floating*> keep.h
+    cdef const floating* cp = <const floating*> keep.c
+    cdef const floating* dy = <const floating*> ends.y
+    cdef const floating* w_hh = <const floating*> w.w_hh
+    cdef const floating* src
+    cdef Panels panels
+    panels.wp = panels.wp_n = NULL
+    cdef Py_ssize_t first = panel_gate_blocks(kind)
+    cdef int sense = 0                         # this thread's side of the barrier
+
+    if floating is float:
+        if pw != NULL and U > 0:
+            # my columns of W_hh, transposed into panels once
+            recurrent_panels(d, U, True, False, pw, &panels)
+            pack_panels(<const float*> w_hh + u0, U, first * H, 1, H, panels.wp)
+            if panels.wp_n != NULL:
+                pack_panels(<const float*> w_hh + first * H * H + u0, U, (ngates - first) * H,
+                            1, H, panels.wp_n)
+
+    for j in range(B):
+        memcpy(dh + j * U, <const floating*> ends.h0 + rows.perm[j] * H + u0,
+               U * sizeof(floating))
+        if with_c:
+            memcpy(dc + j * U, <const floating*> ends.c0 + rows.perm[j] * H + u0,
+                   U * sizeof(floating))
+
+    off = N
+    for s in range(rows.lengths[0] - 1, -1, -1):
+        n = rows.n_active[s]
+        off -= n
+        for j in range(n):
+            t = _time(reverse, rows.lengths, j, s)
+            src = dy + t * ends.y0 + rows.perm[j] * ends.y1 + u0
+            for k in range(U):
+                dh[j * U + k] += src[k]
+            for q in range(ablk):
+                memcpy(al + j * lda_l + q * U, a + (off + j) * lda_g + q * H + u0,
+                       U * sizeof(floating))
+            memcpy(hl + j * U, hp + (off + j) * H + u0, U * sizeof(floating))
+            if with_c:
+                memcpy(cl + j * U, cp + (off + j) * H + u0, U * sizeof(floating))
+        for phase in range(backward_phases(kind)):
+            cell_backward(kind, phase, n, U, al, hl, cl, drh, dgl, dh, dc)
+            # my columns of the blocks of dG_t this gate pass wrote
+            q1 = backward_written(kind, phase, &q0)
+            for j in range(n):
+                for q in range(q0, q1):
+                    memcpy(dg + (off + j) * ldd_g + q * H + u0, dgl + j * ldd_l + q * U,
+                           U * sizeof(floating))
+            spin_wait(team.bar, team.nthreads, &sense)  # every column of them is written
+            p = backward_product(kind, phase)
+            # dh_{t-1}[:, mine] (or dL/d(r ⊙ h_{t-1})) (+)= dG_t[:, blocks src0..] @ W_hh[.., mine]
+            step_w(n, U, p.nq * H, dg + off * ldd_g + p.src0 * H, ldd_g,
+                   w_hh + p.q0 * H * H + u0, H, panels.wp_n if p.n_panels else panels.wp,
+                   <floating> p.accumulate, drh if p.reset_rows else dh, U)
+
+    for j in range(B):
+        memcpy(<floating*> ends.h_n + rows.perm[j] * H + u0, dh + j * U, U * sizeof(floating))
+        if with_c:
+            memcpy(<floating*> ends.c_n + rows.perm[j] * H + u0, dc + j * U,
+                   U * sizeof(floating))
+
+
+def forward_layer_units(int kind,
+                        const floating[:, :, :] x,
+                        const floating[:, ::1] w_ih,
+                        const floating[:, ::1] w_hh,
+                        const floating[:, ::1] b_ih,
+                        const floating[:, ::1] b_hh,
+                        bint reverse,
+                        const Py_ssize_t[::1] lengths,
+                        const Py_ssize_t[::1] perm,
+                        const Py_ssize_t[::1] n_active,
+                        const floating[:, ::1] h0,
+                        const floating[:, ::1] c0,
+                        floating[:, :, ::1] y,
+                        floating[:, ::1] h_n,
+                        floating[:, ::1] c_n,
+                        Py_ssize_t step_chunk,
+                        int num_threads,
+                        bint pack_weights=True,
+                        floating[:, ::1] keep_x=None,
+                        floating[:, ::1] keep_gates=None,
+                        floating[:, ::1] keep_h=None,
+                        floating[:, ::1] keep_c=None,
+                        const Py_ssize_t[:, :] ids=None,
+                        Py_ssize_t[::1] keep_ids=None):
+    """One direction of one layer with its hidden units split across threads.
+
+    For small batches (see _unit_worker). Shapes as forward_layer for one
+    direction: w_ih (G, I), w_hh (G, H), b_ih, b_hh (1, G), h0/c0/h_n/c_n
+    (B, H), y (T, B, H) or a view of y's columns for this direction (unit
+    stride on the last axis). pack_weights=False keeps BLAS on the weights as
+    they are (cheaper than packing for a step or two). Training: keep_x (N, I),
+    keep_gates (N, gate_stride), keep_h (N, H), keep_c (N, H) (LSTM) as in
+    forward_layer for a single block (step_chunk is then ignored). Token
+    input as in forward_layer: ids (T, B), x = W_ihᵀ (1, I, G), keep_ids (N,).
+    """
+    cdef bint tokens = ids is not None
+    cdef bint training = keep_gates is not None
+    cdef bint with_c = has_cell_state(kind)
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef LayerCall call
+    _call_rows(&call, kind, w_ih.shape[1], w_hh.shape[1], lengths, perm, n_active,
+               ids.shape[0] if tokens else x.shape[0])
+    cdef Py_ssize_t H = call.dims.H, B = call.rows.B
+    call.step_chunk = call.rows.T if training else step_chunk
+    b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
+    cdef const floating[:, ::1] b_x = b_x_arr
+    cdef const floating[:, ::1] b_hn = b_hn_arr
+    call.reverse[0] = reverse
+    call.src[0] = _call_source(&x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
+                               x.strides[2] // isz, &ids[0, 0] if tokens else NULL,
+                               ids.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
+                               ids.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
+    call.w[0] = _call_weights(&w_ih[0, 0], &w_hh[0, 0], &b_x[0, 0], &b_hn[0, 0])
+    call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
+                              &c_n[0, 0] if with_c else NULL, &y[0, 0, 0],
+                              y.strides[0] // isz, y.strides[1] // isz)
+    call.keep[0] = _no_keep()
+    if training:
+        call.keep[0].x = &keep_x[0, 0] if not tokens else NULL
+        call.keep[0].gates = &keep_gates[0, 0]
+        call.keep[0].h = &keep_h[0, 0]
+        call.keep[0].c = &keep_c[0, 0] if with_c else NULL
+        call.keep[0].ids = &keep_ids[0] if tokens else NULL
+    # per thread, sized for a team of one (any share of the units fits)
+    call.work_per = unit_space(<floating*> NULL, &call.dims, B, call.step_chunk * B, NULL)
+    dtype = np.float32 if floating is float else np.float64
+    work_arr = _scratch("work", num_threads * call.work_per, dtype)
+    shared_arr = _scratch("shared", 3 * B * H, dtype)
+    cdef floating[::1] work = work_arr
+    cdef floating[::1] shared = shared_arr
+    call.shared = &shared[0]
+    call.panels_per = recurrent_panels(&call.dims, H, False, True, NULL, NULL)
+    if floating is float:
+        if panels_on() and pack_weights:
+            call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
+    cdef fastrnn_spin_barrier bar
+    spin_init(&bar, num_threads)
+    with nogil, parallel(num_threads=num_threads):
+        _unit_worker(&call, &work[0], &bar)
+
+
+def backward_layer_units(int kind,
+                         const floating[:, ::1] w_hh,
+                         bint reverse,
+                         const Py_ssize_t[::1] lengths,
+                         const Py_ssize_t[::1] perm,
+                         const Py_ssize_t[::1] n_active,
+                         const floating[:, ::1] gates,
+                         const floating[:, ::1] h_prev,
+                         const floating[:, ::1] c_prev,
+                         const floating[:, :, :] dy,
+                         const floating[:, ::1] dh_n,
+                         const floating[:, ::1] dc_n,
+                         floating[:, ::1] dgates,
+                         floating[:, ::1] dh0,
+                         floating[:, ::1] dc0,
+                         int num_threads):
+    """BPTT through one direction with its hidden units split across threads.
+
+    What forward_layer_units kept (one block of all B rows): gates (N,
+    gate_stride), h_prev, c_prev (N, H); dy: (T, B, H) view of this
+    direction's columns (unit stride on its last axis); dh_n, dc_n, dh0, dc0:
+    (B, H); dgates: (N, grad_stride). See _unit_backward_worker.
+    """
+    cdef bint with_c = has_cell_state(kind)
+    cdef Py_ssize_t isz = sizeof(floating)
+    cdef LayerCall call
+    _call_rows(&call, kind, 0, w_hh.shape[1], lengths, perm, n_active, dy.shape[0])
+    cdef Py_ssize_t H = call.dims.H, B = call.rows.B
+    call.N = gates.shape[0]
+    call.reverse[0] = reverse
+    call.w[0] = _call_weights(NULL, &w_hh[0, 0], NULL, NULL)
+    call.keep[0] = _no_keep()
+    # (read only in backward)
+    call.keep[0].gates = <void*> &gates[0, 0]
+    call.keep[0].h = <void*> &h_prev[0, 0]
+    call.keep[0].c = <void*> &c_prev[0, 0] if with_c else NULL
+    call.ends[0] = _call_ends(&dh_n[0, 0], &dc_n[0, 0] if with_c else NULL, &dh0[0, 0],
+                              &dc0[0, 0] if with_c else NULL, <void*> &dy[0, 0, 0],
+                              dy.strides[0] // isz, dy.strides[1] // isz)
+    call.dg[0] = &dgates[0, 0]
+    # per thread, sized for a team of one (any share of the units fits)
+    call.work_per = unit_back_space(<floating*> NULL, &call.dims, B, H, NULL)
+    call.panels_per = recurrent_panels(&call.dims, H, True, False, NULL, NULL)
+    dtype = np.float32 if floating is float else np.float64
+    work_arr = _scratch("work", num_threads * call.work_per, dtype)
+    cdef floating[::1] work = work_arr
+    if floating is float:
+        if panels_on():
+            call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
+    cdef fastrnn_spin_barrier bar
+    spin_init(&bar, num_threads)
+    with nogil, parallel(num_threads=num_threads):
+        _unit_backward_worker(&call, &work[0], &bar)

@@ -1,0 +1,213 @@
+# The all-steps products of BPTT: the weight and input gradients of one layer
+# as one product each over every packed row (layer_grads). Included by
+# _recurrent_impl.pxi.
+
+
+def tn_workspace(int kind, Py_ssize_t D, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
+                 bint tokens):
+    """float32 elements layer_grads packs its operands into (0 without panels)."""
+    if not panels_on():
+        return 0
+    cdef Dims dims = make_dims(kind, I, H)
+    return D * grad_panels(&dims, N, tokens, NULL, NULL)
+
+
+cdef void _weight_grads_tn(const Dims* d, Py_ssize_t N, Py_ssize_t a0, Py_ssize_t a1,
+                           Py_ssize_t split, bint tokens, const float* dg, const Panels* p,
+                           float* gw_ih, float* gw_hh) noexcept nogil:
+    """Rows [a0, a1) of one direction's weight gradients on panels (see
+    layer_grads): p holds X (none for tokens), H_prev and, for the rows from
+    ``split`` on, r ⊙ H_prev, each in panels over N (grad_panels)."""
+    cdef Py_ssize_t hoff = recurrent_grad_block(d.kind) * d.H       # dGh columns
+    if not tokens:
+        # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
+        panel_gemm_tn(a1 - a0, d.n_in, N, dg + a0, d.ldd, p.wp_ih, gw_ih + a0 * d.n_in, d.n_in)
+    # dW_hh[a0:split] += dGh[:, a0:split]ᵀ H_prev
+    panel_gemm_tn(split - a0, d.H, N, dg + hoff + a0, d.ldd, p.wp, gw_hh + a0 * d.H, d.H)
+    if split < a1:
+        # dW_hn[rows] += dG_n[:, rows]ᵀ (r ⊙ H_prev)
+        panel_gemm_tn(a1 - split, d.H, N, dg + hoff + split, d.ldd, p.wp_n,
+                      gw_hh + split * d.H, d.H)
+
+
+cdef void _pack_grad_operands(const Dims* d, Py_ssize_t N, bint tokens, const float* x_keep,
+                              const float* h_prev, const float* rh, float* base,
+                              Py_ssize_t part, Py_ssize_t parts) noexcept nogil:
+    """Part ``part`` of ``parts`` of one direction's operands of the weight
+    gradients packed in panels over the N rows (grad_panels' layout)."""
+    cdef Panels p
+    grad_panels(d, N, tokens, base, &p)
+    if not tokens:
+        _pack_split(x_keep, d.n_in, N, 1, d.n_in, p.wp_ih, part, parts)
+    _pack_split(h_prev, d.H, N, 1, d.H, p.wp, part, parts)
+    if p.wp_n != NULL:
+        _pack_split(rh, d.H, N, 1, d.H, p.wp_n, part, parts)
+
+
+def layer_grads(int kind,
+                const floating[:, :, ::1] dgates,
+                const floating[:, :, ::1] x_keep,
+                const floating[:, :, ::1] gates,
+                const floating[:, :, ::1] h_prev,
+                const floating[:, :, ::1] w_ih,
+                floating[:, :, ::1] gw_ih,
+                floating[:, :, ::1] gw_hh,
+                floating[:, ::1] gb_ih,
+                floating[:, ::1] gb_hh,
+                const Py_ssize_t[:, ::1] inverse,
+                floating[:, ::1] dx,
+                int num_threads,
+                const Py_ssize_t[:, ::1] keep_ids=None,
+                float[::1] tn_work=None):
+    """The all-steps products of BPTT for one layer, in fastrnn's threads.
+
+    Adds dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev (the rows of W_hh that read
+    r ⊙ h_{t-1}: dG_nᵀ (r ⊙ H_prev)), db_ih += Σ dGx, db_hh += Σ dGh into
+    gw_ih (D, G, I), gw_hh (D, G, H), gb_ih, gb_hh (D, G) (empty: no bias),
+    and writes dx (T*B, I) = the sum over directions of dGx W_ih scattered to
+    each packed row's step: inverse[d, t*B + b] is that packed row, or -1.
+    dgates (D, N, grad_stride), x_keep (D, N, I), gates (D, N, gate_stride),
+    h_prev (D, N, H): what forward and backward_layer kept; w_ih: the forward's
+    weights. The products are split into row stripes, one task per stripe and
+    direction. dW in float32 with the panel product: dGᵀ X on X, H_prev
+    packed once into panels over the N rows (panel_gemm_tn; BLAS repacks its
+    transposed operand per call; `python -m bench.limits` times both at the
+    shapes of the benchmark's training steps; the panels go to tn_work when it
+    has tn_workspace(...) elements, else to a new array); otherwise, and dX
+    always, single-threaded BLAS calls. Token input (keep_ids (D, N)
+    given, x_keep not used): dW_ih[:, k] += the dGx rows of token k, and dx is
+    not written (token ids have no gradient).
+    """
+    cdef Py_ssize_t D = dgates.shape[0], N = dgates.shape[1], ldd = dgates.shape[2]
+    cdef Py_ssize_t G = w_ih.shape[1], I = w_ih.shape[2], H = h_prev.shape[2]
+    cdef Py_ssize_t F = dx.shape[0]
+    cdef Dims dims = make_dims(kind, I, H)
+    cdef Py_ssize_t hoff = recurrent_grad_block(kind) * H              # dGh columns
+    cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
+    cdef bint has_bias = gb_ih.shape[1] > 0
+    cdef bint rh_rows = uses_reset_rows(kind)
+    cdef Py_ssize_t reset_from = panel_gate_blocks(kind) * H     # first row reading r ⊙ h
+    cdef bint tokens = keep_ids is not None
+    dtype = np.float32 if floating is float else np.float64
+    # (sized by T x B: not kept between calls)
+    dxp_arr = np.empty((D, 0 if tokens else N, I), dtype=dtype)
+    rh_arr = np.empty((D, N if rh_rows else 0, H if rh_rows else 0), dtype=dtype)
+    cdef floating[:, :, ::1] dxp = dxp_arr
+    cdef floating[:, :, ::1] rh = rh_arr
+    cdef Py_ssize_t task, d, s, a0, a1, g, n, f, i, split, r
+    cdef const floating* dg
+    cdef const floating* row
+    cdef floating* acc
+    cdef floating* out
+    # float32 with panels: X (or nothing, for tokens), H_prev and r ⊙ H_prev of
+    # every direction packed in panels of 16 columns over the N rows, for the
+    # transposed products dW = dGᵀ X on them (panel_gemm_tn)
+    cdef bint panels = False
+    cdef Py_ssize_t pstride = 0
+    cdef float[::1] packed
+    cdef float* pbase = NULL
+    if floating is float:
+        panels = panels_on()
+        if panels:
+            pstride = grad_panels(&dims, N, tokens, NULL, NULL)
+            if tn_work is not None and tn_work.shape[0] >= D * pstride:
+                packed = tn_work
+            else:
+                packed = np.empty(max(D * pstride, 1), np.float32)
+            pbase = &packed[0]
+
+    with nogil:
+        if rh_rows:
+            # r ⊙ h_{t-1}, the input of W_hn
+            for task in prange(D * S, num_threads=num_threads, schedule="static"):
+                d = task // S
+                s = task % S
+                for n in range(N * s // S, N * (s + 1) // S):
+                    reset_input(H, &gates[d, n, 0], &h_prev[d, n, 0], &rh[d, n, 0])
+
+        if floating is float:
+            if panels:
+                for task in prange(D * S, num_threads=num_threads, schedule="static"):
+                    d = task // S
+                    _pack_grad_operands(&dims, N, tokens,
+                                        &x_keep[d, 0, 0] if not tokens else NULL,
+                                        &h_prev[d, 0, 0], &rh[d, 0, 0] if rh_rows else NULL,
+                                        pbase + d * pstride, task % S, S)
+
+        for task in prange(D * S, num_threads=num_threads, schedule="static"):
+            d = task // S
+            s = task % S
+            a0 = G * s // S
+            a1 = G * (s + 1) // S
+            dg = &dgates[d, 0, 0]
+            split = a1
+            if rh_rows and a1 > reset_from:
+                split = a0 if a0 > reset_from else reset_from
+            if tokens:
+                # dW_ih[a0:a1, k] += dGx[n, a0:a1] for every packed row n of token k
+                for n in range(N):
+                    r = keep_ids[d, n]
+                    row = dg + n * ldd
+                    for g in range(a0, a1):
+                        gw_ih[d, g, r] = gw_ih[d, g, r] + row[g]
+            if panels:
+                _grad_panels_of(&dims, N, tokens, pbase + d * pstride, a0, a1, split,
+                                <const float*> dg, <float*> &gw_ih[d, 0, 0],
+                                <float*> &gw_hh[d, 0, 0])
+            else:
+                if not tokens:
+                    # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
+                    gemm(c'T', c'N', <int> (a1 - a0), <int> I, <int> N, <floating> 1, dg + a0,
+                         <int> ldd, &x_keep[d, 0, 0], <int> I, <floating> 1, &gw_ih[d, a0, 0],
+                         <int> I)
+                # dW_hh[a0:a1] += dGh[:, a0:a1]ᵀ H_prev (r ⊙ H_prev for the rows reading it)
+                gemm(c'T', c'N', <int> (split - a0), <int> H, <int> N, <floating> 1,
+                     dg + hoff + a0, <int> ldd, &h_prev[d, 0, 0], <int> H, <floating> 1,
+                     &gw_hh[d, a0, 0], <int> H)
+                if split < a1:
+                    gemm(c'T', c'N', <int> (a1 - split), <int> H, <int> N, <floating> 1,
+                         dg + hoff + split, <int> ldd, &rh[d, 0, 0], <int> H, <floating> 1,
+                         &gw_hh[d, split, 0], <int> H)
+            if has_bias:
+                # db_ih[a0:a1] += Σ_n dGx[n, a0:a1], db_hh likewise with dGh
+                for n in range(N):
+                    row = dg + n * ldd
+                    acc = &gb_ih[d, 0]
+                    for g in range(a0, a1):
+                        acc[g] = acc[g] + row[g]
+                    acc = &gb_hh[d, 0]
+                    for g in range(a0, a1):
+                        acc[g] = acc[g] + row[hoff + g]
+
+        for task in prange(0 if tokens else D * S, num_threads=num_threads,
+                           schedule="static"):
+            d = task // S
+            s = task % S
+            a0 = N * s // S
+            a1 = N * (s + 1) // S
+            # dX_packed[a0:a1] = dGx[a0:a1] W_ih
+            gemm(c'N', c'N', <int> (a1 - a0), <int> I, <int> G, <floating> 1,
+                 &dgates[d, 0, 0] + a0 * ldd, <int> ldd, &w_ih[d, 0, 0], <int> I,
+                 <floating> 0, &dxp[d, 0, 0] + a0 * I, <int> I)
+
+        for s in prange(0 if tokens else S, num_threads=num_threads, schedule="static"):
+            # dx[t*B + b] = Σ_d dX_packed[d, its packed row]
+            for f in range(F * s // S, F * (s + 1) // S):
+                out = &dx[f, 0]
+                for i in range(I):
+                    out[i] = 0
+                for d in range(D):
+                    r = inverse[d, f]
+                    if r >= 0:
+                        row = &dxp[d, r, 0]
+                        for i in range(I):
+                            out[i] = out[i] + row[i]
+
+
+cdef void _grad_panels_of(const Dims* d, Py_ssize_t N, bint tokens, float* base,
+                          Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t split, const float* dg,
+                          float* gw_ih, float* gw_hh) noexcept nogil:
+    """_weight_grads_tn on one direction's packed operands at base."""
+    cdef Panels p
+    grad_panels(d, N, tokens, base, &p)
+    _weight_grads_tn(d, N, a0, a1, split, tokens, dg, &p, gw_ih, gw_hh)

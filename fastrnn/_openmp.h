@@ -1,0 +1,76 @@
+/* OpenMP for fastrnn's kernels, with serial stand-ins when the build has no
+   OpenMP, and the spin barrier the unit-split kernels meet at (declared to
+   Cython in _openmp.pxd). */
+#ifndef FASTRNN_OPENMP_H
+#define FASTRNN_OPENMP_H
+#ifdef _OPENMP
+#include <omp.h>
+#define FASTRNN_HAVE_OPENMP 1
+/* wait for every thread of the enclosing parallel region */
+#define fastrnn_barrier() _Pragma("omp barrier")
+#else
+#define FASTRNN_HAVE_OPENMP 0
+static int omp_get_max_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
+static int omp_get_num_procs(void) { return 1; }
+#define fastrnn_barrier()
+#endif
+
+/* A barrier for the threads of one parallel region (one per kernel call,
+   so concurrent calls from several Python threads do not share it):
+   sense reversal on a shared flag. A thread arriving last resets the
+   count and flips the flag; the others spin on the flag. The unit-split
+   kernels meet once or twice per recurrence step, so the barrier's cost is
+   paid per step; a flag spun on costs less than the OpenMP barrier's
+   protocol (`python -m bench.limits` times both). After 2048 pauses (8 when
+   there are more threads than processors) a waiting thread yields its CPU,
+   so an oversubscribed team still makes progress. */
+#if defined(__unix__) || defined(__APPLE__)
+#include <sched.h>
+#define fastrnn_yield() sched_yield()
+#else
+#define fastrnn_yield()
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#define fastrnn_pause() __builtin_ia32_pause()
+#else
+#define fastrnn_pause()
+#endif
+typedef struct {
+    int count;
+    char pad0[60];
+    int sense;
+    int spins;          /* pauses before a waiting thread yields its CPU */
+    char pad1[56];
+} fastrnn_spin_barrier;
+
+/* for a team of nthreads; with more threads than processors a waiting
+   thread yields almost at once (the thread it waits for needs the CPU) */
+static inline void fastrnn_spin_init(fastrnn_spin_barrier *b, int nthreads) {
+    b->count = 0;
+    b->sense = 0;
+    b->spins = nthreads <= omp_get_num_procs() ? 2048 : 8;
+}
+
+/* every one of the nthreads threads calls this with its own local_sense
+   (starting at 0, kept between calls) */
+static inline void fastrnn_spin_wait(fastrnn_spin_barrier *b, int nthreads,
+                                     int *local_sense) {
+    int sense = !*local_sense;
+    *local_sense = sense;
+    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nthreads) {
+        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->sense, sense, __ATOMIC_RELEASE);
+        return;
+    }
+    int spins = 0;
+    while (__atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != sense) {
+        fastrnn_pause();
+        if (++spins >= b->spins) {
+            fastrnn_yield();
+            spins = 0;
+        }
+    }
+}
+#endif
