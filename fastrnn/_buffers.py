@@ -4,8 +4,9 @@ A training forward keeps per layer the weights it ran with and the gate
 activations, inputs and states of every step until backward; backward makes
 the gate gradients. Fresh arrays of that size come from the operating system
 as untouched pages, and every first write to a page is a page fault; a
-pooled buffer has its pages already (perf stat of 30 train-lstm-h256-b64
-steps: 83k page faults with fresh arrays, 22k with the pool).
+pooled buffer has its pages already (``perf stat -e page-faults`` over a few
+training steps of ``bench.engines``' train configurations shows the
+difference).
 
 ``BufferPool.take`` returns a view of a free flat buffer at least as large
 (or of a new one); ``give_back`` returns buffers to the pool at once

@@ -205,9 +205,8 @@ def single_threaded_blas():
     For loops that call fastrnn and a small BLAS product by turns (a
     generation step: the recurrent layers, then the head's one-row product):
     a multi-threaded BLAS and fastrnn's OpenMP threads, each spinning after
-    its call, otherwise fight over the cores (measured on this project's
-    2-core machine: 9.8 ms per generated symbol with a 5000-symbol head
-    instead of 0.3 ms).
+    its call, otherwise fight over the cores (``python -m bench.generation``
+    times such a loop both ways).
     """
     return _EVERY_BLAS
 

@@ -117,7 +117,7 @@ ctypedef struct LayerCall:
     float* panels_ih              # the batch split's W_ih, packed per direction
     Py_ssize_t panels_ih_per
     bint pack_in_task             # each task packs its direction's panels itself
-    void* shared                  # unit split: h_{t-1} | h_t | r ⊙ h_{t-1}, (B, H) each
+    void* shared                  # unit split: the team's exchange (unit_shared)
 
 
 # ---------------------------------------------------------------------------
@@ -205,6 +205,23 @@ cdef inline Py_ssize_t unit_space(floating* base, const Dims* d, Py_ssize_t B,
         out.bx = base + bx
         out.bhn = base + bhn
     return end
+
+
+ctypedef struct UnitShared:
+    # the unit split's exchange, shared by the team: each thread writes its
+    # units' columns, and after the step's barrier everyone reads all of them
+    void* h_prev                  # (B, H) h_{t-1}
+    void* h_next                  # (B, H) h_t
+    void* rh                      # (B, H) r ⊙ h_{t-1}, for a product that reads it
+
+
+cdef inline Py_ssize_t unit_shared(floating* base, const Dims* d, Py_ssize_t B,
+                                   UnitShared* out) noexcept nogil:
+    if out != NULL:
+        out.h_prev = base
+        out.h_next = base + B * d.H
+        out.rh = base + 2 * B * d.H
+    return 3 * B * d.H
 
 
 ctypedef struct UnitBackSpace:

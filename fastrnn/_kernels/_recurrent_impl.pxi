@@ -46,10 +46,10 @@ from fastrnn._kernels._cells cimport (Product, backward_phases, backward_product
                                      gate_blocks, gates, grad_blocks, has_cell_state,
                                      recurrent_grad_block, reset_input, uses_reset_rows)
 from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, Panels, Rows,
-                                      Source, TaskSpace, UnitBackSpace, UnitSpace, Weights,
-                                      back_space, grad_panels, make_dims, panel_gate_blocks,
-                                      recurrent_panels, task_space, unit_back_space,
-                                      unit_space)
+                                      Source, TaskSpace, UnitBackSpace, UnitShared, UnitSpace,
+                                      Weights, back_space, grad_panels, make_dims,
+                                      panel_gate_blocks, recurrent_panels, task_space,
+                                      unit_back_space, unit_shared, unit_space)
 from fastrnn._kernels._panels cimport (PANEL, pack_panel, pack_panel_range, pack_panels,
                                       panel_gemm_tn, panel_size, panels_on)
 from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt

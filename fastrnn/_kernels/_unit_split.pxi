@@ -43,7 +43,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work,
     weights every step) and the threads meet at one barrier per step (two for
     a cell whose second product reads r ⊙ h_{t-1} of every unit) to exchange
     h_t. The call: as _forward_task's for one block of all B rows
-    (direction 0); shared: h_{t-1} | h_t | r ⊙ h_{t-1} (B x H each); per
+    (direction 0); its shared exchange (unit_shared); per
     thread its workspace (unit_space) and room for its rows of W_hh and W_ih
     in panels (float32), or none: BLAS. Training (the Keep; one chunk of
     every step): the packed inputs (gathered once, by thread 0),
@@ -97,9 +97,11 @@ cdef void _unit_worker(const LayerCall* call, floating* work,
     cdef floating* keep_h = <floating*> keep.h
     cdef floating* keep_c = <floating*> keep.c
     cdef floating* y = <floating*> ends.y
-    cdef floating* h_prev = shared
-    cdef floating* h_next = shared + B * H
-    cdef floating* rh_all = shared + 2 * B * H
+    cdef UnitShared ex
+    unit_shared(shared, d, B, &ex)
+    cdef floating* h_prev = <floating*> ex.h_prev
+    cdef floating* h_next = <floating*> ex.h_next
+    cdef floating* rh_all = <floating*> ex.rh
     cdef floating* swap
     cdef floating* gblk
     cdef Panels panels
@@ -388,7 +390,7 @@ def forward_layer_units(int kind,
     call.work_per = unit_space(<floating*> NULL, &call.dims, B, call.step_chunk * B, NULL)
     dtype = np.float32 if floating is float else np.float64
     work_arr = _scratch("work", num_threads * call.work_per, dtype)
-    shared_arr = _scratch("shared", 3 * B * H, dtype)
+    shared_arr = _scratch("shared", unit_shared(<floating*> NULL, &call.dims, B, NULL), dtype)
     cdef floating[::1] work = work_arr
     cdef floating[::1] shared = shared_arr
     call.shared = &shared[0]
