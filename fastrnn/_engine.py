@@ -165,25 +165,21 @@ def forward(module, x, state, lengths, reverse, training):
             inp = inp * mask
         y = np.empty((steps, batch, D * H), module.dtype)   # the kernels zero the padding
         b_ih, b_hh = module._biases(layer)
-        keep = {}
+        keep = None              # training: (inputs, activations, h_{t-1}, c_{t-1}, tokens)
         if training:
             N, I = plan.total, module._w_ih[layer].shape[2]
             pool = buffers(module)
-            keep = dict(keep_gates=pool.take((D, N, gate_stride(module._kind, H)),
-                                             module.dtype),
-                        keep_h=pool.take((D, N, H), module.dtype),
-                        keep_c=pool.take((D, N, H), module.dtype) if with_c else unused)
-            if ids is None:
-                keep["keep_x"] = pool.take((D, N, I), module.dtype)
-            else:
-                keep["keep_ids"] = np.empty((D, N), np.intp)
+            keep = (pool.take((D, N, I), module.dtype) if ids is None else None,
+                    pool.take((D, N, gate_stride(module._kind, H)), module.dtype),
+                    pool.take((D, N, H), module.dtype),
+                    pool.take((D, N, H), module.dtype) if with_c else unused,
+                    np.empty((D, N), np.intp) if ids is not None else None)
             # the weights this forward runs with: backward uses them even if
             # an optimizer or the caller changes the layer's in between
             trace = LayerTrace(w_ih=pool.copy(module._w_ih[layer]),
                                 w_hh=pool.copy(module._w_hh[layer]),
-                                x=keep.get("keep_x"), ids=keep.get("keep_ids"),
-                                gates=keep["keep_gates"], h_prev=keep["keep_h"],
-                                c_prev=keep["keep_c"] if with_c else None, mask=mask)
+                                x=keep[0], ids=keep[4], gates=keep[1], h_prev=keep[2],
+                                c_prev=keep[3] if with_c else None, mask=mask)
             pool.give_back_when_gone(trace, *(a for a in (
                 trace.w_ih, trace.w_hh, trace.x, trace.gates, trace.h_prev, trace.c_prev)
                 if a is not None))
@@ -193,7 +189,6 @@ def forward(module, x, state, lengths, reverse, training):
             # W_ihᵀ, from a transposed copy when many tokens amortise it, else
             # straight from W_ih (a strided read per token; no copy of V x G
             # per call, which would dominate a generation step)
-            keep["ids"] = ids
             inp = module._w_ih[layer].transpose(0, 2, 1)
             if steps * batch * _TOKENS_PER_COPY >= inp.shape[1]:
                 inp = np.ascontiguousarray(inp)
@@ -202,17 +197,21 @@ def forward(module, x, state, lengths, reverse, training):
                                 // (rows_per_task * max(G, module._w_ih[layer].shape[2]))))
         if units:
             _k.forward_layer_units(
-                module._kind, inp, module._w_ih[layer][0], module._w_hh[layer][0], b_ih, b_hh,
-                bool(flags[0]), plan.lengths, plan.perm, plan.n_active, h0[0],
-                c0[0], y, h_n[rows][0], c_n[rows][0] if with_c else unused[0],
+                module._kind, inp,
+                (module._w_ih[layer][0], module._w_hh[layer][0], b_ih, b_hh),
+                (bool(flags[0]), plan.lengths, plan.perm, plan.n_active),
+                (h0[0], c0[0], y, h_n[rows][0], c_n[rows][0] if with_c else unused[0]),
                 step_chunk, threads, steps >= _PACK_MIN_STEPS,
-                **{k: (v if k == "ids" else v[0]) for k, v in keep.items()})
+                keep=None if keep is None else tuple(None if a is None else a[0]
+                                                     for a in keep),
+                ids=ids)
         else:
             _k.forward_layer(
-                module._kind, inp, module._w_ih[layer], module._w_hh[layer], b_ih, b_hh, flags,
-                plan.lengths, plan.perm, plan.n_active, plan.bounds, h0, c0, y, h_n[rows],
-                c_n[rows] if with_c else unused, step_chunk, threads,
-                block_offsets=plan.block_offsets if training else None, **keep)
+                module._kind, inp, (module._w_ih[layer], module._w_hh[layer], b_ih, b_hh),
+                (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
+                 plan.block_offsets if training else None),
+                (h0, c0, y, h_n[rows], c_n[rows] if with_c else unused), step_chunk, threads,
+                keep=keep, ids=ids)
         inp = y
     state = (h_n, c_n) if with_c else (h_n,)
     return inp, state, ((plan, flags, traces, units) if training else None)
@@ -305,14 +304,17 @@ def backward(module, trace, dy, dstate):
         dc_rows, dc0_rows = (dc_n[rows], dc0[rows]) if with_c else (unused, unused)
         if units:
             _k.backward_layer_units(
-                module._kind, tr.w_hh[0], bool(flags[0]), plan.lengths, plan.perm,
-                plan.n_active, tr.gates[0], tr.h_prev[0], c_prev[0], dy, dh_n[rows][0],
-                dc_rows[0], dgates[0], dh0[rows][0], dc0_rows[0], threads)
+                module._kind, tr.w_hh[0],
+                (bool(flags[0]), plan.lengths, plan.perm, plan.n_active),
+                (tr.gates[0], tr.h_prev[0], c_prev[0]), dy,
+                (dh_n[rows][0], dc_rows[0], dh0[rows][0], dc0_rows[0]), dgates[0], threads)
         else:
             _k.backward_layer(
-                module._kind, tr.w_hh, flags, plan.lengths, plan.perm, plan.n_active,
-                plan.bounds, plan.block_offsets, tr.gates, tr.h_prev, c_prev, dy,
-                dh_n[rows], dc_rows, dgates, dh0[rows], dc0_rows, threads)
+                module._kind, tr.w_hh,
+                (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
+                 plan.block_offsets),
+                (tr.gates, tr.h_prev, c_prev), dy, (dh_n[rows], dc_rows, dh0[rows], dc0_rows),
+                dgates, threads)
         dy = weight_and_input_grads(module, layer, tr, dgates, plan, flags)
         buffers(module).give_back(dgates)
         if tr.mask is not None:
@@ -335,11 +337,12 @@ def weight_and_input_grads(module, layer, tr, dgates, plan, flags):
     size = (_k.tn_workspace(module._kind, D, plan.total, in_size, module.hidden_size, tokens)
             if module.dtype == np.float32 else 0)
     work = buffers(module).take((size,), np.float32) if size else None
-    _k.layer_grads(module._kind, dgates, np.empty((D, 0, in_size), module.dtype)
-                   if tokens else tr.x, tr.gates, tr.h_prev, tr.w_ih,
-                   module._gw_ih[layer], module._gw_hh[layer],
-                   module._gb_ih[layer] if module.bias else no_bias,
-                   module._gb_hh[layer] if module.bias else no_bias,
+    _k.layer_grads(module._kind, dgates,
+                   (np.empty((D, 0, in_size), module.dtype) if tokens else tr.x, tr.gates,
+                    tr.h_prev, tr.w_ih),
+                   (module._gw_ih[layer], module._gw_hh[layer],
+                    module._gb_ih[layer] if module.bias else no_bias,
+                    module._gb_hh[layer] if module.bias else no_bias),
                    np.empty((D, 0), np.intp) if tokens else plan.packed_inverse(flags),
                    dx, get_num_threads(), keep_ids=tr.ids, tn_work=work)
     if work is not None:

@@ -258,57 +258,58 @@ cdef void _task_panels(const LayerCall* call, Py_ssize_t dd, bint for_backward,
                         call.panels_ih + dd * call.panels_ih_per, 0, 1)
 
 
-def forward_layer(int kind,
-                  const floating[:, :, :] x,
-                  const floating[:, :, ::1] w_ih,
-                  const floating[:, :, ::1] w_hh,
-                  const floating[:, ::1] b_ih,
-                  const floating[:, ::1] b_hh,
-                  const int[::1] reverse,
-                  const Py_ssize_t[::1] lengths,
-                  const Py_ssize_t[::1] perm,
-                  const Py_ssize_t[::1] n_active,
-                  const Py_ssize_t[::1] bounds,
-                  const floating[:, :, ::1] h0,
-                  const floating[:, :, ::1] c0,
-                  floating[:, :, ::1] y,
-                  floating[:, :, ::1] h_n,
-                  floating[:, :, ::1] c_n,
-                  Py_ssize_t step_chunk,
-                  int num_threads,
-                  floating[:, :, ::1] keep_x=None,
-                  floating[:, :, ::1] keep_gates=None,
-                  floating[:, :, ::1] keep_h=None,
-                  floating[:, :, ::1] keep_c=None,
-                  const Py_ssize_t[::1] block_offsets=None,
-                  const Py_ssize_t[:, :] ids=None,
-                  Py_ssize_t[:, ::1] keep_ids=None):
+def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
+                  Py_ssize_t step_chunk, int num_threads, keep=None, ids=None):
     """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
 
-    x: (T, B, I) any strides; w_ih: (D, G, I); w_hh: (D, G, H); b_ih, b_hh:
-    (D, G) (zeros for a layer without bias); reverse: (D,) 0/1; lengths: (B,)
-    sorted descending, perm: (B,) sorted row -> caller row, n_active: (T,) rows
-    with length > s; bounds: (K+1,) row blocks; h0, c0, h_n, c_n: (D, B, H)
-    (c0/c_n used by the LSTM only); y: (T, B, D*H), C-contiguous.
-
-    Training (keep_* given): keep_x (D, N, I), keep_gates (D, N, gate_stride),
-    keep_h (D, N, H), keep_c (D, N, H) (LSTM) receive the packed inputs, gate
-    activations, h_{t-1} and c_{t-1}, N = sum(lengths); block_offsets: (K,)
-    first packed row of each block.
-
-    Token input: ids (T, B) any strides, each in [0, I), and x is W_ihᵀ
-    (D, I, G), any strides (a transposed copy of W_ih, or a view of it);
-    keep_x is then not used and keep_ids (D, N) receives the packed rows'
-    tokens in training.
+    x: (T, B, I) any strides.
+    weights = (w_ih (D, G, I), w_hh (D, G, H), b_ih, b_hh (D, G)) (zero
+      biases for a layer without bias), C-contiguous.
+    plan = (reverse (D,) intc 0/1, lengths (B,) sorted descending, perm (B,)
+      sorted row -> caller row, n_active (T,) rows with length > s, bounds
+      (K+1,) row blocks, block_offsets (K,) first packed row of each block
+      or None in inference), intp unless said.
+    ends = (h0, c0, y, h_n, c_n): h0, c0, h_n, c_n (D, B, H) (c0/c_n used by
+      the LSTM only), y (T, B, D*H), C-contiguous.
+    keep (training) = (keep_x (D, N, I) or None for token ids, keep_gates
+      (D, N, gate_stride), keep_h (D, N, H), keep_c (D, N, H) (LSTM),
+      keep_ids (D, N) intp for token ids else None): receive the packed
+      inputs (or tokens), gate activations, h_{t-1} and c_{t-1}, N =
+      sum(lengths).
+    ids: token input, (T, B) intp any strides, each in [0, I); x is then
+      W_ihᵀ (D, I, G), any strides (a transposed copy of W_ih, or a view of it).
     """
+    cdef const floating[:, :, ::1] w_ih = weights[0]
+    cdef const floating[:, :, ::1] w_hh = weights[1]
+    cdef const floating[:, ::1] b_ih = weights[2]
+    cdef const floating[:, ::1] b_hh = weights[3]
+    cdef const int[::1] reverse = plan[0]
+    cdef const Py_ssize_t[::1] lengths = plan[1]
+    cdef const Py_ssize_t[::1] perm = plan[2]
+    cdef const Py_ssize_t[::1] n_active = plan[3]
+    cdef const Py_ssize_t[::1] bounds = plan[4]
+    cdef const Py_ssize_t[::1] block_offsets = plan[5]
+    cdef const floating[:, :, ::1] h0 = ends[0]
+    cdef const floating[:, :, ::1] c0 = ends[1]
+    cdef floating[:, :, ::1] y = ends[2]
+    cdef floating[:, :, ::1] h_n = ends[3]
+    cdef floating[:, :, ::1] c_n = ends[4]
+    cdef floating[:, :, ::1] keep_x = None
+    cdef floating[:, :, ::1] keep_gates = None
+    cdef floating[:, :, ::1] keep_h = None
+    cdef floating[:, :, ::1] keep_c = None
+    cdef Py_ssize_t[:, ::1] keep_ids = None
+    if keep is not None:
+        keep_x, keep_gates, keep_h, keep_c, keep_ids = keep
+    cdef const Py_ssize_t[:, :] id_v = ids
     cdef bint tokens = ids is not None
-    cdef bint training = keep_gates is not None
+    cdef bint training = keep is not None
     cdef Py_ssize_t D = w_ih.shape[0], dd, task
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint with_c = has_cell_state(kind)
     cdef LayerCall call
     _call_rows(&call, kind, w_ih.shape[2], w_hh.shape[2], lengths, perm, n_active,
-               ids.shape[0] if tokens else x.shape[0])
+               id_v.shape[0] if tokens else x.shape[0])
     _call_blocks(&call, bounds, block_offsets)
     call.step_chunk = step_chunk
     call.cap = 0 if training else step_chunk * call.rows_max
@@ -319,9 +320,9 @@ def forward_layer(int kind,
         call.reverse[dd] = reverse[dd]
         call.src[dd] = _call_source(&x[dd, 0, 0] if tokens else &x[0, 0, 0],
                                     x.strides[0] // isz, x.strides[1] // isz,
-                                    x.strides[2] // isz, &ids[0, 0] if tokens else NULL,
-                                    ids.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
-                                    ids.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
+                                    x.strides[2] // isz, &id_v[0, 0] if tokens else NULL,
+                                    id_v.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
+                                    id_v.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
         call.w[dd] = _call_weights(&w_ih[dd, 0, 0], &w_hh[dd, 0, 0], &b_x[dd, 0],
                                    &b_hn[dd, 0])
         call.ends[dd] = _call_ends(&h0[dd, 0, 0], &c0[dd, 0, 0] if with_c else NULL,
@@ -354,31 +355,31 @@ def forward_layer(int kind,
             _forward_task(&call, task, &work[0])
 
 
-def backward_layer(int kind,
-                   const floating[:, :, ::1] w_hh,
-                   const int[::1] reverse,
-                   const Py_ssize_t[::1] lengths,
-                   const Py_ssize_t[::1] perm,
-                   const Py_ssize_t[::1] n_active,
-                   const Py_ssize_t[::1] bounds,
-                   const Py_ssize_t[::1] block_offsets,
-                   const floating[:, :, ::1] gates,
-                   const floating[:, :, ::1] h_prev,
-                   const floating[:, :, ::1] c_prev,
-                   const floating[:, :, :] dy,
-                   const floating[:, :, ::1] dh_n,
-                   const floating[:, :, ::1] dc_n,
-                   floating[:, :, ::1] dgates,
-                   floating[:, :, ::1] dh0,
-                   floating[:, :, ::1] dc0,
+def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
+                   const floating[:, :, :] dy, ends, floating[:, :, ::1] dgates,
                    int num_threads):
     """BPTT through one layer (D directions) with the plan of its forward.
 
-    gates, h_prev, c_prev: what forward_layer kept (D, N, ·); dy: (T, B, D*H)
-    any strides, unit stride on its last axis; dh_n, dc_n: (D, B, H).
-    Writes dgates (D, N, grad_stride) and dh0, dc0 (D, B, H) (dc_n, dc0 are
-    used by the LSTM only).
+    w_hh: (D, G, H) the weights forward ran with; plan: forward_layer's
+    (with block_offsets); stored = (gates (D, N, gate_stride), h_prev,
+    c_prev (D, N, H)): what forward_layer kept; dy: (T, B, D*H) any strides,
+    unit stride on its last axis; ends = (dh_n, dc_n, dh0, dc0), (D, B, H):
+    the gradients of the final states in, of the initial states out (dc_n,
+    dc0 used by the LSTM only). Writes dgates (D, N, grad_stride).
     """
+    cdef const int[::1] reverse = plan[0]
+    cdef const Py_ssize_t[::1] lengths = plan[1]
+    cdef const Py_ssize_t[::1] perm = plan[2]
+    cdef const Py_ssize_t[::1] n_active = plan[3]
+    cdef const Py_ssize_t[::1] bounds = plan[4]
+    cdef const Py_ssize_t[::1] block_offsets = plan[5]
+    cdef const floating[:, :, ::1] gates = stored[0]
+    cdef const floating[:, :, ::1] h_prev = stored[1]
+    cdef const floating[:, :, ::1] c_prev = stored[2]
+    cdef const floating[:, :, ::1] dh_n = ends[0]
+    cdef const floating[:, :, ::1] dc_n = ends[1]
+    cdef floating[:, :, ::1] dh0 = ends[2]
+    cdef floating[:, :, ::1] dc0 = ends[3]
     cdef Py_ssize_t D = w_hh.shape[0], dd, task
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint with_c = has_cell_state(kind)

@@ -323,48 +323,49 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work,
                    U * sizeof(floating))
 
 
-def forward_layer_units(int kind,
-                        const floating[:, :, :] x,
-                        const floating[:, ::1] w_ih,
-                        const floating[:, ::1] w_hh,
-                        const floating[:, ::1] b_ih,
-                        const floating[:, ::1] b_hh,
-                        bint reverse,
-                        const Py_ssize_t[::1] lengths,
-                        const Py_ssize_t[::1] perm,
-                        const Py_ssize_t[::1] n_active,
-                        const floating[:, ::1] h0,
-                        const floating[:, ::1] c0,
-                        floating[:, :, ::1] y,
-                        floating[:, ::1] h_n,
-                        floating[:, ::1] c_n,
-                        Py_ssize_t step_chunk,
-                        int num_threads,
-                        bint pack_weights=True,
-                        floating[:, ::1] keep_x=None,
-                        floating[:, ::1] keep_gates=None,
-                        floating[:, ::1] keep_h=None,
-                        floating[:, ::1] keep_c=None,
-                        const Py_ssize_t[:, :] ids=None,
-                        Py_ssize_t[::1] keep_ids=None):
+def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends,
+                        Py_ssize_t step_chunk, int num_threads, bint pack_weights=True,
+                        keep=None, ids=None):
     """One direction of one layer with its hidden units split across threads.
 
-    For small batches (see _unit_worker). Shapes as forward_layer for one
-    direction: w_ih (G, I), w_hh (G, H), b_ih, b_hh (1, G), h0/c0/h_n/c_n
-    (B, H), y (T, B, H) or a view of y's columns for this direction (unit
-    stride on the last axis). pack_weights=False keeps BLAS on the weights as
-    they are (cheaper than packing for a step or two). Training: keep_x (N, I),
-    keep_gates (N, gate_stride), keep_h (N, H), keep_c (N, H) (LSTM) as in
-    forward_layer for a single block (step_chunk is then ignored). Token
-    input as in forward_layer: ids (T, B), x = W_ihᵀ (1, I, G), keep_ids (N,).
+    For small batches (see _unit_worker). As forward_layer for one direction:
+    weights = (w_ih (G, I), w_hh (G, H), b_ih, b_hh (1, G)); plan = (reverse
+    (bint), lengths, perm, n_active); ends = (h0, c0, y, h_n, c_n): h0, c0,
+    h_n, c_n (B, H), y (T, B, H) or a view of y's columns for this direction
+    (unit stride on the last axis); keep = (keep_x (N, I), keep_gates (N,
+    gate_stride), keep_h, keep_c (N, H), keep_ids (N,)) for a single block
+    (step_chunk is then ignored); ids (T, B) with x = W_ihᵀ (1, I, G).
+    pack_weights=False keeps BLAS on the weights as they are (cheaper than
+    packing for a step or two).
     """
+    cdef const floating[:, ::1] w_ih = weights[0]
+    cdef const floating[:, ::1] w_hh = weights[1]
+    cdef const floating[:, ::1] b_ih = weights[2]
+    cdef const floating[:, ::1] b_hh = weights[3]
+    cdef bint reverse = plan[0]
+    cdef const Py_ssize_t[::1] lengths = plan[1]
+    cdef const Py_ssize_t[::1] perm = plan[2]
+    cdef const Py_ssize_t[::1] n_active = plan[3]
+    cdef const floating[:, ::1] h0 = ends[0]
+    cdef const floating[:, ::1] c0 = ends[1]
+    cdef floating[:, :, ::1] y = ends[2]
+    cdef floating[:, ::1] h_n = ends[3]
+    cdef floating[:, ::1] c_n = ends[4]
+    cdef floating[:, ::1] keep_x = None
+    cdef floating[:, ::1] keep_gates = None
+    cdef floating[:, ::1] keep_h = None
+    cdef floating[:, ::1] keep_c = None
+    cdef Py_ssize_t[::1] keep_ids = None
+    if keep is not None:
+        keep_x, keep_gates, keep_h, keep_c, keep_ids = keep
+    cdef const Py_ssize_t[:, :] id_v = ids
     cdef bint tokens = ids is not None
-    cdef bint training = keep_gates is not None
+    cdef bint training = keep is not None
     cdef bint with_c = has_cell_state(kind)
     cdef Py_ssize_t isz = sizeof(floating)
     cdef LayerCall call
     _call_rows(&call, kind, w_ih.shape[1], w_hh.shape[1], lengths, perm, n_active,
-               ids.shape[0] if tokens else x.shape[0])
+               id_v.shape[0] if tokens else x.shape[0])
     cdef Py_ssize_t H = call.dims.H, B = call.rows.B
     call.step_chunk = call.rows.T if training else step_chunk
     b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
@@ -372,9 +373,9 @@ def forward_layer_units(int kind,
     cdef const floating[:, ::1] b_hn = b_hn_arr
     call.reverse[0] = reverse
     call.src[0] = _call_source(&x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
-                               x.strides[2] // isz, &ids[0, 0] if tokens else NULL,
-                               ids.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
-                               ids.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
+                               x.strides[2] // isz, &id_v[0, 0] if tokens else NULL,
+                               id_v.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
+                               id_v.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
     call.w[0] = _call_weights(&w_ih[0, 0], &w_hh[0, 0], &b_x[0, 0], &b_hn[0, 0])
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
                               &c_n[0, 0] if with_c else NULL, &y[0, 0, 0],
@@ -404,29 +405,29 @@ def forward_layer_units(int kind,
         _unit_worker(&call, &work[0], &bar)
 
 
-def backward_layer_units(int kind,
-                         const floating[:, ::1] w_hh,
-                         bint reverse,
-                         const Py_ssize_t[::1] lengths,
-                         const Py_ssize_t[::1] perm,
-                         const Py_ssize_t[::1] n_active,
-                         const floating[:, ::1] gates,
-                         const floating[:, ::1] h_prev,
-                         const floating[:, ::1] c_prev,
-                         const floating[:, :, :] dy,
-                         const floating[:, ::1] dh_n,
-                         const floating[:, ::1] dc_n,
-                         floating[:, ::1] dgates,
-                         floating[:, ::1] dh0,
-                         floating[:, ::1] dc0,
+def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
+                         const floating[:, :, :] dy, ends, floating[:, ::1] dgates,
                          int num_threads):
     """BPTT through one direction with its hidden units split across threads.
 
-    What forward_layer_units kept (one block of all B rows): gates (N,
-    gate_stride), h_prev, c_prev (N, H); dy: (T, B, H) view of this
-    direction's columns (unit stride on its last axis); dh_n, dc_n, dh0, dc0:
-    (B, H); dgates: (N, grad_stride). See _unit_backward_worker.
+    As backward_layer for one direction: plan = (reverse (bint), lengths,
+    perm, n_active); stored = (gates (N, gate_stride), h_prev, c_prev (N,
+    H)), what forward_layer_units kept (one block of all B rows); dy: (T, B,
+    H) view of this direction's columns (unit stride on its last axis); ends
+    = (dh_n, dc_n, dh0, dc0), (B, H); dgates: (N, grad_stride). See
+    _unit_backward_worker.
     """
+    cdef bint reverse = plan[0]
+    cdef const Py_ssize_t[::1] lengths = plan[1]
+    cdef const Py_ssize_t[::1] perm = plan[2]
+    cdef const Py_ssize_t[::1] n_active = plan[3]
+    cdef const floating[:, ::1] gates = stored[0]
+    cdef const floating[:, ::1] h_prev = stored[1]
+    cdef const floating[:, ::1] c_prev = stored[2]
+    cdef const floating[:, ::1] dh_n = ends[0]
+    cdef const floating[:, ::1] dc_n = ends[1]
+    cdef floating[:, ::1] dh0 = ends[2]
+    cdef floating[:, ::1] dc0 = ends[3]
     cdef bint with_c = has_cell_state(kind)
     cdef Py_ssize_t isz = sizeof(floating)
     cdef LayerCall call

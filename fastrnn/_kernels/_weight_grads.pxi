@@ -44,31 +44,19 @@ cdef void _pack_grad_operands(const Dims* d, Py_ssize_t N, bint tokens, const fl
         _pack_split(rh, d.H, N, 1, d.H, p.wp_n, part, parts)
 
 
-def layer_grads(int kind,
-                const floating[:, :, ::1] dgates,
-                const floating[:, :, ::1] x_keep,
-                const floating[:, :, ::1] gates,
-                const floating[:, :, ::1] h_prev,
-                const floating[:, :, ::1] w_ih,
-                floating[:, :, ::1] gw_ih,
-                floating[:, :, ::1] gw_hh,
-                floating[:, ::1] gb_ih,
-                floating[:, ::1] gb_hh,
-                const Py_ssize_t[:, ::1] inverse,
-                floating[:, ::1] dx,
-                int num_threads,
-                const Py_ssize_t[:, ::1] keep_ids=None,
-                float[::1] tn_work=None):
+def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
+                const Py_ssize_t[:, ::1] inverse, floating[:, ::1] dx, int num_threads,
+                keep_ids=None, float[::1] tn_work=None):
     """The all-steps products of BPTT for one layer, in fastrnn's threads.
 
     Adds dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev (the rows of W_hh that read
     r ⊙ h_{t-1}: dG_nᵀ (r ⊙ H_prev)), db_ih += Σ dGx, db_hh += Σ dGh into
-    gw_ih (D, G, I), gw_hh (D, G, H), gb_ih, gb_hh (D, G) (empty: no bias),
-    and writes dx (T*B, I) = the sum over directions of dGx W_ih scattered to
-    each packed row's step: inverse[d, t*B + b] is that packed row, or -1.
-    dgates (D, N, grad_stride), x_keep (D, N, I), gates (D, N, gate_stride),
-    h_prev (D, N, H): what forward and backward_layer kept; w_ih: the forward's
-    weights. The products are split into row stripes, one task per stripe and
+    grads = (gw_ih (D, G, I), gw_hh (D, G, H), gb_ih, gb_hh (D, G) (empty:
+    no bias)), and writes dx (T*B, I) = the sum over directions of dGx W_ih
+    scattered to each packed row's step: inverse[d, t*B + b] is that packed
+    row, or -1. dgates (D, N, grad_stride) and stored = (x_keep (D, N, I),
+    gates (D, N, gate_stride), h_prev (D, N, H), w_ih (D, G, I)): what
+    forward and backward_layer kept, and the forward's weights. The products are split into row stripes, one task per stripe and
     direction. dW in float32 with the panel product: dGᵀ X on X, H_prev
     packed once into panels over the N rows (panel_gemm_tn; BLAS repacks its
     transposed operand per call; `python -m bench.limits` times both at the
@@ -78,6 +66,15 @@ def layer_grads(int kind,
     given, x_keep not used): dW_ih[:, k] += the dGx rows of token k, and dx is
     not written (token ids have no gradient).
     """
+    cdef const floating[:, :, ::1] x_keep = stored[0]
+    cdef const floating[:, :, ::1] gates = stored[1]
+    cdef const floating[:, :, ::1] h_prev = stored[2]
+    cdef const floating[:, :, ::1] w_ih = stored[3]
+    cdef floating[:, :, ::1] gw_ih = grads[0]
+    cdef floating[:, :, ::1] gw_hh = grads[1]
+    cdef floating[:, ::1] gb_ih = grads[2]
+    cdef floating[:, ::1] gb_hh = grads[3]
+    cdef const Py_ssize_t[:, ::1] id_v = keep_ids
     cdef Py_ssize_t D = dgates.shape[0], N = dgates.shape[1], ldd = dgates.shape[2]
     cdef Py_ssize_t G = w_ih.shape[1], I = w_ih.shape[2], H = h_prev.shape[2]
     cdef Py_ssize_t F = dx.shape[0]
@@ -146,7 +143,7 @@ def layer_grads(int kind,
             if tokens:
                 # dW_ih[a0:a1, k] += dGx[n, a0:a1] for every packed row n of token k
                 for n in range(N):
-                    r = keep_ids[d, n]
+                    r = id_v[d, n]
                     row = dg + n * ldd
                     for g in range(a0, a1):
                         gw_ih[d, g, r] = gw_ih[d, g, r] + row[g]
