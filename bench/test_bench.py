@@ -48,3 +48,18 @@ def test_two_builds_side_by_side():
                             cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "lstm-h64-b1" in result.stdout and "ratio" in result.stdout
+
+
+def test_cell_split_runs(capsys):
+    """bench.cell_split times both paths of a cell step and restores the threshold."""
+    from bench import cell_split
+    from fastrnn import _engine
+    before = _engine._CELL_SPLIT_BYTES
+    cell_split.SIZES, sizes = (8, 16), cell_split.SIZES
+    try:
+        cell_split.main(["--rounds", "1"])
+    finally:
+        cell_split.SIZES = sizes
+    assert _engine._CELL_SPLIT_BYTES == before
+    out = capsys.readouterr().out
+    assert "H=8 " in out and "H=16 " in out and "ratio" in out

@@ -5,21 +5,26 @@ import sys
 import numpy as np
 import scipy
 
-from fastrnn import _kernels, _openmp, _threads
+from fastrnn import _cpu, _kernels, _openmp, _threads
 
 
 def config():
-    """A dict: versions, OpenMP on/off, kernel threads, and the BLAS in use."""
+    """A dict: versions, the CPU plan, OpenMP on/off, kernel threads, and the BLAS in use."""
     blas = _threads.blas_info()
+    caches = _cpu.plan().caches
     return {
         "fastrnn": __import__("fastrnn").__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
+        "cpu": _cpu.plan().model,
         "openmp": _openmp.openmp_enabled(),
         "kernels": _kernels.variant,
         "panel_product": _kernels.recurrent.panel_kernel(),
+        "panel_variants": list(_cpu.plan().panel_variants),
+        "caches": {"l1d": caches.l1d, "l2": caches.l2, "l3": caches.l3,
+                   "l3_shared_by": caches.l3_shared_by, "source": caches.source},
         "num_threads": _threads.get_num_threads(),
         "blas": [{k: lib.get(k) for k in ("internal_api", "version", "threading_layer",
                                            "architecture", "num_threads", "filepath")}
@@ -31,8 +36,17 @@ def show_config(file=None):
     """Print the configuration (see ``config()``) and return it as a dict."""
     cfg = config()
     out = file or sys.stdout
+    plan_lines = {line.split(":")[0]: line for line in _cpu.plan().describe(cfg["panel_product"])}
     for key, value in cfg.items():
-        if key == "blas":
+        if key in ("cpu", "kernels"):
+            print(plan_lines[key], file=out)
+        elif key == "panel_product":
+            print(plan_lines[key], file=out)
+        elif key == "caches":
+            print(plan_lines["caches per core"], file=out)
+        elif key == "panel_variants":
+            continue
+        elif key == "blas":
             for lib in value:
                 print(f"blas: {lib['internal_api']} {lib['version']} "
                       f"({lib['threading_layer']}, {lib['architecture']}, "

@@ -46,6 +46,7 @@ if C_PANEL != PANEL:
     raise ImportError(f"fastrnn build error: _panel.h packs {C_PANEL} rows per panel, "
                       f"_panels.pxd {PANEL}")
 
+PANEL_ROWS = PANEL            # rows of W per packed panel (Python's view of the constant)
 # the variants by name, best first; "blas" = no panels
 _VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
 

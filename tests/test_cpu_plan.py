@@ -1,0 +1,78 @@
+"""The CPU plan: caches read from sysfs (a fake tree here), the FASTRNN_CACHE
+override, and what `python -m fastrnn info` prints."""
+import subprocess
+import sys
+
+import pytest
+
+import fastrnn
+from fastrnn import _cpu
+
+
+def _sysfs(root, entries):
+    for i, (level, kind, size, shared) in enumerate(entries):
+        d = root / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+        if shared is not None:
+            (d / "shared_cpu_list").write_text(f"{shared}\n")
+    return str(root)
+
+
+def test_caches_from_sysfs(tmp_path):
+    root = _sysfs(tmp_path, [(1, "Data", "48K", "0"), (1, "Instruction", "32K", "0"),
+                             (2, "Unified", "1024K", "0"), (3, "Unified", "32768K", "0-7,16-23")])
+    c = _cpu.read_caches(root)
+    assert (c.l1d, c.l2, c.l3, c.l3_shared_by, c.source) == (48 << 10, 1 << 20, 32 << 20, 16,
+                                                              "sysfs")
+
+
+def test_missing_or_odd_sysfs(tmp_path):
+    assert _cpu.read_caches(str(tmp_path / "absent")) is None
+    assert _cpu.read_caches(str(tmp_path)) is None                   # no index* entries
+    root = _sysfs(tmp_path, [(2, "Unified", "not a size", None), (1, "Data", "32K", None)])
+    c = _cpu.read_caches(root)
+    assert (c.l1d, c.l2, c.l3) == (32 << 10, None, None)           # the bad entry skipped
+
+
+@pytest.mark.parametrize("text,size", [("512K", 512 << 10), ("32 MiB", 32 << 20),
+                                       ("1m", 1 << 20), ("65536", 65536), ("2G", 2 << 30)])
+def test_sizes(text, size):
+    assert _cpu.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-5K", "1.5M", "12T"])
+def test_bad_sizes(text):
+    with pytest.raises(ValueError, match="not a cache size"):
+        _cpu.parse_size(text)
+
+
+def _config_in_child(env):
+    code = "import fastrnn; c = fastrnn.show_config(); print('CACHES', c['caches'])"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, **env})
+
+
+def test_cache_override_is_what_the_plan_uses():
+    result = _config_in_child({"FASTRNN_CACHE": "l2=256K, l3=8M"})
+    assert result.returncode == 0, result.stderr
+    assert "'l2': 262144, 'l3': 8388608" in result.stdout
+    assert "'source': 'FASTRNN_CACHE'" in result.stdout
+    assert "caches per core:" in result.stdout and "L2 256 KiB" in result.stdout
+
+
+@pytest.mark.parametrize("text", ["l2=abc", "l4=1M", "l2"])
+def test_bad_cache_override_refuses_the_import(text):
+    result = _config_in_child({"FASTRNN_CACHE": text})
+    assert result.returncode != 0
+    assert "FASTRNN_CACHE" in result.stderr.strip().splitlines()[-1]
+
+
+def test_info_prints_the_plan(capsys):
+    cfg = fastrnn.show_config()
+    out = capsys.readouterr().out
+    assert "cpu: " in out and "caches per core: " in out and "panels of 16 rows" in out
+    assert cfg["panel_variants"][-1] == "blas"
+    assert cfg["panel_product"] in cfg["panel_variants"]
