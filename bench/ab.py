@@ -12,7 +12,6 @@ build's spinning threads do not slow the other's. Prints the medians and
 new / old per configuration: the proof that a change that should not change
 speed did not (ratios within the machine's noise).
 """
-import argparse
 import json
 import os
 import subprocess

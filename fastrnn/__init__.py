@@ -18,6 +18,9 @@ from fastrnn.optim import clip_grad_norm
 from fastrnn.training import truncated_bptt
 from fastrnn.io import load
 from fastrnn import models
+from fastrnn import _cpu
+
+_cpu.plan()           # the CPU plan is made when fastrnn loads: a bad FASTRNN_CACHE refuses it
 
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",

@@ -18,15 +18,10 @@ import functools
 
 import numpy as np
 
-from fastrnn import _cpu
 from fastrnn._buffers import BufferPool
 from fastrnn._kernels import recurrent as _k
 from fastrnn._kernels._cells import carries_cell_state, gate_stride, grad_stride
 from fastrnn._threads import get_num_threads, serial_blas
-
-
-# the CPU's plan, read when fastrnn loads (a bad FASTRNN_CACHE refuses the import)
-PLAN = _cpu.plan()
 
 # bound on the packed input/gate block of one task, in elements (x the itemsize)
 _STEP_CHUNK_ELEMENTS = 1 << 18
