@@ -222,7 +222,15 @@ def streams(module, batch, threads):
     thread, and no layer's weights exceed what one core streams well."""
     if not (threads == 1 or _split_units(batch, module.num_directions, threads)):
         return False
-    return all(w_ih[0].nbytes + w_hh[0].nbytes <= _CELL_SPLIT_BYTES
+    return _streams_well(module)
+
+
+def _streams_well(module):
+    """Whether every layer's weights of one direction are few enough for one
+    core to stream them every step (at most _CELL_SPLIT_BYTES); else a step
+    splits its units across the threads, each streaming its share."""
+    # (a layer's blocks are (D, G, ·): one direction's bytes, without a view per call)
+    return all((w_ih.nbytes + w_hh.nbytes) // len(w_ih) <= _CELL_SPLIT_BYTES
                for w_ih, w_hh in zip(module._w_ih, module._w_hh))
 
 
@@ -385,9 +393,7 @@ def cell_step(module, x, state):
     state: a tuple of (B, H) arrays (h; h and c for the LSTM). Returns the new
     state as such a tuple."""
     batch = x.shape[1]
-    # (_w_ih[0] is the one direction's block: no view made per call)
-    if module._w_ih[0].nbytes + module._w_hh[0].nbytes > _CELL_SPLIT_BYTES and \
-            _split_units(batch, 1, get_num_threads()):
+    if not _streams_well(module) and _split_units(batch, 1, get_num_threads()):
         # large weights: every thread streams its share (see _split_units)
         with serial_blas():
             _, out, _ = forward(module, x, tuple(s[None] for s in state), None, False, False)

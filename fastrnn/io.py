@@ -10,8 +10,9 @@ a model's description includes its vocabulary (its symbols and unknown token).
 Loading checks the file before it builds anything, so what a file declares
 cannot make it allocate more than its own bytes back: it reads the zip
 directory and the description (at most MAX_HEADER_BYTES, nested at most
-MAX_DEPTH deep, sizes at most MAX_SIZE, at most MAX_LAYERS layers), works out
-from the description the name, shape and dtype of every weight, and compares
+MAX_DEPTH deep, every size as the constructors bound it, at most
+fastrnn._registry.MAX_LAYERS layers), works out from the description the
+name, shape and dtype of every weight, and compares
 them with the .npy header of every member. Each member's declared size must
 be what its header says, and a compressed member's declared size must be
 one its compressed bytes can hold (deflate expands at most MAX_INFLATION
@@ -32,8 +33,6 @@ from fastrnn._registry import build, describe  # noqa: F401  (fastrnn.io.describ
 # bounds on what a file may declare (every failure names the file)
 MAX_HEADER_BYTES = 64 << 20        # the JSON description (a vocabulary of ~1M words fits)
 MAX_DEPTH = 16                     # nesting of containers (Stacked, Bidirectional) and JSON
-MAX_LAYERS = _registry.MAX_LAYERS  # num_layers of one recurrent layer, entries of a Stacked
-MAX_SIZE = _checks.MAX_ROWS        # any one size: BLAS indexes with 32-bit integers
 # deflate's best ratio is 1032:1 (a stream of one repeated byte); a member that
 # declares more bytes than that, plus slack for its headers, is not a real stream
 MAX_INFLATION = 1032
@@ -205,7 +204,8 @@ def _check_depth(value, depth=0):
 
 
 def _compare(members, expected):
-    """Every member is a weight the description declares, with its shape and dtype."""
+    """Every member is a weight the description declares, with its shape and a
+    floating-point dtype (load_state_dict converts it to the module's)."""
     _checks.same_keys(expected, members)
     for key, (shape, dtype) in expected.items():
         _, got_shape, got_dtype = members[key]

@@ -20,9 +20,7 @@ class _RecurrentLayer(SequenceModule):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
-        self.input_size = _checks.size("input_size", input_size)
-        # the widest row the kernels index: 6H (the reset-after GRU's gate gradients)
-        self.hidden_size = _checks.size("hidden_size", hidden_size, rows=6)
+        self.input_size, self.hidden_size = _sizes(input_size, hidden_size)
         self.num_layers = _checks.positive_int("num_layers", num_layers)
         self.bias = _checks.boolean("bias", bias)
         self.batch_first = _checks.boolean("batch_first", batch_first)
@@ -98,8 +96,7 @@ class _RecurrentLayer(SequenceModule):
     def _weight_shapes(cls, config):
         """{state_dict key: (shape, dtype)} of the layer ``config`` describes
         (see fastrnn._registry), sizes checked as __init__ checks them."""
-        I = _checks.size("input_size", config.get("input_size"))
-        H = _checks.size("hidden_size", config.get("hidden_size"), rows=6)
+        I, H = _sizes(config.get("input_size"), config.get("hidden_size"))
         L = _checks.positive_int("num_layers", config.get("num_layers", 1))
         if L > _registry.MAX_LAYERS:
             raise ValueError(f"num_layers must be at most {_registry.MAX_LAYERS} in a model "
@@ -179,6 +176,13 @@ class _RecurrentLayer(SequenceModule):
         self.__dict__.update(state)
         self._no_bias.flags.writeable = False
         self._bind_views()
+
+
+def _sizes(input_size, hidden_size):
+    """(input_size, hidden_size), checked: the widest row the kernels index is
+    6H (the reset-after GRU's gate gradients), and BLAS indexes with int32."""
+    return (_checks.size("input_size", input_size),
+            _checks.size("hidden_size", hidden_size, rows=6))
 
 
 def _directions(num_layers, num_directions):

@@ -125,7 +125,8 @@ class Model(Parameterized):
 
     @classmethod
     def _recurrent_description(cls, config, input_size, hidden_size, bidirectional):
-        """A part made by recurrent_layer, as fastrnn.io describes modules."""
+        """A part made by recurrent_layer, as fastrnn.io describes modules (the
+        keys that fix its weights)."""
         cell = _checks.choice("cell", cls._arg(config, "cell"), tuple(CELLS))
         return {"type": CELLS[cell].__name__, "input_size": input_size,
                 "hidden_size": hidden_size, "num_layers": cls._arg(config, "num_layers"),

@@ -27,12 +27,14 @@ from fastrnn.models._base import (Model, SequenceInput, correct_steps, final_sta
 class _Labeller(Model):
     """The shared part: input, layer, head, fit/evaluate/predict plumbing."""
 
-    def __init__(self, vocab_size, input_size, num_outputs, outputs_name, cell, hidden_size,
+    _outputs_key = None        # the constructor argument that counts the outputs
+
+    def __init__(self, vocab_size, input_size, num_outputs, cell, hidden_size,
                  num_layers, bidirectional, dropout, dtype, seed, vocab):
         self._init_common(cell, hidden_size, num_layers, dropout, dtype, seed)
         self.input = SequenceInput(vocab_size, input_size, vocab)
         self.bidirectional = _checks.boolean("bidirectional", bidirectional)
-        self._outputs_name = outputs_name
+        outputs_name = self._outputs_key
         num_outputs = _checks.positive_int(outputs_name, num_outputs)
         if num_outputs < 2:
             raise ValueError(f"{outputs_name} must be >= 2, got {num_outputs}")
@@ -68,7 +70,7 @@ class _Labeller(Model):
         return self.input.input_size
 
     def _config(self):
-        return dict(**self.input.config(), **{self._outputs_name: self.num_outputs},
+        return dict(**self.input.config(), **{self._outputs_key: self.num_outputs},
                     bidirectional=self.bidirectional, **self._common_config())
 
     # -- batches -------------------------------------------------------------------
@@ -143,7 +145,7 @@ class SequenceClassifier(_Labeller):
     def __init__(self, vocab_size=None, input_size=None, num_classes=2, cell="lstm",
                  hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0, seed=None,
                  *, vocab=None, dtype=np.float32):
-        super().__init__(vocab_size, input_size, num_classes, "num_classes", cell, hidden_size,
+        super().__init__(vocab_size, input_size, num_classes, cell, hidden_size,
                          num_layers, bidirectional, dropout, dtype, seed, vocab)
 
     @property
@@ -203,7 +205,7 @@ class SequenceTagger(_Labeller):
     def __init__(self, vocab_size=None, input_size=None, num_tags=2, cell="lstm",
                  hidden_size=64, num_layers=1, bidirectional=False, dropout=0.0, seed=None,
                  *, vocab=None, dtype=np.float32):
-        super().__init__(vocab_size, input_size, num_tags, "num_tags", cell, hidden_size,
+        super().__init__(vocab_size, input_size, num_tags, cell, hidden_size,
                          num_layers, bidirectional, dropout, dtype, seed, vocab)
 
     @property
