@@ -46,12 +46,33 @@ def worker():
         print(json.dumps((time.perf_counter() - start) / reps), flush=True)
 
 
+# The worker imports fastrnn from the build's tree and only then this
+# checkout's bench package (the old tree may have its own). Python runs with
+# -P: ``-c`` would otherwise put the working directory (this checkout, with
+# its own fastrnn) first on sys.path, and both "builds" would be this one.
+_WORKER = """
+import sys
+sys.path.insert(0, {root!r})
+import fastrnn
+sys.path.remove({root!r})
+sys.path.insert(0, {here!r})
+from bench.ab import worker
+print(fastrnn.__file__, flush=True)
+worker()
+"""
+
+
 def _start(root):
-    # the build's fastrnn first, then this checkout's bench package
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(root), HERE]))
-    return subprocess.Popen([sys.executable, "-c", "from bench.ab import worker; worker()"],
+    root = os.path.abspath(root)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen([sys.executable, "-P", "-c", _WORKER.format(root=root, here=HERE)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=env, cwd=HERE)
+                            env=env, cwd=root)
+    loaded = proc.stdout.readline().strip()
+    if not loaded.startswith(os.path.join(root, "fastrnn")):
+        proc.kill()
+        raise RuntimeError(f"the worker for {root} imported fastrnn from {loaded or '?'}")
+    return proc
 
 
 def _ask(proc, name, min_time):

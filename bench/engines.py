@@ -43,6 +43,11 @@ CONFIGS = [
     Config("gru-h256-b64", "gru", 256, 256, 64, target=0.9),
     Config("rnn-h256-b64", "rnn", 256, 256, 64, target=0.9),
     Config("lstm-h512-b16", "lstm", 512, 512, 16, target=0.9),
+    # weights larger than a 512 KiB L2 (W_hh 4 MiB, 12 MiB, 16 MiB): the
+    # small-cache regime on any machine
+    Config("lstm-h512-b64", "lstm", 512, 512, 64, T=50, target=0.9),
+    Config("gru-h1024-b1", "gru", 1024, 1024, 1, T=50, target=0.6),
+    Config("lstm-h1024-b16", "lstm", 1024, 1024, 16, T=50, target=0.9),
     Config("bilstm-h128-b32", "lstm", 128, 128, 32, bidirectional=True, target=0.6),
     Config("bigru-h128-b1", "gru", 128, 128, 1, bidirectional=True, target=0.6),
     Config("train-lstm-h256-b1", "lstm", 256, 256, 1, task="train", target=0.5),

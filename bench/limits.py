@@ -1,75 +1,184 @@
 """The physical limits that bound the comparison table, measured on this machine.
 
-    python -m bench.limits
+    python -m bench.limits [--rounds N]
 
-1. Compute: the float32 product rate of one core, for the shapes of a
-   recurrence step (m = rows of the batch, n = gate rows, k = hidden size),
-   with each variant of fastrnn's packed panels this CPU runs (AVX-512,
-   AVX2) and with scipy's BLAS (which packs W on every call). The input
-   projection and large batches are bound by this rate.
-2. Bandwidth: at batch 1 a step is a matrix-vector product, bound by how fast
+1. Peak: the float32 FMA rate of one core with each panel variant's
+   instruction set (12 independent chains of vector FMAs), and the best rate
+   scipy's BLAS reaches on large square products (its sgemm at its best):
+   the two yardsticks the products are held to.
+2. Compute: the float32 product rate of one core at the shapes of a
+   recurrence step (m = rows of one thread's batch, n = gate rows, k = hidden
+   size) and of the input projection (m = a chunk of steps x rows), with
+   each variant of fastrnn's packed panels this CPU runs and with scipy's
+   BLAS (which packs W on every call): GFLOPS, the fraction of the peak, and
+   the time ratio to BLAS.
+3. Bandwidth: at batch 1 a step is a matrix-vector product, bound by how fast
    a core streams its share of W_hh from its cache: bytes / seconds of the
    one-row product.
-3. Synchronisation: the unit-split kernels meet once per step; the time of
+4. Synchronisation: the unit-split kernels meet once per step; the time of
    one barrier of two threads, fastrnn's spin barrier beside OpenMP's.
+
+The machine is shared and its speed moves between seconds, so every figure is
+a median over interleaved rounds (each round times every variant of a shape
+back to back, the peak included), and each ratio is the median of the
+rounds' ratios.
 """
+import statistics
+
 import numpy as np
 
-from fastrnn import _kernels, _threads
+from fastrnn import _cpu, _kernels, _threads
+from fastrnn._kernels import _panels
+
+from bench.engines import SMOKE
+
+# (m, n, k, what): the products of the benchmark configurations (per thread)
+STEP_SHAPES = [
+    (32, 1024, 256, "LSTM H=256 B=64: a step, one thread's 32 rows"),
+    (8, 1024, 256, "LSTM H=256 B=16: a step, one thread's 8 rows"),
+    (8, 2048, 512, "LSTM H=512 B=16: a step, one thread's 8 rows"),
+    (32, 2048, 512, "LSTM H=512 B=64: a step, one thread's 32 rows"),
+    (8, 4096, 1024, "LSTM H=1024 B=16: a step, W_hh 16 MiB"),
+    (2, 1024, 256, "two rows"),
+]
+LARGE_SHAPES = [
+    (256, 1024, 256, "LSTM H=256: input projection, 8 steps x 32 rows"),
+    (512, 1024, 256, "512 rows"),
+    (1024, 1024, 1024, "square"),
+]
+ROW_SHAPES = [
+    (512, 256, "LSTM H=256, one core's half of W_hh"),
+    (1024, 256, "LSTM H=256, all of W_hh"),
+    (256, 64, "LSTM H=64, all of W_hh"),
+    (1536, 1024, "GRU H=1024, one core's half of W_hh (6 MiB)"),
+]
+TN_SHAPES = [(256, 128, 1600, "train-bilstm-h128-b32"), (512, 256, 6400, "train-lstm-h256-b64"),
+             (512, 256, 100, "train-lstm-h256-b1")]
+SGEMM_SIZES = (1024, 2048)
+if SMOKE:               # CI runs every line once, at small sizes
+    STEP_SHAPES, LARGE_SHAPES = STEP_SHAPES[-1:], [(64, 256, 64, "small")]
+    ROW_SHAPES, TN_SHAPES, SGEMM_SIZES = ROW_SHAPES[-2:-1], [(16, 32, 50, "small")], (128,)
 
 
-def transposed_product_seconds(m, n, k, reps):
-    """Seconds per float32 C (m x n) += Aᵀ B over k rows with the selected kernel."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((k, m)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    return _kernels.recurrent.panel_product_tn(a, b, np.zeros((m, n), np.float32), reps)
+def _operands(m, n, k):
+    rng = np.random.default_rng(m * n + k)
+    return (rng.standard_normal((m, k)).astype(np.float32),
+            rng.standard_normal((n, k)).astype(np.float32), np.zeros((m, n), np.float32))
 
 
-def product_seconds(m, n, k, reps):
+def product_seconds(ops, reps):
     """Seconds per float32 product (m x k) @ (n x k)ᵀ with the selected kernel."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    w = rng.standard_normal((n, k)).astype(np.float32)
-    return _kernels.recurrent.panel_product(a, w, np.zeros((m, n), np.float32), False, reps)
+    a, w, c = ops
+    return _kernels.recurrent.panel_product(a, w, c, False, reps)
 
 
-def main():
+def transposed_product_seconds(ops, reps):
+    """Seconds per float32 C (m x n) += Aᵀ B over k rows with the selected kernel."""
+    a, b, c = ops
+    return _kernels.recurrent.panel_product_tn(a, b, c, reps)
+
+
+def _reps(flops, budget=4e8):
+    return 1 if SMOKE else max(2, int(budget / flops))
+
+
+def _rates(variants, shapes, rounds, timer, make, peak_variant):
+    """{shape: {variant: [FLOP/s per round]}}, each round timing every
+    variant of every shape back to back, with the FMA peak of peak_variant
+    ("peak") in the same round."""
+    k = _kernels.recurrent
+    ops = {s: make(*s[:3]) for s in shapes}
+    out = {s: {v: [] for v in variants + ["peak"]} for s in shapes}
+    for _ in range(rounds):
+        for s in shapes:
+            m, n, kk = s[:3]
+            flops = 2 * m * n * kk
+            if peak_variant:
+                out[s]["peak"].append(_panels.fma_rate(peak_variant, 10000 if SMOKE else 1000000))
+            for v in variants:
+                k.set_panel_kernel(v)
+                out[s][v].append(flops / timer(ops[s], _reps(flops)))
+    return out
+
+
+def _median_ratio(xs, ys):
+    return statistics.median(x / y for x, y in zip(xs, ys))
+
+
+def main(argv=None):
+    from fastrnn.cli import OneLineParser
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
     k = _kernels.recurrent
     best = k.panel_kernel()
-    print(f"kernels: {_kernels.variant}; panel product: {best}; one thread; float32")
+    variants = k.panel_kernels()
+    simd = [v for v in variants if v != "blas"]
+    top = simd[0] if simd else None
+    plan = _cpu.plan()
+    print(f"cpu: {plan.model}; kernels: {_kernels.variant}; panel product: {best}; "
+          f"one thread; float32; medians of {args.rounds} interleaved rounds")
+    for line in plan.describe(best)[3:]:
+        print(line)
+    med = statistics.median
     try:
         with _threads.serial_blas():
-            for m, n, kk in [(32, 1024, 256), (8, 2048, 512), (512, 1024, 256)]:
-                reps = max(3, int(2e9 / (2 * m * n * kk)))
-                for variant in k.panel_kernels():
-                    k.set_panel_kernel(variant)
-                    sec = product_seconds(m, n, kk, reps)
-                    print(f"product m={m:<4} n={n:<5} k={kk:<4} {variant:<6}: "
-                          f"{2 * m * n * kk / sec / 1e9:6.1f} GFLOPS")
-            # the weight gradients dW = dGᵀ X of the training benchmarks (one task's rows)
-            for m, n, kk, what in [(256, 128, 1600, "train-bilstm-h128-b32"),
-                                   (512, 256, 6400, "train-lstm-h256-b64"),
-                                   (512, 256, 100, "train-lstm-h256-b1")]:
-                reps = max(3, int(2e9 / (2 * m * n * kk)))
-                rates = {}
-                for variant in k.panel_kernels():
-                    k.set_panel_kernel(variant)
-                    rates[variant] = 2 * m * n * kk / transposed_product_seconds(m, n, kk, reps)
-                print(f"dW = dGᵀX m={m:<4} n={n:<4} over {kk:<5} rows ({what}): " + ", ".join(
-                    f"{v} {r / 1e9:6.1f}" for v, r in rates.items()) + " GFLOPS; "
-                    f"{best} / blas time ratio {rates['blas'] / rates[best]:.2f}")
+            iters = 10000 if SMOKE else 20000000
+            peaks = {v: med(_panels.fma_rate(v, iters) for _ in range(args.rounds))
+                     for v in simd}
+            for v, r in peaks.items():
+                print(f"peak {v:<6}: {r / 1e9:6.1f} GFLOPS (independent vector FMAs)")
+            k.set_panel_kernel("blas")
+            sgemm = 0.0
+            for size in SGEMM_SIZES:
+                ops = _operands(size, size, size)
+                rate = med(2 * size ** 3 / product_seconds(ops, 2) for _ in range(args.rounds))
+                print(f"BLAS sgemm {size}^3: {rate / 1e9:6.1f} GFLOPS")
+                sgemm = max(sgemm, rate)
+            for title, shapes in (("step products", STEP_SHAPES),
+                                  ("large products", LARGE_SHAPES)):
+                print(f"-- {title}: GFLOPS (fraction of {top or 'no'} peak; of BLAS's best "
+                      f"sgemm), time / BLAS time")
+                rates = _rates(variants, shapes, args.rounds, product_seconds, _operands, top)
+                for s, r in rates.items():
+                    m, n, kk, what = s
+                    cells = []
+                    for v in variants:
+                        text = f"{v} {med(r[v]) / 1e9:5.1f}"
+                        if v != "blas":
+                            frac = _median_ratio(r[v], r["peak"]) if top else 0
+                            text += (f" ({frac:.2f}; {med(r[v]) / sgemm:.2f}) "
+                                     f"x{_median_ratio(r['blas'], r[v]):.2f}")
+                        cells.append(text)
+                    print(f"m={m:<5}n={n:<5}k={kk:<5}" + " | ".join(cells) + f"  [{what}]")
+            print("-- dW = dGᵀX over k rows: GFLOPS, time / BLAS time")
+
+            def tn_operands(m, n, kk):
+                rng = np.random.default_rng(m + n + kk)
+                return (rng.standard_normal((kk, m)).astype(np.float32),
+                        rng.standard_normal((kk, n)).astype(np.float32),
+                        np.zeros((m, n), np.float32))
+            rates = _rates(variants, TN_SHAPES, args.rounds, transposed_product_seconds,
+                           tn_operands, None)
+            for s, r in rates.items():
+                m, n, kk, what = s
+                print(f"m={m:<5}n={n:<5}k={kk:<5}" + " | ".join(
+                    f"{v} {med(r[v]) / 1e9:5.1f}" + (
+                        f" x{_median_ratio(r['blas'], r[v]):.2f}" if v != "blas" else "")
+                    for v in variants) + f"  [{what}]")
             k.set_panel_kernel(best)
-            for n, kk, what in [(512, 256, "LSTM H=256, one core's half of W_hh"),
-                                (1024, 256, "LSTM H=256, all of W_hh"),
-                                (256, 64, "LSTM H=64, all of W_hh")]:
-                sec = product_seconds(1, n, kk, 20000)
-                print(f"one-row product n={n:<5} k={kk:<4} ({what}, {best}): "
-                      f"{sec * 1e6:6.2f} us, {n * kk * 4 / sec / 1e9:6.1f} GB/s")
+            print(f"-- one-row products ({best}): the weights streamed from cache")
+            for n, kk, what in ROW_SHAPES:
+                ops = _operands(1, n, kk)
+                sec = med(product_seconds(ops, _reps(2 * n * kk, 2e8))
+                          for _ in range(args.rounds))
+                print(f"n={n:<5}k={kk:<5}{sec * 1e6:8.2f} us, {n * kk * 4 / sec / 1e9:6.1f} GB/s"
+                      f"  [{what}]")
     finally:
         k.set_panel_kernel(best)
-    spin = k.barrier_seconds(2, 200000, True)
-    omp = k.barrier_seconds(2, 200000, False)
+    rounds = 100 if SMOKE else 200000
+    spin = k.barrier_seconds(2, rounds, True)
+    omp = k.barrier_seconds(2, rounds, False)
     print(f"barrier, 2 threads: spin {spin * 1e6:.3f} us, OpenMP {omp * 1e6:.3f} us, "
           f"ratio {spin / omp:.2f}")
 

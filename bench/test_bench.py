@@ -63,3 +63,13 @@ def test_cell_split_runs(capsys):
     assert _engine._CELL_SPLIT_BYTES == before
     out = capsys.readouterr().out
     assert "H=8 " in out and "H=16 " in out and "ratio" in out
+
+
+def test_limits_runs(capsys):
+    """bench.limits prints every section (at small sizes under FASTRNN_BENCH_SMOKE)."""
+    from bench import limits
+    limits.main(["--rounds", "1"])
+    out = capsys.readouterr().out
+    for part in ("BLAS sgemm", "-- step products", "-- large products", "dW = dGᵀX",
+                 "one-row products", "barrier, 2 threads"):
+        assert part in out, part

@@ -44,6 +44,7 @@ def show_config(file=None):
             print(plan_lines[key], file=out)
         elif key == "caches":
             print(plan_lines["caches per core"], file=out)
+            print(plan_lines["panel_blocks"], file=out)
         elif key == "panel_variants":
             continue
         elif key == "blas":

@@ -59,7 +59,20 @@ class CpuPlan:
                 f"kernels: {self.kernels}",
                 f"panel_product: {panel} (this CPU runs: {', '.join(self.panel_variants)}; "
                 f"panels of {self.panel_rows} rows)",
-                f"caches per core: {caches}{shared}, from {c.source}"]
+                f"caches per core: {caches}{shared}, from {c.source}",
+                f"panel_blocks: {_blocks_text()}"]
+
+
+def _blocks_text():
+    """How the selected panel variant blocks a product, as the caches make it."""
+    from fastrnn._kernels import _panels
+    b = _panels.blocking(1 << 16)
+    if b is None:
+        return "none (BLAS)"
+    rows, cols = b["tile"]
+    return (f"register tile {rows} x {cols} of C; k in blocks of <= {b['kc']} "
+            f"(their panels in half of L1d); rows of A in blocks of <= {b['mc']} "
+            f"(in half of L2)")
 
 
 def _size_text(n):
@@ -179,6 +192,9 @@ def plan():
     """The CPU plan (computed once)."""
     from fastrnn import _kernels
     from fastrnn._kernels import _panels
+    caches = detect_caches()
+    # the products block for these caches (unknown ones keep the kernels' small defaults)
+    _panels.set_cache_sizes(caches.l1d, caches.l2)
     return CpuPlan(model=_model(), kernels=_kernels.variant,
                    panel_variants=tuple(_panels.panel_kernels()),
-                   panel_rows=_panels.PANEL_ROWS, caches=detect_caches())
+                   panel_rows=_panels.PANEL_ROWS, caches=caches)

@@ -76,3 +76,26 @@ def test_info_prints_the_plan(capsys):
     assert "cpu: " in out and "caches per core: " in out and "panels of 16 rows" in out
     assert cfg["panel_variants"][-1] == "blas"
     assert cfg["panel_product"] in cfg["panel_variants"]
+
+
+def test_blocks_follow_the_caches():
+    """The products' blocks are worked out from the plan's caches: a smaller
+    L1d gives shorter blocks of k, a smaller L2 fewer rows per block."""
+    from fastrnn._kernels import _panels
+    if _panels.panel_kernel() == "blas":
+        pytest.skip("no panel variant on this CPU")
+    caches = _cpu.plan().caches
+    try:
+        _panels.set_cache_sizes(64 << 10, 1 << 20)
+        big = _panels.blocking(1 << 16)
+        _panels.set_cache_sizes(16 << 10, 64 << 10)
+        small = _panels.blocking(1 << 16)
+    finally:
+        _panels.set_cache_sizes(caches.l1d, caches.l2)
+    assert small["kc"] * 2 <= big["kc"]
+    assert small["mc"] * small["kc"] * 4 <= 32 << 10        # half of that L2
+    assert small["tile"] == big["tile"]
+    result = _config_in_child({"FASTRNN_CACHE": "l1d=16K,l2=64K"})
+    assert result.returncode == 0, result.stderr
+    assert f"k in blocks of <= {small['kc']} " in result.stdout
+    assert f"rows of A in blocks of <= {small['mc']} " in result.stdout

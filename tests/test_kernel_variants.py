@@ -128,6 +128,47 @@ def test_panel_products(name, module, m, n, k):
         module.set_panel_kernel(before)
 
 
+@pytest.fixture
+def small_caches():
+    """The products blocked for a tiny machine (4 KiB L1d, 64 KiB L2): many
+    blocks of k and of rows at small sizes; the plan's caches after."""
+    from fastrnn import _cpu
+    from fastrnn._kernels import _panels
+    _panels.set_cache_sizes(4096, 65536)
+    yield _panels
+    caches = _cpu.plan().caches
+    _panels.set_cache_sizes(caches.l1d, caches.l2)
+
+
+@pytest.mark.parametrize("m,n,k", [(300, 40, 100), (13, 33, 70), (1, 100, 65), (2, 129, 33),
+                                   (7, 17, 200), (61, 50, 31)])
+def test_blocked_panel_products(small_caches, m, n, k):
+    """Blocks of k (partial sums added into C) and of rows (packed A refilled),
+    tiles of every row count, with every variant against float64 numpy."""
+    module = baseline
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    exact = a.astype(np.float64) @ w.T.astype(np.float64)
+    before = module.panel_kernel()
+    try:
+        for variant in module.panel_kernels():
+            module.set_panel_kernel(variant)
+            blocks = small_caches.blocking(k)
+            if variant != "blas":
+                assert blocks["kc"] < k or k <= 32, blocks      # k spans several blocks
+                assert blocks["kc"] * blocks["mc"] <= 16384
+            for accumulate in (False, True):
+                c = c0.copy()
+                module.panel_product(a, w, c, accumulate)
+                want = exact + (c0 if accumulate else 0)
+                np.testing.assert_allclose(c, want, rtol=0, atol=2e-5 * np.sqrt(k) * 4,
+                                           err_msg=f"{variant} accumulate={accumulate}")
+    finally:
+        module.set_panel_kernel(before)
+
+
 @pytest.mark.parametrize("split_units", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)

@@ -36,6 +36,49 @@ static inline void fastrnn_panel_store(float *row, Py_ssize_t n, Py_ssize_t p,
     else for (Py_ssize_t j = 0; j < cols; j++) row[c0 + j] = t[j];
 }
 
+/* The data caches of one core the blocking is worked out for (bytes): set
+   from the CPU plan when fastrnn loads (fastrnn/_cpu.py: sysfs, sysconf or
+   FASTRNN_CACHE); until then a small machine's. */
+static Py_ssize_t fastrnn_cache_l1d = 32 << 10, fastrnn_cache_l2 = 256 << 10;
+
+static void fastrnn_panel_set_caches(Py_ssize_t l1d, Py_ssize_t l2) {
+    if (l1d >= 4096) fastrnn_cache_l1d = l1d;
+    if (l2 >= 65536) fastrnn_cache_l2 = l2;
+}
+
+/* The blocks of a product over k (see fastrnn_panel_gemm in _panel_isa.h):
+   kc, the elements of k per block, so that `group` panels of kc rows (64
+   bytes each) take at most half of L1 (the other half: the packed rows of A
+   and C); k splits into blocks as equal as possible (k = 300 with kc 256: 150
+   + 150, not 256 + 44). mc, the rows of A per block, so that its packed copy
+   (mc x kc floats) takes at most half of L2 and at most a_floats (the
+   kernel's buffer), a multiple of the tile's rows mr. Always mc >= mr and
+   mc * kc <= a_floats (kc is capped at a_floats / mr for that). */
+static void fastrnn_panel_blocks(Py_ssize_t k, Py_ssize_t group, Py_ssize_t mr,
+                                 Py_ssize_t a_floats, Py_ssize_t *kc, Py_ssize_t *mc) {
+    Py_ssize_t kmax = fastrnn_cache_l1d / 2 / (group * FASTRNN_PANEL * (Py_ssize_t) sizeof(float));
+    if (kmax > a_floats / mr) kmax = a_floats / mr;
+    if (kmax < 16) kmax = 16;
+    Py_ssize_t blocks = (k + kmax - 1) / kmax;
+    if (blocks < 1) blocks = 1;
+    *kc = (k + blocks - 1) / blocks;
+    if (*kc < 1) *kc = 1;
+    Py_ssize_t floats = fastrnn_cache_l2 / 2 / (Py_ssize_t) sizeof(float);
+    if (floats > a_floats) floats = a_floats;
+    Py_ssize_t rows = floats / *kc;
+    rows -= rows % mr;
+    *mc = rows < mr ? mr : rows;
+}
+
+/* elements of k per chunk of the transposed product (at most `limit`, its
+   stack strip): the chunk's panels of B (panels x 16 floats per element)
+   take at most half of L2 */
+static Py_ssize_t fastrnn_panel_tn_chunk(Py_ssize_t panels, Py_ssize_t limit) {
+    Py_ssize_t chunk = fastrnn_cache_l2 / 2 / (panels * FASTRNN_PANEL * (Py_ssize_t) sizeof(float));
+    if (chunk > limit) chunk = limit;
+    return chunk < 16 ? 16 : chunk;
+}
+
 #if FASTRNN_PANEL_VARIANTS
 #define FASTRNN_ISA avx512
 #define FASTRNN_ISA_TARGET "avx512f,avx2,fma"
@@ -148,6 +191,28 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
                                Py_ssize_t lda, const float *wp, float *c, Py_ssize_t ldc,
                                int accumulate) {
     fastrnn_gemm_impl(m, n, k, a, lda, wp, c, ldc, accumulate);
+}
+
+/* the selected variant's register tile (rows x panels; 0 x 0 without one) */
+static void fastrnn_panel_tile(int *rows, int *panels) {
+    *rows = *panels = 0;
+#if FASTRNN_PANEL_VARIANTS
+    if (fastrnn_panel_variant == FASTRNN_PANEL_AVX512) fastrnn_tile_shape_avx512(rows, panels);
+    if (fastrnn_panel_variant == FASTRNN_PANEL_AVX2) fastrnn_tile_shape_avx2(rows, panels);
+#endif
+}
+
+/* iters rounds of 12 independent vector FMAs with variant isa (one this CPU
+   runs); returns their sum (bench/limits.py: the peak FLOP rate) */
+static float fastrnn_fma_peak(int isa, long iters) {
+#if FASTRNN_PANEL_VARIANTS
+    if (isa == FASTRNN_PANEL_AVX512 && fastrnn_panel_supported(isa))
+        return fastrnn_fma_peak_avx512(iters);
+    if (isa == FASTRNN_PANEL_AVX2 && fastrnn_panel_supported(isa))
+        return fastrnn_fma_peak_avx2(iters);
+#endif
+    (void) isa; (void) iters;
+    return 0.0f;
 }
 
 /* C += Aᵀ B, B in panels (see _panel_isa.h) */

@@ -110,90 +110,205 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
         } \
     } while (0)
 
-/* store (or add) the accumulators of one panel of one row of C */
-#define FR_STORE(row, p, s) do { \
-        float t_[FASTRNN_PANEL]; \
-        memcpy(t_, (s), sizeof t_); \
-        fastrnn_panel_store((row), n, (p), t_, accumulate); \
+/* The register tile of C = A Wᵀ: R rows of A (broadcast one element at a
+   time) times P panels (P FR_NV registers per row). FR_ACC accumulators keep
+   both FMA pipes busy through the FMA latency (two pipes x 4-5 cycles needs
+   8-10 independent sums; 12 leave room) and, with the P panel registers and a
+   broadcast, fit the 16 vector registers of AVX2. The main tile is FR_MR rows
+   x FR_TILE_P(FR_MR) panels: 6 x 16 columns on AVX2 (two registers a row), 6 x
+   32 on AVX-512 (one register a panel row, two panels). Fewer rows (a batch
+   of one or two) take more panels, so that even one row has FR_ACC sums in
+   flight while it streams the panels. */
+#define FR_ACC 12
+#define FR_MR 6
+#define FR_PMAX 8
+#define FR_TILE_P(R) (FR_ACC / ((R) * FR_NV) < 1 ? 1 : \
+                      FR_ACC / ((R) * FR_NV) > FR_PMAX ? FR_PMAX : FR_ACC / ((R) * FR_NV))
+#define FR_INLINE __attribute__((always_inline)) inline
+
+/* C[i][panel p + q] (+)= s[i][q] for i < R, q < P: whole panels as vector
+   stores (or load, add, store), a last partial panel element by element */
+#define FR_PUT(row, pp, s) do { \
+        float *c_ = (row) + (pp) * FASTRNN_PANEL; \
+        if (((pp) + 1) * FASTRNN_PANEL <= n) { \
+            for (int v_ = 0; v_ < FR_NV; v_++) { \
+                FR_VEC x_ = (s)[v_]; \
+                if (accumulate) { \
+                    FR_VEC y_; \
+                    memcpy(&y_, c_ + v_ * FASTRNN_VW, sizeof y_); \
+                    x_ += y_; \
+                } \
+                memcpy(c_ + v_ * FASTRNN_VW, &x_, sizeof x_); \
+            } \
+        } else { \
+            float t_[FASTRNN_PANEL]; \
+            memcpy(t_, (s), sizeof t_); \
+            fastrnn_panel_store((row), n, (pp), t_, accumulate); \
+        } \
     } while (0)
 
-/* C = A Wᵀ (accumulate = 0) or C += A Wᵀ (accumulate = 1), W packed in panels */
+/* one register tile over kc elements of k: C[r][p + q] (+)= Σ_kk a[kk R + r]
+   w_q[kk] for r < R, q < P: A's R rows packed (element kk of row r at
+   a[kk R + r], one sequential stream of broadcasts), w_q = w + q * wstride
+   (panel q's rows, from the tile's first kk). R and P are constants where it
+   is inlined, so the loops unroll and every sum lives in a register. Each
+   step also prefetches (PF = 1; into L2) one line of each of P panels at
+   `next`: the panels the next group of tiles reads, which the hardware
+   prefetcher would find late (a block of kc rows of a panel is 16 kc floats,
+   then a jump of 16 k). The few-rows shape does not: its loads already take
+   the load ports, and it streams every panel once, in order. */
+FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const int PF,
+                                              Py_ssize_t kc,
+                                              const float *a,
+                                              const float *w, Py_ssize_t wstride,
+                                              const float *next,
+                                              float *c, Py_ssize_t ldc, Py_ssize_t n,
+                                              Py_ssize_t p, int accumulate) {
+    FR_VEC s[FR_MR][FR_PMAX][FR_NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 8
+        for (int q = 0; q < P; q++) {
+            /* C's lines are written at the end: fetch them while the sums run (a
+               large C is in L3 or memory; its rows may be 4 KiB apart) */
+            __builtin_prefetch(c + i * ldc + (p + q) * FASTRNN_PANEL, 1);
+#pragma GCC unroll 2
+            for (int v = 0; v < FR_NV; v++) s[i][q][v] = (FR_VEC){0};
+        }
+    for (Py_ssize_t kk = 0; kk < kc; kk++) {
+#pragma GCC unroll 8
+        for (int q = 0; q < P * PF; q++)
+            __builtin_prefetch(next + q * wstride + kk * FASTRNN_PANEL, 0, 2);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; i++) {
+            float av = a[kk * R + i];
+#pragma GCC unroll 8
+            for (int q = 0; q < P; q++) FR_FMA(s[i][q], av, w + q * wstride + kk * FASTRNN_PANEL);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 8
+        for (int q = 0; q < P; q++) FR_PUT(c + i * ldc, p + q, s[i][q]);
+}
+
+/* rows [0, R) of C over panels [p0, p1): tiles of P panels, then single
+   ones; each prefetches the panels after it up to `last` (the panels of
+   this k block end there) */
+FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, const int PF,
+                                                  Py_ssize_t p0,
+                                                  Py_ssize_t p1, Py_ssize_t last,
+                                                  Py_ssize_t kc, const float *a,
+                                                  const float *wp, Py_ssize_t wstride,
+                                                  float *c, Py_ssize_t ldc, Py_ssize_t n,
+                                                  int accumulate) {
+    Py_ssize_t p = p0;
+    for (; p + P <= p1; p += P) {
+        const Py_ssize_t after = p + 2 * P <= last ? p + P : p;
+        FR(fastrnn_tile)(R, P, PF, kc, a, wp + p * wstride, wstride, wp + after * wstride, c,
+                         ldc, n, p, accumulate);
+    }
+    for (; p < p1; p++) {
+        const Py_ssize_t after = p + 1 < last ? p + 1 : p;
+        FR(fastrnn_tile)(R, 1, PF, kc, a, wp + p * wstride, wstride, wp + after * wstride, c,
+                         ldc, n, p, accumulate);
+    }
+}
+
+/* the same with R (1 .. FR_MR) known only at run time: one inlined copy per R.
+   wide: the few-rows shape (P = FR_TILE_P(R), more panels for fewer rows),
+   else the main tile's panels (FR_TILE_P(FR_MR)), so that a group of panels
+   read once serves every tile of rows */
+#define FR_ROW_CASE(R_) case R_: \
+        if (wide) \
+            FR(fastrnn_tile_row)(R_, FR_TILE_P(R_), 0, p0, p1, last, kc, a, wp, wstride, c, \
+                                 ldc, n, accumulate); \
+        else \
+            FR(fastrnn_tile_row)(R_, FR_TILE_P(FR_MR), 1, p0, p1, last, kc, a, wp, wstride, c, \
+                                 ldc, n, accumulate); \
+        break;
+FR_ATTR static void FR(fastrnn_tile_rows)(int rows, int wide, Py_ssize_t p0, Py_ssize_t p1,
+                                          Py_ssize_t last, Py_ssize_t kc, const float *a,
+                                          const float *wp, Py_ssize_t wstride, float *c,
+                                          Py_ssize_t ldc, Py_ssize_t n, int accumulate) {
+    switch (rows) {
+        FR_ROW_CASE(1) FR_ROW_CASE(2) FR_ROW_CASE(3) FR_ROW_CASE(4) FR_ROW_CASE(5)
+        FR_ROW_CASE(6)
+        default: break;
+    }
+}
+#undef FR_ROW_CASE
+#if FR_MR != 6
+#error "fastrnn_tile_rows has one case per row count up to FR_MR"
+#endif
+
+/* A's rows [r, r + rows) x [k0, k0 + kb) packed for one tile: d[kk rows + i] */
+FR_ATTR static void FR(fastrnn_pack_tile_rows)(const float *a, Py_ssize_t lda, int rows,
+                                               Py_ssize_t kb, float *d) {
+    for (int i = 0; i < rows; i++) {
+        const float *src = a + i * lda;
+        for (Py_ssize_t kk = 0; kk < kb; kk++) d[kk * rows + i] = src[kk];
+    }
+}
+
+/* floats of the packed block of A (on the stack: 64 KiB) */
+#define FR_A_FLOATS 16384
+
+/* C = A Wᵀ (accumulate = 0) or C += A Wᵀ (accumulate = 1), W packed in panels.
+
+   Blocked as a GEMM is (Goto & van de Geijn): k in blocks of at most kc
+   elements, so that the group of panels one row tile multiplies (kc x 16 P
+   floats) stays in L1 while every tile of rows passes over it; rows in blocks
+   of at most mc, packed tile by tile into one sequential stream per tile
+   (read in place, rows of A a multiple of 4 KiB apart, e.g. H = 1024, share
+   one set of L1 and evict each other), so that the block stays in L2 while
+   every panel passes. kc and mc come from the caches of the CPU plan
+   (fastrnn_panel_blocks). The rows of a block go in tiles as even as
+   possible (8 rows: two of 4, not 6 and 2), so that the panels are read once
+   per block; one tile alone takes the few-rows shape. */
 FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                            const float *a, Py_ssize_t lda, const float *wp,
                                            float *c, Py_ssize_t ldc, int accumulate) {
-    Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    /* blocks of 4 rows x one panel, the loop over k reading one panel row and
-       four elements of A per step */
-    for (Py_ssize_t p = 0; p < panels; p++) {
-        const float *w = wp + p * k * FASTRNN_PANEL;
-        for (Py_ssize_t r = 0; r + 4 <= m; r += 4) {
-            FR_VEC s[4][FR_NV] = {{{0}}};
-            const float *a0 = a + r * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-            for (Py_ssize_t kk = 0; kk < k; kk++) {
-                const float *wk = w + kk * FASTRNN_PANEL;
-                FR_FMA(s[0], a0[kk], wk);
-                FR_FMA(s[1], a1[kk], wk);
-                FR_FMA(s[2], a2[kk], wk);
-                FR_FMA(s[3], a3[kk], wk);
+    float ap[FR_A_FLOATS];
+    const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
+    const Py_ssize_t wstride = k * FASTRNN_PANEL, group = FR_TILE_P(FR_MR);
+    Py_ssize_t kc, mc;
+    fastrnn_panel_blocks(k, group, FR_MR, FR_A_FLOATS, &kc, &mc);
+    for (Py_ssize_t k0 = 0; k0 < k; k0 += kc) {
+        const Py_ssize_t kb = k - k0 < kc ? k - k0 : kc;
+        const int acc = accumulate || k0 > 0;
+        const float *wk = wp + k0 * FASTRNN_PANEL;
+        for (Py_ssize_t m0 = 0; m0 < m; m0 += mc) {
+            const Py_ssize_t mb = m - m0 < mc ? m - m0 : mc;
+            const Py_ssize_t tiles = (mb + FR_MR - 1) / FR_MR;
+            float *cm = c + m0 * ldc;
+            /* tile t of `tiles`: rows [mb t / tiles, mb (t + 1) / tiles), as even as
+               possible, packed at ap + kb * (its first row) */
+            for (Py_ssize_t t = 0, r = 0; t < tiles; t++) {
+                const Py_ssize_t r1 = (mb * (t + 1)) / tiles;
+                FR(fastrnn_pack_tile_rows)(a + (m0 + r) * lda + k0, lda, (int) (r1 - r), kb,
+                                           ap + r * kb);
+                r = r1;
             }
-            for (int i = 0; i < 4; i++) FR_STORE(c + (r + i) * ldc, p, s[i]);
-        }
-    }
-    /* the last m % 4 rows: pairs of rows two panels at a time, then a last
-       row four panels at a time; either way four independent sums (per
-       register of a panel row) instead of one chain of dependent additions,
-       and each pair streams the panels once (a product with few rows is bound
-       by that stream) */
-    Py_ssize_t r = m - m % 4;
-    for (; r + 2 <= m; r += 2) {
-        const float *a0 = a + r * lda, *a1 = a0 + lda;
-        Py_ssize_t p = 0;
-        for (; p + 2 <= panels; p += 2) {
-            const float *w0 = wp + p * k * FASTRNN_PANEL, *w1 = w0 + k * FASTRNN_PANEL;
-            FR_VEC s[4][FR_NV] = {{{0}}};
-            for (Py_ssize_t kk = 0; kk < k; kk++) {
-                FR_FMA(s[0], a0[kk], w0 + kk * FASTRNN_PANEL);
-                FR_FMA(s[1], a0[kk], w1 + kk * FASTRNN_PANEL);
-                FR_FMA(s[2], a1[kk], w0 + kk * FASTRNN_PANEL);
-                FR_FMA(s[3], a1[kk], w1 + kk * FASTRNN_PANEL);
+            if (tiles == 1) {
+                FR(fastrnn_tile_rows)((int) mb, 1, 0, panels, panels, kb, ap, wk, wstride, cm,
+                                      ldc, n, acc);
+                continue;
             }
-            FR_STORE(c + r * ldc, p, s[0]);
-            FR_STORE(c + r * ldc, p + 1, s[1]);
-            FR_STORE(c + (r + 1) * ldc, p, s[2]);
-            FR_STORE(c + (r + 1) * ldc, p + 1, s[3]);
-        }
-        for (; p < panels; p++) {
-            const float *w = wp + p * k * FASTRNN_PANEL;
-            FR_VEC s[2][FR_NV] = {{{0}}};
-            for (Py_ssize_t kk = 0; kk < k; kk++) {
-                FR_FMA(s[0], a0[kk], w + kk * FASTRNN_PANEL);
-                FR_FMA(s[1], a1[kk], w + kk * FASTRNN_PANEL);
+            for (Py_ssize_t p = 0; p < panels; p += group) {
+                const Py_ssize_t p1 = p + group < panels ? p + group : panels;
+                /* the first tile prefetches the next group, the others read this one */
+                for (Py_ssize_t t = 0, r = 0; t < tiles; t++) {
+                    const Py_ssize_t r1 = (mb * (t + 1)) / tiles;
+                    FR(fastrnn_tile_rows)((int) (r1 - r), 0, p, p1, t == 0 ? panels : p1, kb,
+                                          ap + r * kb, wk, wstride, cm + r * ldc, ldc, n, acc);
+                    r = r1;
+                }
             }
-            FR_STORE(c + r * ldc, p, s[0]);
-            FR_STORE(c + (r + 1) * ldc, p, s[1]);
-        }
-    }
-    for (; r < m; r++) {
-        const float *a0 = a + r * lda;
-        Py_ssize_t p = 0;
-        for (; p + 4 <= panels; p += 4) {
-            const float *w0 = wp + p * k * FASTRNN_PANEL;
-            FR_VEC s[4][FR_NV] = {{{0}}};
-            for (Py_ssize_t kk = 0; kk < k; kk++) {
-                float av = a0[kk];
-                for (int i = 0; i < 4; i++)
-                    FR_FMA(s[i], av, w0 + (i * k + kk) * FASTRNN_PANEL);
-            }
-            for (int i = 0; i < 4; i++) FR_STORE(c + r * ldc, p + i, s[i]);
-        }
-        for (; p < panels; p++) {
-            const float *w = wp + p * k * FASTRNN_PANEL;
-            FR_VEC s[1][FR_NV] = {{{0}}};
-            for (Py_ssize_t kk = 0; kk < k; kk++) FR_FMA(s[0], a0[kk], w + kk * FASTRNN_PANEL);
-            FR_STORE(c + r * ldc, p, s[0]);
         }
     }
 }
+#undef FR_A_FLOATS
 
 /* add the accumulators of one panel of one row into C (n columns) */
 #define FR_STORE_ADD(row, p, s) do { \
@@ -229,11 +344,12 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
 FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                               const float *a, Py_ssize_t lda, const float *bp,
                                               float *c, Py_ssize_t ldc) {
-    enum { CHUNK = 256 };
-    float strip[CHUNK * FR_TN_ROWS];
+    enum { CHUNK_MAX = 256 };
+    float strip[CHUNK_MAX * FR_TN_ROWS];
     Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    for (Py_ssize_t k0 = 0; k0 < k; k0 += CHUNK) {
-        Py_ssize_t kc = k - k0 < CHUNK ? k - k0 : CHUNK;
+    const Py_ssize_t chunk = fastrnn_panel_tn_chunk(panels, CHUNK_MAX);
+    for (Py_ssize_t k0 = 0; k0 < k; k0 += chunk) {
+        Py_ssize_t kc = k - k0 < chunk ? k - k0 : chunk;
         Py_ssize_t r = 0;
         for (; r + FR_TN_ROWS <= m; r += FR_TN_ROWS) {
             for (Py_ssize_t kk = 0; kk < kc; kk++)
@@ -279,11 +395,42 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
     }
 }
 
+/* the main register tile: rows of A, panels of W (for the CPU plan's report) */
+FR_ATTR static void FR(fastrnn_tile_shape)(int *rows, int *panels) {
+    *rows = FR_MR;
+    *panels = FR_TILE_P(FR_MR);
+}
+
+/* The FMA rate this core sustains with this instruction set: FR_ACC
+   independent chains of `iters` vector FMAs (2 VW FLOPs each); returns a sum
+   of them, so that the work is not optimised away. bench/limits.py measures
+   the machine's peak with it. */
+FR_ATTR static float FR(fastrnn_fma_peak)(long iters) {
+    FR_VEC s[FR_ACC], x = (FR_VEC){0}, y = (FR_VEC){0};
+    for (int v = 0; v < FASTRNN_VW; v++) { x[v] = 0.999999f; y[v] = 1e-7f; }
+#pragma GCC unroll 12
+    for (int i = 0; i < FR_ACC; i++) s[i] = (FR_VEC){0} + (float) i;
+    for (long it = 0; it < iters; it++) {
+        __asm__ volatile("" : "+x"(x));     /* x stays a register operand: no folding */
+#pragma GCC unroll 12
+        for (int i = 0; i < FR_ACC; i++) s[i] = s[i] * x + y;
+    }
+    float total = 0;
+    for (int i = 0; i < FR_ACC; i++)
+        for (int v = 0; v < FASTRNN_VW; v++) total += s[i][v];
+    return total;
+}
+
 #undef FR_TN_ROWS
 #undef FR_TN_PANELS
 #undef FR_STORE_ADD
 
-#undef FR_STORE
+#undef FR_PUT
+#undef FR_INLINE
+#undef FR_TILE_P
+#undef FR_PMAX
+#undef FR_MR
+#undef FR_ACC
 #undef FR_FMA
 #undef FR_VEC
 #undef FR_IVEC

@@ -41,6 +41,13 @@ cdef extern from "_panel.h" nogil:
     int panel_best "fastrnn_panel_best"() noexcept
     int panel_select "fastrnn_panel_select"(int isa) noexcept
     int panel_selected "fastrnn_panel_selected"() noexcept
+    # the caches the blocking is worked out for; the blocks and tile that follow
+    void c_set_caches "fastrnn_panel_set_caches"(Py_ssize_t l1d, Py_ssize_t l2) noexcept
+    void c_panel_blocks "fastrnn_panel_blocks"(Py_ssize_t k, Py_ssize_t group, Py_ssize_t mr,
+                                               Py_ssize_t a_floats, Py_ssize_t* kc,
+                                               Py_ssize_t* mc) noexcept
+    void c_panel_tile "fastrnn_panel_tile"(int* rows, int* panels) noexcept
+    float c_fma_peak "fastrnn_fma_peak"(int isa, long iters) noexcept
 
 if C_PANEL != PANEL:
     raise ImportError(f"fastrnn build error: _panel.h packs {C_PANEL} rows per panel, "
@@ -136,6 +143,46 @@ def panel_kernel():
 
 
 panel_select(_initial_panel_variant())
+
+
+def set_cache_sizes(l1d, l2):
+    """Work the products' blocks out for these data caches of one core
+    (bytes; None keeps the current one). fastrnn._cpu calls it with the CPU
+    plan's caches when fastrnn loads; tests call it to run small-cache plans.
+    Not for use while kernels run."""
+    c_set_caches(0 if l1d is None else int(l1d), 0 if l2 is None else int(l2))
+
+
+def blocking(Py_ssize_t k):
+    """The selected variant's blocking of a product over k: {"tile": (rows,
+    columns) of C in registers, "kc": elements of k per block, "mc": rows of
+    A per block}; None for "blas"."""
+    cdef int rows, panels
+    cdef Py_ssize_t kc, mc
+    c_panel_tile(&rows, &panels)
+    if rows == 0:
+        return None
+    c_panel_blocks(k, panels, rows, 16384, &kc, &mc)     # the kernels' packed block of A
+    return {"tile": (rows, panels * PANEL), "kc": kc, "mc": mc}
+
+
+def fma_rate(str variant, long iters=20000000):
+    """FLOPs per second of one thread issuing independent float32 vector
+    FMAs with one panel variant ("avx512", "avx2"): the peak the products
+    are measured against (bench.limits)."""
+    if variant not in ("avx512", "avx2") or not panel_supported(_VARIANTS[variant]):
+        raise ValueError(f"fma_rate: variant must be one of "
+                         f"{[v for v in panel_kernels() if v != 'blas']}, got {variant!r}")
+    cdef int isa = _VARIANTS[variant]
+    cdef float total
+    lanes = 16 if variant == "avx512" else 8
+    start = time.perf_counter()
+    with nogil:
+        total = c_fma_peak(isa, iters)
+    seconds = time.perf_counter() - start
+    if total != total:           # keeps the sum live; never NaN
+        raise RuntimeError("fma_rate: NaN")
+    return iters * 12 * lanes * 2 / seconds
 
 
 # -- probes (bench.limits measures the products with them; tests check every variant) -----
