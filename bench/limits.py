@@ -60,6 +60,34 @@ if SMOKE:               # CI runs every line once, at small sizes
     ROW_SHAPES, TN_SHAPES, SGEMM_SIZES = ROW_SHAPES[-2:-1], [(16, 32, 50, "small")], (128,)
 
 
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def config_flops(cfg):
+    """The multiply-add FLOPs of one call of a benchmark configuration
+    (bench.engines.Config): every direction's input projection and recurrent
+    product, 2 T B D G H (I + H); training adds backward's four products of
+    the same sizes (dW_ih, dW_hh, dX, dH): three times that."""
+    D = 2 if cfg.bidirectional else 1
+    flops = 2 * cfg.steps * cfg.B * D * GATES[cfg.kind] * cfg.H * (cfg.I + cfg.H)
+    return 3 * flops if cfg.task == "train" else flops
+
+
+def compute_floor(cfg, peak, threads):
+    """Seconds one call needs at least with ``threads`` cores at ``peak`` FLOP/s each."""
+    return config_flops(cfg) / (threads * peak)
+
+
+def measured_peak(rounds=5):
+    """This core's float32 FMA rate with the best panel variant (median of
+    rounds); None without a variant."""
+    simd = [v for v in _kernels.recurrent.panel_kernels() if v != "blas"]
+    if not simd:
+        return None
+    return statistics.median(_panels.fma_rate(simd[0], 10000 if SMOKE else 20000000)
+                             for _ in range(rounds))
+
+
 def _operands(m, n, k):
     rng = np.random.default_rng(m * n + k)
     return (rng.standard_normal((m, k)).astype(np.float32),

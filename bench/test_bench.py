@@ -44,10 +44,22 @@ def test_two_builds_side_by_side():
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-m", "bench.ab", root, root, "--rounds", "1",
-                             "--only", "lstm-h64-b1", "--min-time", "0.001"],
+                             "--only", "lstm-h64-b1", "--min-time", "0.001",
+                             "--old-env", "FASTRNN_PANEL=blas"],
                             cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "lstm-h64-b1" in result.stdout and "ratio" in result.stdout
+    assert "{'FASTRNN_PANEL': 'blas'}" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "bench.ab", root, "--new-env", "PANEL"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+
+
+def test_workers_import_the_requested_tree(tmp_path):
+    """A worker refuses to run when fastrnn does not come from its tree."""
+    from bench.workers import Worker
+    with pytest.raises(RuntimeError, match="imported fastrnn from"):
+        Worker("fastrnn", tmp_path)
 
 
 def test_cell_split_runs(capsys):
@@ -73,3 +85,22 @@ def test_limits_runs(capsys):
     for part in ("BLAS sgemm", "-- step products", "-- large products", "dW = dGᵀX",
                  "one-row products", "barrier, 2 threads"):
         assert part in out, part
+
+
+def test_thread_split_runs(capsys):
+    """bench.thread_split times both sides of each split decision and restores them."""
+    from bench import thread_split
+    from fastrnn import _engine
+    before = (_engine._SERIAL_BYTES, _engine._UNIT_SPLIT_BYTES, _engine._split_units)
+    thread_split.main(["--rounds", "1"])
+    assert (_engine._SERIAL_BYTES, _engine._UNIT_SPLIT_BYTES, _engine._split_units) == before
+    out = capsys.readouterr().out
+    assert "serial / unit split" in out and "unit / batch split" in out
+
+
+def test_coexist_runs(capsys):
+    """bench.coexist prints each of its measurements (small sizes under smoke)."""
+    from bench import coexist
+    coexist.main(["--rounds", "1", "--config", "lstm-h64-b1"])
+    out = capsys.readouterr().out
+    assert "after 50 ms idle" in out and "one core busy" in out

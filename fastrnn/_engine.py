@@ -18,6 +18,7 @@ import functools
 
 import numpy as np
 
+from fastrnn import _cpu
 from fastrnn._buffers import BufferPool
 from fastrnn._kernels import recurrent as _k
 from fastrnn._kernels._cells import carries_cell_state, gate_stride, grad_stride
@@ -27,8 +28,37 @@ from fastrnn._threads import get_num_threads, serial_blas
 _STEP_CHUNK_ELEMENTS = 1 << 18
 # fewest steps for which packing W_hh into panels pays for itself (unit split)
 _PACK_MIN_STEPS = 4
-# weights (bytes) above which a cell step splits its units across threads
-_CELL_SPLIT_BYTES = 1 << 20
+
+def _cache_bounds(caches):
+    """The two thread-split thresholds the CPU plan's caches set (bytes).
+
+    cell: weights of a one-step call above which its units split across the
+    threads. Below it one core streams them faster than a team starts: in
+    one run of ``python -m bench.cell_split`` on an AMD EPYC Zen 3 (512 KiB
+    L2, 32 MiB L3) streaming won at every size from 288 KiB to 18 MiB (split
+    / streamed 1.3-2.8), so the split waits until the weights leave the L3,
+    where the cores' bandwidths from memory add up.
+
+    layer: one direction's W_hh above which a batch of up to 8 rows per
+    thread also splits its units: batch-split, every thread streams all of
+    W_hh every step, from L3 once it exceeds L2; unit-split, its share.
+    Unit / batch split time, one run each on that machine (T=20-100): LSTM
+    H=1024 B=16 0.73, H=512 B=16 0.82, H=256 B=16 0.89, H=128 B=16 (W_hh
+    256 KiB, in L2) 1.00. None: the L2 is unknown, the batch decides alone.
+    """
+    l3 = caches.l3 or 32 << 20
+    return l3, caches.l2
+
+
+_CELL_SPLIT_BYTES, _UNIT_SPLIT_BYTES = _cache_bounds(_cpu.plan().caches)
+# One direction's W_hh up to which a batch the units would split for runs on
+# one thread instead: two L1d (each thread's share would fit its L1, but one
+# core streams all of it from L2 in about the time the threads take to meet
+# and exchange h each step). Serial / unit-split time, T=100, B=1, one run on
+# an AMD EPYC Zen 3 (32 KiB L1d): LSTM H=64 (W_hh 64 KiB) 0.71, H=96 (144
+# KiB) 1.13, H=128 1.37; GRU H=128 (192 KiB) 1.99.
+_SERIAL_BYTES = 2 * (_cpu.plan().caches.l1d or 32 << 10)
+
 # token input reads W_ih's columns straight from W_ih (strided) unless the call
 # has at least vocabulary size / _TOKENS_PER_COPY tokens: then from a transposed copy
 _TOKENS_PER_COPY = 8
@@ -137,10 +167,13 @@ def forward(module, x, state, lengths, reverse, training):
     if steps == 1 and not training and streams(module, batch, threads):
         y, state = stream_step(module, x, state)
         return y, state, None
-    # small batches split the hidden units across threads; the packed
-    # training storage is then one block of all rows
-    units = _split_units(batch, D, threads)
-    plan = _plan(lengths, steps, batch, D, single_block=units)
+    # small batches split the hidden units across threads (small weights: one
+    # thread); the packed training storage is then one block of all rows
+    w_hh_bytes = max(w.nbytes for w in module._w_hh) // D
+    units = _split_units(batch, D, threads, w_hh_bytes)
+    if units and w_hh_bytes <= _SERIAL_BYTES:
+        threads, units = 1, False
+    plan = _plan(lengths, steps, batch, D, single_block=units or threads == 1)
     flags = direction_flags(module, reverse)
     with_c = carries_cell_state(module._kind)
     h_n = np.empty((L * D, batch, H), module.dtype)
@@ -227,8 +260,8 @@ def streams(module, batch, threads):
 
 def _streams_well(module):
     """Whether every layer's weights of one direction are few enough for one
-    core to stream them every step (at most _CELL_SPLIT_BYTES); else a step
-    splits its units across the threads, each streaming its share."""
+    core to stream them every step (at most _CELL_SPLIT_BYTES, the L3); else
+    a step splits its units across the threads, each streaming its share."""
     # (a layer's blocks are (D, G, ·): one direction's bytes, without a view per call)
     return all((w_ih.nbytes + w_hh.nbytes) // len(w_ih) <= _CELL_SPLIT_BYTES
                for w_ih, w_hh in zip(module._w_ih, module._w_hh))
@@ -368,15 +401,23 @@ def _single_step_rows(batch):
     return ones, rows
 
 
-def _split_units(batch, directions, threads):
+def _split_units(batch, directions, threads, w_hh_bytes=0):
     """Whether to split hidden units (not the batch) across threads.
 
     With one direction and a batch too small to give every thread a few rows,
     splitting the batch leaves threads idle (and each would stream all of W_hh
     every step); splitting the units gives each thread its share of the
-    weights, at the cost of a barrier per step.
+    weights, at the cost of a barrier per step. The same holds for up to 8
+    rows per thread when one direction's W_hh (w_hh_bytes) exceeds
+    _UNIT_SPLIT_BYTES, the L2 of one core: each step is then bound by
+    streaming the weights, and each thread streams only its share.
     """
-    return threads > 1 and directions == 1 and batch < 4 * threads
+    if threads < 2 or directions != 1:
+        return False
+    if batch < 4 * threads:
+        return True
+    return (_UNIT_SPLIT_BYTES is not None and w_hh_bytes > _UNIT_SPLIT_BYTES
+            and batch <= 8 * threads)
 
 
 def dropout_mask(rng, shape, p, dtype):
@@ -386,6 +427,13 @@ def dropout_mask(rng, shape, p, dtype):
 
 
 # -- cells: one step of a one-layer, one-direction layer -------------------------------
+def cell_stream_kernel(module):
+    """The bound step kernel of a cell's layer when its steps take the
+    streaming path whatever the batch (weights of at most _CELL_SPLIT_BYTES),
+    else None. Its ``call`` runs a cell call in the common case."""
+    return step_kernels(module)[0][0] if _streams_well(module) else None
+
+
 def cell_step(module, x, state):
     """One step of ``module`` (one layer, one direction) for x (1, B, I): the
     streaming path on this thread, or, for weights above _CELL_SPLIT_BYTES

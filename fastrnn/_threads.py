@@ -27,11 +27,14 @@ import threading
 from fastrnn import _openmp
 
 
+_CPUS = os.cpu_count() or 1      # read once: os.cpu_count() costs ~15 us a call
+
+
 def max_threads():
     """The most kernel threads fastrnn uses: four per CPU. More only
     oversubscribes the cores, and thousands make GNU OpenMP abort the process
     when it cannot start them."""
-    return 4 * (os.cpu_count() or 1)
+    return 4 * _CPUS
 
 
 _num_threads = None          # None = the OpenMP default

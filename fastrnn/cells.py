@@ -41,6 +41,11 @@ class _Cell(Parameterized):
         return {name[:-3]: v for name, v in cls._layer_type._weight_shapes(config).items()}
 
     def __call__(self, x, hx=None):
+        kernel = _engine.cell_stream_kernel(self._layer)
+        if kernel is not None:
+            out = kernel.call(x, hx, self._is_lstm)   # batched arrays as they come
+            if out is not None:
+                return out if self._is_lstm else out[0]
         x3, batched = self._check_x(x)
         batch, H, dtype = x3.shape[1], self._layer.hidden_size, self._layer.dtype
         state = self._check_pair("hx", hx, ("h", "c"), batch, batched)

@@ -147,9 +147,11 @@ def test_bidirectional_of_stacked_and_stacked_of_bidirectional(rng):
 
 
 @pytest.mark.parametrize("mode,cls,opts", CELLS, ids=CELL_IDS)
-def test_cell_with_large_weights(mode, cls, opts, rng):
-    """Above _engine._CELL_SPLIT_BYTES a cell step splits its units across threads."""
+def test_cell_with_large_weights(mode, cls, opts, rng, monkeypatch):
+    """Above _engine._CELL_SPLIT_BYTES (the L3; 1 MiB here) a cell step splits
+    its units across threads."""
     from fastrnn import _engine
+    monkeypatch.setattr(_engine, "_CELL_SPLIT_BYTES", 1 << 20)
     I = H = 384
     cell = cls(I, H, dtype=np.float64, seed=3, **opts)
     assert cell._layer._w_hh[0].nbytes + cell._layer._w_ih[0].nbytes > _engine._CELL_SPLIT_BYTES
@@ -199,3 +201,32 @@ def test_copied_layers_stream_with_their_own_weights(cls):
     assert not np.array_equal(layer(x)[0], before)
     for twin in twins:
         np.testing.assert_array_equal(twin(x)[0], before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode,cls,opts", CELLS, ids=CELL_IDS)
+def test_cell_fast_call_is_the_general_path(mode, cls, opts, dtype, rng):
+    """A cell call in the common case (C-contiguous batched arrays of the
+    cell's dtype) is checked and run by the step kernel itself; it gives the
+    general path's numbers bit for bit, and anything else falls back to it."""
+    from fastrnn import _engine
+    cell = cls(5, 7, dtype=dtype, seed=2, **opts)
+    x = rng.standard_normal((3, 5)).astype(dtype)
+    h = rng.standard_normal((3, 7)).astype(dtype)
+    c = rng.standard_normal((3, 7)).astype(dtype)
+    hx = (h, c) if mode == "lstm" else h
+    kernel = _engine.cell_stream_kernel(cell._layer)
+    pair = mode == "lstm"
+    fast = kernel.call(x, hx, pair)
+    assert fast is not None and kernel.call(x, None, pair) is not None
+    general = _engine.cell_step(cell._layer, x[None], (h, c) if pair else (h,))
+    for got, want in zip(fast, general):
+        np.testing.assert_array_equal(got, want)
+    out = cell(x, hx)
+    np.testing.assert_array_equal(out[0] if pair else out, general[0])
+    other = np.float64 if dtype == np.float32 else np.float32
+    unaligned = np.frombuffer(b"\0" + x.tobytes(), dtype, offset=1).reshape(x.shape)
+    for bad_x, bad_hx in [(x[0], hx), (x.astype(other), hx), (np.asfortranarray(x), hx),
+                          (x.tolist(), hx), (unaligned, hx), (x, [h, c] if pair else h.T),
+                          (x[:, :4], hx), (x[:2], hx), (x[:0], hx)]:
+        assert kernel.call(bad_x, bad_hx, pair) is None

@@ -20,7 +20,7 @@ def _one_hot(ids, dtype):
 def test_tokens_equal_one_hot_rows(mode, cls, opts, dtype, split_units, copy_w_ih, monkeypatch):
     """Token ids read W_ih's columns from a transposed copy (many tokens) or
     from W_ih itself (few tokens); both equal the one-hot product."""
-    monkeypatch.setattr(_engine, "_split_units", lambda b, d, t: split_units and d == 1)
+    monkeypatch.setattr(_engine, "_split_units", lambda b, d, *rest: split_units and d == 1)
     monkeypatch.setattr(_engine, "_TOKENS_PER_COPY", 10**6 if copy_w_ih else 0)
     rng = np.random.default_rng(0)
     for bidirectional in (False, True):

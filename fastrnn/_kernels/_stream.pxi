@@ -46,9 +46,12 @@ cdef class CellKernel:
     cdef const float[::1] fb_ih, fb_hh
     cdef const double[:, ::1] d_ih, d_hh
     cdef const double[::1] db_ih, db_hh
+    cdef object _ones, _perm              # call()'s (B,) lengths of 1 and identity order
+    cdef Py_ssize_t _rows_for             # ... for this B
 
     def __init__(self, int kind, w_ih, w_hh, b_ih, b_hh):
         self.kind = kind
+        self._rows_for = -1
         self.n_in, self.n_hidden = w_ih.shape[1], w_hh.shape[1]
         self.wide = w_ih.dtype == np.float64
         if self.wide:
@@ -115,6 +118,78 @@ cdef class CellKernel:
                        &fh1[0, 0], &fc1[0, 0])
             with nogil:
                 _step_run(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0])
+
+
+    def call(self, x, hx, bint pair):
+        """A cell's call in its common case, checked and run here: x a
+        C-contiguous (B, I) ndarray of the weights' dtype (B >= 1), hx None
+        (zeros) or, of that dtype, C-contiguous (B, H): h, or the pair (h, c)
+        when pair (LSTMCell). Returns (h,) or (h, c), new arrays; None for any
+        other arguments (the caller then checks them in full and takes the
+        general path, which also names what is wrong).
+
+        The general path costs ~15 us of Python per call, as much as the step
+        itself at H=128; this one checks with typed memoryviews."""
+        cdef Py_ssize_t B, H = self.n_hidden
+        if type(x) is not np.ndarray:
+            return None
+        if hx is None:
+            h0 = c0 = None
+        elif pair:
+            if type(hx) is not tuple or len(<tuple> hx) != 2:
+                return None
+            h0, c0 = hx
+        else:
+            h0 = c0 = hx
+        if h0 is not None and (type(h0) is not np.ndarray or type(c0) is not np.ndarray):
+            return None
+        cdef const float[:, ::1] fx, fh0, fc0
+        cdef const double[:, ::1] dx, dh0, dc0
+        dtype = np.float64 if self.wide else np.float32
+        try:
+            if self.wide:
+                dx = x
+                B = dx.shape[0]
+                if B < 1 or dx.shape[1] < 1:
+                    return None
+                if h0 is not None:
+                    dh0, dc0 = h0, c0
+                    if not (dh0.shape[0] == dc0.shape[0] == B and dh0.shape[1] == dc0.shape[1] == H):
+                        return None
+                if dx.shape[1] != self.n_in or not _aligned(&dx[0, 0], 8) or (
+                        h0 is not None and not (_aligned(&dh0[0, 0], 8)
+                                                and _aligned(&dc0[0, 0], 8))):
+                    return None
+            else:
+                fx = x
+                B = fx.shape[0]
+                if B < 1 or fx.shape[1] < 1:
+                    return None
+                if h0 is not None:
+                    fh0, fc0 = h0, c0
+                    if not (fh0.shape[0] == fc0.shape[0] == B and fh0.shape[1] == fc0.shape[1] == H):
+                        return None
+                if fx.shape[1] != self.n_in or not _aligned(&fx[0, 0], 4) or (
+                        h0 is not None and not (_aligned(&fh0[0, 0], 4)
+                                                and _aligned(&fc0[0, 0], 4))):
+                    return None
+        except (ValueError, TypeError, BufferError):   # dtype, layout or ndim: the general path
+            return None
+        if h0 is None:
+            h0 = c0 = np.zeros((B, H), dtype)
+        h1 = np.empty((B, H), dtype)
+        c1 = np.empty((B, H), dtype) if pair else h1
+        if self._rows_for != B:
+            self._ones = np.ones(B, np.intp)
+            self._perm = np.arange(B, dtype=np.intp)
+            self._rows_for = B
+        self.step(x, h0, c0, h1, c1, self._ones, self._perm)
+        return (h1, c1) if pair else (h1,)
+
+
+cdef inline bint _aligned(const void* p, size_t size) noexcept:
+    """Whether p is a multiple of size (kernel_layout copies unaligned arrays)."""
+    return (<size_t> p) % size == 0
 
 
 cdef void _step_call(LayerCall* call, const void* x, Py_ssize_t xs0, Py_ssize_t xs1,
