@@ -91,11 +91,11 @@ def test_thread_split_runs(capsys):
     """bench.thread_split times both sides of each split decision and restores them."""
     from bench import thread_split
     from fastrnn import _engine
-    before = (_engine._SERIAL_BYTES, _engine._UNIT_SPLIT_BYTES, _engine._split_units)
+    before = (_engine._UNIT_SPLIT_BYTES, _engine._split_units)
     thread_split.main(["--rounds", "1"])
-    assert (_engine._SERIAL_BYTES, _engine._UNIT_SPLIT_BYTES, _engine._split_units) == before
+    assert (_engine._UNIT_SPLIT_BYTES, _engine._split_units) == before
     out = capsys.readouterr().out
-    assert "serial / unit split" in out and "unit / batch split" in out
+    assert "one thread / unit split" in out and "unit / batch split" in out
 
 
 def test_coexist_runs(capsys):

@@ -4,9 +4,9 @@
 
 fastrnn._engine decides from the CPU plan's caches (fastrnn._cpu):
 1. few rows (B < 4 per thread): the hidden units split across the threads
-   (one barrier per step), except when one direction's W_hh is at most
-   _SERIAL_BYTES (two L1d): then one thread runs the call. Printed: serial /
-   unit-split time at B=1.
+   (one barrier per step). Printed: one thread / unit-split time at B=1 (a
+   rule that ran W_hh within two L1d on one thread was tried and not kept:
+   0.71-1.29 over five runs at H=64, and 1.20 against 0.88 in the table).
 2. up to 8 rows per thread: the batch splits (every thread streams all of
    W_hh each step), except when W_hh exceeds _UNIT_SPLIT_BYTES (the L2): then
    the units split. Printed: unit-split / batch-split time at B=16.
@@ -62,22 +62,22 @@ def main(argv=None):
     c = _cpu.plan().caches
     print(f"fastrnn {fastrnn.__version__}, 2 threads, float32, T={steps}; {_cpu.plan().model}; "
           f"L1d {c.l1d} B, L2 {c.l2} B per core")
-    saved = (_engine._SERIAL_BYTES, _engine._UNIT_SPLIT_BYTES, _engine._split_units)
+    saved = (_engine._UNIT_SPLIT_BYTES, _engine._split_units)
     split_units = _engine._split_units
     try:
         def serial():
-            _engine._SERIAL_BYTES = 1 << 62
+            fastrnn.set_num_threads(1)
 
         def units():
-            _engine._SERIAL_BYTES = 0
+            fastrnn.set_num_threads(2)
 
         for kind, H in SERIAL_CASES:
             t, ratio = _compare(kind, H, 1, {"serial": serial, "unit split": units},
                                 args.rounds, steps)
             print(f"B=1  {kind} H={H:<5} W_hh {4 * H * H * {'lstm': 4, 'gru': 3}[kind] >> 10:>6} "
-                  f"KiB: serial {t['serial'] * 1e3:8.3f} ms, unit split "
-                  f"{t['unit split'] * 1e3:8.3f} ms, serial / unit split {ratio:.2f}")
-        _engine._SERIAL_BYTES = saved[0]
+                  f"KiB: one thread {t['serial'] * 1e3:8.3f} ms, unit split "
+                  f"{t['unit split'] * 1e3:8.3f} ms, one thread / unit split {ratio:.2f}")
+        fastrnn.set_num_threads(2)
 
         def by_units():
             _engine._split_units = lambda batch, d, threads, *rest: threads > 1 and d == 1
@@ -93,7 +93,8 @@ def main(argv=None):
                   f"KiB: unit split {t['unit split'] * 1e3:8.3f} ms, batch split "
                   f"{t['batch split'] * 1e3:8.3f} ms, unit / batch split {ratio:.2f}")
     finally:
-        _engine._SERIAL_BYTES, _engine._UNIT_SPLIT_BYTES, _engine._split_units = saved
+        _engine._UNIT_SPLIT_BYTES, _engine._split_units = saved
+        fastrnn.set_num_threads(None)
 
 
 if __name__ == "__main__":

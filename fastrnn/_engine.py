@@ -42,22 +42,16 @@ def _cache_bounds(caches):
     layer: one direction's W_hh above which a batch of up to 8 rows per
     thread also splits its units: batch-split, every thread streams all of
     W_hh every step, from L3 once it exceeds L2; unit-split, its share.
-    Unit / batch split time, one run each on that machine (T=20-100): LSTM
-    H=1024 B=16 0.73, H=512 B=16 0.82, H=256 B=16 0.89, H=128 B=16 (W_hh
-    256 KiB, in L2) 1.00. None: the L2 is unknown, the batch decides alone.
+    Unit / batch split time at B=16, two runs on that machine (``python -m
+    bench.thread_split``; T=20-100): LSTM H=1024 0.73, 0.82; H=512 0.82,
+    0.96; H=256 0.89, 0.99; GRU H=256 0.87, 0.97; H=128 (W_hh 256 KiB, in
+    L2) 1.00, 1.04. None: the L2 is unknown, the batch decides alone.
     """
     l3 = caches.l3 or 32 << 20
     return l3, caches.l2
 
 
 _CELL_SPLIT_BYTES, _UNIT_SPLIT_BYTES = _cache_bounds(_cpu.plan().caches)
-# One direction's W_hh up to which a batch the units would split for runs on
-# one thread instead: two L1d (each thread's share would fit its L1, but one
-# core streams all of it from L2 in about the time the threads take to meet
-# and exchange h each step). Serial / unit-split time, T=100, B=1, one run on
-# an AMD EPYC Zen 3 (32 KiB L1d): LSTM H=64 (W_hh 64 KiB) 0.71, H=96 (144
-# KiB) 1.13, H=128 1.37; GRU H=128 (192 KiB) 1.99.
-_SERIAL_BYTES = 2 * (_cpu.plan().caches.l1d or 32 << 10)
 
 # token input reads W_ih's columns straight from W_ih (strided) unless the call
 # has at least vocabulary size / _TOKENS_PER_COPY tokens: then from a transposed copy
@@ -167,13 +161,10 @@ def forward(module, x, state, lengths, reverse, training):
     if steps == 1 and not training and streams(module, batch, threads):
         y, state = stream_step(module, x, state)
         return y, state, None
-    # small batches split the hidden units across threads (small weights: one
-    # thread); the packed training storage is then one block of all rows
-    w_hh_bytes = max(w.nbytes for w in module._w_hh) // D
-    units = _split_units(batch, D, threads, w_hh_bytes)
-    if units and w_hh_bytes <= _SERIAL_BYTES:
-        threads, units = 1, False
-    plan = _plan(lengths, steps, batch, D, single_block=units or threads == 1)
+    # small batches split the hidden units across threads; the packed
+    # training storage is then one block of all rows
+    units = _split_units(batch, D, threads, max(w.nbytes for w in module._w_hh) // D)
+    plan = _plan(lengths, steps, batch, D, single_block=units)
     flags = direction_flags(module, reverse)
     with_c = carries_cell_state(module._kind)
     h_n = np.empty((L * D, batch, H), module.dtype)

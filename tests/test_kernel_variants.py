@@ -102,13 +102,9 @@ def test_transposed_panel_products(name, module, m, n, k):
         module.set_panel_kernel(before)
 
 
-@pytest.mark.parametrize("name,module", VARIANTS)
-@pytest.mark.parametrize("m,n,k", [(1, 512, 256), (2, 48, 35), (3, 40, 16), (7, 100, 37),
-                                   (9, 33, 64)])
-def test_panel_products(name, module, m, n, k):
-    """Every product shape path (blocks of four rows, a pair, a last row; full
-    and partial panels; k not a multiple of the register width) of every
-    variant against float64 numpy."""
+def _check_panel_products(module, m, n, k, check_variant=None):
+    """C = A Wᵀ and C += A Wᵀ with every variant of module against float64
+    numpy; check_variant(variant) runs first for each."""
     rng = np.random.default_rng(m * n + k)
     a = rng.standard_normal((m, k)).astype(np.float32)
     w = rng.standard_normal((n, k)).astype(np.float32)
@@ -118,6 +114,8 @@ def test_panel_products(name, module, m, n, k):
     try:
         for variant in module.panel_kernels():
             module.set_panel_kernel(variant)
+            if check_variant is not None:
+                check_variant(variant)
             for accumulate in (False, True):
                 c = c0.copy()
                 module.panel_product(a, w, c, accumulate)
@@ -126,6 +124,17 @@ def test_panel_products(name, module, m, n, k):
                                            err_msg=f"{variant} accumulate={accumulate}")
     finally:
         module.set_panel_kernel(before)
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m,n,k", [(1, 512, 256), (2, 48, 35), (3, 40, 16), (7, 100, 37),
+                                   (9, 33, 64), (8, 64, 20), (13, 200, 9)])
+def test_panel_products(name, module, m, n, k):
+    """Every product shape path (one tile of few rows over wide panels; tiles
+    as even as possible, 7 = 4 + 3, 8 = 4 + 4, 13 = 5 + 4 + 4; full and
+    partial panels, an odd panel; k not a multiple of the register width) of
+    every variant against float64 numpy."""
+    _check_panel_products(module, m, n, k)
 
 
 @pytest.fixture
@@ -145,28 +154,12 @@ def small_caches():
 def test_blocked_panel_products(small_caches, m, n, k):
     """Blocks of k (partial sums added into C) and of rows (packed A refilled),
     tiles of every row count, with every variant against float64 numpy."""
-    module = baseline
-    rng = np.random.default_rng(m + n + k)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    w = rng.standard_normal((n, k)).astype(np.float32)
-    c0 = rng.standard_normal((m, n)).astype(np.float32)
-    exact = a.astype(np.float64) @ w.T.astype(np.float64)
-    before = module.panel_kernel()
-    try:
-        for variant in module.panel_kernels():
-            module.set_panel_kernel(variant)
+    def check_blocks(variant):
+        if variant != "blas":
             blocks = small_caches.blocking(k)
-            if variant != "blas":
-                assert blocks["kc"] < k or k <= 32, blocks      # k spans several blocks
-                assert blocks["kc"] * blocks["mc"] <= 16384
-            for accumulate in (False, True):
-                c = c0.copy()
-                module.panel_product(a, w, c, accumulate)
-                want = exact + (c0 if accumulate else 0)
-                np.testing.assert_allclose(c, want, rtol=0, atol=2e-5 * np.sqrt(k) * 4,
-                                           err_msg=f"{variant} accumulate={accumulate}")
-    finally:
-        module.set_panel_kernel(before)
+            assert blocks["kc"] < k or k <= 32, blocks      # k spans several blocks
+            assert blocks["kc"] * blocks["mc"] <= small_caches.PACKED_A_FLOATS
+    _check_panel_products(baseline, m, n, k, check_blocks)
 
 
 @pytest.mark.parametrize("split_units", [False, True])

@@ -16,6 +16,8 @@
 #include <string.h>
 
 #define FASTRNN_PANEL 16
+/* floats of the product's packed block of A (on the stack of the calling thread: 64 KiB) */
+#define FASTRNN_PANEL_A_FLOATS 16384
 /* variant numbers, as fastrnn_panel_select takes them */
 #define FASTRNN_PANEL_NONE 0
 #define FASTRNN_PANEL_AVX2 1

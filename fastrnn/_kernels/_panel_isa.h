@@ -251,9 +251,6 @@ FR_ATTR static void FR(fastrnn_pack_tile_rows)(const float *a, Py_ssize_t lda, i
     }
 }
 
-/* floats of the packed block of A (on the stack: 64 KiB) */
-#define FR_A_FLOATS 16384
-
 /* C = A Wᵀ (accumulate = 0) or C += A Wᵀ (accumulate = 1), W packed in panels.
 
    Blocked as a GEMM is (Goto & van de Geijn): k in blocks of at most kc
@@ -269,11 +266,11 @@ FR_ATTR static void FR(fastrnn_pack_tile_rows)(const float *a, Py_ssize_t lda, i
 FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                            const float *a, Py_ssize_t lda, const float *wp,
                                            float *c, Py_ssize_t ldc, int accumulate) {
-    float ap[FR_A_FLOATS];
+    float ap[FASTRNN_PANEL_A_FLOATS];
     const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
     const Py_ssize_t wstride = k * FASTRNN_PANEL, group = FR_TILE_P(FR_MR);
     Py_ssize_t kc, mc;
-    fastrnn_panel_blocks(k, group, FR_MR, FR_A_FLOATS, &kc, &mc);
+    fastrnn_panel_blocks(k, group, FR_MR, FASTRNN_PANEL_A_FLOATS, &kc, &mc);
     for (Py_ssize_t k0 = 0; k0 < k; k0 += kc) {
         const Py_ssize_t kb = k - k0 < kc ? k - k0 : kc;
         const int acc = accumulate || k0 > 0;
@@ -308,7 +305,6 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
         }
     }
 }
-#undef FR_A_FLOATS
 
 /* add the accumulators of one panel of one row into C (n columns) */
 #define FR_STORE_ADD(row, p, s) do { \

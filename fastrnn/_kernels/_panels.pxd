@@ -5,10 +5,12 @@ C (m x n) = A (m x k) @ Wᵀ (+ C), W (n x k) packed in panels of 16 rows:
 wp[p][kk][j] = W[16 p + j][kk] (zero past n). BLAS packs W again on every call
 (for the small m of a recurrence step that is a large part of the step, as
 perf shows); packed once per layer call, the step is one pass over the panels.
-The kernel keeps a 4 x 16 block of C in registers (the loop over k reads one
-panel row and four elements of A per step); the last m % 4 rows go in pairs
-two panels at a time and a last row four panels at a time, so even one row
-has four independent sums in flight.
+The kernel is blocked as a GEMM: a register tile of 6 rows of C x one panel
+(AVX2, 12 accumulators of 8 floats) or two (AVX-512); k in blocks whose
+panels fill half of L1d, rows of A in blocks (packed tile by tile) that fill
+at most half of L2, both from the CPU plan's caches (set_cache_sizes,
+blocking); a product of few rows takes more panels per tile, so even one
+row has 12 independent sums in flight.
 
 The C code is in _panel.h and _panel_isa.h: one variant per instruction set
 (AVX-512: a panel row is one register; AVX2 + FMA: two), compiled with GCC

@@ -19,6 +19,7 @@ from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
 
 cdef extern from "_panel.h" nogil:
     int C_PANEL "FASTRNN_PANEL"
+    int A_FLOATS "FASTRNN_PANEL_A_FLOATS"
     int PANEL_NONE "FASTRNN_PANEL_NONE"
     int PANEL_AVX2 "FASTRNN_PANEL_AVX2"
     int PANEL_AVX512 "FASTRNN_PANEL_AVX512"
@@ -54,6 +55,7 @@ if C_PANEL != PANEL:
                       f"_panels.pxd {PANEL}")
 
 PANEL_ROWS = PANEL            # rows of W per packed panel (Python's view of the constant)
+PACKED_A_FLOATS = A_FLOATS    # floats of the product's packed block of A
 # the variants by name, best first; "blas" = no panels
 _VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
 
@@ -156,13 +158,13 @@ def set_cache_sizes(l1d, l2):
 def blocking(Py_ssize_t k):
     """The selected variant's blocking of a product over k: {"tile": (rows,
     columns) of C in registers, "kc": elements of k per block, "mc": rows of
-    A per block}; None for "blas"."""
+    A per block, at most A_FLOATS // kc}; None for "blas"."""
     cdef int rows, panels
     cdef Py_ssize_t kc, mc
     c_panel_tile(&rows, &panels)
     if rows == 0:
         return None
-    c_panel_blocks(k, panels, rows, 16384, &kc, &mc)     # the kernels' packed block of A
+    c_panel_blocks(k, panels, rows, A_FLOATS, &kc, &mc)
     return {"tile": (rows, panels * PANEL), "kc": kc, "mc": mc}
 
 
