@@ -118,7 +118,7 @@ def main(argv=None):
     # peak on every thread (bench.limits); measured here, before any engine runs
     peak = limits.measured_peak()
     print(f"floor = FLOPs / ({engines.THREADS} x {peak / 1e9:.1f} GFLOPS, one core's measured "
-          f"FMA peak)" if peak else "floor: no FMA peak (no panel variant on this CPU)")
+          f"FMA peak, best of 7)" if peak else "floor: no FMA peak (no panel variant on this CPU)")
     rows = []
     # one worker process per engine, for the whole run (see bench.workers)
     workers = {name: Worker(name) for name in engines.ENGINES}

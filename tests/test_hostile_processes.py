@@ -215,3 +215,24 @@ assert all(n == 2 for n in counts()), counts()
 finish.set()
 t.join()
 """, timeout=60)
+
+
+def test_a_thread_with_a_small_stack_runs_every_kernel():
+    """The products keep their packed block of A off the stack (64 KiB there
+    overflowed a thread started with threading.stack_size(80 KiB): a
+    segfault): a thread with a 64 KiB stack runs both splits, training, a
+    cell and a large layer, with the answers of the main thread."""
+    run_isolated(WARM + """
+fastrnn.set_num_threads(1)            # the calling thread runs every kernel itself
+cell = fastrnn.LSTMCell(8, 16, seed=2)
+x = rng.standard_normal((3, 8)).astype(np.float32)
+big = fastrnn.LSTM(256, 256, seed=3)
+xb = rng.standard_normal((6, 40, 256)).astype(np.float32)
+want = answers() + list(cell(x)) + [big(xb)[0]]
+threading.stack_size(64 << 10)
+got = []
+t = threading.Thread(target=lambda: got.append(answers() + list(cell(x)) + [big(xb)[0]]))
+t.start(); t.join()
+assert got and all(np.array_equal(g, w) for g, w in zip(got[0], want))
+print("ok")
+""", timeout=120)

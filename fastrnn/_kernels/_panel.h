@@ -16,8 +16,10 @@
 #include <string.h>
 
 #define FASTRNN_PANEL 16
-/* floats of the product's packed block of A (on the stack of the calling thread: 64 KiB) */
+/* floats of the product's packed block of A (64 KiB, one per thread: see
+   fastrnn_panel_a_block), and of the stack block used if that cannot be had */
 #define FASTRNN_PANEL_A_FLOATS 16384
+#define FASTRNN_PANEL_A_FALLBACK 1024
 /* variant numbers, as fastrnn_panel_select takes them */
 #define FASTRNN_PANEL_NONE 0
 #define FASTRNN_PANEL_AVX2 1
@@ -80,6 +82,38 @@ static Py_ssize_t fastrnn_panel_tn_chunk(Py_ssize_t panels, Py_ssize_t limit) {
     if (chunk > limit) chunk = limit;
     return chunk < 16 ? 16 : chunk;
 }
+
+/* This thread's block for the packed rows of A, allocated on its first
+   product and freed when the thread ends (a pthread key's destructor); NULL
+   when there is no memory. Not on the stack: 64 KiB there would overflow a
+   thread started with a small stack (threading.stack_size, musl's 128 KiB). */
+#if FASTRNN_PANEL_VARIANTS
+#include <pthread.h>
+#include <stdlib.h>
+static pthread_key_t fastrnn_a_key;
+static pthread_once_t fastrnn_a_once = PTHREAD_ONCE_INIT;
+static int fastrnn_a_key_ok = 0;
+
+static void fastrnn_a_key_make(void) {
+    fastrnn_a_key_ok = pthread_key_create(&fastrnn_a_key, free) == 0;
+}
+
+static float *fastrnn_panel_a_block(void) {
+    pthread_once(&fastrnn_a_once, fastrnn_a_key_make);
+    if (!fastrnn_a_key_ok) return NULL;
+    float *block = (float *) pthread_getspecific(fastrnn_a_key);
+    if (block == NULL) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, FASTRNN_PANEL_A_FLOATS * sizeof(float)) != 0) return NULL;
+        if (pthread_setspecific(fastrnn_a_key, p) != 0) {
+            free(p);
+            return NULL;
+        }
+        block = (float *) p;
+    }
+    return block;
+}
+#endif
 
 #if FASTRNN_PANEL_VARIANTS
 #define FASTRNN_ISA avx512

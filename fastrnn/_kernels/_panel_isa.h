@@ -266,11 +266,17 @@ FR_ATTR static void FR(fastrnn_pack_tile_rows)(const float *a, Py_ssize_t lda, i
 FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                            const float *a, Py_ssize_t lda, const float *wp,
                                            float *c, Py_ssize_t ldc, int accumulate) {
-    float ap[FASTRNN_PANEL_A_FLOATS];
+    float fallback[FASTRNN_PANEL_A_FALLBACK];
+    Py_ssize_t a_floats = FASTRNN_PANEL_A_FLOATS;
+    float *ap = fastrnn_panel_a_block();
+    if (ap == NULL) {                      /* no memory for this thread's block: a small one */
+        ap = fallback;
+        a_floats = FASTRNN_PANEL_A_FALLBACK;
+    }
     const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
     const Py_ssize_t wstride = k * FASTRNN_PANEL, group = FR_TILE_P(FR_MR);
     Py_ssize_t kc, mc;
-    fastrnn_panel_blocks(k, group, FR_MR, FASTRNN_PANEL_A_FLOATS, &kc, &mc);
+    fastrnn_panel_blocks(k, group, FR_MR, a_floats, &kc, &mc);
     for (Py_ssize_t k0 = 0; k0 < k; k0 += kc) {
         const Py_ssize_t kb = k - k0 < kc ? k - k0 : kc;
         const int acc = accumulate || k0 > 0;
