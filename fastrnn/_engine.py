@@ -29,6 +29,7 @@ _STEP_CHUNK_ELEMENTS = 1 << 18
 # fewest steps for which packing W_hh into panels pays for itself (unit split)
 _PACK_MIN_STEPS = 4
 
+
 def _cache_bounds(caches):
     """The two thread-split thresholds the CPU plan's caches set (bytes).
 
@@ -42,8 +43,8 @@ def _cache_bounds(caches):
     layer: one direction's W_hh above which a batch of up to 8 rows per
     thread also splits its units: batch-split, every thread streams all of
     W_hh every step, from L3 once it exceeds L2; unit-split, its share.
-    Unit / batch split time at B=16, two runs on that machine (``python -m
-    bench.thread_split``; T=20-100): LSTM H=1024 0.73, 0.82; H=512 0.82,
+    Unit / batch split time at B=16, two runs on that machine (the second
+    ``python -m bench.thread_split``; T=20-100): LSTM H=1024 0.73, 0.82; H=512 0.82,
     0.96; H=256 0.89, 0.99; GRU H=256 0.87, 0.97; H=128 (W_hh 256 KiB, in
     L2) 1.00, 1.04. None: the L2 is unknown, the batch decides alone.
     """

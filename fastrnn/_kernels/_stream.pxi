@@ -46,12 +46,11 @@ cdef class CellKernel:
     cdef const float[::1] fb_ih, fb_hh
     cdef const double[:, ::1] d_ih, d_hh
     cdef const double[::1] db_ih, db_hh
-    cdef object _ones, _perm              # call()'s (B,) lengths of 1 and identity order
-    cdef Py_ssize_t _rows_for             # ... for this B
+    cdef object _rows                     # call()'s (B, lengths of 1, identity order)
 
     def __init__(self, int kind, w_ih, w_hh, b_ih, b_hh):
         self.kind = kind
-        self._rows_for = -1
+        self._rows = None
         self.n_in, self.n_hidden = w_ih.shape[1], w_hh.shape[1]
         self.wide = w_ih.dtype == np.float64
         if self.wide:
@@ -179,11 +178,11 @@ cdef class CellKernel:
             h0 = c0 = np.zeros((B, H), dtype)
         h1 = np.empty((B, H), dtype)
         c1 = np.empty((B, H), dtype) if pair else h1
-        if self._rows_for != B:
-            self._ones = np.ones(B, np.intp)
-            self._perm = np.arange(B, dtype=np.intp)
-            self._rows_for = B
-        self.step(x, h0, c0, h1, c1, self._ones, self._perm)
+        rows = self._rows                  # one read: other threads may replace it
+        if rows is None or (<tuple> rows)[0] != B:
+            rows = (B, np.ones(B, np.intp), np.arange(B, dtype=np.intp))
+            self._rows = rows
+        self.step(x, h0, c0, h1, c1, (<tuple> rows)[1], (<tuple> rows)[2])
         return (h1, c1) if pair else (h1,)
 
 
