@@ -121,3 +121,33 @@ def test_thread_split_follows_the_caches(monkeypatch):
                                               "FASTRNN_CACHE": "l2=2M,l3=8M"})
     assert result.returncode == 0, result.stderr
     assert f"BOUNDS {2 << 20} {8 << 20}" in result.stdout
+
+
+@pytest.mark.parametrize("text", ["l1d=1,l2=1,l3=1", "l1d=1G,l2=1G,l3=1G", "l1d=4K,l2=64K"])
+def test_extreme_cache_sizes_give_the_same_answers(text):
+    """Caches the products cannot block for (too small: the kernels keep their
+    small defaults; huge: the blocks stop at the kernel's packed block) run
+    the same layers to the same answers as this machine's plan, within
+    float32 rounding (the blocks of k change the order of the sums)."""
+    code = """
+import numpy as np, fastrnn
+rng = np.random.default_rng(0)
+out = []
+for cls, H, B in ((fastrnn.LSTM, 300, 20), (fastrnn.GRU, 64, 1), (fastrnn.RNN, 520, 7)):
+    layer = cls(H, H, seed=1)
+    out.append(layer(rng.standard_normal((5, B, H)).astype(np.float32))[0])
+np.save(__import__("sys").argv[1], np.concatenate([o.ravel() for o in out]))
+"""
+    import os
+    import tempfile
+    import numpy as np
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, env in (("plan", {}), ("odd", {"FASTRNN_CACHE": text})):
+            paths[name] = os.path.join(tmp, name + ".npy")
+            result = subprocess.run([sys.executable, "-c", code, paths[name]],
+                                    capture_output=True, text=True, timeout=120,
+                                    env={**os.environ, **env})
+            assert result.returncode == 0, result.stderr
+        np.testing.assert_allclose(np.load(paths["odd"]), np.load(paths["plan"]), rtol=0,
+                                   atol=2e-5)
