@@ -55,6 +55,12 @@ def test_panel_variants(name, module):
     with pytest.raises(ValueError, match="non-empty"):
         module.panel_product(np.zeros((0, 3), f32), np.zeros((2, 3), f32),
                              np.zeros((0, 2), f32), False)
+    from fastrnn._kernels import _panels
+    with pytest.raises(ValueError, match="variant must be one of"):
+        _panels.fma_rate("blas")
+    if "avx2" in names:
+        with pytest.raises(ValueError, match="iters must be >= 1"):
+            _panels.fma_rate("avx2", 0)
     with pytest.raises(ValueError, match="C \\(m, n\\)"):
         module.panel_product_tn(np.zeros((3, 2), f32), np.zeros((3, 4), f32),
                                 np.zeros((4, 2), f32))

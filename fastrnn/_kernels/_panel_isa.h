@@ -126,14 +126,15 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
                       FR_ACC / ((R) * FR_NV) > FR_PMAX ? FR_PMAX : FR_ACC / ((R) * FR_NV))
 #define FR_INLINE __attribute__((always_inline)) inline
 
-/* C[i][panel p + q] (+)= s[i][q] for i < R, q < P: whole panels as vector
-   stores (or load, add, store), a last partial panel element by element */
-#define FR_PUT(row, pp, s) do { \
+/* C's panel pp of one row (n columns) = s, or += s with acc: whole panels as
+   vector stores (or load, add, store), a last partial panel element by
+   element; the products and the transposed product of the weight gradients */
+#define FR_PUT(row, pp, s, acc) do { \
         float *c_ = (row) + (pp) * FASTRNN_PANEL; \
         if (((pp) + 1) * FASTRNN_PANEL <= n) { \
             for (int v_ = 0; v_ < FR_NV; v_++) { \
                 FR_VEC x_ = (s)[v_]; \
-                if (accumulate) { \
+                if (acc) { \
                     FR_VEC y_; \
                     memcpy(&y_, c_ + v_ * FASTRNN_VW, sizeof y_); \
                     x_ += y_; \
@@ -143,7 +144,7 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
         } else { \
             float t_[FASTRNN_PANEL]; \
             memcpy(t_, (s), sizeof t_); \
-            fastrnn_panel_store((row), n, (pp), t_, accumulate); \
+            fastrnn_panel_store((row), n, (pp), t_, (acc)); \
         } \
     } while (0)
 
@@ -189,7 +190,7 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 8
-        for (int q = 0; q < P; q++) FR_PUT(c + i * ldc, p + q, s[i][q]);
+        for (int q = 0; q < P; q++) FR_PUT(c + i * ldc, p + q, s[i][q], accumulate);
 }
 
 /* rows [0, R) of C over panels [p0, p1): tiles of P panels, then single
@@ -312,22 +313,6 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
     }
 }
 
-/* add the accumulators of one panel of one row into C (n columns) */
-#define FR_STORE_ADD(row, p, s) do { \
-        if (((p) + 1) * FASTRNN_PANEL <= n) { \
-            float *c_ = (row) + (p) * FASTRNN_PANEL; \
-            for (int v_ = 0; v_ < FR_NV; v_++) { \
-                FR_VEC x_; \
-                memcpy(&x_, c_ + v_ * FASTRNN_VW, sizeof x_); \
-                x_ += (s)[v_]; \
-                memcpy(c_ + v_ * FASTRNN_VW, &x_, sizeof x_); \
-            } \
-        } else { \
-            float u_[FASTRNN_PANEL]; \
-            memcpy(u_, (s), sizeof u_); \
-            fastrnn_panel_store((row), n, (p), u_, 1); \
-        } \
-    } while (0)
 
 /* rows of C per register block of the transposed product: the accumulators
    (FR_TN_ROWS x two panels) take 16 of the registers */
@@ -367,7 +352,8 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
                     }
                 }
                 for (int i = 0; i < FR_TN_ROWS; i++)
-                    for (int q = 0; q < FR_TN_PANELS; q++) FR_STORE_ADD(c + (r + i) * ldc, p + q, s[i][q]);
+                    for (int q = 0; q < FR_TN_PANELS; q++)
+                        FR_PUT(c + (r + i) * ldc, p + q, s[i][q], 1);
             }
             for (; p < panels; p++) {               /* a last single panel */
                 FR_VEC s[FR_TN_ROWS][FR_NV] = {{{0}}};
@@ -376,7 +362,7 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
                     const float *w = bp + (p * k + k0 + kk) * FASTRNN_PANEL;
                     for (int i = 0; i < FR_TN_ROWS; i++) FR_FMA(s[i], ar[i], w);
                 }
-                for (int i = 0; i < FR_TN_ROWS; i++) FR_STORE_ADD(c + (r + i) * ldc, p, s[i]);
+                for (int i = 0; i < FR_TN_ROWS; i++) FR_PUT(c + (r + i) * ldc, p, s[i], 1);
             }
         }
         for (; r < m; r++) {                         /* the last m % FR_TN_ROWS rows */
@@ -391,7 +377,7 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
                 }
                 if (kk < kc) FR_FMA(s0, ar[kk * lda], w + kk * FASTRNN_PANEL);
                 for (int v = 0; v < FR_NV; v++) s0[v] += s1[v];
-                FR_STORE_ADD(c + r * ldc, p, s0);
+                FR_PUT(c + r * ldc, p, s0, 1);
             }
         }
     }
@@ -425,7 +411,6 @@ FR_ATTR static float FR(fastrnn_fma_peak)(long iters) {
 
 #undef FR_TN_ROWS
 #undef FR_TN_PANELS
-#undef FR_STORE_ADD
 
 #undef FR_PUT
 #undef FR_INLINE

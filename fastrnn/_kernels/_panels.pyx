@@ -175,6 +175,8 @@ def fma_rate(str variant, long iters=20000000):
     if variant not in ("avx512", "avx2") or not panel_supported(_VARIANTS[variant]):
         raise ValueError(f"fma_rate: variant must be one of "
                          f"{[v for v in panel_kernels() if v != 'blas']}, got {variant!r}")
+    if iters < 1:
+        raise ValueError(f"fma_rate: iters must be >= 1, got {iters}")
     cdef int isa = _VARIANTS[variant]
     cdef float total
     lanes = 16 if variant == "avx512" else 8

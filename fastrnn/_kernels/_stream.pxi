@@ -142,38 +142,18 @@ cdef class CellKernel:
             h0 = c0 = hx
         if h0 is not None and (type(h0) is not np.ndarray or type(c0) is not np.ndarray):
             return None
-        cdef const float[:, ::1] fx, fh0, fc0
-        cdef const double[:, ::1] dx, dh0, dc0
+        cdef bint fits
         dtype = np.float64 if self.wide else np.float32
-        try:
+        try:                 # the typed arguments refuse another dtype, layout or ndim
             if self.wide:
-                dx = x
-                B = dx.shape[0]
-                if B < 1 or dx.shape[1] < 1:
-                    return None
-                if h0 is not None:
-                    dh0, dc0 = h0, c0
-                    if not (dh0.shape[0] == dc0.shape[0] == B and dh0.shape[1] == dc0.shape[1] == H):
-                        return None
-                if dx.shape[1] != self.n_in or not _aligned(&dx[0, 0], 8) or (
-                        h0 is not None and not (_aligned(&dh0[0, 0], 8)
-                                                and _aligned(&dc0[0, 0], 8))):
-                    return None
+                fits = _call_fits[double](x, h0, c0, self.n_in, H)
             else:
-                fx = x
-                B = fx.shape[0]
-                if B < 1 or fx.shape[1] < 1:
-                    return None
-                if h0 is not None:
-                    fh0, fc0 = h0, c0
-                    if not (fh0.shape[0] == fc0.shape[0] == B and fh0.shape[1] == fc0.shape[1] == H):
-                        return None
-                if fx.shape[1] != self.n_in or not _aligned(&fx[0, 0], 4) or (
-                        h0 is not None and not (_aligned(&fh0[0, 0], 4)
-                                                and _aligned(&fc0[0, 0], 4))):
-                    return None
-        except (ValueError, TypeError, BufferError):   # dtype, layout or ndim: the general path
+                fits = _call_fits[float](x, h0, c0, self.n_in, H)
+        except (ValueError, TypeError, BufferError):
             return None
+        if not fits:
+            return None
+        B = x.shape[0]
         if h0 is None:
             h0 = c0 = np.zeros((B, H), dtype)
         h1 = np.empty((B, H), dtype)
@@ -189,6 +169,21 @@ cdef class CellKernel:
 cdef inline bint _aligned(const void* p, size_t size) noexcept:
     """Whether p is a multiple of size (kernel_layout copies unaligned arrays)."""
     return (<size_t> p) % size == 0
+
+
+cdef bint _call_fits(const floating[:, ::1] x, const floating[:, ::1] h0,
+                     const floating[:, ::1] c0, Py_ssize_t n_in, Py_ssize_t H) noexcept:
+    """Whether CellKernel.call may run these as they are: x (B, n_in) with B
+    >= 1, h0 and c0 None or (B, H), all aligned to their items (C-contiguous
+    and of the dtype already, or the conversion to these arguments refused
+    them)."""
+    cdef Py_ssize_t B = x.shape[0]
+    if B < 1 or x.shape[1] != n_in or not _aligned(&x[0, 0], sizeof(floating)):
+        return False
+    if h0 is None:
+        return True
+    return (h0.shape[0] == c0.shape[0] == B and h0.shape[1] == c0.shape[1] == H
+            and _aligned(&h0[0, 0], sizeof(floating)) and _aligned(&c0[0, 0], sizeof(floating)))
 
 
 cdef void _step_call(LayerCall* call, const void* x, Py_ssize_t xs0, Py_ssize_t xs1,
