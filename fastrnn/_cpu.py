@@ -71,7 +71,7 @@ def _blocks_text():
         return "none (BLAS)"
     rows, cols = b["tile"]
     return (f"register tile {rows} x {cols} of C; k in blocks of <= {b['kc']} "
-            f"(their panels in half of L1d); rows of A in blocks of <= {b['mc']} "
+            f"(their panels fill L1d); rows of A in blocks of <= {b['mc']} "
             f"(in half of L2)")
 
 

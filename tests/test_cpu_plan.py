@@ -94,6 +94,7 @@ def test_blocks_follow_the_caches():
         _panels.set_cache_sizes(caches.l1d, caches.l2)
     assert small["kc"] * 2 <= big["kc"]
     assert small["mc"] * small["kc"] * 4 <= 32 << 10        # half of that L2
+    assert small["kc"] * small["tile"][1] * 4 <= 16 << 10   # a row tile's panels fit L1d
     assert small["tile"] == big["tile"]
     result = _config_in_child({"FASTRNN_CACHE": "l1d=16K,l2=64K"})
     assert result.returncode == 0, result.stderr

@@ -155,7 +155,7 @@ def small_caches():
     _panels.set_cache_sizes(caches.l1d, caches.l2)
 
 
-@pytest.mark.parametrize("m,n,k", [(300, 40, 100), (13, 33, 70), (1, 100, 65), (2, 129, 33),
+@pytest.mark.parametrize("m,n,k", [(300, 40, 100), (13, 33, 70), (1, 100, 65), (2, 129, 97),
                                    (7, 17, 200), (61, 50, 31)])
 def test_blocked_panel_products(small_caches, m, n, k):
     """Blocks of k (partial sums added into C) and of rows (packed A refilled),
@@ -163,7 +163,7 @@ def test_blocked_panel_products(small_caches, m, n, k):
     def check_blocks(variant):
         if variant != "blas":
             blocks = small_caches.blocking(k)
-            assert blocks["kc"] < k or k <= 32, blocks      # k spans several blocks
+            assert blocks["kc"] < k or k <= 64, blocks      # k spans several blocks
             assert blocks["kc"] * blocks["mc"] <= small_caches.PACKED_A_FLOATS
     _check_panel_products(baseline, m, n, k, check_blocks)
 
