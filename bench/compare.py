@@ -66,8 +66,9 @@ def memory_check():
     return (peak - y.nbytes) / 2**20
 
 
-def _row(cfg, workers, rounds, peak):
-    """The table's row of one configuration; peak: one core's FMA rate (or None)."""
+def _row(cfg, workers, rounds, floor_of):
+    """The table's row of one configuration; floor_of: (seconds, what binds)
+    of its floor (bench.limits.floors), or None."""
     samples_of = [(name, name, None) for name in engines.ENGINES]
     if cfg.task == "varlen":
         samples_of = [("fastrnn", "fastrnn", None), ("fastrnn full", "fastrnn", "full")]
@@ -86,15 +87,17 @@ def _row(cfg, workers, rounds, peak):
                 "yes" if ratio <= target else "NO"]
     others = [t for n, t in times.items() if n != "fastrnn"]
     ratio = times["fastrnn"] / min(others) if others else float("nan")
-    floor = limits.compute_floor(cfg, peak, engines.THREADS) if peak else None
+    floor, binds = floor_of or (None, "")
     if floor is not None and others and cfg.target * min(others) < floor:
-        # the target asks for more than the FMA peak allows: within 1.05 of the floor
+        # the target asks for more than the FMA peak (or the cache bandwidth)
+        # allows: within 1.05 of the floor
         met = times["fastrnn"] <= 1.05 * floor
         target = f"<= 1.05 floor ({times['fastrnn'] / floor:.2f})"
     else:
         met, target = ratio <= cfg.target, f"<= {cfg.target}"
     return [cfg.name, *[_fmt(times.get(n)) for n in engines.ENGINES], f"{ratio:.2f}",
-            _fmt(floor), target, "yes" if met else "NO"]
+            _fmt(floor) + (" (bw)" if binds == "bandwidth" else ""), target,
+            "yes" if met else "NO"]
 
 
 def main(argv=None):
@@ -114,17 +117,24 @@ def main(argv=None):
     print(f"fastrnn {fastrnn.__version__}, {engines.THREADS} threads, "
           f"{args.rounds} rounds, float32; ratio = fastrnn / fastest other engine")
     header = ["configuration", *engines.ENGINES, "ratio", "floor", "target", "met"]
-    # the compute floor of each row: its FLOPs at this machine's measured FMA
-    # peak on every thread (bench.limits); measured here, before any engine runs
+    # the floor of each row (bench.limits.floors): its FLOPs at this machine's
+    # measured FMA peak on every thread, or its weights at the cores' measured
+    # cache bandwidth; measured here, before any engine runs
     peak = limits.measured_peak()
-    print(f"floor = FLOPs / ({engines.THREADS} x {peak / 1e9:.1f} GFLOPS, one core's measured "
-          f"FMA peak, best of 7)" if peak else "floor: no FMA peak (no panel variant on this CPU)")
+    print(f"floor = the larger of FLOPs / ({engines.THREADS} x {peak / 1e9:.1f} GFLOPS, one "
+          f"core's measured FMA peak, best of 7) and, marked (bw), the recurrent weights "
+          f"read per call / ({engines.THREADS} x one core's best measured rate reading its "
+          f"share in a one-row product)" if peak
+          else "floor: no FMA peak (no panel variant on this CPU)")
+    # the bandwidth floors' rates too, before any engine's threads exist
+    floor_of = {cfg.name: limits.floors(cfg, peak, engines.THREADS)
+                for cfg in cfg_list if peak and cfg.task != "varlen"}
     rows = []
     # one worker process per engine, for the whole run (see bench.workers)
     workers = {name: Worker(name) for name in engines.ENGINES}
     try:
         for cfg in cfg_list:
-            rows.append(_row(cfg, workers, args.rounds, peak))
+            rows.append(_row(cfg, workers, args.rounds, floor_of.get(cfg.name)))
     finally:
         for w in workers.values():
             w.close()

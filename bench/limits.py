@@ -78,6 +78,53 @@ def compute_floor(cfg, peak, threads):
     return config_flops(cfg) / (threads * peak)
 
 
+def streamed_bytes(cfg):
+    """Bytes of recurrent weights one call must read, step after step, from
+    cache: W_hh of every direction per step (forward; training reads it again
+    in backward); a cell step reads W_ih and W_hh once. At batch 1 a step is
+    a matrix-vector product, and these bytes over the cores' cache bandwidth
+    bound the call as the FLOPs over the FMA peak bound it at large batches."""
+    D = 2 if cfg.bidirectional else 1
+    G = GATES[cfg.kind] * cfg.H
+    if cfg.task == "cell":
+        return 4 * G * (cfg.I + cfg.H)
+    per_step = 4 * D * G * cfg.H
+    return cfg.steps * per_step * (2 if cfg.task == "train" else 1)
+
+
+def stream_rate(cfg, threads, rounds=7):
+    """The best rate (bytes/s) at which one core read its share of cfg's
+    recurrent weights (1 / threads of one step's) in a one-row product: the
+    best of rounds of every panel variant and BLAS's sgemv, a matrix of that
+    size (so it comes from the cache level it would live in)."""
+    k_mod = _kernels.recurrent
+    H = cfg.I + cfg.H if cfg.task == "cell" else cfg.H
+    D = 1 if cfg.task == "cell" or not cfg.bidirectional else 2
+    rows = max(16, D * GATES[cfg.kind] * cfg.H // threads)
+    a, w, c = _operands(1, rows, H)
+    before = k_mod.panel_kernel()
+    best = 0.0
+    try:
+        with _threads.serial_blas():
+            for v in k_mod.panel_kernels():
+                k_mod.set_panel_kernel(v)
+                reps = 2 if SMOKE else max(4, int(2e8 / w.nbytes))
+                best = max([best] + [w.nbytes / product_seconds((a, w, c), reps)
+                                     for _ in range(1 if SMOKE else rounds)])
+    finally:
+        k_mod.set_panel_kernel(before)
+    return best
+
+
+def floors(cfg, peak, threads):
+    """(seconds, what binds) of one call's lower bound on ``threads`` cores:
+    the larger of the compute floor (FLOPs at ``peak`` FLOP/s per core) and
+    the bandwidth floor (streamed_bytes at stream_rate per core)."""
+    compute = compute_floor(cfg, peak, threads)
+    stream = streamed_bytes(cfg) / (threads * stream_rate(cfg, threads))
+    return (stream, "bandwidth") if stream > compute else (compute, "FLOPs")
+
+
 def measured_peak(rounds=7):
     """This core's float32 FMA rate with the best panel variant: the best of
     rounds (a peak is what the core can do; a shared machine's slow moments

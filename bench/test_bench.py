@@ -87,6 +87,26 @@ def test_limits_runs(capsys):
         assert part in out, part
 
 
+def test_floors():
+    """The bandwidth floor counts W_hh per step and direction (twice in
+    training), a cell's two matrices once; the floor is the larger bound."""
+    from bench import limits
+    by_name = {c.name: c for c in engines.CONFIGS}
+    lstm, bi = by_name["lstm-h256-b1"], by_name["bigru-h128-b1"]
+    assert limits.streamed_bytes(lstm) == lstm.steps * 4 * (4 * 256) * 256
+    assert limits.streamed_bytes(bi) == bi.steps * 4 * 2 * (3 * 128) * 128
+    train = by_name["train-lstm-h256-b1"]
+    assert limits.streamed_bytes(train) == 2 * train.steps * 4 * (4 * 256) * 256
+    cell = by_name["lstmcell-h128-b1"]
+    assert limits.streamed_bytes(cell) == 4 * (4 * 128) * (128 + 128)
+    peak = 1e11
+    for cfg in (lstm, cell, by_name["lstm-h256-b64"]):
+        floor, binds = limits.floors(cfg, peak, 2)
+        assert floor >= limits.compute_floor(cfg, peak, 2) > 0
+        assert binds in ("FLOPs", "bandwidth")
+    assert limits.stream_rate(cell, 2) > 0
+
+
 def test_thread_split_runs(capsys):
     """bench.thread_split times both sides of each split decision and restores them."""
     from bench import thread_split
