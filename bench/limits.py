@@ -23,6 +23,7 @@ a median over interleaved rounds (each round times every variant of a shape
 back to back, the peak included), and each ratio is the median of the
 rounds' ratios.
 """
+import functools
 import statistics
 
 import numpy as np
@@ -97,18 +98,24 @@ def stream_rate(cfg, threads, rounds=7):
     recurrent weights (1 / threads of one step's) in a one-row product: the
     best of rounds of every panel variant and BLAS's sgemv, a matrix of that
     size (so it comes from the cache level it would live in)."""
-    k_mod = _kernels.recurrent
-    H = cfg.I + cfg.H if cfg.task == "cell" else cfg.H
+    cols = cfg.I + cfg.H if cfg.task == "cell" else cfg.H
     D = 1 if cfg.task == "cell" or not cfg.bidirectional else 2
-    rows = max(16, D * GATES[cfg.kind] * cfg.H // threads)
-    a, w, c = _operands(1, rows, H)
+    return _one_row_rate(max(16, D * GATES[cfg.kind] * cfg.H // threads), cols, rounds)
+
+
+@functools.lru_cache(maxsize=None)
+def _one_row_rate(rows, cols, rounds):
+    """stream_rate of a (rows x cols) float32 matrix, measured once per shape
+    (configurations that differ only in batch or task share it)."""
+    k_mod = _kernels.recurrent
+    a, w, c = _operands(1, rows, cols)
+    reps = 2 if SMOKE else max(4, int(2e8 / w.nbytes))
     before = k_mod.panel_kernel()
     best = 0.0
     try:
         with _threads.serial_blas():
             for v in k_mod.panel_kernels():
                 k_mod.set_panel_kernel(v)
-                reps = 2 if SMOKE else max(4, int(2e8 / w.nbytes))
                 best = max([best] + [w.nbytes / product_seconds((a, w, c), reps)
                                      for _ in range(1 if SMOKE else rounds)])
     finally:

@@ -54,11 +54,11 @@ static void fastrnn_panel_set_caches(Py_ssize_t l1d, Py_ssize_t l2) {
    kc, the elements of k per block, so that `group` panels of kc rows (64
    bytes each) take at most L1: every row tile of a block passes over them,
    while its packed rows of A stream from L2 and C is touched only at the
-   tile's end. (Half of L1, leaving room for A, measured 4-9% slower on Zen 4
-   with AVX-512: twice the blocks of k, each reloading C and restarting the
-   tiles; a panel line A's stream evicts comes back from L2 in time, at 2
-   vector loads per 12 FMAs.) k splits into blocks as equal as possible (k = 300 with kc 256: 150
-   + 150, not 256 + 44). mc, the rows of A per block, so that its packed copy
+   tile's end. Half of L1, leaving room for A, measured slower (README, What
+   bounds these numbers): twice the blocks of k, each reloading C and
+   restarting the tiles, while a panel line that A's stream evicts comes
+   back from L2 in time (2 vector loads per 12 FMAs). k splits into blocks
+   as equal as possible (k = 300 with kc 256: 150 + 150, not 256 + 44). mc, the rows of A per block, so that its packed copy
    (mc x kc floats) takes at most half of L2 and at most a_floats (the
    kernel's buffer), a multiple of the tile's rows mr. Always mc >= mr and
    mc * kc <= a_floats (kc is capped at a_floats / mr for that). */
