@@ -4,13 +4,21 @@
 
 1. One process that calls fastrnn and another engine (ONNX Runtime, PyTorch)
    by turns, as an application serving both would: fastrnn's time per call
-   alternated with the other engine's over its time called alone, in
-   interleaved rounds of one run. The other engine's pool threads spin on
-   the cores after each of its calls, where fastrnn's threads meet once per
-   step.
+   in that loop over its time in a process without the other engine, both
+   processes asked in interleaved rounds of one run, the alternating one
+   after a second of alternating (the steady state of a long-running
+   application: fastrnn's unit split learns within a few calls that its
+   second thread comes late, fastrnn/_team.h). ONNX Runtime's pool threads
+   spin for tens of milliseconds after each of its calls, on the cores where
+   fastrnn's threads meet once per step; the same with ONNX Runtime's
+   spinning off (session option session.intra_op.allow_spinning = 0) is
+   printed too.
 2. An external process keeping one core busy (a Python loop): each engine's
-   time with it over its time without, each engine in a process of its own.
-   fastrnn should degrade no more than ONNX Runtime does.
+   time with it over its time without, each engine in a process of its own,
+   interleaved rounds (busy, every engine; idle, every engine). fastrnn
+   should degrade no more than ONNX Runtime does.
+fastrnn's lines end with its unit-split team's counts over the rounds: team
+calls, those judged late, calls run on one thread because of them.
 Also prints fastrnn's time for a call after 50 ms idle over its time in a
 loop (the team's threads asleep: on a VM waking a vCPU can take a
 millisecond).
@@ -23,6 +31,7 @@ import time
 from bench import engines
 
 DEFAULT = "lstm-h256-b1"
+OTHERS = ("onnxruntime", "onnxruntime-nospin", "torch")
 
 
 def _sample(fn, reps):
@@ -40,65 +49,167 @@ def _reps(fn, budget=0.05):
     return max(1, int(budget / max(time.perf_counter() - start, 1e-7)))
 
 
-def in_one_process(cfg, rounds):
-    """{other engine: fastrnn alternated / fastrnn alone} (median of rounds)."""
-    mine = engines.fastrnn_engine(cfg)
-    others = {name: engines.FACTORIES[name](cfg) for name in ("onnxruntime", "torch")}
-    others = {n: f for n, f in others.items() if f is not None}
+def _for(seconds, fn):
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        fn()
+
+
+def _other_engine(other, cfg):
+    """The other engine's callable (None when not installed)."""
+    if other == "onnxruntime-nospin":
+        return engines.onnx_engine(cfg, spinning=False)
+    return engines.FACTORIES[other](cfg)
+
+
+def _team_probe(action):
+    """fastrnn's unit-split team policy (_team.h; None in builds without it,
+    so that this script also runs on older builds for bench.ab-style runs)."""
+    from fastrnn import _engine
+    probe = getattr(_engine._k, "team_probe", None)
+    return probe(action) if probe else None
+
+
+def _worker(engine, name, other, threads, conn):
+    """Answer each "sample" on conn with the engine's seconds per call on
+    `threads` threads, after 0.2 s of the same untimed: alone (other None) or, for fastrnn, called by turns
+    with the other engine (its time not counted); "counts" with fastrnn's
+    team counts since warm-up. Sends None instead of "ready" when an engine
+    is not installed."""
+    engines.THREADS = threads
+    cfg = next(c for c in engines.CONFIGS if c.name == name)
+    mine = engines.FACTORIES[engine](cfg)
+    peer = _other_engine(other, cfg) if other else None
+    if mine is None or (other and peer is None):
+        conn.send(None)
+        return
     reps = _reps(mine)
+
+    def alternated():
+        total = 0.0
+        for _ in range(reps):
+            peer()
+            t0 = time.perf_counter()
+            mine()
+            total += time.perf_counter() - t0
+        return total / reps
+
+    sample = alternated if peer else (lambda: _sample(mine, reps))
+    _for(1.0, sample)                              # into the steady state
+    if engine == "fastrnn":
+        _team_probe("reset")
+    conn.send("ready")
+    while True:
+        request = conn.recv()
+        if request == "sample":
+            _for(0.2, sample)                      # back into the steady state
+            conn.send(sample())
+        elif request == "counts":
+            conn.send(_team_probe("counts") if engine == "fastrnn" else None)
+        else:
+            return
+
+
+def _start(ctx, specs):
+    """{key: (process, connection)} of the workers that are ready; specs:
+    {key: (engine, configuration name, other engine or None, threads)}."""
+    workers = {}
+    for key, args in specs.items():
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(*args, theirs))
+        proc.start()
+        if mine.poll(600) and mine.recv() == "ready":
+            workers[key] = (proc, mine)
+        else:
+            proc.join()
+    return workers
+
+
+def _ask(workers, request):
+    """Each worker's answer, one after the other, with a pause before each
+    (the last one's thread pools spin for tens of ms after its calls)."""
     out = {}
-    for name, other in others.items():
-        ratios = []
-        for _ in range(rounds):
-            alone = _sample(mine, reps)
-            mine_total = 0.0
-            for _ in range(reps):
-                other()
-                t0 = time.perf_counter()
-                mine()
-                mine_total += time.perf_counter() - t0
-            ratios.append(mine_total / reps / alone)
-        out[name] = statistics.median(ratios)
+    for key, (_, conn) in workers.items():
+        if request == "sample":
+            time.sleep(0.1)
+        conn.send(request)
+        out[key] = conn.recv()
     return out
 
 
-def _busy(stop):
-    while not stop.is_set():
-        pass
+def _stop(workers):
+    counts = _ask(workers, "counts")
+    for proc, conn in workers.values():
+        conn.send("stop")
+        proc.join()
+    return counts
 
 
-def _engine_worker(engine, name, rounds, queue):
-    cfg = next(c for c in engines.CONFIGS if c.name == name)
-    fn = engines.FACTORIES[engine](cfg)
-    reps = _reps(fn)
-    queue.put([_sample(fn, reps) for _ in range(rounds)])
+def in_one_process(cfg, rounds):
+    """({other engine: fastrnn alternated with it / fastrnn alone} (medians of
+    interleaved rounds, each side a process of its own; None: alone),
+    {other: fastrnn's team counts})."""
+    ctx = multiprocessing.get_context("spawn")
+    workers = _start(ctx, {other: ("fastrnn", cfg.name, other, engines.THREADS)
+                           for other in (None,) + OTHERS})
+    times = {other: [] for other in workers}
+    for _ in range(rounds):
+        for other, t in _ask(workers, "sample").items():
+            times[other].append(t)
+    counts = _stop(workers)
+    alone = statistics.median(times.pop(None))
+    return {other: statistics.median(t) / alone for other, t in times.items()}, counts
+
+
+def _busy(flag):
+    """Keep a core busy while flag is set (a Python loop); idle otherwise."""
+    while flag.value >= 0:
+        if flag.value:
+            for _ in range(10000):
+                pass
+        else:
+            time.sleep(0.001)
 
 
 def beside_a_busy_core(cfg, rounds):
-    """{engine: time with one core kept busy / time without} (each engine in a
-    process of its own; medians of rounds)."""
+    """({engine: (seconds per call with one core kept busy, without)}, {engine: time
+    on one thread / on the benchmark's threads, without}, fastrnn's team
+    counts): each engine and thread count in a process of its own, medians
+    of interleaved rounds (the busy process on, every engine asked; off,
+    every engine asked). One thread's time is what an engine whose threads
+    meet every step can keep when a core is taken from it."""
     ctx = multiprocessing.get_context("spawn")
-    out = {}
-    for engine in ("fastrnn", "onnxruntime", "torch"):
-        if engines.FACTORIES[engine](cfg) is None:
-            continue
-        times = {}
-        for busy in (False, True):
-            stop = ctx.Event()
-            spinner = ctx.Process(target=_busy, args=(stop,)) if busy else None
-            if spinner:
-                spinner.start()
+    workers = _start(ctx, {(engine, threads): (engine, cfg.name, None, threads)
+                           for engine in ("fastrnn", "onnxruntime", "torch")
+                           for threads in (engines.THREADS, 1)})
+    flag = ctx.Value("i", 0)
+    spinner = ctx.Process(target=_busy, args=(flag,))
+    spinner.start()
+    times = {(engine, busy): [] for engine in workers for busy in (False, True)}
+    try:
+        for _ in range(rounds):
+            for busy in (True, False):
+                flag.value = int(busy)
                 time.sleep(0.2)
-            queue = ctx.Queue()
-            worker = ctx.Process(target=_engine_worker, args=(engine, cfg.name, rounds, queue))
-            worker.start()
-            times[busy] = statistics.median(queue.get(timeout=600))
-            worker.join()
-            if spinner:
-                stop.set()
-                spinner.join()
-        out[engine] = times[True] / times[False]
-    return out
+                for engine, t in _ask(workers, "sample").items():
+                    times[engine, busy].append(t)
+    finally:
+        flag.value = -1
+        spinner.join()
+        counts = _stop(workers)
+    med = {key: statistics.median(t) for key, t in times.items()}
+    full = [key for key in workers if key[1] == engines.THREADS]
+    return ({engine: (med[(engine, n), True], med[(engine, n), False]) for engine, n in full},
+            {engine: med[(engine, 1), False] / med[(engine, n), False] for engine, n in full
+             if (engine, 1) in workers},
+            counts[("fastrnn", engines.THREADS)])
+
+
+def _counted(counts):
+    if not counts:
+        return ""
+    return (f"  (team calls {counts['team']}, late {counts['late']}, "
+            f"run alone {counts['alone']})")
 
 
 def after_idle(cfg, rounds):
@@ -125,11 +236,19 @@ def main(argv=None):
     if cfg is None:
         parser.error(f"--config: no such configuration {args.config!r}")
     print(f"{cfg.name}, {engines.THREADS} threads, {args.rounds} rounds")
-    for name, ratio in in_one_process(cfg, args.rounds).items():
-        print(f"one process, alternated with {name}: fastrnn {ratio:.2f} x its time alone")
+    ratios, counts = in_one_process(cfg, args.rounds)
+    print(f"one process, fastrnn alone:{_counted(counts.get(None))}")
+    for name, ratio in ratios.items():
+        print(f"one process, alternated with {name}: fastrnn {ratio:.2f} x its time alone"
+              f"{_counted(counts.get(name))}")
     print(f"after 50 ms idle: fastrnn {after_idle(cfg, args.rounds):.2f} x its time in a loop")
-    for name, ratio in beside_a_busy_core(cfg, max(3, args.rounds // 2)).items():
-        print(f"one core busy (another process): {name} {ratio:.2f} x its time without")
+    ratios, one_thread, counts = beside_a_busy_core(cfg, args.rounds)
+    for name, (busy, idle) in ratios.items():
+        print(f"one core busy (another process): {name} {busy / idle:.2f} x its time without"
+              f" ({busy * 1e3:.3f} ms, {idle * 1e3:.3f} ms)"
+              f"{_counted(counts) if name == 'fastrnn' else ''}")
+    for name, ratio in one_thread.items():
+        print(f"one thread, no busy core: {name} {ratio:.2f} x its time on {engines.THREADS}")
     sys.stdout.flush()
 
 

@@ -150,7 +150,9 @@ def torch_engine(cfg, variant=None):
     return run
 
 
-def onnx_engine(cfg, variant=None):
+def onnx_engine(cfg, variant=None, spinning=True):
+    """ONNX Runtime's operator; spinning=False turns its pool's spinning off
+    (session.intra_op.allow_spinning = 0; bench.coexist)."""
     if cfg.task not in ("infer", "varlen"):
         return None
     try:
@@ -190,6 +192,8 @@ def onnx_engine(cfg, variant=None):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = THREADS
     opts.inter_op_num_threads = 1
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model.SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
     seq = (lengths if lengths is not None and variant != "full"

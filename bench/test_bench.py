@@ -124,3 +124,4 @@ def test_coexist_runs(capsys):
     coexist.main(["--rounds", "1", "--config", "lstm-h64-b1"])
     out = capsys.readouterr().out
     assert "after 50 ms idle" in out and "one core busy" in out
+    assert "fastrnn alone:  (team calls" in out and "one thread, no busy core: fastrnn" in out

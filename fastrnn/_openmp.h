@@ -53,10 +53,21 @@ static inline void fastrnn_spin_init(fastrnn_spin_barrier *b, int nthreads) {
     b->spins = nthreads <= omp_get_num_procs() ? 2048 : 8;
 }
 
+/* monotonic nanoseconds (the vDSO clock: ~20 ns, read only by a thread that
+   waits long) */
+#include <time.h>
+static inline long long fastrnn_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 /* every one of the nthreads threads calls this with its own local_sense
-   (starting at 0, kept between calls) */
-static inline void fastrnn_spin_wait(fastrnn_spin_barrier *b, int nthreads,
-                                     int *local_sense) {
+   (starting at 0, kept between calls). waited: NULL, or where to add the
+   nanoseconds this thread waited past its first 64 pauses (a partner late
+   by more than noise; the clock is not read for shorter waits). */
+static inline void fastrnn_spin_wait_timed(fastrnn_spin_barrier *b, int nthreads,
+                                           int *local_sense, long long *waited) {
     int sense = !*local_sense;
     *local_sense = sense;
     if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nthreads) {
@@ -64,13 +75,23 @@ static inline void fastrnn_spin_wait(fastrnn_spin_barrier *b, int nthreads,
         __atomic_store_n(&b->sense, sense, __ATOMIC_RELEASE);
         return;
     }
-    int spins = 0;
+    int spins = 0, pauses = 0;
+    long long start = 0;
     while (__atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != sense) {
         fastrnn_pause();
+        if (pauses < 64 && ++pauses == 64 && waited != NULL)
+            start = fastrnn_now_ns();
         if (++spins >= b->spins) {
             fastrnn_yield();
             spins = 0;
         }
     }
+    if (start != 0)
+        *waited += fastrnn_now_ns() - start;
+}
+
+static inline void fastrnn_spin_wait(fastrnn_spin_barrier *b, int nthreads,
+                                     int *local_sense) {
+    fastrnn_spin_wait_timed(b, nthreads, local_sense, NULL);
 }
 #endif

@@ -18,3 +18,15 @@ cdef extern from "_openmp.h":
     void spin_init "fastrnn_spin_init"(fastrnn_spin_barrier* b, int nthreads) noexcept nogil
     void spin_wait "fastrnn_spin_wait"(fastrnn_spin_barrier* b, int nthreads,
                                        int* local_sense) noexcept nogil
+    void spin_wait_timed "fastrnn_spin_wait_timed"(fastrnn_spin_barrier* b, int nthreads,
+                                                   int* local_sense,
+                                                   long long* waited) noexcept nogil
+    long long now_ns "fastrnn_now_ns"() noexcept nogil
+
+cdef extern from "_team.h":
+    # when the unit split runs as a team (see _team.h)
+    int team_size "fastrnn_team_size"(int nthreads) noexcept nogil
+    void team_report "fastrnn_team_report"(int nthreads, long long waited_ns,
+                                           long long total_ns) noexcept nogil
+    void team_reset "fastrnn_team_reset"() noexcept nogil
+    long long team_count "fastrnn_team_count"(int which) noexcept nogil

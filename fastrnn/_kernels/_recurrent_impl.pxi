@@ -30,6 +30,7 @@
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 import threading
@@ -37,8 +38,10 @@ import threading
 import numpy as np
 
 from fastrnn._blas cimport gemm
-from fastrnn._openmp cimport (fastrnn_barrier, fastrnn_spin_barrier, omp_get_num_threads,
-                              omp_get_thread_num, spin_init, spin_wait)
+from fastrnn._openmp cimport (fastrnn_barrier, fastrnn_spin_barrier, now_ns,
+                              omp_get_num_threads, omp_get_thread_num, spin_init, spin_wait,
+                              spin_wait_timed, team_count, team_report, team_reset,
+                              team_size)
 from fastrnn._kernels._activations cimport sigmoid, tanh_
 from fastrnn._kernels._cells cimport (Product, backward_phases, backward_product,
                                      backward_written, cell_backward, cell_forward,

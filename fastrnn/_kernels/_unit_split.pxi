@@ -8,6 +8,12 @@ ctypedef struct Team:
     int tid                       # this thread
     int nthreads                  # the team's size (as OpenMP gave it)
     fastrnn_spin_barrier* bar     # the call's barrier
+    long long* waited             # this thread's time waiting for the others (ns)
+
+
+cdef inline void _meet(const Team* team, int* sense) noexcept nogil:
+    """The team's barrier; each thread adds its long waits to its team.waited."""
+    spin_wait_timed(team.bar, team.nthreads, sense, team.waited)
 
 
 cdef inline Py_ssize_t _units_from(const Team* team, Py_ssize_t H) noexcept nogil:
@@ -33,7 +39,7 @@ cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize
         pack_panel(src, <int> count, K, dst + p * K * PANEL)
 
 
-cdef void _unit_worker(const LayerCall* call, floating* work,
+cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                        fastrnn_spin_barrier* bar) noexcept nogil:
     """One thread of the unit-split forward: hidden units [u0, u1) of every gate.
 
@@ -55,6 +61,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work,
     team_.tid = omp_get_thread_num()
     team_.nthreads = omp_get_num_threads()
     team_.bar = bar
+    team_.waited = waited + team_.tid
     cdef const Team* team = &team_
     cdef const Dims* d = &call.dims
     cdef const Rows* rows = &call.rows
@@ -129,7 +136,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work,
                U * sizeof(floating))
         if with_c:
             memcpy(c + j * U, <const floating*> ends.c0 + b * H + u0, U * sizeof(floating))
-    spin_wait(team.bar, team.nthreads, &sense)
+    _meet(team, &sense)
 
     s0 = 0
     while s0 < n_steps:
@@ -156,7 +163,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work,
                                  I, src.s2)
             off += n
         if training and not tokens:
-            spin_wait(team.bar, team.nthreads, &sense)  # the shared inputs are gathered
+            _meet(team, &sense)  # the shared inputs are gathered
         # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
         if U > 0 and not tokens:
             unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, <floating> 0, gx, ldg)
@@ -175,7 +182,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work,
                     # the product reads r ⊙ h_{t-1} of every unit
                     for j in range(n):
                         memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
-                    spin_wait(team.bar, team.nthreads, &sense)
+                    _meet(team, &sense)
                 if U > 0:
                     # G[:, blocks q0.., my units] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[those rows]ᵀ
                     unit_wt(n, p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
@@ -192,7 +199,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work,
                     for q in range(blocks):
                         memcpy(keep_g + (off + j) * d.ldg + q * H + u0,
                                gblk + j * ldg + q * U, U * sizeof(floating))
-            spin_wait(team.bar, team.nthreads, &sense)  # h_t is complete before anyone reads it
+            _meet(team, &sense)  # h_t is complete before anyone reads it
             swap = h_prev
             h_prev = h_next
             h_next = swap
@@ -208,7 +215,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work,
             memset(y + t * ends.y0 + b * ends.y1 + u0, 0, U * sizeof(floating))
 
 
-cdef void _unit_backward_worker(const LayerCall* call, floating* work,
+cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long* waited,
                                 fastrnn_spin_barrier* bar) noexcept nogil:
     """One thread of the unit-split BPTT: the hidden units [u0, u1).
 
@@ -226,6 +233,7 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work,
     team_.tid = omp_get_thread_num()
     team_.nthreads = omp_get_num_threads()
     team_.bar = bar
+    team_.waited = waited + team_.tid
     cdef const Team* team = &team_
     cdef const Dims* d = &call.dims
     cdef const Rows* rows = &call.rows
@@ -309,7 +317,7 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work,
                 for q in range(q0, q1):
                     memcpy(dg + (off + j) * ldd_g + q * H + u0, dgl + j * ldd_l + q * U,
                            U * sizeof(floating))
-            spin_wait(team.bar, team.nthreads, &sense)  # every column of them is written
+            _meet(team, &sense)  # every column of them is written
             p = backward_product(kind, phase)
             # dh_{t-1}[:, mine] (or dL/d(r ⊙ h_{t-1})) (+)= dG_t[:, blocks src0..] @ W_hh[.., mine]
             step_w(n, U, p.nq * H, dg + off * ldd_g + p.src0 * H, ldd_g,
@@ -399,10 +407,7 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     if floating is float:
         if panels_on() and pack_weights:
             call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
-    cdef fastrnn_spin_barrier bar
-    spin_init(&bar, num_threads)
-    with nogil, parallel(num_threads=num_threads):
-        _unit_worker(&call, &work[0], &bar)
+    _run_team(<void*> &call, <void*> &work[0], num_threads, False, floating is double)
 
 
 def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
@@ -454,7 +459,66 @@ def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
     if floating is float:
         if panels_on():
             call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
+    _run_team(<void*> &call, <void*> &work[0], num_threads, True, floating is double)
+
+
+cdef void _run_team(void* call, void* work, int num_threads, bint backward,
+                    bint wide) noexcept:
+    """Run the call's unit-split workers as a team of num_threads, or on this
+    thread alone while the team's threads keep coming late (_team.h), and
+    report the time the team lost waiting: while one thread is off its core
+    (taken by another pool's spinning thread, or by another process) the
+    others wait, so the sum of their waits over (team size - 1) is the time
+    the call made no progress."""
+    cdef int n = team_size(num_threads)
+    cdef int used = 1
+    cdef int* used_at = &used                  # (a name assigned in the region is private)
+    cdef long long start, lost = 0
+    cdef long long* waited = <long long*> calloc(n, sizeof(long long))
+    cdef int i
+    if waited == NULL:
+        n = 1                                  # no memory for the timing: run alone
+        waited = &lost
     cdef fastrnn_spin_barrier bar
-    spin_init(&bar, num_threads)
-    with nogil, parallel(num_threads=num_threads):
-        _unit_backward_worker(&call, &work[0], &bar)
+    spin_init(&bar, n)
+    with nogil:
+        start = now_ns()
+        with parallel(num_threads=n):
+            if omp_get_thread_num() == 0:
+                used_at[0] = omp_get_num_threads()
+            if wide:
+                if backward:
+                    _unit_backward_worker(<const LayerCall*> call, <double*> work, waited, &bar)
+                else:
+                    _unit_worker(<const LayerCall*> call, <double*> work, waited, &bar)
+            else:
+                if backward:
+                    _unit_backward_worker(<const LayerCall*> call, <float*> work, waited, &bar)
+                else:
+                    _unit_worker(<const LayerCall*> call, <float*> work, waited, &bar)
+        for i in range(used):
+            lost += waited[i]
+        if used > 1:
+            lost = lost // (used - 1)
+        team_report(used, lost, now_ns() - start)
+    if waited != &lost:
+        free(waited)
+
+
+def team_probe(str action, int nthreads=2, long long waited_ns=0, long long total_ns=0):
+    """The team policy of _team.h, for the tests and bench.coexist: "size"
+    returns the team size a unit-split call asking for nthreads gets now (and
+    counts the call); "report" records such a call; "counts" returns
+    {"team": team calls, "late": of them late, "alone": calls run alone}
+    since the last "reset", which also forgets every report."""
+    if action == "size":
+        return team_size(nthreads)
+    if action == "report":
+        team_report(nthreads, waited_ns, total_ns)
+        return None
+    if action == "counts":
+        return {"team": team_count(0), "late": team_count(1), "alone": team_count(2)}
+    if action == "reset":
+        team_reset()
+        return None
+    raise ValueError(f"action must be 'size', 'report', 'counts' or 'reset', got {action!r}")
