@@ -16,10 +16,11 @@
    on the unit split's calls. After such a late call the
    next calls run on the calling thread alone (no team to wait for), then
    one call tries the team again: the stretch alone doubles while the tries
-   keep coming late (1, 2, 4, ... 256 calls, at most a second) and halves with every
-   healthy team call (no progress for at most 25% of it; a call between the
-   two leaves the stretch as it is). In a loop of fastrnn calls alone such a call is rare (about 1
-   in 2000 on the 2-vCPU VMs this was measured on) and costs one call on one
+   keep coming late (1, 2, 4, ... 256 calls, at most a second) and halves
+   with every healthy team call (no progress for at most 25% of it; a call
+   between the two leaves the stretch as it is). In a loop of fastrnn calls
+   alone a late call is rare (bench.coexist counts them: a few in a thousand
+   on the 2-vCPU VMs this was measured on) and costs one call on one
    thread.
 
    The state is the process's (shared by every Python thread; relaxed atomics:
