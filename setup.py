@@ -6,6 +6,7 @@ Environment:
 No -ffast-math: it changes results and, linked in, sets flush-to-zero for the
 whole process.
 """
+import glob
 import os
 import sys
 import tempfile
@@ -85,9 +86,15 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-# _openmp.h (fastrnn/) and _panel.h (fastrnn/_kernels/) are found from every module
+# _openmp.h (fastrnn/) and _panel.h (fastrnn/_kernels/) are found from every module.
+# Cython regenerates a module's C when its .pyx, .pxd or .pxi change, but not
+# when a C header it includes does: the headers are every module's depends, so
+# that an edit to a kernel in a .h rebuilds the modules (an in-place build
+# otherwise keeps the old object files and links the old kernel).
+HEADERS = sorted(glob.glob("fastrnn/*.h") + glob.glob("fastrnn/_kernels/*.h"))
 extensions = [
-    Extension(name, [name.replace(".", "/") + ".pyx"], include_dirs=["fastrnn", "fastrnn/_kernels"])
+    Extension(name, [name.replace(".", "/") + ".pyx"], include_dirs=["fastrnn", "fastrnn/_kernels"],
+              depends=HEADERS)
     for name in MODULES + [AVX2_MODULE]
 ]
 

@@ -29,9 +29,12 @@ import sys
 import time
 
 from bench import engines
+from bench.workers import Worker
 
 DEFAULT = "lstm-h256-b1"
 OTHERS = ("onnxruntime", "onnxruntime-nospin", "torch")
+MIN_TIME = 0.05                  # seconds per sample
+SETTLE = 0.2                     # seconds of untimed samples before each sample
 
 
 def _sample(fn, reps):
@@ -42,106 +45,42 @@ def _sample(fn, reps):
     return (time.perf_counter() - start) / reps
 
 
-def _reps(fn, budget=0.05):
+def _reps(fn, budget=MIN_TIME):
     fn()
     start = time.perf_counter()
     fn()
     return max(1, int(budget / max(time.perf_counter() - start, 1e-7)))
 
 
-def _for(seconds, fn):
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        fn()
-
-
-def _other_engine(other, cfg):
-    """The other engine's callable (None when not installed)."""
-    if other == "onnxruntime-nospin":
-        return engines.onnx_engine(cfg, spinning=False)
-    return engines.FACTORIES[other](cfg)
-
-
-def _team_probe(action):
-    """fastrnn's unit-split team policy (_team.h; None in builds without it,
-    so that this script also runs on older builds for bench.ab-style runs)."""
-    from fastrnn import _engine
-    probe = getattr(_engine._k, "team_probe", None)
-    return probe(action) if probe else None
-
-
-def _worker(engine, name, other, threads, conn):
-    """Answer each "sample" on conn with the engine's seconds per call on
-    `threads` threads, after 0.2 s of the same untimed: alone (other None) or, for fastrnn, called by turns
-    with the other engine (its time not counted); "counts" with fastrnn's
-    team counts since warm-up. Sends None instead of "ready" when an engine
-    is not installed."""
-    engines.THREADS = threads
-    cfg = next(c for c in engines.CONFIGS if c.name == name)
-    mine = engines.FACTORIES[engine](cfg)
-    peer = _other_engine(other, cfg) if other else None
-    if mine is None or (other and peer is None):
-        conn.send(None)
-        return
-    reps = _reps(mine)
-
-    def alternated():
-        total = 0.0
-        for _ in range(reps):
-            peer()
-            t0 = time.perf_counter()
-            mine()
-            total += time.perf_counter() - t0
-        return total / reps
-
-    sample = alternated if peer else (lambda: _sample(mine, reps))
-    _for(1.0, sample)                              # into the steady state
-    if engine == "fastrnn":
-        _team_probe("reset")
-    conn.send("ready")
-    while True:
-        request = conn.recv()
-        if request == "sample":
-            _for(0.2, sample)                      # back into the steady state
-            conn.send(sample())
-        elif request == "counts":
-            conn.send(_team_probe("counts") if engine == "fastrnn" else None)
-        else:
-            return
-
-
-def _start(ctx, specs):
-    """{key: (process, connection)} of the workers that are ready; specs:
-    {key: (engine, configuration name, other engine or None, threads)}."""
+def _start(cfg, specs):
+    """{key: Worker} of the workers whose engines run the configuration,
+    each already in its steady state (a first, untimed sample); specs: {key:
+    (engine, peer engine or None, threads)}."""
     workers = {}
-    for key, args in specs.items():
-        mine, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(*args, theirs))
-        proc.start()
-        if mine.poll(600) and mine.recv() == "ready":
-            workers[key] = (proc, mine)
+    for key, (engine, peer, threads) in specs.items():
+        worker = Worker(engine, threads=threads)
+        if worker.ask(cfg.name, min_time=MIN_TIME, peer=peer, settle=SETTLE) is None:
+            worker.close()
         else:
-            proc.join()
+            workers[key] = (worker, peer)
     return workers
 
 
-def _ask(workers, request):
-    """Each worker's answer, one after the other, with a pause before each
+def _ask(cfg, workers):
+    """Each worker's sample, one after the other, with a pause before each
     (the last one's thread pools spin for tens of ms after its calls)."""
     out = {}
-    for key, (_, conn) in workers.items():
-        if request == "sample":
-            time.sleep(0.1)
-        conn.send(request)
-        out[key] = conn.recv()
+    for key, (worker, peer) in workers.items():
+        time.sleep(0.1)
+        out[key] = worker.ask(cfg.name, min_time=MIN_TIME, peer=peer, settle=SETTLE)
     return out
 
 
 def _stop(workers):
-    counts = _ask(workers, "counts")
-    for proc, conn in workers.values():
-        conn.send("stop")
-        proc.join()
+    """Each worker's team counts; the workers closed."""
+    counts = {key: worker.counts() for key, (worker, _) in workers.items()}
+    for worker, _ in workers.values():
+        worker.close()
     return counts
 
 
@@ -149,14 +88,15 @@ def in_one_process(cfg, rounds):
     """({other engine: fastrnn alternated with it / fastrnn alone} (medians of
     interleaved rounds, each side a process of its own; None: alone),
     {other: fastrnn's team counts})."""
-    ctx = multiprocessing.get_context("spawn")
-    workers = _start(ctx, {other: ("fastrnn", cfg.name, other, engines.THREADS)
+    workers = _start(cfg, {other: ("fastrnn", other, engines.THREADS)
                            for other in (None,) + OTHERS})
     times = {other: [] for other in workers}
-    for _ in range(rounds):
-        for other, t in _ask(workers, "sample").items():
-            times[other].append(t)
-    counts = _stop(workers)
+    try:
+        for _ in range(rounds):
+            for other, t in _ask(cfg, workers).items():
+                times[other].append(t)
+    finally:
+        counts = _stop(workers)
     alone = statistics.median(times.pop(None))
     return {other: statistics.median(t) / alone for other, t in times.items()}, counts
 
@@ -179,7 +119,7 @@ def beside_a_busy_core(cfg, rounds):
     every engine asked). One thread's time is what an engine whose threads
     meet every step can keep when a core is taken from it."""
     ctx = multiprocessing.get_context("spawn")
-    workers = _start(ctx, {(engine, threads): (engine, cfg.name, None, threads)
+    workers = _start(cfg, {(engine, threads): (engine, None, threads)
                            for engine in ("fastrnn", "onnxruntime", "torch")
                            for threads in (engines.THREADS, 1)})
     flag = ctx.Value("i", 0)
@@ -191,7 +131,7 @@ def beside_a_busy_core(cfg, rounds):
             for busy in (True, False):
                 flag.value = int(busy)
                 time.sleep(0.2)
-                for engine, t in _ask(workers, "sample").items():
+                for engine, t in _ask(cfg, workers).items():
                     times[engine, busy].append(t)
     finally:
         flag.value = -1

@@ -5,6 +5,7 @@ configuration once (or None when the engine is not installed or has no such
 operation). Used by the pytest-benchmark suite (test_bench.py) and by the
 one-run comparison table (compare.py).
 """
+import functools
 import os
 from dataclasses import dataclass
 
@@ -204,3 +205,6 @@ def onnx_engine(cfg, variant=None, spinning=True):
 
 FACTORIES = {"fastrnn": fastrnn_engine, "numpy": numpy_engine_, "torch": torch_engine,
              "onnxruntime": onnx_engine}
+# engines called by turns with another in one process (bench.coexist): these
+# and ONNX Runtime with its pool's spinning off
+PEERS = {**FACTORIES, "onnxruntime-nospin": functools.partial(onnx_engine, spinning=False)}

@@ -9,7 +9,10 @@ the workers in interleaved rounds, with a pause before each sample.
     w = Worker("torch")                  # this checkout's fastrnn and bench
     w = Worker("fastrnn", root=OLD)      # fastrnn from another source tree
     w = Worker("fastrnn", env={"FASTRNN_PANEL": "blas"})   # with its own environment
+    w = Worker("fastrnn", threads=1)     # FASTRNN_BENCH_THREADS for that process
     seconds = w.ask("lstm-h256-b64", variant=None, min_time=0.05)
+    seconds = w.ask("lstm-h256-b1", peer="onnxruntime", settle=0.2)  # see ask
+    w.counts()                           # fastrnn's unit-split team counts (bench.coexist)
     w.close()
 """
 import json
@@ -35,43 +38,103 @@ serve({engine!r})
 """
 
 
+def _until(seconds, fn):
+    """Call fn until `seconds` have passed (untimed: into the steady state)."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        fn()
+
+
+def _team_probe(action):
+    """fastrnn's unit-split team policy (fastrnn/_team.h); None in builds
+    without it, so that workers also run older trees."""
+    from fastrnn import _engine
+    probe = getattr(_engine._k, "team_probe", None)
+    return probe(action) if probe else None
+
+
 def serve(engine):
-    """Answer JSON requests [config, variant, min_time] from stdin with the
-    seconds of one sample (the call repeated to last ~min_time; null when the
-    engine has no such operation or is not installed)."""
+    """Answer JSON requests from stdin, one line each.
+
+    {"config", "variant", "min_time", "peer", "settle"}: the seconds of one
+    sample of the configuration's call (repeated to last ~min_time; null
+    when the engine, or the peer, has no such operation or is not
+    installed). With a peer engine, the peer's call runs before each timed
+    call, untimed (an application calling two engines by turns in one
+    process). settle: seconds of untimed samples before the timed one (the
+    first request of a configuration settles for at least a second, and for
+    fastrnn then resets its team counts). {"counts": true}: fastrnn's team
+    counts since then (null for other engines or builds without them).
+    """
     from bench import engines
-    fns = {}
+    samplers = {}
     for line in sys.stdin:
-        name, variant, min_time = json.loads(line)
-        key = (name, variant)
-        if key not in fns:
-            cfg = next(c for c in engines.CONFIGS if c.name == name)
-            fn = engines.FACTORIES[engine](cfg, variant)
-            if fn is None:
-                fns[key] = None
-            else:
-                fn()
-                start = time.perf_counter()
-                fn()
-                once = max(time.perf_counter() - start, 1e-7)
-                fns[key] = (fn, max(1, int(min_time / once)))
-        if fns[key] is None:
+        request = json.loads(line)
+        if request.get("counts"):
+            print(json.dumps(_team_probe("counts") if engine == "fastrnn" else None),
+                  flush=True)
+            continue
+        name, variant, peer = request["config"], request.get("variant"), request.get("peer")
+        key = (name, variant, peer)
+        first = key not in samplers
+        if first:
+            samplers[key] = _sampler(engines, engine, name, variant, peer,
+                                     request.get("min_time", 0.02))
+        sample = samplers[key]
+        if sample is None:
             print("null", flush=True)
             continue
-        fn, reps = fns[key]
-        fn()                                   # wake this engine's threads
-        start = time.perf_counter()
-        for _ in range(reps):
-            fn()
-        print(json.dumps((time.perf_counter() - start) / reps), flush=True)
+        settle = request.get("settle", 0.0)
+        if first and settle > 0:
+            _until(max(settle, 1.0), sample)
+            if engine == "fastrnn":
+                _team_probe("reset")
+        _until(settle, sample)
+        print(json.dumps(sample()), flush=True)
+
+
+def _sampler(engines, engine, name, variant, peer, min_time):
+    """A function timing one sample of the call (seconds per call), or None."""
+    cfg = next(c for c in engines.CONFIGS if c.name == name)
+    fn = engines.FACTORIES[engine](cfg, variant)
+    other = None
+    if peer is not None:
+        other = engines.PEERS[peer](cfg)
+        if other is None:
+            return None
+    if fn is None:
+        return None
+    fn()
+    start = time.perf_counter()
+    fn()
+    reps = max(1, int(min_time / max(time.perf_counter() - start, 1e-7)))
+    if other is None:
+        def sample():
+            fn()                                   # wake this engine's threads
+            start = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            return (time.perf_counter() - start) / reps
+    else:
+        def sample():
+            total = 0.0
+            for _ in range(reps):
+                other()
+                start = time.perf_counter()
+                fn()
+                total += time.perf_counter() - start
+            return total / reps
+    return sample
 
 
 class Worker:
     """A process that times one engine's configurations when asked."""
 
-    def __init__(self, engine, root=HERE, env=None):
+    def __init__(self, engine, root=HERE, env=None, threads=None):
         self.engine, self.root = engine, os.path.abspath(root)
         env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(env or {})}
+        if threads is not None:
+            env["FASTRNN_BENCH_THREADS"] = str(threads)
         code = _BOOT.format(root=self.root, here=HERE, engine=engine)
         self.proc = subprocess.Popen([sys.executable, "-P", "-c", code], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env,
@@ -82,13 +145,25 @@ class Worker:
             raise RuntimeError(f"the {engine} worker for {self.root} imported fastrnn from "
                                f"{loaded or '?'}")
 
-    def ask(self, name, variant=None, min_time=0.02):
-        """Seconds per call of configuration ``name`` (None: no such operation)."""
-        self.proc.stdin.write(json.dumps([name, variant, min_time]) + "\n")
+    def ask(self, name, variant=None, min_time=0.02, peer=None, settle=0.0):
+        """Seconds per call of configuration ``name`` (None: no such operation).
+        peer: another engine called by turns with this one in the worker's
+        process (its time not counted); settle: seconds of untimed samples
+        first (see serve)."""
+        return self._request({"config": name, "variant": variant, "min_time": min_time,
+                              "peer": peer, "settle": settle}, name)
+
+    def counts(self):
+        """fastrnn's unit-split team counts since the worker settled (None
+        for other engines)."""
+        return self._request({"counts": True}, "counts")
+
+    def _request(self, request, what):
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"the {self.engine} worker stopped on {name} "
+            raise RuntimeError(f"the {self.engine} worker stopped on {what} "
                                f"(exit {self.proc.wait()})")
         return json.loads(line)
 

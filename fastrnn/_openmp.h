@@ -3,6 +3,7 @@
    Cython in _openmp.pxd). */
 #ifndef FASTRNN_OPENMP_H
 #define FASTRNN_OPENMP_H
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #define FASTRNN_HAVE_OPENMP 1
@@ -45,17 +46,32 @@ typedef struct {
     char pad1[56];
 } fastrnn_spin_barrier;
 
+/* the processors this process may run on, asked once: GNU OpenMP's
+   omp_get_num_procs asks the kernel for the affinity mask on every call (a
+   system call per unit-split call otherwise). An affinity changed later is not
+   seen: the count only sets how soon a waiting thread yields. Relaxed atomics:
+   two threads asking first both store the same answer. */
+static int fastrnn_procs = 0;
+
+static inline int fastrnn_num_procs(void) {
+    int n = __atomic_load_n(&fastrnn_procs, __ATOMIC_RELAXED);
+    if (n <= 0) {
+        n = omp_get_num_procs();
+        __atomic_store_n(&fastrnn_procs, n, __ATOMIC_RELAXED);
+    }
+    return n;
+}
+
 /* for a team of nthreads; with more threads than processors a waiting
    thread yields almost at once (the thread it waits for needs the CPU) */
 static inline void fastrnn_spin_init(fastrnn_spin_barrier *b, int nthreads) {
     b->count = 0;
     b->sense = 0;
-    b->spins = nthreads <= omp_get_num_procs() ? 2048 : 8;
+    b->spins = nthreads <= fastrnn_num_procs() ? 2048 : 8;
 }
 
 /* monotonic nanoseconds (the vDSO clock: ~20 ns, read only by a thread that
    waits long) */
-#include <time.h>
 static inline long long fastrnn_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -462,6 +462,10 @@ def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
     _run_team(<void*> &call, <void*> &work[0], num_threads, True, floating is double)
 
 
+cdef enum:
+    _TEAM_ON_STACK = 64      # teams whose wait counters live on the caller's stack
+
+
 cdef void _run_team(void* call, void* work, int num_threads, bint backward,
                     bint wide) noexcept:
     """Run the call's unit-split workers as a team of num_threads, or on this
@@ -474,11 +478,17 @@ cdef void _run_team(void* call, void* work, int num_threads, bint backward,
     cdef int used = 1
     cdef int* used_at = &used                  # (a name assigned in the region is private)
     cdef long long start, lost = 0
-    cdef long long* waited = <long long*> calloc(n, sizeof(long long))
+    # each thread's waits: on the stack for the usual teams, else from the heap
+    cdef long long on_stack[_TEAM_ON_STACK]
+    cdef long long* waited = on_stack
     cdef int i
-    if waited == NULL:
-        n = 1                                  # no memory for the timing: run alone
-        waited = &lost
+    if n <= _TEAM_ON_STACK:
+        memset(on_stack, 0, n * sizeof(long long))
+    else:
+        waited = <long long*> calloc(n, sizeof(long long))
+        if waited == NULL:
+            n = 1                              # no memory for the timing: run alone
+            waited = &lost
     cdef fastrnn_spin_barrier bar
     spin_init(&bar, n)
     with nogil:
@@ -501,7 +511,7 @@ cdef void _run_team(void* call, void* work, int num_threads, bint backward,
         if used > 1:
             lost = lost // (used - 1)
         team_report(used, lost, now_ns() - start)
-    if waited != &lost:
+    if waited != &lost and waited != on_stack:
         free(waited)
 
 
