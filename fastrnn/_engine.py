@@ -57,10 +57,21 @@ _CELL_SPLIT_BYTES, _UNIT_SPLIT_BYTES = _cache_bounds(_cpu.plan().caches)
 # token input reads W_ih's columns straight from W_ih (strided) unless the call
 # has at least vocabulary size / _TOKENS_PER_COPY tokens: then from a transposed copy
 _TOKENS_PER_COPY = 8
-# per direction, 1 where it runs from each sequence's end: forward call, reversed call
-_FLAGS = {False: np.array([0, 1], dtype=np.intc), True: np.array([1, 0], dtype=np.intc)}
-for _flags in _FLAGS.values():
-    _flags.flags.writeable = False
+# per direction, 1 where it runs from each sequence's end, by (reversed call,
+# directions); read-only, made once (a slice per call was ~0.3 us of it)
+_FLAGS = {}
+for _reverse in (False, True):
+    for _dirs in (1, 2):
+        _FLAGS[_reverse, _dirs] = np.array([1, 0] if _reverse else [0, 1],
+                                           dtype=np.intc)[:_dirs]
+        _FLAGS[_reverse, _dirs].flags.writeable = False
+
+
+@functools.lru_cache(maxsize=8)
+def _no_state(directions, dtype):
+    """A (D, 0, 0) array for the kernels' cell-state slots of a cell without
+    one: nothing is read or written through it, so one serves every call."""
+    return np.empty((directions, 0, 0), dtype)
 
 
 class BatchPlan:
@@ -164,13 +175,14 @@ def forward(module, x, state, lengths, reverse, training):
         return y, state, None
     # small batches split the hidden units across threads; the packed
     # training storage is then one block of all rows
-    units = _split_units(batch, D, threads, max(w.nbytes for w in module._w_hh) // D)
+    # (every layer's W_hh block has the same shape, (D, G, H))
+    units = _split_units(batch, D, threads, module._w_hh[0].nbytes // D)
     plan = _plan(lengths, steps, batch, D, single_block=units)
     flags = direction_flags(module, reverse)
     with_c = carries_cell_state(module._kind)
     h_n = np.empty((L * D, batch, H), module.dtype)
     c_n = np.empty((L * D, batch, H), module.dtype) if with_c else None
-    unused = np.empty((D, 0, 0), module.dtype)
+    unused = _no_state(D, module.dtype)
     traces = []
     inp = x
     tokens = x.dtype.kind in "iu"           # (T, B) token ids for the first layer
@@ -311,7 +323,7 @@ def stream_step(module, x, state):
 
 def direction_flags(module, reverse):
     """Per direction, 1 where it walks from each sequence's end (read-only)."""
-    return _FLAGS[reverse][:module.num_directions]
+    return _FLAGS[bool(reverse), module.num_directions]
 
 
 def backward(module, trace, dy, dstate):

@@ -37,6 +37,7 @@ def max_threads():
     return 4 * _CPUS
 
 
+_OPENMP = _openmp.openmp_enabled()   # a build constant, asked once
 _num_threads = None          # None = the OpenMP default
 _forked_thread = None        # in a forked child: the ident of the thread that forked
 
@@ -49,7 +50,7 @@ def get_num_threads():
     ``set_num_threads``, or the OpenMP default (OMP_NUM_THREADS when set,
     else the CPU count), at most ``max_threads()``.
     """
-    if not _openmp.openmp_enabled():
+    if not _OPENMP:
         return 1
     if _forked_thread is not None and threading.get_ident() == _forked_thread:
         return 1

@@ -313,9 +313,6 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
     _call_blocks(&call, bounds, block_offsets)
     call.step_chunk = step_chunk
     call.cap = 0 if training else step_chunk * call.rows_max
-    b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
-    cdef const floating[:, ::1] b_x = b_x_arr
-    cdef const floating[:, ::1] b_hn = b_hn_arr
     for dd in range(D):
         call.reverse[dd] = reverse[dd]
         call.src[dd] = _call_source(&x[dd, 0, 0] if tokens else &x[0, 0, 0],
@@ -323,8 +320,7 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
                                     x.strides[2] // isz, &id_v[0, 0] if tokens else NULL,
                                     id_v.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
                                     id_v.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
-        call.w[dd] = _call_weights(&w_ih[dd, 0, 0], &w_hh[dd, 0, 0], &b_x[dd, 0],
-                                   &b_hn[dd, 0])
+        call.w[dd] = _call_weights(&w_ih[dd, 0, 0], &w_hh[dd, 0, 0], NULL, NULL)
         call.ends[dd] = _call_ends(&h0[dd, 0, 0], &c0[dd, 0, 0] if with_c else NULL,
                                    &h_n[dd, 0, 0], &c_n[dd, 0, 0] if with_c else NULL,
                                    &y[0, 0, dd * call.dims.H], y.strides[0] // isz,
@@ -336,6 +332,7 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
             call.keep[dd].h = &keep_h[dd, 0, 0]
             call.keep[dd].c = &keep_c[dd, 0, 0] if with_c else NULL
             call.keep[dd].ids = &keep_ids[dd, 0] if tokens else NULL
+    _kernel_biases(&call, b_ih, b_hh)
     call.work_per = task_space(<floating*> NULL, &call.dims, call.rows_max, call.cap, NULL)
     cdef Py_ssize_t n_tasks = D * call.n_blocks
     work_arr = _scratch("work", n_tasks * call.work_per,

@@ -242,18 +242,22 @@ cdef object _pack_rows(const float[:, :, ::1] w, int num_threads, bint pack=True
     return packed_arr, size
 
 
-cdef object _kernel_biases(int kind, const floating[:, ::1] b_ih, const floating[:, ::1] b_hh):
-    """(b_x (D, G), b_hn (D, H)) for the kernels, in per-thread scratch: the bias
-    added to the input projection and the one r multiplies (combine_biases)."""
-    cdef Py_ssize_t D = b_ih.shape[0], G = b_ih.shape[1], H = G // gates(kind), d
-    buf = _scratch("bias", D * (G + H), np.float32 if floating is float else np.float64)
-    b_x_arr = buf[:D * G].reshape(D, G)
-    b_hn_arr = buf[D * G:D * (G + H)].reshape(D, H)
-    cdef floating[:, ::1] b_x = b_x_arr
-    cdef floating[:, ::1] b_hn = b_hn_arr
+cdef int _kernel_biases(LayerCall* call, const floating[:, ::1] b_ih,
+                        const floating[:, ::1] b_hh) except -1:
+    """Each direction's kernel biases, b_x (G) and b_hn (H): the bias added to
+    the input projection and the one r multiplies (combine_biases), written
+    to this thread's scratch and pointed to by call.w[d] (the call's other
+    weights are set before). One flat scratch array, no views of it: the
+    call's fixed cost."""
+    cdef Py_ssize_t D = b_ih.shape[0], G = call.dims.G, H = call.dims.H, d
+    cdef floating[::1] buf = _scratch("bias", D * (G + H),
+                                      np.float32 if floating is float else np.float64)
     for d in range(D):
-        combine_biases(kind, G, H, &b_ih[d, 0], &b_hh[d, 0], &b_x[d, 0], &b_hn[d, 0])
-    return b_x_arr, b_hn_arr
+        combine_biases(call.dims.kind, G, H, &b_ih[d, 0], &b_hh[d, 0], &buf[d * (G + H)],
+                       &buf[d * (G + H) + G])
+        call.w[d].b_x = &buf[d * (G + H)]
+        call.w[d].b_hn = &buf[d * (G + H) + G]
+    return 0
 
 
 include "_batch_split.pxi"

@@ -376,15 +376,13 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
                id_v.shape[0] if tokens else x.shape[0])
     cdef Py_ssize_t H = call.dims.H, B = call.rows.B
     call.step_chunk = call.rows.T if training else step_chunk
-    b_x_arr, b_hn_arr = _kernel_biases(kind, b_ih, b_hh)
-    cdef const floating[:, ::1] b_x = b_x_arr
-    cdef const floating[:, ::1] b_hn = b_hn_arr
     call.reverse[0] = reverse
     call.src[0] = _call_source(&x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
                                x.strides[2] // isz, &id_v[0, 0] if tokens else NULL,
                                id_v.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
                                id_v.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
-    call.w[0] = _call_weights(&w_ih[0, 0], &w_hh[0, 0], &b_x[0, 0], &b_hn[0, 0])
+    call.w[0] = _call_weights(&w_ih[0, 0], &w_hh[0, 0], NULL, NULL)
+    _kernel_biases(&call, b_ih, b_hh)
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
                               &c_n[0, 0] if with_c else NULL, &y[0, 0, 0],
                               y.strides[0] // isz, y.strides[1] // isz)
