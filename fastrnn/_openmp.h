@@ -19,14 +19,20 @@ static int omp_get_num_procs(void) { return 1; }
 #endif
 
 /* A barrier for the threads of one parallel region (one per kernel call,
-   so concurrent calls from several Python threads do not share it):
-   sense reversal on a shared flag. A thread arriving last resets the
-   count and flips the flag; the others spin on the flag. The unit-split
-   kernels meet once or twice per recurrence step, so the barrier's cost is
-   paid per step; a flag spun on costs less than the OpenMP barrier's
-   protocol (`python -m bench.limits` times both). After 2048 pauses (8 when
-   there are more threads than processors) a waiting thread yields its CPU,
-   so an oversubscribed team still makes progress. */
+   so concurrent calls from several Python threads do not share it): each
+   thread owns a cache line holding the number of times it has arrived; it
+   arrives by storing its next count there (release) and waits until every
+   other thread's count has reached it (acquire). The unit-split kernels meet
+   once or twice per recurrence step, so the barrier's cost is paid per step:
+   against a shared counter and a flag flipped by the last thread to arrive,
+   a waiting thread here reads the line of the thread it waits for as soon
+   as that thread stores to it, one transfer between cores instead of the
+   counter's and then the flag's (`python -m bench.limits` times it beside
+   the OpenMP barrier). A team has at most FASTRNN_BARRIER_SLOTS threads.
+   After 2048 pauses (8 when there are more threads than processors) a
+   waiting thread yields its CPU, so an oversubscribed team still makes
+   progress. */
+
 #if defined(__unix__) || defined(__APPLE__)
 #include <sched.h>
 #define fastrnn_yield() sched_yield()
@@ -38,12 +44,13 @@ static int omp_get_num_procs(void) { return 1; }
 #else
 #define fastrnn_pause()
 #endif
+#define FASTRNN_BARRIER_SLOTS 64
 typedef struct {
-    int count;
-    char pad0[60];
-    int sense;
+    struct {
+        int arrived;    /* times this thread has arrived */
+        char pad[60];
+    } slot[FASTRNN_BARRIER_SLOTS] __attribute__((aligned(64)));
     int spins;          /* pauses before a waiting thread yields its CPU */
-    char pad1[56];
 } fastrnn_spin_barrier;
 
 /* the processors this process may run on, asked once: GNU OpenMP's
@@ -62,11 +69,12 @@ static inline int fastrnn_num_procs(void) {
     return n;
 }
 
-/* for a team of nthreads; with more threads than processors a waiting
-   thread yields almost at once (the thread it waits for needs the CPU) */
+/* for a team of nthreads (at most FASTRNN_BARRIER_SLOTS); with more threads
+   than processors a waiting thread yields almost at once (the thread it
+   waits for needs the CPU) */
 static inline void fastrnn_spin_init(fastrnn_spin_barrier *b, int nthreads) {
-    b->count = 0;
-    b->sense = 0;
+    if (nthreads > FASTRNN_BARRIER_SLOTS) nthreads = FASTRNN_BARRIER_SLOTS;
+    for (int t = 0; t < nthreads; t++) b->slot[t].arrived = 0;
     b->spins = nthreads <= fastrnn_num_procs() ? 2048 : 8;
 }
 
@@ -78,36 +86,39 @@ static inline long long fastrnn_now_ns(void) {
     return (long long) ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* every one of the nthreads threads calls this with its own local_sense
-   (starting at 0, kept between calls). waited: NULL, or where to add the
-   nanoseconds this thread waited past its first 64 pauses (a partner late
-   by more than noise; the clock is not read for shorter waits). */
-static inline void fastrnn_spin_wait_timed(fastrnn_spin_barrier *b, int nthreads,
-                                           int *local_sense, long long *waited) {
-    int sense = !*local_sense;
-    *local_sense = sense;
-    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nthreads) {
-        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->sense, sense, __ATOMIC_RELEASE);
-        return;
-    }
+/* every one of the nthreads threads (tid its number in the team) calls this
+   with its own count of arrivals (starting at 0, kept between calls).
+   waited: NULL, or where to add the nanoseconds this thread waited past its
+   first 64 pauses (a partner late by more than noise; the clock is not read
+   for shorter waits). A thread can be at most one arrival ahead of another
+   (it waits for the other at each), so the counts are compared as a
+   difference, which wraps around safely. */
+static inline void fastrnn_spin_wait_timed(fastrnn_spin_barrier *b, int nthreads, int tid,
+                                           int *arrivals, long long *waited) {
+    const unsigned mine = (unsigned) *arrivals + 1u;
+    *arrivals = (int) mine;
+    __atomic_store_n(&b->slot[tid].arrived, (int) mine, __ATOMIC_RELEASE);
     int spins = 0, pauses = 0;
     long long start = 0;
-    while (__atomic_load_n(&b->sense, __ATOMIC_ACQUIRE) != sense) {
-        fastrnn_pause();
-        if (pauses < 64 && ++pauses == 64 && waited != NULL)
-            start = fastrnn_now_ns();
-        if (++spins >= b->spins) {
-            fastrnn_yield();
-            spins = 0;
+    for (int t = 0; t < nthreads; t++) {
+        if (t == tid) continue;
+        while ((int) ((unsigned) __atomic_load_n(&b->slot[t].arrived, __ATOMIC_ACQUIRE)
+                      - mine) < 0) {
+            fastrnn_pause();
+            if (pauses < 64 && ++pauses == 64 && waited != NULL)
+                start = fastrnn_now_ns();
+            if (++spins >= b->spins) {
+                fastrnn_yield();
+                spins = 0;
+            }
         }
     }
     if (start != 0)
         *waited += fastrnn_now_ns() - start;
 }
 
-static inline void fastrnn_spin_wait(fastrnn_spin_barrier *b, int nthreads,
-                                     int *local_sense) {
-    fastrnn_spin_wait_timed(b, nthreads, local_sense, NULL);
+static inline void fastrnn_spin_wait(fastrnn_spin_barrier *b, int nthreads, int tid,
+                                     int *arrivals) {
+    fastrnn_spin_wait_timed(b, nthreads, tid, arrivals, NULL);
 }
 #endif

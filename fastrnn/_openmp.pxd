@@ -12,14 +12,16 @@ cdef extern from "_openmp.h":
     int omp_get_num_threads() noexcept nogil
     void fastrnn_barrier() noexcept nogil
 
+    # the most threads one spin barrier serves (a unit-split team's cap)
+    int BARRIER_SLOTS "FASTRNN_BARRIER_SLOTS"
     ctypedef struct fastrnn_spin_barrier:
-        int count
-        int sense
+        int spins
     void spin_init "fastrnn_spin_init"(fastrnn_spin_barrier* b, int nthreads) noexcept nogil
-    void spin_wait "fastrnn_spin_wait"(fastrnn_spin_barrier* b, int nthreads,
-                                       int* local_sense) noexcept nogil
+    # thread tid of nthreads arrives (arrivals: its own count, from 0) and waits for all
+    void spin_wait "fastrnn_spin_wait"(fastrnn_spin_barrier* b, int nthreads, int tid,
+                                       int* arrivals) noexcept nogil
     void spin_wait_timed "fastrnn_spin_wait_timed"(fastrnn_spin_barrier* b, int nthreads,
-                                                   int* local_sense,
+                                                   int tid, int* arrivals,
                                                    long long* waited) noexcept nogil
     long long now_ns "fastrnn_now_ns"() noexcept nogil
 

@@ -133,3 +133,30 @@ def test_calls_alone_equal_team_calls(kind, dtype, monkeypatch):
         else:
             np.testing.assert_allclose(a, b, rtol=0, atol=(1e-13 if dtype == np.float64
                                                            else 1e-6) * max(1, np.abs(a).max()))
+
+
+def test_teams_larger_than_the_barrier_run_capped(monkeypatch):
+    """A unit-split call asking for more threads than the spin barrier has
+    slots (64) runs a team of at most 64 and gives the same numbers as one
+    thread (the kernels are called directly: set_num_threads stops at four
+    per CPU)."""
+    from fastrnn._kernels import _recurrent
+    assert _recurrent.barrier_seconds(100, 3, True) > 0      # capped, does not hang
+    layer = fastrnn.LSTM(5, 130, seed=0)
+    x = np.random.default_rng(0).standard_normal((6, 2, 5)).astype(np.float32)
+    plan = _engine._plan(None, 6, 2, 1, single_block=True)
+    b_ih, b_hh = layer._biases(0)
+    outputs = []
+    for threads in (1, 100):
+        y = np.empty((6, 2, 130), np.float32)
+        h_n, c_n = np.empty((2, 130), np.float32), np.empty((2, 130), np.float32)
+        zeros = np.zeros((2, 130), np.float32)
+        _engine._k.forward_layer_units(
+            layer._kind, x, (layer._w_ih[0][0], layer._w_hh[0][0], b_ih, b_hh),
+            (False, plan.lengths, plan.perm, plan.n_active), (zeros, zeros, y, h_n, c_n),
+            6, threads, True)
+        outputs.append((y, h_n, c_n))
+    want, _ = layer(x)
+    np.testing.assert_allclose(outputs[0][0], want, rtol=0, atol=1e-6)
+    for a, b in zip(*outputs):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)

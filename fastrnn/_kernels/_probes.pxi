@@ -19,17 +19,18 @@ def barrier_seconds(int num_threads, Py_ssize_t rounds, bint spin):
     import time
     if num_threads < 1 or rounds < 1:
         raise ValueError(f"num_threads and rounds must be >= 1, got {num_threads}, {rounds}")
+    num_threads = min(num_threads, BARRIER_SLOTS)
     cdef fastrnn_spin_barrier bar
     spin_init(&bar, num_threads)
     cdef Py_ssize_t i
-    cdef int sense, nthreads
+    cdef int arrivals, nthreads
     start = time.perf_counter()
     with nogil, parallel(num_threads=num_threads):
-        sense = 0
+        arrivals = 0
         nthreads = omp_get_num_threads()
         for i in range(rounds):
             if spin:
-                spin_wait(&bar, nthreads, &sense)
+                spin_wait(&bar, nthreads, omp_get_thread_num(), &arrivals)
             else:
                 fastrnn_barrier()
     return (time.perf_counter() - start) / rounds

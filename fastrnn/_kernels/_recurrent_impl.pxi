@@ -38,7 +38,7 @@ import threading
 import numpy as np
 
 from fastrnn._blas cimport gemm
-from fastrnn._openmp cimport (fastrnn_barrier, fastrnn_spin_barrier, now_ns,
+from fastrnn._openmp cimport (BARRIER_SLOTS, fastrnn_barrier, fastrnn_spin_barrier, now_ns,
                               omp_get_num_threads, omp_get_thread_num, spin_init, spin_wait,
                               spin_wait_timed, team_count, team_report, team_reset,
                               team_size)

@@ -11,9 +11,9 @@ ctypedef struct Team:
     long long* waited             # this thread's time waiting for the others (ns)
 
 
-cdef inline void _meet(const Team* team, int* sense) noexcept nogil:
+cdef inline void _meet(const Team* team, int* arrivals) noexcept nogil:
     """The team's barrier; each thread adds its long waits to its team.waited."""
-    spin_wait_timed(team.bar, team.nthreads, sense, team.waited)
+    spin_wait_timed(team.bar, team.nthreads, team.tid, arrivals, team.waited)
 
 
 cdef inline Py_ssize_t _units_from(const Team* team, Py_ssize_t H) noexcept nogil:
@@ -114,7 +114,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     cdef Panels panels
     panels.wp = panels.wp_n = panels.wp_ih = NULL
     cdef Py_ssize_t first = panel_gate_blocks(kind)
-    cdef int sense = 0                         # this thread's side of the barrier
+    cdef int arrivals = 0                      # this thread's arrivals at the barrier
 
     if floating is float:
         if pw != NULL and U > 0:
@@ -136,7 +136,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                U * sizeof(floating))
         if with_c:
             memcpy(c + j * U, <const floating*> ends.c0 + b * H + u0, U * sizeof(floating))
-    _meet(team, &sense)
+    _meet(team, &arrivals)
 
     s0 = 0
     while s0 < n_steps:
@@ -163,7 +163,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                                  I, src.s2)
             off += n
         if training and not tokens:
-            _meet(team, &sense)  # the shared inputs are gathered
+            _meet(team, &arrivals)  # the shared inputs are gathered
         # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
         if U > 0 and not tokens:
             unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, <floating> 0, gx, ldg)
@@ -182,7 +182,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                     # the product reads r ⊙ h_{t-1} of every unit
                     for j in range(n):
                         memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
-                    _meet(team, &sense)
+                    _meet(team, &arrivals)
                 if U > 0:
                     # G[:, blocks q0.., my units] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[those rows]ᵀ
                     unit_wt(n, p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
@@ -199,7 +199,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                     for q in range(blocks):
                         memcpy(keep_g + (off + j) * d.ldg + q * H + u0,
                                gblk + j * ldg + q * U, U * sizeof(floating))
-            _meet(team, &sense)  # h_t is complete before anyone reads it
+            _meet(team, &arrivals)  # h_t is complete before anyone reads it
             swap = h_prev
             h_prev = h_next
             h_next = swap
@@ -276,7 +276,7 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
     cdef Panels panels
     panels.wp = panels.wp_n = NULL
     cdef Py_ssize_t first = panel_gate_blocks(kind)
-    cdef int sense = 0                         # this thread's side of the barrier
+    cdef int arrivals = 0                      # this thread's arrivals at the barrier
 
     if floating is float:
         if pw != NULL and U > 0:
@@ -317,7 +317,7 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
                 for q in range(q0, q1):
                     memcpy(dg + (off + j) * ldd_g + q * H + u0, dgl + j * ldd_l + q * U,
                            U * sizeof(floating))
-            _meet(team, &sense)  # every column of them is written
+            _meet(team, &arrivals)  # every column of them is written
             p = backward_product(kind, phase)
             # dh_{t-1}[:, mine] (or dL/d(r ⊙ h_{t-1})) (+)= dG_t[:, blocks src0..] @ W_hh[.., mine]
             step_w(n, U, p.nq * H, dg + off * ldd_g + p.src0 * H, ldd_g,
@@ -472,7 +472,9 @@ cdef void _run_team(void* call, void* work, int num_threads, bint backward,
     (taken by another pool's spinning thread, or by another process) the
     others wait, so the sum of their waits over (team size - 1) is the time
     the call made no progress."""
-    cdef int n = team_size(num_threads)
+    # (a team of at most BARRIER_SLOTS, 64, threads: the barrier's slots; a
+    # unit split over more threads would give each a few units)
+    cdef int n = team_size(min(num_threads, BARRIER_SLOTS))
     cdef int used = 1
     cdef int* used_at = &used                  # (a name assigned in the region is private)
     cdef long long start, lost = 0
