@@ -30,7 +30,6 @@
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 import threading

@@ -461,7 +461,13 @@ def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
 
 
 cdef enum:
-    _TEAM_ON_STACK = 64      # teams whose wait counters live on the caller's stack
+    # the largest unit-split team: the spin barrier's slots (checked when the
+    # module loads); a unit split over more threads would give each few units
+    _TEAM_MAX = 64
+
+if BARRIER_SLOTS != _TEAM_MAX:
+    raise ImportError(f"fastrnn build error: _openmp.h's barrier has {BARRIER_SLOTS} slots, "
+                      f"the unit split's teams {_TEAM_MAX} threads")
 
 
 cdef void _run_team(void* call, void* work, int num_threads, bint backward,
@@ -472,23 +478,13 @@ cdef void _run_team(void* call, void* work, int num_threads, bint backward,
     (taken by another pool's spinning thread, or by another process) the
     others wait, so the sum of their waits over (team size - 1) is the time
     the call made no progress."""
-    # (a team of at most BARRIER_SLOTS, 64, threads: the barrier's slots; a
-    # unit split over more threads would give each a few units)
-    cdef int n = team_size(min(num_threads, BARRIER_SLOTS))
+    cdef int n = team_size(min(num_threads, _TEAM_MAX))
     cdef int used = 1
     cdef int* used_at = &used                  # (a name assigned in the region is private)
     cdef long long start, lost = 0
-    # each thread's waits: on the stack for the usual teams, else from the heap
-    cdef long long on_stack[_TEAM_ON_STACK]
-    cdef long long* waited = on_stack
+    cdef long long waited[_TEAM_MAX]           # each thread's waits
     cdef int i
-    if n <= _TEAM_ON_STACK:
-        memset(on_stack, 0, n * sizeof(long long))
-    else:
-        waited = <long long*> calloc(n, sizeof(long long))
-        if waited == NULL:
-            n = 1                              # no memory for the timing: run alone
-            waited = &lost
+    memset(waited, 0, n * sizeof(long long))
     cdef fastrnn_spin_barrier bar
     spin_init(&bar, n)
     with nogil:
@@ -511,8 +507,6 @@ cdef void _run_team(void* call, void* work, int num_threads, bint backward,
         if used > 1:
             lost = lost // (used - 1)
         team_report(used, lost, now_ns() - start)
-    if waited != &lost and waited != on_stack:
-        free(waited)
 
 
 def team_probe(str action, int nthreads=2, long long waited_ns=0, long long total_ns=0):
