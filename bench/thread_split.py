@@ -8,7 +8,7 @@ fastrnn._engine decides from the CPU plan's caches (fastrnn._cpu):
    rule that ran W_hh within two L1d on one thread was tried and not kept:
    0.71-1.29 over five runs at H=64, and 1.20 against 0.88 in the table).
 2. up to 8 rows per thread: the batch splits (every thread streams all of
-   W_hh each step), except when W_hh exceeds _UNIT_SPLIT_BYTES (half the L2): then
+   W_hh each step), except when W_hh exceeds _UNIT_SPLIT_BYTES (the L2): then
    the units split. Printed: unit-split / batch-split time at B=16.
 Each pair is timed in interleaved rounds of one run (T=100, 2 threads,
 float32); ratios below 1 favour the first of the pair.

