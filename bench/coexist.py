@@ -29,27 +29,12 @@ import sys
 import time
 
 from bench import engines
-from bench.workers import Worker
+from bench.workers import Worker, reps_for, seconds_per_call
 
 DEFAULT = "lstm-h256-b1"
 OTHERS = ("onnxruntime", "onnxruntime-nospin", "torch")
 MIN_TIME = 0.05                  # seconds per sample
 SETTLE = 0.2                     # seconds of untimed samples before each sample
-
-
-def _sample(fn, reps):
-    fn()
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - start) / reps
-
-
-def _reps(fn, budget=MIN_TIME):
-    fn()
-    start = time.perf_counter()
-    fn()
-    return max(1, int(budget / max(time.perf_counter() - start, 1e-7)))
 
 
 def _start(cfg, specs):
@@ -155,10 +140,10 @@ def _counted(counts):
 def after_idle(cfg, rounds):
     """fastrnn's time for one call after 50 ms idle / in a loop."""
     fn = engines.fastrnn_engine(cfg)
-    reps = _reps(fn)
+    reps = reps_for(fn, MIN_TIME)
     ratios = []
     for _ in range(rounds):
-        loop = _sample(fn, reps)
+        loop = seconds_per_call(fn, reps)
         time.sleep(0.05)
         start = time.perf_counter()
         fn()

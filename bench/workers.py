@@ -45,6 +45,23 @@ def _until(seconds, fn):
         fn()
 
 
+def reps_for(fn, min_time):
+    """How many calls of fn (called twice here, untimed then timed) last ~min_time."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    return max(1, int(min_time / max(time.perf_counter() - start, 1e-7)))
+
+
+def seconds_per_call(fn, reps):
+    """One sample: fn once to wake its engine's threads, then reps calls timed."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps
+
+
 def _team_probe(action):
     """fastrnn's unit-split team policy (fastrnn/_team.h); None in builds
     without it, so that workers also run older trees."""
@@ -104,17 +121,10 @@ def _sampler(engines, engine, name, variant, peer, min_time):
             return None
     if fn is None:
         return None
-    fn()
-    start = time.perf_counter()
-    fn()
-    reps = max(1, int(min_time / max(time.perf_counter() - start, 1e-7)))
+    reps = reps_for(fn, min_time)
     if other is None:
         def sample():
-            fn()                                   # wake this engine's threads
-            start = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            return (time.perf_counter() - start) / reps
+            return seconds_per_call(fn, reps)
     else:
         def sample():
             total = 0.0
