@@ -71,7 +71,7 @@ def _blocks_text():
         return "none (BLAS)"
     rows, cols = b["tile"]
     return (f"register tile {rows} x {cols} of C; k in blocks of <= {b['kc']} "
-            f"(their panels fill L1d); rows of A in blocks of <= {b['mc']} "
+            f"(a tile's panels in a quarter of L2); rows of A in blocks of <= {b['mc']} "
             f"(in half of L2)")
 
 

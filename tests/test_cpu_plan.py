@@ -80,7 +80,7 @@ def test_info_prints_the_plan(capsys):
 
 def test_blocks_follow_the_caches():
     """The products' blocks are worked out from the plan's caches: a smaller
-    L1d gives shorter blocks of k, a smaller L2 fewer rows per block."""
+    L2 gives shorter blocks of k and fewer rows per block."""
     from fastrnn._kernels import _panels
     if _panels.panel_kernel() == "blas":
         pytest.skip("no panel variant on this CPU")
@@ -94,7 +94,7 @@ def test_blocks_follow_the_caches():
         _panels.set_cache_sizes(caches.l1d, caches.l2)
     assert small["kc"] * 2 <= big["kc"]
     assert small["mc"] * small["kc"] * 4 <= 32 << 10        # half of that L2
-    assert small["kc"] * small["tile"][1] * 4 <= 16 << 10   # a row tile's panels fit L1d
+    assert small["kc"] * small["tile"][1] * 4 <= 16 << 10   # a tile's panels: a quarter of L2
     assert small["tile"] == big["tile"]
     result = _config_in_child({"FASTRNN_CACHE": "l1d=16K,l2=64K"})
     assert result.returncode == 0, result.stderr

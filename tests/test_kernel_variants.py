@@ -156,15 +156,18 @@ def small_caches():
 
 
 @pytest.mark.parametrize("m,n,k", [(300, 40, 100), (13, 33, 70), (1, 100, 65), (2, 129, 97),
-                                   (7, 17, 200), (61, 50, 31)])
+                                   (7, 17, 200), (61, 50, 31), (13, 33, 300),
+                                   (20, 100, 200)])
 def test_blocked_panel_products(small_caches, m, n, k):
     """Blocks of k (partial sums added into C) and of rows (packed A refilled),
-    tiles of every row count, with every variant against float64 numpy."""
+    tiles of every row count, W beyond the L2 (AVX2 prefetches the next
+    panels: 20 x 100 x 200), with every variant against float64 numpy."""
     def check_blocks(variant):
         if variant != "blas":
             blocks = small_caches.blocking(k)
-            # k spans several blocks unless one holds it: panels of kc rows fill the 4 KiB L1d
-            assert blocks["kc"] < k or k <= 4096 // (blocks["tile"][1] * 4), blocks
+            # k spans several blocks unless one holds it: a tile's panels of kc rows
+            # fill a quarter of the 64 KiB L2
+            assert blocks["kc"] < k or k <= 16384 // (blocks["tile"][1] * 4), blocks
             assert blocks["kc"] * blocks["mc"] <= small_caches.PACKED_A_FLOATS
     _check_panel_products(baseline, m, n, k, check_blocks)
 

@@ -16,14 +16,18 @@
 #include <string.h>
 
 #define FASTRNN_PANEL 16
-/* floats of the product's packed block of A (64 KiB, one per thread: see
+/* floats of the product's packed block of A (256 KiB, one per thread: see
    fastrnn_panel_a_block), and of the stack block used if that cannot be had */
-#define FASTRNN_PANEL_A_FLOATS 16384
+#define FASTRNN_PANEL_A_FLOATS 65536
 #define FASTRNN_PANEL_A_FALLBACK 1024
 /* variant numbers, as fastrnn_panel_select takes them */
 #define FASTRNN_PANEL_NONE 0
 #define FASTRNN_PANEL_AVX2 1
 #define FASTRNN_PANEL_AVX512 2
+/* the shapes of a row of register tiles (fastrnn_tile_rows) */
+#define FASTRNN_TILES_FEW 0
+#define FASTRNN_TILES_MAIN 1
+#define FASTRNN_TILES_MAIN_PF 2
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FASTRNN_PANEL_VARIANTS 1
@@ -52,19 +56,22 @@ static void fastrnn_panel_set_caches(Py_ssize_t l1d, Py_ssize_t l2) {
 
 /* The blocks of a product over k (see fastrnn_panel_gemm in _panel_isa.h):
    kc, the elements of k per block, so that `group` panels of kc rows (64
-   bytes each) take at most L1: every row tile of a block passes over them,
-   while its packed rows of A stream from L2 and C is touched only at the
-   tile's end. Half of L1, leaving room for A, measured slower (README, What
-   bounds these numbers): twice the blocks of k, each reloading C and
-   restarting the tiles, while a panel line that A's stream evicts comes
-   back from L2 in time (2 vector loads per 12 FMAs). k splits into blocks
-   as equal as possible (k = 300 with kc 256: 150 + 150, not 256 + 44). mc, the rows of A per block, so that its packed copy
-   (mc x kc floats) takes at most half of L2 and at most a_floats (the
-   kernel's buffer), a multiple of the tile's rows mr. Always mc >= mr and
-   mc * kc <= a_floats (kc is capped at a_floats / mr for that). */
+   bytes each) take at most a quarter of L2: every row tile of a block passes
+   over them while its packed rows of A stream from L2 and C is touched only
+   at the tile's end. A tile reads its panel rows at a fraction of the rate
+   L2 delivers to L1 (AVX-512: two lines per 12 FMAs), so the group need not
+   stay in L1; blocks of k that fit L1 (this rule until it was measured)
+   reload C and restart the tiles once per block, and the products with k of
+   512 and 1024 ran 1.1-1.3x slower with them (python -m bench.limits, Zen 5;
+   README, What bounds these numbers). k splits into blocks as equal as
+   possible (k = 300 with kc 256: 150 + 150, not 256 + 44). mc, the rows of A
+   per block, so that its packed copy (mc x kc floats) takes at most half of
+   L2 and at most a_floats (the kernel's buffer), a multiple of the tile's
+   rows mr. Always mc >= mr and mc * kc <= a_floats (kc is capped at
+   a_floats / mr for that). */
 static void fastrnn_panel_blocks(Py_ssize_t k, Py_ssize_t group, Py_ssize_t mr,
                                  Py_ssize_t a_floats, Py_ssize_t *kc, Py_ssize_t *mc) {
-    Py_ssize_t kmax = fastrnn_cache_l1d / (group * FASTRNN_PANEL * (Py_ssize_t) sizeof(float));
+    Py_ssize_t kmax = fastrnn_cache_l2 / 4 / (group * FASTRNN_PANEL * (Py_ssize_t) sizeof(float));
     if (kmax > a_floats / mr) kmax = a_floats / mr;
     if (kmax < 16) kmax = 16;
     Py_ssize_t blocks = (k + kmax - 1) / kmax;

@@ -125,6 +125,13 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
 #define FR_TILE_P(R) (FR_ACC / ((R) * FR_NV) < 1 ? 1 : \
                       FR_ACC / ((R) * FR_NV) > FR_PMAX ? FR_PMAX : FR_ACC / ((R) * FR_NV))
 #define FR_INLINE __attribute__((always_inline)) inline
+/* Whether the main tile prefetches the next group of panels (when W exceeds
+   L2). AVX2: yes, 1.05-1.2x faster with W of 16 MiB, no change below. AVX-512:
+   no, its tile's loads (two panel rows and six broadcasts per 12 FMAs)
+   already fill the load ports: without the prefetches 1.0-1.3x faster at
+   every size measured, W in L2 to 16 MiB (python -m bench.limits, Zen 5;
+   README, What bounds these numbers). */
+#define FR_PREFETCH_W (FR_NV > 1)
 
 /* C's panel pp of one row (n columns) = s, or += s with acc: whole panels as
    vector stores (or load, add, store), a last partial panel element by
@@ -152,12 +159,13 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
    w_q[kk] for r < R, q < P: A's R rows packed (element kk of row r at
    a[kk R + r], one sequential stream of broadcasts), w_q = w + q * wstride
    (panel q's rows, from the tile's first kk). R and P are constants where it
-   is inlined, so the loops unroll and every sum lives in a register. Each
-   step also prefetches (PF = 1; into L2) one line of each of P panels at
+   is inlined, so the loops unroll and every sum lives in a register. With
+   PF = 1 each step also prefetches (into L2) one line of each of P panels at
    `next`: the panels the next group of tiles reads, which the hardware
-   prefetcher would find late (a block of kc rows of a panel is 16 kc floats,
-   then a jump of 16 k). The few-rows shape does not: its loads already take
-   the load ports, and it streams every panel once, in order. */
+   prefetcher finds late when they come from L3 or memory (a block of kc rows
+   of a panel is 16 kc floats, then a jump of 16 k). Only the first tile of a
+   group does (the others read panels already in cache), only when W exceeds
+   L2 and only where the tile leaves the load ports room (FR_PREFETCH_W). */
 FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const int PF,
                                               Py_ssize_t kc,
                                               const float *a,
@@ -194,8 +202,8 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
 }
 
 /* rows [0, R) of C over panels [p0, p1): tiles of P panels, then single
-   ones; each prefetches the panels after it up to `last` (the panels of
-   this k block end there) */
+   ones; with PF each prefetches the panels after it up to `last` (the
+   panels of this k block end there) */
 FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, const int PF,
                                                   Py_ssize_t p0,
                                                   Py_ssize_t p1, Py_ssize_t last,
@@ -216,19 +224,36 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, con
     }
 }
 
-/* the same with R (1 .. FR_MR) known only at run time: one inlined copy per R.
-   wide: the few-rows shape (P = FR_TILE_P(R), more panels for fewer rows),
-   else the main tile's panels (FR_TILE_P(FR_MR)), so that a group of panels
-   read once serves every tile of rows */
+/* the same with R (1 .. FR_MR) known only at run time, in the shape
+   `shape`: FASTRNN_TILES_FEW, the few-rows shape (P = FR_TILE_P(R), more
+   panels for fewer rows); FASTRNN_TILES_MAIN, the main tile's panels
+   (FR_TILE_P(FR_MR)), so that a group of panels read once serves every tile
+   of rows; FASTRNN_TILES_MAIN_PF, the same prefetching the next group. One
+   function per row count and shape, each compiled on its own: inlined into
+   one function, GCC's register allocator spilled the sums of some of them to
+   the stack (a product ran at a third of its speed). */
+#define FR_ROW_FN(NAME, R_, P_, PF_) \
+    FR_ATTR __attribute__((noinline)) static void FR(NAME)( \
+            Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t last, Py_ssize_t kc, const float *a, \
+            const float *wp, Py_ssize_t wstride, float *c, Py_ssize_t ldc, Py_ssize_t n, \
+            int accumulate) { \
+        FR(fastrnn_tile_row)(R_, P_, PF_, p0, p1, last, kc, a, wp, wstride, c, ldc, n, \
+                             accumulate); \
+    }
+#define FR_ROW_FNS(R_) \
+    FR_ROW_FN(fastrnn_rows_few_##R_, R_, FR_TILE_P(R_), 0) \
+    FR_ROW_FN(fastrnn_rows_main_##R_, R_, FR_TILE_P(FR_MR), 0) \
+    FR_ROW_FN(fastrnn_rows_main_pf_##R_, R_, FR_TILE_P(FR_MR), 1)
+FR_ROW_FNS(1) FR_ROW_FNS(2) FR_ROW_FNS(3) FR_ROW_FNS(4) FR_ROW_FNS(5) FR_ROW_FNS(6)
+#undef FR_ROW_FNS
+#undef FR_ROW_FN
 #define FR_ROW_CASE(R_) case R_: \
-        if (wide) \
-            FR(fastrnn_tile_row)(R_, FR_TILE_P(R_), 0, p0, p1, last, kc, a, wp, wstride, c, \
-                                 ldc, n, accumulate); \
-        else \
-            FR(fastrnn_tile_row)(R_, FR_TILE_P(FR_MR), 1, p0, p1, last, kc, a, wp, wstride, c, \
-                                 ldc, n, accumulate); \
+        (shape == FASTRNN_TILES_FEW ? FR(fastrnn_rows_few_##R_) \
+         : shape == FASTRNN_TILES_MAIN ? FR(fastrnn_rows_main_##R_) \
+         : FR(fastrnn_rows_main_pf_##R_))(p0, p1, last, kc, a, wp, wstride, c, ldc, n, \
+                                          accumulate); \
         break;
-FR_ATTR static void FR(fastrnn_tile_rows)(int rows, int wide, Py_ssize_t p0, Py_ssize_t p1,
+FR_ATTR static void FR(fastrnn_tile_rows)(int rows, int shape, Py_ssize_t p0, Py_ssize_t p1,
                                           Py_ssize_t last, Py_ssize_t kc, const float *a,
                                           const float *wp, Py_ssize_t wstride, float *c,
                                           Py_ssize_t ldc, Py_ssize_t n, int accumulate) {
@@ -278,6 +303,7 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
     const Py_ssize_t wstride = k * FASTRNN_PANEL, group = FR_TILE_P(FR_MR);
     Py_ssize_t kc, mc;
     fastrnn_panel_blocks(k, group, FR_MR, a_floats, &kc, &mc);
+    const int prefetch = FR_PREFETCH_W && n * k * (Py_ssize_t) sizeof(float) > fastrnn_cache_l2;
     for (Py_ssize_t k0 = 0; k0 < k; k0 += kc) {
         const Py_ssize_t kb = k - k0 < kc ? k - k0 : kc;
         const int acc = accumulate || k0 > 0;
@@ -290,8 +316,8 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
                 /* one row (a batch of one): its packed form is the row itself, read
                    in place (the copy went element by element, ~5% of a batch-1
                    LSTM H=64 step) */
-                FR(fastrnn_tile_rows)(1, 1, 0, panels, panels, kb, a + m0 * lda + k0, wk,
-                                      wstride, cm, ldc, n, acc);
+                FR(fastrnn_tile_rows)(1, FASTRNN_TILES_FEW, 0, panels, panels, kb,
+                                      a + m0 * lda + k0, wk, wstride, cm, ldc, n, acc);
                 continue;
             }
             /* tile t of `tiles`: rows [mb t / tiles, mb (t + 1) / tiles), as even as
@@ -303,17 +329,20 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
                 r = r1;
             }
             if (tiles == 1) {
-                FR(fastrnn_tile_rows)((int) mb, 1, 0, panels, panels, kb, ap, wk, wstride, cm,
-                                      ldc, n, acc);
+                FR(fastrnn_tile_rows)((int) mb, FASTRNN_TILES_FEW, 0, panels, panels, kb, ap,
+                                      wk, wstride, cm, ldc, n, acc);
                 continue;
             }
             for (Py_ssize_t p = 0; p < panels; p += group) {
                 const Py_ssize_t p1 = p + group < panels ? p + group : panels;
-                /* the first tile prefetches the next group, the others read this one */
+                /* the first tile may prefetch the next group, the others read this one */
                 for (Py_ssize_t t = 0, r = 0; t < tiles; t++) {
                     const Py_ssize_t r1 = (mb * (t + 1)) / tiles;
-                    FR(fastrnn_tile_rows)((int) (r1 - r), 0, p, p1, t == 0 ? panels : p1, kb,
-                                          ap + r * kb, wk, wstride, cm + r * ldc, ldc, n, acc);
+                    FR(fastrnn_tile_rows)((int) (r1 - r),
+                                          t == 0 && prefetch ? FASTRNN_TILES_MAIN_PF
+                                                             : FASTRNN_TILES_MAIN,
+                                          p, p1, t == 0 ? panels : p1, kb, ap + r * kb, wk,
+                                          wstride, cm + r * ldc, ldc, n, acc);
                     r = r1;
                 }
             }
@@ -422,6 +451,7 @@ FR_ATTR static float FR(fastrnn_fma_peak)(long iters) {
 
 #undef FR_PUT
 #undef FR_INLINE
+#undef FR_PREFETCH_W
 #undef FR_TILE_P
 #undef FR_PMAX
 #undef FR_MR
