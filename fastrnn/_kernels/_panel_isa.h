@@ -115,15 +115,31 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
    both FMA pipes busy through the FMA latency (two pipes x 4-5 cycles needs
    8-10 independent sums; 12 leave room) and, with the P panel registers and a
    broadcast, fit the 16 vector registers of AVX2. The main tile is FR_MR rows
-   x FR_TILE_P(FR_MR) panels: 6 x 16 columns on AVX2 (two registers a row), 6 x
-   32 on AVX-512 (one register a panel row, two panels). Fewer rows (a batch
-   of one or two) take more panels, so that even one row has FR_ACC sums in
-   flight while it streams the panels. */
+   x FR_MAIN_P panels: 6 x 16 columns on AVX2 (two registers a row, 12 sums),
+   8 x 48 on AVX-512 (one register a panel row, three panels, 24 sums). Fewer
+   rows (a batch of one or two) take more panels, so that even one row has
+   FR_ACC sums in flight while it streams the panels. */
 #define FR_ACC 12
-#define FR_MR 6
 #define FR_PMAX 8
 #define FR_TILE_P(R) (FR_ACC / ((R) * FR_NV) < 1 ? 1 : \
                       FR_ACC / ((R) * FR_NV) > FR_PMAX ? FR_PMAX : FR_ACC / ((R) * FR_NV))
+#if FASTRNN_VW == 16
+/* AVX-512's 32 registers hold a larger main tile: 8 rows x 3 panels, 24
+   sums, 3 panel rows and a broadcast (11 loads per 24 FMAs instead of 8 per
+   12); rows of 32 or 16 then split into whole tiles, not 5 + 5 + 6 */
+#define FR_MR 8
+#define FR_MAIN_P 3
+#else
+#define FR_MR 6
+#define FR_MAIN_P FR_TILE_P(FR_MR)
+#endif
+/* the few-rows shape of R rows: more panels for fewer rows; 7 and 8 rows
+   (AVX-512) those of the main tile */
+#define FR_FEW_P(R) ((R) > 6 ? FR_MAIN_P : FR_TILE_P(R))
+/* vectors of sums of the largest tile (the main tile, or one row of FR_PMAX
+   panels) */
+#define FR_SUMS (FR_MR * FR_MAIN_P * FR_NV > FR_PMAX * FR_NV ? FR_MR * FR_MAIN_P * FR_NV \
+                                                             : FR_PMAX * FR_NV)
 #define FR_INLINE __attribute__((always_inline)) inline
 /* Whether the main tile prefetches the next group of panels (when W exceeds
    L2). AVX2: yes, 1.05-1.2x faster with W of 16 MiB, no change below. AVX-512:
@@ -132,6 +148,19 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
    every size measured, W in L2 to 16 MiB (python -m bench.limits, Zen 5;
    README, What bounds these numbers). */
 #define FR_PREFETCH_W (FR_NV > 1)
+
+/* a last partial panel pp of one row (n columns) = v, or += v with acc:
+   element by element, a function of its own that takes the sums by value
+   (inlined, or given their address, it made GCC keep sums of the tile's
+   inner loop on the stack) */
+FR_ATTR __attribute__((noinline)) static void FR(fastrnn_put_partial)(float *row, Py_ssize_t n,
+                                                                     Py_ssize_t pp, FR_VEC v0,
+                                                                     FR_VEC v1, int acc) {
+    float t[FASTRNN_PANEL];
+    memcpy(t, &v0, sizeof v0);
+    if (FR_NV > 1) memcpy(t + FASTRNN_VW, &v1, sizeof v1);
+    fastrnn_panel_store(row, n, pp, t, acc);
+}
 
 /* C's panel pp of one row (n columns) = s, or += s with acc: whole panels as
    vector stores (or load, add, store), a last partial panel element by
@@ -149,9 +178,7 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
                 memcpy(c_ + v_ * FASTRNN_VW, &x_, sizeof x_); \
             } \
         } else { \
-            float t_[FASTRNN_PANEL]; \
-            memcpy(t_, (s), sizeof t_); \
-            fastrnn_panel_store((row), n, (pp), t_, (acc)); \
+            FR(fastrnn_put_partial)((row), n, (pp), (s)[0], (s)[FR_NV - 1], (acc)); \
         } \
     } while (0)
 
@@ -173,7 +200,10 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
                                               const float *next,
                                               float *c, Py_ssize_t ldc, Py_ssize_t n,
                                               Py_ssize_t p, int accumulate) {
-    FR_VEC s[FR_MR][FR_PMAX][FR_NV];
+    /* the sums of row i, panel q at s + (i P + q) FR_NV: one flat array no
+       larger than the tile (GCC left a sum of a [rows][panels] array sized for
+       the largest tile on the stack) */
+    FR_VEC s[FR_SUMS];
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 8
@@ -182,7 +212,7 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
                large C is in L3 or memory; its rows may be 4 KiB apart) */
             __builtin_prefetch(c + i * ldc + (p + q) * FASTRNN_PANEL, 1);
 #pragma GCC unroll 2
-            for (int v = 0; v < FR_NV; v++) s[i][q][v] = (FR_VEC){0};
+            for (int v = 0; v < FR_NV; v++) s[(i * P + q) * FR_NV + v] = (FR_VEC){0};
         }
     for (Py_ssize_t kk = 0; kk < kc; kk++) {
 #pragma GCC unroll 8
@@ -192,13 +222,14 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
         for (int i = 0; i < R; i++) {
             float av = a[kk * R + i];
 #pragma GCC unroll 8
-            for (int q = 0; q < P; q++) FR_FMA(s[i][q], av, w + q * wstride + kk * FASTRNN_PANEL);
+            for (int q = 0; q < P; q++)
+                FR_FMA(s + (i * P + q) * FR_NV, av, w + q * wstride + kk * FASTRNN_PANEL);
         }
     }
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 8
-        for (int q = 0; q < P; q++) FR_PUT(c + i * ldc, p + q, s[i][q], accumulate);
+        for (int q = 0; q < P; q++) FR_PUT(c + i * ldc, p + q, s + (i * P + q) * FR_NV, accumulate);
 }
 
 /* rows [0, R) of C over panels [p0, p1): tiles of P panels, then single
@@ -225,10 +256,10 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, con
 }
 
 /* the same with R (1 .. FR_MR) known only at run time, in the shape
-   `shape`: FASTRNN_TILES_FEW, the few-rows shape (P = FR_TILE_P(R), more
+   `shape`: FASTRNN_TILES_FEW, the few-rows shape (P = FR_FEW_P(R), more
    panels for fewer rows); FASTRNN_TILES_MAIN, the main tile's panels
-   (FR_TILE_P(FR_MR)), so that a group of panels read once serves every tile
-   of rows; FASTRNN_TILES_MAIN_PF, the same prefetching the next group. One
+   (FR_MAIN_P), so that a group of panels read once serves every tile of
+   rows; FASTRNN_TILES_MAIN_PF, the same prefetching the next group. One
    function per row count and shape, each compiled on its own: inlined into
    one function, GCC's register allocator spilled the sums of some of them to
    the stack (a product ran at a third of its speed). */
@@ -241,10 +272,13 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, con
                              accumulate); \
     }
 #define FR_ROW_FNS(R_) \
-    FR_ROW_FN(fastrnn_rows_few_##R_, R_, FR_TILE_P(R_), 0) \
-    FR_ROW_FN(fastrnn_rows_main_##R_, R_, FR_TILE_P(FR_MR), 0) \
-    FR_ROW_FN(fastrnn_rows_main_pf_##R_, R_, FR_TILE_P(FR_MR), 1)
+    FR_ROW_FN(fastrnn_rows_few_##R_, R_, FR_FEW_P(R_), 0) \
+    FR_ROW_FN(fastrnn_rows_main_##R_, R_, FR_MAIN_P, 0) \
+    FR_ROW_FN(fastrnn_rows_main_pf_##R_, R_, FR_MAIN_P, 1)
 FR_ROW_FNS(1) FR_ROW_FNS(2) FR_ROW_FNS(3) FR_ROW_FNS(4) FR_ROW_FNS(5) FR_ROW_FNS(6)
+#if FR_MR > 6
+FR_ROW_FNS(7) FR_ROW_FNS(8)
+#endif
 #undef FR_ROW_FNS
 #undef FR_ROW_FN
 #define FR_ROW_CASE(R_) case R_: \
@@ -260,11 +294,14 @@ FR_ATTR static void FR(fastrnn_tile_rows)(int rows, int shape, Py_ssize_t p0, Py
     switch (rows) {
         FR_ROW_CASE(1) FR_ROW_CASE(2) FR_ROW_CASE(3) FR_ROW_CASE(4) FR_ROW_CASE(5)
         FR_ROW_CASE(6)
+#if FR_MR > 6
+        FR_ROW_CASE(7) FR_ROW_CASE(8)
+#endif
         default: break;
     }
 }
 #undef FR_ROW_CASE
-#if FR_MR != 6
+#if FR_MR != 6 && FR_MR != 8
 #error "fastrnn_tile_rows has one case per row count up to FR_MR"
 #endif
 
@@ -300,7 +337,7 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
         a_floats = FASTRNN_PANEL_A_FALLBACK;
     }
     const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    const Py_ssize_t wstride = k * FASTRNN_PANEL, group = FR_TILE_P(FR_MR);
+    const Py_ssize_t wstride = k * FASTRNN_PANEL, group = FR_MAIN_P;
     Py_ssize_t kc, mc;
     fastrnn_panel_blocks(k, group, FR_MR, a_floats, &kc, &mc);
     const int prefetch = FR_PREFETCH_W && n * k * (Py_ssize_t) sizeof(float) > fastrnn_cache_l2;
@@ -423,7 +460,7 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
 /* the main register tile: rows of A, panels of W (for the CPU plan's report) */
 FR_ATTR static void FR(fastrnn_tile_shape)(int *rows, int *panels) {
     *rows = FR_MR;
-    *panels = FR_TILE_P(FR_MR);
+    *panels = FR_MAIN_P;
 }
 
 /* The FMA rate this core sustains with this instruction set: FR_ACC
@@ -453,6 +490,9 @@ FR_ATTR static float FR(fastrnn_fma_peak)(long iters) {
 #undef FR_INLINE
 #undef FR_PREFETCH_W
 #undef FR_TILE_P
+#undef FR_FEW_P
+#undef FR_SUMS
+#undef FR_MAIN_P
 #undef FR_PMAX
 #undef FR_MR
 #undef FR_ACC
