@@ -216,15 +216,20 @@ def test_backward_both_splits(kernels, mode, cls, opts, split_units, threads, mo
                            lengths=np.array([5, 2, 4, 1]))
 
 
+@pytest.mark.parametrize("lengths", [[7, 2, 6, 7, 1], [7] * 9 + [2, 6, 1]],
+                         ids=["23-rows", "bidirectional-72-rows"])
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
-def test_float32_backward_matches_float64(kernels, mode, cls, opts):
-    """The float32 path (panels where enabled) against the float64 one."""
+def test_float32_backward_matches_float64(kernels, mode, cls, opts, lengths):
+    """The float32 path (panels where enabled) against the float64 one; from
+    DX_PANEL_ROWS packed rows on (72 here) dX runs on W_ih in panels."""
     rng = np.random.default_rng(4)
-    l64 = cls(6, 21, dtype=np.float64, seed=5, **opts)
-    l32 = cls(6, 21, dtype=np.float32, **opts)
+    lengths = np.array(lengths)
+    bidirectional = len(lengths) > 5
+    assert not bidirectional or lengths.sum() >= kernels.DX_PANEL_ROWS
+    l64 = cls(6, 21, dtype=np.float64, seed=5, bidirectional=bidirectional, **opts)
+    l32 = cls(6, 21, dtype=np.float32, bidirectional=bidirectional, **opts)
     l32.load_state_dict(l64.state_dict())
-    x = rng.standard_normal((7, 5, 6))
-    lengths = np.array([7, 2, 6, 7, 1])
+    x = rng.standard_normal((7, len(lengths), 6))
     results = []
     for layer, arr in ((l64, x), (l32, x.astype(np.float32))):
         y, _, ctx = layer.forward(arr, lengths=lengths)

@@ -3,6 +3,11 @@
 # _recurrent_impl.pxi.
 
 
+# rows of dGx from which dX = dGx W_ih runs on W_ih packed in panels (float32):
+# the packing moves G x I elements once, the product takes N x G x I FMAs
+DX_PANEL_ROWS = 64
+
+
 def tn_workspace(int kind, Py_ssize_t D, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
                  bint tokens):
     """float32 elements layer_grads packs its operands into (0 without panels)."""
@@ -61,8 +66,9 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
     packed once into panels over the N rows (panel_gemm_tn; BLAS repacks its
     transposed operand per call; `python -m bench.limits` times both at the
     shapes of the benchmark's training steps; the panels go to tn_work when it
-    has tn_workspace(...) elements, else to a new array); otherwise, and dX
-    always, single-threaded BLAS calls. Token input (keep_ids (D, N)
+    has tn_workspace(...) elements, else to a new array), and from
+    DX_PANEL_ROWS rows on dX = dGx W_ih on W_ih packed in panels
+    (panel_gemm); otherwise single-threaded BLAS calls. Token input (keep_ids (D, N)
     given, x_keep not used): dW_ih[:, k] += the dGx rows of token k, and dx is
     not written (token ids have no gradient).
     """
@@ -103,6 +109,12 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
     cdef Py_ssize_t pstride = 0
     cdef float[::1] packed
     cdef float* pbase = NULL
+    # float32 with panels and at least DX_PANEL_ROWS rows: W_ih of every
+    # direction transposed into panels (I rows of G), for dX = dGx W_ih
+    cdef bint dx_panels = False
+    cdef Py_ssize_t xstride = 0
+    cdef float[::1] wx_packed
+    cdef float* wx = NULL
     if floating is float:
         panels = panels_on()
         if panels:
@@ -112,6 +124,11 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
             else:
                 packed = np.empty(max(D * pstride, 1), np.float32)
             pbase = &packed[0]
+            dx_panels = not tokens and N >= DX_PANEL_ROWS
+            if dx_panels:
+                xstride = panel_size(I, G)
+                wx_packed = np.empty(D * xstride, np.float32)
+                wx = &wx_packed[0]
 
     with nogil:
         if rh_rows:
@@ -130,6 +147,10 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
                                         &x_keep[d, 0, 0] if not tokens else NULL,
                                         &h_prev[d, 0, 0], &rh[d, 0, 0] if rh_rows else NULL,
                                         pbase + d * pstride, task % S, S)
+                    if dx_panels:
+                        # W_ih[d]ᵀ: its row i is column i of W_ih (elements I apart)
+                        _pack_split(<const float*> &w_ih[d, 0, 0], I, G, 1, I,
+                                    wx + d * xstride, task % S, S)
 
         for task in prange(D * S, num_threads=num_threads, schedule="static"):
             d = task // S
@@ -183,9 +204,9 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
             a0 = N * s // S
             a1 = N * (s + 1) // S
             # dX_packed[a0:a1] = dGx[a0:a1] W_ih
-            gemm(c'N', c'N', <int> (a1 - a0), <int> I, <int> G, <floating> 1,
-                 &dgates[d, 0, 0] + a0 * ldd, <int> ldd, &w_ih[d, 0, 0], <int> I,
-                 <floating> 0, &dxp[d, 0, 0] + a0 * I, <int> I)
+            step_w(a1 - a0, I, G, &dgates[d, 0, 0] + a0 * ldd, ldd, &w_ih[d, 0, 0], I,
+                   wx + d * xstride if dx_panels else NULL, <floating> 0,
+                   &dxp[d, 0, 0] + a0 * I, I)
 
         for s in prange(0 if tokens else S, num_threads=num_threads, schedule="static"):
             # dx[t*B + b] = Σ_d dX_packed[d, its packed row]
