@@ -134,12 +134,14 @@ def _check_panel_products(module, m, n, k, check_variant=None):
 
 @pytest.mark.parametrize("name,module", VARIANTS)
 @pytest.mark.parametrize("m,n,k", [(1, 512, 256), (2, 48, 35), (3, 40, 16), (7, 100, 37),
-                                   (9, 33, 64), (8, 64, 20), (13, 200, 9)])
+                                   (9, 33, 64), (8, 64, 20), (13, 200, 9), (17, 40, 1024),
+                                   (5, 33, 2048)])
 def test_panel_products(name, module, m, n, k):
     """Every product shape path (one tile of few rows over wide panels; tiles
-    as even as possible, 7 = 4 + 3, 8 = 4 + 4, 13 = 5 + 4 + 4; full and
-    partial panels, an odd panel; k not a multiple of the register width) of
-    every variant against float64 numpy."""
+    as even as possible, 13 = 7 + 6 (AVX-512) or 5 + 4 + 4 (AVX2); full and
+    partial panels, an odd panel; k not a multiple of the register width; A's
+    rows read in place, or packed when they lie a multiple of 4 KiB apart:
+    k = 1024, 2048) of every variant against float64 numpy."""
     _check_panel_products(module, m, n, k)
 
 

@@ -182,9 +182,9 @@ FR_ATTR __attribute__((noinline)) static void FR(fastrnn_put_partial)(float *row
         } \
     } while (0)
 
-/* one register tile over kc elements of k: C[r][p + q] (+)= Σ_kk a[kk R + r]
-   w_q[kk] for r < R, q < P: A's R rows packed (element kk of row r at
-   a[kk R + r], one sequential stream of broadcasts), w_q = w + q * wstride
+/* one register tile over kc elements of k: C[r][p + q] (+)= Σ_kk a[kk ak + r as]
+   w_q[kk] for r < R, q < P: A's R rows in place (as = lda, ak = 1) or packed
+   (as = 1, ak = R: one sequential stream of broadcasts), w_q = w + q * wstride
    (panel q's rows, from the tile's first kk). R and P are constants where it
    is inlined, so the loops unroll and every sum lives in a register. With
    PF = 1 each step also prefetches (into L2) one line of each of P panels at
@@ -195,7 +195,7 @@ FR_ATTR __attribute__((noinline)) static void FR(fastrnn_put_partial)(float *row
    L2 and only where the tile leaves the load ports room (FR_PREFETCH_W). */
 FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const int PF,
                                               Py_ssize_t kc,
-                                              const float *a,
+                                              const float *a, Py_ssize_t as, Py_ssize_t ak,
                                               const float *w, Py_ssize_t wstride,
                                               const float *next,
                                               float *c, Py_ssize_t ldc, Py_ssize_t n,
@@ -220,7 +220,7 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
             __builtin_prefetch(next + q * wstride + kk * FASTRNN_PANEL, 0, 2);
 #pragma GCC unroll 8
         for (int i = 0; i < R; i++) {
-            float av = a[kk * R + i];
+            float av = a[kk * ak + i * as];
 #pragma GCC unroll 8
             for (int q = 0; q < P; q++)
                 FR_FMA(s + (i * P + q) * FR_NV, av, w + q * wstride + kk * FASTRNN_PANEL);
@@ -239,19 +239,20 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, con
                                                   Py_ssize_t p0,
                                                   Py_ssize_t p1, Py_ssize_t last,
                                                   Py_ssize_t kc, const float *a,
+                                                  Py_ssize_t as, Py_ssize_t ak,
                                                   const float *wp, Py_ssize_t wstride,
                                                   float *c, Py_ssize_t ldc, Py_ssize_t n,
                                                   int accumulate) {
     Py_ssize_t p = p0;
     for (; p + P <= p1; p += P) {
         const Py_ssize_t after = p + 2 * P <= last ? p + P : p;
-        FR(fastrnn_tile)(R, P, PF, kc, a, wp + p * wstride, wstride, wp + after * wstride, c,
-                         ldc, n, p, accumulate);
+        FR(fastrnn_tile)(R, P, PF, kc, a, as, ak, wp + p * wstride, wstride,
+                         wp + after * wstride, c, ldc, n, p, accumulate);
     }
     for (; p < p1; p++) {
         const Py_ssize_t after = p + 1 < last ? p + 1 : p;
-        FR(fastrnn_tile)(R, 1, PF, kc, a, wp + p * wstride, wstride, wp + after * wstride, c,
-                         ldc, n, p, accumulate);
+        FR(fastrnn_tile)(R, 1, PF, kc, a, as, ak, wp + p * wstride, wstride,
+                         wp + after * wstride, c, ldc, n, p, accumulate);
     }
 }
 
@@ -266,9 +267,9 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, con
 #define FR_ROW_FN(NAME, R_, P_, PF_) \
     FR_ATTR __attribute__((noinline)) static void FR(NAME)( \
             Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t last, Py_ssize_t kc, const float *a, \
-            const float *wp, Py_ssize_t wstride, float *c, Py_ssize_t ldc, Py_ssize_t n, \
-            int accumulate) { \
-        FR(fastrnn_tile_row)(R_, P_, PF_, p0, p1, last, kc, a, wp, wstride, c, ldc, n, \
+            Py_ssize_t as, Py_ssize_t ak, const float *wp, Py_ssize_t wstride, float *c, \
+            Py_ssize_t ldc, Py_ssize_t n, int accumulate) { \
+        FR(fastrnn_tile_row)(R_, P_, PF_, p0, p1, last, kc, a, as, ak, wp, wstride, c, ldc, n, \
                              accumulate); \
     }
 #define FR_ROW_FNS(R_) \
@@ -284,12 +285,12 @@ FR_ROW_FNS(7) FR_ROW_FNS(8)
 #define FR_ROW_CASE(R_) case R_: \
         (shape == FASTRNN_TILES_FEW ? FR(fastrnn_rows_few_##R_) \
          : shape == FASTRNN_TILES_MAIN ? FR(fastrnn_rows_main_##R_) \
-         : FR(fastrnn_rows_main_pf_##R_))(p0, p1, last, kc, a, wp, wstride, c, ldc, n, \
-                                          accumulate); \
+         : FR(fastrnn_rows_main_pf_##R_))(p0, p1, last, kc, a, as, ak, wp, wstride, c, ldc, \
+                                          n, accumulate); \
         break;
 FR_ATTR static void FR(fastrnn_tile_rows)(int rows, int shape, Py_ssize_t p0, Py_ssize_t p1,
                                           Py_ssize_t last, Py_ssize_t kc, const float *a,
-                                          const float *wp, Py_ssize_t wstride, float *c,
+                                          Py_ssize_t as, Py_ssize_t ak, const float *wp, Py_ssize_t wstride, float *c,
                                           Py_ssize_t ldc, Py_ssize_t n, int accumulate) {
     switch (rows) {
         FR_ROW_CASE(1) FR_ROW_CASE(2) FR_ROW_CASE(3) FR_ROW_CASE(4) FR_ROW_CASE(5)
@@ -349,25 +350,32 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
             const Py_ssize_t mb = m - m0 < mc ? m - m0 : mc;
             const Py_ssize_t tiles = (mb + FR_MR - 1) / FR_MR;
             float *cm = c + m0 * ldc;
-            if (mb == 1) {
-                /* one row (a batch of one): its packed form is the row itself, read
-                   in place (the copy went element by element, ~5% of a batch-1
-                   LSTM H=64 step) */
-                FR(fastrnn_tile_rows)(1, FASTRNN_TILES_FEW, 0, panels, panels, kb,
-                                      a + m0 * lda + k0, wk, wstride, cm, ldc, n, acc);
-                continue;
-            }
-            /* tile t of `tiles`: rows [mb t / tiles, mb (t + 1) / tiles), as even as
-               possible, packed at ap + kb * (its first row) */
-            for (Py_ssize_t t = 0, r = 0; t < tiles; t++) {
-                const Py_ssize_t r1 = (mb * (t + 1)) / tiles;
-                FR(fastrnn_pack_tile_rows)(a + (m0 + r) * lda + k0, lda, (int) (r1 - r), kb,
-                                           ap + r * kb);
-                r = r1;
+            /* A's rows read in place (row i of a tile, element kk at a + i lda + kk:
+               R sequential streams of broadcasts), unless their stride is a
+               multiple of 4 KiB (e.g. H = 1024): such rows share the same sets of
+               L1 and evict each other and the panels, so they are packed, tile by
+               tile, into one sequential stream (element kk of row i at
+               ap + kk R + i). The packing copies element by element: in place,
+               the AVX-512 products ran 1.03-1.22x faster (AVX2 1.01-1.05; one
+               process alternating the two, Zen 5, README). One row is always
+               its own packed form. */
+            const int inplace = mb == 1 || (lda * (Py_ssize_t) sizeof(float)) % 4096 != 0;
+            const float *am = inplace ? a + m0 * lda + k0 : ap;
+            const Py_ssize_t as = inplace ? lda : 0;
+            if (!inplace) {
+                /* tile t of `tiles`: rows [mb t / tiles, mb (t + 1) / tiles), as even
+                   as possible, packed at ap + kb * (its first row) */
+                for (Py_ssize_t t = 0, r = 0; t < tiles; t++) {
+                    const Py_ssize_t r1 = (mb * (t + 1)) / tiles;
+                    FR(fastrnn_pack_tile_rows)(a + (m0 + r) * lda + k0, lda, (int) (r1 - r), kb,
+                                               ap + r * kb);
+                    r = r1;
+                }
             }
             if (tiles == 1) {
-                FR(fastrnn_tile_rows)((int) mb, FASTRNN_TILES_FEW, 0, panels, panels, kb, ap,
-                                      wk, wstride, cm, ldc, n, acc);
+                FR(fastrnn_tile_rows)((int) mb, FASTRNN_TILES_FEW, 0, panels, panels, kb, am,
+                                      inplace ? as : 1, inplace ? 1 : mb, wk, wstride, cm, ldc,
+                                      n, acc);
                 continue;
             }
             for (Py_ssize_t p = 0; p < panels; p += group) {
@@ -378,7 +386,9 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
                     FR(fastrnn_tile_rows)((int) (r1 - r),
                                           t == 0 && prefetch ? FASTRNN_TILES_MAIN_PF
                                                              : FASTRNN_TILES_MAIN,
-                                          p, p1, t == 0 ? panels : p1, kb, ap + r * kb, wk,
+                                          p, p1, t == 0 ? panels : p1, kb,
+                                          inplace ? am + r * lda : am + r * kb,
+                                          inplace ? as : 1, inplace ? 1 : r1 - r, wk,
                                           wstride, cm + r * ldc, ldc, n, acc);
                     r = r1;
                 }
