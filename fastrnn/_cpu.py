@@ -43,7 +43,7 @@ class Caches:
 class CpuPlan:
     """The choices made for this CPU when fastrnn loads."""
     model: str                # the CPU's name, as the kernel reports it
-    kernels: str              # the kernel build: "avx2" (x86-64-v3) or "baseline"
+    kernels: str              # the kernel build: "avx512" (x86-64-v4), "avx2" (x86-64-v3), "baseline"
     panel_variants: tuple     # the float32 products this CPU runs, best first (then "blas")
     panel_rows: int           # rows of W per packed panel
     caches: Caches

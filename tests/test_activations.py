@@ -2,15 +2,9 @@
 import numpy as np
 import pytest
 
-from fastrnn._kernels import _recurrent as baseline
+from fastrnn import _kernels
 
-MODULES = [baseline]
-try:
-    from fastrnn._kernels import _recurrent_avx2
-    if baseline.cpu_has_avx2_fma():
-        MODULES.append(_recurrent_avx2)
-except ImportError:            # not built by this compiler
-    pass
+MODULES = [module for _, module in _kernels.builds()]
 
 # measured maxima (module docstring of fastrnn/_kernels/_activations.pxd), with margin
 FLOAT32_MAX_ABS_ERROR = 1.0e-7

@@ -1,6 +1,6 @@
-"""Every kernel build (baseline, x86-64-v3) and float32 product path (the packed
-panels of each instruction set this CPU runs, BLAS) against the numpy reference
-and finite differences."""
+"""Every kernel build this CPU runs (baseline, x86-64-v3, x86-64-v4) and
+float32 product path (the packed panels of each instruction set this CPU
+runs, BLAS) against the numpy reference and finite differences."""
 import numpy as np
 import pytest
 
@@ -11,13 +11,7 @@ from conftest import CELL_FORMS, CELL_IDS
 from gradcheck import check_module_gradients
 from test_layers_reference import _check_layer
 
-VARIANTS = [("baseline", baseline)]
-if baseline.cpu_has_avx2_fma():
-    try:
-        from fastrnn._kernels import _recurrent_avx2
-        VARIANTS.append(("avx2", _recurrent_avx2))
-    except ImportError:        # not built by this compiler
-        pass
+VARIANTS = _kernels.builds()
 
 
 @pytest.fixture(params=[(name, panels) for name, module in VARIANTS
@@ -34,9 +28,28 @@ def kernels(request, monkeypatch):
 
 
 def test_selected_variant_is_reported():
-    assert _kernels.variant in ("baseline", "avx2")
+    assert _kernels.variant in ("baseline", "avx2", "avx512")
+    assert _kernels.variant == VARIANTS[0][0]          # the best one built for this CPU
     assert fastrnn.show_config()["kernels"] == _kernels.variant
     assert fastrnn.show_config()["panel_product"] == _kernels.recurrent.panel_kernels()[0]
+
+
+@pytest.mark.parametrize("choice", ["baseline", "avx2", "avx512", "sse9"])
+def test_kernel_build_from_the_environment(choice):
+    """FASTRNN_KERNELS picks the kernel build when fastrnn loads; one this CPU
+    cannot run, or an unknown name, is refused naming the choices."""
+    import subprocess
+    import sys
+    code = "import fastrnn; print(fastrnn.show_config(file=open('/dev/null', 'w'))['kernels'])"
+    env = dict(__import__("os").environ, FASTRNN_KERNELS=choice)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    if choice in dict(VARIANTS):
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == choice
+    else:
+        assert run.returncode != 0
+        assert "FASTRNN_KERNELS" in run.stderr
 
 
 @pytest.mark.parametrize("name,module", VARIANTS)

@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _engine
-from fastrnn._kernels import _recurrent as baseline
+from fastrnn import _engine, _kernels
 
-VARIANTS = [baseline]
-if baseline.cpu_has_avx2_fma():
-    try:
-        from fastrnn._kernels import _recurrent_avx2
-        VARIANTS.append(_recurrent_avx2)
-    except ImportError:        # not built by this compiler
-        pass
+VARIANTS = [module for _, module in _kernels.builds()]
 
 
 @pytest.fixture(params=VARIANTS, ids=lambda m: m.__name__.rsplit(".", 1)[1])

@@ -203,6 +203,19 @@ static int fastrnn_panel_supported(int isa) {
     return 0;
 }
 
+/* whether this CPU runs x86-64-v4 code (the AVX-512 kernel build: AVX-512
+   F, BW, CD, DQ, VL, on top of x86-64-v3) */
+static int fastrnn_cpu_x86_64_v4(void) {
+#if FASTRNN_PANEL_VARIANTS
+    __builtin_cpu_init();
+    return fastrnn_panel_supported(FASTRNN_PANEL_AVX2) && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512cd") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
 static int fastrnn_panel_best(void) {
     if (fastrnn_panel_supported(FASTRNN_PANEL_AVX512)) return FASTRNN_PANEL_AVX512;
     if (fastrnn_panel_supported(FASTRNN_PANEL_AVX2)) return FASTRNN_PANEL_AVX2;

@@ -3,7 +3,7 @@
 
 See _panels.pxd for what the products compute. This module owns the two
 choices made when fastrnn loads, each readable and overridable in one place:
-  - which kernel build runs (FASTRNN_KERNELS=auto|baseline|avx2):
+  - which kernel build runs (FASTRNN_KERNELS=auto|baseline|avx2|avx512):
     kernel_build();
   - which panel variant the float32 products use (FASTRNN_PANEL=avx512|
     avx2|blas, default the best this CPU runs): panel_kernel(),
@@ -39,6 +39,7 @@ cdef extern from "_panel.h" nogil:
                                                  Py_ssize_t ldc) noexcept
     # variants: whether one runs here, the best, select one (0 if it does not run), the current
     int panel_supported "fastrnn_panel_supported"(int isa) noexcept
+    int cpu_x86_64_v4 "fastrnn_cpu_x86_64_v4"() noexcept
     int panel_best "fastrnn_panel_best"() noexcept
     int panel_select "fastrnn_panel_select"(int isa) noexcept
     int panel_selected "fastrnn_panel_selected"() noexcept
@@ -95,17 +96,26 @@ def cpu_has_avx2_fma():
     return bool(panel_supported(PANEL_AVX2))
 
 
+def cpu_has_avx512():
+    """Whether this CPU runs x86-64-v4 code (AVX-512 F, BW, CD, DQ, VL)."""
+    return bool(cpu_x86_64_v4())
+
+
+# the kernel builds, best first, and whether this CPU runs each
+KERNEL_BUILDS = {"avx512": cpu_has_avx512, "avx2": cpu_has_avx2_fma, "baseline": lambda: True}
+
+
 def kernel_build():
-    """The kernel build to load: "avx2" (x86-64-v3) where the CPU has it,
-    else "baseline", or what FASTRNN_KERNELS names (refused when this CPU
-    cannot run it). "auto" means: the best one that imports."""
+    """The kernel build asked for: FASTRNN_KERNELS (auto, the default, means
+    the best one this CPU runs that was built: fastrnn._kernels picks it),
+    refused when this CPU cannot run the one it names."""
     choice = os.environ.get("FASTRNN_KERNELS", "auto").strip().lower()
-    if choice not in ("auto", "baseline", "avx2"):
-        raise ImportError(f"FASTRNN_KERNELS must be auto, baseline or avx2, got {choice!r}")
-    if choice == "avx2" and not cpu_has_avx2_fma():
-        raise ImportError("FASTRNN_KERNELS=avx2 but this CPU lacks AVX2/FMA")
-    if choice == "auto" and not cpu_has_avx2_fma():
-        return "baseline"
+    if choice != "auto" and choice not in KERNEL_BUILDS:
+        raise ImportError(f"FASTRNN_KERNELS must be auto or one of {list(KERNEL_BUILDS)}, "
+                          f"got {choice!r}")
+    if choice != "auto" and not KERNEL_BUILDS[choice]():
+        raise ImportError(f"FASTRNN_KERNELS={choice} but this CPU cannot run it "
+                          f"(it runs {[b for b, runs in KERNEL_BUILDS.items() if runs()]})")
     return choice
 
 
