@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _threads
+from fastrnn import _engine, _threads
 
 
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["batch-split", "unit-split"])
@@ -35,10 +35,17 @@ def test_python_threads_share_one_model(cls, bidirectional):
     for t in threads:
         t.join()
     assert not errors
+    # a concurrent call may run its unit split alone (its partner late,
+    # fastrnn/_team.h): to the bit the same on float32 panels; BLAS
+    # (FASTRNN_PANEL=blas) may pick other kernels for other shares
+    exact = _engine._k.panel_kernel() != "blas"
     for k in range(4):
         for i in range(6):
             if results[k][i] is not None:
-                np.testing.assert_array_equal(results[k][i], alone[i])
+                if exact:
+                    np.testing.assert_array_equal(results[k][i], alone[i])
+                else:
+                    np.testing.assert_allclose(results[k][i], alone[i], rtol=0, atol=1e-6)
 
 
 def test_blas_thread_setting_is_restored():
