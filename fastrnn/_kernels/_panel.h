@@ -59,7 +59,7 @@ static void fastrnn_panel_set_caches(Py_ssize_t l1d, Py_ssize_t l2) {
    bytes each) take at most a quarter of L2: every row tile of a block passes
    over them while its packed rows of A stream from L2 and C is touched only
    at the tile's end. A tile reads its panel rows at a fraction of the rate
-   L2 delivers to L1 (AVX-512: two lines per 12 FMAs), so the group need not
+   L2 delivers to L1 (AVX-512: three lines per 24 FMAs), so the group need not
    stay in L1; blocks of k that fit L1 (this rule until it was measured)
    reload C and restart the tiles once per block, and the products with k of
    512 and 1024 ran 1.1-1.3x slower with them (python -m bench.limits, Zen 5;

@@ -143,10 +143,10 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
 #define FR_INLINE __attribute__((always_inline)) inline
 /* Whether the main tile prefetches the next group of panels (when W exceeds
    L2). AVX2: yes, 1.05-1.2x faster with W of 16 MiB, no change below. AVX-512:
-   no, its tile's loads (two panel rows and six broadcasts per 12 FMAs)
-   already fill the load ports: without the prefetches 1.0-1.3x faster at
-   every size measured, W in L2 to 16 MiB (python -m bench.limits, Zen 5;
-   README, What bounds these numbers). */
+   no, its tile's loads (a panel row or a broadcast for every one to two
+   FMAs) already fill the load ports: without the prefetches the 6 x 32 tile
+   of the time ran 1.0-1.3x faster at every size measured, W in L2 to 16 MiB
+   (Zen 5; README, What bounds these numbers). */
 #define FR_PREFETCH_W (FR_NV > 1)
 
 /* a last partial panel pp of one row (n columns) = v, or += v with acc:
@@ -290,8 +290,9 @@ FR_ROW_FNS(7) FR_ROW_FNS(8)
         break;
 FR_ATTR static void FR(fastrnn_tile_rows)(int rows, int shape, Py_ssize_t p0, Py_ssize_t p1,
                                           Py_ssize_t last, Py_ssize_t kc, const float *a,
-                                          Py_ssize_t as, Py_ssize_t ak, const float *wp, Py_ssize_t wstride, float *c,
-                                          Py_ssize_t ldc, Py_ssize_t n, int accumulate) {
+                                          Py_ssize_t as, Py_ssize_t ak, const float *wp,
+                                          Py_ssize_t wstride, float *c, Py_ssize_t ldc,
+                                          Py_ssize_t n, int accumulate) {
     switch (rows) {
         FR_ROW_CASE(1) FR_ROW_CASE(2) FR_ROW_CASE(3) FR_ROW_CASE(4) FR_ROW_CASE(5)
         FR_ROW_CASE(6)

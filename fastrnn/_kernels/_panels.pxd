@@ -6,11 +6,12 @@ wp[p][kk][j] = W[16 p + j][kk] (zero past n). BLAS packs W again on every call
 (for the small m of a recurrence step that is a large part of the step, as
 perf shows); packed once per layer call, the step is one pass over the panels.
 The kernel is blocked as a GEMM: a register tile of 6 rows of C x one panel
-(AVX2, 12 accumulators of 8 floats) or two (AVX-512); k in blocks whose
-panels fill half of L1d, rows of A in blocks (packed tile by tile) that fill
-at most half of L2, both from the CPU plan's caches (set_cache_sizes,
-blocking); a product of few rows takes more panels per tile, so even one
-row has 12 independent sums in flight.
+(AVX2, 12 accumulators of 8 floats) or 8 rows x three panels (AVX-512, 24
+of 16 floats); k in blocks whose panels take at most a quarter of L2, A's
+rows read in place (packed tile by tile, in blocks that fill at most half of
+L2, when they lie a multiple of 4 KiB apart), both from the CPU plan's
+caches (set_cache_sizes, blocking); a product of few rows takes more panels
+per tile, so even one row has 12 independent sums in flight.
 
 The C code is in _panel.h and _panel_isa.h: one variant per instruction set
 (AVX-512: a panel row is one register; AVX2 + FMA: two), compiled with GCC
