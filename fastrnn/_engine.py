@@ -273,9 +273,14 @@ def _streams_well(module):
     """Whether every layer's weights of one direction are few enough for one
     core to stream them every step (at most _CELL_SPLIT_BYTES, the L3); else
     a step splits its units across the threads, each streaming its share."""
-    # (a layer's blocks are (D, G, ·): one direction's bytes, without a view per call)
-    return all((w_ih.nbytes + w_hh.nbytes) // len(w_ih) <= _CELL_SPLIT_BYTES
-               for w_ih, w_hh in zip(module._w_ih, module._w_hh))
+    largest = module.__dict__.get("_direction_bytes")
+    if largest is None:
+        # a layer's blocks are (D, G, ·): one direction's bytes; worked out once
+        # (a cell asks at every step; the weights' shapes never change)
+        largest = module._direction_bytes = max(
+            (w_ih.nbytes + w_hh.nbytes) // len(w_ih)
+            for w_ih, w_hh in zip(module._w_ih, module._w_hh))
+    return largest <= _CELL_SPLIT_BYTES
 
 
 def step_kernels(module):
