@@ -3,18 +3,28 @@
 # _recurrent_impl.pxi.
 
 
-# rows of dGx from which dX = dGx W_ih runs on W_ih packed in panels (float32):
-# the packing moves G x I elements once, the product takes N x G x I FMAs
-DX_PANEL_ROWS = 64
+cdef enum:
+    # rows of dGx from which dX = dGx W_ih runs on W_ih packed in panels (float32):
+    # the packing moves G x I elements once, the product takes N x G x I FMAs
+    _DX_PANEL_ROWS = 64
+
+DX_PANEL_ROWS = _DX_PANEL_ROWS
+
+
+cdef inline Py_ssize_t _dx_panels(const Dims* d, Py_ssize_t N, bint tokens) noexcept nogil:
+    """Floats of one direction's W_ih transposed into panels (I rows of G) for
+    dX = dGx W_ih; 0 when dX stays on BLAS (few rows) or has no rows (tokens)."""
+    return 0 if tokens or N < _DX_PANEL_ROWS else panel_size(d.n_in, d.G)
 
 
 def tn_workspace(int kind, Py_ssize_t D, Py_ssize_t N, Py_ssize_t I, Py_ssize_t H,
                  bint tokens):
-    """float32 elements layer_grads packs its operands into (0 without panels)."""
+    """float32 elements layer_grads packs its operands into (0 without panels):
+    those of the weight gradients, then W_ih's panels for dX."""
     if not panels_on():
         return 0
     cdef Dims dims = make_dims(kind, I, H)
-    return D * grad_panels(&dims, N, tokens, NULL, NULL)
+    return D * (grad_panels(&dims, N, tokens, NULL, NULL) + _dx_panels(&dims, N, tokens))
 
 
 cdef void _weight_grads_tn(const Dims* d, Py_ssize_t N, Py_ssize_t a0, Py_ssize_t a1,
@@ -109,26 +119,24 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
     cdef Py_ssize_t pstride = 0
     cdef float[::1] packed
     cdef float* pbase = NULL
-    # float32 with panels and at least DX_PANEL_ROWS rows: W_ih of every
-    # direction transposed into panels (I rows of G), for dX = dGx W_ih
+    # and, from DX_PANEL_ROWS rows on, W_ih of every direction transposed into
+    # panels after them, for dX = dGx W_ih (wx; NULL: BLAS)
     cdef bint dx_panels = False
     cdef Py_ssize_t xstride = 0
-    cdef float[::1] wx_packed
     cdef float* wx = NULL
     if floating is float:
         panels = panels_on()
         if panels:
             pstride = grad_panels(&dims, N, tokens, NULL, NULL)
-            if tn_work is not None and tn_work.shape[0] >= D * pstride:
+            xstride = _dx_panels(&dims, N, tokens)
+            if tn_work is not None and tn_work.shape[0] >= D * (pstride + xstride):
                 packed = tn_work
             else:
-                packed = np.empty(max(D * pstride, 1), np.float32)
+                packed = np.empty(max(D * (pstride + xstride), 1), np.float32)
             pbase = &packed[0]
-            dx_panels = not tokens and N >= DX_PANEL_ROWS
+            dx_panels = xstride > 0
             if dx_panels:
-                xstride = panel_size(I, G)
-                wx_packed = np.empty(D * xstride, np.float32)
-                wx = &wx_packed[0]
+                wx = pbase + D * pstride
 
     with nogil:
         if rh_rows:
