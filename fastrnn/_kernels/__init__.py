@@ -13,32 +13,39 @@ from fastrnn._kernels import _panels
 _MODULES = {"avx512": "_recurrent_avx512", "avx2": "_recurrent_avx2", "baseline": "_recurrent"}
 
 
+def _load(name):
+    """The kernel build ``name``, or None where this install lacks it (a
+    compiler that cannot target an instruction set skips its build); the
+    baseline one is always there."""
+    try:
+        return importlib.import_module(f"fastrnn._kernels.{_MODULES[name]}")
+    except ImportError:
+        if name == "baseline":
+            raise
+        return None
+
+
 def builds():
     """[(name, module)] of the kernel builds this CPU runs and this install
-    has (a compiler that cannot target an instruction set skips its build),
-    best first; the baseline one is always there."""
-    found = []
-    for name, runs in _panels.KERNEL_BUILDS.items():
-        if not runs():
-            continue
-        try:
-            found.append((name, importlib.import_module(f"fastrnn._kernels.{_MODULES[name]}")))
-        except ImportError:
-            if name == "baseline":
-                raise
-    return found
+    has, best first (for tests and benchmarks: it loads every one)."""
+    return [(name, module) for name, runs in _panels.KERNEL_BUILDS.items()
+            if runs() and (module := _load(name)) is not None]
 
 
 def _select():
+    """The build to run and its name: the one FASTRNN_KERNELS names, or the
+    best this CPU runs that this install has; only that one is loaded."""
     choice = _panels.kernel_build()
-    available = builds()
-    if choice == "auto":
-        return available[0][1], available[0][0]
-    for name, module in available:
-        if name == choice:
-            return module, name
-    raise ImportError(f"FASTRNN_KERNELS={choice}: this install has no {choice} kernel build "
-                      f"(its compiler could not target it); it has {[n for n, _ in available]}")
+    for name, runs in _panels.KERNEL_BUILDS.items():
+        if name == choice or (choice == "auto" and runs()):
+            module = _load(name)
+            if module is not None:
+                return module, name
+            if name == choice:
+                raise ImportError(f"FASTRNN_KERNELS={choice}: this install has no {choice} "
+                                  f"kernel build (its compiler could not target it); it has "
+                                  f"{[n for n, _ in builds()]}")
+    raise AssertionError("unreachable: the baseline build always loads")
 
 
 recurrent, variant = _select()
