@@ -12,8 +12,9 @@ cdef extern from "_openmp.h":
     int omp_get_num_threads() noexcept nogil
     void fastrnn_barrier() noexcept nogil
 
-    # the most threads one spin barrier serves (a unit-split team's cap)
-    int BARRIER_SLOTS "FASTRNN_BARRIER_SLOTS"
+    # the most threads one spin barrier serves (a unit-split team's cap); a
+    # compile-time constant (it sizes the team's stack array of waits)
+    enum: BARRIER_SLOTS "FASTRNN_BARRIER_SLOTS"
     ctypedef struct fastrnn_spin_barrier:
         int spins
     void spin_init "fastrnn_spin_init"(fastrnn_spin_barrier* b, int nthreads) noexcept nogil

@@ -460,16 +460,6 @@ def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
     _run_team(<void*> &call, <void*> &work[0], num_threads, True, floating is double)
 
 
-cdef enum:
-    # the largest unit-split team: the spin barrier's slots (checked when the
-    # module loads); a unit split over more threads would give each few units
-    _TEAM_MAX = 64
-
-if BARRIER_SLOTS != _TEAM_MAX:
-    raise ImportError(f"fastrnn build error: _openmp.h's barrier has {BARRIER_SLOTS} slots, "
-                      f"the unit split's teams {_TEAM_MAX} threads")
-
-
 cdef void _run_team(void* call, void* work, int num_threads, bint backward,
                     bint wide) noexcept:
     """Run the call's unit-split workers as a team of num_threads, or on this
@@ -478,11 +468,12 @@ cdef void _run_team(void* call, void* work, int num_threads, bint backward,
     (taken by another pool's spinning thread, or by another process) the
     others wait, so the sum of their waits over (team size - 1) is the time
     the call made no progress."""
-    cdef int n = team_size(min(num_threads, _TEAM_MAX))
+    # at most the spin barrier's slots (a split over more threads gives each few units)
+    cdef int n = team_size(min(num_threads, BARRIER_SLOTS))
     cdef int used = 1
     cdef int* used_at = &used                  # (a name assigned in the region is private)
     cdef long long start, lost = 0
-    cdef long long waited[_TEAM_MAX]           # each thread's waits
+    cdef long long waited[BARRIER_SLOTS]       # each thread's waits
     cdef int i
     memset(waited, 0, n * sizeof(long long))
     cdef fastrnn_spin_barrier bar
