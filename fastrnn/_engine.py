@@ -318,6 +318,7 @@ def stream_step(module, x, state):
     zeros = np.zeros((batch, H), module.dtype) if state is None else None
     ones, rows = _single_step_rows(batch)
     kernels = step_kernels(module)
+    threads = get_num_threads()        # (one row of float32 may split its units: CellKernel)
     inp = x[0]
     ids = np.ascontiguousarray(inp, dtype=np.intp) if inp.dtype.kind in "iu" else None
     for layer in range(L):
@@ -327,7 +328,7 @@ def stream_step(module, x, state):
             h0 = zeros if state is None else state[0][row]
             c0 = (zeros if state is None else state[1][row]) if with_c else h0
             kernels[layer][d].step(inp, h0, c0, h_n[row], c_n[row], ones, rows,
-                                   ids if layer == 0 else None)
+                                   ids if layer == 0 else None, threads)
             y[:, d * H:(d + 1) * H] = h_n[row]
         inp = y
     return y[None], ((h_n, c_n) if with_c else (h_n,))
@@ -466,5 +467,6 @@ def cell_step(module, x, state):
     c = np.empty_like(h) if len(state) == 2 else h
     ones, rows = _single_step_rows(batch)
     # the streaming path: one step on this thread, no batch plan or thread team
-    step_kernels(module)[0][0].step(x[0], state[0], state[-1], h, c, ones, rows)
+    step_kernels(module)[0][0].step(x[0], state[0], state[-1], h, c, ones, rows, None,
+                                    get_num_threads())
     return (h, c) if len(state) == 2 else (h,)

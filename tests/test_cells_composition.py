@@ -174,6 +174,53 @@ def test_cell_with_large_weights(mode, cls, opts, rng, monkeypatch):
             assert_close(out[1][b], c_ref, np.float64, "c")
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("mode,cls,opts", CELLS, ids=CELL_IDS)
+def test_cell_step_split_across_threads(mode, cls, opts, threads, rng):
+    """One float32 row's step with its hidden units split across the threads
+    (forced from 0 bytes of weights on) matches the reference, gives the same
+    bits on any number of threads and when the team policy runs it alone
+    (the row dot products sum each row in one order), and a layer's one-step
+    call of one row is the same step. (The reset-before GRU's step does not
+    split: its second product reads r ⊙ h of every unit.)"""
+    from fastrnn import _engine
+    kernels = _engine._k
+    cell = cls(5, 37, seed=0, **opts)
+    sd = cell.state_dict()
+    x = rng.standard_normal((1, 5)).astype(np.float32)
+    h = rng.standard_normal((1, 37)).astype(np.float32)
+    c = rng.standard_normal((1, 37)).astype(np.float32)
+    hx = (h, c) if mode == "lstm" else h
+    layer = {"rnn": fastrnn.RNN, "gru": fastrnn.GRU, "lstm": fastrnn.LSTM}[mode](5, 37, **opts)
+    layer.load_state_dict({k + "_l0": v for k, v in sd.items()})
+    old = kernels.set_split_step_bytes(0)
+    kernels.team_probe("reset")
+    try:
+        fastrnn.set_num_threads(threads)
+        split = cell(x, hx)
+        counts = kernels.team_probe("counts")
+        if mode == "gru" and not opts["reset_after"] or kernels.panel_kernel() == "blas":
+            assert counts["team"] + counts["alone"] == 0     # not split
+        else:
+            assert counts["team"] + counts["alone"] == 1
+        kernels.team_probe("report", 2, 90_000, 100_000)     # late: the next call alone
+        alone = cell(x, hx)
+        fastrnn.set_num_threads(2)
+        _, state = layer(x[None], (h[None], c[None]) if mode == "lstm" else h[None])
+    finally:
+        kernels.set_split_step_bytes(old)
+        kernels.team_probe("reset")
+        fastrnn.set_num_threads(None)
+    split, alone, state = ((v if mode == "lstm" else (v,)) for v in (split, alone, state))
+    for got, same, from_layer in zip(split, alone, state):
+        np.testing.assert_array_equal(got, same)
+        np.testing.assert_array_equal(got, from_layer[0])
+    h_ref, c_ref = _ref_step(mode, opts, sd, x[0], h[0], c[0])
+    assert_close(split[0][0], h_ref, np.float32, "h")
+    if mode == "lstm":
+        assert_close(split[1][0], c_ref, np.float32, "c")
+
+
 @pytest.mark.parametrize("cls", [fastrnn.RNNCell, fastrnn.GRUCell, fastrnn.LSTMCell])
 def test_copied_cells_use_their_own_weights(cls):
     """A cell binds its weights to its step kernel once: in-place updates are

@@ -163,6 +163,42 @@ def test_panel_products(name, module, m, n, k):
     _check_panel_products(module, m, n, k)
 
 
+@pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m,k", [(1, 1), (7, 5), (8, 8), (9, 16), (37, 53), (64, 256),
+                                 (300, 100)])
+def test_row_dot_products(name, module, m, k):
+    """y = W a and y += W a on W as stored (a one-row step split by units)
+    with every variant against float64 numpy: groups of rows and the rows
+    left over, k not a multiple of the vector width; and each row's sum the
+    same bits whatever rows it is computed with (row blocks of 3 and 5: a
+    step split across any number of threads gives one thread's bits)."""
+    rng = np.random.default_rng(m * 1000 + k)
+    w = rng.standard_normal((m, k)).astype(np.float32)
+    a = rng.standard_normal(k).astype(np.float32)
+    y0 = rng.standard_normal(m).astype(np.float32)
+    exact = w.astype(np.float64) @ a.astype(np.float64)
+    before = module.panel_kernel()
+    try:
+        for variant in module.panel_kernels():
+            module.set_panel_kernel(variant)
+            for accumulate in (False, True):
+                y = y0.copy()
+                module.row_dot_product(w, a, y, accumulate)
+                want = exact + (y0 if accumulate else 0)
+                np.testing.assert_allclose(y, want, rtol=0, atol=2e-5 * np.sqrt(k) * 4,
+                                           err_msg=f"{variant} accumulate={accumulate}")
+                if variant == "blas":
+                    continue
+                for block in (3, 5):
+                    parts = y0.copy()
+                    for r in range(0, m, block):
+                        module.row_dot_product(w[r:r + block], a, parts[r:r + block],
+                                               accumulate)
+                    np.testing.assert_array_equal(parts, y, err_msg=f"{variant} {block}")
+    finally:
+        module.set_panel_kernel(before)
+
+
 @pytest.fixture
 def small_caches():
     """The products blocked for a tiny machine (4 KiB L1d, 64 KiB L2): many

@@ -181,6 +181,16 @@ static void fastrnn_panel_gemm_tn_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t 
     fastrnn_panel_gemm_strided_scalar(m, n, k, a, 1, lda, bp, c, ldc, 1);
 }
 
+/* the portable row dot products (see fastrnn_rows_dot in _panel_isa.h) */
+static void fastrnn_rows_dot_scalar(Py_ssize_t m, Py_ssize_t k, const float *w, Py_ssize_t ldw,
+                                    const float *a, float *y, int accumulate) {
+    for (Py_ssize_t r = 0; r < m; r++) {
+        float t = 0.0f;
+        for (Py_ssize_t kk = 0; kk < k; kk++) t += w[r * ldw + kk] * a[kk];
+        y[r] = accumulate ? y[r] + t : t;
+    }
+}
+
 typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);
 typedef void (*fastrnn_gemm_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                 Py_ssize_t, const float *, float *, Py_ssize_t, int);
@@ -189,6 +199,9 @@ static fastrnn_gemm_fn fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
 typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                    Py_ssize_t, const float *, float *, Py_ssize_t);
 static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
+typedef void (*fastrnn_rows_dot_fn)(Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t,
+                                    const float *, float *, int);
+static fastrnn_rows_dot_fn fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
 static int fastrnn_panel_variant = FASTRNN_PANEL_NONE;
 
 /* whether this CPU (and build) runs variant isa */
@@ -228,15 +241,18 @@ static int fastrnn_panel_select(int isa) {
     fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
     fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
     fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
+    fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
 #if FASTRNN_PANEL_VARIANTS
     if (isa == FASTRNN_PANEL_AVX512) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx512;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx512;
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx512;
+        fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;     /* (see _panel_isa.h) */
     } else if (isa == FASTRNN_PANEL_AVX2) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx2;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx2;
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx2;
+        fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;
     }
 #endif
     fastrnn_panel_variant = isa;
@@ -251,6 +267,12 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
                                Py_ssize_t lda, const float *wp, float *c, Py_ssize_t ldc,
                                int accumulate) {
     fastrnn_gemm_impl(m, n, k, a, lda, wp, c, ldc, accumulate);
+}
+
+/* y[r] (+)= W[r, :] . a for r < m, W row-major (row stride ldw) */
+static void fastrnn_rows_dot(Py_ssize_t m, Py_ssize_t k, const float *w, Py_ssize_t ldw,
+                             const float *a, float *y, int accumulate) {
+    fastrnn_rows_dot_impl(m, k, w, ldw, a, y, accumulate);
 }
 
 /* the selected variant's register tile (rows x panels; 0 x 0 without one) */

@@ -40,6 +40,11 @@ cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                      Py_ssize_t lda, const float* wp, float* c, Py_ssize_t ldc,
                      bint accumulate) noexcept nogil
 
+# y[r] (+)= W[r, :] . a for r < m, W row-major (row stride ldw), as stored; each
+# row's sum in one order whatever rows it is computed with
+cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, const float* a,
+                   float* y, bint accumulate) noexcept nogil
+
 # C (m x n) += Aᵀ B over k rows (A: k x m, row stride lda), B packed (bp)
 cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                         Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc) noexcept nogil

@@ -37,6 +37,9 @@ cdef extern from "_panel.h" nogil:
                                                  const float* a, Py_ssize_t lda,
                                                  const float* bp, float* c,
                                                  Py_ssize_t ldc) noexcept
+    void c_rows_dot "fastrnn_rows_dot"(Py_ssize_t m, Py_ssize_t k, const float* w,
+                                       Py_ssize_t ldw, const float* a, float* y,
+                                       int accumulate) noexcept
     # variants: whether one runs here, the best, select one (0 if it does not run), the current
     int panel_supported "fastrnn_panel_supported"(int isa) noexcept
     int cpu_x86_64_v4 "fastrnn_cpu_x86_64_v4"() noexcept
@@ -74,6 +77,11 @@ cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
 cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                         Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc) noexcept nogil:
     c_panel_gemm_tn(m, n, k, a, lda, bp, c, ldc)
+
+
+cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, const float* a,
+                   float* y, bint accumulate) noexcept nogil:
+    c_rows_dot(m, k, w, ldw, a, y, accumulate)
 
 
 cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
@@ -228,6 +236,27 @@ def panel_product(const float[:, ::1] a, const float[:, ::1] w, float[:, ::1] c,
                 # C = A @ Wᵀ (+ C)
                 gemm_abt(<int> m, <int> n, <int> k, &a[0, 0], <int> k, &w[0, 0], <int> k,
                          <float> accumulate, &c[0, 0], <int> n)
+    return (time.perf_counter() - start) / reps
+
+
+def row_dot_product(const float[:, ::1] w, const float[::1] a, float[::1] y, bint accumulate,
+                    int reps=1):
+    """y = W @ a, or y += that, on W as stored (rows_dot: the selected
+    panel_kernel()'s row dot products; BLAS's gemv with "blas"), reps times;
+    returns the seconds per product."""
+    cdef Py_ssize_t m = w.shape[0], k = w.shape[1]
+    if a.shape[0] != k or y.shape[0] != m or reps < 1 or m * k == 0:
+        raise ValueError("row_dot_product: W (m, k), a (k,), y (m,), all non-empty, reps >= 1")
+    cdef int r
+    cdef bint panels = panels_on()
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            if panels:
+                rows_dot(m, k, &w[0, 0], k, &a[0], &y[0], accumulate)
+            else:
+                # y = W a (+ y)
+                gemv_ax(<int> m, <int> k, &w[0, 0], <int> k, &a[0], <float> accumulate, &y[0])
     return (time.perf_counter() - start) / reps
 
 

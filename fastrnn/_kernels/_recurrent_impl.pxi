@@ -36,6 +36,8 @@ import threading
 
 import numpy as np
 
+from fastrnn._threads import get_num_threads
+
 from fastrnn._blas cimport gemm
 from fastrnn._openmp cimport (BARRIER_SLOTS, fastrnn_barrier, fastrnn_spin_barrier, now_ns,
                               omp_get_num_threads, omp_get_thread_num, spin_init, spin_wait,
@@ -53,11 +55,12 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
                                       panel_gate_blocks, recurrent_panels, task_space,
                                       unit_back_space, unit_shared, unit_space)
 from fastrnn._kernels._panels cimport (PANEL, pack_panel, pack_panel_range, pack_panels,
-                                      panel_gemm_tn, panel_size, panels_on)
+                                      panel_gemm_tn, panel_size, panels_on, rows_dot)
 from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
 from fastrnn._kernels._panels import (cpu_has_avx2_fma, panel_kernel, panel_kernels,  # noqa
-                                      panel_product, panel_product_tn, set_panel_kernel)
+                                      panel_product, panel_product_tn, row_dot_product,
+                                      set_panel_kernel)
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-# The streaming step: one step of one layer and direction on the calling
-# thread, no batch plan, thread team or packing (a cell, or a one-step call of
-# a layer with few rows). Included by _recurrent_impl.pxi.
+# The streaming step: one step of one layer and direction, no batch plan or
+# packing (a cell, or a one-step call of a layer with few rows): on the
+# calling thread, or for one float32 row split by hidden units across the
+# threads (_split_step). Included by _recurrent_impl.pxi.
 
 
 cdef inline Py_ssize_t _step_space(floating* base, const LayerCall* call, floating** b_x,
@@ -28,6 +29,113 @@ cdef void _step_run(LayerCall* call, const floating* b_ih, const floating* b_hh,
     call.w[0].b_x = b_x
     call.w[0].b_hn = b_hn
     _forward_task(call, 0, task)
+
+
+# weights (bytes) from which a one-row float32 step splits its hidden units
+# across the threads (CellKernel._shares). python -m bench.cell_split times
+# both ways; one run on an AMD EPYC Zen 4 (1 MiB L2), LSTMCell step split /
+# on one thread: 128 KiB of weights (H=64) 1.06, 288 KiB 0.90, 512 KiB 0.74,
+# 2 MiB 0.57.
+SPLIT_STEP_BYTES = 192 << 10
+cdef Py_ssize_t _split_step_bytes = SPLIT_STEP_BYTES
+
+
+def set_split_step_bytes(Py_ssize_t nbytes):
+    """Set the weights (bytes) from which a one-row step splits across the
+    threads; returns the previous value (tests and bench.cell_split)."""
+    global _split_step_bytes
+    old = _split_step_bytes
+    _split_step_bytes = nbytes
+    return old
+
+
+cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn,
+                      Py_ssize_t share, Py_ssize_t shares, float* ws) noexcept nogil:
+    """Share ``share`` of ``shares`` of one step of one row: the hidden units
+    [u0, u1) of every gate, into their columns of h1 (and c1).
+
+    A single step needs no exchange between the shares: each reads x and
+    h_{t-1} of every unit and writes only its own units. The products are
+    row dot products on the weights as stored (rows_dot), each row's sum in
+    one order: any split gives the same bits. ws: this share's UnitSpace
+    (one row; sized for a share of every unit). x: unit stride."""
+    cdef const Dims* d = &call.dims
+    cdef const Ends* ends = &call.ends[0]
+    cdef const float* x = <const float*> call.src[0].x
+    cdef const float* w_ih = <const float*> call.w[0].w_ih
+    cdef const float* w_hh = <const float*> call.w[0].w_hh
+    cdef const float* h0 = <const float*> ends.h0
+    cdef const float* c0 = <const float*> ends.c0
+    cdef int kind = d.kind
+    cdef Py_ssize_t H = d.H, I = d.n_in
+    cdef Py_ssize_t u0 = H * share // shares
+    cdef Py_ssize_t U = H * (share + 1) // shares - u0
+    cdef Py_ssize_t ngates = gates(kind), q
+    cdef bint with_c = has_cell_state(kind)
+    cdef Product p = forward_product(kind, 0)
+    cdef UnitSpace sp
+    if U == 0:
+        return
+    unit_space(ws, d, 1, 1, &sp)
+    cdef float* gx = <float*> sp.gx
+    cdef float* target = <float*> sp.gh if p.own_target else gx + p.q0 * U
+    cdef float* h = <float*> sp.h
+    cdef float* c = <float*> sp.c
+    cdef float* bx = <float*> sp.bx
+    for q in range(ngates):
+        memcpy(bx + q * U, b_x + q * H + u0, U * sizeof(float))
+        # Gx[q, my units] = W_ih[those rows of gate q] x
+        rows_dot(U, I, w_ih + (q * H + u0) * I, I, x, gx + q * U, False)
+    for q in range(p.nq):
+        # G (or Gh)[q0 + q, my units] (+)= W_hh[those rows of gate q0 + q] h_{t-1}
+        rows_dot(U, H, w_hh + ((p.q0 + q) * H + u0) * H, H, h0, target + q * U, p.accumulate)
+    memcpy(<float*> sp.bhn, b_hn + u0, U * sizeof(float))
+    memcpy(h, h0 + u0, U * sizeof(float))
+    if with_c:
+        memcpy(c, c0 + u0, U * sizeof(float))
+    cell_forward(kind, 0, 1, U, gx, gate_blocks(kind) * U, <float*> sp.gh, bx, <float*> sp.bhn,
+                 h, c, <float*> sp.rh)
+    memcpy(<float*> ends.h_n + u0, h, U * sizeof(float))
+    if with_c:
+        memcpy(<float*> ends.c_n + u0, c, U * sizeof(float))
+
+
+cdef Py_ssize_t _split_space(const LayerCall* call, int shares) noexcept nogil:
+    """Floats _split_step's workspace takes: the kernel biases (G + H), then a
+    UnitSpace per share (a team of ``shares`` at most)."""
+    return call.dims.G + call.dims.H + shares * unit_space(<float*> NULL, &call.dims, 1, 1, NULL)
+
+
+cdef void _split_step(const LayerCall* call, const float* b_ih, const float* b_hh, float* ws,
+                      int shares) noexcept nogil:
+    """One step of one row (_units_step), the hidden units split across a
+    team of up to ``shares`` threads, or on this thread alone while the team
+    policy says so (_team.h: a partner held off its core makes the whole
+    step wait; the time between the first and the last share's end is what
+    the call lost). The kernel biases go once into ws, the shares' spaces
+    after them."""
+    cdef Py_ssize_t G = call.dims.G, H = call.dims.H
+    cdef Py_ssize_t per = unit_space(<float*> NULL, &call.dims, 1, 1, NULL)
+    cdef int n = team_size(min(shares, BARRIER_SLOTS)), used = 1, tid, i
+    cdef int* used_at = &used                  # (a name assigned in the region is private)
+    cdef long long ends[BARRIER_SLOTS]
+    cdef long long start, first, last
+    combine_biases(call.dims.kind, G, H, b_ih, b_hh, ws, ws + G)
+    if n < 2:
+        _units_step(call, ws, ws + G, 0, 1, ws + G + H)
+        return
+    start = now_ns()
+    with parallel(num_threads=n):
+        tid = omp_get_thread_num()
+        if tid == 0:
+            used_at[0] = omp_get_num_threads()
+        _units_step(call, ws, ws + G, tid, omp_get_num_threads(), ws + G + H + tid * per)
+        ends[tid] = now_ns()
+    first = last = ends[0]
+    for i in range(1, used):
+        first = min(first, ends[i])
+        last = max(last, ends[i])
+    team_report(used, last - first, now_ns() - start)
 
 
 cdef class CellKernel:
@@ -58,13 +166,15 @@ cdef class CellKernel:
         else:
             self.f_ih, self.f_hh, self.fb_ih, self.fb_hh = w_ih, w_hh, b_ih, b_hh
 
-    def step(self, x, h0, c0, h1, c1, ones, perm, ids=None):
+    def step(self, x, h0, c0, h1, c1, ones, perm, ids=None, int threads=1):
         """h1 (and c1) = one step from h0 (and c0) for input x.
 
         x: (B, I) of the weights' dtype, any strides; h0, c0, h1, c1: (B, H)
         C-contiguous (for RNN and GRU cells pass h0, h1 again as c0, c1);
         ones: (B,) of 1; perm: arange(B) (intp). Token input: ids (B,) intp
         contiguous, each in [0, I) (checked by the caller), and x is ignored.
+        threads: the most threads one row of float32 may split its units
+        across (_shares).
         """
         cdef const Py_ssize_t[::1] id_v
         cdef const Py_ssize_t* id_p = NULL
@@ -93,6 +203,9 @@ cdef class CellKernel:
         call.step_chunk = 1
         call.cap = B
         cdef Py_ssize_t need = _step_space(<float*> NULL, &call, NULL, NULL, NULL)
+        cdef int shares = self._shares(threads, B, id_p == NULL and x.strides[1] == x.itemsize)
+        if shares > 0:
+            need = _split_space(&call, shares)
         cdef const float[:, :] fx
         cdef const float[:, ::1] fh0, fc0
         cdef float[:, ::1] fh1, fc1
@@ -116,8 +229,31 @@ cdef class CellKernel:
                        &self.f_ih[0, 0], &self.f_hh[0, 0], id_p, &fh0[0, 0], &fc0[0, 0],
                        &fh1[0, 0], &fc1[0, 0])
             with nogil:
-                _step_run(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0])
+                if shares > 0:
+                    _split_step(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0], shares)
+                else:
+                    _step_run(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0])
 
+
+    cdef int _shares(self, int threads, Py_ssize_t B, bint unit_stride):
+        """The threads a step of B rows splits its hidden units across
+        (_split_step), or 0: the step runs on this thread as a layer's task
+        (_step_run: BLAS's gemv for one row).
+
+        Split: one float32 row on panels (the row dot products are the panel
+        variant's), x with unit stride, a cell whose step is one product
+        (not the reset-before GRU: its second product reads r ⊙ h_{t-1} of
+        every unit), at least two threads and _split_step_bytes of weights
+        (below, waking the team costs more than halving the weights' stream
+        saves). More rows are a matrix product, which BLAS does better on
+        one thread; so is one row on one thread from L3 (OpenBLAS's gemv
+        read 8 MiB at 1.8x the row dot products' rate, Zen 4)."""
+        if (threads < 2 or B != 1 or self.wide or not unit_stride
+                or forward_phases(self.kind) != 1 or not panels_on()):
+            return 0
+        if gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden) * 4 < _split_step_bytes:
+            return 0
+        return min(threads, self.n_hidden)
 
     def call(self, x, hx, bint pair):
         """A cell's call in its common case, checked and run here: x a
@@ -162,7 +298,8 @@ cdef class CellKernel:
         if rows is None or (<tuple> rows)[0] != B:
             rows = (B, np.ones(B, np.intp), np.arange(B, dtype=np.intp))
             self._rows = rows
-        self.step(x, h0, c0, h1, c1, (<tuple> rows)[1], (<tuple> rows)[2])
+        self.step(x, h0, c0, h1, c1, (<tuple> rows)[1], (<tuple> rows)[2], None,
+                  get_num_threads())
         return (h1, c1) if pair else (h1,)
 
 
