@@ -1,13 +1,16 @@
-"""A cell step streamed on one thread against split across the threads, by size.
+"""A cell step on one thread against split across the threads, by size.
 
     python -m bench.cell_split [--rounds N]
 
-fastrnn splits a cell step's hidden units across its threads when the
-cell's weights exceed fastrnn._engine._CELL_SPLIT_BYTES (the CPU plan's L3;
-each thread then streams its share of the weights from its own cache), else
-it runs the step on the calling thread. Which is faster depends on the caches and the cost of
-waking the team, so this times both for LSTMCells from 288 KiB to 18 MiB of
-weights, in interleaved rounds of one run, and prints split / streamed.
+A step of one float32 row splits its hidden units across fastrnn's threads
+once the cell's weights reach SPLIT_STEP_BYTES (CellKernel in
+fastrnn/_kernels/_stream.pxi: one parallel region, each thread its units'
+row dot products); smaller ones stream on the calling thread (BLAS's gemv).
+Above fastrnn._engine._CELL_SPLIT_BYTES (the CPU plan's L3) a step runs as a
+one-step layer call instead (the unit split's team and plan). Which is
+faster depends on the caches and on the cost of waking the team, so this
+times the three for LSTMCells from 32 KiB to 18 MiB of weights, in
+interleaved rounds of one run, and prints each over the time on one thread.
 """
 import argparse
 
@@ -17,7 +20,8 @@ import fastrnn
 from bench.timing import median_seconds
 from fastrnn import _cpu, _engine
 
-SIZES = (96, 128, 160, 256, 384, 512, 768)
+SIZES = (32, 64, 96, 128, 160, 256, 384, 512, 768)
+MODES = ("stream", "split", "layer")
 
 
 def main(argv=None):
@@ -27,24 +31,28 @@ def main(argv=None):
     fastrnn.set_num_threads(2)
     caches = _cpu.plan().caches
     print(f"fastrnn {fastrnn.__version__}, 2 threads, float32, B=1; {_cpu.plan().model}, "
-          f"L2 {caches.l2} B per core; split / streamed per cell step")
-    threshold = _engine._CELL_SPLIT_BYTES
-    times = {(H, mode): [] for H in SIZES for mode in ("stream", "split")}
+          f"L2 {caches.l2} B per core; per LSTMCell step, and over the time on one thread")
+    kernels = _engine._k
+    split_bytes, layer_bytes = kernels.set_split_step_bytes(0), _engine._CELL_SPLIT_BYTES
+    times = {(H, mode): [] for H in SIZES for mode in MODES}
     try:
         for _ in range(args.rounds):
             for H in SIZES:
                 cell = fastrnn.LSTMCell(H, H, seed=0)
                 x = np.zeros((1, H), np.float32)
                 state = (np.zeros((1, H), np.float32), np.zeros((1, H), np.float32))
-                for mode in ("stream", "split"):
-                    _engine._CELL_SPLIT_BYTES = 1 << 62 if mode == "stream" else 0
+                for mode in MODES:
+                    kernels.set_split_step_bytes(0 if mode == "split" else 1 << 62)
+                    _engine._CELL_SPLIT_BYTES = 0 if mode == "layer" else 1 << 62
                     times[H, mode].append(median_seconds(cell, x, state, reps=200))
     finally:
-        _engine._CELL_SPLIT_BYTES = threshold
+        kernels.set_split_step_bytes(split_bytes)
+        _engine._CELL_SPLIT_BYTES = layer_bytes
     for H in SIZES:
-        stream, split = (float(np.median(times[H, m])) for m in ("stream", "split"))
-        print(f"H={H:<4} weights {8 * H * H * 4 >> 10:>6} KiB: streamed {stream * 1e6:7.1f} us,"
-              f" split {split * 1e6:7.1f} us, ratio {split / stream:.2f}")
+        stream, split, layer = (float(np.median(times[H, m])) for m in MODES)
+        print(f"H={H:<4} weights {8 * H * H * 4 >> 10:>6} KiB: one thread {stream * 1e6:7.1f} us,"
+              f" split {split * 1e6:7.1f} us ({split / stream:.2f}),"
+              f" as a layer {layer * 1e6:7.1f} us ({layer / stream:.2f})")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ cdef extern from "_panel.h" nogil:
     int panel_selected "fastrnn_panel_selected"() noexcept
     # the caches the blocking is worked out for; the blocks and tile that follow
     void c_set_caches "fastrnn_panel_set_caches"(Py_ssize_t l1d, Py_ssize_t l2) noexcept
+    Py_ssize_t c_cache_l2 "fastrnn_cache_l2"
     void c_panel_blocks "fastrnn_panel_blocks"(Py_ssize_t k, Py_ssize_t group, Py_ssize_t mr,
                                                Py_ssize_t a_floats, Py_ssize_t* kc,
                                                Py_ssize_t* mc) noexcept
@@ -66,6 +67,10 @@ _VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
 
 cdef bint panels_on() noexcept nogil:
     return panel_selected() != PANEL_NONE
+
+
+cdef Py_ssize_t cache_l2() noexcept nogil:
+    return c_cache_l2
 
 
 cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,

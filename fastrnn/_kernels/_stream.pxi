@@ -182,18 +182,37 @@ cdef class CellKernel:
             id_v = ids
             id_p = &id_v[0]
             x = h0                                 # any (B, *) array of the dtype
-        cdef Py_ssize_t B = h0.shape[0]
-        cdef Dims dims = make_dims(self.kind, self.n_in, self.n_hidden)
         cdef const Py_ssize_t[::1] one_v = ones
         cdef const Py_ssize_t[::1] perm_v = perm
+        cdef const float[:, :] fx
+        cdef const float[:, ::1] fh0, fc0
+        cdef float[:, ::1] fh1, fc1
+        cdef const double[:, :] dx
+        cdef const double[:, ::1] dh0, dc0
+        cdef double[:, ::1] dh1, dc1
+        if self.wide:
+            dx, dh0, dc0, dh1, dc1 = x, h0, c0, h1, c1
+            self._run(&dx[0, 0], dx.strides[0] // 8, dx.strides[1] // 8, &dh0[0, 0], &dc0[0, 0],
+                      &dh1[0, 0], &dc1[0, 0], dh0.shape[0], &one_v[0], &perm_v[0], id_p, threads)
+        else:
+            fx, fh0, fc0, fh1, fc1 = x, h0, c0, h1, c1
+            self._run(&fx[0, 0], fx.strides[0] // 4, fx.strides[1] // 4, &fh0[0, 0], &fc0[0, 0],
+                      &fh1[0, 0], &fc1[0, 0], fh0.shape[0], &one_v[0], &perm_v[0], id_p, threads)
+
+    cdef int _run(self, const void* x, Py_ssize_t xs0, Py_ssize_t xs1, const void* h0,
+                  const void* c0, void* h1, void* c1, Py_ssize_t B, const Py_ssize_t* ones,
+                  const Py_ssize_t* perm, const Py_ssize_t* ids, int threads) except -1:
+        """step() on its arrays' data (the weights' dtype): x (B, I) with
+        element strides (xs0, xs1), the states (B, H) C-contiguous, ones and
+        perm (B,), ids (B,) or NULL."""
         cdef Py_ssize_t bounds[2]
         cdef Py_ssize_t n_active = B
         bounds[0], bounds[1] = 0, B
         cdef LayerCall call
         memset(&call, 0, sizeof(LayerCall))
-        call.dims = dims
-        call.rows.lengths = &one_v[0]
-        call.rows.perm = &perm_v[0]
+        call.dims = make_dims(self.kind, self.n_in, self.n_hidden)
+        call.rows.lengths = ones
+        call.rows.perm = perm
         call.rows.n_active = &n_active
         call.rows.B = B
         call.rows.T = 1
@@ -202,38 +221,25 @@ cdef class CellKernel:
         call.rows_max = B
         call.step_chunk = 1
         call.cap = B
-        cdef Py_ssize_t need = _step_space(<float*> NULL, &call, NULL, NULL, NULL)
-        cdef int shares = self._shares(threads, B, id_p == NULL and x.strides[1] == x.itemsize)
-        if shares > 0:
-            need = _split_space(&call, shares)
-        cdef const float[:, :] fx
-        cdef const float[:, ::1] fh0, fc0
-        cdef float[:, ::1] fh1, fc1
+        cdef int shares = self._shares(threads, B, ids == NULL and xs1 == 1)
+        cdef Py_ssize_t need = (_split_space(&call, shares) if shares > 0
+                                else _step_space(<float*> NULL, &call, NULL, NULL, NULL))
         cdef float[::1] fw
-        cdef const double[:, :] dx
-        cdef const double[:, ::1] dh0, dc0
-        cdef double[:, ::1] dh1, dc1
         cdef double[::1] dw
         if self.wide:
-            dx, dh0, dc0, dh1, dc1 = x, h0, c0, h1, c1
             dw = _scratch("cell", need, np.float64)
-            _step_call(&call, &dx[0, 0], dx.strides[0] // 8, dx.strides[1] // 8,
-                       &self.d_ih[0, 0], &self.d_hh[0, 0], id_p, &dh0[0, 0], &dc0[0, 0],
-                       &dh1[0, 0], &dc1[0, 0])
+            _step_call(&call, x, xs0, xs1, &self.d_ih[0, 0], &self.d_hh[0, 0], ids, h0, c0, h1, c1)
             with nogil:
                 _step_run(&call, &self.db_ih[0], &self.db_hh[0], &dw[0])
         else:
-            fx, fh0, fc0, fh1, fc1 = x, h0, c0, h1, c1
             fw = _scratch("cell", need, np.float32)
-            _step_call(&call, &fx[0, 0], fx.strides[0] // 4, fx.strides[1] // 4,
-                       &self.f_ih[0, 0], &self.f_hh[0, 0], id_p, &fh0[0, 0], &fc0[0, 0],
-                       &fh1[0, 0], &fc1[0, 0])
+            _step_call(&call, x, xs0, xs1, &self.f_ih[0, 0], &self.f_hh[0, 0], ids, h0, c0, h1, c1)
             with nogil:
                 if shares > 0:
                     _split_step(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0], shares)
                 else:
                     _step_run(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0])
-
+        return 0
 
     cdef int _shares(self, int threads, Py_ssize_t B, bint unit_stride):
         """The threads a step of B rows splits its hidden units across
@@ -243,17 +249,21 @@ cdef class CellKernel:
         Split: one float32 row on panels (the row dot products are the panel
         variant's), x with unit stride, a cell whose step is one product
         (not the reset-before GRU: its second product reads r ⊙ h_{t-1} of
-        every unit), at least two threads and _split_step_bytes of weights
-        (below, waking the team costs more than halving the weights' stream
-        saves). More rows are a matrix product, which BLAS does better on
-        one thread; so is one row on one thread from L3 (OpenBLAS's gemv
-        read 8 MiB at 1.8x the row dot products' rate, Zen 4)."""
+        every unit), at least two threads, and weights from
+        _split_step_bytes (below, waking the team costs more than halving
+        the weights' stream saves) to as many as fill the L2 of every
+        thread's core (the CPU plan's): from L3, two threads of row dot
+        products took 1.5x as long as OpenBLAS's gemv on one (18 MiB of
+        weights, Zen 4; bench.cell_split). More rows are a matrix product,
+        which BLAS does better on one thread."""
         if (threads < 2 or B != 1 or self.wide or not unit_stride
                 or forward_phases(self.kind) != 1 or not panels_on()):
             return 0
-        if gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden) * 4 < _split_step_bytes:
+        cdef int shares = min(threads, self.n_hidden)
+        cdef Py_ssize_t nbytes = gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden) * 4
+        if nbytes < _split_step_bytes or nbytes > shares * cache_l2():
             return 0
-        return min(threads, self.n_hidden)
+        return shares
 
     def call(self, x, hx, bint pair):
         """A cell's call in its common case, checked and run here: x a
@@ -278,29 +288,62 @@ cdef class CellKernel:
             h0 = c0 = hx
         if h0 is not None and (type(h0) is not np.ndarray or type(c0) is not np.ndarray):
             return None
+        cdef const float[:, ::1] fx, fh0, fc0
+        cdef float[:, ::1] fh1, fc1
+        cdef const double[:, ::1] dx, dh0, dc0
+        cdef double[:, ::1] dh1, dc1
         cdef bint fits
         dtype = np.float64 if self.wide else np.float32
         try:                 # the typed arguments refuse another dtype, layout or ndim
             if self.wide:
-                fits = _call_fits[double](x, h0, c0, self.n_in, H)
+                dx = x
+                if h0 is not None:
+                    dh0, dc0 = h0, c0
+                fits = _call_fits[double](dx, dh0 if h0 is not None else None,
+                                          dc0 if h0 is not None else None, self.n_in, H)
             else:
-                fits = _call_fits[float](x, h0, c0, self.n_in, H)
+                fx = x
+                if h0 is not None:
+                    fh0, fc0 = h0, c0
+                fits = _call_fits[float](fx, fh0 if h0 is not None else None,
+                                         fc0 if h0 is not None else None, self.n_in, H)
         except (ValueError, TypeError, BufferError):
             return None
         if not fits:
             return None
         B = x.shape[0]
-        if h0 is None:
-            h0 = c0 = np.zeros((B, H), dtype)
         h1 = np.empty((B, H), dtype)
         c1 = np.empty((B, H), dtype) if pair else h1
-        rows = self._rows                  # one read: other threads may replace it
-        if rows is None or (<tuple> rows)[0] != B:
-            rows = (B, np.ones(B, np.intp), np.arange(B, dtype=np.intp))
-            self._rows = rows
-        self.step(x, h0, c0, h1, c1, (<tuple> rows)[1], (<tuple> rows)[2], None,
-                  get_num_threads())
+        if h0 is None:
+            h0 = c0 = np.zeros((B, H), dtype)
+            if self.wide:
+                dh0 = dc0 = h0
+            else:
+                fh0 = fc0 = h0
+        cdef const Py_ssize_t[::1] one_v, perm_v
+        cdef const Py_ssize_t* ones = &_ONE_ROW[0]
+        cdef const Py_ssize_t* perm = &_ONE_ROW[1]
+        if B > 1:
+            rows = self._rows              # one read: other threads may replace it
+            if rows is None or (<tuple> rows)[0] != B:
+                rows = (B, np.ones(B, np.intp), np.arange(B, dtype=np.intp))
+                self._rows = rows
+            one_v, perm_v = (<tuple> rows)[1], (<tuple> rows)[2]
+            ones, perm = &one_v[0], &perm_v[0]
+        if self.wide:
+            dh1, dc1 = h1, c1
+            self._run(&dx[0, 0], self.n_in, 1, &dh0[0, 0], &dc0[0, 0], &dh1[0, 0], &dc1[0, 0],
+                      B, ones, perm, NULL, 1)
+        else:
+            fh1, fc1 = h1, c1
+            self._run(&fx[0, 0], self.n_in, 1, &fh0[0, 0], &fc0[0, 0], &fh1[0, 0], &fc1[0, 0],
+                      B, ones, perm, NULL, get_num_threads())
         return (h1, c1) if pair else (h1,)
+
+
+# a row's length and place for a one-row call: {1, 0}
+cdef Py_ssize_t _ONE_ROW[2]
+_ONE_ROW[0], _ONE_ROW[1] = 1, 0
 
 
 cdef inline bint _aligned(const void* p, size_t size) noexcept:
