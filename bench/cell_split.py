@@ -1,16 +1,18 @@
-"""A cell step on one thread against split across the threads, by size.
+"""A cell step on the calling thread against split across the threads, by size.
 
     python -m bench.cell_split [--rounds N]
 
 A step of one float32 row splits its hidden units across fastrnn's threads
-once the cell's weights reach SPLIT_STEP_BYTES (CellKernel in
+from SPLIT_STEP_BYTES of weights to half the L3 (CellKernel in
 fastrnn/_kernels/_stream.pxi: one parallel region, each thread its units'
-row dot products); smaller ones stream on the calling thread (BLAS's gemv).
-Above fastrnn._engine._CELL_SPLIT_BYTES (the CPU plan's L3) a step runs as a
+row dot products); other steps run on the calling thread (BLAS's gemv,
+which takes threads of its own above its size threshold). Above
+fastrnn._engine._CELL_SPLIT_BYTES (the CPU plan's L3) a step runs as a
 one-step layer call instead (the unit split's team and plan). Which is
-faster depends on the caches and on the cost of waking the team, so this
-times the three for LSTMCells from 32 KiB to 18 MiB of weights, in
-interleaved rounds of one run, and prints each over the time on one thread.
+faster depends on the caches, on BLAS and on the cost of waking the team,
+so this times the three for LSTMCells from 32 KiB to 18 MiB of weights, in
+interleaved rounds of one run, and prints each over the time on the calling
+thread.
 """
 import argparse
 
@@ -31,7 +33,8 @@ def main(argv=None):
     fastrnn.set_num_threads(2)
     caches = _cpu.plan().caches
     print(f"fastrnn {fastrnn.__version__}, 2 threads, float32, B=1; {_cpu.plan().model}, "
-          f"L2 {caches.l2} B per core; per LSTMCell step, and over the time on one thread")
+          f"L2 {caches.l2} B per core; per LSTMCell step, and over the time on the "
+          f"calling thread")
     kernels = _engine._k
     split_bytes, layer_bytes = kernels.set_split_step_bytes(0), _engine._CELL_SPLIT_BYTES
     times = {(H, mode): [] for H in SIZES for mode in MODES}
@@ -50,7 +53,7 @@ def main(argv=None):
         _engine._CELL_SPLIT_BYTES = layer_bytes
     for H in SIZES:
         stream, split, layer = (float(np.median(times[H, m])) for m in MODES)
-        print(f"H={H:<4} weights {8 * H * H * 4 >> 10:>6} KiB: one thread {stream * 1e6:7.1f} us,"
+        print(f"H={H:<4} weights {8 * H * H * 4 >> 10:>6} KiB: calling thread {stream * 1e6:7.1f} us,"
               f" split {split * 1e6:7.1f} us ({split / stream:.2f}),"
               f" as a layer {layer * 1e6:7.1f} us ({layer / stream:.2f})")
 

@@ -63,18 +63,21 @@ def test_workers_import_the_requested_tree(tmp_path):
 
 
 def test_cell_split_runs(capsys):
-    """bench.cell_split times both paths of a cell step and restores the threshold."""
+    """bench.cell_split times the three paths of a cell step and restores
+    both thresholds."""
     from bench import cell_split
     from fastrnn import _engine
     before = _engine._CELL_SPLIT_BYTES
+    split = _engine._k.set_split_step_bytes(12345)
     cell_split.SIZES, sizes = (8, 16), cell_split.SIZES
     try:
         cell_split.main(["--rounds", "1"])
+        assert _engine._k.set_split_step_bytes(split) == 12345
     finally:
         cell_split.SIZES = sizes
     assert _engine._CELL_SPLIT_BYTES == before
     out = capsys.readouterr().out
-    assert "H=8 " in out and "H=16 " in out and "ratio" in out
+    assert "H=8 " in out and "H=16 " in out and "split" in out and "as a layer" in out
 
 
 def test_limits_runs(capsys):

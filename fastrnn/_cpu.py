@@ -194,7 +194,7 @@ def plan():
     from fastrnn._kernels import _panels
     caches = detect_caches()
     # the products block for these caches (unknown ones keep the kernels' small defaults)
-    _panels.set_cache_sizes(caches.l1d, caches.l2)
+    _panels.set_cache_sizes(caches.l1d, caches.l2, caches.l3)
     return CpuPlan(model=_model(), kernels=_kernels.variant,
                    panel_variants=tuple(_panels.panel_kernels()),
                    panel_rows=_panels.PANEL_ROWS, caches=caches)

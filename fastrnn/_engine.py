@@ -33,12 +33,14 @@ _PACK_MIN_STEPS = 4
 def _cache_bounds(caches):
     """The two thread-split thresholds the CPU plan's caches set (bytes).
 
-    cell: weights of a one-step call above which its units split across the
-    threads. Below it one core streams them faster than a team starts: in
-    one run of ``python -m bench.cell_split`` on an AMD EPYC Zen 3 (512 KiB
-    L2, 32 MiB L3) streaming won at every size from 288 KiB to 18 MiB (split
-    / streamed 1.3-2.8), so the split waits until the weights leave the L3,
-    where the cores' bandwidths from memory add up.
+    cell: weights of a one-step call above which it runs as a one-step
+    layer call (the unit split's team and plan: its units split across the
+    threads, each streaming its share, where the cores' bandwidths from
+    memory add up): the L3. Below it the step kernel runs the step itself
+    (CellKernel: one float32 row splits its units across the threads in one
+    parallel region from 192 KiB to half the L3; otherwise on the calling
+    thread). The layer call costs ~15 us more than the kernel's own split
+    (``python -m bench.cell_split``), which is why it waits for the L3.
 
     layer: one direction's W_hh above which a batch of up to 8 rows per
     thread also splits its units: the L2. Batch-split, every thread streams

@@ -221,6 +221,33 @@ def test_cell_step_split_across_threads(mode, cls, opts, threads, rng):
         assert_close(split[1][0], c_ref, np.float32, "c")
 
 
+def test_cell_split_stops_at_half_the_l3():
+    """A one-row step splits across the threads only while its weights fit
+    half the CPU plan's L3 (beyond, the calling thread's BLAS gemv)."""
+    from fastrnn import _cpu, _engine
+    from fastrnn._kernels import _panels
+    kernels = _engine._k
+    cell = fastrnn.LSTMCell(16, 16, seed=0)              # 8 KiB of weights
+    x = np.ones((1, 16), np.float32)
+    old = kernels.set_split_step_bytes(0)
+    try:
+        fastrnn.set_num_threads(2)
+        runs = {}
+        for l3 in (1 << 20, 8 << 10):                    # half: 512 KiB, 4 KiB
+            _panels.set_cache_sizes(None, None, l3)
+            kernels.team_probe("reset")
+            runs[l3] = (cell(x), kernels.team_probe("counts")["team"])
+    finally:
+        _panels.set_cache_sizes(None, None, _cpu.plan().caches.l3 or 0)
+        kernels.set_split_step_bytes(old)
+        kernels.team_probe("reset")
+        fastrnn.set_num_threads(None)
+    split = kernels.panel_kernel() != "blas"
+    assert runs[1 << 20][1] == (1 if split else 0) and runs[8 << 10][1] == 0
+    for a, b in zip(runs[1 << 20][0], runs[8 << 10][0]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize("cls", [fastrnn.RNNCell, fastrnn.GRUCell, fastrnn.LSTMCell])
 def test_copied_cells_use_their_own_weights(cls):
     """A cell binds its weights to its step kernel once: in-place updates are

@@ -35,8 +35,9 @@ cdef inline Py_ssize_t panel_size(Py_ssize_t n, Py_ssize_t k) noexcept nogil:
 # whether the float32 step products run on packed panels (a variant is selected)
 cdef bint panels_on() noexcept nogil
 
-# the L2 of one core (bytes) the products are blocked for (the CPU plan's)
+# the L2 of one core and the L3 (bytes; 0: unknown) of the CPU plan
 cdef Py_ssize_t cache_l2() noexcept nogil
+cdef Py_ssize_t cache_l3() noexcept nogil
 
 # C (m x n) (+)= A (m x k, row stride lda) @ Wᵀ, W packed (wp)
 cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,

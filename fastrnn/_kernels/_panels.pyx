@@ -69,8 +69,15 @@ cdef bint panels_on() noexcept nogil:
     return panel_selected() != PANEL_NONE
 
 
+cdef Py_ssize_t _cache_l3 = 0            # bytes; 0 until the CPU plan says
+
+
 cdef Py_ssize_t cache_l2() noexcept nogil:
     return c_cache_l2
+
+
+cdef Py_ssize_t cache_l3() noexcept nogil:
+    return _cache_l3
 
 
 cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
@@ -170,12 +177,16 @@ def panel_kernel():
 panel_select(_initial_panel_variant())
 
 
-def set_cache_sizes(l1d, l2):
+def set_cache_sizes(l1d, l2, l3=None):
     """Work the products' blocks out for these data caches of one core
-    (bytes; None keeps the current one). fastrnn._cpu calls it with the CPU
+    (bytes; None keeps the current one; the L3 as a whole, which bounds the
+    one-row steps split across threads). fastrnn._cpu calls it with the CPU
     plan's caches when fastrnn loads; tests call it to run small-cache plans.
     Not for use while kernels run."""
+    global _cache_l3
     c_set_caches(0 if l1d is None else int(l1d), 0 if l2 is None else int(l2))
+    if l3 is not None:
+        _cache_l3 = int(l3)
 
 
 def blocking(Py_ssize_t k):

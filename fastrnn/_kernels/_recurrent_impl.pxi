@@ -54,7 +54,7 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
                                       Weights, back_space, grad_panels, make_dims,
                                       panel_gate_blocks, recurrent_panels, task_space,
                                       unit_back_space, unit_shared, unit_space)
-from fastrnn._kernels._panels cimport (PANEL, cache_l2, pack_panel, pack_panel_range,
+from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pack_panel_range,
                                       pack_panels, panel_gemm_tn, panel_size, panels_on,
                                       rows_dot)
 from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt

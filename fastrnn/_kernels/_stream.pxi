@@ -251,17 +251,20 @@ cdef class CellKernel:
         (not the reset-before GRU: its second product reads r ⊙ h_{t-1} of
         every unit), at least two threads, and weights from
         _split_step_bytes (below, waking the team costs more than halving
-        the weights' stream saves) to as many as fill the L2 of every
-        thread's core (the CPU plan's): from L3, two threads of row dot
-        products took 1.5x as long as OpenBLAS's gemv on one (18 MiB of
-        weights, Zen 4; bench.cell_split). More rows are a matrix product,
-        which BLAS does better on one thread."""
+        the weights' stream saves) to half the L3 (the CPU plan's; unknown:
+        as many as fill every thread's L2). LSTMCell steps split / on the
+        calling thread (where OpenBLAS's gemv takes two threads of its own
+        from ~4 MiB of weights), two runs on an AMD EPYC Zen 4 (32 MiB L3):
+        2 MiB 0.71, 0.54; 4.5 MiB 0.94, 0.92; 8 MiB 0.82, 0.94; 18 MiB 1.62,
+        1.00 (bench.cell_split). More rows are a matrix product, which BLAS
+        does better on one thread."""
         if (threads < 2 or B != 1 or self.wide or not unit_stride
                 or forward_phases(self.kind) != 1 or not panels_on()):
             return 0
         cdef int shares = min(threads, self.n_hidden)
         cdef Py_ssize_t nbytes = gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden) * 4
-        if nbytes < _split_step_bytes or nbytes > shares * cache_l2():
+        cdef Py_ssize_t most = cache_l3() // 2 if cache_l3() > 0 else shares * cache_l2()
+        if nbytes < _split_step_bytes or nbytes > most:
             return 0
         return shares
 
