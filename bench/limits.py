@@ -14,7 +14,9 @@
    the time ratio to BLAS.
 3. Bandwidth: at batch 1 a step is a matrix-vector product, bound by how fast
    a core streams its share of W_hh from its cache: bytes / seconds of the
-   one-row product.
+   one-row product, on packed panels, on the weights as stored (the row dot
+   products of a cell's split step and of the unit split's one row) and
+   BLAS's gemv.
 4. Synchronisation: the unit-split kernels meet once per step; the time of
    one barrier of two threads, fastrnn's spin barrier beside OpenMP's.
 
@@ -96,8 +98,9 @@ def streamed_bytes(cfg):
 def stream_rate(cfg, threads, rounds=7):
     """The best rate (bytes/s) at which one core read its share of cfg's
     recurrent weights (1 / threads of one step's) in a one-row product: the
-    best of rounds of every panel variant and BLAS's sgemv, a matrix of that
-    size (so it comes from the cache level it would live in)."""
+    best of rounds of every panel variant, on panels and as stored, and
+    BLAS's sgemv, a matrix of that size (so it comes from the cache level it
+    would live in)."""
     cols = cfg.I + cfg.H if cfg.task == "cell" else cfg.H
     D = 1 if cfg.task == "cell" or not cfg.bidirectional else 2
     return _one_row_rate(max(16, D * GATES[cfg.kind] * cfg.H // threads), cols, rounds)
@@ -116,8 +119,9 @@ def _one_row_rate(rows, cols, rounds):
         with _threads.serial_blas():
             for v in k_mod.panel_kernels():
                 k_mod.set_panel_kernel(v)
-                best = max([best] + [w.nbytes / product_seconds((a, w, c), reps)
-                                     for _ in range(1 if SMOKE else rounds)])
+                for seconds in (product_seconds, row_dot_seconds):
+                    best = max([best] + [w.nbytes / seconds((a, w, c), reps)
+                                         for _ in range(1 if SMOKE else rounds)])
     finally:
         k_mod.set_panel_kernel(before)
     return best
@@ -154,6 +158,13 @@ def product_seconds(ops, reps):
     """Seconds per float32 product (m x k) @ (n x k)ᵀ with the selected kernel."""
     a, w, c = ops
     return _kernels.recurrent.panel_product(a, w, c, False, reps)
+
+
+def row_dot_seconds(ops, reps):
+    """Seconds per float32 y = W a on W as stored (row dot products; BLAS's
+    gemv with the "blas" variant)."""
+    a, w, c = ops
+    return _kernels.recurrent.row_dot_product(w, a[0], c[0], False, reps)
 
 
 def transposed_product_seconds(ops, reps):
@@ -252,13 +263,23 @@ def main(argv=None):
                         f" x{_median_ratio(r['blas'], r[v]):.2f}" if v != "blas" else "")
                     for v in variants) + f"  [{what}]")
             k.set_panel_kernel(best)
-            print(f"-- one-row products ({best}): the weights streamed from cache")
+            print(f"-- one-row products ({best}): the weights streamed from cache, GB/s on "
+                  f"panels | as stored (row dot products) | BLAS's gemv")
             for n, kk, what in ROW_SHAPES:
                 ops = _operands(1, n, kk)
-                sec = med(product_seconds(ops, _reps(2 * n * kk, 2e8))
-                          for _ in range(args.rounds))
-                print(f"n={n:<5}k={kk:<5}{sec * 1e6:8.2f} us, {n * kk * 4 / sec / 1e9:6.1f} GB/s"
-                      f"  [{what}]")
+                reps = _reps(2 * n * kk, 2e8)
+                secs = {name: [] for name in ("panels", "stored", "blas")}
+                with _threads.serial_blas():      # one core each (gemv may thread)
+                    for _ in range(args.rounds):  # interleaved rounds
+                        k.set_panel_kernel(best)
+                        secs["panels"].append(product_seconds(ops, reps))
+                        secs["stored"].append(row_dot_seconds(ops, reps))
+                        k.set_panel_kernel("blas")
+                        secs["blas"].append(row_dot_seconds(ops, reps))
+                k.set_panel_kernel(best)
+                print(f"n={n:<5}k={kk:<5}" + " | ".join(
+                    f"{name} {n * kk * 4 / med(t) / 1e9:6.1f}" for name, t in secs.items())
+                    + f"  [{what}]")
     finally:
         k.set_panel_kernel(best)
     rounds = 100 if SMOKE else 200000
