@@ -296,34 +296,3 @@ def test_float32_backward_matches_float64(kernels, mode, cls, opts, lengths):
     for k in g64:
         np.testing.assert_allclose(g32[k], g64[k], rtol=0,
                                    atol=1e-4 * max(1, np.abs(g64[k]).max()), err_msg=k)
-
-
-@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
-def test_unit_split_one_row_in_place(kernels, mode, cls, opts):
-    """A unit-split call of one row with rows of W_hh of 128 or more and a
-    thread's share within its L2 multiplies W_hh as stored (row dot
-    products, W_hh not packed): against the reference, with a state and with
-    lengths of one row (the step products of a row past its end skipped),
-    in training too (the kept activations give the same backward as the
-    float64 layer's, within float32)."""
-    rng = np.random.default_rng(5)
-    fastrnn.set_num_threads(2)
-    try:
-        layer = cls(7, 130, seed=3, **opts)
-        x = rng.standard_normal((6, 1, 7)).astype(np.float32)
-        _check_layer(layer, mode, opts, x, rng, with_state=True)
-        _check_layer(layer, mode, opts, x, rng, lengths=np.array([4]))
-        wide = cls(7, 130, dtype=np.float64, **opts)
-        wide.load_state_dict(layer.state_dict())
-        grads = []
-        for module, xs in ((layer, x), (wide, x.astype(np.float64))):
-            module.zero_grad()
-            y, _, ctx = module.forward(xs)
-            module.backward(ctx, np.ones_like(y))
-            grads.append({k: v.copy() for k, v in module.grads.items()})
-        for name in grads[0]:
-            np.testing.assert_allclose(grads[0][name], grads[1][name], rtol=0,
-                                       atol=2e-4 * max(1.0, np.abs(grads[1][name]).max()),
-                                       err_msg=name)
-    finally:
-        fastrnn.set_num_threads(None)

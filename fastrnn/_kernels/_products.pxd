@@ -9,7 +9,7 @@ from cython cimport floating
 from libc.string cimport memcpy
 
 from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
-from fastrnn._kernels._panels cimport panel_gemm, rows_dot
+from fastrnn._kernels._panels cimport panel_gemm
 
 
 cdef inline void copy_strided(floating* dst, const floating* src, Py_ssize_t count,
@@ -81,15 +81,3 @@ cdef inline void unit_wt(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t 
             return
     for q in range(nq):
         times_wt(n, U, K, a, K, w + ((q0 + q) * H + u0) * K, K, beta, c + q * U, ldc)
-
-
-cdef inline void unit_wt_one(Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U, Py_ssize_t u0,
-                             Py_ssize_t H, Py_ssize_t K, const floating* a, const floating* w,
-                             floating beta, floating* c) noexcept nogil:
-    """unit_wt for one row a (K) on W as stored (float32, the row dot products
-    of the selected panel variant): c[q U + i] (=, or += with beta 1)
-    W[(q0 + q) H + u0 + i] . a for q < nq, i < U."""
-    cdef Py_ssize_t q
-    if floating is float:
-        for q in range(nq):
-            rows_dot(U, K, w + ((q0 + q) * H + u0) * K, K, a, c + q * U, beta != 0)

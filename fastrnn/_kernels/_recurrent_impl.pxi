@@ -55,9 +55,9 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
                                       panel_gate_blocks, recurrent_panels, task_space,
                                       unit_back_space, unit_shared, unit_space)
 from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pack_panel_range,
-                                      pack_panels, panel_gemm_tn, panel_size, panels_on)
-from fastrnn._kernels._products cimport (copy_strided, step_w, step_wt, unit_wt,
-                                        unit_wt_one)
+                                      pack_panels, panel_gemm_tn, panel_size, panels_on,
+                                      rows_dot)
+from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
 from fastrnn._kernels._panels import (cpu_has_avx2_fma, panel_kernel, panel_kernels,  # noqa
                                       panel_product, panel_product_tn, row_dot_product,

@@ -84,10 +84,11 @@ cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn
     cdef float* bx = <float*> sp.bx
     for q in range(ngates):
         memcpy(bx + q * U, b_x + q * H + u0, U * sizeof(float))
-    # Gx[every gate, my units] = W_ih[those rows] x
-    unit_wt_one(0, ngates, U, u0, H, I, x, w_ih, <float> 0, gx)
-    # G (or Gh)[blocks q0.., my units] (+)= W_hh[those rows] h_{t-1}
-    unit_wt_one(p.q0, p.nq, U, u0, H, H, h0, w_hh, <float> p.accumulate, target)
+        # Gx[q, my units] = W_ih[those rows of gate q] x
+        rows_dot(U, I, w_ih + (q * H + u0) * I, I, x, gx + q * U, False)
+    for q in range(p.nq):
+        # G (or Gh)[q0 + q, my units] (+)= W_hh[those rows of gate q0 + q] h_{t-1}
+        rows_dot(U, H, w_hh + ((p.q0 + q) * H + u0) * H, H, h0, target + q * U, p.accumulate)
     memcpy(<float*> sp.bhn, b_hn + u0, U * sizeof(float))
     memcpy(h, h0 + u0, U * sizeof(float))
     if with_c:

@@ -24,11 +24,6 @@ cdef inline Py_ssize_t _units(const Team* team, Py_ssize_t H) noexcept nogil:
     return H * (team.tid + 1) // team.nthreads - _units_from(team, H)
 
 
-cdef enum:
-    # fewest elements per row of W_hh for the unit split's in-place one-row products
-    _IN_PLACE_MIN_K = 128
-
-
 cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
                           Py_ssize_t u0, Py_ssize_t H, Py_ssize_t K, float* dst) noexcept nogil:
     """Pack the rows of gates q0 .. q0+nq-1, units [u0, u0+U), of W (H rows per
@@ -120,26 +115,15 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     panels.wp = panels.wp_n = panels.wp_ih = NULL
     cdef Py_ssize_t first = panel_gate_blocks(kind)
     cdef int arrivals = 0                      # this thread's arrivals at the barrier
-    # One row on panels, rows of at least _IN_PLACE_MIN_K and this thread's
-    # rows of W_hh within its core's L2: the step's products are row dot
-    # products on W_hh as stored (rows_dot) and W_hh is not packed (W_ih still
-    # is, for the chunk's product). Against packing it every call (bench.ab,
-    # Zen 4, T=100): LSTM H=256 B=1 0.93, GRU H=256 0.92; rows of 64 (each
-    # group of 8 rows ends with a transpose and adds, against k FMAs) 1.22,
-    # and from L3 (GRU H=1024) 1.06.
-    cdef bint in_place = False
 
     if floating is float:
         if pw != NULL and U > 0:
-            in_place = (B == 1 and H >= _IN_PLACE_MIN_K
-                        and first * U * H * sizeof(float) <= cache_l2())
             # this thread's rows of W_hh and W_ih, packed once: they stay in its core's cache
             recurrent_panels(d, U, False, True, pw, &panels)
-            if not in_place:
-                _pack_unit_rows(<const float*> w_hh, 0, first, U, u0, H, H, panels.wp)
-                if panels.wp_n != NULL:
-                    _pack_unit_rows(<const float*> w_hh, first, ngates - first, U, u0, H, H,
-                                    panels.wp_n)
+            _pack_unit_rows(<const float*> w_hh, 0, first, U, u0, H, H, panels.wp)
+            if panels.wp_n != NULL:
+                _pack_unit_rows(<const float*> w_hh, first, ngates - first, U, u0, H, H,
+                                panels.wp_n)
             _pack_unit_rows(<const float*> w_ih, 0, ngates, U, u0, H, I, panels.wp_ih)
 
     for q in range(ngates):
@@ -199,14 +183,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                     for j in range(n):
                         memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
                     _meet(team, &arrivals)
-                if U > 0 and in_place:
-                    if n > 0:
-                        # G[blocks q0.., my units] (+)= W_hh[those rows] (h_{t-1} or r ⊙ h_{t-1})
-                        unit_wt_one(p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
-                                    w_hh, <floating> p.accumulate,
-                                    gh if p.own_target else gblk + p.q0 * U)
-                    cell_forward(kind, phase, n, U, gblk, ldg, gh, bx, bhn, h, c, rh)
-                elif U > 0:
+                if U > 0:
                     # G[:, blocks q0.., my units] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[those rows]ᵀ
                     unit_wt(n, p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
                             w_hh, panels.wp_n if p.n_panels else panels.wp,
