@@ -483,7 +483,7 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
    a step split across threads by rows gives the bits of one thread. Only
    the AVX2 variant has it, and the AVX-512 one runs it too: sixteen rows of
    16-lane vectors (sixteen streams of W at once) read L2-resident W at
-   0.6-0.85 of the rate of these eight (Zen 4: 512 x 128 floats 78 against
+   0.62-0.85 of the rate of these eight (Zen 4: 512 x 128 floats 78 against
    105 GB/s, 1536 x 1024 44 against 70), and both variants then give the
    same bits. */
 FR_ATTR static void FR(fastrnn_rows_dot)(Py_ssize_t m, Py_ssize_t k, const float *w,
