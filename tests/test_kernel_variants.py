@@ -126,6 +126,28 @@ def test_transposed_panel_products(name, module, m, n, k):
         module.set_panel_kernel(before)
 
 
+def _variants(module):
+    """Each of module's panel variants selected in turn (the selection put back after)."""
+    before = module.panel_kernel()
+    try:
+        for variant in module.panel_kernels():
+            module.set_panel_kernel(variant)
+            yield variant
+    finally:
+        module.set_panel_kernel(before)
+
+
+def _check_both_ways(run, c0, exact, k, variant):
+    """run(c, accumulate) makes c the product P (c = P) or adds it (c += P):
+    both against exact = P in float64."""
+    for accumulate in (False, True):
+        c = c0.copy()
+        run(c, accumulate)
+        np.testing.assert_allclose(c, exact + (c0 if accumulate else 0), rtol=0,
+                                   atol=2e-5 * np.sqrt(k) * 4,
+                                   err_msg=f"{variant} accumulate={accumulate}")
+
+
 def _check_panel_products(module, m, n, k, check_variant=None):
     """C = A Wᵀ and C += A Wᵀ with every variant of module against float64
     numpy; check_variant(variant) runs first for each."""
@@ -134,20 +156,11 @@ def _check_panel_products(module, m, n, k, check_variant=None):
     w = rng.standard_normal((n, k)).astype(np.float32)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
     exact = a.astype(np.float64) @ w.T.astype(np.float64)
-    before = module.panel_kernel()
-    try:
-        for variant in module.panel_kernels():
-            module.set_panel_kernel(variant)
-            if check_variant is not None:
-                check_variant(variant)
-            for accumulate in (False, True):
-                c = c0.copy()
-                module.panel_product(a, w, c, accumulate)
-                want = exact + (c0 if accumulate else 0)
-                np.testing.assert_allclose(c, want, rtol=0, atol=2e-5 * np.sqrt(k) * 4,
-                                           err_msg=f"{variant} accumulate={accumulate}")
-    finally:
-        module.set_panel_kernel(before)
+    for variant in _variants(module):
+        if check_variant is not None:
+            check_variant(variant)
+        _check_both_ways(lambda c, acc: module.panel_product(a, w, c, acc), c0, exact, k,
+                         variant)
 
 
 @pytest.mark.parametrize("name,module", VARIANTS)
@@ -177,26 +190,19 @@ def test_row_dot_products(name, module, m, k):
     a = rng.standard_normal(k).astype(np.float32)
     y0 = rng.standard_normal(m).astype(np.float32)
     exact = w.astype(np.float64) @ a.astype(np.float64)
-    before = module.panel_kernel()
-    try:
-        for variant in module.panel_kernels():
-            module.set_panel_kernel(variant)
-            for accumulate in (False, True):
-                y = y0.copy()
-                module.row_dot_product(w, a, y, accumulate)
-                want = exact + (y0 if accumulate else 0)
-                np.testing.assert_allclose(y, want, rtol=0, atol=2e-5 * np.sqrt(k) * 4,
-                                           err_msg=f"{variant} accumulate={accumulate}")
-                if variant == "blas":
-                    continue
-                for block in (3, 5):
-                    parts = y0.copy()
-                    for r in range(0, m, block):
-                        module.row_dot_product(w[r:r + block], a, parts[r:r + block],
-                                               accumulate)
-                    np.testing.assert_array_equal(parts, y, err_msg=f"{variant} {block}")
-    finally:
-        module.set_panel_kernel(before)
+    for variant in _variants(module):
+        _check_both_ways(lambda y, acc: module.row_dot_product(w, a, y, acc), y0, exact, k,
+                         variant)
+        if variant == "blas":
+            continue
+        for accumulate in (False, True):
+            whole = y0.copy()
+            module.row_dot_product(w, a, whole, accumulate)
+            for block in (3, 5):
+                parts = y0.copy()
+                for r in range(0, m, block):
+                    module.row_dot_product(w[r:r + block], a, parts[r:r + block], accumulate)
+                np.testing.assert_array_equal(parts, whole, err_msg=f"{variant} {block}")
 
 
 @pytest.fixture
