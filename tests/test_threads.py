@@ -48,6 +48,48 @@ def test_python_threads_share_one_model(cls, bidirectional):
                     np.testing.assert_allclose(results[k][i], alone[i], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("cls", [fastrnn.RNNCell, fastrnn.GRUCell, fastrnn.LSTMCell])
+def test_python_threads_share_one_cell_split_across_threads(cls):
+    """Concurrent one-row cell steps whose units split across fastrnn's
+    threads (forced from 0 bytes): each call its own team and workspace;
+    the same bits as alone, whether a call ran as a team or alone."""
+    kernels = _engine._k
+    cell = cls(9, 40, seed=0)
+    rng = np.random.default_rng(1)
+    inputs = [rng.standard_normal((1, 9)).astype(np.float32) for _ in range(8)]
+    old = kernels.set_split_step_bytes(0)
+    errors = []
+    try:
+        fastrnn.set_num_threads(2)
+        alone = [cell(x) for x in inputs]
+        results = [[None] * 8 for _ in range(4)]
+
+        def work(k):
+            try:
+                for rep in range(20):
+                    i = (k + rep) % 8
+                    results[k][i] = cell(inputs[i])
+            except Exception as exc:   # reported below, not swallowed
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        kernels.set_split_step_bytes(old)
+        fastrnn.set_num_threads(None)
+    assert not errors
+    def states(v):                       # (h,) or the LSTMCell's (h, c)
+        return v if isinstance(v, tuple) else (v,)
+
+    for k in range(4):
+        for i in range(8):
+            for got, want in zip(states(results[k][i]), states(alone[i])):
+                np.testing.assert_array_equal(got, want)
+
+
 def test_blas_thread_setting_is_restored():
     libs = _threads._blas_controllers()[0]
     before = [lib.get_num_threads() for lib in libs]

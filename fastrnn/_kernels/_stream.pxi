@@ -34,8 +34,8 @@ cdef void _step_run(LayerCall* call, const floating* b_ih, const floating* b_hh,
 # weights (bytes) from which a one-row float32 step splits its hidden units
 # across the threads (CellKernel._shares). python -m bench.cell_split times
 # both ways; one run on an AMD EPYC Zen 4 (1 MiB L2), LSTMCell step split /
-# on one thread: 128 KiB of weights (H=64) 1.06, 288 KiB 0.90, 512 KiB 0.74,
-# 2 MiB 0.57.
+# on the calling thread: 128 KiB of weights (H=64) 1.06, 288 KiB 0.90, 512
+# KiB 0.74, 2 MiB 0.57.
 SPLIT_STEP_BYTES = 192 << 10
 cdef Py_ssize_t _split_step_bytes = SPLIT_STEP_BYTES
 
