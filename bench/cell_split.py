@@ -10,9 +10,9 @@ which takes threads of its own above its size threshold). Above
 fastrnn._engine._CELL_SPLIT_BYTES (the CPU plan's L3) a step runs as a
 one-step layer call instead (the unit split's team and plan). Which is
 faster depends on the caches, on BLAS and on the cost of waking the team,
-so this times the three for LSTMCells from 32 KiB to 18 MiB of weights, in
-interleaved rounds of one run, and prints each over the time on the calling
-thread.
+so this times the three, each forced at every size, for LSTMCells from 32
+KiB to 18 MiB of weights, in interleaved rounds of one run, and prints each
+over the time on the calling thread.
 """
 import argparse
 
@@ -37,6 +37,7 @@ def main(argv=None):
           f"calling thread")
     kernels = _engine._k
     split_bytes, layer_bytes = kernels.set_split_step_bytes(0), _engine._CELL_SPLIT_BYTES
+    split_most = kernels.set_split_step_most(1 << 62)     # the split at every size
     times = {(H, mode): [] for H in SIZES for mode in MODES}
     try:
         for _ in range(args.rounds):
@@ -50,6 +51,7 @@ def main(argv=None):
                     times[H, mode].append(median_seconds(cell, x, state, reps=200))
     finally:
         kernels.set_split_step_bytes(split_bytes)
+        kernels.set_split_step_most(split_most)
         _engine._CELL_SPLIT_BYTES = layer_bytes
     for H in SIZES:
         stream, split, layer = (float(np.median(times[H, m])) for m in MODES)

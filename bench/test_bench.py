@@ -69,10 +69,12 @@ def test_cell_split_runs(capsys):
     from fastrnn import _engine
     before = _engine._CELL_SPLIT_BYTES
     split = _engine._k.set_split_step_bytes(12345)
+    most = _engine._k.set_split_step_most(67890)
     cell_split.SIZES, sizes = (8, 16), cell_split.SIZES
     try:
         cell_split.main(["--rounds", "1"])
         assert _engine._k.set_split_step_bytes(split) == 12345
+        assert _engine._k.set_split_step_most(most) == 67890
     finally:
         cell_split.SIZES = sizes
     assert _engine._CELL_SPLIT_BYTES == before

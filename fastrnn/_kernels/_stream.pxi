@@ -49,6 +49,19 @@ def set_split_step_bytes(Py_ssize_t nbytes):
     return old
 
 
+cdef Py_ssize_t _split_step_most = 0         # 0: the CPU plan's (CellKernel._shares)
+
+
+def set_split_step_most(Py_ssize_t nbytes):
+    """Set the weights (bytes) up to which a one-row step splits across the
+    threads, 0 for the CPU plan's bound (half the L3); returns the previous
+    value (bench.cell_split times the split at every size)."""
+    global _split_step_most
+    old = _split_step_most
+    _split_step_most = nbytes
+    return old
+
+
 cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn,
                       Py_ssize_t share, Py_ssize_t shares, float* ws) noexcept nogil:
     """Share ``share`` of ``shares`` of one step of one row: the hidden units
@@ -263,7 +276,8 @@ cdef class CellKernel:
             return 0
         cdef int shares = min(threads, self.n_hidden)
         cdef Py_ssize_t nbytes = gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden) * 4
-        cdef Py_ssize_t most = cache_l3() // 2 if cache_l3() > 0 else shares * cache_l2()
+        cdef Py_ssize_t most = (_split_step_most if _split_step_most > 0 else
+                                cache_l3() // 2 if cache_l3() > 0 else shares * cache_l2())
         if nbytes < _split_step_bytes or nbytes > most:
             return 0
         return shares
