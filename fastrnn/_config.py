@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import scipy
 
-from fastrnn import _cpu, _kernels, _openmp, _threads
+from fastrnn import _cpu, _engine, _kernels, _openmp, _threads
 
 
 def config():
@@ -45,6 +45,7 @@ def show_config(file=None):
         elif key == "caches":
             print(plan_lines["caches per core"], file=out)
             print(plan_lines["panel_blocks"], file=out)
+            print(f"thread_splits: {_engine.thread_splits_text()}", file=out)
         elif key == "panel_variants":
             continue
         elif key == "blas":

@@ -160,6 +160,18 @@ class LayerTrace:
             setattr(self, k, v)
 
 
+def thread_splits_text():
+    """The thread splits the CPU plan's caches set, as one line of text
+    (show_config, ``python -m fastrnn info``)."""
+    def size(n):
+        return "?" if n is None else f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+    lo, hi = _k.split_step_bounds()
+    return (f"fewer than 4 rows per thread split the hidden units across the threads "
+            f"(up to 8 once one direction's W_hh exceeds {size(_UNIT_SPLIT_BYTES)}); a "
+            f"one-row float32 step splits them from {size(lo)} to {size(hi)} of weights and "
+            f"runs as a one-step layer call beyond {size(_CELL_SPLIT_BYTES)}")
+
+
 def blas_in_kernel_threads(module, steps):
     """Whether a call of ``steps`` steps runs BLAS inside fastrnn's threads
     (the caller then holds scipy's BLAS to one thread around it): float32

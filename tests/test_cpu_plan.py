@@ -61,6 +61,9 @@ def test_cache_override_is_what_the_plan_uses():
     assert "'l2': 262144, 'l3': 8388608" in result.stdout
     assert "'source': 'FASTRNN_CACHE'" in result.stdout
     assert "caches per core:" in result.stdout and "L2 256 KiB" in result.stdout
+    # the thread splits follow the plan: W_hh beyond the L2, one-row steps to half the L3
+    assert "W_hh exceeds 256 KiB" in result.stdout and "to 4 MiB of weights" in result.stdout
+    assert "beyond 8 MiB" in result.stdout
 
 
 @pytest.mark.parametrize("text", ["l2=abc", "l4=1M", "l2"])

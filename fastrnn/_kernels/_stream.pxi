@@ -62,6 +62,14 @@ def set_split_step_most(Py_ssize_t nbytes):
     return old
 
 
+def split_step_bounds():
+    """(fewest, most) bytes of weights between which a one-row float32 step
+    splits across the threads (2 threads; the CPU plan's caches)."""
+    most = (_split_step_most if _split_step_most > 0 else
+            cache_l3() // 2 if cache_l3() > 0 else 2 * cache_l2())
+    return _split_step_bytes, most
+
+
 cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn,
                       Py_ssize_t share, Py_ssize_t shares, float* ws) noexcept nogil:
     """Share ``share`` of ``shares`` of one step of one row: the hidden units
@@ -278,6 +286,7 @@ cdef class CellKernel:
         cdef Py_ssize_t nbytes = gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden) * 4
         cdef Py_ssize_t most = (_split_step_most if _split_step_most > 0 else
                                 cache_l3() // 2 if cache_l3() > 0 else shares * cache_l2())
+        # (split_step_bounds reports the same for two threads)
         if nbytes < _split_step_bytes or nbytes > most:
             return 0
         return shares
