@@ -8,6 +8,24 @@ import fastrnn
 from fastrnn import _engine, _threads
 
 
+def _in_threads(call, count):
+    """call(k) on ``count`` Python threads at once; the exceptions they raised."""
+    errors = []
+
+    def work(k):
+        try:
+            call(k)
+        except Exception as exc:   # reported by the caller, not swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["batch-split", "unit-split"])
 @pytest.mark.parametrize("cls", [fastrnn.RNN, fastrnn.GRU, fastrnn.LSTM])
 def test_python_threads_share_one_model(cls, bidirectional):
@@ -19,22 +37,13 @@ def test_python_threads_share_one_model(cls, bidirectional):
     lengths = [rng.integers(1, 51, 1 + i) for i in range(6)]
     alone = [layer(x, lengths=n)[0] for x, n in zip(inputs, lengths)]
     results = [[None] * 6 for _ in range(4)]
-    errors = []
 
     def work(k):
-        try:
-            for rep in range(3):
-                for i in range((k + rep) % 6, 6):
-                    results[k][i] = layer(inputs[i], lengths=lengths[i])[0]
-        except Exception as exc:   # reported below, not swallowed
-            errors.append(exc)
+        for rep in range(3):
+            for i in range((k + rep) % 6, 6):
+                results[k][i] = layer(inputs[i], lengths=lengths[i])[0]
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert not _in_threads(work, 4)
     # a concurrent call may run its unit split alone (its partner late,
     # fastrnn/_team.h): to the bit the same on float32 panels; BLAS
     # (FASTRNN_PANEL=blas) may pick other kernels for other shares
@@ -58,29 +67,21 @@ def test_python_threads_share_one_cell_split_across_threads(cls):
     rng = np.random.default_rng(1)
     inputs = [rng.standard_normal((1, 9)).astype(np.float32) for _ in range(8)]
     old = kernels.set_split_step_bytes(0)
-    errors = []
+    results = [[None] * 8 for _ in range(4)]
+
+    def work(k):
+        for rep in range(20):
+            results[k][(k + rep) % 8] = cell(inputs[(k + rep) % 8])
+
     try:
         fastrnn.set_num_threads(2)
         alone = [cell(x) for x in inputs]
-        results = [[None] * 8 for _ in range(4)]
-
-        def work(k):
-            try:
-                for rep in range(20):
-                    i = (k + rep) % 8
-                    results[k][i] = cell(inputs[i])
-            except Exception as exc:   # reported below, not swallowed
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = _in_threads(work, 4)
     finally:
         kernels.set_split_step_bytes(old)
         fastrnn.set_num_threads(None)
     assert not errors
+
     def states(v):                       # (h,) or the LSTMCell's (h, c)
         return v if isinstance(v, tuple) else (v,)
 
