@@ -73,6 +73,14 @@ def test_panel_variants(name, module):
     with pytest.raises(ValueError, match="non-empty"):
         module.panel_product(np.zeros((0, 3), f32), np.zeros((2, 3), f32),
                              np.zeros((0, 2), f32), False)
+    for w, a, y in [(np.zeros((2, 3), f32), np.zeros(4, f32), np.zeros(2, f32)),
+                    (np.zeros((2, 3), f32), np.zeros(3, f32), np.zeros(5, f32)),
+                    (np.zeros((0, 3), f32), np.zeros(3, f32), np.zeros(0, f32))]:
+        with pytest.raises(ValueError, match="row_dot_product: W \\(m, k\\)"):
+            module.row_dot_product(w, a, y, False)
+    with pytest.raises(ValueError, match="reps >= 1"):
+        module.row_dot_product(np.zeros((2, 3), f32), np.zeros(3, f32), np.zeros(2, f32),
+                               False, 0)
     from fastrnn._kernels import _panels
     with pytest.raises(ValueError, match="variant must be one of"):
         _panels.fma_rate("blas")

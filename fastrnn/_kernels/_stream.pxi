@@ -62,12 +62,19 @@ def set_split_step_most(Py_ssize_t nbytes):
     return old
 
 
+cdef inline Py_ssize_t _split_most(int shares) noexcept nogil:
+    """The most bytes of weights a one-row step splits across ``shares``
+    threads: set_split_step_most's, else half the CPU plan's L3 (unknown:
+    every thread's L2)."""
+    if _split_step_most > 0:
+        return _split_step_most
+    return cache_l3() // 2 if cache_l3() > 0 else shares * cache_l2()
+
+
 def split_step_bounds():
     """(fewest, most) bytes of weights between which a one-row float32 step
-    splits across the threads (2 threads; the CPU plan's caches)."""
-    most = (_split_step_most if _split_step_most > 0 else
-            cache_l3() // 2 if cache_l3() > 0 else 2 * cache_l2())
-    return _split_step_bytes, most
+    splits across two threads (the CPU plan's caches)."""
+    return _split_step_bytes, _split_most(2)
 
 
 cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn,
@@ -284,10 +291,7 @@ cdef class CellKernel:
             return 0
         cdef int shares = min(threads, self.n_hidden)
         cdef Py_ssize_t nbytes = gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden) * 4
-        cdef Py_ssize_t most = (_split_step_most if _split_step_most > 0 else
-                                cache_l3() // 2 if cache_l3() > 0 else shares * cache_l2())
-        # (split_step_bounds reports the same for two threads)
-        if nbytes < _split_step_bytes or nbytes > most:
+        if nbytes < _split_step_bytes or nbytes > _split_most(shares):
             return 0
         return shares
 
