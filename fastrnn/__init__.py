@@ -14,6 +14,8 @@ from fastrnn.cells import GRUCell, LSTMCell, RNNCell
 from fastrnn.composition import Bidirectional, Stacked
 from fastrnn.layers import GRU, LSTM, RNN
 from fastrnn.linear import Dense, Embedding
+from fastrnn.sequential import Sequential
+from fastrnn.torch_interop import from_torch, to_torch
 from fastrnn.optim import clip_grad_norm
 from fastrnn.training import truncated_bptt
 from fastrnn.io import load
@@ -24,7 +26,7 @@ _cpu.plan()           # the CPU plan is made when fastrnn loads: a bad FASTRNN_C
 
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
-           "Bidirectional", "Dense", "Embedding", "data", "models", "diagnostics", "optim",
-           "losses",
+           "Bidirectional", "Sequential", "Dense", "Embedding", "from_torch", "to_torch",
+           "data", "models", "diagnostics", "optim", "losses",
            "clip_grad_norm", "truncated_bptt", "load", "set_num_threads", "get_num_threads",
            "show_config"]

@@ -1,0 +1,148 @@
+"""Sequential: modules applied in turn, each to the previous one's output.
+
+The pipeline that PyTorch's ``nn.Sequential`` and Keras' ``Sequential`` hold
+and that ONNX exporters emit around a recurrent layer, e.g. Embedding ->
+LSTM -> Dense:
+
+- Embedding maps token ids (any integer shape) to vectors;
+- a sequence module (RNN/GRU/LSTM, Stacked, Bidirectional) passes on its
+  output sequence y (its final states are not passed on; call the module
+  itself for them), with ``lengths`` given to every sequence module;
+- Dense maps the last axis (every step at once).
+
+State-dict keys are the inner keys prefixed with the module's index, as
+nn.Sequential's ("0.weight", "1.weight_ih_l0", ...), so a PyTorch
+Sequential's state_dict loads directly.
+"""
+from fastrnn import _checks, _registry
+from fastrnn._module import Context, Parameterized, SequenceModule, check_context
+from fastrnn.linear import Dense, Embedding
+
+_ELEMENTS = (Embedding, Dense, SequenceModule)
+
+
+def _width_out(module):
+    """The last-axis size a module produces."""
+    if isinstance(module, Embedding):
+        return module.embedding_dim
+    if isinstance(module, Dense):
+        return module.out_features
+    return module.output_size
+
+
+def _width_in(module):
+    """The last-axis size a module reads (None: token ids)."""
+    if isinstance(module, Embedding):
+        return None
+    if isinstance(module, Dense):
+        return module.in_features
+    return module.input_size
+
+
+@_registry.saved
+class Sequential(Parameterized):
+    """``y = seq(x, *, lengths=None)``: the modules applied in turn.
+
+    modules: a non-empty list of Embedding, Dense and sequence modules
+    (RNN/GRU/LSTM, Stacked, Bidirectional), all of one dtype, each reading the
+    last-axis size the previous one produces. x: what the first module takes
+    (token ids for an Embedding; (T, B, I) floats, or ids, for a recurrent
+    layer; (..., in_features) for a Dense); lengths: as for the recurrent
+    layers (given to each sequence module). Training: ``y, ctx =
+    seq.forward(x, lengths=None)``, ``dx = seq.backward(ctx, dy)`` (None for
+    token-id input).
+    """
+
+    def __init__(self, modules):
+        if not isinstance(modules, (list, tuple)) or not modules:
+            raise TypeError("modules must be a non-empty list of fastrnn modules (Embedding, "
+                            "Dense, RNN/GRU/LSTM, Stacked, Bidirectional)")
+        for i, m in enumerate(modules):
+            if not isinstance(m, _ELEMENTS):
+                raise TypeError(f"modules[{i}] must be an Embedding, Dense or sequence layer "
+                                f"(RNN, GRU, LSTM, Stacked, Bidirectional), got "
+                                f"{type(m).__name__}")
+        self.modules = list(modules)
+        first = self.modules[0]
+        for i in range(1, len(self.modules)):
+            prev, cur = self.modules[i - 1], self.modules[i]
+            if cur.dtype is not first.dtype:
+                raise ValueError(f"modules[{i}].dtype must equal modules[0].dtype "
+                                 f"({first.dtype.__name__}), got {cur.dtype.__name__}")
+            need = _width_in(cur)
+            if need is None:
+                raise ValueError(f"modules[{i}] is an Embedding: it reads token ids, so it "
+                                 f"can only come first")
+            if need != _width_out(prev):
+                raise ValueError(f"modules[{i}] reads {need} features but modules[{i - 1}] "
+                                 f"produces {_width_out(prev)}")
+        self.dtype = first.dtype
+
+    @property
+    def output_size(self):
+        return _width_out(self.modules[-1])
+
+    def __repr__(self):
+        return "Sequential([" + ", ".join(map(repr, self.modules)) + "])"
+
+    def __len__(self):
+        return len(self.modules)
+
+    def __getitem__(self, index):
+        return self.modules[index]
+
+    def _config(self):
+        return {"modules": [_registry.describe(m) for m in self.modules]}
+
+    @classmethod
+    def _from_config(cls, config):
+        modules = config.get("modules")
+        if not isinstance(modules, list) or set(config) != {"modules"}:
+            raise ValueError("a Sequential description needs exactly a list of 'modules'")
+        return cls([_registry.build(d) for d in modules])
+
+    @classmethod
+    def _weight_shapes(cls, config):
+        modules = config.get("modules")
+        if not isinstance(modules, list) or not 1 <= len(modules) <= _registry.MAX_LAYERS:
+            raise ValueError(f"a Sequential description needs a list of 1 to "
+                             f"{_registry.MAX_LAYERS} 'modules'")
+        return _registry.prefixed({str(i): _registry.weight_shapes(d)
+                                   for i, d in enumerate(modules)})
+
+    def _named_parameters(self):
+        return {f"{i}.{name}": arr for i, m in enumerate(self.modules)
+                for name, arr in m._named_parameters().items()}
+
+    def _named_grads(self):
+        return {f"{i}.{name}": arr for i, m in enumerate(self.modules)
+                for name, arr in m._named_grads().items()}
+
+    def __call__(self, x, *, lengths=None):
+        for m in self.modules:
+            x = m(x, lengths=lengths)[0] if isinstance(m, SequenceModule) else m(x)
+        return x
+
+    def forward(self, x, *, lengths=None):
+        """Training forward: ``y, ctx`` (dropout of the inner layers applied)."""
+        contexts = []
+        for m in self.modules:
+            if isinstance(m, SequenceModule):
+                x, _, ctx = m.forward(x, lengths=lengths)
+            else:
+                x, ctx = m.forward(x)
+            contexts.append(ctx)
+        return x, Context(self, (contexts, x.shape))
+
+    def backward(self, ctx, dy):
+        """dx (None for token-id input) for the loss sum(dy * y); adds into grads."""
+        check_context(ctx, self)
+        contexts, shape = ctx.trace
+        dy = _checks.state_array("dy", dy, shape, self.dtype)
+        ctx.used = True
+        ctx.trace = None
+        for m, inner in zip(reversed(self.modules), reversed(contexts)):
+            dy = m.backward(inner, dy)
+            if isinstance(m, SequenceModule):
+                dy = dy[0]
+        return dy
