@@ -121,15 +121,20 @@ class SequenceModule(Parameterized):
         return True
 
     def __call__(self, x, hx=None, *, lengths=None):
+        return self._call(x, hx, lengths, False)
+
+    def _call(self, x, hx, lengths, reverse):
+        """The call; ``reverse`` runs every recurrence from each sequence's last
+        valid step back to its first (an ONNX operator's direction="reverse")."""
         x3, batched = self._check_input(x)
         steps, batch = x3.shape[:2]
         lengths = _checks.lengths(lengths, batch, steps, batched)
         state = self._check_state(hx, batch, batched)
         if self._blas_in_kernel_threads(steps):
             with serial_blas():
-                y, state = self._run(x3, state, lengths, False)
+                y, state = self._run(x3, state, lengths, reverse)
         else:
-            y, state = self._run(x3, state, lengths, False)
+            y, state = self._run(x3, state, lengths, reverse)
         return self._user_layout(y, batched), self._format_state(state, batched)
 
     def forward(self, x, hx=None, *, lengths=None):
