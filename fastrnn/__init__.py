@@ -14,8 +14,9 @@ from fastrnn.cells import GRUCell, LSTMCell, RNNCell
 from fastrnn.composition import Bidirectional, Stacked
 from fastrnn.layers import GRU, LSTM, RNN
 from fastrnn.linear import Dense, Embedding
-from fastrnn.sequential import Sequential
+from fastrnn.sequential import FinalState, Sequential
 from fastrnn.torch_interop import from_torch, to_torch
+from fastrnn.keras_interop import from_keras
 from fastrnn.optim import clip_grad_norm
 from fastrnn.training import truncated_bptt
 from fastrnn.io import load
@@ -26,7 +27,8 @@ _cpu.plan()           # the CPU plan is made when fastrnn loads: a bad FASTRNN_C
 
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
-           "Bidirectional", "Sequential", "Dense", "Embedding", "from_torch", "to_torch",
+           "Bidirectional", "Sequential", "FinalState", "Dense", "Embedding", "from_torch",
+           "to_torch", "from_keras",
            "data", "models", "diagnostics", "optim", "losses",
            "clip_grad_norm", "truncated_bptt", "load", "set_num_threads", "get_num_threads",
            "show_config"]

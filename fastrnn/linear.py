@@ -13,10 +13,13 @@ import numpy as np
 from fastrnn import _checks, _registry
 from fastrnn._module import Context, Parameterized, check_context
 
-_ACTIVATIONS = (None, "tanh", "relu", "sigmoid")
+_ACTIVATIONS = (None, "tanh", "relu", "sigmoid", "softmax")
 
 
 def _activate(name, a):
+    if name == "softmax":                      # over the last axis
+        e = np.exp(a - a.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
     if name == "tanh":
         return np.tanh(a)
     if name == "relu":
@@ -28,6 +31,8 @@ def _activate(name, a):
 
 def _activation_grad(name, y, dy):
     """dL/da from dL/dy and the output y = f(a)."""
+    if name == "softmax":                      # J = diag(y) - y yᵀ per row
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
     if name == "tanh":
         return dy * (1 - y * y)
     if name == "relu":
@@ -41,7 +46,8 @@ def _activation_grad(name, y, dy):
 class Dense(Parameterized):
     """y = f(x @ weightᵀ + bias) on the last axis; x (..., in_features) -> (..., out_features).
 
-    activation: None (linear), "tanh", "relu" or "sigmoid". Weights as
+    activation: None (linear), "tanh", "relu", "sigmoid" or "softmax" (over
+    the last axis: class probabilities, as Keras' Dense(activation="softmax")). Weights as
     PyTorch's nn.Linear: weight (out_features, in_features), bias (out_features,),
     initialised U(-1/√in, 1/√in).
     """

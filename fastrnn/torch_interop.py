@@ -10,7 +10,7 @@ nn.RNN / nn.GRU / nn.LSTM                  RNN / GRU / LSTM (every option PyTorc
                                            has except LSTM proj_size)
 nn.RNNCell / nn.GRUCell / nn.LSTMCell      RNNCell / GRUCell / LSTMCell
 nn.Linear (+ a following Tanh/ReLU/        Dense (activation folded in)
-Sigmoid inside an nn.Sequential)
+Sigmoid/Softmax(dim=-1) in an nn.Sequential)
 nn.Embedding (no max_norm)                 Embedding
 nn.Sequential                              Sequential (Dropout and Identity
                                            dropped: they do nothing at inference)
@@ -36,7 +36,8 @@ from fastrnn.layers import GRU, LSTM, RNN
 from fastrnn.linear import Dense, Embedding
 from fastrnn.sequential import Sequential
 
-_ACTIVATIONS = {"Tanh": "tanh", "ReLU": "relu", "Sigmoid": "sigmoid"}   # torch.nn class names
+_ACTIVATIONS = {"Tanh": "tanh", "ReLU": "relu", "Sigmoid": "sigmoid",   # torch.nn class names
+                "Softmax": "softmax"}
 _PASSIVE = ("Dropout", "Identity")          # nothing at inference
 
 
@@ -190,6 +191,10 @@ def _sequential(module, dtype, where):
             act = None
             if i + 1 < len(items) and _is(items[i + 1][1], _ACTIVATIONS):
                 act = _ACTIVATIONS[type(items[i + 1][1]).__name__]
+                if act == "softmax" and items[i + 1][1].dim != -1:
+                    raise ValueError(f"{where}[{items[i + 1][0]}]: Softmax over dim "
+                                     f"{items[i + 1][1].dim}; fastrnn's Dense takes it over "
+                                     f"the last axis (dim=-1)")
                 i += 1
             out.append(_dense(m, act, dtype, here))
         elif _is(m, _ACTIVATIONS):
@@ -247,7 +252,7 @@ def to_torch(module):
     out.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in module.state_dict().items()})
     if isinstance(module, Dense) and module.activation is not None:
         act = {v: k for k, v in _ACTIVATIONS.items()}[module.activation]
-        out = nn.Sequential(out, getattr(nn, act)())
+        out = nn.Sequential(out, nn.Softmax(dim=-1) if act == "Softmax" else getattr(nn, act)())
     return out
 
 

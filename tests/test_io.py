@@ -144,6 +144,7 @@ def test_declared_weights_match_what_each_module_builds():
         fastrnn.Dense(3, 2, bias=False), fastrnn.Embedding(6, 2, dtype=np.float64),
         fastrnn.Sequential([fastrnn.Embedding(6, 3), fastrnn.GRU(3, 2, num_layers=2),
                             fastrnn.Dense(2, 4, activation="relu")]),
+        fastrnn.FinalState(fastrnn.Bidirectional(fastrnn.LSTM(3, 2, num_layers=2))),
         fastrnn.Stacked([fastrnn.Bidirectional(fastrnn.Stacked([fastrnn.GRU(2, 3),
                                                                 fastrnn.RNN(3, 2)])),
                          fastrnn.LSTM(4, 2)]),

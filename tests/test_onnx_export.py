@@ -190,3 +190,25 @@ def test_export_refusals(tmp_path):
     with pytest.raises(TypeError, match="got dict"):
         fastrnn.onnx.export({}, tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("inner", [
+    lambda: fastrnn.LSTM(4, 5, num_layers=2, batch_first=True, seed=2),
+    lambda: fastrnn.GRU(4, 5, bidirectional=True, batch_first=True, seed=2),
+    lambda: fastrnn.Stacked([fastrnn.RNN(4, 3, batch_first=True, seed=2),
+                             fastrnn.Bidirectional(fastrnn.LSTM(3, 5, batch_first=True,
+                                                                num_layers=2, seed=3))]),
+    lambda: fastrnn.Bidirectional(fastrnn.GRU(4, 5, batch_first=True, seed=4), merge="sum"),
+], ids=["lstm2", "bigru", "stacked-bi", "bi-sum"])
+def test_final_state_classifier_export(tmp_path, inner):
+    """Embedding -> FinalState(...) -> Dense(softmax): a many-to-one classifier."""
+    module = inner()
+    seq = fastrnn.Sequential([fastrnn.Embedding(9, 4, seed=1), fastrnn.FinalState(module),
+                              fastrnn.Dense(fastrnn.FinalState(module).output_size, 3,
+                                            activation="softmax", seed=5)])
+    ids = np.random.default_rng(9).integers(0, 9, (4, 6))
+    lens = np.array([6, 1, 3, 5], np.int32)
+    sess = _session(fastrnn.onnx.export(seq, tmp_path / "f.onnx", lengths=True))
+    got = sess.run(None, {"input": ids, "lengths": lens})[0]
+    assert got.shape == (4, 3)
+    _close(got, seq(ids, lengths=lens), "classifier")

@@ -1,6 +1,4 @@
 """fastrnn.from_torch / to_torch against PyTorch's own outputs (skipped without torch)."""
-import copy
-
 import numpy as np
 import pytest
 
@@ -218,19 +216,3 @@ def test_sequential_training_matches_torch_autograd():
                      ours_name)
     with pytest.raises(ValueError, match="already been backpropagated"):
         ours.backward(ctx, dy)
-
-
-def test_sequential_save_load_copy(tmp_path):
-    seq = fastrnn.Sequential([fastrnn.Embedding(7, 3, seed=1), fastrnn.LSTM(3, 4, seed=2),
-                              fastrnn.Dense(4, 2, activation="sigmoid", seed=3)])
-    ids = np.random.default_rng(0).integers(0, 7, (5, 2))
-    expected = seq(ids, lengths=np.array([5, 2]))
-    for other in (fastrnn.load(seq.save(tmp_path / "seq.npz")), copy.deepcopy(seq)):
-        assert isinstance(other, fastrnn.Sequential)
-        np.testing.assert_array_equal(other(ids, lengths=np.array([5, 2])), expected)
-    with pytest.raises(ValueError, match="can only come first"):
-        fastrnn.Sequential([fastrnn.Dense(3, 3), fastrnn.Embedding(3, 3)])
-    with pytest.raises(TypeError, match=r"modules\[1\]"):
-        fastrnn.Sequential([fastrnn.Dense(3, 3), fastrnn.LSTMCell(3, 3)])
-    with pytest.raises(ValueError, match="dtype"):
-        fastrnn.Sequential([fastrnn.Dense(3, 3), fastrnn.Dense(3, 3, dtype=np.float64)])

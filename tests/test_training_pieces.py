@@ -8,7 +8,7 @@ from gradcheck import assert_grad_close, numeric_grad
 
 
 # -- Dense and Embedding --------------------------------------------------------
-@pytest.mark.parametrize("activation", [None, "tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("activation", [None, "tanh", "relu", "sigmoid", "softmax"])
 def test_dense_gradients(activation):
     rng = np.random.default_rng(0)
     dense = fastrnn.Dense(4, 3, activation=activation, dtype=np.float64, seed=1)

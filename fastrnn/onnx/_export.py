@@ -13,14 +13,16 @@ from fastrnn.cells import GRUCell, LSTMCell, RNNCell
 from fastrnn.composition import Bidirectional, Stacked
 from fastrnn.layers import GRU, LSTM, RNN
 from fastrnn.linear import Dense, Embedding
+from fastrnn.models._base import Model
 from fastrnn.onnx._gates import to_onnx
-from fastrnn.sequential import Sequential
+from fastrnn.sequential import FinalState, Sequential
 
 OPSET = 17
 _OP = {RNN: "RNN", GRU: "GRU", LSTM: "LSTM"}
-_EXPORTED = (RNN, GRU, LSTM, Stacked, Bidirectional, Sequential, Dense, Embedding,
-             RNNCell, GRUCell, LSTMCell)
-_DENSE_ACTIVATION = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
+_EXPORTED = (RNN, GRU, LSTM, Stacked, Bidirectional, Sequential, FinalState, Dense,
+             Embedding, RNNCell, GRUCell, LSTMCell, Model)
+_DENSE_ACTIVATION = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid",
+                     "softmax": "Softmax"}      # Softmax: axis -1 from opset 13
 
 
 def _onnx():
@@ -41,6 +43,21 @@ class _Graph:
         self.elem = self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
         self.dtype = dtype
         self.nodes, self.initializers, self._count = [], [], 0
+        self.inputs, self.outputs = [], []
+
+    def input(self, name, shape, elem=None):
+        """A graph input (of the graph's float type unless ``elem``); returns its name."""
+        self.inputs.append(self.helper.make_tensor_value_info(
+            name, self.elem if elem is None else elem, shape))
+        return name
+
+    def ids_input(self, name, shape):
+        return self.input(name, shape, self.onnx.TensorProto.INT64)
+
+    def output(self, name, value, shape):
+        """Expose ``value`` as the float graph output ``name``."""
+        self.outputs.append(self.helper.make_tensor_value_info(name, self.elem, shape))
+        self.nodes.append(self.helper.make_node("Identity", [value], [name]))
 
     def name(self, hint):
         self._count += 1
@@ -149,6 +166,27 @@ def _state_leaves(module):
             + [(f"{name}.reverse", m) for name, m in _state_leaves(module.reverse_layer)])
 
 
+def _top_state(g, module, flat):
+    """The ONNX value of FinalState: the top layer's final h, (B, D*H), from
+    the flat final-state names of ``module`` (in _state_leaves order)."""
+    if isinstance(module, Stacked):
+        below = sum(len(_state_leaves(m)) for m in module.layers[:-1])
+        return _top_state(g, module.layers[-1], flat[below:])
+    if isinstance(module, Bidirectional):
+        n = len(_state_leaves(module.layer))
+        f = _top_state(g, module.layer, flat[:n])
+        r = _top_state(g, module.reverse_layer, flat[n:])
+        return (g.node("Concat", [f, r], axis=-1) if module.merge == "concat"
+                else g.node("Add", [f, r]))
+    h, D = flat[0], module.num_directions
+    if module.num_layers > 1:
+        h = g.node("Slice", [h, g.const("starts", np.array([-D], np.int64)),
+                             g.const("ends", np.array([np.iinfo(np.int64).max], np.int64)),
+                             g.const("axes", np.array([0], np.int64))])
+    h = g.node("Transpose", [h], perm=[1, 0, 2])                      # (B, D, H)
+    return g.node("Reshape", [h, g.const("shape", np.array([0, -1], np.int64))])
+
+
 def _dense(g, dense, x):
     sd = dense.state_dict()
     y = g.node("MatMul", [x, g.weight("weight_T", sd["weight"].T)])
@@ -166,11 +204,13 @@ def _embedding(g, emb, ids):
 def export(module, path, *, lengths=False, initial_state=False):
     """Write ``module`` as an ONNX model that ONNX Runtime runs with its outputs.
 
-    module: RNN/GRU/LSTM, Stacked, Bidirectional, Sequential, Dense,
-    Embedding, or an RNNCell/GRUCell/LSTMCell.
+    module: RNN/GRU/LSTM, Stacked, Bidirectional, Sequential, FinalState,
+    Dense, Embedding, an RNNCell/GRUCell/LSTMCell, or a ready-made model
+    (fastrnn.models; its inputs and outputs: fastrnn.onnx._models).
     Graph inputs (dynamic T and B):
       ``input``: what the module takes -- (T, B, I) floats ((B, T, I) with
-      batch_first) for sequence modules, int64 ids for an Embedding (first),
+      batch_first) for sequence modules and FinalState, int64 ids for an
+      Embedding (first),
       (B, I) for cells, (..., in_features) for Dense;
       ``lengths`` (int32, (B,)) when lengths=True: each sequence's valid steps
       (a Sequential gives them to each of its sequence modules);
@@ -180,39 +220,35 @@ def export(module, path, *, lengths=False, initial_state=False):
       ``.reverse``), each (num_layers * D, B, H).
     Graph outputs: ``output`` (y); a sequence module's final states ``h_n``
     (``c_n``), composites ``h_n.<path>``; a cell ``h`` (and ``c``); a
-    Sequential only ``output``.
+    Sequential or FinalState only ``output``.
     The graph is in the module's dtype (ONNX Runtime's recurrent operators
     run float32 only). Returns ``path``.
     """
     if not isinstance(module, _EXPORTED):
         raise TypeError(f"module must be a fastrnn RNN/GRU/LSTM, Stacked, Bidirectional, "
-                        f"Sequential, Dense, Embedding or cell, got {type(module).__name__}")
+                        f"Sequential, FinalState, Dense, Embedding, cell or ready-made model, "
+                        f"got {type(module).__name__}")
     onnx = _onnx()
     helper = onnx.helper
     g = _Graph(module.dtype)
-    inputs, outputs = [], []
-
-    def float_input(name, shape):
-        inputs.append(helper.make_tensor_value_info(name, g.elem, shape))
-        return name
-
-    def float_output(name, value, shape):
-        outputs.append(helper.make_tensor_value_info(name, g.elem, shape))
-        g.nodes.append(helper.make_node("Identity", [value], [name]))
-
     if isinstance(module, (RNNCell, GRUCell, LSTMCell)):
-        _export_cell(g, module, float_input, float_output)
+        _export_cell(g, module)
     elif isinstance(module, Dense):
-        x = float_input("input", ["N", module.in_features])
-        float_output("output", _dense(g, module, x), ["N", module.out_features])
+        g.output("output", _dense(g, module, g.input("input", ["N", module.in_features])),
+                 ["N", module.out_features])
     elif isinstance(module, Embedding):
-        inputs.append(helper.make_tensor_value_info("input", onnx.TensorProto.INT64,
-                                                    ["B", "T"]))
-        float_output("output", _embedding(g, module, "input"), ["B", "T", module.embedding_dim])
+        g.output("output", _embedding(g, module, g.ids_input("input", ["B", "T"])),
+                 ["B", "T", module.embedding_dim])
+    elif isinstance(module, Model):
+        from fastrnn.onnx._models import export_model
+        if lengths or initial_state:
+            raise ValueError("a model's graph has the inputs it needs (see "
+                             "fastrnn.onnx._models); lengths / initial_state are for layers")
+        export_model(g, module)
     else:
-        _export_sequence(g, module, lengths, initial_state, inputs, float_input, float_output)
-    graph = helper.make_graph(g.nodes, f"fastrnn_{type(module).__name__}", inputs, outputs,
-                              initializer=g.initializers)
+        _export_sequence(g, module, lengths, initial_state)
+    graph = helper.make_graph(g.nodes, f"fastrnn_{type(module).__name__}", g.inputs,
+                              g.outputs, initializer=g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="fastrnn")
     onnx.checker.check_model(model)
@@ -220,55 +256,56 @@ def export(module, path, *, lengths=False, initial_state=False):
     return path
 
 
-def _export_sequence(g, module, lengths, initial_state, inputs, float_input, float_output):
-    onnx = g.onnx
-    pipeline = isinstance(module, Sequential)
+def _export_sequence(g, module, lengths, initial_state):
+    pipeline = isinstance(module, (Sequential, FinalState))
     if pipeline and initial_state:
-        raise ValueError("initial_state=True needs a sequence module (a Sequential starts "
-                         "its layers from zeros and returns only y)")
-    seq = module.modules if pipeline else [module]
-    recurrent = [m for m in seq if not isinstance(m, (Dense, Embedding))]
+        raise ValueError("initial_state=True needs a sequence module (a Sequential or "
+                         "FinalState starts its layers from zeros and returns only its output)")
+    seq = module.modules if isinstance(module, Sequential) else [module]
+    recurrent = [m.module if isinstance(m, FinalState) else m for m in seq
+                 if not isinstance(m, (Dense, Embedding))]
     # each sequence module reads its input in its own layout; the graph's
     # input is in the first one's (batch-first when there is none)
     layout = recurrent[0].batch_first if recurrent else True
     steps = ["B", "T"] if layout else ["T", "B"]
     first = seq[0]
     if isinstance(first, Embedding):
-        inputs.append(onnx.helper.make_tensor_value_info("input", onnx.TensorProto.INT64,
-                                                         steps))
-        x = "input"
+        x = g.ids_input("input", steps)
     else:
-        x = float_input("input", steps + [first.in_features if isinstance(first, Dense)
-                                          else first.input_size])
-    lens = None
-    if lengths:
-        inputs.append(onnx.helper.make_tensor_value_info("lengths", onnx.TensorProto.INT32,
-                                                         ["B"]))
-        lens = "lengths"
+        x = g.input("input", steps + [first.in_features if isinstance(first, Dense)
+                                      else first.input_size])
+    lens = g.input("lengths", ["B"], g.onnx.TensorProto.INT32) if lengths else None
     final = []
     for m in seq:
         if isinstance(m, Embedding):
             x = _embedding(g, m, x)
         elif isinstance(m, Dense):
             x = _dense(g, m, x)
+        elif isinstance(m, FinalState):
+            if m.module.batch_first:
+                x = g.batch_major(x)
+            _, flat = _sequence(g, m.module, x, False, lens, None)
+            x = _top_state(g, m.module, flat)
+            layout = None                       # one vector per sequence: (B, F)
         else:
             if m.batch_first:
                 x = g.batch_major(x)
             leaves = _state_leaves(m)
             state_in = None
             if initial_state:
-                state_in = [float_input(name.replace("_n", "0", 1),
-                                        [_lead(inner), "B", inner.hidden_size])
+                state_in = [g.input(name.replace("_n", "0", 1),
+                                    [_lead(inner), "B", inner.hidden_size])
                             for name, inner in leaves]
             x, final = _sequence(g, m, x, False, lens, state_in)
             final = list(zip(leaves, final))
             layout = m.batch_first
             if layout:
                 x = g.batch_major(x)
-    float_output("output", x, (["B", "T"] if layout else ["T", "B"]) + [_width(seq[-1])])
+    lead = ["B"] if layout is None else (["B", "T"] if layout else ["T", "B"])
+    g.output("output", x, lead + [_width(seq[-1])])
     if not pipeline:
         for (name, inner), value in final:
-            float_output(name, value, [_lead(inner), "B", inner.hidden_size])
+            g.output(name, value, [_lead(inner), "B", inner.hidden_size])
 
 
 def _width(module):
@@ -285,14 +322,14 @@ def _lead(layer):
     return layer.num_layers * layer.num_directions
 
 
-def _export_cell(g, cell, float_input, float_output):
+def _export_cell(g, cell):
     layer = cell._layer
-    x = float_input("input", ["B", cell.input_size])
+    x = g.input("input", ["B", cell.input_size])
     names = ("h", "c") if isinstance(cell, LSTMCell) else ("h",)
-    states = [float_input(n + "0", ["B", cell.hidden_size]) for n in names]
+    states = [g.input(n + "0", ["B", cell.hidden_size]) for n in names]
     axes = g.const("axes", np.array([0], np.int64))
     x3 = g.node("Unsqueeze", [x, axes])
     states3 = [g.node("Unsqueeze", [s, axes]) for s in states]
     _, finals = _recurrent(g, layer, x3, False, None, states3)
     for n, value in zip(names, finals):
-        float_output(n, g.node("Squeeze", [value, axes]), ["B", cell.hidden_size])
+        g.output(n, g.node("Squeeze", [value, axes]), ["B", cell.hidden_size])
