@@ -1,6 +1,7 @@
 """The README's model guide runs as written, and prints what its comments say."""
 import contextlib
 import io
+import os
 import pathlib
 import re
 
@@ -36,3 +37,27 @@ def test_guide_example_runs(index, tmp_path, monkeypatch):
         if match and not re.search("[A-Z]", match.group(1)):    # not a placeholder
             expected = match.group(1).strip('"')
             assert expected in printed, (line, printed)
+
+
+def interop_blocks():
+    text = README.read_text()
+    start = text.index("## Models from and to other frameworks")
+    end = text.index("\n## ", start + 1)
+    return re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_interop_example_runs(index, tmp_path, monkeypatch):
+    """Each route's example runs, and prints exactly what its comments say."""
+    code = interop_blocks()[index]
+    os.environ.setdefault("KERAS_BACKEND", "torch")      # as the Keras example says
+    for module in re.findall(r"^import (\w+)$", code, re.M):
+        if module not in ("numpy", "fastrnn", "os"):
+            pytest.importorskip(module)
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, f"README interop example {index}", "exec"), {})
+    expected = [line.split("# ", 1)[1].strip() for line in code.splitlines()
+                if line.startswith("print(")]
+    assert out.getvalue().splitlines() == expected
