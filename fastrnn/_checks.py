@@ -244,9 +244,11 @@ def state_array(name, value, shape, dtype):
 
 def state_parts(what, value, names, shape, dtype, owner, allow_none=False):
     """A recurrent state (or its gradient) as a tuple of C-contiguous arrays of
-    ``shape``: one for RNN and GRU states, a pair named ``names`` for an LSTM's
+    ``shape`` (or of shape[k] for part k, when ``shape`` is a tuple of shapes):
+    one for RNN and GRU states, a pair named ``names`` for an LSTM's
     (``owner`` names the module in the error); entries may be None with
     ``allow_none``."""
+    shapes = shape if isinstance(shape[0], tuple) else (shape,) * len(names)
     if len(names) == 2:
         if not isinstance(value, (tuple, list)) or len(value) != 2:
             raise TypeError(f"{what} must be a pair ({', '.join(names)}) for an {owner}, "
@@ -254,8 +256,8 @@ def state_parts(what, value, names, shape, dtype, owner, allow_none=False):
         values = value
     else:
         names, values = (what,), (value,)
-    return tuple(None if v is None and allow_none else state_array(n, v, shape, dtype)
-                 for n, v in zip(names, values))
+    return tuple(None if v is None and allow_none else state_array(n, v, shp, dtype)
+                 for n, v, shp in zip(names, values, shapes))
 
 
 def token_ids(name, value, vocab_size):

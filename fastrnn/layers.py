@@ -9,9 +9,14 @@ import math
 
 import numpy as np
 
-from fastrnn import _checks, _engine, _registry
+from fastrnn import _checks, _engine, _general, _registry
 from fastrnn._kernels._cells import CellKind, carries_cell_state
 from fastrnn._module import SequenceModule
+
+# the activations each form computes by default (ONNX's defaults; an RNN's
+# is its nonlinearity)
+_DEFAULT_ACTIVATIONS = {"RNN": None, "GRU": ("sigmoid", "tanh"),
+                        "LSTM": ("sigmoid", "tanh", "tanh")}
 
 
 class _RecurrentLayer(SequenceModule):
@@ -19,7 +24,9 @@ class _RecurrentLayer(SequenceModule):
     _gates = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None, *, clip=None,
+                 activations=None, activation_alpha=None, activation_beta=None, proj_size=0,
+                 peepholes=False, input_forget=False):
         self.input_size, self.hidden_size = _sizes(input_size, hidden_size)
         self.num_layers = _checks.positive_int("num_layers", num_layers)
         self.bias = _checks.boolean("bias", bias)
@@ -28,19 +35,29 @@ class _RecurrentLayer(SequenceModule):
         self.bidirectional = _checks.boolean("bidirectional", bidirectional)
         self.dtype = _checks.float_dtype(dtype)
         self._seed = _checks.seed(seed)
+        self._set_variant(clip, activations, activation_alpha, activation_beta, proj_size,
+                          peepholes, input_forget)
         D, G, H = self.num_directions, self._gates * self.hidden_size, self.hidden_size
+        Hh = self._state_size
         self._w_ih, self._w_hh, self._b_ih, self._b_hh = [], [], [], []
+        self._w_hr, self._peep = [], []
         for layer in range(self.num_layers):
-            in_size = self.input_size if layer == 0 else D * H
+            in_size = self.input_size if layer == 0 else D * Hh
             self._w_ih.append(np.zeros((D, G, in_size), self.dtype))
-            self._w_hh.append(np.zeros((D, G, H), self.dtype))
+            self._w_hh.append(np.zeros((D, G, Hh), self.dtype))
             if self.bias:
                 self._b_ih.append(np.zeros((D, G), self.dtype))
                 self._b_hh.append(np.zeros((D, G), self.dtype))
+            if self.proj_size:
+                self._w_hr.append(np.zeros((D, self.proj_size, H), self.dtype))
+            if self.peepholes:
+                self._peep.append(np.zeros((D, 3 * H), self.dtype))
         self._gw_ih = [np.zeros_like(w) for w in self._w_ih]
         self._gw_hh = [np.zeros_like(w) for w in self._w_hh]
         self._gb_ih = [np.zeros_like(b) for b in self._b_ih]
         self._gb_hh = [np.zeros_like(b) for b in self._b_hh]
+        self._gw_hr = [np.zeros_like(w) for w in self._w_hr]
+        self._gpeep = [np.zeros_like(p) for p in self._peep]
         self._no_bias = np.zeros((D, G), self.dtype)
         self._no_bias.flags.writeable = False
         self._bind_views()
@@ -50,19 +67,75 @@ class _RecurrentLayer(SequenceModule):
                                                         else [self._seed, 1]))
 
     # -- configuration -----------------------------------------------------
+    def _set_variant(self, clip, activations, alpha, beta, proj_size, peepholes, input_forget):
+        """The options of the general path (fastrnn._general): checked, and
+        whether this layer needs it (the kernels run only the default forms)."""
+        kind = type(self).__name__
+        self.clip = None if clip is None else _checks.real("clip", clip, minimum=0.0,
+                                                           inclusive=False)
+        self.proj_size = _checks.positive_int("proj_size", proj_size, minimum=0)
+        if self.proj_size and (kind != "LSTM" or self.proj_size >= self.hidden_size):
+            raise ValueError(f"proj_size must be smaller than hidden_size "
+                             f"({self.hidden_size}) and is for the LSTM only, got "
+                             f"{self.proj_size}")
+        self.peepholes = _checks.boolean("peepholes", peepholes)
+        self.input_forget = _checks.boolean("input_forget", input_forget)
+        if kind != "LSTM" and (self.peepholes or self.input_forget):
+            raise ValueError("peepholes and input_forget are for the LSTM only")
+        default = _DEFAULT_ACTIVATIONS[kind] or (self.nonlinearity,)
+        if activations is None:
+            if alpha is not None or beta is not None:
+                raise ValueError("activation_alpha / activation_beta need activations")
+            names = default
+        else:
+            if isinstance(activations, str) or not all(isinstance(a, str) for a in activations):
+                raise TypeError(f"activations must be a list of function names, got "
+                                f"{activations!r}")
+            if kind == "RNN" and self.nonlinearity != "tanh":
+                raise ValueError("give the RNN's function as nonlinearity or in activations, "
+                                 "not both")
+            names = list(activations)
+        for name, values in (("activation_alpha", alpha), ("activation_beta", beta)):
+            if values is not None and not all(np.isfinite(float(v)) for v in values):
+                raise ValueError(f"{name} must be finite numbers, got {values!r}")
+        self.activations = None if activations is None else [str(a) for a in activations]
+        self.activation_alpha = None if alpha is None else [float(v) for v in alpha]
+        self.activation_beta = None if beta is None else [float(v) for v in beta]
+        self._acts = _general.resolve_activations(len(default), self.num_directions, names,
+                                                  self.activation_alpha, self.activation_beta)
+        plain = _general.resolve_activations(len(default), self.num_directions, default,
+                                             None, None)
+        self._general = bool(self.clip is not None or self.proj_size or self.peepholes
+                             or self.input_forget or self._acts != plain)
+
+    def _variant_config(self):
+        """The general path's options that differ from their defaults."""
+        out = {}
+        for key, default in (("clip", None), ("activations", None), ("activation_alpha", None),
+                             ("activation_beta", None), ("proj_size", 0), ("peepholes", False),
+                             ("input_forget", False)):
+            if getattr(self, key) != default:
+                out[key] = getattr(self, key)
+        return out
+
     @property
     def num_directions(self):
         return 2 if self.bidirectional else 1
 
     @property
+    def _state_size(self):
+        """Units of the state h and of each direction's output: proj_size or hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    @property
     def output_size(self):
-        return self.num_directions * self.hidden_size
+        return self.num_directions * self._state_size
 
     def _config(self):
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
                     num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
                     dropout=self.dropout, bidirectional=self.bidirectional,
-                    dtype=self.dtype)
+                    dtype=self.dtype, **self._variant_config())
 
     def _fresh_copy(self, seed):
         """A new layer of the same configuration with its own weights."""
@@ -78,10 +151,12 @@ class _RecurrentLayer(SequenceModule):
         """The state_dict and grads entries: views of the per-layer blocks the
         kernels read (made again for a copy: numpy copies a view as an
         independent array, which the kernels would never see)."""
-        self._params = self._block_views(self._w_ih, self._w_hh, self._b_ih, self._b_hh)
-        self._grads = self._block_views(self._gw_ih, self._gw_hh, self._gb_ih, self._gb_hh)
+        self._params = self._block_views(self._w_ih, self._w_hh, self._b_ih, self._b_hh,
+                                         self._w_hr, self._peep)
+        self._grads = self._block_views(self._gw_ih, self._gw_hh, self._gb_ih, self._gb_hh,
+                                        self._gw_hr, self._gpeep)
 
-    def _block_views(self, w_ih, w_hh, b_ih, b_hh):
+    def _block_views(self, w_ih, w_hh, b_ih, b_hh, w_hr, peep):
         """{state_dict name: view of one direction of the per-layer blocks}."""
         views = {}
         for layer, d, sfx in _directions(self.num_layers, self.num_directions):
@@ -90,6 +165,10 @@ class _RecurrentLayer(SequenceModule):
             if self.bias:
                 views["bias_ih" + sfx] = b_ih[layer][d]
                 views["bias_hh" + sfx] = b_hh[layer][d]
+            if w_hr:
+                views["weight_hr" + sfx] = w_hr[layer][d]
+            if peep:
+                views["peephole" + sfx] = peep[layer][d]
         return views
 
     @classmethod
@@ -104,13 +183,21 @@ class _RecurrentLayer(SequenceModule):
         D = 2 if _checks.boolean("bidirectional", config.get("bidirectional", False)) else 1
         bias = _checks.boolean("bias", config.get("bias", True))
         dtype = _checks.float_dtype(config.get("dtype", np.float32))
-        G = cls._gates * H
+        P = _checks.positive_int("proj_size", config.get("proj_size", 0), minimum=0)
+        if P >= H:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({H}), got {P}")
+        peepholes = _checks.boolean("peepholes", config.get("peepholes", False))
+        G, Hh = cls._gates * H, P or H
         shapes = {}
         for layer, _, sfx in _directions(L, D):
-            shapes["weight_ih" + sfx] = ((G, I if layer == 0 else D * H), dtype)
-            shapes["weight_hh" + sfx] = ((G, H), dtype)
+            shapes["weight_ih" + sfx] = ((G, I if layer == 0 else D * Hh), dtype)
+            shapes["weight_hh" + sfx] = ((G, Hh), dtype)
             if bias:
                 shapes["bias_ih" + sfx] = shapes["bias_hh" + sfx] = ((G,), dtype)
+            if P:
+                shapes["weight_hr" + sfx] = ((P, H), dtype)
+            if peepholes:
+                shapes["peephole" + sfx] = ((3 * H,), dtype)
         return shapes
 
     def reset_parameters(self, seed=None):
@@ -127,19 +214,23 @@ class _RecurrentLayer(SequenceModule):
         return self._no_bias, self._no_bias
 
     # -- state -------------------------------------------------------------
-    def _state_shape(self, batch, batched):
+    def _state_shape(self, batch, batched, units=None):
         lead = self.num_layers * self.num_directions
-        return (lead, batch, self.hidden_size) if batched else (lead, self.hidden_size)
+        units = self._state_size if units is None else units
+        return (lead, batch, units) if batched else (lead, units)
 
     def _check_state(self, hx, batch, batched, what="hx"):
         """hx (or a gradient of h_n, ``what`` = "dh_n") as a tuple of (L*D, B, H)
-        arrays, one per state (h; h and c for the LSTM); gradient entries may be None."""
+        arrays, one per state (h; h and c for the LSTM; h has proj_size units
+        when the LSTM has a projection); gradient entries may be None."""
         if hx is None:
             return None
         names = (("h0", "c0") if what == "hx" else ("dh_n", "dc_n")) \
             if carries_cell_state(self._kind) else (what,)
-        parts = _checks.state_parts(what, hx, names, self._state_shape(batch, batched),
-                                    self.dtype, "LSTM", allow_none=what != "hx")
+        shapes = (self._state_shape(batch, batched),
+                  self._state_shape(batch, batched, self.hidden_size))[:len(names)]
+        parts = _checks.state_parts(what, hx, names, shapes, self.dtype, "LSTM",
+                                    allow_none=what != "hx")
         return parts if batched else tuple(None if p is None else p[:, None, :] for p in parts)
 
     def _format_state(self, state, batched):
@@ -149,17 +240,25 @@ class _RecurrentLayer(SequenceModule):
 
     # -- running (fastrnn._engine) -------------------------------------------
     def _blas_in_kernel_threads(self, steps):
-        return _engine.blas_in_kernel_threads(self, steps)
+        # the general path runs in this thread: BLAS keeps its own threads
+        return not self._general and _engine.blas_in_kernel_threads(self, steps)
 
     def _run(self, x, state, lengths, reverse):
         """x: (T, B, I) of self.dtype; state: tuple of (L*D, B, H) or None."""
+        if self._general:
+            y, state, _ = _general.forward(self, x, state, lengths, reverse, training=False)
+            return y, state
         y, state, _ = _engine.forward(self, x, state, lengths, reverse, training=False)
         return y, state
 
     def _train_forward(self, x, state, lengths, reverse):
+        if self._general:
+            return _general.forward(self, x, state, lengths, reverse, training=True)
         return _engine.forward(self, x, state, lengths, reverse, training=True)
 
     def _train_backward(self, trace, dy, dstate):
+        if self._general:
+            return _general.backward(self, trace, dy, dstate)
         return _engine.backward(self, trace, dy, dstate)
 
     # -- copies --------------------------------------------------------------
@@ -200,17 +299,26 @@ class RNN(_RecurrentLayer):
     ``y, h_n = rnn(x, hx=None, *, lengths=None)``; x (T, B, input_size)
     ((B, T, input_size) with batch_first; (T, input_size) unbatched), hx and
     h_n (num_layers * D, B, hidden_size), y (T, B, D * hidden_size).
+
+    Keyword-only variants (ONNX's; they run on the slower general path,
+    fastrnn._general): ``clip`` (every gate pre-activation clipped to
+    [-clip, clip]) and ``activations`` (ONNX's function names, one per
+    function of the cell -- RNN f, GRU f and g, LSTM f, g and h -- or per
+    direction too) with ``activation_alpha`` / ``activation_beta`` (consumed
+    in order by the functions that take them, as ONNX Runtime does).
     """
 
     _gates = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
-                 seed=None):
+                 seed=None, *, clip=None, activations=None, activation_alpha=None,
+                 activation_beta=None):
         self.nonlinearity = _checks.choice("nonlinearity", nonlinearity, ("tanh", "relu"))
         self._kind = CellKind.RNN_TANH if nonlinearity == "tanh" else CellKind.RNN_RELU
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype, seed, clip=clip, activations=activations,
+                         activation_alpha=activation_alpha, activation_beta=activation_beta)
 
     def _config(self):
         return dict(super()._config(), nonlinearity=self.nonlinearity)
@@ -230,11 +338,13 @@ class GRU(_RecurrentLayer):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
-                 reset_after=True):
+                 reset_after=True, *, clip=None, activations=None, activation_alpha=None,
+                 activation_beta=None):
         self.reset_after = _checks.boolean("reset_after", reset_after)
         self._kind = CellKind.GRU_RESET_AFTER if reset_after else CellKind.GRU_RESET_BEFORE
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype, seed, clip=clip, activations=activations,
+                         activation_alpha=activation_alpha, activation_beta=activation_beta)
 
     def _config(self):
         return dict(super()._config(), reset_after=self.reset_after)
@@ -247,6 +357,13 @@ class LSTM(_RecurrentLayer):
     c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g), h_t = σ(o) ⊙ tanh(c_t).
     ``y, (h_n, c_n) = lstm(x, (h0, c0), *, lengths=None)``; states
     (num_layers * D, B, hidden_size); otherwise as RNN.
+
+    Keyword-only variants (the imports' forms; they run on the slower general
+    path, fastrnn._general): ``proj_size`` (PyTorch: h_t = W_hr (o ⊙ tanh(c_t)),
+    weight_hr (proj_size, hidden_size); h, y and weight_hh's columns have
+    proj_size units), ``peepholes`` (ONNX's P: i and f see c_{t-1}, o sees
+    c_t; ``peephole_l{k}`` (3 * hidden_size,) in the order [i; f; o]),
+    ``input_forget`` (f = 1 - i), and ``clip`` / ``activations`` as RNN.
     """
 
     _gates = 4

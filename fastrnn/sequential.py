@@ -54,7 +54,7 @@ def _top_state_grad(module, state, d):
         return (_top_state_grad(module.layer, state[0], d_f),
                 _top_state_grad(module.reverse_layer, state[1], d_r))
     h = state[0] if isinstance(module, LSTM) else state
-    D, H = module.num_directions, module.hidden_size
+    D, H = module.num_directions, module._state_size
     dh = np.zeros_like(h)
     for k in range(D):
         dh[h.shape[0] - D + k] = d[..., k * H:(k + 1) * H]
@@ -66,7 +66,7 @@ def _top_width(module):
         return _top_width(module.layers[-1])
     if isinstance(module, Bidirectional):
         return _top_width(module.layer) * (2 if module.merge == "concat" else 1)
-    return module.num_directions * module.hidden_size
+    return module.output_size                # D * (proj_size or hidden_size)
 
 
 @_registry.saved

@@ -7,7 +7,7 @@ What converts (weights copied; the source is never modified):
 PyTorch                                    fastrnn
 =========================================  =====================================
 nn.RNN / nn.GRU / nn.LSTM                  RNN / GRU / LSTM (every option PyTorch
-                                           has except LSTM proj_size)
+                                           has; proj_size runs on the general path)
 nn.RNNCell / nn.GRUCell / nn.LSTMCell      RNNCell / GRUCell / LSTMCell
 nn.Linear (+ a following Tanh/ReLU/        Dense (activation folded in)
 Sigmoid/Softmax(dim=-1) in an nn.Sequential)
@@ -125,15 +125,13 @@ def _convert(module, dtype, where):
 
 def _layer(module, dtype, where):
     nn = sys.modules["torch"].nn
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"{where}: LSTM with proj_size={module.proj_size} is not supported "
-                         f"yet (fastrnn's LSTM has no projection)")
     options = dict(num_layers=module.num_layers, bias=module.bias,
                    batch_first=module.batch_first, dropout=module.dropout,
                    bidirectional=module.bidirectional,
                    dtype=_target_dtype(module, dtype, where))
     if isinstance(module, nn.LSTM):
-        layer = LSTM(module.input_size, module.hidden_size, **options)
+        layer = LSTM(module.input_size, module.hidden_size, proj_size=module.proj_size,
+                     **options)
     elif isinstance(module, nn.GRU):
         layer = GRU(module.input_size, module.hidden_size, **options)
     else:
@@ -263,7 +261,14 @@ def _torch_layer(layer, bidirectional):
                          "has no PyTorch equivalent")
     options = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
                    dropout=layer.dropout, bidirectional=bidirectional)
+    if layer._general and (layer.clip is not None or layer.activations is not None
+                           or getattr(layer, "peepholes", False)
+                           or getattr(layer, "input_forget", False)):
+        raise ValueError("PyTorch's layers have no clip, activations, peepholes or "
+                         "input_forget; only proj_size of the variants converts")
     if isinstance(layer, RNN):
         options["nonlinearity"] = layer.nonlinearity
+    if isinstance(layer, LSTM):
+        options["proj_size"] = layer.proj_size
     cls = {RNN: nn.RNN, GRU: nn.GRU, LSTM: nn.LSTM}[type(layer)]
     return cls(layer.input_size, layer.hidden_size, **options)

@@ -274,11 +274,12 @@ def _lstm_with(tmp_path, **kw):
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda p: _lstm_with(p, attrs={"clip": 1.0}), r"'#0' \(LSTM\): clip"),
-    (lambda p: _lstm_with(p, attrs={"input_forget": 1}), "input_forget"),
-    (lambda p: _lstm_with(p, P=np.ones((1, 12))), "peepholes"),
-    (lambda p: _lstm_with(p, attrs={"activations": ["Sigmoid", "Tanh", "Relu"]}),
-     "activations"),
+    (lambda p: _lstm_with(p, attrs={"activations": ["Sigmoid", "Tanh", "Gelu"]}),
+     r"'#0' \(LSTM\): activations: unknown function 'gelu'"),
+    (lambda p: _lstm_with(p, attrs={"activations": ["Sigmoid", "Tanh"]}),
+     "must list 3 functions"),
+    (lambda p: _lstm_with(p, attrs={"clip": -1.0}), "clip must be positive"),
+    (lambda p: _lstm_with(p, P=np.ones((1, 5))), r"P must be \(1, 12\)"),
     (lambda p: _save(_small_graph([helper.make_node("Conv", ["x", "x"], ["y"], name="conv1")],
                                   [_vi("x", [1, 1, 3])], [_vi("y", [1, 1, 1])]), p),
      r"node 'conv1' \(Conv\): op 'Conv' is not supported"),
@@ -355,3 +356,57 @@ def test_copies_and_pickles(tmp_path):
     for other in (copy.deepcopy(loaded), pickle.loads(pickle.dumps(loaded))):
         for a, b in zip(other(x), expected, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+# ONNX's cell variants, every one against ONNX Runtime: clip, input_forget,
+# peepholes and the activation functions (with alpha / beta), per direction
+VARIANTS = [
+    ("LSTM", "forward", {"clip": 0.4}, False),
+    ("LSTM", "bidirectional", {"input_forget": 1}, False),
+    ("LSTM", "reverse", {}, True),
+    ("LSTM", "bidirectional", {"clip": 0.7, "input_forget": 1}, True),
+    ("LSTM", "forward", {"activations": ["HardSigmoid", "Softsign", "ScaledTanh"],
+                         "activation_alpha": [0.3, 1.5], "activation_beta": [0.4, 0.8]}, True),
+    ("LSTM", "bidirectional", {"activations": ["Sigmoid", "Tanh", "Tanh",
+                                               "HardSigmoid", "Elu", "Softplus"],
+                               "activation_alpha": [0.25, 0.9]}, False),
+    ("GRU", "forward", {"clip": 0.5, "linear_before_reset": 1}, False),
+    ("GRU", "bidirectional", {"activations": ["HardSigmoid", "LeakyRelu", "Sigmoid", "Tanh"],
+                              "activation_alpha": [0.2, 0.1]}, False),
+    ("GRU", "reverse", {"activations": ["Sigmoid", "Affine"], "activation_alpha": [0.5],
+                        "activation_beta": [0.1], "clip": 2.0}, False),
+    ("RNN", "forward", {"activations": ["Elu"], "activation_alpha": [0.5]}, False),
+    ("RNN", "bidirectional", {"activations": ["Tanh", "Relu"], "clip": 0.3}, False),
+    ("RNN", "forward", {"activations": ["ThresholdedRelu"], "activation_alpha": [0.2]}, False),
+]
+
+
+@pytest.mark.parametrize("op,direction,attrs,peepholes", VARIANTS,
+                         ids=[f"{v[0]}-{v[1]}-{'-'.join(v[2])}-P{int(v[3])}" for v in VARIANTS])
+def test_cell_variants_match_onnxruntime(tmp_path, op, direction, attrs, peepholes):
+    I, H, T, B = 3, 4, 6, 3
+    D = 2 if direction == "bidirectional" else 1
+    P = np.random.default_rng(9).uniform(-1, 1, (D, 3 * H)) if peepholes else None
+    model = _recurrent_graph(op, I, H, D, direction=direction, lens=True, init=True,
+                             attrs=attrs, P=P, seed=4)
+    rng = np.random.default_rng(5)
+    feed = {"X": 2 * rng.standard_normal((T, B, I)).astype(np.float32),
+            "lens": np.array([6, 2, 5], np.int32),
+            "h0": rng.standard_normal((D, B, H)).astype(np.float32)}
+    if op == "LSTM":
+        feed["c0"] = rng.standard_normal((D, B, H)).astype(np.float32)
+    expected = _session(model).run(None, feed)
+    loaded = fastrnn.onnx.load(_save(model, tmp_path))
+    (layer,) = loaded.layers.values()
+    assert layer._general or attrs.get("activations") == ["Tanh", "Relu"]
+    for name, a, b in zip(("Y", "Y_h", "Y_c"), loaded(**feed), expected):
+        _close(a, b, name)
+    # and back out: fastrnn's export of the loaded layer runs the same in ONNX Runtime
+    if layer._general:
+        again = fastrnn.onnx.export(layer, tmp_path / "again.onnx", lengths=True,
+                                    initial_state=True)
+        names = {"X": "input", "lens": "lengths", "h0": "h0", "c0": "c0"}
+        got = _session(again).run(None, {names[k]: v for k, v in feed.items()})
+        y = layer(feed["X"], (feed["h0"], feed["c0"]) if op == "LSTM" else feed["h0"],
+                  lengths=feed["lens"])[0]
+        _close(got[0], y, "re-exported y")

@@ -174,7 +174,6 @@ def test_float16_module_needs_dtype():
     (lambda: nn.Conv1d(2, 2, 3), TypeError, r"Conv1d: cannot convert torch\.nn"),
     (lambda: nn.Sequential(nn.Linear(2, 2), nn.Conv1d(2, 2, 1)), TypeError,
      r"Sequential\[1\]: cannot convert"),
-    (lambda: nn.LSTM(3, 4, proj_size=2), ValueError, "proj_size=2"),
     (lambda: nn.Embedding(5, 3, max_norm=1.0), ValueError, "max_norm"),
     (lambda: nn.Sequential(nn.Embedding(5, 3), nn.ReLU()), TypeError, "does not follow a Linear"),
     (lambda: nn.Sequential(nn.Dropout()), ValueError, "nothing to convert"),

@@ -9,6 +9,7 @@ gets a Transpose at its input and output.
 """
 import numpy as np
 
+from fastrnn import _general
 from fastrnn.cells import GRUCell, LSTMCell, RNNCell
 from fastrnn.composition import Bidirectional, Stacked
 from fastrnn.layers import GRU, LSTM, RNN
@@ -94,8 +95,10 @@ def _recurrent(g, layer, x, reverse, lengths, state_in):
                  direction="bidirectional" if D == 2 else ("reverse" if reverse else "forward"))
     if op == "GRU":
         attrs["linear_before_reset"] = int(layer.reset_after)
-    if op == "RNN":
-        attrs["activations"] = ["Tanh" if layer.nonlinearity == "tanh" else "Relu"] * D
+    if layer.proj_size:
+        raise ValueError("an LSTM with proj_size has no ONNX operator (the LSTM operator "
+                         "has no projection)")
+    attrs.update(_variant_attributes(layer, D))
     finals = [[] for _ in range(2 if op == "LSTM" else 1)]
     for k in range(L):
         sfx = [f"_l{k}" + ("_reverse" if d else "") for d in range(D)]
@@ -111,6 +114,11 @@ def _recurrent(g, layer, x, reverse, lengths, state_in):
             rows = (g.const("starts", np.array([k * D], np.int64)),
                     g.const("ends", np.array([(k + 1) * D], np.int64)))
             inputs += [g.node("Slice", [s, *rows]) for s in state_in]
+        if layer.peepholes:                  # fastrnn [i; f; o] -> ONNX P [i; o; f]
+            peep = [np.split(sd["peephole" + s], 3) for s in sfx]
+            inputs += [""] * (7 - len(inputs))
+            inputs.append(g.weight("P", np.stack([np.concatenate([p[0], p[2], p[1]])
+                                                  for p in peep])))
         outs = g.node(op, inputs, outputs=1 + len(finals), **attrs)
         for part, name in zip(finals, outs[1:]):
             part.append(name)
@@ -150,6 +158,29 @@ def _sequence(g, module, x, reverse, lengths, state_in):
              else g.node("Add", [y_f, y_r]))
         return y, s_f + s_r
     raise TypeError(f"cannot export {type(module).__name__}")
+
+
+def _variant_attributes(layer, D):
+    """The operator attributes of a layer's cell form: activations (always,
+    with every alpha/beta written out), clip, input_forget."""
+    attrs = {}
+    names = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "affine": "Affine",
+             "leakyrelu": "LeakyRelu", "thresholdedrelu": "ThresholdedRelu",
+             "scaledtanh": "ScaledTanh", "hardsigmoid": "HardSigmoid", "elu": "Elu",
+             "softsign": "Softsign", "softplus": "Softplus"}
+    acts = [a for d in range(D) for a in layer._acts[d]]
+    attrs["activations"] = [names[a.name] for a in acts]
+    alphas = [a.alpha for a in acts if _general.takes(a.name)[0]]
+    betas = [a.beta for a in acts if _general.takes(a.name)[1]]
+    if alphas:
+        attrs["activation_alpha"] = alphas
+    if betas:
+        attrs["activation_beta"] = betas
+    if layer.clip is not None:
+        attrs["clip"] = float(layer.clip)
+    if getattr(layer, "input_forget", False):
+        attrs["input_forget"] = 1
+    return attrs
 
 
 def _state_leaves(module):

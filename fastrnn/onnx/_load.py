@@ -11,11 +11,12 @@ import os
 
 import numpy as np
 
+from fastrnn import _general
 from fastrnn.layers import GRU, LSTM, RNN
 from fastrnn.onnx._gates import from_onnx
 
 _RECURRENT = {"RNN": (RNN, 1), "GRU": (GRU, 3), "LSTM": (LSTM, 4)}
-# the activations each operator computes natively (ONNX defaults; RNN may use Relu)
+# ONNX's default activations of each operator
 _DEFAULT_ACTIVATIONS = {"RNN": ("tanh",), "GRU": ("sigmoid", "tanh"),
                         "LSTM": ("sigmoid", "tanh", "tanh")}
 MAX_NODES = 100_000
@@ -292,13 +293,15 @@ def _run_recurrent(step, args):
 def load(path):
     """An ONNX file as an OnnxModel running fastrnn (see the module docstring).
 
-    Supported: the RNN/GRU/LSTM operators (direction, layout, sequence_lens,
-    initial_h/initial_c, linear_before_reset, the RNN's Relu; W, R, B must be
-    constants) and the nodes in ``SUPPORTED_OPS``. Refused with a ValueError
-    naming the node before anything runs: any other op, a custom domain,
-    attributes fastrnn does not compute yet (clip, input_forget, peepholes,
-    non-default activations), tensors stored outside the file. A file that is
-    not ONNX: ValueError naming it.
+    Supported: the RNN/GRU/LSTM operators with every attribute and input of
+    the spec (direction, layout, sequence_lens, initial_h/initial_c,
+    linear_before_reset, clip, input_forget, peepholes P, activations with
+    activation_alpha/beta; W, R, B, P must be constants; the variants run on
+    fastrnn's general path, see fastrnn._general) and the nodes in
+    ``SUPPORTED_OPS``. Refused with a ValueError naming the node before
+    anything runs: any other op, a custom domain, unknown activation
+    functions, tensors stored outside the file. A file that is not ONNX:
+    ValueError naming it.
     """
     onnx = _onnx()
     if not isinstance(path, (str, os.PathLike)):
@@ -479,22 +482,35 @@ def _recurrent_step(node, label, attrs, constants, where):
                              f"got {arr.shape}")
     if attrs.get("layout", 0) not in (0, 1):
         raise ValueError(f"{where}: layout must be 0 or 1, got {attrs['layout']}")
-    if "clip" in attrs:
-        raise ValueError(f"{where}: clip is not supported yet")
-    if attrs.get("input_forget", 0):
-        raise ValueError(f"{where}: input_forget=1 is not supported yet")
-    P = const(7, "P") if op == "LSTM" else None
-    if P is not None and np.any(P):
-        raise ValueError(f"{where}: peepholes (P) are not supported yet")
     options = {}
-    acts = [a.lower() for a in attrs.get("activations", [])]
-    default = _DEFAULT_ACTIVATIONS[op]
-    if op == "RNN" and acts and acts[:1] == ["relu"]:
-        default = ("relu",)
-        options["nonlinearity"] = "relu"
-    if acts and acts != list(default) * D:
-        raise ValueError(f"{where}: activations {attrs['activations']} are not supported yet "
-                         f"(fastrnn computes {list(default) * D})")
+    if "clip" in attrs:
+        if not attrs["clip"] > 0:
+            raise ValueError(f"{where}: clip must be positive, got {attrs['clip']}")
+        options["clip"] = float(attrs["clip"])
+    if op == "LSTM" and attrs.get("input_forget", 0):
+        options["input_forget"] = True
+    P = const(7, "P") if op == "LSTM" else None
+    if P is not None:
+        if P.shape != (D, 3 * H) or P.dtype != W.dtype:
+            raise ValueError(f"{where}: P must be ({D}, {3 * H}) of {W.dtype}, got {P.shape} "
+                             f"of {P.dtype}")
+        if np.any(P):
+            options["peepholes"] = True
+    acts = [str(a).lower() for a in attrs.get("activations", [])]
+    default = list(_DEFAULT_ACTIVATIONS[op])
+    if op == "RNN" and acts and set(acts) == {"relu"} and len(acts) in (1, D):
+        options["nonlinearity"] = "relu"          # the kernels' RNN form
+    elif acts and acts not in (default, default * D):
+        options["activations"] = acts
+        for key in ("activation_alpha", "activation_beta"):
+            if key in attrs:
+                options[key] = list(attrs[key])
+    try:
+        _general.resolve_activations(len(default), D, options.get("activations", default),
+                                     options.get("activation_alpha"),
+                                     options.get("activation_beta"))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
     if op == "GRU":
         options["reset_after"] = bool(attrs.get("linear_before_reset", 0))
     layer = cls(I, H, bias=B is not None, bidirectional=D == 2, dtype=W.dtype.type, **options)
@@ -506,6 +522,9 @@ def _recurrent_step(node, label, attrs, constants, where):
         if B is not None:
             sd["bias_ih" + sfx] = from_onnx(op, B[d, :G])
             sd["bias_hh" + sfx] = from_onnx(op, B[d, G:])
+        if layer.peepholes:
+            p_i, p_o, p_f = np.split(P[d], 3)            # ONNX [i; o; f] -> [i; f; o]
+            sd["peephole" + sfx] = np.concatenate([p_i, p_f, p_o])
     layer.load_state_dict(sd)
     attrs = {"layout": attrs.get("layout", 0)}
     return _Step(op, label, inputs, list(node.output), attrs, layer, direction == "reverse")
