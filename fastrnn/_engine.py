@@ -153,7 +153,8 @@ def _plan(lengths, steps, batch, directions, single_block=False):
 class LayerTrace:
     """What one layer's training forward keeps for its backward."""
 
-    __slots__ = ("w_ih", "w_hh", "x", "ids", "gates", "h_prev", "c_prev", "mask", "__weakref__")
+    __slots__ = ("w_ih", "w_hh", "peep", "x", "ids", "gates", "h_prev", "c_prev", "mask",
+                 "__weakref__")
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -178,6 +179,14 @@ def blas_in_kernel_threads(module, steps):
     calls of _PACK_MIN_STEPS steps or more multiply on packed panels only."""
     return not (module.dtype == np.float32 and steps >= _PACK_MIN_STEPS
                 and _k.panel_kernel() != "blas")
+
+
+def cell_variant(module, peep):
+    """The kernels' ``variant`` argument of a layer: None for the default cell,
+    else (clip (0: none), input_forget, peep (D, 3H) or None)."""
+    if not module._kernel_variant:
+        return None
+    return (module.clip or 0.0, bool(getattr(module, "input_forget", False)), peep)
 
 
 def forward(module, x, state, lengths, reverse, training):
@@ -235,6 +244,7 @@ def forward(module, x, state, lengths, reverse, training):
             # an optimizer or the caller changes the layer's in between
             trace = LayerTrace(w_ih=pool.copy(module._w_ih[layer]),
                                 w_hh=pool.copy(module._w_hh[layer]),
+                                peep=module._peep[layer].copy() if module._peep else None,
                                 x=keep[0], ids=keep[4], gates=keep[1], h_prev=keep[2],
                                 c_prev=keep[3] if with_c else None, mask=mask)
             pool.give_back_when_gone(trace, *(a for a in (
@@ -249,6 +259,7 @@ def forward(module, x, state, lengths, reverse, training):
             inp = module._w_ih[layer].transpose(0, 2, 1)
             if steps * batch * _TOKENS_PER_COPY >= inp.shape[1]:
                 inp = np.ascontiguousarray(inp)
+        variant = cell_variant(module, module._peep[layer] if module._peep else None)
         rows_per_task = batch if units else plan.rows_max
         step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
                                 // (rows_per_task * max(G, module._w_ih[layer].shape[2]))))
@@ -261,23 +272,33 @@ def forward(module, x, state, lengths, reverse, training):
                 step_chunk, threads, steps >= _PACK_MIN_STEPS,
                 keep=None if keep is None else tuple(None if a is None else a[0]
                                                      for a in keep),
-                ids=ids)
+                ids=ids, variant=_first_direction(variant))
         else:
             _k.forward_layer(
                 module._kind, inp, (module._w_ih[layer], module._w_hh[layer], b_ih, b_hh),
                 (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
                  plan.block_offsets if training else None),
                 (h0, c0, y, h_n[rows], c_n[rows] if with_c else unused), step_chunk, threads,
-                keep=keep, ids=ids)
+                keep=keep, ids=ids, variant=variant)
         inp = y
     state = (h_n, c_n) if with_c else (h_n,)
     return inp, state, ((plan, flags, traces, units) if training else None)
 
 
+def _first_direction(variant):
+    """A variant for the unit split (one direction): peepholes (1, 3H)."""
+    if variant is None or variant[2] is None:
+        return variant
+    return variant[:2] + (variant[2][:1],)
+
+
 def streams(module, batch, threads):
     """Whether a one-step call runs on the calling thread, as a cell does:
     when the team would split the hidden units (few rows) or there is one
-    thread, and no layer's weights exceed what one core streams well."""
+    thread, and no layer's weights exceed what one core streams well. (A
+    variant cell -- clip, peepholes, coupled gates -- runs as a layer call.)"""
+    if module._kernel_variant:
+        return False
     if not (threads == 1 or _split_units(batch, module.num_directions, threads)):
         return False
     return _streams_well(module)
@@ -373,24 +394,39 @@ def backward(module, trace, dy, dstate):
                                       module.dtype)
         c_prev = tr.c_prev if with_c else unused
         dc_rows, dc0_rows = (dc_n[rows], dc0[rows]) if with_c else (unused, unused)
+        variant = cell_variant(module, tr.peep)
         if units:
             _k.backward_layer_units(
                 module._kind, tr.w_hh[0],
                 (bool(flags[0]), plan.lengths, plan.perm, plan.n_active),
                 (tr.gates[0], tr.h_prev[0], c_prev[0]), dy,
-                (dh_n[rows][0], dc_rows[0], dh0[rows][0], dc0_rows[0]), dgates[0], threads)
+                (dh_n[rows][0], dc_rows[0], dh0[rows][0], dc0_rows[0]), dgates[0], threads,
+                variant=_first_direction(variant))
         else:
             _k.backward_layer(
                 module._kind, tr.w_hh,
                 (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
                  plan.block_offsets),
                 (tr.gates, tr.h_prev, c_prev), dy, (dh_n[rows], dc_rows, dh0[rows], dc0_rows),
-                dgates, threads)
+                dgates, threads, variant=variant)
+        if tr.peep is not None:
+            peephole_grads(module._gpeep[layer], dgates, tr.gates, tr.c_prev, H)
         dy = weight_and_input_grads(module, layer, tr, dgates, plan, flags)
         buffers(module).give_back(dgates)
         if tr.mask is not None:
             dy *= tr.mask
     return dy, ((dh0, dc0) if with_c else (dh0,))
+
+
+def peephole_grads(gpeep, dgates, gates, c_prev, H):
+    """Add the peepholes' gradients over every stored step (packed rows) into
+    gpeep (D, 3H): dp_i = Σ dG_i ⊙ c_{t-1}, dp_f = Σ dG_f ⊙ c_{t-1},
+    dp_o = Σ dG_o ⊙ c_t, c_t = f ⊙ c_{t-1} + i ⊙ g from the stored gates."""
+    i, f, g = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H]
+    c_t = f * c_prev + i * g
+    gpeep[:, :H] += np.einsum("dnh,dnh->dh", dgates[..., :H], c_prev)
+    gpeep[:, H:2 * H] += np.einsum("dnh,dnh->dh", dgates[..., H:2 * H], c_prev)
+    gpeep[:, 2 * H:] += np.einsum("dnh,dnh->dh", dgates[..., 3 * H:4 * H], c_t)
 
 
 def weight_and_input_grads(module, layer, tr, dgates, plan, flags):

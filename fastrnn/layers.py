@@ -105,8 +105,11 @@ class _RecurrentLayer(SequenceModule):
                                                   self.activation_alpha, self.activation_beta)
         plain = _general.resolve_activations(len(default), self.num_directions, default,
                                              None, None)
-        self._general = bool(self.clip is not None or self.proj_size or self.peepholes
-                             or self.input_forget or self._acts != plain)
+        # the kernels compute clip, peepholes and coupled gates; other
+        # activations and the projection run on the general path
+        self._general = bool(self.proj_size or self._acts != plain)
+        self._kernel_variant = bool(not self._general and (
+            self.clip is not None or self.peepholes or self.input_forget))
 
     def _variant_config(self):
         """The general path's options that differ from their defaults."""

@@ -79,7 +79,7 @@ def test_general_path_equals_the_kernels(mode, options):
 def test_variant_gradients(make):
     layer = _random_like_torch(make(num_layers=2, bidirectional=True, dtype=np.float64, seed=3),
                                5)
-    assert layer._general
+    assert layer._general or layer._kernel_variant
     rng = np.random.default_rng(6)
     x = rng.standard_normal((5, 3, 3))
     lengths = np.array([5, 1, 3])
@@ -99,6 +99,53 @@ def test_variant_gradients(make):
         assert_grad_close(got, numeric_grad(loss, h), "dhx")
     for name, p in layer.named_parameters():
         assert_grad_close(layer.grads[name], numeric_grad(loss, p), name)
+
+
+KERNEL_VARIANTS = [
+    ("lstm-peep", lambda **kw: fastrnn.LSTM(5, 6, peepholes=True, **kw)),
+    ("lstm-coupled", lambda **kw: fastrnn.LSTM(5, 6, input_forget=True, **kw)),
+    ("lstm-all", lambda **kw: fastrnn.LSTM(5, 6, peepholes=True, input_forget=True, clip=0.7,
+                                           **kw)),
+    ("lstm-clip", lambda **kw: fastrnn.LSTM(5, 6, clip=0.5, **kw)),
+    ("gru-after-clip", lambda **kw: fastrnn.GRU(5, 6, clip=0.6, **kw)),
+    ("gru-before-clip", lambda **kw: fastrnn.GRU(5, 6, reset_after=False, clip=0.6, **kw)),
+    ("rnn-tanh-clip", lambda **kw: fastrnn.RNN(5, 6, clip=0.4, **kw)),
+    ("rnn-relu-clip", lambda **kw: fastrnn.RNN(5, 6, nonlinearity="relu", clip=0.4, **kw)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch,threads", [(1, 2), (2, 3), (9, 2), (9, 1)])
+@pytest.mark.parametrize("make", [v[1] for v in KERNEL_VARIANTS],
+                         ids=[v[0] for v in KERNEL_VARIANTS])
+def test_kernel_variants_equal_the_general_path(make, batch, threads, dtype):
+    """clip, peepholes and coupled gates in the kernels (batch split, unit
+    split, one thread): the general path's outputs, states and gradients."""
+    fastrnn.set_num_threads(threads)
+    kernel = _random_like_torch(make(num_layers=2, dtype=dtype, seed=1), 2, scale=0.9)
+    assert kernel._kernel_variant and not kernel._general
+    general = copy.deepcopy(kernel)
+    general._general = True
+    rng = np.random.default_rng(3)
+    x = 2 * rng.standard_normal((7, batch, 5)).astype(dtype)
+    lengths = np.maximum(1, 7 - np.arange(batch) % 7)
+    hx = like_state(kernel(x)[1], lambda a: rng.standard_normal(a.shape).astype(dtype))
+    dy = rng.standard_normal((7, batch, 6)).astype(dtype)
+    outs = []
+    for layer in (kernel, general):
+        layer.zero_grad()
+        y, state, ctx = layer.forward(x, hx, lengths=lengths)
+        dx, dhx = layer.backward(ctx, dy, like_state(state, lambda a: 0.5 * a))
+        outs.append((y, flat_states(state), dx, flat_states(dhx),
+                     {k: v.copy() for k, v in layer.grads.items()}))
+        np.testing.assert_array_equal(layer(x, hx, lengths=lengths)[0], y)
+    (y0, s0, dx0, dh0, g0), (y1, s1, dx1, dh1, g1) = outs
+    assert_close(y0, y1, dtype, "y")
+    assert_close(dx0, dx1, dtype, "dx")
+    for a, b in zip(s0 + dh0, s1 + dh1, strict=True):
+        assert_close(a, b, dtype, "states")
+    for name in g0:
+        assert_close(g0[name], g1[name], dtype, name)
 
 
 def test_token_ids_on_the_general_path():

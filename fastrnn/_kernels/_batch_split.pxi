@@ -131,7 +131,8 @@ cdef void _forward_task(const LayerCall* call, Py_ssize_t task, floating* work) 
                         w.wp_n if p.n_panels else w.wp, <floating> p.accumulate,
                         gh if p.own_target else gblk + p.q0 * H,
                         p.nq * H if p.own_target else ldg)
-                cell_forward(d.kind, phase, n, H, gblk, ldg, gh, b_x, b_hn, h, c, rh)
+                cell_forward(d.kind, phase, n, H, gblk, ldg, gh, b_x, b_hn, h, c, rh,
+                             &call.var[dd])
             for j in range(n):
                 t = _time(reverse, rows.lengths, r0 + j, s)
                 memcpy(y + t * ends.y0 + rows.perm[r0 + j] * ends.y1, h + j * H,
@@ -221,7 +222,7 @@ cdef void _backward_task(const LayerCall* call, Py_ssize_t task, floating* work)
         dblk = dg + off * ldd
         for phase in range(backward_phases(d.kind)):
             cell_backward(d.kind, phase, n, H, a + off * lda, hp + off * H,
-                          cp + off * H if with_c else NULL, drh, dblk, dh, dc)
+                          cp + off * H if with_c else NULL, drh, dblk, dh, dc, &call.var[dd])
             p = backward_product(d.kind, phase)
             # dh_{t-1} (or dL/d(r ⊙ h_{t-1})) (+)= dG[:, blocks src0..] @ W_hh[blocks q0..]
             step_w(n, H, p.nq * H, dblk + p.src0 * H, ldd, w_hh + p.q0 * H * H, H,
@@ -259,7 +260,7 @@ cdef void _task_panels(const LayerCall* call, Py_ssize_t dd, bint for_backward,
 
 
 def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
-                  Py_ssize_t step_chunk, int num_threads, keep=None, ids=None):
+                  Py_ssize_t step_chunk, int num_threads, keep=None, ids=None, variant=None):
     """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
 
     x: (T, B, I) any strides.
@@ -278,6 +279,9 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
       sum(lengths).
     ids: token input, (T, B) intp any strides, each in [0, I); x is then
       W_ihᵀ (D, I, G), any strides (a transposed copy of W_ih, or a view of it).
+    variant: None (the default cell) or (clip (<= 0: none), coupled (LSTM
+      input_forget), peep: (D, 3H) the LSTM's peepholes [p_i; p_f; p_o] or
+      None), the cell options of fastrnn._cells.Variant.
     """
     cdef const floating[:, :, ::1] w_ih = weights[0]
     cdef const floating[:, :, ::1] w_hh = weights[1]
@@ -333,6 +337,8 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
             call.keep[dd].c = &keep_c[dd, 0, 0] if with_c else NULL
             call.keep[dd].ids = &keep_ids[dd, 0] if tokens else NULL
     _kernel_biases(&call, b_ih, b_hh)
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _call_variants(&call, variant, peep)
     call.work_per = task_space(<floating*> NULL, &call.dims, call.rows_max, call.cap, NULL)
     cdef Py_ssize_t n_tasks = D * call.n_blocks
     work_arr = _scratch("work", n_tasks * call.work_per,
@@ -354,7 +360,7 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
 
 def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
                    const floating[:, :, :] dy, ends, floating[:, :, ::1] dgates,
-                   int num_threads):
+                   int num_threads, variant=None):
     """BPTT through one layer (D directions) with the plan of its forward.
 
     w_hh: (D, G, H) the weights forward ran with; plan: forward_layer's
@@ -363,6 +369,7 @@ def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
     unit stride on its last axis; ends = (dh_n, dc_n, dh0, dc0), (D, B, H):
     the gradients of the final states in, of the initial states out (dc_n,
     dc0 used by the LSTM only). Writes dgates (D, N, grad_stride).
+    variant: as forward_layer's (the one forward ran with).
     """
     cdef const int[::1] reverse = plan[0]
     cdef const Py_ssize_t[::1] lengths = plan[1]
@@ -397,6 +404,8 @@ def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
         call.keep[dd].h = <void*> &h_prev[dd, 0, 0]
         call.keep[dd].c = <void*> &c_prev[dd, 0, 0] if with_c else NULL
         call.dg[dd] = &dgates[dd, 0, 0]
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _call_variants(&call, variant, peep)
     call.work_per = back_space(<floating*> NULL, &call.dims, call.rows_max, NULL)
     cdef Py_ssize_t n_tasks = D * call.n_blocks
     work_arr = _scratch("work", n_tasks * call.work_per,

@@ -26,6 +26,8 @@ not go through W_hh.
 """
 from cython cimport floating
 
+from libc.math cimport INFINITY
+
 from fastrnn._kernels._activations cimport relu, sigmoid, tanh_
 
 
@@ -77,6 +79,94 @@ cdef inline bint uses_reset_rows(int kind) noexcept nogil:
 cdef inline bint uses_hn_bias(int kind) noexcept nogil:
     """Whether b_hn stays apart from b_in (the reset-after GRU: r multiplies it)."""
     return kind == GRU_RESET_AFTER
+
+
+# ---------------------------------------------------------------------------
+# the variants of ONNX's operators that the gate passes compute
+# ---------------------------------------------------------------------------
+
+ctypedef struct Variant:
+    # A layer's cell options beyond its kind (fastrnn._general documents the
+    # equations); the default cell is clip = inf, bounds ±inf, no coupling,
+    # no peepholes (plain_variant), so every pass runs them with no branch.
+    double clip              # each gate pre-activation clipped to [-clip, clip]
+    double sig_lo, sig_hi    # σ(-clip), σ(clip): a stored σ at a bound was clipped
+    double act_lo, act_hi    # the same for the other function (tanh; the RNN's relu)
+    bint coupled             # the LSTM's input_forget: f = 1 - i
+    const void* peep         # the LSTM's peepholes (3H,) [p_i; p_f; p_o], or NULL
+    Py_ssize_t peep_offset   # the pass's first unit within each block (the unit split's u0)
+    Py_ssize_t peep_stride   # H: from p_i to p_f to p_o
+
+
+cdef inline Variant plain_variant() noexcept nogil:
+    cdef Variant v
+    v.clip = v.sig_hi = v.act_hi = INFINITY
+    v.sig_lo = v.act_lo = -INFINITY
+    v.coupled = False
+    v.peep = NULL
+    v.peep_offset = 0
+    v.peep_stride = 0
+    return v
+
+
+cdef inline Variant make_variant(int kind, floating clip, bint coupled, const floating* peep,
+                                 Py_ssize_t H) noexcept nogil:
+    """A layer's variant; clip <= 0 or inf: none. The bounds are the stored
+    activations of a clipped pre-activation, computed with this build's σ and
+    tanh at the layer's precision, so backward recognises them exactly (a
+    pre-activation just inside the bound whose activation rounds to the same
+    value, where the derivative is below the rounding, is taken as clipped)."""
+    cdef Variant v = plain_variant()
+    v.coupled = coupled
+    v.peep = peep
+    v.peep_stride = H
+    if clip > 0 and clip < INFINITY:
+        v.clip = clip
+        v.sig_lo = sigmoid(-clip)
+        v.sig_hi = sigmoid(clip)
+        if kind == RNN_RELU:
+            v.act_lo = relu(-clip)
+            v.act_hi = relu(clip)
+        else:
+            v.act_lo = tanh_(-clip)
+            v.act_hi = tanh_(clip)
+    return v
+
+
+ctypedef struct Plain:
+    # the tag of a pass that does not clip (the default cell)
+    char unused
+
+ctypedef struct Clipping:
+    # the tag of a pass that clips its pre-activations
+    char unused
+
+ctypedef fused clip_mode:
+    # the passes take one of these: each is compiled with and without
+    # clipping, so the default cell's loops are exactly the unclipped ones
+    # (a run-time flag measured 1.05-1.07x slower on GRU/RNN calls)
+    Plain
+    Clipping
+
+
+cdef inline floating _clip(floating x, floating c, clip_mode mode) noexcept nogil:
+    """x within [-c, c] (Clipping; NaN stays NaN), else x."""
+    if clip_mode is Clipping:
+        if x > c:
+            return c
+        if x < -c:
+            return -c
+    return x
+
+
+cdef inline floating _kept(floating d, floating s, double lo, double hi,
+                           clip_mode mode) noexcept nogil:
+    """The gate gradient d, or 0 where clipping held the stored activation s
+    at a bound (no gradient through the clip)."""
+    if clip_mode is Clipping:
+        if s <= <floating> lo or s >= <floating> hi:
+            return 0
+    return d
 
 
 # ---------------------------------------------------------------------------
@@ -174,41 +264,79 @@ cdef inline Py_ssize_t backward_written(int kind, int phase, Py_ssize_t* first) 
 cdef inline void cell_forward(int kind, int phase, Py_ssize_t n, Py_ssize_t width,
                               floating* g, Py_ssize_t ldg, const floating* gh,
                               const floating* b, const floating* b_hn, floating* h,
-                              floating* c, floating* rh) noexcept nogil:
+                              floating* c, floating* rh, const Variant* v) noexcept nogil:
     """The gate pass after forward product ``phase`` for n rows of ``width``
     units: g (row stride ldg) the gate block, gh the separate product (the
     reset-after GRU), b, b_hn the kernel biases, h and c (n x width, updated),
-    rh (n x width) receives r ⊙ h_{t-1} (the reset-before GRU's phase 0)."""
+    rh (n x width) receives r ⊙ h_{t-1} (the reset-before GRU's phase 0);
+    v the layer's variant (clip; the LSTM's coupling and peepholes)."""
+    cdef Plain plain
+    cdef Clipping clipping
+    plain.unused = clipping.unused = 0
+    cdef floating cl = <floating> v.clip
     if kind == LSTM:
-        _lstm_rows(n, width, g, ldg, b, h, c)
-    elif kind == RNN_TANH or kind == RNN_RELU:
-        _rnn_rows(kind == RNN_RELU, n, width, g, ldg, b, h)
-    elif kind == GRU_RESET_AFTER:
-        _gru_after_rows(n, width, g, gh, b, b_hn, h)
-    elif phase == 0:
-        _gru_before_gates(n, width, g, b, h, rh)
+        # the default LSTM keeps passes of its own (its backward measured 1.1x
+        # slower over a whole training call with the clip masks folded in)
+        if v.coupled or v.peep != NULL or v.clip < INFINITY:
+            _lstm_rows_variant(n, width, g, ldg, b, h, c, v, clipping)
+        else:
+            _lstm_rows(n, width, g, ldg, b, h, c)
+    elif v.clip < INFINITY:
+        _gate_pass(kind, phase, n, width, g, ldg, gh, b, b_hn, h, rh, cl, clipping)
     else:
-        _gru_before_update(n, width, g, b, h)
+        _gate_pass(kind, phase, n, width, g, ldg, gh, b, b_hn, h, rh, cl, plain)
+
+
+cdef inline void _gate_pass(int kind, int phase, Py_ssize_t n, Py_ssize_t width, floating* g,
+                            Py_ssize_t ldg, const floating* gh, const floating* b,
+                            const floating* b_hn, floating* h, floating* rh, floating cl,
+                            clip_mode mode) noexcept nogil:
+    """cell_forward of the RNN and the GRU, with or without clipping."""
+    if kind == RNN_TANH or kind == RNN_RELU:
+        _rnn_rows(kind == RNN_RELU, n, width, g, ldg, b, h, cl, mode)
+    elif kind == GRU_RESET_AFTER:
+        _gru_after_rows(n, width, g, gh, b, b_hn, h, cl, mode)
+    elif phase == 0:
+        _gru_before_gates(n, width, g, b, h, rh, cl, mode)
+    else:
+        _gru_before_update(n, width, g, b, h, cl, mode)
 
 
 cdef inline void cell_backward(int kind, int phase, Py_ssize_t n, Py_ssize_t width,
                                const floating* a, const floating* hp, const floating* cp,
                                const floating* drh, floating* dg, floating* dh,
-                               floating* dc) noexcept nogil:
+                               floating* dc, const Variant* v) noexcept nogil:
     """Backward gate pass ``phase`` for n rows of ``width`` units: a the
     stored activations, hp, cp h_{t-1} and c_{t-1}, drh = dL/d(r ⊙ h_{t-1})
     (the reset-before GRU's phase 1), dg the gate gradients, dh and dc
-    (updated in place)."""
+    (updated in place); v the variant forward ran with."""
+    cdef Plain plain
+    cdef Clipping clipping
+    plain.unused = clipping.unused = 0
     if kind == LSTM:
-        _lstm_rows_back(n, width, a, cp, dg, dh, dc)
-    elif kind == RNN_TANH or kind == RNN_RELU:
-        _rnn_rows_back(kind == RNN_RELU, n, width, a, dg, dh)
-    elif kind == GRU_RESET_AFTER:
-        _gru_after_rows_back(n, width, a, hp, dg, dh)
-    elif phase == 0:
-        _gru_before_rows_back1(n, width, a, hp, dg, dh)
+        if v.coupled or v.peep != NULL or v.clip < INFINITY:
+            _lstm_rows_back_variant(n, width, a, cp, dg, dh, dc, v, clipping)
+        else:
+            _lstm_rows_back(n, width, a, cp, dg, dh, dc)
+    elif v.clip < INFINITY:
+        _gate_pass_back(kind, phase, n, width, a, hp, drh, dg, dh, v, clipping)
     else:
-        _gru_before_rows_back2(n, width, a, hp, drh, dg, dh)
+        _gate_pass_back(kind, phase, n, width, a, hp, drh, dg, dh, v, plain)
+
+
+cdef inline void _gate_pass_back(int kind, int phase, Py_ssize_t n, Py_ssize_t width,
+                                 const floating* a, const floating* hp, const floating* drh,
+                                 floating* dg, floating* dh, const Variant* v,
+                                 clip_mode mode) noexcept nogil:
+    """cell_backward of the RNN and the GRU, with or without clipping."""
+    if kind == RNN_TANH or kind == RNN_RELU:
+        _rnn_rows_back(kind == RNN_RELU, n, width, a, dg, dh, v, mode)
+    elif kind == GRU_RESET_AFTER:
+        _gru_after_rows_back(n, width, a, hp, dg, dh, v, mode)
+    elif phase == 0:
+        _gru_before_rows_back1(n, width, a, hp, dg, dh, v, mode)
+    else:
+        _gru_before_rows_back2(n, width, a, hp, drh, dg, dh, v, mode)
 
 
 cdef inline void reset_input(Py_ssize_t H, const floating* a, const floating* hp,
@@ -241,19 +369,20 @@ cdef inline void combine_biases(int kind, Py_ssize_t G, Py_ssize_t H, const floa
 # ---------------------------------------------------------------------------
 
 cdef inline void _rnn_rows(bint use_relu, Py_ssize_t n, Py_ssize_t H, floating* g,
-                           Py_ssize_t ldg, const floating* b, floating* h) noexcept nogil:
-    """h_t = f(g + b), f = tanh or relu; g := h_t."""
+                           Py_ssize_t ldg, const floating* b, floating* h,
+                           floating cl, clip_mode mode) noexcept nogil:
+    """h_t = f(clip(g + b)), f = tanh or relu; g := h_t."""
     cdef Py_ssize_t j, k
     cdef floating v
     for j in range(n):
         if use_relu:
             for k in range(H):
-                v = relu(g[j * ldg + k] + b[k])
+                v = relu(_clip(g[j * ldg + k] + b[k], cl, mode))
                 g[j * ldg + k] = v
                 h[j * H + k] = v
         else:
             for k in range(H):
-                v = tanh_(g[j * ldg + k] + b[k])
+                v = tanh_(_clip(g[j * ldg + k] + b[k], cl, mode))
                 g[j * ldg + k] = v
                 h[j * H + k] = v
 
@@ -281,9 +410,51 @@ cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t 
             gj[3 * H + k] = og
 
 
+cdef inline void _lstm_rows_variant(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,
+                                    const floating* b, floating* h, floating* c,
+                                    const Variant* v, clip_mode mode) noexcept nogil:
+    """_lstm_rows with clipping, ONNX's peepholes (i, f see c_{t-1}; o sees
+    c_t) and coupled gates (f = 1 - i); the same stored activations."""
+    cdef Py_ssize_t j, k
+    cdef floating* gj
+    cdef floating ig, fg, cg, og, cp, ct, a_i, a_f, a_o
+    cdef floating cl = <floating> v.clip
+    cdef const floating* pi = NULL
+    cdef const floating* pf = NULL
+    cdef const floating* po = NULL
+    if v.peep != NULL:
+        pi = <const floating*> v.peep + v.peep_offset
+        pf = pi + v.peep_stride
+        po = pf + v.peep_stride
+    for j in range(n):
+        gj = g + j * ldg
+        for k in range(H):
+            cp = c[j * H + k]
+            a_i = gj[k] + b[k]
+            a_f = gj[H + k] + b[H + k]
+            a_o = gj[3 * H + k] + b[3 * H + k]
+            if pi != NULL:
+                a_i = a_i + pi[k] * cp
+                a_f = a_f + pf[k] * cp
+            ig = sigmoid(_clip(a_i, cl, mode))
+            fg = 1 - ig if v.coupled else sigmoid(_clip(a_f, cl, mode))
+            cg = tanh_(_clip(gj[2 * H + k] + b[2 * H + k], cl, mode))
+            ct = fg * cp + ig * cg
+            if po != NULL:
+                a_o = a_o + po[k] * ct
+            og = sigmoid(_clip(a_o, cl, mode))
+            c[j * H + k] = ct
+            h[j * H + k] = og * tanh_(ct)
+            gj[k] = ig
+            gj[H + k] = fg
+            gj[2 * H + k] = cg
+            gj[3 * H + k] = og
+
+
 cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
                                  const floating* gh, const floating* b,
-                                 const floating* b_hn, floating* h) noexcept nogil:
+                                 const floating* b_hn, floating* h,
+                                 floating cl, clip_mode mode) noexcept nogil:
     """GRU, reset after the product (PyTorch); g rows [r; z; n; -] (stride 4H).
 
     g = x_t W_ihᵀ, gh = h_{t-1} W_hhᵀ (stride 3H), b = b_ih + [b_hr; b_hz; 0]:
@@ -299,10 +470,10 @@ cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
         gj = g + j * 4 * H
         hj = gh + j * 3 * H
         for k in range(H):
-            r = sigmoid(gj[k] + hj[k] + b[k])
-            z = sigmoid(gj[H + k] + hj[H + k] + b[H + k])
+            r = sigmoid(_clip(gj[k] + hj[k] + b[k], cl, mode))
+            z = sigmoid(_clip(gj[H + k] + hj[H + k] + b[H + k], cl, mode))
             hn = hj[2 * H + k] + b_hn[k]
-            nn = tanh_(gj[2 * H + k] + b[2 * H + k] + r * hn)
+            nn = tanh_(_clip(gj[2 * H + k] + b[2 * H + k] + r * hn, cl, mode))
             h[j * H + k] = nn + z * (h[j * H + k] - nn)
             gj[k] = r
             gj[H + k] = z
@@ -312,7 +483,7 @@ cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
 
 cdef inline void _gru_before_gates(Py_ssize_t n, Py_ssize_t H, floating* g,
                                    const floating* b, const floating* h,
-                                   floating* rh) noexcept nogil:
+                                   floating* rh, floating cl, clip_mode mode) noexcept nogil:
     """GRU, reset before the product, first half; g rows [r; z; n] (stride 3H).
 
     g's r and z columns hold x_t W_ihᵀ + h_{t-1} W_hhᵀ: g_r := r = σ(g_r + b_r),
@@ -324,14 +495,15 @@ cdef inline void _gru_before_gates(Py_ssize_t n, Py_ssize_t H, floating* g,
     for j in range(n):
         gj = g + j * 3 * H
         for k in range(H):
-            r = sigmoid(gj[k] + b[k])
+            r = sigmoid(_clip(gj[k] + b[k], cl, mode))
             gj[k] = r
             rh[j * H + k] = r * h[j * H + k]
-            gj[H + k] = sigmoid(gj[H + k] + b[H + k])
+            gj[H + k] = sigmoid(_clip(gj[H + k] + b[H + k], cl, mode))
 
 
 cdef inline void _gru_before_update(Py_ssize_t n, Py_ssize_t H, floating* g,
-                                    const floating* b, floating* h) noexcept nogil:
+                                    const floating* b, floating* h,
+                                    floating cl, clip_mode mode) noexcept nogil:
     """Second half: g_n holds x_t W_inᵀ + (r ⊙ h_{t-1}) W_hnᵀ;
     n = tanh(g_n + b_in + b_hn), h_t = n + z' ⊙ (h_{t-1} - n); g_n := n."""
     cdef Py_ssize_t j, k
@@ -340,7 +512,7 @@ cdef inline void _gru_before_update(Py_ssize_t n, Py_ssize_t H, floating* g,
     for j in range(n):
         gj = g + j * 3 * H
         for k in range(H):
-            nn = tanh_(gj[2 * H + k] + b[2 * H + k])
+            nn = tanh_(_clip(gj[2 * H + k] + b[2 * H + k], cl, mode))
             gj[2 * H + k] = nn
             h[j * H + k] = nn + gj[H + k] * (h[j * H + k] - nn)
 
@@ -351,17 +523,20 @@ cdef inline void _gru_before_update(Py_ssize_t n, Py_ssize_t H, floating* g,
 
 cdef inline void _rnn_rows_back(bint use_relu, Py_ssize_t n, Py_ssize_t H,
                                 const floating* a, floating* dg,
-                                const floating* dh) noexcept nogil:
-    """a = h_t; dG = dh ⊙ f'(a): tanh' = 1 - h², relu' = [h > 0]."""
+                                const floating* dh, const Variant* var,
+                                clip_mode mode) noexcept nogil:
+    """a = h_t; dG = dh ⊙ f'(a): tanh' = 1 - h², relu' = [h > 0]; 0 where clipped."""
     cdef Py_ssize_t j, k
     cdef floating v
     for j in range(n):
         for k in range(H):
             v = a[j * H + k]
             if use_relu:
-                dg[j * H + k] = dh[j * H + k] if v > 0 else 0
+                dg[j * H + k] = _kept(dh[j * H + k], v, var.act_lo, var.act_hi, mode) \
+                    if v > 0 else 0
             else:
-                dg[j * H + k] = dh[j * H + k] * (1 - v * v)
+                dg[j * H + k] = _kept(dh[j * H + k] * (1 - v * v), v, var.act_lo, var.act_hi,
+                                      mode)
 
 
 cdef inline void _lstm_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
@@ -393,9 +568,59 @@ cdef inline void _lstm_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
             dc[j * H + k] = d_c * fg
 
 
+cdef inline void _lstm_rows_back_variant(Py_ssize_t n, Py_ssize_t H, const floating* a,
+                                         const floating* cp, floating* dg, const floating* dh,
+                                         floating* dc, const Variant* v,
+                                         clip_mode mode) noexcept nogil:
+    """_lstm_rows_back with clipping, peepholes and coupled gates: o's
+    gradient reaches c_t through p_o, i's and f's reach c_{t-1} through p_i,
+    p_f; with f = 1 - i, i takes f's gradient (negated) and f's own is 0."""
+    cdef Py_ssize_t j, k
+    cdef const floating* aj
+    cdef floating* dj
+    cdef floating ig, fg, cg, og, tc, c_p, d_h, d_c, da_i, da_f, da_o
+    cdef const floating* pi = NULL
+    cdef const floating* pf = NULL
+    cdef const floating* po = NULL
+    if v.peep != NULL:
+        pi = <const floating*> v.peep + v.peep_offset
+        pf = pi + v.peep_stride
+        po = pf + v.peep_stride
+    for j in range(n):
+        aj = a + j * 4 * H
+        dj = dg + j * 4 * H
+        for k in range(H):
+            ig = aj[k]
+            fg = aj[H + k]
+            cg = aj[2 * H + k]
+            og = aj[3 * H + k]
+            c_p = cp[j * H + k]
+            tc = tanh_(fg * c_p + ig * cg)
+            d_h = dh[j * H + k]
+            da_o = _kept(d_h * tc * og * (1 - og), og, v.sig_lo, v.sig_hi, mode)
+            d_c = dc[j * H + k] + d_h * og * (1 - tc * tc)
+            if po != NULL:
+                d_c = d_c + da_o * po[k]
+            if v.coupled:
+                da_i = _kept(d_c * (cg - c_p) * ig * (1 - ig), ig, v.sig_lo, v.sig_hi, mode)
+                da_f = 0
+            else:
+                da_i = _kept(d_c * cg * ig * (1 - ig), ig, v.sig_lo, v.sig_hi, mode)
+                da_f = _kept(d_c * c_p * fg * (1 - fg), fg, v.sig_lo, v.sig_hi, mode)
+            dj[k] = da_i
+            dj[H + k] = da_f
+            dj[2 * H + k] = _kept(d_c * ig * (1 - cg * cg), cg, v.act_lo, v.act_hi, mode)
+            dj[3 * H + k] = da_o
+            d_c = d_c * fg
+            if pi != NULL:
+                d_c = d_c + da_i * pi[k] + da_f * pf[k]
+            dc[j * H + k] = d_c
+
+
 cdef inline void _gru_after_rows_back(Py_ssize_t n, Py_ssize_t H, const floating* a,
                                       const floating* hp, floating* dg,
-                                      floating* dh) noexcept nogil:
+                                      floating* dh, const Variant* v,
+                                      clip_mode mode) noexcept nogil:
     """a = [r, z', n, W_hn h + b_hn] (stride 4H), hp = h_{t-1}.
 
     dG (stride 6H) = [da_r, da_z, da_n | da_r, da_z, da_n ⊙ r]: the input side
@@ -413,9 +638,9 @@ cdef inline void _gru_after_rows_back(Py_ssize_t n, Py_ssize_t H, const floating
             nn = aj[2 * H + k]
             hn = aj[3 * H + k]
             d_h = dh[j * H + k]
-            da_n = d_h * (1 - z) * (1 - nn * nn)
-            da_z = d_h * (hp[j * H + k] - nn) * z * (1 - z)
-            da_r = da_n * hn * r * (1 - r)
+            da_n = _kept(d_h * (1 - z) * (1 - nn * nn), nn, v.act_lo, v.act_hi, mode)
+            da_z = _kept(d_h * (hp[j * H + k] - nn) * z * (1 - z), z, v.sig_lo, v.sig_hi, mode)
+            da_r = _kept(da_n * hn * r * (1 - r), r, v.sig_lo, v.sig_hi, mode)
             dj[k] = da_r
             dj[H + k] = da_z
             dj[2 * H + k] = da_n
@@ -427,7 +652,8 @@ cdef inline void _gru_after_rows_back(Py_ssize_t n, Py_ssize_t H, const floating
 
 cdef inline void _gru_before_rows_back1(Py_ssize_t n, Py_ssize_t H, const floating* a,
                                         const floating* hp, floating* dg,
-                                        floating* dh) noexcept nogil:
+                                        floating* dh, const Variant* v,
+                                        clip_mode mode) noexcept nogil:
     """Reset-before GRU, first half: a = [r, z', n], hp = h_{t-1}.
 
     dG_z = dh (h_{t-1} - n) z'(1-z'), dG_n = dh (1-z')(1-n²); dh := dh ⊙ z'."""
@@ -442,14 +668,16 @@ cdef inline void _gru_before_rows_back1(Py_ssize_t n, Py_ssize_t H, const floati
             z = aj[H + k]
             nn = aj[2 * H + k]
             d_h = dh[j * H + k]
-            dj[H + k] = d_h * (hp[j * H + k] - nn) * z * (1 - z)
-            dj[2 * H + k] = d_h * (1 - z) * (1 - nn * nn)
+            dj[H + k] = _kept(d_h * (hp[j * H + k] - nn) * z * (1 - z), z, v.sig_lo, v.sig_hi,
+                              mode)
+            dj[2 * H + k] = _kept(d_h * (1 - z) * (1 - nn * nn), nn, v.act_lo, v.act_hi, mode)
             dh[j * H + k] = d_h * z
 
 
 cdef inline void _gru_before_rows_back2(Py_ssize_t n, Py_ssize_t H, const floating* a,
                                         const floating* hp, const floating* drh,
-                                        floating* dg, floating* dh) noexcept nogil:
+                                        floating* dg, floating* dh,
+                                        const Variant* v, clip_mode mode) noexcept nogil:
     """Second half, drh = dG_n @ W_hn = dL/d(r ⊙ h_{t-1}):
     dG_r = drh ⊙ h_{t-1} ⊙ r(1-r); dh += drh ⊙ r."""
     cdef Py_ssize_t j, k
@@ -457,5 +685,6 @@ cdef inline void _gru_before_rows_back2(Py_ssize_t n, Py_ssize_t H, const floati
     for j in range(n):
         for k in range(H):
             r = a[j * 3 * H + k]
-            dg[j * 3 * H + k] = drh[j * H + k] * hp[j * H + k] * r * (1 - r)
+            dg[j * 3 * H + k] = _kept(drh[j * H + k] * hp[j * H + k] * r * (1 - r), r,
+                                      v.sig_lo, v.sig_hi, mode)
             dh[j * H + k] += drh[j * H + k] * r

@@ -13,7 +13,8 @@ the offsets a kernel uses cannot drift apart. Sizes are in elements.
 """
 from cython cimport floating
 
-from fastrnn._kernels._cells cimport (gate_blocks, gates, grad_blocks, uses_reset_rows)
+from fastrnn._kernels._cells cimport (Variant, gate_blocks, gates, grad_blocks,
+                                     uses_reset_rows)
 from fastrnn._kernels._panels cimport panel_size
 
 
@@ -101,6 +102,7 @@ ctypedef struct LayerCall:
     Keep keep[2]                  # the storage's first row (each block adds its offset)
     void* dg[2]                   # backward: the gate gradients' first row
     int reverse[2]                # 1: the direction runs from each sequence's end
+    Variant var[2]                # the cell's variant (clip, coupling, peepholes) per direction
     # the batch split's row blocks (one task per block and direction)
     const Py_ssize_t* bounds      # (n_blocks + 1,) sorted rows of each block
     const Py_ssize_t* block_offsets   # (n_blocks,) first packed row of each block

@@ -44,11 +44,12 @@ from fastrnn._openmp cimport (BARRIER_SLOTS, fastrnn_barrier, fastrnn_spin_barri
                               spin_wait_timed, team_count, team_report, team_reset,
                               team_size)
 from fastrnn._kernels._activations cimport sigmoid, tanh_
-from fastrnn._kernels._cells cimport (Product, backward_phases, backward_product,
+from fastrnn._kernels._cells cimport (Product, Variant, backward_phases, backward_product,
                                      backward_written, cell_backward, cell_forward,
                                      combine_biases, forward_phases, forward_product,
                                      gate_blocks, gates, grad_blocks, has_cell_state,
-                                     recurrent_grad_block, reset_input, uses_reset_rows)
+                                     make_variant, plain_variant, recurrent_grad_block,
+                                     reset_input, uses_reset_rows)
 from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, Panels, Rows,
                                       Source, TaskSpace, UnitBackSpace, UnitShared, UnitSpace,
                                       Weights, back_space, grad_panels, make_dims,
@@ -119,6 +120,7 @@ cdef void _call_rows(LayerCall* call, int kind, Py_ssize_t I, Py_ssize_t H,
     """The call's sizes and sorted batch; no blocks, panels or storage yet."""
     memset(call, 0, sizeof(LayerCall))
     call.dims = make_dims(kind, I, H)
+    call.var[0] = call.var[1] = plain_variant()
     call.rows.lengths = &lengths[0]
     call.rows.perm = &perm[0]
     call.rows.n_active = &n_active[0]
@@ -260,6 +262,22 @@ cdef int _kernel_biases(LayerCall* call, const floating[:, ::1] b_ih,
                        &buf[d * (G + H) + G])
         call.w[d].b_x = &buf[d * (G + H)]
         call.w[d].b_hn = &buf[d * (G + H) + G]
+    return 0
+
+
+cdef int _call_variants(LayerCall* call, variant, const floating[:, ::1] peep) except -1:
+    """Each direction's cell variant from ``variant`` = (clip, coupled, peep)
+    or None (the default cell); peep: (D, 3H) peepholes [p_i; p_f; p_o] or
+    None (passed apart, typed: it selects the precision)."""
+    cdef Py_ssize_t dd, D = 2 if peep is None else peep.shape[0]
+    if variant is None:
+        return 0
+    cdef floating clip = variant[0]
+    cdef bint coupled = variant[1]
+    for dd in range(D):
+        call.var[dd] = make_variant(call.dims.kind, clip, coupled,
+                                    &peep[dd, 0] if peep is not None else <const floating*> NULL,
+                                    call.dims.H)
     return 0
 
 

@@ -122,7 +122,7 @@ cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn
     if with_c:
         memcpy(c, c0 + u0, U * sizeof(float))
     cell_forward(kind, 0, 1, U, gx, gate_blocks(kind) * U, <float*> sp.gh, bx, <float*> sp.bhn,
-                 h, c, <float*> sp.rh)
+                 h, c, <float*> sp.rh, &call.var[0])
     memcpy(<float*> ends.h_n + u0, h, U * sizeof(float))
     if with_c:
         memcpy(<float*> ends.c_n + u0, c, U * sizeof(float))
@@ -239,6 +239,7 @@ cdef class CellKernel:
         cdef LayerCall call
         memset(&call, 0, sizeof(LayerCall))
         call.dims = make_dims(self.kind, self.n_in, self.n_hidden)
+        call.var[0] = call.var[1] = plain_variant()       # a cell is the default form
         call.rows.lengths = ones
         call.rows.perm = perm
         call.rows.n_active = &n_active

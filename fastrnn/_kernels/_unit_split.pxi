@@ -115,6 +115,8 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     panels.wp = panels.wp_n = panels.wp_ih = NULL
     cdef Py_ssize_t first = panel_gate_blocks(kind)
     cdef int arrivals = 0                      # this thread's arrivals at the barrier
+    cdef Variant var = call.var[0]
+    var.peep_offset = u0                       # my units of each peephole block
 
     if floating is float:
         if pw != NULL and U > 0:
@@ -189,7 +191,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                             w_hh, panels.wp_n if p.n_panels else panels.wp,
                             <floating> p.accumulate, gh if p.own_target else gblk + p.q0 * U,
                             p.nq * U if p.own_target else ldg)
-                    cell_forward(kind, phase, n, U, gblk, ldg, gh, bx, bhn, h, c, rh)
+                    cell_forward(kind, phase, n, U, gblk, ldg, gh, bx, bhn, h, c, rh, &var)
             for j in range(n):
                 memcpy(h_next + j * H + u0, h + j * U, U * sizeof(floating))
                 t = _time(reverse, rows.lengths, j, s)
@@ -277,6 +279,8 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
     panels.wp = panels.wp_n = NULL
     cdef Py_ssize_t first = panel_gate_blocks(kind)
     cdef int arrivals = 0                      # this thread's arrivals at the barrier
+    cdef Variant var = call.var[0]
+    var.peep_offset = u0                       # my units of each peephole block
 
     if floating is float:
         if pw != NULL and U > 0:
@@ -310,7 +314,7 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
             if with_c:
                 memcpy(cl + j * U, cp + (off + j) * H + u0, U * sizeof(floating))
         for phase in range(backward_phases(kind)):
-            cell_backward(kind, phase, n, U, al, hl, cl, drh, dgl, dh, dc)
+            cell_backward(kind, phase, n, U, al, hl, cl, drh, dgl, dh, dc, &var)
             # my columns of the blocks of dG_t this gate pass wrote
             q1 = backward_written(kind, phase, &q0)
             for j in range(n):
@@ -333,7 +337,7 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
 
 def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends,
                         Py_ssize_t step_chunk, int num_threads, bint pack_weights=True,
-                        keep=None, ids=None):
+                        keep=None, ids=None, variant=None):
     """One direction of one layer with its hidden units split across threads.
 
     For small batches (see _unit_worker). As forward_layer for one direction:
@@ -383,6 +387,8 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
                                id_v.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
     call.w[0] = _call_weights(&w_ih[0, 0], &w_hh[0, 0], NULL, NULL)
     _kernel_biases(&call, b_ih, b_hh)
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _call_variants(&call, variant, peep)         # (peep: (1, 3H))
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
                               &c_n[0, 0] if with_c else NULL, &y[0, 0, 0],
                               y.strides[0] // isz, y.strides[1] // isz)
@@ -410,7 +416,7 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
 
 def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
                          const floating[:, :, :] dy, ends, floating[:, ::1] dgates,
-                         int num_threads):
+                         int num_threads, variant=None):
     """BPTT through one direction with its hidden units split across threads.
 
     As backward_layer for one direction: plan = (reverse (bint), lengths,
@@ -439,6 +445,8 @@ def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
     call.N = gates.shape[0]
     call.reverse[0] = reverse
     call.w[0] = _call_weights(NULL, &w_hh[0, 0], NULL, NULL)
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _call_variants(&call, variant, peep)         # (peep: (1, 3H))
     call.keep[0] = _no_keep()
     # (read only in backward)
     call.keep[0].gates = <void*> &gates[0, 0]
