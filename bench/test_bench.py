@@ -82,6 +82,17 @@ def test_cell_split_runs(capsys):
     assert "H=8 " in out and "H=16 " in out and "split" in out and "as a layer" in out
 
 
+def test_variants_runs(capsys, monkeypatch):
+    """bench.variants prints a ratio for every variant and size."""
+    from bench import variants
+    monkeypatch.setattr(variants, "SIZES", ((8, 1), (8, 3)))
+    variants.main()
+    out = capsys.readouterr().out
+    for name, _ in variants.VARIANTS:
+        assert name in out, name
+    assert "H=8 B=3" in out
+
+
 def test_limits_runs(capsys):
     """bench.limits prints every section (at small sizes under FASTRNN_BENCH_SMOKE)."""
     from bench import limits

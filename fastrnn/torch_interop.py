@@ -261,9 +261,8 @@ def _torch_layer(layer, bidirectional):
                          "has no PyTorch equivalent")
     options = dict(num_layers=layer.num_layers, bias=layer.bias, batch_first=layer.batch_first,
                    dropout=layer.dropout, bidirectional=bidirectional)
-    if layer._general and (layer.clip is not None or layer.activations is not None
-                           or getattr(layer, "peepholes", False)
-                           or getattr(layer, "input_forget", False)):
+    if (layer.clip is not None or layer._general and not layer.proj_size
+            or getattr(layer, "peepholes", False) or getattr(layer, "input_forget", False)):
         raise ValueError("PyTorch's layers have no clip, activations, peepholes or "
                          "input_forget; only proj_size of the variants converts")
     if isinstance(layer, RNN):

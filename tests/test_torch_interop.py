@@ -113,6 +113,16 @@ def test_cells_both_ways(cls, dtype):
         assert torch.equal(again.state_dict()[k], v)
 
 
+@pytest.mark.parametrize("layer", [
+    lambda: fastrnn.LSTM(3, 4, clip=1.0), lambda: fastrnn.LSTM(3, 4, peepholes=True),
+    lambda: fastrnn.LSTM(3, 4, input_forget=True),
+    lambda: fastrnn.GRU(3, 4, activations=["hardsigmoid", "tanh"]),
+    lambda: fastrnn.RNN(3, 4, clip=2.0)])
+def test_variants_torch_lacks_are_refused(layer):
+    with pytest.raises(ValueError, match="only proj_size"):
+        fastrnn.to_torch(layer())
+
+
 def test_gru_reset_before_has_no_torch_form():
     with pytest.raises(ValueError, match="reset_after=False"):
         fastrnn.to_torch(fastrnn.GRU(2, 3, reset_after=False))
