@@ -86,7 +86,7 @@ def test_variants_runs(capsys, monkeypatch):
     """bench.variants prints a ratio for every variant and size."""
     from bench import variants
     monkeypatch.setattr(variants, "SIZES", ((8, 1), (8, 3)))
-    variants.main()
+    variants.main(rounds=1)
     out = capsys.readouterr().out
     for name, _ in variants.VARIANTS:
         assert name in out, name

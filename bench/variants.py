@@ -4,8 +4,8 @@
 
 clip, peepholes and coupled gates (input_forget) run in the kernels; other
 ONNX activation functions and PyTorch's proj_size run on the general path
-(fastrnn._general, numpy). Each ratio is the variant's median time over the
-default LSTM's of the same size in the same run (inference, T=100, float32).
+(fastrnn._general, numpy). Each ratio is the median over interleaved rounds of the variant's time over
+the default LSTM's of the same size (inference, T=100, float32).
 """
 import numpy as np
 
@@ -20,19 +20,23 @@ VARIANTS = [("clip=3", {"clip": 3.0}), ("peepholes", {"peepholes": True}),
 SIZES = ((256, 1), (256, 64))          # (H, B)
 
 
-def main():
-    print(f"fastrnn {fastrnn.__version__}, {fastrnn.get_num_threads()} threads, float32, T=100")
+def main(rounds=5):
+    print(f"fastrnn {fastrnn.__version__}, {fastrnn.get_num_threads()} threads, float32, T=100, "
+          f"median of {rounds} interleaved rounds")
     print(f"{'LSTM variant':28s}" + "".join(f"{f'H={h} B={b}':>14s}" for h, b in SIZES))
-    base = {}
-    for H, B in SIZES:
-        x = np.random.default_rng(0).standard_normal((100, B, H)).astype(np.float32)
-        base[H, B] = (x, median_seconds(fastrnn.LSTM(H, H, seed=1), x))
+    inputs = {(H, B): np.random.default_rng(0).standard_normal((100, B, H)).astype(np.float32)
+              for H, B in SIZES}
+    default = {(H, B): fastrnn.LSTM(H, H, seed=1) for H, B in SIZES}
     for name, options in VARIANTS:
         row = f"{name:28s}"
-        for (H, B), (x, t0) in base.items():
+        for H, B in SIZES:
             kw = {"proj_size": H // 2} if options == "proj" else options
-            t = median_seconds(fastrnn.LSTM(H, H, seed=1, **kw), x, reps=7)
-            row += f"{t / t0:14.2f}"
+            variant = fastrnn.LSTM(H, H, seed=1, **kw)
+            x = inputs[H, B]
+            # the default and the variant by turns: the machine's drift cancels
+            ratios = [median_seconds(variant, x, reps=3) / median_seconds(default[H, B], x, reps=3)
+                      for _ in range(rounds)]
+            row += f"{float(np.median(ratios)):14.2f}"
         print(row)
 
 

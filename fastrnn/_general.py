@@ -7,9 +7,12 @@ the LSTM peepholes (ONNX's P), coupled input and forget gates
 (``input_forget``: f = 1 - i) and PyTorch's projection (``proj_size``:
 h_t = W_hr (o ⊙ h(c_t)), the state h and the output have proj_size units).
 Forward and BPTT, float32 and float64, variable lengths, both directions, a
-step at a time in numpy (BLAS for the products). The Cython kernels run only
-the default forms; this path is slower, and exact in the same sense (the
-tests compare it with ONNX Runtime, PyTorch and finite differences).
+step at a time in numpy (BLAS for the products). Layers run here only with
+activation functions other than their defaults: clip, peepholes and coupled
+gates are in the kernels, proj_size on them (fastrnn._projection). Slower,
+and exact in the same sense; it is also the reference the kernels' variants
+are tested against (itself tested against ONNX Runtime, PyTorch and finite
+differences).
 
 Equations, LSTM rows [i; f; g; o] (PyTorch's order), activations (f, g, h):
     a = x W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh

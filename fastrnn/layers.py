@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from fastrnn import _checks, _engine, _general, _registry
+from fastrnn import _checks, _engine, _general, _projection, _registry
 from fastrnn._kernels._cells import CellKind, carries_cell_state
 from fastrnn._module import SequenceModule
 
@@ -105,9 +105,11 @@ class _RecurrentLayer(SequenceModule):
                                                   self.activation_alpha, self.activation_beta)
         plain = _general.resolve_activations(len(default), self.num_directions, default,
                                              None, None)
-        # the kernels compute clip, peepholes and coupled gates; other
-        # activations and the projection run on the general path
-        self._general = bool(self.proj_size or self._acts != plain)
+        # the kernels compute clip, peepholes and coupled gates, and the
+        # projection through fastrnn._projection; other activation functions
+        # run on the general path
+        self._general = bool(self._acts != plain)
+        self._projected = bool(self.proj_size and not self._general)
         self._kernel_variant = bool(not self._general and (
             self.clip is not None or self.peepholes or self.input_forget))
 
@@ -242,27 +244,28 @@ class _RecurrentLayer(SequenceModule):
         return state if carries_cell_state(self._kind) else state[0]
 
     # -- running (fastrnn._engine) -------------------------------------------
+    def _path(self):
+        """The module that runs this layer: the kernels' driver (fastrnn._engine),
+        the projection on the kernels (fastrnn._projection) or the general
+        path (fastrnn._general)."""
+        if self._general:
+            return _general
+        return _projection if self._projected else _engine
+
     def _blas_in_kernel_threads(self, steps):
-        # the general path runs in this thread: BLAS keeps its own threads
-        return not self._general and _engine.blas_in_kernel_threads(self, steps)
+        # the other paths run their products in this thread: BLAS keeps its threads
+        return self._path() is _engine and _engine.blas_in_kernel_threads(self, steps)
 
     def _run(self, x, state, lengths, reverse):
         """x: (T, B, I) of self.dtype; state: tuple of (L*D, B, H) or None."""
-        if self._general:
-            y, state, _ = _general.forward(self, x, state, lengths, reverse, training=False)
-            return y, state
-        y, state, _ = _engine.forward(self, x, state, lengths, reverse, training=False)
+        y, state, _ = self._path().forward(self, x, state, lengths, reverse, training=False)
         return y, state
 
     def _train_forward(self, x, state, lengths, reverse):
-        if self._general:
-            return _general.forward(self, x, state, lengths, reverse, training=True)
-        return _engine.forward(self, x, state, lengths, reverse, training=True)
+        return self._path().forward(self, x, state, lengths, reverse, training=True)
 
     def _train_backward(self, trace, dy, dstate):
-        if self._general:
-            return _general.backward(self, trace, dy, dstate)
-        return _engine.backward(self, trace, dy, dstate)
+        return self._path().backward(self, trace, dy, dstate)
 
     # -- copies --------------------------------------------------------------
     def __getstate__(self):
@@ -270,7 +273,7 @@ class _RecurrentLayer(SequenceModule):
         # scratch and the state_dict entries are views of the blocks: a copy
         # (deepcopy, pickle) makes its own from its own blocks
         state = dict(self.__dict__)
-        for key in ("_kernels", "_pool", "_params", "_grads"):
+        for key in ("_kernels", "_pool", "_params", "_grads", "_shadows"):
             state.pop(key, None)
         return state
 
@@ -303,12 +306,13 @@ class RNN(_RecurrentLayer):
     ((B, T, input_size) with batch_first; (T, input_size) unbatched), hx and
     h_n (num_layers * D, B, hidden_size), y (T, B, D * hidden_size).
 
-    Keyword-only variants (ONNX's; they run on the slower general path,
-    fastrnn._general): ``clip`` (every gate pre-activation clipped to
-    [-clip, clip]) and ``activations`` (ONNX's function names, one per
-    function of the cell -- RNN f, GRU f and g, LSTM f, g and h -- or per
-    direction too) with ``activation_alpha`` / ``activation_beta`` (consumed
-    in order by the functions that take them, as ONNX Runtime does).
+    Keyword-only variants (ONNX's): ``clip`` (every gate pre-activation
+    clipped to [-clip, clip]; in the kernels) and ``activations`` (ONNX's
+    function names, one per function of the cell -- RNN f, GRU f and g, LSTM
+    f, g and h -- or per direction too) with ``activation_alpha`` /
+    ``activation_beta`` (consumed in order by the functions that take them,
+    as ONNX Runtime does; other than the defaults they run on the slower
+    general path, fastrnn._general).
     """
 
     _gates = 1
@@ -361,11 +365,11 @@ class LSTM(_RecurrentLayer):
     ``y, (h_n, c_n) = lstm(x, (h0, c0), *, lengths=None)``; states
     (num_layers * D, B, hidden_size); otherwise as RNN.
 
-    Keyword-only variants (the imports' forms; they run on the slower general
-    path, fastrnn._general): ``proj_size`` (PyTorch: h_t = W_hr (o ⊙ tanh(c_t)),
-    weight_hr (proj_size, hidden_size); h, y and weight_hh's columns have
-    proj_size units), ``peepholes`` (ONNX's P: i and f see c_{t-1}, o sees
-    c_t; ``peephole_l{k}`` (3 * hidden_size,) in the order [i; f; o]),
+    Keyword-only variants (the imports' forms): ``proj_size`` (PyTorch: h_t =
+    W_hr (o ⊙ tanh(c_t)), weight_hr (proj_size, hidden_size); h, y and
+    weight_hh's columns have proj_size units; on the kernels through
+    fastrnn._projection), ``peepholes`` (ONNX's P: i and f see c_{t-1}, o
+    sees c_t; ``peephole_l{k}`` (3 * hidden_size,) in the order [i; f; o]),
     ``input_forget`` (f = 1 - i), and ``clip`` / ``activations`` as RNN.
     """
 

@@ -79,7 +79,7 @@ def test_general_path_equals_the_kernels(mode, options):
 def test_variant_gradients(make):
     layer = _random_like_torch(make(num_layers=2, bidirectional=True, dtype=np.float64, seed=3),
                                5)
-    assert layer._general or layer._kernel_variant
+    assert layer._general or layer._projected or layer._kernel_variant
     rng = np.random.default_rng(6)
     x = rng.standard_normal((5, 3, 3))
     lengths = np.array([5, 1, 3])
@@ -111,6 +111,9 @@ KERNEL_VARIANTS = [
     ("gru-before-clip", lambda **kw: fastrnn.GRU(5, 6, reset_after=False, clip=0.6, **kw)),
     ("rnn-tanh-clip", lambda **kw: fastrnn.RNN(5, 6, clip=0.4, **kw)),
     ("rnn-relu-clip", lambda **kw: fastrnn.RNN(5, 6, nonlinearity="relu", clip=0.4, **kw)),
+    ("lstm-proj", lambda **kw: fastrnn.LSTM(5, 6, proj_size=3, **kw)),
+    ("lstm-proj-peep-clip", lambda **kw: fastrnn.LSTM(5, 6, proj_size=4, peepholes=True,
+                                                      clip=0.8, **kw)),
 ]
 
 
@@ -123,14 +126,14 @@ def test_kernel_variants_equal_the_general_path(make, batch, threads, dtype):
     split, one thread): the general path's outputs, states and gradients."""
     fastrnn.set_num_threads(threads)
     kernel = _random_like_torch(make(num_layers=2, dtype=dtype, seed=1), 2, scale=0.9)
-    assert kernel._kernel_variant and not kernel._general
+    assert (kernel._kernel_variant or kernel._projected) and not kernel._general
     general = copy.deepcopy(kernel)
-    general._general = True
+    general._general, general._projected = True, False
     rng = np.random.default_rng(3)
     x = 2 * rng.standard_normal((7, batch, 5)).astype(dtype)
     lengths = np.maximum(1, 7 - np.arange(batch) % 7)
     hx = like_state(kernel(x)[1], lambda a: rng.standard_normal(a.shape).astype(dtype))
-    dy = rng.standard_normal((7, batch, 6)).astype(dtype)
+    dy = rng.standard_normal((7, batch, kernel.output_size)).astype(dtype)
     outs = []
     for layer in (kernel, general):
         layer.zero_grad()
@@ -207,30 +210,41 @@ def test_files_copies_and_composition(make, tmp_path):
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.parametrize("path", ["kernels", "general"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bidir,batch_first", [(False, False), (True, True)])
-def test_proj_size_matches_torch(dtype, bidir, batch_first):
+def test_proj_size_matches_torch(dtype, bidir, batch_first, path):
+    """On the kernels (fastrnn._projection) and on the general path."""
     tdtype = torch.float32 if dtype is np.float32 else torch.float64
     torch.manual_seed(0)
     theirs = torch.nn.LSTM(4, 6, num_layers=2, proj_size=3, bidirectional=bidir,
                            batch_first=batch_first).to(tdtype)
     ours = fastrnn.from_torch(theirs)
-    assert ours.proj_size == 3 and ours._general
+    assert ours.proj_size == 3 and ours._projected
+    if path == "general":
+        ours._general, ours._projected = True, False
     rng = np.random.default_rng(1)
     D = 2 if bidir else 1
     x = rng.standard_normal((3, 7, 4) if batch_first else (7, 3, 4)).astype(dtype)
     h0 = rng.standard_normal((2 * D, 3, 3)).astype(dtype)
     c0 = rng.standard_normal((2 * D, 3, 6)).astype(dtype)
+    lengths = np.array([7, 2, 5])
     xt = torch.from_numpy(x).requires_grad_()
-    yt, (ht, ct) = theirs(xt, (torch.from_numpy(h0), torch.from_numpy(c0)))
-    y, (h, c), ctx = ours.forward(x, (h0, c0))
+    packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.from_numpy(lengths),
+                                                     batch_first=batch_first,
+                                                     enforce_sorted=False)
+    out, (ht, ct) = theirs(packed, (torch.from_numpy(h0), torch.from_numpy(c0)))
+    yt, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=batch_first,
+                                                   total_length=7)
+    y, (h, c), ctx = ours.forward(x, (h0, c0), lengths=lengths)
     assert_close(y, yt.detach().numpy(), dtype, "y")
     assert_close(h, ht.detach().numpy(), dtype, "h_n")
     assert_close(c, ct.detach().numpy(), dtype, "c_n")
     dy = rng.standard_normal(y.shape).astype(dtype)
-    (yt * torch.from_numpy(dy)).sum().backward()
+    dh = rng.standard_normal(h.shape).astype(dtype)
+    ((yt * torch.from_numpy(dy)).sum() + (ht * torch.from_numpy(dh)).sum()).backward()
     ours.zero_grad()
-    dx, _ = ours.backward(ctx, dy)
+    dx, _ = ours.backward(ctx, dy, (dh, None))
     assert_close(dx, xt.grad.numpy(), dtype, "dx")
     for name, p in theirs.named_parameters():
         assert_close(ours.grads[name], p.grad.numpy(), dtype, name)
@@ -238,3 +252,29 @@ def test_proj_size_matches_torch(dtype, bidir, batch_first):
     assert back.proj_size == 3
     for k, v in theirs.state_dict().items():
         assert torch.equal(back.state_dict()[k], v)
+
+
+def test_projection_streams_and_threads():
+    """One step at a time equals the whole sequence; Python threads sharing one
+    projected layer get the answers it gives alone; copies work."""
+    layer = fastrnn.LSTM(3, 8, proj_size=4, num_layers=2, seed=5)
+    x = np.random.default_rng(2).standard_normal((6, 2, 3)).astype(np.float32)
+    y, state = layer(x)
+    state_i, steps = None, []
+    for t in range(6):
+        y_t, state_i = layer(x[t:t + 1], state_i)
+        steps.append(y_t)
+    assert_close(np.concatenate(steps), y, np.float32, "streamed")
+    import threading
+    results = [None] * 4
+
+    def call(i):
+        results[i] = layer(x)[0]
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        np.testing.assert_array_equal(r, y)
+    np.testing.assert_array_equal(copy.deepcopy(layer)(x)[0], y)
