@@ -59,6 +59,16 @@ def weight_shapes(description):
     return cls._weight_shapes(config)
 
 
+def listed_weight_shapes(config, key, owner):
+    """The weight shapes of a composite whose description lists its parts
+    under ``key`` (Stacked's layers, Sequential's modules), each prefixed with
+    its index; ValueError for a list that is missing, empty or too long."""
+    parts = config.get(key)
+    if not isinstance(parts, list) or not 1 <= len(parts) <= MAX_LAYERS:
+        raise ValueError(f"a {owner} description needs a list of 1 to {MAX_LAYERS} {key!r}")
+    return prefixed({str(i): weight_shapes(d) for i, d in enumerate(parts)})
+
+
 def prefixed(parts):
     """{part: {key: v}} -> {"part.key": v}: the weight names of a composite."""
     return {f"{part}.{key}": v for part, arrays in parts.items() for key, v in arrays.items()}

@@ -78,12 +78,7 @@ class Stacked(SequenceModule):
 
     @classmethod
     def _weight_shapes(cls, config):
-        layers = config.get("layers")
-        if not isinstance(layers, list) or not 1 <= len(layers) <= _registry.MAX_LAYERS:
-            raise ValueError(f"a Stacked description needs a list of 1 to "
-                             f"{_registry.MAX_LAYERS} 'layers'")
-        return _registry.prefixed({str(i): _registry.weight_shapes(d)
-                                   for i, d in enumerate(layers)})
+        return _registry.listed_weight_shapes(config, "layers", "Stacked")
 
     def _fresh_copy(self, seed):
         rng = np.random.default_rng(seed)

@@ -134,8 +134,9 @@ class FinalState(Parameterized):
 _ELEMENTS = (Embedding, Dense, SequenceModule, FinalState)
 
 
-def _width_out(module):
-    """The last-axis size a module produces."""
+def width_out(module):
+    """The last-axis size a module produces (Embedding, Dense, sequence
+    modules, FinalState)."""
     if isinstance(module, Embedding):
         return module.embedding_dim
     if isinstance(module, Dense):
@@ -186,9 +187,9 @@ class Sequential(Parameterized):
             if need is None:
                 raise ValueError(f"modules[{i}] is an Embedding: it reads token ids, so it "
                                  f"can only come first")
-            if need != _width_out(prev):
+            if need != width_out(prev):
                 raise ValueError(f"modules[{i}] reads {need} features but modules[{i - 1}] "
-                                 f"produces {_width_out(prev)}")
+                                 f"produces {width_out(prev)}")
             if isinstance(cur, (SequenceModule, FinalState)) and any(
                     isinstance(m, FinalState) for m in self.modules[:i]):
                 raise ValueError(f"modules[{i}] reads sequences, but a FinalState before it "
@@ -197,7 +198,7 @@ class Sequential(Parameterized):
 
     @property
     def output_size(self):
-        return _width_out(self.modules[-1])
+        return width_out(self.modules[-1])
 
     def __repr__(self):
         return "Sequential([" + ", ".join(map(repr, self.modules)) + "])"
@@ -220,12 +221,7 @@ class Sequential(Parameterized):
 
     @classmethod
     def _weight_shapes(cls, config):
-        modules = config.get("modules")
-        if not isinstance(modules, list) or not 1 <= len(modules) <= _registry.MAX_LAYERS:
-            raise ValueError(f"a Sequential description needs a list of 1 to "
-                             f"{_registry.MAX_LAYERS} 'modules'")
-        return _registry.prefixed({str(i): _registry.weight_shapes(d)
-                                   for i, d in enumerate(modules)})
+        return _registry.listed_weight_shapes(config, "modules", "Sequential")
 
     def _named_parameters(self):
         return {f"{i}.{name}": arr for i, m in enumerate(self.modules)

@@ -4,26 +4,14 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conftest import assert_close
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 import fastrnn.onnx  # noqa: E402
-
-TOL = 1e-5
-
-
-def _session(path):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+from onnx_helpers import close, session  # noqa: E402
 
 
-def _close(actual, expected, what):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
-    err = float(np.abs(actual - expected).max(initial=0))
-    assert err <= TOL * max(1.0, float(np.abs(expected).max(initial=0))), (what, err)
+
 
 
 def _flat_states(state):
@@ -77,10 +65,10 @@ def test_layer_export(tmp_path, kind, L, bidir, batch_first, bias, lengths, init
         feed.update(zip(("h0", "c0"), hx))
         hx = hx if kind == "lstm" else hx[0]
     y, state = layer(x, hx, lengths=lens)
-    got = _session(path).run(None, feed)
-    _close(got[0], y, "y")
+    got = session(path).run(None, feed)
+    close(got[0], y, "y")
     for a, b in zip(got[1:], _flat_states(state), strict=True):
-        _close(a, b, "state")
+        close(a, b, "state")
 
 
 def test_composites_export(tmp_path):
@@ -97,7 +85,7 @@ def test_composites_export(tmp_path):
     for i, module in enumerate((stacked, bi, bi_sum)):
         path = fastrnn.onnx.export(module, tmp_path / f"c{i}.onnx", lengths=True,
                                    initial_state=True)
-        sess = _session(path)
+        sess = session(path)
         names = [n.name for n in sess.get_inputs()][2:]
         h0 = [rng.standard_normal([x.shape[1] if d == "B" else d for d in inp.shape])
               .astype(np.float32) for inp in sess.get_inputs()[2:]]
@@ -111,9 +99,9 @@ def test_composites_export(tmp_path):
             hx = ((h0[0], h0[1]), (h0[2], h0[3]))
         y, state = module(x, hx, lengths=lens)
         got = sess.run(None, feed)
-        _close(got[0], y, f"y of {module!r}")
+        close(got[0], y, f"y of {module!r}")
         for a, b in zip(got[1:], _flat_states(state), strict=True):
-            _close(a, b, f"state of {module!r}")
+            close(a, b, f"state of {module!r}")
 
 
 def test_sequential_dense_embedding_export(tmp_path):
@@ -124,15 +112,15 @@ def test_sequential_dense_embedding_export(tmp_path):
                               fastrnn.GRU(5, 3, seed=4),          # time-major: reads (B, T) as (T, B)
                               fastrnn.Dense(3, 2, seed=5)])
     ids = rng.integers(0, 10, (3, 8))
-    sess = _session(fastrnn.onnx.export(seq, tmp_path / "s.onnx"))
-    _close(sess.run(None, {"input": ids})[0], seq(ids), "sequential")
+    sess = session(fastrnn.onnx.export(seq, tmp_path / "s.onnx"))
+    close(sess.run(None, {"input": ids})[0], seq(ids), "sequential")
     dense = fastrnn.Dense(4, 3, activation="sigmoid", seed=1)
     x = rng.standard_normal((5, 4)).astype(np.float32)
-    _close(_session(fastrnn.onnx.export(dense, tmp_path / "d.onnx")).run(None, {"input": x})[0],
+    close(session(fastrnn.onnx.export(dense, tmp_path / "d.onnx")).run(None, {"input": x})[0],
            dense(x), "dense")
     emb = fastrnn.Embedding(7, 3, seed=2)
     ids = rng.integers(0, 7, (2, 5))
-    _close(_session(fastrnn.onnx.export(emb, tmp_path / "e.onnx")).run(None, {"input": ids})[0],
+    close(session(fastrnn.onnx.export(emb, tmp_path / "e.onnx")).run(None, {"input": ids})[0],
            emb(ids), "embedding")
 
 
@@ -142,8 +130,8 @@ def test_sequential_lengths_export(tmp_path):
                               fastrnn.Dense(6, 2, seed=3)])
     ids = np.random.default_rng(6).integers(0, 10, (3, 8))
     lens = np.array([8, 2, 5], np.int32)
-    sess = _session(fastrnn.onnx.export(seq, tmp_path / "s.onnx", lengths=True))
-    _close(sess.run(None, {"input": ids, "lengths": lens})[0], seq(ids, lengths=lens), "y")
+    sess = session(fastrnn.onnx.export(seq, tmp_path / "s.onnx", lengths=True))
+    close(sess.run(None, {"input": ids, "lengths": lens})[0], seq(ids, lengths=lens), "y")
     with pytest.raises(ValueError, match="initial_state"):
         fastrnn.onnx.export(seq, tmp_path / "t.onnx", initial_state=True)
 
@@ -161,10 +149,10 @@ def test_cell_export(tmp_path, kind):
     h = rng.standard_normal((3, 5)).astype(np.float32)
     hx = (h, -h) if kind == "lstm" else h
     feed = {"input": x, "h0": h, **({"c0": -h} if kind == "lstm" else {})}
-    got = _session(fastrnn.onnx.export(cell, tmp_path / "c.onnx")).run(None, feed)
+    got = session(fastrnn.onnx.export(cell, tmp_path / "c.onnx")).run(None, feed)
     out = cell(x, hx)
     for a, b in zip(got, out if kind == "lstm" else (out,), strict=True):
-        _close(a, b, kind)
+        close(a, b, kind)
 
 
 def test_trained_model_runs_unchanged(tmp_path):
@@ -182,8 +170,8 @@ def test_trained_model_runs_unchanged(tmp_path):
         seq.backward(ctx, 2 * (y - target) / y.size)
         opt.step()
     assert np.abs(seq(x) - before).max() > 1e-3
-    sess = _session(fastrnn.onnx.export(seq, tmp_path / "t.onnx"))
-    _close(sess.run(None, {"input": x})[0], seq(x), "trained")
+    sess = session(fastrnn.onnx.export(seq, tmp_path / "t.onnx"))
+    close(sess.run(None, {"input": x})[0], seq(x), "trained")
 
 
 def test_export_refusals(tmp_path):
@@ -208,7 +196,7 @@ def test_final_state_classifier_export(tmp_path, inner):
                                             activation="softmax", seed=5)])
     ids = np.random.default_rng(9).integers(0, 9, (4, 6))
     lens = np.array([6, 1, 3, 5], np.int32)
-    sess = _session(fastrnn.onnx.export(seq, tmp_path / "f.onnx", lengths=True))
+    sess = session(fastrnn.onnx.export(seq, tmp_path / "f.onnx", lengths=True))
     got = sess.run(None, {"input": ids, "lengths": lens})[0]
     assert got.shape == (4, 3)
-    _close(got, seq(ids, lengths=lens), "classifier")
+    close(got, seq(ids, lengths=lens), "classifier")

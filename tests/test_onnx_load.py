@@ -15,25 +15,12 @@ import fastrnn
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 import fastrnn.onnx  # noqa: E402
+from onnx_helpers import close, session  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-TOL = 1e-5
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 
 
-def _session(model_or_path):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") \
-        else str(model_or_path)
-    return ort.InferenceSession(src, options, providers=["CPUExecutionProvider"])
-
-
-def _close(actual, expected, what):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
-    err = float(np.abs(actual - expected).max(initial=0))
-    assert err <= TOL * max(1.0, float(np.abs(expected).max(initial=0))), (what, err)
 
 
 def _save(model, tmp_path, name="m.onnx"):
@@ -116,16 +103,16 @@ def test_operator_attributes_match_onnxruntime(tmp_path, op, direction, attrs, l
         time_major = _recurrent_graph(op, I, H, D, direction=direction, layout=0, bias=bias,
                                       lens=lens, init=init, attrs=attrs)
         tfeed = {k: (v.transpose(1, 0, 2) if v.ndim == 3 else v) for k, v in feed.items()}
-        expected = _session(time_major).run(None, tfeed)
+        expected = session(time_major).run(None, tfeed)
         expected = [expected[0].transpose(2, 0, 1, 3)] + [e.transpose(1, 0, 2)
                                                           for e in expected[1:]]
     else:
-        expected = _session(model).run(None, feed)
+        expected = session(model).run(None, feed)
     ours = fastrnn.onnx.load(_save(model, tmp_path))
     got = ours(**feed)
     assert len(got) == len(expected)
     for name, a, b in zip(("Y", "Y_h", "Y_c"), got, expected):
-        _close(a, b, name)
+        close(a, b, name)
     (layer,) = ours.layers.values()
     assert layer.bidirectional == (D == 2) and layer.bias == bias
 
@@ -139,9 +126,9 @@ def test_round_trip_of_own_export(tmp_path):
     lens = np.array([7, 3, 5], np.int32)
     y, state = module(x, lengths=lens)
     got = loaded(x, lens)
-    _close(got[0], y, "y")
-    _close(got[1], state[0][0], "h_n.0")
-    _close(got[3], state[1], "h_n.1")
+    close(got[0], y, "y")
+    close(got[1], state[0][0], "h_n.0")
+    close(got[3], state[1], "h_n.1")
     assert loaded.input_names == ["input", "lengths"]
     assert loaded.output_names == ["output", "h_n.0", "c_n.0", "h_n.1"]
 
@@ -187,10 +174,10 @@ def test_torch_onnx_export_models(tmp_path, which):
     loaded = fastrnn.onnx.load(path)
     for shape in ((3, 9), (5, 2), (1, 1)):
         ids_np = np.random.default_rng(sum(shape)).integers(0, 20, shape)
-        expected = _session(path).run(None, {"ids": ids_np})[0]
-        _close(loaded(ids_np), expected, f"{name} {shape}")
+        expected = session(path).run(None, {"ids": ids_np})[0]
+        close(loaded(ids_np), expected, f"{name} {shape}")
         with torch.no_grad():
-            _close(loaded(ids_np), net(torch.from_numpy(ids_np)).numpy(), f"{name} vs torch")
+            close(loaded(ids_np), net(torch.from_numpy(ids_np)).numpy(), f"{name} vs torch")
     assert ops <= set(fastrnn.onnx.SUPPORTED_OPS)
 
 
@@ -210,8 +197,8 @@ def test_issue_graph_has_the_listed_nodes(tmp_path):
     assert ops == {"Add", "Concat", "Constant", "ConstantOfShape", "Gather", "LSTM", "MatMul",
                    "Reshape", "Shape", "Slice", "Transpose", "Unsqueeze"}
     ids_np = np.random.default_rng(0).integers(0, 20, (4, 6))
-    _close(fastrnn.onnx.load(path)(ids_np),
-           _session(path).run(None, {"ids": ids_np})[0], "issue graph")
+    close(fastrnn.onnx.load(path)(ids_np),
+           session(path).run(None, {"ids": ids_np})[0], "issue graph")
 
 
 def _small_graph(nodes, inputs, outputs, inits=(), opset=14):
@@ -255,18 +242,18 @@ def test_plain_nodes_match_onnxruntime(tmp_path, opset):
                          [_vi("out", ["N", 3]), _vi("shape_f", [2])],
                          [w, c, axes, *sl], opset=opset)
     x = rng.standard_normal((5, 4)).astype(np.float32)
-    expected = _session(model).run(None, {"x": x})
+    expected = session(model).run(None, {"x": x})
     got = fastrnn.onnx.load(_save(model, tmp_path))(x)
     for a, b in zip(got, expected, strict=True):
-        _close(a, b, "plain nodes")
+        close(a, b, "plain nodes")
 
 
 def test_legacy_softmax_flattens(tmp_path):
     model = _small_graph([helper.make_node("Softmax", ["x"], ["y"], axis=1)],
                          [_vi("x", [2, 3, 4])], [_vi("y", [2, 3, 4])], opset=11)
     x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
-    _close(fastrnn.onnx.load(_save(model, tmp_path))(x),
-           _session(model).run(None, {"x": x})[0], "softmax-11")
+    close(fastrnn.onnx.load(_save(model, tmp_path))(x),
+           session(model).run(None, {"x": x})[0], "softmax-11")
 
 
 def _lstm_with(tmp_path, **kw):
@@ -395,20 +382,20 @@ def test_cell_variants_match_onnxruntime(tmp_path, op, direction, attrs, peephol
             "h0": rng.standard_normal((D, B, H)).astype(np.float32)}
     if op == "LSTM":
         feed["c0"] = rng.standard_normal((D, B, H)).astype(np.float32)
-    expected = _session(model).run(None, feed)
+    expected = session(model).run(None, feed)
     loaded = fastrnn.onnx.load(_save(model, tmp_path))
     (layer,) = loaded.layers.values()
     # clip, peepholes and coupled gates run in the kernels, other functions on
     # the general path; the RNN's [Tanh, Relu] is the general path too
     assert layer._kernel_variant != layer._general
     for name, a, b in zip(("Y", "Y_h", "Y_c"), loaded(**feed), expected):
-        _close(a, b, name)
+        close(a, b, name)
     # and back out: fastrnn's export of the loaded layer runs the same in ONNX Runtime
     if layer._general or layer._kernel_variant:
         again = fastrnn.onnx.export(layer, tmp_path / "again.onnx", lengths=True,
                                     initial_state=True)
         names = {"X": "input", "lens": "lengths", "h0": "h0", "c0": "c0"}
-        got = _session(again).run(None, {names[k]: v for k, v in feed.items()})
+        got = session(again).run(None, {names[k]: v for k, v in feed.items()})
         y = layer(feed["X"], (feed["h0"], feed["c0"]) if op == "LSTM" else feed["h0"],
                   lengths=feed["lens"])[0]
-        _close(got[0], y, "re-exported y")
+        close(got[0], y, "re-exported y")

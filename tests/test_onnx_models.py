@@ -10,21 +10,10 @@ from fastrnn.models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceT
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 import fastrnn.onnx  # noqa: E402
-
-TOL = 1e-5
-
-
-def _session(path):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+from onnx_helpers import close, session  # noqa: E402
 
 
-def _close(actual, expected, what):
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
-    err = float(np.abs(actual - expected).max(initial=0))
-    assert err <= TOL * max(1.0, float(np.abs(expected).max(initial=0))), (what, err)
+
 
 
 def _token_data(rng, n=24, vocab=6):
@@ -47,12 +36,12 @@ def test_classifier_and_tagger(tmp_path, cell, bidir, layers):
     tagger.fit(X, tags, epochs=2, batch_size=8, verbose=False)
     ids, lengths = pad_sequences(X)
     feed = {"input": ids.astype(np.int64), "lengths": lengths.astype(np.int32)}
-    got = _session(fastrnn.onnx.export(clf, tmp_path / "clf.onnx")).run(None, feed)
-    _close(got[1], clf.predict_proba(X), "classifier probabilities")
+    got = session(fastrnn.onnx.export(clf, tmp_path / "clf.onnx")).run(None, feed)
+    close(got[1], clf.predict_proba(X), "classifier probabilities")
     np.testing.assert_array_equal(got[0].argmax(axis=1), clf.predict(X))
-    got = _session(fastrnn.onnx.export(tagger, tmp_path / "tag.onnx")).run(None, feed)
+    got = session(fastrnn.onnx.export(tagger, tmp_path / "tag.onnx")).run(None, feed)
     for b, (probs, n) in enumerate(zip(tagger.predict_proba(X), lengths)):
-        _close(got[1][b, :n], probs, f"tagger probabilities {b}")
+        close(got[1][b, :n], probs, f"tagger probabilities {b}")
 
 
 def test_classifier_on_float_features(tmp_path):
@@ -65,9 +54,9 @@ def test_classifier_on_float_features(tmp_path):
     padded = np.zeros((10, lengths.max(), 3), np.float32)
     for b, x in enumerate(X):
         padded[b, :len(x)] = x
-    got = _session(fastrnn.onnx.export(clf, tmp_path / "f.onnx")).run(
+    got = session(fastrnn.onnx.export(clf, tmp_path / "f.onnx")).run(
         None, {"input": padded, "lengths": lengths.astype(np.int32)})
-    _close(got[1], clf.predict_proba(X), "probabilities")
+    close(got[1], clf.predict_proba(X), "probabilities")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -76,12 +65,12 @@ def test_language_model_generates_the_same_text(tmp_path, cell):
     lm = LanguageModel(fastrnn.data.Vocabulary.from_text(text), cell=cell, hidden_size=12,
                        num_layers=2, seed=4)
     lm.fit(text, seq_len=10, epochs=2, verbose=False)
-    sess = _session(fastrnn.onnx.export(lm, tmp_path / "lm.onnx"))
+    sess = session(fastrnn.onnx.export(lm, tmp_path / "lm.onnx"))
     prefix = lm.vocab.encode("abca")[None].astype(np.int64)
     names = [i.name for i in sess.get_inputs()][1:]
     zeros = {n: np.zeros((2, 1, 12), np.float32) for n in names}
     out = sess.run(None, {"input": prefix, **zeros})
-    _close(out[1][0, -1], lm.predict_proba("abca"), "next-symbol probabilities")
+    close(out[1][0, -1], lm.predict_proba("abca"), "next-symbol probabilities")
     # greedy generation through ONNX Runtime, one step at a time with the states
     ids = []
     for _ in range(8):
@@ -99,7 +88,7 @@ def test_seq2seq_greedy_decoding(tmp_path, cell, bidir):
     Y = [x[::-1] % 4 for x in X]
     model = Seq2Seq(5, 4, cell=cell, hidden_size=6, num_layers=2, bidirectional=bidir, seed=6)
     model.fit(X, Y, epochs=2, batch_size=8, verbose=False)
-    sess = _session(fastrnn.onnx.export(model, tmp_path / "s2s.onnx"))
+    sess = session(fastrnn.onnx.export(model, tmp_path / "s2s.onnx"))
     src, lengths = pad_sequences(X)
     dec = np.full((len(X), 1), model.start, np.int64)
     done = np.zeros(len(X), bool)

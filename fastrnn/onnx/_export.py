@@ -16,7 +16,7 @@ from fastrnn.layers import GRU, LSTM, RNN
 from fastrnn.linear import Dense, Embedding
 from fastrnn.models._base import Model
 from fastrnn.onnx._gates import to_onnx
-from fastrnn.sequential import FinalState, Sequential
+from fastrnn.sequential import FinalState, Sequential, width_out
 
 OPSET = 17
 _OP = {RNN: "RNN", GRU: "GRU", LSTM: "LSTM"}
@@ -333,19 +333,10 @@ def _export_sequence(g, module, lengths, initial_state):
             if layout:
                 x = g.batch_major(x)
     lead = ["B"] if layout is None else (["B", "T"] if layout else ["T", "B"])
-    g.output("output", x, lead + [_width(seq[-1])])
+    g.output("output", x, lead + [width_out(seq[-1])])
     if not pipeline:
         for (name, inner), value in final:
             g.output(name, value, [_lead(inner), "B", inner.hidden_size])
-
-
-def _width(module):
-    """The last-axis size a module produces."""
-    if isinstance(module, Dense):
-        return module.out_features
-    if isinstance(module, Embedding):
-        return module.embedding_dim
-    return module.output_size
 
 
 def _lead(layer):
