@@ -85,7 +85,7 @@ def _model(keras, model, dtype):
             raise ValueError(f"{model.name}: only a chain of layers (one input, one output) "
                              f"converts")
         for prev, cur in zip(layers, layers[1:]):
-            if not isinstance(cur.input, type(prev.output)) or cur.input is not prev.output:
+            if cur.input is not prev.output:          # (a list for a layer of several inputs)
                 raise ValueError(f"{model.name}: layer {cur.name!r} does not read the output "
                                  f"of {prev.name!r}; only a chain of layers converts")
     elif not isinstance(model, keras.Sequential):

@@ -68,8 +68,10 @@ class _RecurrentLayer(SequenceModule):
 
     # -- configuration -----------------------------------------------------
     def _set_variant(self, clip, activations, alpha, beta, proj_size, peepholes, input_forget):
-        """The options of the general path (fastrnn._general): checked, and
-        whether this layer needs it (the kernels run only the default forms)."""
+        """The cell variant options (see fastrnn._general for the equations),
+        checked, and which path runs the layer: the kernels (clip, peepholes,
+        coupled gates), the kernels through fastrnn._projection (proj_size),
+        or the general path (other activation functions)."""
         kind = type(self).__name__
         self.clip = None if clip is None else _checks.real("clip", clip, minimum=0.0,
                                                            inclusive=False)
@@ -95,12 +97,9 @@ class _RecurrentLayer(SequenceModule):
                 raise ValueError("give the RNN's function as nonlinearity or in activations, "
                                  "not both")
             names = list(activations)
-        for name, values in (("activation_alpha", alpha), ("activation_beta", beta)):
-            if values is not None and not all(np.isfinite(float(v)) for v in values):
-                raise ValueError(f"{name} must be finite numbers, got {values!r}")
         self.activations = None if activations is None else [str(a) for a in activations]
-        self.activation_alpha = None if alpha is None else [float(v) for v in alpha]
-        self.activation_beta = None if beta is None else [float(v) for v in beta]
+        self.activation_alpha = _numbers("activation_alpha", alpha)
+        self.activation_beta = _numbers("activation_beta", beta)
         self._acts = _general.resolve_activations(len(default), self.num_directions, names,
                                                   self.activation_alpha, self.activation_beta)
         plain = _general.resolve_activations(len(default), self.num_directions, default,
@@ -114,7 +113,7 @@ class _RecurrentLayer(SequenceModule):
             self.clip is not None or self.peepholes or self.input_forget))
 
     def _variant_config(self):
-        """The general path's options that differ from their defaults."""
+        """The cell variant options that differ from their defaults."""
         out = {}
         for key, default in (("clip", None), ("activations", None), ("activation_alpha", None),
                              ("activation_beta", None), ("proj_size", 0), ("peepholes", False),
@@ -281,6 +280,15 @@ class _RecurrentLayer(SequenceModule):
         self.__dict__.update(state)
         self._no_bias.flags.writeable = False
         self._bind_views()
+
+
+def _numbers(name, values):
+    """A list of finite floats (activation_alpha / activation_beta), or None."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a list of numbers, got {type(values).__name__}")
+    return [_checks.real(f"{name}[{i}]", v, minimum=-math.inf) for i, v in enumerate(values)]
 
 
 def _sizes(input_size, hidden_size):

@@ -181,6 +181,10 @@ def test_options_checked():
         fastrnn.RNN(3, 4, nonlinearity="relu", activations=["elu"])
     with pytest.raises(ValueError, match="need activations"):
         fastrnn.RNN(3, 4, activation_alpha=[1.0])
+    with pytest.raises(ValueError, match=r"activation_alpha\[1\] must be"):
+        fastrnn.RNN(3, 4, activations=["elu"], activation_alpha=[1.0, float("nan")])
+    with pytest.raises(TypeError, match="activation_beta must be a list"):
+        fastrnn.RNN(3, 4, activations=["affine"], activation_beta=0.5)
     with pytest.raises(ValueError, match=r"hx|h0|must have shape"):
         fastrnn.LSTM(3, 4, proj_size=2)(np.zeros((2, 1, 3)),
                                         (np.zeros((1, 1, 4)), np.zeros((1, 1, 4))))
