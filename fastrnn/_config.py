@@ -1,4 +1,5 @@
 """Build and run-time configuration, for bug reports and ``python -m fastrnn info``."""
+import importlib.metadata
 import platform
 import sys
 
@@ -26,10 +27,24 @@ def config():
         "caches": {"l1d": caches.l1d, "l2": caches.l2, "l3": caches.l3,
                    "l3_shared_by": caches.l3_shared_by, "source": caches.source},
         "num_threads": _threads.get_num_threads(),
+        "interop": interop_packages(),
         "blas": [{k: lib.get(k) for k in ("internal_api", "version", "threading_layer",
                                            "architecture", "num_threads", "filepath")}
                  for lib in blas],
     }
+
+
+def interop_packages():
+    """{package: installed version or None} of the optional interop routes
+    (from_torch / to_torch, from_keras, fastrnn.onnx and its oracle), read from
+    the installed metadata without importing them."""
+    out = {}
+    for name in ("torch", "keras", "onnx", "onnxruntime"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def show_config(file=None):
@@ -48,6 +63,9 @@ def show_config(file=None):
             print(f"thread_splits: {_engine.thread_splits_text()}", file=out)
         elif key == "panel_variants":
             continue
+        elif key == "interop":
+            print("interop: " + ", ".join(f"{k} {v or '(not installed)'}"
+                                          for k, v in value.items()), file=out)
         elif key == "blas":
             for lib in value:
                 print(f"blas: {lib['internal_api']} {lib['version']} "

@@ -79,6 +79,11 @@ def test_info_prints_the_plan(capsys):
     assert "cpu: " in out and "caches per core: " in out and "panels of 16 rows" in out
     assert cfg["panel_variants"][-1] == "blas"
     assert cfg["panel_product"] in cfg["panel_variants"]
+    # the interop packages, from their metadata (the test extra installs onnx)
+    assert set(cfg["interop"]) == {"torch", "keras", "onnx", "onnxruntime"}
+    onnx = pytest.importorskip("onnx")
+    assert cfg["interop"]["onnx"] == onnx.__version__
+    assert "interop: torch " in out and "onnx " + onnx.__version__ in out
 
 
 def test_blocks_follow_the_caches():
