@@ -66,6 +66,9 @@ def from_keras(layer_or_model, *, dtype=None):
     if not isinstance(layer_or_model, keras.layers.Layer):
         raise TypeError(f"layer_or_model must be a Keras layer or model, got "
                         f"{type(layer_or_model).__name__}")
+    if not layer_or_model.built:
+        raise ValueError(f"{layer_or_model.name}: the layer is not built (call it once, or "
+                         f"give the model an Input) so its weights do not exist yet")
     if isinstance(layer_or_model, keras.Model):
         return _model(keras, layer_or_model, dtype)
     converted = _convert_chain(keras, [layer_or_model], dtype, type(layer_or_model).__name__)
@@ -77,9 +80,6 @@ def from_keras(layer_or_model, *, dtype=None):
 
 def _model(keras, model, dtype):
     layers = list(model.layers)
-    if not model.built:
-        raise ValueError(f"{model.name}: the model is not built (call it once or give it an "
-                         f"Input) so its weights do not exist yet")
     if type(model).__name__ == "Functional":
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ValueError(f"{model.name}: only a chain of layers (one input, one output) "

@@ -79,8 +79,13 @@ def _arrays(module):
     """{name: numpy copy} of a torch module's parameters (float64 first, so any
     torch float dtype converts exactly; the module's own tensors are untouched)."""
     torch = sys.modules["torch"]
-    return {k: v.detach().to("cpu", torch.float64).numpy().copy()
-            for k, v in module.state_dict().items()}
+    tensors = module.state_dict()
+    meta = [k for k, v in tensors.items() if v.is_meta]
+    if meta:
+        raise ValueError(f"{type(module).__name__}: {meta[0]!r} is on the meta device (it has "
+                         f"no values); materialise the module first (module.to_empty(...) "
+                         f"and load its weights)")
+    return {k: v.detach().to("cpu", torch.float64).numpy().copy() for k, v in tensors.items()}
 
 
 def from_torch(module, *, dtype=None):

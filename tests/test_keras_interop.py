@@ -153,3 +153,12 @@ def test_mask_zero_and_non_layers_refused():
         fastrnn.from_keras(emb)
     with pytest.raises(TypeError, match="Keras layer or model"):
         fastrnn.from_keras(np.zeros(3))
+
+
+@pytest.mark.parametrize("make", [lambda: L.LSTM(3), lambda: L.Dense(2),
+                                  lambda: L.Embedding(4, 2),
+                                  lambda: L.Bidirectional(L.GRU(2)),
+                                  lambda: keras.Sequential([L.LSTM(3)])])
+def test_unbuilt_layers_refused(make):
+    with pytest.raises(ValueError, match="not built"):
+        fastrnn.from_keras(make())

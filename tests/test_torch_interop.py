@@ -225,3 +225,8 @@ def test_sequential_training_matches_torch_autograd():
                      ours_name)
     with pytest.raises(ValueError, match="already been backpropagated"):
         ours.backward(ctx, dy)
+
+
+def test_meta_device_module_refused():
+    with pytest.raises(ValueError, match="meta device"):
+        fastrnn.from_torch(nn.LSTM(3, 4, device="meta"))
