@@ -93,6 +93,17 @@ def test_variants_runs(capsys, monkeypatch):
     assert "H=8 B=3" in out
 
 
+def test_quantize_accuracy_runs(capsys, monkeypatch):
+    """bench.quantize_accuracy prints both tables (tiny sizes)."""
+    from bench import quantize_accuracy
+    monkeypatch.setattr(quantize_accuracy, "SMALL", True)
+    quantize_accuracy.main()
+    out = capsys.readouterr().out
+    assert "output error against float32" in out and "LM perplexity" in out
+    for fmt in quantize_accuracy.FORMATS:
+        assert fmt in out
+
+
 def test_limits_runs(capsys):
     """bench.limits prints every section (at small sizes under FASTRNN_BENCH_SMOKE)."""
     from bench import limits

@@ -17,6 +17,7 @@ from fastrnn.linear import Dense, Embedding
 from fastrnn.sequential import FinalState, Sequential
 from fastrnn.torch_interop import from_torch, to_torch
 from fastrnn.keras_interop import from_keras
+from fastrnn.quantization import quantize
 from fastrnn.optim import clip_grad_norm
 from fastrnn.training import truncated_bptt
 from fastrnn.io import load
@@ -28,7 +29,7 @@ _cpu.plan()           # the CPU plan is made when fastrnn loads: a bad FASTRNN_C
 
 __all__ = ["RNN", "GRU", "LSTM", "RNNCell", "GRUCell", "LSTMCell", "Stacked",
            "Bidirectional", "Sequential", "FinalState", "Dense", "Embedding", "from_torch",
-           "to_torch", "from_keras",
+           "to_torch", "from_keras", "quantize",
            "data", "models", "diagnostics", "optim", "losses",
            "clip_grad_norm", "truncated_bptt", "load", "set_num_threads", "get_num_threads",
            "show_config"]

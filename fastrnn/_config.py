@@ -28,6 +28,7 @@ def config():
                    "l3_shared_by": caches.l3_shared_by, "source": caches.source},
         "num_threads": _threads.get_num_threads(),
         "interop": interop_packages(),
+        "reduced_weights": _cpu.reduced_weight_support(),
         "blas": [{k: lib.get(k) for k in ("internal_api", "version", "threading_layer",
                                            "architecture", "num_threads", "filepath")}
                  for lib in blas],
@@ -63,6 +64,11 @@ def show_config(file=None):
             print(f"thread_splits: {_engine.thread_splits_text()}", file=out)
         elif key == "panel_variants":
             continue
+        elif key == "reduced_weights":
+            print("reduced_weights (fastrnn.quantize; this CPU's instructions for each, the "
+                  "kernels widen to float32 for now): "
+                  + ", ".join(f"{fmt} ({' '.join(found) or 'none'})"
+                              for fmt, found in value.items()), file=out)
         elif key == "interop":
             print("interop: " + ", ".join(f"{k} {v or '(not installed)'}"
                                           for k, v in value.items()), file=out)

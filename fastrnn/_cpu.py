@@ -187,6 +187,30 @@ def _model():
     return platform.processor() or platform.machine() or "unknown"
 
 
+# the instructions that compute with reduced weights, per format (/proc/cpuinfo names)
+REDUCED_WEIGHT_FLAGS = {"float16": ("f16c", "avx512_fp16"), "bfloat16": ("avx512_bf16",),
+                        "int8": ("avx_vnni", "avx512_vnni")}
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags():
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def reduced_weight_support():
+    """{format: [the CPU's instructions for it]} (fastrnn.quantize's formats)."""
+    flags = cpu_flags()
+    return {fmt: [f for f in names if f in flags] for fmt, names in REDUCED_WEIGHT_FLAGS.items()}
+
+
 @functools.lru_cache(maxsize=None)
 def plan():
     """The CPU plan (computed once)."""

@@ -28,6 +28,15 @@ class Parameterized:
     ``_named_grads()`` (composites gather their parts').
     """
 
+    _inference_only = None      # the weight format after fastrnn.quantize (training refused)
+
+    def _check_trainable(self, what):
+        """Refuse ``what`` (training, loading weights) on a quantized module."""
+        if self._inference_only:
+            raise ValueError(f"this {type(self).__name__} has {self._inference_only} weights "
+                             f"(fastrnn.quantize): it is for inference only, {what} is refused; "
+                             f"train or load the float module and quantize it again")
+
     def _named_parameters(self):
         return self._params
 
@@ -71,6 +80,7 @@ class Parameterized:
         Every key and shape is checked before anything is copied, so a failed
         load leaves the module as it was.
         """
+        self._check_trainable("load_state_dict")
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict must be a mapping of names to arrays, "
                             f"got {type(state_dict).__name__}")
@@ -142,6 +152,7 @@ class SequenceModule(Parameterized):
 
         Applies inter-layer dropout when the module has dropout > 0.
         """
+        self._check_trainable("forward (training)")
         x3, batched = self._check_input(x)
         steps, batch = x3.shape[:2]
         lengths = _checks.lengths(lengths, batch, steps, batched)

@@ -58,6 +58,7 @@ class _Cell(Parameterized):
 
     def forward(self, x, hx=None):
         """Training step: ``h, ctx`` (LSTMCell: ``(h, c), ctx``)."""
+        self._check_trainable("forward (training)")
         x3, batched = self._check_x(x)
         state = self._check_pair("hx", hx, ("h", "c"), x3.shape[1], batched)
         if state is not None:

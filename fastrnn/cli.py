@@ -178,8 +178,26 @@ def generate(args):
     missing = sorted({s for s in prefix if s not in model.vocab})
     if missing and model.vocab.unknown is None:
         raise UserError(f"--prefix holds symbols the model does not know: {missing}")
+    if args.weights is not None and model._inference_only != args.weights:
+        import fastrnn
+        model = fastrnn.quantize(model, args.weights)
     text = model.generate(prefix, args.length, temperature=args.temperature, seed=args.seed)
     print(prefix + (text if isinstance(text, str) else " ".join(map(str, text))))
+
+
+def quantize(args):
+    """Write a model file with reduced-precision weights (fastrnn.quantize)."""
+    import fastrnn
+    if not os.path.exists(args.model):
+        raise UserError(f"no such file: {args.model}")
+    model = fastrnn.load(args.model)
+    if model._inference_only:
+        raise UserError(f"{args.model} is already quantized ({model._inference_only}); "
+                        f"quantize the float model")
+    fastrnn.quantize(model, args.weights).save(args.output)
+    before, after = os.path.getsize(args.model), os.path.getsize(args.output)
+    print(f"Saved {type(model).__name__} with {args.weights} weights to {args.output} "
+          f"({after} bytes, {after / before:.2f} of {args.model})")
 
 
 # -- bench / info -----------------------------------------------------------------------------
@@ -211,7 +229,7 @@ def parser():
     top = OneLineParser(
         prog="python -m fastrnn",
         description="fastrnn: fast CPU RNN/GRU/LSTM engine. Commands: demo, train, generate, "
-                    "bench, info; `python -m fastrnn COMMAND --help` for each.")
+                    "quantize, bench, info; `python -m fastrnn COMMAND --help` for each.")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     def command(name, helptext):
@@ -261,6 +279,15 @@ def parser():
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature; 0 = always the most probable (default 0.8)")
     p.add_argument("--seed", type=_seed, default=None)
+    p.add_argument("--weights", choices=["float16", "bfloat16", "int8"], default=None,
+                   help="run with the weights in this precision (fastrnn.quantize)")
+
+    p = command("quantize", "Write a copy of a model file with reduced-precision weights "
+                            "(inference only; see fastrnn.quantize).")
+    p.add_argument("model", help="the model file")
+    p.add_argument("output", help="the file to write (.npz)")
+    p.add_argument("--weights", choices=["float16", "bfloat16", "int8"], default="float16",
+                   help="the format (default float16)")
 
     command("bench", "Time fastrnn beside numpy, PyTorch and ONNX Runtime (those installed) "
                      "and print one table; options after `bench` go to bench.compare "
@@ -283,7 +310,8 @@ def main(argv=None):
         if args.command == "bench":
             return bench(args, extra)
         else:
-            {"demo": demo, "train": train, "generate": generate, "info": info}[args.command](args)
+            {"demo": demo, "train": train, "generate": generate, "quantize": quantize,
+             "info": info}[args.command](args)
     except KeyboardInterrupt:
         print("fastrnn: interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,10 @@
 The file is a numpy .npz archive: one array per state_dict entry, plus
 ``__fastrnn__``, a string array holding JSON {"format", "version", "module"};
 a model's description includes its vocabulary (its symbols and unknown token).
+A quantized module (fastrnn.quantize) keeps its reduced weights: the JSON adds
+{"quantized": {"format", "weights": [keys]}}, those members hold the stored
+values (float16, bfloat16 as uint16, int8 with a ``<key>.scale`` member of
+per-row float32 scales), and loading checks their dtypes exactly.
 
 Loading checks the file before it builds anything, so what a file declares
 cannot make it allocate more than its own bytes back: it reads the zip
@@ -38,6 +42,7 @@ MAX_DEPTH = 16                     # nesting of containers (Stacked, Bidirection
 MAX_INFLATION = 1032
 
 FORMAT = "fastrnn-module"
+SCALE = ".scale"          # the member of an int8 weight's per-row scales
 VERSION = 1
 HEADER = "__fastrnn__"
 
@@ -45,8 +50,19 @@ HEADER = "__fastrnn__"
 def save(module, path):
     """Write ``module`` (weights and architecture) to ``path`` as one .npz file."""
     _check_path(path)
-    header = json.dumps({"format": FORMAT, "version": VERSION, "module": describe(module)})
+    meta = {"format": FORMAT, "version": VERSION, "module": describe(module)}
     arrays = module.state_dict()
+    fmt = getattr(module, "_inference_only", None)
+    if fmt:
+        # a quantized module (fastrnn.quantize) keeps its reduced weights
+        from fastrnn import quantization
+        reduced = quantization.reduced_members(module)
+        for key, (codes, scale) in reduced.items():
+            arrays[key] = codes
+            if scale is not None:
+                arrays[key + SCALE] = scale
+        meta["quantized"] = {"format": fmt, "weights": sorted(reduced)}
+    header = json.dumps(meta)
     with open(path, "wb") as f:
         np.savez(f, **{HEADER: np.array(header)}, **arrays)
     return path
@@ -67,13 +83,23 @@ def load(path):
             raise ValueError(f"{name}: not a fastrnn model file (not an .npz archive)")
         try:
             with zipfile.ZipFile(f) as archive:
-                description, members = _read_directory(archive)
+                description, members, quantized = _read_directory(archive)
                 expected = _registry.weight_shapes(description)
-                _compare(members, expected)
+                fmt, reduced = _reduced_expectations(quantized, expected)
+                _compare(members, expected, reduced)
                 arrays = {key: _read_member(archive, info, shape, dtype)
                           for key, (info, shape, dtype) in members.items()}
             module = build(description)
-            module.load_state_dict(arrays)
+            if fmt is None:
+                module.load_state_dict(arrays)
+            else:
+                from fastrnn import quantization
+                stored = {key: (arrays.pop(key), arrays.pop(key + SCALE, None))
+                          for key in reduced}
+                arrays.update((key, quantization.decode(codes, scale, fmt, np.float64))
+                              for key, (codes, scale) in stored.items())
+                module.load_state_dict(arrays)
+                quantization.attach(module, fmt, stored)
         except (TypeError, ValueError, RecursionError, EOFError, OSError, zipfile.BadZipFile,
                 zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
             # (RuntimeError: zipfile's "encrypted, password required")
@@ -131,7 +157,7 @@ def _read_directory(archive):
     if meta.get("version") != VERSION:
         raise _FileError(f"file version {meta.get('version')!r}, this fastrnn reads "
                          f"version {VERSION}")
-    return meta.get("module"), members
+    return meta.get("module"), members, meta.get("quantized")
 
 
 def _npy_header(archive, info):
@@ -203,15 +229,43 @@ def _check_depth(value, depth=0):
                 _check_depth(v, depth + 1)
 
 
-def _compare(members, expected):
+def _reduced_expectations(quantized, expected):
+    """(format, {key: stored dtype}) of a quantized module's file, its members
+    added to ``expected`` (an int8 weight's scales as key + SCALE); (None, {})
+    for a float module."""
+    if quantized is None:
+        return None, {}
+    from fastrnn import quantization
+    if (not isinstance(quantized, dict) or quantized.get("format") not in quantization.FORMATS
+            or not isinstance(quantized.get("weights"), list)):
+        raise _FileError(f"its 'quantized' entry must name a format of "
+                         f"{quantization.FORMATS} and list its weights, got {quantized!r:.80}")
+    fmt = quantized["format"]
+    reduced = {}
+    for key in quantized["weights"]:
+        if not isinstance(key, str) or key not in expected or len(expected[key][0]) != 2:
+            raise _FileError(f"its 'quantized' entry lists {key!r}, not a weight matrix of "
+                             f"the module")
+        reduced[key] = quantization.CODE_DTYPES[fmt]
+        if fmt == "int8":
+            expected[key + SCALE] = ((expected[key][0][0],), np.float32)
+    return fmt, reduced
+
+
+def _compare(members, expected, reduced):
     """Every member is a weight the description declares, with its shape and a
-    floating-point dtype (load_state_dict converts it to the module's)."""
+    floating-point dtype (load_state_dict converts it to the module's), or for
+    a quantized module's reduced weights exactly their stored dtype."""
     _checks.same_keys(expected, members)
     for key, (shape, dtype) in expected.items():
         _, got_shape, got_dtype = members[key]
         if got_shape != shape:
             raise _FileError(f"state_dict[{key!r}] must have shape {shape}, got {got_shape}")
-        if got_dtype.kind != "f":
+        if key in reduced:
+            if got_dtype != reduced[key]:
+                raise _FileError(f"state_dict[{key!r}] must hold {reduced[key]} values, got "
+                                 f"dtype {got_dtype}")
+        elif got_dtype.kind != "f":
             raise _FileError(f"state_dict[{key!r}] must hold floating-point numbers, "
                              f"got dtype {got_dtype}")
 

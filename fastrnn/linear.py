@@ -105,6 +105,7 @@ class Dense(Parameterized):
 
     def forward(self, x):
         """``y, ctx``; backward(ctx, dy) returns dx and adds into grads."""
+        self._check_trainable("forward (training)")
         x = self._check_input(x)
         y = self._apply(x)
         return y, Context(self, (x, y))
@@ -161,6 +162,7 @@ class Embedding(Parameterized):
         return self._params["weight"][self._check_ids(ids)]
 
     def forward(self, ids):
+        self._check_trainable("forward (training)")
         ids = self._check_ids(ids)
         return self._params["weight"][ids], Context(self, ids)
 

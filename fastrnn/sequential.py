@@ -115,6 +115,7 @@ class FinalState(Parameterized):
 
     def forward(self, x, *, lengths=None):
         """Training forward: ``h, ctx``."""
+        self._check_trainable("forward (training)")
         y, state, inner = self.module.forward(x, lengths=lengths)
         h = _top_state(self.module, state)
         return h, Context(self, (inner, state, y.shape, h.shape))
@@ -243,6 +244,7 @@ class Sequential(Parameterized):
 
     def forward(self, x, *, lengths=None):
         """Training forward: ``y, ctx`` (dropout of the inner layers applied)."""
+        self._check_trainable("forward (training)")
         contexts = []
         for m in self.modules:
             if isinstance(m, SequenceModule):

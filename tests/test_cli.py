@@ -21,7 +21,8 @@ def assert_user_error(result, code, text):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["", "demo", "train", "generate", "bench", "info"])
+@pytest.mark.parametrize("command", ["", "demo", "train", "generate", "quantize", "bench",
+                                     "info"])
 def test_help(command):
     result = run(*filter(None, [command]), "--help")
     assert result.returncode == 0
@@ -62,6 +63,21 @@ def test_train_then_generate(tmp_path):
     assert first.stdout == again.stdout
     assert first.stdout.startswith("the ") and len(first.stdout.rstrip("\n")) >= 34 - 1
     assert set(first.stdout) <= set(text) | {"\n"}
+    # quantize the file, and generate from it (and with --weights) as the API does
+    result = run("quantize", "lm.npz", "lm16.npz", "--weights", "float16", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "with float16 weights to lm16.npz" in result.stdout
+    q = fastrnn.load(tmp_path / "lm16.npz")
+    assert q._inference_only == "float16"
+    want = fastrnn.quantize(lm, "int8").generate("the ", 30, temperature=0.8, seed=4)
+    got = run("generate", "lm.npz", "--prefix", "the ", "--length", 30, "--seed", 4,
+              "--weights", "int8", cwd=tmp_path)
+    assert got.returncode == 0 and got.stdout == "the " + want + "\n"
+    from_file = run("generate", "lm16.npz", "--prefix", "the ", "--length", 30, "--seed", 4,
+                    cwd=tmp_path)
+    want16 = fastrnn.quantize(lm, "float16").generate("the ", 30, temperature=0.8, seed=4)
+    assert from_file.stdout == "the " + want16 + "\n"
+    assert_user_error(run("quantize", "lm16.npz", "x.npz", cwd=tmp_path), 1, "already quantized")
 
 
 def test_info():

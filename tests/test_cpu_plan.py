@@ -79,6 +79,10 @@ def test_info_prints_the_plan(capsys):
     assert "cpu: " in out and "caches per core: " in out and "panels of 16 rows" in out
     assert cfg["panel_variants"][-1] == "blas"
     assert cfg["panel_product"] in cfg["panel_variants"]
+    # the reduced-weight instructions the CPU lists
+    assert set(cfg["reduced_weights"]) == {"float16", "bfloat16", "int8"}
+    assert "reduced_weights (fastrnn.quantize" in out
+    assert ("f16c" in cfg["reduced_weights"]["float16"]) == ("f16c" in _cpu.cpu_flags())
     # the interop packages, from their metadata (the test extra installs onnx)
     assert set(cfg["interop"]) == {"torch", "keras", "onnx", "onnxruntime"}
     onnx = pytest.importorskip("onnx")

@@ -89,6 +89,7 @@ def run(model, train_batches, validation_batches, *, epochs, lr, optimizer, clip
     validation epoch, stopped early or not. A loss that is not finite stops
     training with a RuntimeWarning (that epoch's entries are nan).
     """
+    model._check_trainable("fit")
     if patience is not None and validation_batches is None:
         raise ValueError("patience (early stopping) needs validation_data")
     opt = make_optimizer(model, optimizer, lr)

@@ -1,0 +1,176 @@
+"""Reduced-precision weights for inference: ``fastrnn.quantize(module, weights=...)``.
+
+    q = fastrnn.quantize(model, weights="float16")   # or "bfloat16", "int8"
+    q(x)                                             # inference; training refused
+
+Returns a new module (the original is untouched) whose weight matrices --
+W_ih, W_hh and W_hr of every RNN/GRU/LSTM layer and cell, every Dense's
+weight, in any composite or ready-made model -- are rounded to the reduced
+format; biases, peepholes and embeddings stay as they were. The reduced
+values are kept (``quantized_weights()``: float16 arrays, bfloat16 as their
+uint16 bit patterns, int8 codes with one float32 scale per output row) and
+the module computes in its own dtype with exactly those values (the weights
+widened: w = code for the 16-bit formats, w = code * scale for int8).
+
+- float16: round to nearest (IEEE half); |w| must stay below 65504.
+- bfloat16: round to nearest even of the float32 value's upper 16 bits.
+- int8: per output row, scale = max|w_row| / 127, code = round(w / scale).
+
+``save`` writes the reduced weights (a 16-bit file is about half the float32
+one, int8 a quarter); ``fastrnn.load`` gives the quantized module back.
+
+Speed: the kernels run on the widened float32 weights for now (as fast as
+the float32 module, not faster); reading the 16- and 8-bit weights in the
+kernels is the next step. The accuracy figures do not depend on it: the
+widened weights are the values the reduced formats hold
+(``python -m bench.quantize_accuracy``).
+"""
+import copy
+
+import numpy as np
+
+from fastrnn import _checks
+from fastrnn._module import Parameterized
+
+FORMATS = ("float16", "bfloat16", "int8")
+
+
+def _leaves_and_tree(module):
+    """(the modules that own weights, every module of the tree) of ``module``."""
+    from fastrnn.cells import _Cell
+    from fastrnn.composition import Bidirectional, Stacked
+    from fastrnn.models._base import Model
+    from fastrnn.sequential import FinalState, Sequential
+    tree, leaves, todo = [], [], [module]
+    while todo:
+        m = todo.pop()
+        tree.append(m)
+        if isinstance(m, Stacked):
+            todo.extend(m.layers)
+        elif isinstance(m, Bidirectional):
+            todo.extend((m.layer, m.reverse_layer))
+        elif isinstance(m, Sequential):
+            todo.extend(m.modules)
+        elif isinstance(m, FinalState):
+            todo.append(m.module)
+        elif isinstance(m, _Cell):
+            todo.append(m._layer)
+        elif isinstance(m, Model):
+            todo.extend(m._parts.values())
+        else:
+            leaves.append(m)
+    return leaves, tree
+
+
+def _reducible(owner, name):
+    """Whether weight ``name`` of ``owner`` is one the formats reduce: the
+    weight matrices of the recurrent layers and of Dense (not biases,
+    peepholes or embeddings)."""
+    from fastrnn.linear import Dense
+    if isinstance(owner, Dense):
+        return name == "weight"
+    return name.startswith(("weight_ih", "weight_hh", "weight_hr"))
+
+
+def round_weights(w, fmt):
+    """(stored values, scale or None, the values widened to w's dtype) of a
+    weight matrix w (rows = outputs) in format ``fmt``."""
+    w = np.asarray(w)
+    if fmt == "float16":
+        if np.abs(w).max(initial=0) >= 65504:
+            raise ValueError("a weight has magnitude >= 65504, beyond float16's range")
+        codes = w.astype(np.float16)
+        return codes, None, codes.astype(w.dtype)
+    if fmt == "bfloat16":
+        bits = np.ascontiguousarray(w, dtype=np.float32).view(np.uint32)
+        # round to nearest even on the 16 bits dropped (NaN/inf are refused upstream)
+        rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+        codes = (rounded >> 16).astype(np.uint16)
+        return codes, None, (codes.astype(np.uint32) << 16).view(np.float32).astype(w.dtype)
+    scale = np.abs(w).max(axis=-1, keepdims=True) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    codes = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+    return codes, scale[..., 0], (codes * scale).astype(w.dtype)
+
+
+def quantize(module, weights="float16"):
+    """A new module with the weight matrices in ``weights`` format (see the
+    module docstring); inference only: forward / backward / fit and
+    load_state_dict of it are refused (quantize the float module again)."""
+    fmt = _checks.choice("weights", weights, FORMATS)
+    if not isinstance(module, Parameterized):
+        raise TypeError(f"module must be a fastrnn module or model, got {type(module).__name__}")
+    leaves, _ = _leaves_and_tree(module)
+    for leaf in leaves:                 # checked before anything is made
+        for name, arr in leaf._named_parameters().items():
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{type(leaf).__name__} weight {name!r} holds NaN or inf")
+    out = copy.deepcopy(module)
+    leaves, tree = _leaves_and_tree(out)
+    for leaf in leaves:
+        reduced = {}
+        for name, arr in leaf._named_parameters().items():
+            if _reducible(leaf, name):
+                codes, scale, widened = round_weights(arr, fmt)
+                arr[...] = widened
+                reduced[name] = (codes, scale)
+        if reduced:
+            leaf._quantized = (fmt, reduced)
+    for m in tree:
+        m._inference_only = fmt
+    return out
+
+
+CODE_DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(np.uint16),
+               "int8": np.dtype(np.int8)}
+
+
+def decode(codes, scale, fmt, dtype):
+    """The weights that stored values stand for, in ``dtype``."""
+    if fmt == "float16":
+        return codes.astype(dtype)
+    if fmt == "bfloat16":
+        return (codes.astype(np.uint32) << 16).view(np.float32).astype(dtype)
+    return (codes * scale[:, None].astype(np.float32)).astype(dtype)
+
+
+def _owners(module):
+    """{full state_dict key: (leaf module, its own name)} of every weight."""
+    leaves, _ = _leaves_and_tree(module)
+    by_id = {id(arr): (leaf, name) for leaf in leaves
+             for name, arr in leaf._named_parameters().items()}
+    return {key: by_id[id(arr)] for key, arr in module._named_parameters().items()}
+
+
+def reduced_members(module):
+    """{full state_dict key: (stored values, scale or None)} of a quantized
+    module (what its model file holds instead of the widened weights)."""
+    out = {}
+    for key, (leaf, name) in _owners(module).items():
+        fmt, reduced = quantized_weights(leaf)
+        if name in reduced:
+            out[key] = reduced[name]
+    return out
+
+
+def attach(module, fmt, members):
+    """Make a module whose weights were loaded widened from ``members`` ({full
+    key: (stored values, scale)}) the quantized module they came from; ValueError
+    for a key that is not one of the weights the formats reduce."""
+    owners = _owners(module)
+    per_leaf = {}
+    for key, value in members.items():
+        leaf, name = owners[key]
+        if not _reducible(leaf, name):
+            raise ValueError(f"{key!r} is not a weight matrix that {fmt} reduces")
+        per_leaf.setdefault(id(leaf), (leaf, {}))[1][name] = value
+    for leaf, reduced in per_leaf.values():
+        leaf._quantized = (fmt, reduced)
+    for m in _leaves_and_tree(module)[1]:
+        m._inference_only = fmt
+
+
+def quantized_weights(module):
+    """{owner's weight name: (codes, scale or None)} of a quantized leaf module
+    (a layer or Dense), and its format: (format, dict); (None, {}) otherwise."""
+    return getattr(module, "_quantized", (None, {}))

@@ -1,0 +1,193 @@
+"""fastrnn.quantize: reduced-precision weights, their accuracy against float32
+(the issue's bounds on random-weight layers, T=100), and inference only."""
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn.quantization import quantized_weights, round_weights
+
+# max output error against float32, random (PyTorch-initialised) layers, T=100
+BOUNDS = {"float16": 2e-3, "bfloat16": 2e-2, "int8": 3e-2}
+FORMATS = list(BOUNDS)
+
+
+def _modules():
+    return {
+        "lstm-2-bi": lambda: fastrnn.LSTM(64, 128, num_layers=2, bidirectional=True, seed=1),
+        "gru-after": lambda: fastrnn.GRU(64, 128, seed=2),
+        "gru-before": lambda: fastrnn.GRU(64, 128, reset_after=False, seed=3),
+        "rnn-tanh": lambda: fastrnn.RNN(64, 128, seed=4),
+        "lstm-proj-peep": lambda: fastrnn.LSTM(64, 128, proj_size=64, peepholes=True, seed=5),
+        "stacked": lambda: fastrnn.Stacked([fastrnn.GRU(64, 96, seed=6),
+                                            fastrnn.LSTM(96, 128, seed=7)]),
+    }
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", list(_modules()))
+def test_output_error_within_bounds(fmt, name):
+    module = _modules()[name]()
+    x = np.random.default_rng(0).standard_normal((100, 4, 64)).astype(np.float32)
+    before = {k: v.copy() for k, v in module.state_dict().items()}
+    q = fastrnn.quantize(module, fmt)
+    y, _ = module(x)
+    yq, _ = q(x)
+    err = np.abs(yq - y)
+    assert err.max() <= BOUNDS[fmt], (name, fmt, float(err.max()), float(err.mean()))
+    assert err.max() > 0                      # the weights did change
+    for k, v in module.state_dict().items():  # the original is untouched
+        np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_stored_values_are_what_the_module_computes_with(fmt):
+    layer = fastrnn.quantize(fastrnn.LSTM(5, 7, bidirectional=True, seed=1), fmt)
+    kind, stored = quantized_weights(layer)
+    assert kind == fmt
+    assert set(stored) == {k for k in layer.state_dict() if k.startswith("weight")}
+    for name, (codes, scale) in stored.items():
+        w = layer.state_dict()[name]
+        if fmt == "float16":
+            assert codes.dtype == np.float16 and scale is None
+            np.testing.assert_array_equal(codes.astype(np.float32), w)
+        elif fmt == "bfloat16":
+            assert codes.dtype == np.uint16 and scale is None
+            np.testing.assert_array_equal((codes.astype(np.uint32) << 16).view(np.float32), w)
+        else:
+            assert codes.dtype == np.int8 and scale.shape == (w.shape[0],)
+            assert np.abs(codes).max() == 127
+            np.testing.assert_allclose(codes * scale[:, None], w, rtol=1e-6)
+    # biases are not reduced
+    assert not any(k.startswith("bias") for k in stored)
+
+
+def test_rounding_rules():
+    w = np.array([[1.0, 1 + 2.0 ** -8, 1 + 3 * 2.0 ** -8, 1 + 2.0 ** -7 + 2.0 ** -9],
+                  [3.0, -3.0, 0.5, 0.0]], np.float32)
+    codes, _, widened = round_weights(w, "bfloat16")
+    # bfloat16 keeps 7 bits of mantissa (a step of 2^-7 at 1): halfway cases go
+    # to the even neighbour, the rest to the nearest
+    np.testing.assert_array_equal(widened[0], [1.0, 1.0, 1 + 2.0 ** -6, 1 + 2.0 ** -7])
+    codes, scale, widened = round_weights(w, "int8")
+    np.testing.assert_allclose(scale, [(1 + 3 * 2.0 ** -8) / 127, 3 / 127], rtol=1e-6)
+    assert codes[1].tolist() == [127, -127, 21, 0]
+    zero_codes, zero_scale, zero = round_weights(np.zeros((2, 3), np.float32), "int8")
+    assert not zero.any() and np.all(zero_scale == 1)
+    with pytest.raises(ValueError, match="65504"):
+        round_weights(np.array([[7e4]], np.float32), "float16")
+
+
+def test_every_kind_of_module_quantizes():
+    modules = [
+        fastrnn.LSTMCell(4, 6, seed=1), fastrnn.GRUCell(4, 6, seed=2),
+        fastrnn.Dense(4, 3, seed=3),
+        fastrnn.Bidirectional(fastrnn.GRU(4, 5, seed=4), seed=5),
+        fastrnn.Sequential([fastrnn.Embedding(9, 4, seed=6), fastrnn.LSTM(4, 5, seed=7),
+                            fastrnn.Dense(5, 2, seed=8)]),
+        fastrnn.FinalState(fastrnn.LSTM(4, 5, seed=9)),
+        fastrnn.models.SequenceClassifier(vocab_size=9, num_classes=3, hidden_size=8, seed=1),
+    ]
+    for m in modules:
+        q = fastrnn.quantize(m, "int8")
+        assert type(q) is type(m)
+        changed = [k for k, v in q.state_dict().items()
+                   if not np.array_equal(v, m.state_dict()[k])]
+        assert changed and all("weight" in k for k in changed), (m, changed)
+        assert not any(k.endswith(("embedding.weight",)) or k.startswith("0.weight")
+                       for k in changed if isinstance(m, fastrnn.Sequential))
+
+
+def test_inference_only_and_copies(tmp_path):
+    clf = fastrnn.models.SequenceClassifier(vocab_size=5, num_classes=2, hidden_size=8, seed=0)
+    X = [np.array([1, 2, 3]), np.array([4, 0])]
+    clf.fit(X, [0, 1], epochs=1, verbose=False)
+    q = fastrnn.quantize(clf, "float16")
+    probs = q.predict_proba(X)
+    with pytest.raises(ValueError, match="inference only, fit is refused"):
+        q.fit(X, [0, 1], epochs=1, verbose=False)
+    layer = fastrnn.quantize(fastrnn.GRU(3, 4, seed=1), "bfloat16")
+    with pytest.raises(ValueError, match="bfloat16 weights"):
+        layer.forward(np.zeros((2, 1, 3), np.float32))
+    with pytest.raises(ValueError, match="load_state_dict is refused"):
+        layer.load_state_dict(layer.state_dict())
+    for other in (copy.deepcopy(q), pickle.loads(pickle.dumps(q))):
+        np.testing.assert_array_equal(other.predict_proba(X), probs)
+        with pytest.raises(ValueError, match="inference only"):
+            other.fit(X, [0, 1], epochs=1, verbose=False)
+    # the float model trains on
+    clf.fit(X, [0, 1], epochs=1, verbose=False)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="weights must be one of"):
+        fastrnn.quantize(fastrnn.LSTM(2, 3), "int4")
+    with pytest.raises(TypeError, match="fastrnn module"):
+        fastrnn.quantize(np.zeros(3))
+    layer = fastrnn.LSTM(2, 3)
+    layer.parameters()[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fastrnn.quantize(layer)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_files_keep_the_reduced_weights(fmt, tmp_path):
+    import os
+    models = {
+        "lstm": fastrnn.LSTM(32, 64, num_layers=2, bidirectional=True, seed=1),
+        "classifier": fastrnn.models.SequenceClassifier(vocab_size=7, num_classes=3,
+                                                        hidden_size=64, seed=2),
+        "sequential": fastrnn.Sequential([fastrnn.Embedding(9, 32, seed=3),
+                                          fastrnn.GRU(32, 64, seed=4),
+                                          fastrnn.Dense(64, 5, seed=5)]),
+    }
+    for name, model in models.items():
+        q = fastrnn.quantize(model, fmt)
+        full = model.save(tmp_path / f"{name}-f32.npz")
+        small = q.save(tmp_path / f"{name}-{fmt}.npz")
+        # the weight matrices dominate: 2 bytes (16-bit) or 1 (+ a scale per row)
+        ratio = os.path.getsize(small) / os.path.getsize(full)
+        assert ratio < (0.6 if fmt != "int8" else 0.4), (name, ratio)
+        loaded = fastrnn.load(small)
+        assert type(loaded) is type(q) and loaded._inference_only == fmt
+        for k, v in q.state_dict().items():
+            np.testing.assert_array_equal(loaded.state_dict()[k], v)
+        with pytest.raises(ValueError, match="inference only"):
+            loaded.load_state_dict(loaded.state_dict())
+        from fastrnn.quantization import reduced_members
+        got, want = reduced_members(loaded), reduced_members(q)
+        assert set(got) == set(want)
+        for k in want:
+            np.testing.assert_array_equal(got[k][0], want[k][0])
+
+
+def test_tampered_quantized_files_refused(tmp_path):
+    import json
+    import zipfile
+    q = fastrnn.quantize(fastrnn.GRU(3, 4, seed=1), "int8")
+    path = q.save(tmp_path / "q.npz")
+    members = dict(np.load(path))
+    meta = json.loads(str(members["__fastrnn__"]))
+
+    def write(meta, arrays, name):
+        out = tmp_path / name
+        np.savez(out, __fastrnn__=np.array(json.dumps(meta)), **arrays)
+        return out
+    bad = dict(meta, quantized={"format": "int8", "weights": ["bias_ih_l0"]})
+    with pytest.raises(ValueError, match="not a weight matrix"):
+        fastrnn.load(write(bad, {k: v for k, v in members.items() if k != "__fastrnn__"},
+                           "b1.npz"))
+    bad = dict(meta, quantized={"format": "int4", "weights": []})
+    with pytest.raises(ValueError, match="must name a format"):
+        fastrnn.load(write(bad, {k: v for k, v in members.items() if k != "__fastrnn__"},
+                           "b2.npz"))
+    arrays = {k: v for k, v in members.items() if k != "__fastrnn__"}
+    arrays["weight_ih_l0"] = arrays["weight_ih_l0"].astype(np.int16)
+    with pytest.raises(ValueError, match="must hold int8 values"):
+        fastrnn.load(write(meta, arrays, "b3.npz"))
+    arrays = {k: v for k, v in members.items() if k not in ("__fastrnn__", "weight_hh_l0.scale")}
+    with pytest.raises(ValueError, match="weight_hh_l0.scale"):
+        fastrnn.load(write(meta, arrays, "b4.npz"))
+    assert zipfile.is_zipfile(path)
