@@ -100,6 +100,9 @@ def quantize(module, weights="float16"):
     fmt = _checks.choice("weights", weights, FORMATS)
     if not isinstance(module, Parameterized):
         raise TypeError(f"module must be a fastrnn module or model, got {type(module).__name__}")
+    if module._inference_only:
+        raise ValueError(f"module is already quantized ({module._inference_only}); quantize "
+                         f"the float module (rounding twice loses more)")
     leaves, _ = _leaves_and_tree(module)
     for leaf in leaves:                 # checked before anything is made
         for name, arr in leaf._named_parameters().items():

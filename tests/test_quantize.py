@@ -126,6 +126,8 @@ def test_bad_arguments():
         fastrnn.quantize(fastrnn.LSTM(2, 3), "int4")
     with pytest.raises(TypeError, match="fastrnn module"):
         fastrnn.quantize(np.zeros(3))
+    with pytest.raises(ValueError, match="already quantized"):
+        fastrnn.quantize(fastrnn.quantize(fastrnn.GRU(2, 3), "int8"), "float16")
     layer = fastrnn.LSTM(2, 3)
     layer.parameters()[0][0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):
