@@ -25,9 +25,10 @@ GRU's [z, r, h] becomes [r, z, n] (Keras' z weighs h_{t-1} as PyTorch's z
 does); a reset-after GRU's bias (2, 3H) is (input, recurrent); the other
 biases are input biases (recurrent ones zero). Refused with a ValueError
 naming the layer: stateful layers, go_backwards outside a Bidirectional,
-activations the kernels do not compute (e.g. recurrent_activation
-"hard_sigmoid"), mask_zero (pass ``lengths`` to fastrnn instead), merge
-modes ave / mul / None, and layers outside the table (TypeError).
+activations outside ONNX's list (tanh, sigmoid, relu, hard_sigmoid, linear,
+elu, softsign and softplus convert; other than tanh/sigmoid they run on
+fastrnn's general path), mask_zero (pass ``lengths`` to fastrnn instead),
+merge modes ave / mul / None, and layers outside the table (TypeError).
 """
 import sys
 
@@ -195,22 +196,26 @@ def _recurrent(keras, layer, dtype, where, inside_bidirectional=False):
         raise ValueError(f"{where}: go_backwards=True is supported inside a Bidirectional "
                          f"only (Keras returns its outputs in reversed order)")
     units = int(cfg["units"])
-    activation = cfg.get("activation")
+    activation = _keras_function(cfg.get("activation"), where)
     options = {}
     if isinstance(layer, keras.layers.SimpleRNN):
         cls, gates = RNN, 1
-        if activation not in ("tanh", "relu"):
-            raise ValueError(f"{where}: activation {activation!r} is not supported yet "
-                             f"(tanh or relu)")
-        options["nonlinearity"] = activation
+        functions = [activation]
     else:
         cls, gates = (GRU, 3) if isinstance(layer, keras.layers.GRU) else (LSTM, 4)
-        if activation != "tanh" or cfg.get("recurrent_activation") != "sigmoid":
-            raise ValueError(f"{where}: activation {activation!r} / recurrent_activation "
-                             f"{cfg.get('recurrent_activation')!r} are not supported yet "
-                             f"(tanh / sigmoid)")
+        gate = _keras_function(cfg.get("recurrent_activation"), where)
+        # ONNX's order: f (the gates), g (the candidate), h (the LSTM's output)
+        functions = [gate, activation] + ([activation] if cls is LSTM else [])
         if cls is GRU:
             options["reset_after"] = bool(cfg.get("reset_after", True))
+    if [f[0] for f in functions] == (["relu"] if cls is RNN else []):
+        options["nonlinearity"] = "relu"
+    elif [f[0] for f in functions] not in (["tanh"], ["sigmoid", "tanh"],
+                                            ["sigmoid", "tanh", "tanh"]):
+        # other functions: ONNX's names, with alpha/beta, on the general path
+        options["activations"] = [f[0] for f in functions]
+        options["activation_alpha"] = [f[1] for f in functions if f[1] is not None]
+        options["activation_beta"] = [f[2] for f in functions if f[2] is not None]
     weights = _weights(layer)
     kernel, recurrent = weights[0], weights[1]
     in_size = kernel.shape[0]
@@ -236,6 +241,22 @@ def _recurrent(keras, layer, dtype, where, inside_bidirectional=False):
             sd["bias_ih_l0"], sd["bias_hh_l0"] = rows(bias), np.zeros(G)
     fast.load_state_dict(sd)
     return fast, bool(cfg.get("return_sequences", False))
+
+
+# Keras 3's activations that ONNX's list holds: (ONNX name, alpha, beta);
+# Keras' hard_sigmoid is relu6(x + 3) / 6 = HardSigmoid(1/6, 1/2)
+_KERAS_FUNCTIONS = {"tanh": ("tanh", None, None), "sigmoid": ("sigmoid", None, None),
+                    "relu": ("relu", None, None), "hard_sigmoid": ("hardsigmoid", 1 / 6, 0.5),
+                    "linear": ("affine", 1.0, 0.0), "elu": ("elu", 1.0, None),
+                    "softsign": ("softsign", None, None), "softplus": ("softplus", None, None)}
+
+
+def _keras_function(name, where):
+    name = name if isinstance(name, str) else getattr(name, "__name__", repr(name))
+    if name not in _KERAS_FUNCTIONS:
+        raise ValueError(f"{where}: activation {name!r} has no ONNX equivalent fastrnn computes "
+                         f"({', '.join(_KERAS_FUNCTIONS)})")
+    return _KERAS_FUNCTIONS[name]
 
 
 def _bidirectional(keras, layer, dtype, where):

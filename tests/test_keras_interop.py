@@ -115,6 +115,25 @@ def test_functional_chain_and_branches():
         fastrnn.from_keras(branches)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: L.LSTM(5, recurrent_activation="hard_sigmoid", return_sequences=True),
+    lambda: L.GRU(5, activation="softsign", recurrent_activation="hard_sigmoid",
+                  return_sequences=True),
+    lambda: L.SimpleRNN(5, activation="sigmoid", return_sequences=True),
+    lambda: L.SimpleRNN(5, activation="elu", return_sequences=True),
+    lambda: L.LSTM(5, activation="linear", return_sequences=True),
+], ids=["lstm-hard-sigmoid", "gru-softsign", "rnn-sigmoid", "rnn-elu", "lstm-linear"])
+def test_other_activations(make):
+    """Keras' other activations (those ONNX lists) on fastrnn's general path."""
+    layer = make()
+    x = np.random.default_rng(4).standard_normal((2, 6, 3)).astype(np.float32)
+    layer(x)
+    _randomize(layer, 5)
+    ours = fastrnn.from_keras(layer)
+    assert ours._general
+    _close(ours(x)[0], _np(layer(x)), "y")
+
+
 def test_float64_layer_and_dtype_argument():
     layer = L.GRU(3, return_sequences=True, dtype="float64")
     x = np.random.default_rng(8).standard_normal((2, 4, 2))
@@ -129,8 +148,8 @@ def test_float64_layer_and_dtype_argument():
 @pytest.mark.parametrize("make,error,match", [
     (lambda: L.LSTM(3, stateful=True), ValueError, "stateful"),
     (lambda: L.GRU(3, go_backwards=True), ValueError, "go_backwards"),
-    (lambda: L.LSTM(3, recurrent_activation="hard_sigmoid"), ValueError, "hard_sigmoid"),
-    (lambda: L.SimpleRNN(3, activation="sigmoid"), ValueError, "activation 'sigmoid'"),
+    (lambda: L.LSTM(3, activation="selu"), ValueError, "activation 'selu' has no ONNX"),
+    (lambda: L.SimpleRNN(3, activation="gelu"), ValueError, "activation 'gelu'"),
     (lambda: L.Bidirectional(L.LSTM(3), merge_mode="ave"), ValueError, "merge_mode 'ave'"),
     (lambda: L.Dense(3, activation="elu"), ValueError, "activation 'elu'"),
     (lambda: L.Conv1D(2, 3), TypeError, "cannot convert a Conv1D"),
