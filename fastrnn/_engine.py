@@ -323,11 +323,20 @@ def step_kernels(module):
     kernels = module.__dict__.get("_kernels")
     if kernels is None or kernels[0] is not _k:
         bound = []
+        fmt, reduced = getattr(module, "_quantized", (None, {}))
         for layer in range(module.num_layers):
             b_ih, b_hh = module._biases(layer)
-            bound.append([_k.CellKernel(module._kind, module._w_ih[layer][d],
-                                        module._w_hh[layer][d], b_ih[d], b_hh[d])
-                          for d in range(module.num_directions)])
+            row = []
+            for d in range(module.num_directions):
+                codes = None
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                if fmt in ("float16", "bfloat16") and module.dtype == np.float32:
+                    # a quantized layer's one-row steps read its 16-bit weights
+                    codes = (fmt, reduced["weight_ih" + sfx][0].view(np.uint16),
+                             reduced["weight_hh" + sfx][0].view(np.uint16))
+                row.append(_k.CellKernel(module._kind, module._w_ih[layer][d],
+                                         module._w_hh[layer][d], b_ih[d], b_hh[d], codes))
+            bound.append(row)
         kernels = module._kernels = (_k, bound)
     return kernels[1]
 

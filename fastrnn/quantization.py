@@ -19,9 +19,11 @@ widened: w = code for the 16-bit formats, w = code * scale for int8).
 ``save`` writes the reduced weights (a 16-bit file is about half the float32
 one, int8 a quarter); ``fastrnn.load`` gives the quantized module back.
 
-Speed: the kernels run on the widened float32 weights for now (as fast as
-the float32 module, not faster); reading the 16- and 8-bit weights in the
-kernels is the next step. The accuracy figures do not depend on it: the
+Speed: one-row float32 steps (cells, one-step layer calls) read the 16-bit
+weights (fastrnn_rows_dot16: widened in registers, the bits of the float32
+step on the widened weights); the other kernels run on the widened float32
+weights (as fast as the float32 module, not faster) -- reading 16- and 8-bit
+weights there is the next step. The accuracy figures do not depend on it: the
 widened weights are the values the reduced formats hold
 (``python -m bench.quantize_accuracy``).
 """

@@ -213,6 +213,51 @@ def test_row_dot_products(name, module, m, k):
                 np.testing.assert_array_equal(parts, whole, err_msg=f"{variant} {block}")
 
 
+@pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m,k", [(1, 1), (7, 5), (9, 16), (37, 53), (64, 256)])
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_row_dot_products_on_16_bit_weights(name, module, m, k, fmt):
+    """rows_dot16 (weights widened in registers; the portable loop with the
+    "blas" selection) gives the bits of rows_dot on the widened float32
+    weights, in every variant."""
+    from fastrnn.quantization import round_weights
+    rng = np.random.default_rng(m * 100 + k)
+    codes, _, wide = round_weights(rng.standard_normal((m, k)).astype(np.float32), fmt)
+    codes = codes.view(np.uint16)
+    a = rng.standard_normal(k).astype(np.float32)
+    y0 = rng.standard_normal(m).astype(np.float32)
+    for variant in _variants(module):
+        for accumulate in (False, True):
+            y16, y32 = y0.copy(), y0.copy()
+            module.row_dot_product16(codes, a, y16, accumulate, fmt == "bfloat16")
+            if variant == "blas":       # (rows_dot is BLAS's gemv then: compare with float64)
+                want = (wide.astype(np.float64) @ a) + (y0 if accumulate else 0)
+                np.testing.assert_allclose(y16, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+            else:
+                module.row_dot_product(wide, a, y32, accumulate)
+                np.testing.assert_array_equal(y16, y32, err_msg=variant)
+    with pytest.raises(ValueError, match="row_dot_product16: W"):
+        module.row_dot_product16(codes, a[:-1] if k > 1 else np.zeros(2, np.float32), y0,
+                                 False, False)
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
+def test_every_half_widens_exactly(name, module):
+    """Every finite IEEE half (normals, subnormals, zeros) widens to the float
+    numpy gives, on the F16C path and the portable one."""
+    halves = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    finite = halves[np.isfinite(halves.view(np.float16))]
+    w = np.zeros((finite.size, 8), np.uint16)
+    w[:, 0] = finite
+    a = np.zeros(8, np.float32)
+    a[0] = 1
+    for variant in _variants(module):
+        y = np.zeros(finite.size, np.float32)
+        module.row_dot_product16(w, a, y, False, False)
+        np.testing.assert_array_equal(y, finite.view(np.float16).astype(np.float32),
+                                      err_msg=variant)
+
+
 @pytest.fixture
 def small_caches():
     """The products blocked for a tiny machine (4 KiB L1d, 64 KiB L2): many

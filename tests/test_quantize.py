@@ -193,3 +193,52 @@ def test_tampered_quantized_files_refused(tmp_path):
     with pytest.raises(ValueError, match="weight_hh_l0.scale"):
         fastrnn.load(write(meta, arrays, "b4.npz"))
     assert zipfile.is_zipfile(path)
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+@pytest.mark.parametrize("cls", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_read_16_bit_weights(fmt, cls):
+    """One-row float32 steps of a 16-bit cell read the 16-bit weights
+    (rows_dot16): the bits of the float cell holding the widened weights on
+    the same row-dot path (split forced at every size), alone or split."""
+    from fastrnn._kernels import _panels
+    from fastrnn import _engine
+    if _panels.panel_kernel() == "blas":
+        pytest.skip("no panel variant: one-row steps run BLAS's gemv")
+    cell = getattr(fastrnn, cls)(48, 64, seed=1)
+    q = fastrnn.quantize(cell, fmt)
+    widened = getattr(fastrnn, cls)(48, 64, seed=1)
+    widened._layer.load_state_dict(q._layer.state_dict())      # the same values, in float32
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 48)).astype(np.float32)
+    h = rng.standard_normal((1, 64)).astype(np.float32)
+    hx = (h, -h) if cls == "LSTMCell" else h
+    kernel = _engine.step_kernels(q._layer)[0][0]
+    assert kernel is not None
+    # the float copies of the weights are not what these steps read: spoil
+    # them (after the kernel is bound) and the outputs stay the widened cell's
+    for arr in (q._layer._w_ih[0], q._layer._w_hh[0]):
+        arr[...] = np.nan
+    before = _engine._k.set_split_step_bytes(0)               # every size splits
+    try:
+        for threads in (2, 1):
+            fastrnn.set_num_threads(threads)
+            got, want = q(x, hx), widened(x, hx)
+            for a, b in zip(got if cls == "LSTMCell" else (got,),
+                            want if cls == "LSTMCell" else (want,)):
+                if threads == 2:
+                    np.testing.assert_array_equal(a, b)
+                else:                     # the float cell alone runs BLAS's gemv
+                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    finally:
+        _engine._k.set_split_step_bytes(before)
+        fastrnn.set_num_threads(None)
+    # a layer's one-step calls (streaming) take the same path
+    layer = fastrnn.quantize(fastrnn.LSTM(48, 64, seed=3), fmt)
+    seq = rng.standard_normal((5, 1, 48)).astype(np.float32)
+    y, state = layer(seq)
+    steps, s = [], None
+    for t in range(5):
+        y_t, s = layer(seq[t:t + 1], s)
+        steps.append(y_t)
+    np.testing.assert_allclose(np.concatenate(steps), y, rtol=1e-5, atol=1e-6)

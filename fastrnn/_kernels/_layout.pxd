@@ -56,6 +56,11 @@ ctypedef struct Weights:
     const float* wp               # W_hh (W_hhᵀ in backward) in panels, or NULL: BLAS
     const float* wp_n             # the reset-before GRU's n rows in panels
     const float* wp_ih            # W_ih in panels, or NULL
+    # a quantized module's 16-bit W_ih, W_hh (fastrnn.quantize), read by the
+    # one-row step's row dot products; NULL, 0 otherwise
+    const unsigned short* q_ih
+    const unsigned short* q_hh
+    int q16                       # 1: IEEE half, 2: bfloat16
 
 
 ctypedef struct Source:

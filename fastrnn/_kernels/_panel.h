@@ -127,6 +127,7 @@ static float *fastrnn_panel_a_block(void) {
 #endif
 
 #if FASTRNN_PANEL_VARIANTS
+#include <immintrin.h>       /* F16C's conversion (fastrnn_rows_dot16); target attributes */
 #define FASTRNN_ISA avx512
 #define FASTRNN_ISA_TARGET "avx512f,avx2,fma"
 #define FASTRNN_VW 16
@@ -191,6 +192,42 @@ static void fastrnn_rows_dot_scalar(Py_ssize_t m, Py_ssize_t k, const float *w, 
     }
 }
 
+/* a weight stored in 16 bits as a float: IEEE half (bf16 = 0) or bfloat16 */
+static float fastrnn_widen16(unsigned short v, int bf16) {
+    unsigned int bits;
+    float f;
+    if (bf16) {
+        bits = (unsigned int) v << 16;
+    } else {
+        unsigned int sign = (unsigned int) (v & 0x8000) << 16, e = (v >> 10) & 0x1F,
+                     man = v & 0x3FF;
+        if (e == 0x1F) {                              /* inf, NaN */
+            bits = sign | 0x7F800000u | (man << 13);
+        } else if (e) {                               /* normal */
+            bits = sign | ((e + 112) << 23) | (man << 13);
+        } else if (man) {                             /* subnormal: normalise */
+            e = 113;
+            while (!(man & 0x400)) { man <<= 1; e--; }
+            bits = sign | (e << 23) | ((man & 0x3FF) << 13);
+        } else {
+            bits = sign;
+        }
+    }
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* the portable 16-bit row dot products (see fastrnn_rows_dot16 in _panel_isa.h) */
+static void fastrnn_rows_dot16_scalar(Py_ssize_t m, Py_ssize_t k, const unsigned short *w,
+                                      Py_ssize_t ldw, const float *a, float *y, int accumulate,
+                                      int bf16) {
+    for (Py_ssize_t r = 0; r < m; r++) {
+        float t = 0.0f;
+        for (Py_ssize_t kk = 0; kk < k; kk++) t += fastrnn_widen16(w[r * ldw + kk], bf16) * a[kk];
+        y[r] = accumulate ? y[r] + t : t;
+    }
+}
+
 typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);
 typedef void (*fastrnn_gemm_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                 Py_ssize_t, const float *, float *, Py_ssize_t, int);
@@ -202,6 +239,9 @@ static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
 typedef void (*fastrnn_rows_dot_fn)(Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t,
                                     const float *, float *, int);
 static fastrnn_rows_dot_fn fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
+typedef void (*fastrnn_rows_dot16_fn)(Py_ssize_t, Py_ssize_t, const unsigned short *,
+                                      Py_ssize_t, const float *, float *, int, int);
+static fastrnn_rows_dot16_fn fastrnn_rows_dot16_impl = fastrnn_rows_dot16_scalar;
 static int fastrnn_panel_variant = FASTRNN_PANEL_NONE;
 
 /* whether this CPU (and build) runs variant isa */
@@ -242,7 +282,11 @@ static int fastrnn_panel_select(int isa) {
     fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
     fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
     fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
+    fastrnn_rows_dot16_impl = fastrnn_rows_dot16_scalar;
 #if FASTRNN_PANEL_VARIANTS
+    /* (x86-64-v3, which every AVX2 variant here needs, includes F16C) */
+    if (isa != FASTRNN_PANEL_NONE && __builtin_cpu_supports("f16c"))
+        fastrnn_rows_dot16_impl = fastrnn_rows_dot16_avx2;
     if (isa == FASTRNN_PANEL_AVX512) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx512;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx512;
@@ -273,6 +317,13 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
 static void fastrnn_rows_dot(Py_ssize_t m, Py_ssize_t k, const float *w, Py_ssize_t ldw,
                              const float *a, float *y, int accumulate) {
     fastrnn_rows_dot_impl(m, k, w, ldw, a, y, accumulate);
+}
+
+/* y[r] (+)= W[r, :] . a for r < m, W row-major in 16 bits (half; bfloat16 with bf16) */
+static void fastrnn_rows_dot16(Py_ssize_t m, Py_ssize_t k, const unsigned short *w,
+                               Py_ssize_t ldw, const float *a, float *y, int accumulate,
+                               int bf16) {
+    fastrnn_rows_dot16_impl(m, k, w, ldw, a, y, accumulate, bf16);
 }
 
 /* the selected variant's register tile (rows x panels; 0 x 0 without one) */

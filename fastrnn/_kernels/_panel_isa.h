@@ -534,6 +534,67 @@ FR_ATTR static void FR(fastrnn_rows_dot)(Py_ssize_t m, Py_ssize_t k, const float
 }
 #endif
 
+#if FASTRNN_VW == 8
+/* 8 weights stored in 16 bits, widened to float: IEEE half (bf16 = 0) with
+   F16C's vcvtph2ps, or bfloat16 (bf16 = 1): the upper half of a float. */
+__attribute__((target("avx2,fma,f16c"))) static inline FR_VEC
+FR(fastrnn_widen8)(const unsigned short *p, int bf16) {
+    __m128i raw = _mm_loadu_si128((const __m128i *) p);
+    __m256 v = bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16))
+                    : _mm256_cvtph_ps(raw);
+    FR_VEC out;
+    memcpy(&out, &v, sizeof out);
+    return out;
+}
+
+/* fastrnn_rows_dot on W stored in 16 bits (half or bfloat16, bf16 0/1): each
+   weight widened to float in registers, then the very sums of
+   fastrnn_rows_dot in its order -- the bits of fastrnn_rows_dot on the
+   widened float32 weights, from half the bytes. */
+__attribute__((target("avx2,fma,f16c"))) static void
+FR(fastrnn_rows_dot16)(Py_ssize_t m, Py_ssize_t k, const unsigned short *w, Py_ssize_t ldw,
+                       const float *a, float *y, int accumulate, int bf16) {
+    const Py_ssize_t kv = k - k % FASTRNN_VW;
+    FR_VEC at = (FR_VEC){0};                      /* a's last k - kv elements */
+    memcpy(&at, a + kv, (size_t) (k - kv) * sizeof(float));
+    for (Py_ssize_t r0 = 0; r0 < m; r0 += FASTRNN_VW) {
+        const int rows = m - r0 < FASTRNN_VW ? (int) (m - r0) : FASTRNN_VW;
+        const unsigned short *w0 = w + r0 * ldw;
+        FR_VEC s[FASTRNN_VW];
+#pragma GCC unroll 16
+        for (int i = 0; i < FASTRNN_VW; i++) s[i] = (FR_VEC){0};
+        if (rows == FASTRNN_VW) {
+            for (Py_ssize_t kk = 0; kk < kv; kk += FASTRNN_VW) {
+                FR_VEC av;
+                memcpy(&av, a + kk, sizeof av);
+#pragma GCC unroll 16
+                for (int i = 0; i < FASTRNN_VW; i++)
+                    s[i] += FR(fastrnn_widen8)(w0 + i * ldw + kk, bf16) * av;
+            }
+        } else {
+            for (int i = 0; i < rows; i++)
+                for (Py_ssize_t kk = 0; kk < kv; kk += FASTRNN_VW) {
+                    FR_VEC av;
+                    memcpy(&av, a + kk, sizeof av);
+                    s[i] += FR(fastrnn_widen8)(w0 + i * ldw + kk, bf16) * av;
+                }
+        }
+        if (kv < k)
+            for (int i = 0; i < rows; i++) {
+                unsigned short tail[FASTRNN_VW] = {0};
+                memcpy(tail, w0 + i * ldw + kv, (size_t) (k - kv) * sizeof(unsigned short));
+                s[i] += FR(fastrnn_widen8)(tail, bf16) * at;
+            }
+        FR(fastrnn_transpose)(s);
+#pragma GCC unroll 4
+        for (int step = 1; step < FASTRNN_VW; step *= 2)
+#pragma GCC unroll 8
+            for (int i = 0; i < FASTRNN_VW; i += 2 * step) s[i] += s[i + step];
+        for (int i = 0; i < rows; i++) y[r0 + i] = accumulate ? y[r0 + i] + s[0][i] : s[0][i];
+    }
+}
+#endif
+
 /* the main register tile: rows of A, panels of W (for the CPU plan's report) */
 FR_ATTR static void FR(fastrnn_tile_shape)(int *rows, int *panels) {
     *rows = FR_MR;

@@ -49,6 +49,11 @@ cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
 cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, const float* a,
                    float* y, bint accumulate) noexcept nogil
 
+# rows_dot on W stored in 16 bits (IEEE half, or bfloat16 with bf16), widened in
+# registers: the bits of rows_dot on the widened weights
+cdef void rows_dot16(Py_ssize_t m, Py_ssize_t k, const unsigned short* w, Py_ssize_t ldw,
+                     const float* a, float* y, bint accumulate, bint bf16) noexcept nogil
+
 # C (m x n) += Aᵀ B over k rows (A: k x m, row stride lda), B packed (bp)
 cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                         Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc) noexcept nogil

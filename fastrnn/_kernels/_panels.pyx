@@ -40,6 +40,10 @@ cdef extern from "_panel.h" nogil:
     void c_rows_dot "fastrnn_rows_dot"(Py_ssize_t m, Py_ssize_t k, const float* w,
                                        Py_ssize_t ldw, const float* a, float* y,
                                        int accumulate) noexcept
+    void c_rows_dot16 "fastrnn_rows_dot16"(Py_ssize_t m, Py_ssize_t k,
+                                           const unsigned short* w, Py_ssize_t ldw,
+                                           const float* a, float* y, int accumulate,
+                                           int bf16) noexcept
     # variants: whether one runs here, the best, select one (0 if it does not run), the current
     int panel_supported "fastrnn_panel_supported"(int isa) noexcept
     int cpu_x86_64_v4 "fastrnn_cpu_x86_64_v4"() noexcept
@@ -94,6 +98,11 @@ cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a
 cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, const float* a,
                    float* y, bint accumulate) noexcept nogil:
     c_rows_dot(m, k, w, ldw, a, y, accumulate)
+
+
+cdef void rows_dot16(Py_ssize_t m, Py_ssize_t k, const unsigned short* w, Py_ssize_t ldw,
+                     const float* a, float* y, bint accumulate, bint bf16) noexcept nogil:
+    c_rows_dot16(m, k, w, ldw, a, y, accumulate, bf16)
 
 
 cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
@@ -273,6 +282,23 @@ def row_dot_product(const float[:, ::1] w, const float[::1] a, float[::1] y, bin
             else:
                 # y = W a (+ y)
                 gemv_ax(<int> m, <int> k, &w[0, 0], <int> k, &a[0], <float> accumulate, &y[0])
+    return (time.perf_counter() - start) / reps
+
+
+def row_dot_product16(const unsigned short[:, ::1] w, const float[::1] a, float[::1] y,
+                      bint accumulate, bint bf16, int reps=1):
+    """row_dot_product on W stored in 16 bits (IEEE half; bfloat16 bit
+    patterns with bf16), widened in registers (rows_dot16: F16C where the
+    panel variant is on, else the portable loop); seconds per product."""
+    cdef Py_ssize_t m = w.shape[0], k = w.shape[1]
+    if a.shape[0] != k or y.shape[0] != m or reps < 1 or m * k == 0:
+        raise ValueError("row_dot_product16: W (m, k), a (k,), y (m,), all non-empty, "
+                         "reps >= 1")
+    cdef int r
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            rows_dot16(m, k, &w[0, 0], k, &a[0], &y[0], accumulate, bf16)
     return (time.perf_counter() - start) / reps
 
 

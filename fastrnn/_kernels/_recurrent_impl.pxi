@@ -57,11 +57,12 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
                                       unit_back_space, unit_shared, unit_space)
 from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pack_panel_range,
                                       pack_panels, panel_gemm_tn, panel_size, panels_on,
-                                      rows_dot)
+                                      rows_dot, rows_dot16)
 from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
 from fastrnn._kernels._panels import (cpu_has_avx2_fma, panel_kernel, panel_kernels,  # noqa
                                       panel_product, panel_product_tn, row_dot_product,
+                                      row_dot_product16,
                                       set_panel_kernel)
 
 
@@ -158,6 +159,8 @@ cdef Weights _call_weights(const void* w_ih, const void* w_hh, const void* b_x,
     cdef Weights w
     w.w_ih, w.w_hh, w.b_x, w.b_hn = w_ih, w_hh, b_x, b_hn
     w.wp = w.wp_n = w.wp_ih = NULL
+    w.q_ih = w.q_hh = NULL
+    w.q16 = 0
     return w
 
 

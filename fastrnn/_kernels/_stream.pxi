@@ -110,13 +110,23 @@ cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn
     cdef float* h = <float*> sp.h
     cdef float* c = <float*> sp.c
     cdef float* bx = <float*> sp.bx
+    cdef const Weights* w = &call.w[0]
+    cdef bint bf16 = w.q16 == 2
     for q in range(ngates):
         memcpy(bx + q * U, b_x + q * H + u0, U * sizeof(float))
-        # Gx[q, my units] = W_ih[those rows of gate q] x
-        rows_dot(U, I, w_ih + (q * H + u0) * I, I, x, gx + q * U, False)
+        # Gx[q, my units] = W_ih[those rows of gate q] x (16-bit weights: widened)
+        if w.q16:
+            rows_dot16(U, I, w.q_ih + (q * H + u0) * I, I, x, gx + q * U, False, bf16)
+        else:
+            rows_dot(U, I, w_ih + (q * H + u0) * I, I, x, gx + q * U, False)
     for q in range(p.nq):
         # G (or Gh)[q0 + q, my units] (+)= W_hh[those rows of gate q0 + q] h_{t-1}
-        rows_dot(U, H, w_hh + ((p.q0 + q) * H + u0) * H, H, h0, target + q * U, p.accumulate)
+        if w.q16:
+            rows_dot16(U, H, w.q_hh + ((p.q0 + q) * H + u0) * H, H, h0, target + q * U,
+                       p.accumulate, bf16)
+        else:
+            rows_dot(U, H, w_hh + ((p.q0 + q) * H + u0) * H, H, h0, target + q * U,
+                     p.accumulate)
     memcpy(<float*> sp.bhn, b_hn + u0, U * sizeof(float))
     memcpy(h, h0 + u0, U * sizeof(float))
     if with_c:
@@ -177,6 +187,8 @@ cdef class CellKernel:
     """
     cdef int kind
     cdef bint wide
+    cdef int q16                          # 16-bit weights read by one-row steps: 1 half, 2 bf16
+    cdef const unsigned short[:, ::1] q_ih, q_hh
     cdef Py_ssize_t n_in, n_hidden       # (not I: complex.h's macro)
     cdef const float[:, ::1] f_ih, f_hh
     cdef const float[::1] fb_ih, fb_hh
@@ -184,9 +196,17 @@ cdef class CellKernel:
     cdef const double[::1] db_ih, db_hh
     cdef object _rows                     # call()'s (B, lengths of 1, identity order)
 
-    def __init__(self, int kind, w_ih, w_hh, b_ih, b_hh):
+    def __init__(self, int kind, w_ih, w_hh, b_ih, b_hh, codes=None):
+        """codes: None, or a quantized module's 16-bit weights (format,
+        W_ih codes, W_hh codes) with format "float16" or "bfloat16", uint16
+        arrays of w_ih's and w_hh's shapes, w_ih and w_hh their widened values:
+        one-row float32 steps then read the 16-bit ones (the same bits)."""
         self.kind = kind
         self._rows = None
+        self.q16 = 0
+        if codes is not None:
+            self.q16 = {"float16": 1, "bfloat16": 2}[codes[0]]
+            self.q_ih, self.q_hh = codes[1], codes[2]
         self.n_in, self.n_hidden = w_ih.shape[1], w_hh.shape[1]
         self.wide = w_ih.dtype == np.float64
         if self.wide:
@@ -263,6 +283,9 @@ cdef class CellKernel:
         else:
             fw = _scratch("cell", need, np.float32)
             _step_call(&call, x, xs0, xs1, &self.f_ih[0, 0], &self.f_hh[0, 0], ids, h0, c0, h1, c1)
+            if self.q16 and shares > 0:
+                call.w[0].q_ih, call.w[0].q_hh = &self.q_ih[0, 0], &self.q_hh[0, 0]
+                call.w[0].q16 = self.q16
             with nogil:
                 if shares > 0:
                     _split_step(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0], shares)
@@ -287,13 +310,19 @@ cdef class CellKernel:
         2 MiB 0.71, 0.54; 4.5 MiB 0.94, 0.92; 8 MiB 0.82, 0.94; 18 MiB 1.62,
         1.00 (bench.cell_split). More rows are a matrix product, which BLAS
         does better on one thread."""
-        if (threads < 2 or B != 1 or self.wide or not unit_stride
-                or forward_phases(self.kind) != 1 or not panels_on()):
+        if (B != 1 or self.wide or not unit_stride or forward_phases(self.kind) != 1
+                or not panels_on()):
             return 0
+        # 16-bit weights (a quantized cell) are read by the row dot products
+        # only: where a split does not pay, one share on this thread
+        cdef int alone = 1 if self.q16 else 0
+        if threads < 2:
+            return alone
         cdef int shares = min(threads, self.n_hidden)
-        cdef Py_ssize_t nbytes = gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden) * 4
+        cdef Py_ssize_t nbytes = (gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden)
+                                  * (2 if self.q16 else 4))
         if nbytes < _split_step_bytes or nbytes > _split_most(shares):
-            return 0
+            return alone
         return shares
 
     def call(self, x, hx, bint pair):
