@@ -486,55 +486,62 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
    0.62-0.85 of the rate of these eight (Zen 4: 512 x 128 floats 78 against
    105 GB/s, 1536 x 1024 44 against 70), and both variants then give the
    same bits. */
+/* the body of fastrnn_rows_dot and fastrnn_rows_dot16: W's elements of type
+   T, LOAD(p) the 8 of them at p as a float vector (the tail: k % 8 elements
+   copied into zeros first) */
+#define FR_ROWS_DOT_BODY(T, LOAD) do { \
+    const Py_ssize_t kv = k - k % FASTRNN_VW; \
+    FR_VEC at = (FR_VEC){0};                      /* a's last k - kv elements */ \
+    memcpy(&at, a + kv, (size_t) (k - kv) * sizeof(float)); \
+    for (Py_ssize_t r0 = 0; r0 < m; r0 += FASTRNN_VW) { \
+        const int rows = m - r0 < FASTRNN_VW ? (int) (m - r0) : FASTRNN_VW; \
+        const T *w0 = w + r0 * ldw; \
+        FR_VEC s[FASTRNN_VW]; \
+        _Pragma("GCC unroll 16") \
+        for (int i = 0; i < FASTRNN_VW; i++) s[i] = (FR_VEC){0}; \
+        if (rows == FASTRNN_VW) { \
+            for (Py_ssize_t kk = 0; kk < kv; kk += FASTRNN_VW) { \
+                FR_VEC av; \
+                memcpy(&av, a + kk, sizeof av); \
+                _Pragma("GCC unroll 16") \
+                for (int i = 0; i < FASTRNN_VW; i++) s[i] += LOAD(w0 + i * ldw + kk) * av; \
+            } \
+        } else { \
+            for (int i = 0; i < rows; i++) \
+                for (Py_ssize_t kk = 0; kk < kv; kk += FASTRNN_VW) { \
+                    FR_VEC av; \
+                    memcpy(&av, a + kk, sizeof av); \
+                    s[i] += LOAD(w0 + i * ldw + kk) * av; \
+                } \
+        } \
+        if (kv < k) \
+            for (int i = 0; i < rows; i++) { \
+                T tail[FASTRNN_VW] = {0}; \
+                memcpy(tail, w0 + i * ldw + kv, (size_t) (k - kv) * sizeof(T)); \
+                s[i] += LOAD(tail) * at; \
+            } \
+        FR(fastrnn_transpose)(s); \
+        _Pragma("GCC unroll 4") \
+        for (int step = 1; step < FASTRNN_VW; step *= 2) \
+            _Pragma("GCC unroll 8") \
+            for (int i = 0; i < FASTRNN_VW; i += 2 * step) s[i] += s[i + step]; \
+        for (int i = 0; i < rows; i++) y[r0 + i] = accumulate ? y[r0 + i] + s[0][i] : s[0][i]; \
+    } \
+} while (0)
+
+/* 8 floats at p */
+FR_ATTR static inline FR_VEC FR(fastrnn_load8)(const float *p) {
+    FR_VEC v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 FR_ATTR static void FR(fastrnn_rows_dot)(Py_ssize_t m, Py_ssize_t k, const float *w,
                                          Py_ssize_t ldw, const float *a, float *y,
                                          int accumulate) {
-    const Py_ssize_t kv = k - k % FASTRNN_VW;
-    FR_VEC at = (FR_VEC){0};                      /* a's last k - kv elements */
-    memcpy(&at, a + kv, (size_t) (k - kv) * sizeof(float));
-    for (Py_ssize_t r0 = 0; r0 < m; r0 += FASTRNN_VW) {
-        const int rows = m - r0 < FASTRNN_VW ? (int) (m - r0) : FASTRNN_VW;
-        const float *w0 = w + r0 * ldw;
-        FR_VEC s[FASTRNN_VW];
-#pragma GCC unroll 16
-        for (int i = 0; i < FASTRNN_VW; i++) s[i] = (FR_VEC){0};
-        if (rows == FASTRNN_VW) {
-            for (Py_ssize_t kk = 0; kk < kv; kk += FASTRNN_VW) {
-                FR_VEC av;
-                memcpy(&av, a + kk, sizeof av);
-#pragma GCC unroll 16
-                for (int i = 0; i < FASTRNN_VW; i++) {
-                    FR_VEC wv;
-                    memcpy(&wv, w0 + i * ldw + kk, sizeof wv);
-                    s[i] += wv * av;
-                }
-            }
-        } else {
-            for (int i = 0; i < rows; i++)
-                for (Py_ssize_t kk = 0; kk < kv; kk += FASTRNN_VW) {
-                    FR_VEC av, wv;
-                    memcpy(&av, a + kk, sizeof av);
-                    memcpy(&wv, w0 + i * ldw + kk, sizeof wv);
-                    s[i] += wv * av;
-                }
-        }
-        if (kv < k)
-            for (int i = 0; i < rows; i++) {
-                FR_VEC wt = (FR_VEC){0};
-                memcpy(&wt, w0 + i * ldw + kv, (size_t) (k - kv) * sizeof(float));
-                s[i] += wt * at;
-            }
-        FR(fastrnn_transpose)(s);
-#pragma GCC unroll 4
-        for (int step = 1; step < FASTRNN_VW; step *= 2)
-#pragma GCC unroll 8
-            for (int i = 0; i < FASTRNN_VW; i += 2 * step) s[i] += s[i + step];
-        for (int i = 0; i < rows; i++) y[r0 + i] = accumulate ? y[r0 + i] + s[0][i] : s[0][i];
-    }
+    FR_ROWS_DOT_BODY(float, FR(fastrnn_load8));
 }
-#endif
 
-#if FASTRNN_VW == 8
 /* 8 weights stored in 16 bits, widened to float: IEEE half (bf16 = 0) with
    F16C's vcvtph2ps, or bfloat16 (bf16 = 1): the upper half of a float. */
 __attribute__((target("avx2,fma,f16c"))) static inline FR_VEC
@@ -551,48 +558,14 @@ FR(fastrnn_widen8)(const unsigned short *p, int bf16) {
    weight widened to float in registers, then the very sums of
    fastrnn_rows_dot in its order -- the bits of fastrnn_rows_dot on the
    widened float32 weights, from half the bytes. */
+#define FR_WIDEN8(p) FR(fastrnn_widen8)(p, bf16)
 __attribute__((target("avx2,fma,f16c"))) static void
 FR(fastrnn_rows_dot16)(Py_ssize_t m, Py_ssize_t k, const unsigned short *w, Py_ssize_t ldw,
                        const float *a, float *y, int accumulate, int bf16) {
-    const Py_ssize_t kv = k - k % FASTRNN_VW;
-    FR_VEC at = (FR_VEC){0};                      /* a's last k - kv elements */
-    memcpy(&at, a + kv, (size_t) (k - kv) * sizeof(float));
-    for (Py_ssize_t r0 = 0; r0 < m; r0 += FASTRNN_VW) {
-        const int rows = m - r0 < FASTRNN_VW ? (int) (m - r0) : FASTRNN_VW;
-        const unsigned short *w0 = w + r0 * ldw;
-        FR_VEC s[FASTRNN_VW];
-#pragma GCC unroll 16
-        for (int i = 0; i < FASTRNN_VW; i++) s[i] = (FR_VEC){0};
-        if (rows == FASTRNN_VW) {
-            for (Py_ssize_t kk = 0; kk < kv; kk += FASTRNN_VW) {
-                FR_VEC av;
-                memcpy(&av, a + kk, sizeof av);
-#pragma GCC unroll 16
-                for (int i = 0; i < FASTRNN_VW; i++)
-                    s[i] += FR(fastrnn_widen8)(w0 + i * ldw + kk, bf16) * av;
-            }
-        } else {
-            for (int i = 0; i < rows; i++)
-                for (Py_ssize_t kk = 0; kk < kv; kk += FASTRNN_VW) {
-                    FR_VEC av;
-                    memcpy(&av, a + kk, sizeof av);
-                    s[i] += FR(fastrnn_widen8)(w0 + i * ldw + kk, bf16) * av;
-                }
-        }
-        if (kv < k)
-            for (int i = 0; i < rows; i++) {
-                unsigned short tail[FASTRNN_VW] = {0};
-                memcpy(tail, w0 + i * ldw + kv, (size_t) (k - kv) * sizeof(unsigned short));
-                s[i] += FR(fastrnn_widen8)(tail, bf16) * at;
-            }
-        FR(fastrnn_transpose)(s);
-#pragma GCC unroll 4
-        for (int step = 1; step < FASTRNN_VW; step *= 2)
-#pragma GCC unroll 8
-            for (int i = 0; i < FASTRNN_VW; i += 2 * step) s[i] += s[i + step];
-        for (int i = 0; i < rows; i++) y[r0 + i] = accumulate ? y[r0 + i] + s[0][i] : s[0][i];
-    }
+    FR_ROWS_DOT_BODY(unsigned short, FR_WIDEN8);
 }
+#undef FR_WIDEN8
+#undef FR_ROWS_DOT_BODY
 #endif
 
 /* the main register tile: rows of A, panels of W (for the CPU plan's report) */
