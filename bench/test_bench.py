@@ -104,6 +104,15 @@ def test_quantize_accuracy_runs(capsys, monkeypatch):
         assert fmt in out
 
 
+def test_quantize_speed_runs(capsys, monkeypatch):
+    """bench.quantize_speed prints a ratio per format and size (tiny sizes)."""
+    from bench import quantize_speed
+    monkeypatch.setattr(quantize_speed, "SIZES", (8,))
+    quantize_speed.main(rounds=1)
+    out = capsys.readouterr().out
+    assert "H=8 " in out and "float16 " in out and "bfloat16 " in out
+
+
 def test_limits_runs(capsys):
     """bench.limits prints every section (at small sizes under FASTRNN_BENCH_SMOKE)."""
     from bench import limits
