@@ -79,14 +79,25 @@ def inputs(cfg):
     return x, lengths
 
 
+# fastrnn's variants with reduced weights (fastrnn.quantize; inference only)
+WEIGHT_VARIANTS = ("float16", "bfloat16", "int8")
+
+
 def fastrnn_engine(cfg, variant=None):
+    """variant: "full" (varlen without lengths) or one of WEIGHT_VARIANTS."""
     fastrnn.set_num_threads(THREADS)
     layer = make_layer(cfg)
     x, lengths = inputs(cfg)
     if variant == "full":
         lengths = None
+    if variant in WEIGHT_VARIANTS:
+        if cfg.task not in ("infer", "cell", "varlen"):
+            return None
+        layer = fastrnn.quantize(layer, variant)
     if cfg.task == "cell":
         cell = fastrnn.LSTMCell(cfg.I, cfg.H, seed=0)
+        if variant in WEIGHT_VARIANTS:
+            cell = fastrnn.quantize(cell, variant)
         state = (np.zeros((1, cfg.H), np.float32), np.zeros((1, cfg.H), np.float32))
         return lambda: cell(x[0], state)
     if cfg.task == "train":

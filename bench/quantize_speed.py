@@ -1,46 +1,66 @@
-"""16-bit weights against float32 in a cell's one-row step (fastrnn, one run).
+"""Reduced weights (fastrnn.quantize) against float32: layer calls and cell
+steps, one process per format, interleaved rounds (one run).
 
-    python -m bench.quantize_speed
+    python -m bench.quantize_speed [--rounds N] [--only NAME ...]
 
-A quantized LSTMCell (fastrnn.quantize, float16 and bfloat16) reads its
-16-bit weights in its batch-1 steps (fastrnn_rows_dot16); each ratio is the
-median over interleaved rounds of its step time over the float32 cell's.
-SIZES and the loop counts shrink under FASTRNN_BENCH_SMOKE=1.
+Each format's module runs in a worker process of its own (bench.workers: a
+quantized and a float module called by turns in one process disturb each
+other's caches and thread team), asked in turn, round after round; a ratio
+is the median over rounds of the format's time over float32's in that
+round. The configurations are bench.engines' (batch 1, where the weights'
+bytes bound a step; batch >= 16, which must not get slower; one cell step).
+FASTRNN_BENCH_SMOKE=1 runs them at a few steps.
 """
-import os
+import argparse
+import platform
 
 import numpy as np
 
 import fastrnn
-from bench.timing import median_seconds
+from bench import engines
+from bench.workers import Worker
 
-SMALL = bool(os.environ.get("FASTRNN_BENCH_SMOKE"))
-SIZES = (8,) if SMALL else (128, 256, 512)
-
-
-def _steps(cell, x, h, n):
-    for _ in range(n):
-        cell(x, h)
+CONFIGS = ("lstm-h64-b1", "lstm-h256-b1", "gru-h256-b1", "gru-h1024-b1", "lstm-h256-b64",
+           "lstm-h512-b16", "lstm-h1024-b16", "lstmcell-h128-b1", "lstmcell-h512-b1")
+FORMATS = ("float32",) + engines.WEIGHT_VARIANTS
 
 
-def main(rounds=5):
-    print(f"fastrnn {fastrnn.__version__}, {fastrnn.get_num_threads()} threads, LSTMCell B=1, "
-          f"median of {rounds} interleaved rounds; time / float32's")
-    n = 10 if SMALL else 300
-    for H in SIZES:
-        cell = fastrnn.LSTMCell(H, H, seed=1)
-        cells = {"float32": cell, "float16": fastrnn.quantize(cell, "float16"),
-                 "bfloat16": fastrnn.quantize(cell, "bfloat16")}
-        x = np.random.default_rng(0).standard_normal((1, H)).astype(np.float32)
-        h = (np.zeros((1, H), np.float32), np.zeros((1, H), np.float32))
-        ratios = {k: [] for k in cells if k != "float32"}
-        for _ in range(rounds):
-            t = {k: median_seconds(_steps, c, x, h, n, reps=5) / n for k, c in cells.items()}
-            for k in ratios:
-                ratios[k].append(t[k] / t["float32"])
-        print(f"H={H} ({16 * H * H >> 10} KiB of float32 weights): float32 "
-              f"{t['float32'] * 1e6:.1f} us/step; "
-              + ", ".join(f"{k} {float(np.median(v)):.2f}" for k, v in ratios.items()))
+def _cpu():
+    from fastrnn import _cpu
+    plan = _cpu.plan()
+    l2 = plan.caches.l2
+    return f"{platform.processor() or platform.machine()}, L2 {l2 >> 10 if l2 else '?'} KiB/core"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", nargs="*", default=None, help="configuration names")
+    ap.add_argument("--min-time", type=float, default=0.05, help="seconds per sample")
+    args = ap.parse_args(argv)
+    names = [n for n in CONFIGS if args.only is None or n in args.only]
+    from fastrnn._kernels import recurrent
+    print(f"fastrnn {fastrnn.__version__}, kernels {fastrnn._kernels.variant}, panels "
+          f"{recurrent.panel_kernel()}, {engines.THREADS} threads, {_cpu()}; median of "
+          f"{args.rounds} interleaved rounds, one process per format; time / float32's")
+    workers = {fmt: Worker("fastrnn") for fmt in FORMATS}
+    try:
+        for name in names:
+            times = {fmt: [] for fmt in FORMATS}
+            for fmt in FORMATS:           # into the steady state first
+                workers[fmt].ask(name, None if fmt == "float32" else fmt, args.min_time,
+                                 settle=0.2)
+            for _ in range(args.rounds):
+                for fmt in FORMATS:
+                    times[fmt].append(workers[fmt].ask(
+                        name, None if fmt == "float32" else fmt, args.min_time, settle=0.05))
+            base = np.array(times["float32"])
+            print(f"{name:18s} float32 {np.median(base) * 1e3:8.3f} ms   " + "   ".join(
+                f"{fmt} {np.median(np.array(times[fmt]) / base):.2f}"
+                for fmt in FORMATS[1:]), flush=True)
+    finally:
+        for w in workers.values():
+            w.close()
 
 
 if __name__ == "__main__":

@@ -104,13 +104,15 @@ def test_quantize_accuracy_runs(capsys, monkeypatch):
         assert fmt in out
 
 
-def test_quantize_speed_runs(capsys, monkeypatch):
-    """bench.quantize_speed prints a ratio per format and size (tiny sizes)."""
+def test_quantize_speed_runs(capsys):
+    """bench.quantize_speed prints a ratio per format for a layer call and a
+    cell step (worker processes; a few steps under FASTRNN_BENCH_SMOKE)."""
     from bench import quantize_speed
-    monkeypatch.setattr(quantize_speed, "SIZES", (8,))
-    quantize_speed.main(rounds=1)
+    quantize_speed.main(["--rounds", "1", "--min-time", "0.001",
+                         "--only", "lstm-h64-b1", "lstmcell-h128-b1"])
     out = capsys.readouterr().out
-    assert "H=8 " in out and "float16 " in out and "bfloat16 " in out
+    for part in ("lstm-h64-b1", "lstmcell-h128-b1", "float16 ", "bfloat16 ", "int8 "):
+        assert part in out, part
 
 
 def test_limits_runs(capsys):

@@ -264,6 +264,8 @@ def forward(module, x, state, lengths, reverse, training):
         step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
                                 // (rows_per_task * max(G, module._w_ih[layer].shape[2]))))
         if units:
+            pre = (prepacked(module, layer)
+                   if not training and _reduced_pays(module, layer, batch, threads) else None)
             _k.forward_layer_units(
                 module._kind, inp,
                 (module._w_ih[layer][0], module._w_hh[layer][0], b_ih, b_hh),
@@ -272,7 +274,7 @@ def forward(module, x, state, lengths, reverse, training):
                 step_chunk, threads, steps >= _PACK_MIN_STEPS,
                 keep=None if keep is None else tuple(None if a is None else a[0]
                                                      for a in keep),
-                ids=ids, variant=_first_direction(variant))
+                ids=ids, variant=_first_direction(variant), prepacked=pre)
         else:
             _k.forward_layer(
                 module._kind, inp, (module._w_ih[layer], module._w_hh[layer], b_ih, b_hh),
@@ -339,6 +341,63 @@ def step_kernels(module):
             bound.append(row)
         kernels = module._kernels = (_k, bound)
     return kernels[1]
+
+
+def _reduced_pays(module, layer, batch, threads):
+    """Whether a unit-split call of a quantized module reads its reduced W_hh
+    (prepacked): for at most _REDUCED_ROWS rows, where a step streams the
+    weights once, and when a thread's share of one direction's float32 W_ih
+    and W_hh exceeds half its L2, where the bytes bound the step. Widening
+    costs an instruction per weight per row: with more rows, or weights that
+    a core's caches hold anyway, the float32 products are faster
+    (bench.quantize_speed, Zen 4: LSTM H=64 B=1 1.21x float32's time,
+    LSTM H=1024 B=16 1.00-1.04x)."""
+    if module._inference_only is None or batch > _REDUCED_ROWS:
+        return False
+    share = (module._w_ih[layer][0].nbytes + module._w_hh[layer][0].nbytes) / max(threads, 1)
+    return _UNIT_SPLIT_BYTES is None or share > _UNIT_SPLIT_BYTES / 2
+
+
+# rows up to which the reduced weights' products pay (see _reduced_pays)
+_REDUCED_ROWS = 2
+
+
+def prepacked(module, layer):
+    """The unit split's ``prepacked`` argument for layer ``layer`` (one
+    direction) of a quantized float32 module, or None for any other module or
+    when the float32 products run on BLAS (FASTRNN_PANEL=blas). W_hh's
+    reduced weights, each gate block packed once into panels of their own
+    weight type (int8 with its scales): the step's one-row products stream
+    half or a quarter of float32's bytes. W_ih's widened float32 weights packed
+    likewise: the input projection, many rows at once, is bound by FMAs, which
+    widening would only add to. Cached on the module (its weights never change:
+    training and loading are refused)."""
+    fmt, reduced = getattr(module, "_quantized", (None, {}))
+    if fmt is None or module.dtype != np.float32 or _k.panel_kernel() == "blas":
+        return None
+    cache = module.__dict__.setdefault("_prepacked", {})
+    if layer not in cache:
+        G = module._gates
+        codes, scale = reduced[f"weight_hh_l{layer}"]
+        codes = codes.view(np.uint16) if fmt == "bfloat16" else codes
+        cache[layer] = (_gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][0], None, G),
+                        _gate_panels(_k.WEIGHT_TYPES[fmt], codes, scale, G))
+    return cache[layer]
+
+
+def _gate_panels(wt, w, scale, gates):
+    """(wt, W (gates * H, K) with each gate block in whole panels, its scales
+    padded alike or None), read-only."""
+    H = w.shape[0] // gates
+    blocks = [_k.pack_weight_panels(w[q * H:(q + 1) * H],
+                                    None if scale is None else scale[q * H:(q + 1) * H])
+              for q in range(gates)]
+    panels = np.concatenate([b[0].reshape(-1) for b in blocks])
+    scales = None if scale is None else np.concatenate([b[1] for b in blocks])
+    for arr in (panels, scales):
+        if arr is not None:
+            arr.flags.writeable = False
+    return wt, panels, scales
 
 
 def buffers(module):

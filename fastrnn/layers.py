@@ -272,7 +272,7 @@ class _RecurrentLayer(SequenceModule):
         # scratch and the state_dict entries are views of the blocks: a copy
         # (deepcopy, pickle) makes its own from its own blocks
         state = dict(self.__dict__)
-        for key in ("_kernels", "_pool", "_params", "_grads", "_shadows"):
+        for key in ("_kernels", "_pool", "_params", "_grads", "_shadows", "_prepacked"):
             state.pop(key, None)
         return state
 

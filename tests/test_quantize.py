@@ -242,3 +242,147 @@ def test_cells_read_16_bit_weights(fmt, cls):
         y_t, s = layer(seq[t:t + 1], s)
         steps.append(y_t)
     np.testing.assert_allclose(np.concatenate(steps), y, rtol=1e-5, atol=1e-6)
+
+
+# -- the reduced weights in the kernels: packed panels of half, bfloat16, int8 --------------
+def _panel_variants():
+    from fastrnn._kernels import _panels
+    return _panels.panel_kernels()
+
+
+@pytest.fixture
+def panel_variant(request):
+    from fastrnn._kernels import _panels
+    before = _panels.panel_kernel()
+    _panels.set_panel_kernel(request.param)
+    yield request.param
+    _panels.set_panel_kernel(before)
+
+
+@pytest.mark.parametrize("panel_variant", _panel_variants(), indirect=True)
+@pytest.mark.parametrize("fmt", ["float32"] + FORMATS)
+def test_panel_product_on_reduced_weights(panel_variant, fmt):
+    """panel_gemm_w on panels of each weight type, every tile shape (1 .. 17
+    rows, partial panels, k not a multiple of anything): 16-bit weights give
+    the bits of the float32 product on the widened weights (the same sums in
+    the same order); int8 ones code x scale within float rounding of the
+    float64 product; accumulate adds to C."""
+    from fastrnn._kernels import _panels
+    rng = np.random.default_rng(7)
+    wt = _panels.WEIGHT_TYPES[fmt]
+    for m, n, k in ((1, 1024, 256), (2, 37, 19), (3, 100, 300), (7, 16, 5), (9, 50, 64),
+                    (17, 130, 33), (1, 5, 1)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        codes, scale, wide = (w, None, w) if fmt == "float32" else round_weights(w, fmt)
+        panels, scales = _panels.pack_weight_panels(codes, scale)
+        for accumulate in (False, True):
+            c0 = rng.standard_normal((m, n)).astype(np.float32)
+            c = c0.copy()
+            _panels.panel_product_w(a, panels, wt, scales, c, accumulate)
+            want = a.astype(np.float64) @ wide.T.astype(np.float64) + (c0 if accumulate else 0)
+            np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+            if fmt != "int8" and panel_variant != "blas":
+                c32 = c0.copy()
+                _panels.panel_product(a, np.ascontiguousarray(wide), c32, accumulate)
+                np.testing.assert_array_equal(c, c32)
+
+
+def _layer_cases():
+    return {
+        "rnn": lambda: fastrnn.RNN(24, 40, num_layers=2, seed=1),
+        "gru-after": lambda: fastrnn.GRU(24, 100, seed=2),
+        "gru-before": lambda: fastrnn.GRU(24, 40, reset_after=False, seed=3),
+        "lstm": lambda: fastrnn.LSTM(24, 256, seed=4),
+        "lstm-variants": lambda: fastrnn.LSTM(24, 20, peepholes=True, clip=0.5, seed=5),
+    }
+
+
+@pytest.mark.parametrize("panel_variant", [v for v in _panel_variants() if v != "blas"],
+                         indirect=True)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", list(_layer_cases()))
+def test_layer_calls_read_the_reduced_weights(panel_variant, fmt, name, monkeypatch):
+    """Batch-1 and -2 layer calls of a quantized layer (the unit split) read
+    its reduced W_hh packed once (the thresholds forced open): the outputs
+    and states of the float layer holding the widened weights -- the same
+    bits for 16-bit weights, float rounding for int8 -- with its float W_hh
+    spoiled to NaN after quantizing (so the reduced copy is what is read),
+    at hidden sizes that do not fill whole panels, and at one thread (the
+    batch split, float32)."""
+    from fastrnn import _engine
+    monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", 0)       # every size pays
+    layer = _layer_cases()[name]()
+    q = fastrnn.quantize(layer, fmt)
+    widened = copy.deepcopy(layer)
+    widened.load_state_dict(q.state_dict())
+    for arr in q._w_hh:
+        arr[...] = np.nan                    # not read: the reduced panels are
+    rng = np.random.default_rng(3)
+    try:
+        for threads, batch in ((2, 1), (2, 2), (1, 1)):
+            fastrnn.set_num_threads(threads)
+            if threads == 1:
+                q = fastrnn.quantize(layer, fmt)        # (the batch split reads float W_hh)
+            x = rng.standard_normal((7, batch, 24)).astype(np.float32)
+            got, want = q(x), widened(x)
+            for a, b in zip(jax_flat(got), jax_flat(want)):
+                if fmt == "int8" or threads == 1:
+                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+                else:
+                    np.testing.assert_array_equal(a, b)
+    finally:
+        fastrnn.set_num_threads(None)
+
+
+def jax_flat(out):
+    """(y, state) as a flat list of arrays."""
+    y, state = out
+    return [np.asarray(y)] + [np.asarray(s) for s in (state if isinstance(state, tuple)
+                                                      else (state,))]
+
+
+def test_reduced_layer_token_input_copies_and_bad_panels(monkeypatch):
+    """Token ids into a quantized layer (W_ih's columns, no input product);
+    deepcopy and pickle of a quantized layer after calls (the packed panels
+    are rebuilt, not copied) give the same outputs; panels of the wrong size
+    or type never reach the kernels."""
+    from fastrnn import _engine
+    monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", 0)
+    layer = fastrnn.LSTM(30, 48, seed=6)
+    q = fastrnn.quantize(layer, "bfloat16")
+    widened = copy.deepcopy(layer)
+    widened.load_state_dict(q.state_dict())
+    ids = np.random.default_rng(0).integers(0, 30, (9, 1))
+    np.testing.assert_array_equal(q(ids)[0], widened(ids)[0])
+    x = np.random.default_rng(1).standard_normal((9, 1, 30)).astype(np.float32)
+    y = q(x)[0]
+    assert "_prepacked" in q.__dict__
+    for other in (copy.deepcopy(q), pickle.loads(pickle.dumps(q))):
+        assert "_prepacked" not in other.__dict__
+        np.testing.assert_array_equal(other(x)[0], y)
+    # the kernels' entry refuses panels that do not match the layer
+    pre = _engine.prepacked(q, 0)
+    (ih_wt, ih, ih_s), (hh_wt, hh, hh_s) = pre
+    args = _unit_call_args(q, x)
+    for bad in (((ih_wt, ih, ih_s), (hh_wt, hh[:-1], hh_s)),
+                ((ih_wt, ih, ih_s), (ih_wt, hh, hh_s)),
+                ((ih_wt, ih, ih_s), (3, hh.view(np.int8), None)),
+                ((9, ih, ih_s), (hh_wt, hh, hh_s)),
+                "panels"):
+        with pytest.raises(ValueError, match="prepacked"):
+            _engine._k.forward_layer_units(*args, prepacked=bad)
+
+
+def _unit_call_args(layer, x):
+    """forward_layer_units' arguments for one call of a one-layer layer on x."""
+    from fastrnn import _engine
+    T, B, _ = x.shape
+    H = layer.hidden_size
+    plan = _engine._plan(None, T, B, 1, single_block=True)
+    b_ih, b_hh = layer._biases(0)
+    zeros = np.zeros((B, H), np.float32)
+    return (layer._kind, x, (layer._w_ih[0][0], layer._w_hh[0][0], b_ih, b_hh),
+            (False, plan.lengths, plan.perm, plan.n_active),
+            (zeros, zeros, np.empty((T, B, H), np.float32), np.empty((B, H), np.float32),
+             np.empty((B, H), np.float32)), T, 2)

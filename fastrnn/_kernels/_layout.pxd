@@ -63,6 +63,21 @@ ctypedef struct Weights:
     int q16                       # 1: IEEE half, 2: bfloat16
 
 
+ctypedef struct Prepacked:
+    # W_ih and W_hh of one direction packed once per module (an inference-only,
+    # quantized module: fastrnn._engine.prepacked), each gate block in whole
+    # panels (_panels.pack_weight_panels) of its own weight type: gate q's
+    # unit u at panel q * Hp / PANEL + u // PANEL. A unit-split thread's share
+    # then starts at a whole panel (its units are split at multiples of PANEL).
+    const void* ih                # NULL: none (token input, or the call packs its own)
+    const void* hh                # NULL: none
+    const float* ih_scale         # int8: per gate block, Hp scales (else NULL)
+    const float* hh_scale
+    int ih_wt                     # the panels' weight types (_panels.WEIGHT_TYPES)
+    int hh_wt
+    Py_ssize_t Hp                 # H rounded up to whole panels
+
+
 ctypedef struct Source:
     # floats: x (T, B, I) with element strides (s0, s1, s2);
     # token ids: ids (T, B) with strides (i0, i1), and x is W_ihᵀ (V, G) with
@@ -124,6 +139,7 @@ ctypedef struct LayerCall:
     float* panels_ih              # the batch split's W_ih, packed per direction
     Py_ssize_t panels_ih_per
     bint pack_in_task             # each task packs its direction's panels itself
+    Prepacked pre                 # unit split: weights packed once per module, or NULLs
     void* shared                  # unit split: the team's exchange (unit_shared)
 
 

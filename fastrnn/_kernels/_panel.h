@@ -24,6 +24,14 @@
 #define FASTRNN_PANEL_NONE 0
 #define FASTRNN_PANEL_AVX2 1
 #define FASTRNN_PANEL_AVX512 2
+/* the weight types of the panels (fastrnn_panel_gemm_w's wt): float32, IEEE
+   half, bfloat16, int8 (with one float scale per column of C) */
+#define FASTRNN_WT_F32 0
+#define FASTRNN_WT_F16 1
+#define FASTRNN_WT_BF16 2
+#define FASTRNN_WT_I8 3
+/* bytes of one weight of type wt */
+#define FASTRNN_WT_SIZE(wt) ((wt) == FASTRNN_WT_F32 ? 4 : (wt) == FASTRNN_WT_I8 ? 1 : 2)
 /* the shapes of a row of register tiles (fastrnn_tile_rows) */
 #define FASTRNN_TILES_FEW 0
 #define FASTRNN_TILES_MAIN 1
@@ -127,9 +135,9 @@ static float *fastrnn_panel_a_block(void) {
 #endif
 
 #if FASTRNN_PANEL_VARIANTS
-#include <immintrin.h>       /* F16C's conversion (fastrnn_rows_dot16); target attributes */
+#include <immintrin.h>       /* the conversions of narrow weights; target attributes */
 #define FASTRNN_ISA avx512
-#define FASTRNN_ISA_TARGET "avx512f,avx2,fma"
+#define FASTRNN_ISA_TARGET "avx512f,avx2,fma,f16c"
 #define FASTRNN_VW 16
 #include "_panel_isa.h"
 #undef FASTRNN_VW
@@ -137,7 +145,7 @@ static float *fastrnn_panel_a_block(void) {
 #undef FASTRNN_ISA
 
 #define FASTRNN_ISA avx2
-#define FASTRNN_ISA_TARGET "avx2,fma"
+#define FASTRNN_ISA_TARGET "avx2,fma,f16c"
 #define FASTRNN_VW 8
 #include "_panel_isa.h"
 #undef FASTRNN_VW
@@ -228,11 +236,42 @@ static void fastrnn_rows_dot16_scalar(Py_ssize_t m, Py_ssize_t k, const unsigned
     }
 }
 
+/* the portable product on narrow weights (see fastrnn_panel_gemm_w in _panel_isa.h) */
+static void fastrnn_panel_gemm_w_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                        const float *a, Py_ssize_t lda, const void *wp, int wt,
+                                        const float *scale, float *c, Py_ssize_t ldc,
+                                        int accumulate) {
+    if (wt == FASTRNN_WT_F32) {
+        fastrnn_panel_gemm_strided_scalar(m, n, k, a, lda, 1, (const float *) wp, c, ldc,
+                                          accumulate);
+        return;
+    }
+    for (Py_ssize_t r = 0; r < m; r++)
+        for (Py_ssize_t p = 0; p * FASTRNN_PANEL < n; p++) {
+            float t[FASTRNN_PANEL] = {0};
+            for (Py_ssize_t kk = 0; kk < k; kk++)
+                for (int j = 0; j < FASTRNN_PANEL; j++) {
+                    Py_ssize_t e = (p * k + kk) * FASTRNN_PANEL + j;
+                    float w = wt == FASTRNN_WT_I8 ? (float) ((const signed char *) wp)[e]
+                              : fastrnn_widen16(((const unsigned short *) wp)[e],
+                                                wt == FASTRNN_WT_BF16);
+                    t[j] += a[r * lda + kk] * w;
+                }
+            if (wt == FASTRNN_WT_I8)
+                for (int j = 0; j < FASTRNN_PANEL; j++) t[j] *= scale[p * FASTRNN_PANEL + j];
+            fastrnn_panel_store(c + r * ldc, n, p, t, accumulate);
+        }
+}
+
 typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);
 typedef void (*fastrnn_gemm_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                 Py_ssize_t, const float *, float *, Py_ssize_t, int);
 static fastrnn_pack_rows_fn fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
 static fastrnn_gemm_fn fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
+typedef void (*fastrnn_gemm_w_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
+                                  Py_ssize_t, const void *, int, const float *, float *,
+                                  Py_ssize_t, int);
+static fastrnn_gemm_w_fn fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
 typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                    Py_ssize_t, const float *, float *, Py_ssize_t);
 static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
@@ -250,8 +289,10 @@ static int fastrnn_panel_supported(int isa) {
 #if FASTRNN_PANEL_VARIANTS
     __builtin_cpu_init();
     if (isa == FASTRNN_PANEL_AVX512) return __builtin_cpu_supports("avx512f");
+    /* (x86-64-v3: AVX2, FMA and F16C, which widens half weights) */
     if (isa == FASTRNN_PANEL_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
 #endif
     return 0;
 }
@@ -280,6 +321,7 @@ static int fastrnn_panel_select(int isa) {
     if (!fastrnn_panel_supported(isa)) return 0;
     fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
     fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
+    fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
     fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
     fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
     fastrnn_rows_dot16_impl = fastrnn_rows_dot16_scalar;
@@ -290,11 +332,13 @@ static int fastrnn_panel_select(int isa) {
     if (isa == FASTRNN_PANEL_AVX512) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx512;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx512;
+        fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx512;
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx512;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;     /* (see _panel_isa.h) */
     } else if (isa == FASTRNN_PANEL_AVX2) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx2;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx2;
+        fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx2;
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx2;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;
     }
@@ -311,6 +355,15 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
                                Py_ssize_t lda, const float *wp, float *c, Py_ssize_t ldc,
                                int accumulate) {
     fastrnn_gemm_impl(m, n, k, a, lda, wp, c, ldc, accumulate);
+}
+
+/* the same on panels of weights of type wt (FASTRNN_WT_*): 16-bit ones give
+   the bits of fastrnn_panel_gemm on the widened weights; int8 ones stand for
+   code x scale[column] */
+static void fastrnn_panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
+                                 Py_ssize_t lda, const void *wp, int wt, const float *scale,
+                                 float *c, Py_ssize_t ldc, int accumulate) {
+    fastrnn_gemm_w_impl(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate);
 }
 
 /* y[r] (+)= W[r, :] . a for r < m, W row-major (row stride ldw) */

@@ -182,28 +182,73 @@ FR_ATTR __attribute__((noinline)) static void FR(fastrnn_put_partial)(float *row
         } \
     } while (0)
 
+/* register v (< FR_NV) of a panel row of weights of type WT at p, widened to
+   float: half with vcvtph2ps, bfloat16 as the upper half of a float (zero
+   extend, shift), int8 sign-extended and converted (exact in every case) */
+FR_ATTR static FR_INLINE FR_VEC FR(fastrnn_widen)(const int WT, const void *p, int v) {
+    FR_VEC out;
+#if FASTRNN_VW == 16
+    (void) v;
+    if (WT == FASTRNN_WT_F16) {
+        __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) p));
+        memcpy(&out, &x, sizeof out);
+    } else if (WT == FASTRNN_WT_BF16) {
+        __m512i x = _mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *) p)), 16);
+        memcpy(&out, &x, sizeof out);
+    } else if (WT == FASTRNN_WT_I8) {
+        __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *) p)));
+        memcpy(&out, &x, sizeof out);
+    } else {
+        memcpy(&out, p, sizeof out);
+    }
+#else
+    if (WT == FASTRNN_WT_F16) {
+        __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) ((const short *) p + 8 * v)));
+        memcpy(&out, &x, sizeof out);
+    } else if (WT == FASTRNN_WT_BF16) {
+        __m256i x = _mm256_slli_epi32(_mm256_cvtepu16_epi32(
+            _mm_loadu_si128((const __m128i *) ((const short *) p + 8 * v))), 16);
+        memcpy(&out, &x, sizeof out);
+    } else if (WT == FASTRNN_WT_I8) {
+        __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+            _mm_loadl_epi64((const __m128i *) ((const signed char *) p + 8 * v))));
+        memcpy(&out, &x, sizeof out);
+    } else {
+        memcpy(&out, (const float *) p + 8 * v, sizeof out);
+    }
+#endif
+    return out;
+}
+
 /* one register tile over kc elements of k: C[r][p + q] (+)= Σ_kk a[kk ak + r as]
    w_q[kk] for r < R, q < P: A's R rows in place (as = lda, ak = 1) or packed
    (as = 1, ak = R: one sequential stream of broadcasts), w_q = w + q * wstride
-   (panel q's rows, from the tile's first kk). R and P are constants where it
-   is inlined, so the loops unroll and every sum lives in a register. With
-   PF = 1 each step also prefetches (into L2) one line of each of P panels at
+   (panel q's rows, from the tile's first kk; offsets in weights of type WT).
+   R, P and WT are constants where it is inlined, so the loops unroll and
+   every sum lives in a register. float32 weights are FMA operands straight
+   from memory; narrower ones are widened once per panel row (fastrnn_widen)
+   and serve the tile's R rows, and int8 sums are multiplied by their
+   column's scale (scale[16 (p + q) + j]) before they are stored. With PF = 1
+   each step also prefetches (into L2) one line of each of P panels at
    `next`: the panels the next group of tiles reads, which the hardware
    prefetcher finds late when they come from L3 or memory (a block of kc rows
-   of a panel is 16 kc floats, then a jump of 16 k). Only the first tile of a
+   of a panel is 16 kc weights, then a jump of 16 k). Only the first tile of a
    group does (the others read panels already in cache), only when W exceeds
    L2 and only where the tile leaves the load ports room (FR_PREFETCH_W). */
 FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const int PF,
-                                              Py_ssize_t kc,
+                                              const int WT, Py_ssize_t kc,
                                               const float *a, Py_ssize_t as, Py_ssize_t ak,
-                                              const float *w, Py_ssize_t wstride,
-                                              const float *next,
+                                              const void *w, Py_ssize_t wstride,
+                                              const void *next, const float *scale,
                                               float *c, Py_ssize_t ldc, Py_ssize_t n,
                                               Py_ssize_t p, int accumulate) {
     /* the sums of row i, panel q at s + (i P + q) FR_NV: one flat array no
        larger than the tile (GCC left a sum of a [rows][panels] array sized for
        the largest tile on the stack) */
     FR_VEC s[FR_SUMS];
+    const Py_ssize_t esz = FASTRNN_WT_SIZE(WT);
+    const char *wb = (const char *) w, *nb = (const char *) next;
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 8
@@ -217,14 +262,61 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
     for (Py_ssize_t kk = 0; kk < kc; kk++) {
 #pragma GCC unroll 8
         for (int q = 0; q < P * PF; q++)
-            __builtin_prefetch(next + q * wstride + kk * FASTRNN_PANEL, 0, 2);
+            __builtin_prefetch(nb + (q * wstride + kk * FASTRNN_PANEL) * esz, 0, 2);
+        if (WT == FASTRNN_WT_F32) {
 #pragma GCC unroll 8
-        for (int i = 0; i < R; i++) {
-            float av = a[kk * ak + i * as];
+            for (int i = 0; i < R; i++) {
+                float av = a[kk * ak + i * as];
+#pragma GCC unroll 8
+                for (int q = 0; q < P; q++)
+                    FR_FMA(s + (i * P + q) * FR_NV, av,
+                           (const float *) w + q * wstride + kk * FASTRNN_PANEL);
+            }
+        } else if (P * FR_NV <= 4) {
+            /* the main tile: its few panel registers widened first, then each
+               row's broadcast serves them all (AVX2 has no broadcast operand).
+               Widening first in the few-rows tiles too (where the registers
+               allow) ran slower: 1 row on AVX-512 0.93 of float32's time
+               against 0.75, 4 rows on AVX2 1.12 against 1.01 (Zen 4) */
+            FR_VEC wv[P * FR_NV];
 #pragma GCC unroll 8
             for (int q = 0; q < P; q++)
-                FR_FMA(s + (i * P + q) * FR_NV, av, w + q * wstride + kk * FASTRNN_PANEL);
+#pragma GCC unroll 2
+                for (int v = 0; v < FR_NV; v++)
+                    wv[q * FR_NV + v] = FR(fastrnn_widen)(
+                        WT, wb + (q * wstride + kk * FASTRNN_PANEL) * esz, v);
+#pragma GCC unroll 8
+            for (int i = 0; i < R; i++) {
+                float av = a[kk * ak + i * as];
+#pragma GCC unroll 8
+                for (int q = 0; q < P * FR_NV; q++) s[i * P * FR_NV + q] += av * wv[q];
+            }
+        } else {
+            /* few rows, many panels: each panel register widened and used at
+               once (widening them all first would spill the sums) */
+#pragma GCC unroll 8
+            for (int q = 0; q < P; q++) {
+#pragma GCC unroll 2
+                for (int v = 0; v < FR_NV; v++) {
+                    const FR_VEC wv = FR(fastrnn_widen)(
+                        WT, wb + (q * wstride + kk * FASTRNN_PANEL) * esz, v);
+#pragma GCC unroll 8
+                    for (int i = 0; i < R; i++)
+                        s[(i * P + q) * FR_NV + v] += a[kk * ak + i * as] * wv;
+                }
+            }
         }
+    }
+    if (WT == FASTRNN_WT_I8) {
+#pragma GCC unroll 8
+        for (int q = 0; q < P; q++)
+#pragma GCC unroll 2
+            for (int v = 0; v < FR_NV; v++) {
+                FR_VEC sv;
+                memcpy(&sv, scale + (p + q) * FASTRNN_PANEL + v * FASTRNN_VW, sizeof sv);
+#pragma GCC unroll 8
+                for (int i = 0; i < R; i++) s[(i * P + q) * FR_NV + v] *= sv;
+            }
     }
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
@@ -236,23 +328,41 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
    ones; with PF each prefetches the panels after it up to `last` (the
    panels of this k block end there) */
 FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, const int PF,
-                                                  Py_ssize_t p0,
+                                                  const int WT, Py_ssize_t p0,
                                                   Py_ssize_t p1, Py_ssize_t last,
                                                   Py_ssize_t kc, const float *a,
                                                   Py_ssize_t as, Py_ssize_t ak,
-                                                  const float *wp, Py_ssize_t wstride,
+                                                  const void *wp, Py_ssize_t wstride,
+                                                  const float *scale,
                                                   float *c, Py_ssize_t ldc, Py_ssize_t n,
                                                   int accumulate) {
+    const char *wb = (const char *) wp;
+    const Py_ssize_t bstride = wstride * FASTRNN_WT_SIZE(WT);       /* bytes per panel */
     Py_ssize_t p = p0;
     for (; p + P <= p1; p += P) {
         const Py_ssize_t after = p + 2 * P <= last ? p + P : p;
-        FR(fastrnn_tile)(R, P, PF, kc, a, as, ak, wp + p * wstride, wstride,
-                         wp + after * wstride, c, ldc, n, p, accumulate);
+        FR(fastrnn_tile)(R, P, PF, WT, kc, a, as, ak, wb + p * bstride, wstride,
+                         wb + after * bstride, scale, c, ldc, n, p, accumulate);
     }
+    /* the last panels: one tile of them all (a tile of one panel has too few
+       sums in flight to hide the FMA latency: a row's last 2 of 8 panels in
+       single tiles took as long as its first 6) */
+#define FR_LAST(Q) case Q: \
+        FR(fastrnn_tile)(R, (Q) < P ? (Q) : 1, PF, WT, kc, a, as, ak, wb + p * bstride, \
+                         wstride, wb + p * bstride, scale, c, ldc, n, p, accumulate); \
+        break;
+    if (P > 1 && !PF && R <= 2 && WT != FASTRNN_WT_F32) {
+        switch (p1 - p) {
+            FR_LAST(1) FR_LAST(2) FR_LAST(3) FR_LAST(4) FR_LAST(5) FR_LAST(6) FR_LAST(7)
+            default: break;
+        }
+        return;
+    }
+#undef FR_LAST
     for (; p < p1; p++) {
         const Py_ssize_t after = p + 1 < last ? p + 1 : p;
-        FR(fastrnn_tile)(R, 1, PF, kc, a, as, ak, wp + p * wstride, wstride,
-                         wp + after * wstride, c, ldc, n, p, accumulate);
+        FR(fastrnn_tile)(R, 1, PF, WT, kc, a, as, ak, wb + p * bstride, wstride,
+                         wb + after * bstride, scale, c, ldc, n, p, accumulate);
     }
 }
 
@@ -260,22 +370,29 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, con
    `shape`: FASTRNN_TILES_FEW, the few-rows shape (P = FR_FEW_P(R), more
    panels for fewer rows); FASTRNN_TILES_MAIN, the main tile's panels
    (FR_MAIN_P), so that a group of panels read once serves every tile of
-   rows; FASTRNN_TILES_MAIN_PF, the same prefetching the next group. One
-   function per row count and shape, each compiled on its own: inlined into
-   one function, GCC's register allocator spilled the sums of some of them to
-   the stack (a product ran at a third of its speed). */
-#define FR_ROW_FN(NAME, R_, P_, PF_) \
+   rows; FASTRNN_TILES_MAIN_PF, the same prefetching the next group (float32
+   weights; the narrow types, half the bytes or less, run the main tile). One
+   function per row count, shape and weight type, each compiled on its own:
+   inlined into one function, GCC's register allocator spilled the sums of
+   some of them to the stack (a product ran at a third of its speed). */
+#define FR_ROW_FN(NAME, R_, P_, PF_, WT_) \
     FR_ATTR __attribute__((noinline)) static void FR(NAME)( \
             Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t last, Py_ssize_t kc, const float *a, \
-            Py_ssize_t as, Py_ssize_t ak, const float *wp, Py_ssize_t wstride, float *c, \
-            Py_ssize_t ldc, Py_ssize_t n, int accumulate) { \
-        FR(fastrnn_tile_row)(R_, P_, PF_, p0, p1, last, kc, a, as, ak, wp, wstride, c, ldc, n, \
-                             accumulate); \
+            Py_ssize_t as, Py_ssize_t ak, const void *wp, Py_ssize_t wstride, \
+            const float *scale, float *c, Py_ssize_t ldc, Py_ssize_t n, int accumulate) { \
+        FR(fastrnn_tile_row)(R_, P_, PF_, WT_, p0, p1, last, kc, a, as, ak, wp, wstride, \
+                             scale, c, ldc, n, accumulate); \
     }
 #define FR_ROW_FNS(R_) \
-    FR_ROW_FN(fastrnn_rows_few_##R_, R_, FR_FEW_P(R_), 0) \
-    FR_ROW_FN(fastrnn_rows_main_##R_, R_, FR_MAIN_P, 0) \
-    FR_ROW_FN(fastrnn_rows_main_pf_##R_, R_, FR_MAIN_P, 1)
+    FR_ROW_FN(fastrnn_rows_few_##R_, R_, FR_FEW_P(R_), 0, FASTRNN_WT_F32) \
+    FR_ROW_FN(fastrnn_rows_main_##R_, R_, FR_MAIN_P, 0, FASTRNN_WT_F32) \
+    FR_ROW_FN(fastrnn_rows_main_pf_##R_, R_, FR_MAIN_P, 1, FASTRNN_WT_F32) \
+    FR_ROW_FN(fastrnn_rows_few_f16_##R_, R_, FR_FEW_P(R_), 0, FASTRNN_WT_F16) \
+    FR_ROW_FN(fastrnn_rows_main_f16_##R_, R_, FR_MAIN_P, 0, FASTRNN_WT_F16) \
+    FR_ROW_FN(fastrnn_rows_few_bf16_##R_, R_, FR_FEW_P(R_), 0, FASTRNN_WT_BF16) \
+    FR_ROW_FN(fastrnn_rows_main_bf16_##R_, R_, FR_MAIN_P, 0, FASTRNN_WT_BF16) \
+    FR_ROW_FN(fastrnn_rows_few_i8_##R_, R_, FR_FEW_P(R_), 0, FASTRNN_WT_I8) \
+    FR_ROW_FN(fastrnn_rows_main_i8_##R_, R_, FR_MAIN_P, 0, FASTRNN_WT_I8)
 FR_ROW_FNS(1) FR_ROW_FNS(2) FR_ROW_FNS(3) FR_ROW_FNS(4) FR_ROW_FNS(5) FR_ROW_FNS(6)
 #if FR_MR > 6
 FR_ROW_FNS(7) FR_ROW_FNS(8)
@@ -283,16 +400,24 @@ FR_ROW_FNS(7) FR_ROW_FNS(8)
 #undef FR_ROW_FNS
 #undef FR_ROW_FN
 #define FR_ROW_CASE(R_) case R_: \
-        (shape == FASTRNN_TILES_FEW ? FR(fastrnn_rows_few_##R_) \
+        (wt == FASTRNN_WT_F16 ? (few ? FR(fastrnn_rows_few_f16_##R_) \
+                                     : FR(fastrnn_rows_main_f16_##R_)) \
+         : wt == FASTRNN_WT_BF16 ? (few ? FR(fastrnn_rows_few_bf16_##R_) \
+                                        : FR(fastrnn_rows_main_bf16_##R_)) \
+         : wt == FASTRNN_WT_I8 ? (few ? FR(fastrnn_rows_few_i8_##R_) \
+                                      : FR(fastrnn_rows_main_i8_##R_)) \
+         : few ? FR(fastrnn_rows_few_##R_) \
          : shape == FASTRNN_TILES_MAIN ? FR(fastrnn_rows_main_##R_) \
-         : FR(fastrnn_rows_main_pf_##R_))(p0, p1, last, kc, a, as, ak, wp, wstride, c, ldc, \
-                                          n, accumulate); \
+         : FR(fastrnn_rows_main_pf_##R_))(p0, p1, last, kc, a, as, ak, wp, wstride, scale, c, \
+                                          ldc, n, accumulate); \
         break;
-FR_ATTR static void FR(fastrnn_tile_rows)(int rows, int shape, Py_ssize_t p0, Py_ssize_t p1,
-                                          Py_ssize_t last, Py_ssize_t kc, const float *a,
-                                          Py_ssize_t as, Py_ssize_t ak, const float *wp,
-                                          Py_ssize_t wstride, float *c, Py_ssize_t ldc,
+FR_ATTR static void FR(fastrnn_tile_rows)(int rows, int shape, int wt, Py_ssize_t p0,
+                                          Py_ssize_t p1, Py_ssize_t last, Py_ssize_t kc,
+                                          const float *a, Py_ssize_t as, Py_ssize_t ak,
+                                          const void *wp, Py_ssize_t wstride,
+                                          const float *scale, float *c, Py_ssize_t ldc,
                                           Py_ssize_t n, int accumulate) {
+    const int few = shape == FASTRNN_TILES_FEW;
     switch (rows) {
         FR_ROW_CASE(1) FR_ROW_CASE(2) FR_ROW_CASE(3) FR_ROW_CASE(4) FR_ROW_CASE(5)
         FR_ROW_CASE(6)
@@ -327,10 +452,15 @@ FR_ATTR static void FR(fastrnn_pack_tile_rows)(const float *a, Py_ssize_t lda, i
    every panel passes. kc and mc come from the caches of the CPU plan
    (fastrnn_panel_blocks). The rows of a block go in tiles as even as
    possible (8 rows: two of 4, not 6 and 2), so that the panels are read once
-   per block; one tile alone takes the few-rows shape. */
-FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                           const float *a, Py_ssize_t lda, const float *wp,
-                                           float *c, Py_ssize_t ldc, int accumulate) {
+   per block; one tile alone takes the few-rows shape. The panels hold
+   weights of type wt (FASTRNN_WT_*; offsets and the blocks are counted in
+   weights, so the narrow types' panels take less cache than the blocking
+   assumes); int8 ones stand for code x scale[column] (scale: one float per
+   column of C, padded to whole panels). */
+FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                             const float *a, Py_ssize_t lda, const void *wp,
+                                             int wt, const float *scale, float *c,
+                                             Py_ssize_t ldc, int accumulate) {
     float fallback[FASTRNN_PANEL_A_FALLBACK];
     Py_ssize_t a_floats = FASTRNN_PANEL_A_FLOATS;
     float *ap = fastrnn_panel_a_block();
@@ -342,11 +472,13 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
     const Py_ssize_t wstride = k * FASTRNN_PANEL, group = FR_MAIN_P;
     Py_ssize_t kc, mc;
     fastrnn_panel_blocks(k, group, FR_MR, a_floats, &kc, &mc);
-    const int prefetch = FR_PREFETCH_W && n * k * (Py_ssize_t) sizeof(float) > fastrnn_cache_l2;
+    /* (only float32 weights prefetch: see fastrnn_tile_rows) */
+    const int prefetch = FR_PREFETCH_W && wt == FASTRNN_WT_F32 &&
+                         n * k * (Py_ssize_t) sizeof(float) > fastrnn_cache_l2;
     for (Py_ssize_t k0 = 0; k0 < k; k0 += kc) {
         const Py_ssize_t kb = k - k0 < kc ? k - k0 : kc;
         const int acc = accumulate || k0 > 0;
-        const float *wk = wp + k0 * FASTRNN_PANEL;
+        const void *wk = (const char *) wp + k0 * FASTRNN_PANEL * FASTRNN_WT_SIZE(wt);
         for (Py_ssize_t m0 = 0; m0 < m; m0 += mc) {
             const Py_ssize_t mb = m - m0 < mc ? m - m0 : mc;
             const Py_ssize_t tiles = (mb + FR_MR - 1) / FR_MR;
@@ -374,9 +506,9 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
                 }
             }
             if (tiles == 1) {
-                FR(fastrnn_tile_rows)((int) mb, FASTRNN_TILES_FEW, 0, panels, panels, kb, am,
-                                      inplace ? as : 1, inplace ? 1 : mb, wk, wstride, cm, ldc,
-                                      n, acc);
+                FR(fastrnn_tile_rows)((int) mb, FASTRNN_TILES_FEW, wt, 0, panels, panels, kb, am,
+                                      inplace ? as : 1, inplace ? 1 : mb, wk, wstride, scale,
+                                      cm, ldc, n, acc);
                 continue;
             }
             for (Py_ssize_t p = 0; p < panels; p += group) {
@@ -387,10 +519,10 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
                     FR(fastrnn_tile_rows)((int) (r1 - r),
                                           t == 0 && prefetch ? FASTRNN_TILES_MAIN_PF
                                                              : FASTRNN_TILES_MAIN,
-                                          p, p1, t == 0 ? panels : p1, kb,
+                                          wt, p, p1, t == 0 ? panels : p1, kb,
                                           inplace ? am + r * lda : am + r * kb,
                                           inplace ? as : 1, inplace ? 1 : r1 - r, wk,
-                                          wstride, cm + r * ldc, ldc, n, acc);
+                                          wstride, scale, cm + r * ldc, ldc, n, acc);
                     r = r1;
                 }
             }
@@ -398,6 +530,13 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
     }
 }
 
+
+/* the float32 product (fastrnn_panel_gemm_w with float32 weights) */
+FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                           const float *a, Py_ssize_t lda, const float *wp,
+                                           float *c, Py_ssize_t ldc, int accumulate) {
+    FR(fastrnn_panel_gemm_w)(m, n, k, a, lda, wp, FASTRNN_WT_F32, NULL, c, ldc, accumulate);
+}
 
 /* rows of C per register block of the transposed product: AVX-512, 8 rows x
    two panels (16 sums; three panels measured 0.8x); AVX2, 6 rows x one panel

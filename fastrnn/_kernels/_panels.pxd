@@ -44,6 +44,13 @@ cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                      Py_ssize_t lda, const float* wp, float* c, Py_ssize_t ldc,
                      bint accumulate) noexcept nogil
 
+# the same on W packed in panels of weight type wt (0 float32, 1 half, 2 bfloat16,
+# 3 int8 standing for code x scale[column]); 16-bit ones give panel_gemm's bits on
+# the widened weights (pack_weight_panels packs them)
+cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                       Py_ssize_t lda, const void* wp, int wt, const float* scale, float* c,
+                       Py_ssize_t ldc, bint accumulate) noexcept nogil
+
 # y[r] (+)= W[r, :] . a for r < m, W row-major (row stride ldw), as stored; each
 # row's sum in one order whatever rows it is computed with
 cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, const float* a,

@@ -33,6 +33,14 @@ cdef extern from "_panel.h" nogil:
     void c_panel_gemm "fastrnn_panel_gemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                            const float* a, Py_ssize_t lda, const float* wp,
                                            float* c, Py_ssize_t ldc, int accumulate) noexcept
+    int WT_F32 "FASTRNN_WT_F32"
+    int WT_F16 "FASTRNN_WT_F16"
+    int WT_BF16 "FASTRNN_WT_BF16"
+    int WT_I8 "FASTRNN_WT_I8"
+    void c_panel_gemm_w "fastrnn_panel_gemm_w"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                               const float* a, Py_ssize_t lda, const void* wp,
+                                               int wt, const float* scale, float* c,
+                                               Py_ssize_t ldc, int accumulate) noexcept
     void c_panel_gemm_tn "fastrnn_panel_gemm_tn"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                                  const float* a, Py_ssize_t lda,
                                                  const float* bp, float* c,
@@ -65,6 +73,10 @@ if C_PANEL != PANEL:
 
 PANEL_ROWS = PANEL            # rows of W per packed panel (Python's view of the constant)
 PACKED_A_FLOATS = A_FLOATS    # floats of the product's packed block of A
+# the weight types panel_gemm_w reads, by the name of their format, and their numpy types
+WEIGHT_TYPES = {"float32": WT_F32, "float16": WT_F16, "bfloat16": WT_BF16, "int8": WT_I8}
+_WEIGHT_DTYPES = {WT_F32: np.dtype(np.float32), WT_F16: np.dtype(np.float16),
+                  WT_BF16: np.dtype(np.uint16), WT_I8: np.dtype(np.int8)}
 # the variants by name, best first; "blas" = no panels
 _VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
 
@@ -88,6 +100,12 @@ cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                      Py_ssize_t lda, const float* wp, float* c, Py_ssize_t ldc,
                      bint accumulate) noexcept nogil:
     c_panel_gemm(m, n, k, a, lda, wp, c, ldc, accumulate)
+
+
+cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                       Py_ssize_t lda, const void* wp, int wt, const float* scale, float* c,
+                       Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    c_panel_gemm_w(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate)
 
 
 cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
@@ -327,4 +345,60 @@ def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1]
                 # C += Aᵀ B
                 gemm(c'T', c'N', <int> m, <int> n, <int> k, <float> 1, &a[0, 0], <int> m,
                      &b[0, 0], <int> n, <float> 1, &c[0, 0], <int> n)
+    return (time.perf_counter() - start) / reps
+
+
+# -- weights packed once (a quantized module's panels; fastrnn._engine) ---------------------
+def pack_weight_panels(w, scale=None):
+    """W (n, k) of any of WEIGHT_TYPES' dtypes (bfloat16 as uint16 bit
+    patterns) in panels, as panel_gemm_w reads them: (ceil(n / 16), k, 16),
+    wp[p, kk, j] = W[16 p + j, kk], zero past n. With scale (n,) (int8), also
+    the scales padded to whole panels (ones past n): returns (panels, scales
+    (16 ceil(n / 16),) float32 or None). A numpy transpose, done once per
+    module: the panels depend on W alone, not on how a call splits them."""
+    w = np.asarray(w)
+    if w.ndim != 2 or w.dtype not in _WEIGHT_DTYPES.values():
+        raise ValueError(f"pack_weight_panels: W must be 2-D of "
+                         f"{sorted(str(d) for d in _WEIGHT_DTYPES.values())}, got "
+                         f"{w.dtype} {w.shape}")
+    n, k = w.shape
+    rows = -(-n // PANEL) * PANEL
+    padded = np.zeros((rows, k), w.dtype)
+    padded[:n] = w
+    panels = np.ascontiguousarray(padded.reshape(rows // PANEL, PANEL, k).transpose(0, 2, 1))
+    if scale is None:
+        return panels, None
+    scales = np.ones(rows, np.float32)
+    scales[:n] = scale
+    return panels, scales
+
+
+def panel_product_w(const float[:, ::1] a, wp, int wt, scale, float[:, ::1] c,
+                    bint accumulate, int reps=1):
+    """C (m x n) = A (m x k) @ Wᵀ, or C += that, on W packed by
+    pack_weight_panels in weight type wt (WEIGHT_TYPES; int8 with its padded
+    scales), with the selected panel_kernel() (the portable loop with
+    "blas"), reps times; returns the seconds per product."""
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
+    if wt not in _WEIGHT_DTYPES:
+        raise ValueError(f"panel_product_w: wt must be one of {sorted(_WEIGHT_DTYPES)}, got {wt}")
+    wp = np.asarray(wp)
+    if (wp.dtype != _WEIGHT_DTYPES[wt] or not wp.flags.c_contiguous
+            or wp.shape != ((n + PANEL - 1) // PANEL, k, PANEL) or c.shape[0] != m or reps < 1
+            or m * n * k == 0):
+        raise ValueError("panel_product_w: A (m, k), panels (ceil(n / 16), k, 16) of wt's "
+                         "dtype, C (m, n), all non-empty, reps >= 1")
+    cdef const float[::1] sc
+    cdef const float* sp = NULL
+    if wt == WT_I8:
+        sc = np.ascontiguousarray(scale, dtype=np.float32)
+        if sc.shape[0] != wp.shape[0] * PANEL:
+            raise ValueError("panel_product_w: int8 needs scale of 16 ceil(n / 16) floats")
+        sp = &sc[0]
+    cdef const unsigned char[::1] raw = wp.reshape(-1).view(np.uint8)
+    cdef int r
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            c_panel_gemm_w(m, n, k, &a[0, 0], k, &raw[0], wt, sp, &c[0, 0], n, accumulate)
     return (time.perf_counter() - start) / reps

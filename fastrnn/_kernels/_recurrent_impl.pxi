@@ -50,8 +50,8 @@ from fastrnn._kernels._cells cimport (Product, Variant, backward_phases, backwar
                                      gate_blocks, gates, grad_blocks, has_cell_state,
                                      make_variant, plain_variant, recurrent_grad_block,
                                      reset_input, uses_reset_rows)
-from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, Panels, Rows,
-                                      Source, TaskSpace, UnitBackSpace, UnitShared, UnitSpace,
+from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, Panels,
+                                      Prepacked, Rows, Source, TaskSpace, UnitBackSpace, UnitShared, UnitSpace,
                                       Weights, back_space, grad_panels, make_dims,
                                       panel_gate_blocks, recurrent_panels, task_space,
                                       unit_back_space, unit_shared, unit_space)
@@ -60,6 +60,8 @@ from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pa
                                       rows_dot, rows_dot16)
 from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
+from fastrnn._kernels._panels import (WEIGHT_TYPES, _WEIGHT_DTYPES,  # noqa
+                                      pack_weight_panels, panel_product_w)
 from fastrnn._kernels._panels import (cpu_has_avx2_fma, panel_kernel, panel_kernels,  # noqa
                                       panel_product, panel_product_tn, row_dot_product,
                                       row_dot_product16,

@@ -16,12 +16,27 @@ cdef inline void _meet(const Team* team, int* arrivals) noexcept nogil:
     spin_wait_timed(team.bar, team.nthreads, team.tid, arrivals, team.waited)
 
 
-cdef inline Py_ssize_t _units_from(const Team* team, Py_ssize_t H) noexcept nogil:
-    return H * team.tid // team.nthreads
+cdef inline Py_ssize_t _unit_bound(Py_ssize_t t, Py_ssize_t n, Py_ssize_t H,
+                                    bint whole_panels) noexcept nogil:
+    """The first unit of thread t of n (t = n: H): H t / n, or with whole_panels
+    the multiple of PANEL nearest it (the shares of weights packed once per
+    module start at whole panels)."""
+    cdef Py_ssize_t u = H * t // n
+    if whole_panels and t < n:
+        u = (u + PANEL // 2) // PANEL * PANEL
+        if u > H:
+            u = H
+    return u
 
 
-cdef inline Py_ssize_t _units(const Team* team, Py_ssize_t H) noexcept nogil:
-    return H * (team.tid + 1) // team.nthreads - _units_from(team, H)
+cdef inline Py_ssize_t _units_from(const Team* team, Py_ssize_t H,
+                                   bint whole_panels=False) noexcept nogil:
+    return _unit_bound(team.tid, team.nthreads, H, whole_panels)
+
+
+cdef inline Py_ssize_t _units(const Team* team, Py_ssize_t H, bint whole_panels=False) noexcept nogil:
+    return (_unit_bound(team.tid + 1, team.nthreads, H, whole_panels)
+            - _unit_bound(team.tid, team.nthreads, H, whole_panels))
 
 
 cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
@@ -75,11 +90,13 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     cdef UnitSpace sp
     unit_space(work + team.tid * call.work_per, d, rows.B, step_chunk * rows.B, &sp)
     cdef float* pw = call.panels + team.tid * call.panels_per if call.panels != NULL else NULL
+    cdef const Prepacked* pre = &call.pre
+    cdef bint prepacked = pre.hh != NULL
     cdef int kind = d.kind
     cdef Py_ssize_t H = d.H, I = d.n_in, B = rows.B
     cdef Py_ssize_t ngates = gates(kind)
-    cdef Py_ssize_t u0 = _units_from(team, H)
-    cdef Py_ssize_t U = _units(team, H)
+    cdef Py_ssize_t u0 = _units_from(team, H, prepacked)
+    cdef Py_ssize_t U = _units(team, H, prepacked)
     cdef Py_ssize_t blocks = gate_blocks(kind)                         # stored gate blocks
     cdef Py_ssize_t ldg = blocks * U
     cdef Py_ssize_t n_steps = rows.lengths[0]
@@ -119,7 +136,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     var.peep_offset = u0                       # my units of each peephole block
 
     if floating is float:
-        if pw != NULL and U > 0:
+        if pw != NULL and U > 0 and not prepacked:
             # this thread's rows of W_hh and W_ih, packed once: they stay in its core's cache
             recurrent_panels(d, U, False, True, pw, &panels)
             _pack_unit_rows(<const float*> w_hh, 0, first, U, u0, H, H, panels.wp)
@@ -168,7 +185,8 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
             _meet(team, &arrivals)  # the shared inputs are gathered
         # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
         if U > 0 and not tokens:
-            unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, <floating> 0, gx, ldg)
+            unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, pre, True, <floating> 0,
+                    gx, ldg)
         off = 0
         for s in range(s0, s1):
             n = rows.n_active[s]
@@ -188,7 +206,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                 if U > 0:
                     # G[:, blocks q0.., my units] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[those rows]ᵀ
                     unit_wt(n, p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
-                            w_hh, panels.wp_n if p.n_panels else panels.wp,
+                            w_hh, panels.wp_n if p.n_panels else panels.wp, pre, False,
                             <floating> p.accumulate, gh if p.own_target else gblk + p.q0 * U,
                             p.nq * U if p.own_target else ldg)
                     cell_forward(kind, phase, n, U, gblk, ldg, gh, bx, bhn, h, c, rh, &var)
@@ -337,7 +355,7 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
 
 def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends,
                         Py_ssize_t step_chunk, int num_threads, bint pack_weights=True,
-                        keep=None, ids=None, variant=None):
+                        keep=None, ids=None, variant=None, prepacked=None):
     """One direction of one layer with its hidden units split across threads.
 
     For small batches (see _unit_worker). As forward_layer for one direction:
@@ -348,7 +366,11 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     gate_stride), keep_h, keep_c (N, H), keep_ids (N,)) for a single block
     (step_chunk is then ignored); ids (T, B) with x = W_ihᵀ (1, I, G).
     pack_weights=False keeps BLAS on the weights as they are (cheaper than
-    packing for a step or two).
+    packing for a step or two). prepacked (float32, inference): (W_ih's,
+    W_hh's) weights packed once, each (weight type, panels, padded scales
+    (int8) or None) with every gate block packed by
+    _panels.pack_weight_panels (W_ih's None: none, e.g. token input): the
+    products read them and the call packs nothing.
     """
     cdef const floating[:, ::1] w_ih = weights[0]
     cdef const floating[:, ::1] w_hh = weights[1]
@@ -389,6 +411,10 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     _kernel_biases(&call, b_ih, b_hh)
     cdef const floating[:, ::1] peep = None if variant is None else variant[2]
     _call_variants(&call, variant, peep)         # (peep: (1, 3H))
+    if prepacked is not None:
+        if floating is double or training:
+            raise ValueError("prepacked weights are for float32 inference")
+        _call_prepacked(&call, prepacked, tokens)
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
                               &c_n[0, 0] if with_c else NULL, &y[0, 0, 0],
                               y.strides[0] // isz, y.strides[1] // isz)
@@ -412,6 +438,51 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
         if panels_on() and pack_weights:
             call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
     _run_team(<void*> &call, <void*> &work[0], num_threads, False, floating is double)
+
+
+cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
+    """call.pre from forward_layer_units' prepacked tuple, every size checked
+    (W_ih's panels are not read for token input)."""
+    cdef Py_ssize_t G = gates(call.dims.kind), H = call.dims.H, I = call.dims.n_in
+    cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
+    if not isinstance(prepacked, tuple) or len(prepacked) != 2:
+        raise ValueError("prepacked: (W_ih's (weight type, panels, scales), W_hh's)")
+    parts = []
+    for name, part, K in (("W_ih", prepacked[0], I), ("W_hh", prepacked[1], H)):
+        if part is None and name == "W_ih":
+            parts.append((0, None, None))
+            continue
+        wt, arr, scale = part
+        if wt not in _WEIGHT_DTYPES:
+            raise ValueError(f"prepacked: {name}'s weight type must be one of "
+                             f"{sorted(_WEIGHT_DTYPES)}, got {wt!r}")
+        dtype = _WEIGHT_DTYPES[wt]
+        if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.size != G * Hp * K
+                or not arr.flags.c_contiguous):
+            raise ValueError(f"prepacked: {name}'s panels must be a contiguous {dtype} array "
+                             f"of {G * Hp * K} weights")
+        if (scale is None) != (wt != WEIGHT_TYPES["int8"]):
+            raise ValueError(f"prepacked: {name}'s scales are for int8 weights only (and "
+                             f"required by them)")
+        if scale is not None and (not isinstance(scale, np.ndarray) or scale.dtype != np.float32
+                                  or scale.shape != (G * Hp,) or not scale.flags.c_contiguous):
+            raise ValueError(f"prepacked: {name}'s scales must be float32 of shape ({G * Hp},)")
+        parts.append(part)
+    call.pre.Hp = Hp
+    call.pre.ih_wt, call.pre.hh_wt = parts[0][0], parts[1][0]
+    # (the caller holds the arrays for the call)
+    call.pre.ih = _address(parts[0][1]) if not tokens else NULL
+    call.pre.ih_scale = <const float*> _address(parts[0][2]) if not tokens else NULL
+    call.pre.hh = _address(parts[1][1])
+    call.pre.hh_scale = <const float*> _address(parts[1][2])
+
+
+cdef const void* _address(arr):
+    """The first byte of a contiguous array, NULL for None."""
+    if arr is None:
+        return NULL
+    cdef const unsigned char[::1] raw = arr.reshape(-1).view(np.uint8)
+    return &raw[0]
 
 
 def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
