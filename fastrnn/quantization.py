@@ -21,11 +21,15 @@ one, int8 a quarter); ``fastrnn.load`` gives the quantized module back.
 
 Speed: one-row float32 steps (cells, one-step layer calls) read the 16-bit
 weights (fastrnn_rows_dot16: widened in registers, the bits of the float32
-step on the widened weights); the other kernels run on the widened float32
-weights (as fast as the float32 module, not faster) -- reading 16- and 8-bit
-weights there is the next step. The accuracy figures do not depend on it: the
-widened weights are the values the reduced formats hold
-(``python -m bench.quantize_accuracy``).
+step on the widened weights). Layer calls of at most two rows whose weights
+exceed half a core's L2 per thread read W_hh in the reduced format (every
+format: packed once per module into panels, widened in registers, int8
+scaled per output row; fastrnn._engine.prepacked); everything else runs on
+the widened float32 weights, as fast as the float32 module. The widening
+costs an instruction per weight, which is why it pays only where the bytes
+bound a step (``python -m bench.quantize_speed``; README). The accuracy
+figures do not depend on the path: the widened weights are the values the
+reduced formats hold (``python -m bench.quantize_accuracy``).
 """
 import copy
 

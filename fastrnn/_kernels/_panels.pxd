@@ -11,7 +11,10 @@ of 16 floats); k in blocks whose panels take at most a quarter of L2, A's
 rows read in place (packed tile by tile, in blocks that fill at most half of
 L2, when they lie a multiple of 4 KiB apart), both from the CPU plan's
 caches (set_cache_sizes, blocking); a product of few rows takes more panels
-per tile, so even one row has 12 independent sums in flight.
+per tile, so even one row has 12 independent sums in flight. The same
+kernels read panels of half, bfloat16 or int8 weights (panel_gemm_w: each
+panel row widened in registers, int8 sums scaled per column at the end),
+for a quantized module's weights packed once (pack_weight_panels).
 
 The C code is in _panel.h and _panel_isa.h: one variant per instruction set
 (AVX-512: a panel row is one register; AVX2 + FMA: two), compiled with GCC
