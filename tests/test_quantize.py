@@ -268,24 +268,35 @@ def test_panel_product_on_reduced_weights(panel_variant, fmt):
     the same order); int8 ones code x scale within float rounding of the
     float64 product; accumulate adds to C."""
     from fastrnn._kernels import _panels
+    from fastrnn import _cpu
     rng = np.random.default_rng(7)
     wt = _panels.WEIGHT_TYPES[fmt]
-    for m, n, k in ((1, 1024, 256), (2, 37, 19), (3, 100, 300), (7, 16, 5), (9, 50, 64),
-                    (17, 130, 33), (1, 5, 1)):
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        w = rng.standard_normal((n, k)).astype(np.float32)
-        codes, scale, wide = (w, None, w) if fmt == "float32" else round_weights(w, fmt)
-        panels, scales = _panels.pack_weight_panels(codes, scale)
-        for accumulate in (False, True):
-            c0 = rng.standard_normal((m, n)).astype(np.float32)
-            c = c0.copy()
-            _panels.panel_product_w(a, panels, wt, scales, c, accumulate)
-            want = a.astype(np.float64) @ wide.T.astype(np.float64) + (c0 if accumulate else 0)
-            np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
-            if fmt != "int8" and panel_variant != "blas":
-                c32 = c0.copy()
-                _panels.panel_product(a, np.ascontiguousarray(wide), c32, accumulate)
-                np.testing.assert_array_equal(c, c32)
+    try:
+        for m, n, k, l2 in ((1, 1024, 256, None), (2, 37, 19, None), (3, 100, 300, None),
+                            (7, 16, 5, None), (9, 50, 64, None), (17, 130, 33, None),
+                            (1, 5, 1, None), (2, 40, 2731, None),
+                            # a 64 KiB L2's plan: k in several blocks (odd ones made even)
+                            (1, 48, 301, 64 << 10), (3, 20, 517, 64 << 10)):
+            caches = _cpu.plan().caches
+            _panels.set_cache_sizes(caches.l1d, l2 or caches.l2)
+            a = rng.standard_normal((m, k)).astype(np.float32)
+            w = rng.standard_normal((n, k)).astype(np.float32)
+            codes, scale, wide = (w, None, w) if fmt == "float32" else round_weights(w, fmt)
+            panels, scales = _panels.pack_weight_panels(codes, scale)
+            for accumulate in (False, True):
+                c0 = rng.standard_normal((m, n)).astype(np.float32)
+                c = c0.copy()
+                _panels.panel_product_w(a, panels, wt, scales, c, accumulate)
+                want = (a.astype(np.float64) @ wide.T.astype(np.float64)
+                        + (c0 if accumulate else 0))
+                np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+                if fmt != "int8" and panel_variant != "blas":
+                    c32 = c0.copy()
+                    _panels.panel_product(a, np.ascontiguousarray(wide), c32, accumulate)
+                    np.testing.assert_array_equal(c, c32)
+    finally:
+        caches = _cpu.plan().caches
+        _panels.set_cache_sizes(caches.l1d, caches.l2)
 
 
 def _layer_cases():

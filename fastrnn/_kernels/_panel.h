@@ -72,7 +72,8 @@ static void fastrnn_panel_set_caches(Py_ssize_t l1d, Py_ssize_t l2) {
    reload C and restart the tiles once per block, and the products with k of
    512 and 1024 ran 1.1-1.3x slower with them (python -m bench.limits, Zen 5;
    README, What bounds these numbers). k splits into blocks as equal as
-   possible (k = 300 with kc 256: 150 + 150, not 256 + 44). mc, the rows of A
+   possible (k = 300 with kc 256: 150 + 150, not 256 + 44), kc even unless it
+   is all of k (bfloat16 panels hold pairs of steps). mc, the rows of A
    per block, so that its packed copy (mc x kc floats) takes at most half of
    L2 and at most a_floats (the kernel's buffer), a multiple of the tile's
    rows mr. Always mc >= mr and mc * kc <= a_floats (kc is capped at
@@ -82,10 +83,15 @@ static void fastrnn_panel_blocks(Py_ssize_t k, Py_ssize_t group, Py_ssize_t mr,
     Py_ssize_t kmax = fastrnn_cache_l2 / 4 / (group * FASTRNN_PANEL * (Py_ssize_t) sizeof(float));
     if (kmax > a_floats / mr) kmax = a_floats / mr;
     if (kmax < 16) kmax = 16;
+    kmax -= kmax & 1;                  /* even (see below) */
     Py_ssize_t blocks = (k + kmax - 1) / kmax;
     if (blocks < 1) blocks = 1;
     *kc = (k + blocks - 1) / blocks;
     if (*kc < 1) *kc = 1;
+    /* blocks of whole pairs of steps (bfloat16 panels hold pairs; every type
+       blocks alike, so that 16-bit products keep float32's bits); kmax is
+       even, so kc stays <= it */
+    if ((*kc & 1) && *kc < k) *kc += 1;
     Py_ssize_t floats = fastrnn_cache_l2 / 2 / (Py_ssize_t) sizeof(float);
     if (floats > a_floats) floats = a_floats;
     Py_ssize_t rows = floats / *kc;
@@ -251,7 +257,10 @@ static void fastrnn_panel_gemm_w_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
             float t[FASTRNN_PANEL] = {0};
             for (Py_ssize_t kk = 0; kk < k; kk++)
                 for (int j = 0; j < FASTRNN_PANEL; j++) {
-                    Py_ssize_t e = (p * k + kk) * FASTRNN_PANEL + j;
+                    /* (bfloat16: pairs of steps, k rounded up to even) */
+                    Py_ssize_t e = wt == FASTRNN_WT_BF16
+                        ? (p * (k + (k & 1)) + kk - (kk & 1)) * FASTRNN_PANEL + 2 * j + (kk & 1)
+                        : (p * k + kk) * FASTRNN_PANEL + j;
                     float w = wt == FASTRNN_WT_I8 ? (float) ((const signed char *) wp)[e]
                               : fastrnn_widen16(((const unsigned short *) wp)[e],
                                                 wt == FASTRNN_WT_BF16);

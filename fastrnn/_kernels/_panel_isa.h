@@ -221,6 +221,28 @@ FR_ATTR static FR_INLINE FR_VEC FR(fastrnn_widen)(const int WT, const void *p, i
     return out;
 }
 
+/* register v (< FR_NV) of a pair row of bfloat16 weights at p (lane j: the
+   weights of steps kk and kk + 1 of column j as the low and high halves of
+   32 bits), widened: half 0 the step-kk weights (shifted up), half 1 the
+   step-kk+1 ones (the low half masked off). Two plain integer instructions
+   for two registers of weights: no conversion instruction (which 512-bit
+   vectors on Zen 4 run as two halves) */
+FR_ATTR static FR_INLINE FR_VEC FR(fastrnn_widen_pair)(const void *p, int v, int half) {
+    FR_VEC out;
+#if FASTRNN_VW == 16
+    (void) v;
+    __m512i x = _mm512_loadu_si512(p);
+    __m512i y = half ? _mm512_and_si512(x, _mm512_set1_epi32((int) 0xFFFF0000u))
+                     : _mm512_slli_epi32(x, 16);
+#else
+    __m256i x = _mm256_loadu_si256((const __m256i *) ((const int *) p + 8 * v));
+    __m256i y = half ? _mm256_and_si256(x, _mm256_set1_epi32((int) 0xFFFF0000u))
+                     : _mm256_slli_epi32(x, 16);
+#endif
+    memcpy(&out, &y, sizeof out);
+    return out;
+}
+
 /* one register tile over kc elements of k: C[r][p + q] (+)= Σ_kk a[kk ak + r as]
    w_q[kk] for r < R, q < P: A's R rows in place (as = lda, ak = 1) or packed
    (as = 1, ak = R: one sequential stream of broadcasts), w_q = w + q * wstride
@@ -259,7 +281,32 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
 #pragma GCC unroll 2
             for (int v = 0; v < FR_NV; v++) s[(i * P + q) * FR_NV + v] = (FR_VEC){0};
         }
-    for (Py_ssize_t kk = 0; kk < kc; kk++) {
+    /* bfloat16 panels hold pairs of steps (pack_weight_panels): steps kk and
+       kk + 1 from one pair row, each panel register widened and used at once;
+       the sums in the order of the other types (step kk, then kk + 1) */
+#define FR_PAIR_HALF(KK, HALF) do { \
+        _Pragma("GCC unroll 8") \
+        for (int q = 0; q < P; q++) \
+            _Pragma("GCC unroll 2") \
+            for (int v = 0; v < FR_NV; v++) { \
+                const FR_VEC wv = FR(fastrnn_widen_pair)( \
+                    wb + (q * wstride + (KK) * FASTRNN_PANEL) * esz, v, (HALF)); \
+                _Pragma("GCC unroll 8") \
+                for (int i = 0; i < R; i++) \
+                    s[(i * P + q) * FR_NV + v] += a[((KK) + (HALF)) * ak + i * as] * wv; \
+            } \
+    } while (0)
+    const Py_ssize_t k1 = WT == FASTRNN_WT_BF16 ? 0 : kc;     /* the general loop's steps */
+    if (WT == FASTRNN_WT_BF16) {
+        Py_ssize_t kk = 0;
+        for (; kk + 1 < kc; kk += 2) {
+            FR_PAIR_HALF(kk, 0);
+            FR_PAIR_HALF(kk, 1);
+        }
+        if (kk < kc) FR_PAIR_HALF(kk, 0);    /* an odd last step: its pair's other half is 0 */
+    }
+#undef FR_PAIR_HALF
+    for (Py_ssize_t kk = 0; kk < k1; kk++) {
 #pragma GCC unroll 8
         for (int q = 0; q < P * PF; q++)
             __builtin_prefetch(nb + (q * wstride + kk * FASTRNN_PANEL) * esz, 0, 2);
@@ -455,8 +502,9 @@ FR_ATTR static void FR(fastrnn_pack_tile_rows)(const float *a, Py_ssize_t lda, i
    per block; one tile alone takes the few-rows shape. The panels hold
    weights of type wt (FASTRNN_WT_*; offsets and the blocks are counted in
    weights, so the narrow types' panels take less cache than the blocking
-   assumes); int8 ones stand for code x scale[column] (scale: one float per
-   column of C, padded to whole panels). */
+   assumes; bfloat16 ones in pairs of steps, see pack_weight_panels); int8
+   ones stand for code x scale[column] (scale: one float per column of C,
+   padded to whole panels). */
 FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                              const float *a, Py_ssize_t lda, const void *wp,
                                              int wt, const float *scale, float *c,
@@ -469,7 +517,9 @@ FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssiz
         a_floats = FASTRNN_PANEL_A_FALLBACK;
     }
     const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    const Py_ssize_t wstride = k * FASTRNN_PANEL, group = FR_MAIN_P;
+    /* (bfloat16 panels hold pairs of steps: k rounded up to even, blocks of k even) */
+    const int pairs = wt == FASTRNN_WT_BF16;
+    const Py_ssize_t wstride = (pairs ? k + (k & 1) : k) * FASTRNN_PANEL, group = FR_MAIN_P;
     Py_ssize_t kc, mc;
     fastrnn_panel_blocks(k, group, FR_MR, a_floats, &kc, &mc);
     /* (only float32 weights prefetch: see fastrnn_tile_rows) */

@@ -352,10 +352,13 @@ def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1]
 def pack_weight_panels(w, scale=None):
     """W (n, k) of any of WEIGHT_TYPES' dtypes (bfloat16 as uint16 bit
     patterns) in panels, as panel_gemm_w reads them: (ceil(n / 16), k, 16),
-    wp[p, kk, j] = W[16 p + j, kk], zero past n. With scale (n,) (int8), also
-    the scales padded to whole panels (ones past n): returns (panels, scales
-    (16 ceil(n / 16),) float32 or None). A numpy transpose, done once per
-    module: the panels depend on W alone, not on how a call splits them."""
+    wp[p, kk, j] = W[16 p + j, kk], zero past n; bfloat16 in pairs of steps,
+    (ceil(n / 16), ceil(k / 2), 16, 2), wp[p, kk // 2, j, kk % 2] = W[16 p +
+    j, kk] (zero past k): one 32-bit lane holds two steps' weights of a column,
+    which a shift and a mask widen. With scale (n,) (int8), also the scales
+    padded to whole panels (ones past n): returns (panels, scales (16 ceil(n /
+    16),) float32 or None). A numpy transpose, done once per module: the
+    panels depend on W alone, not on how a call splits them."""
     w = np.asarray(w)
     if w.ndim != 2 or w.dtype not in _WEIGHT_DTYPES.values():
         raise ValueError(f"pack_weight_panels: W must be 2-D of "
@@ -366,11 +369,22 @@ def pack_weight_panels(w, scale=None):
     padded = np.zeros((rows, k), w.dtype)
     padded[:n] = w
     panels = np.ascontiguousarray(padded.reshape(rows // PANEL, PANEL, k).transpose(0, 2, 1))
+    if w.dtype == _WEIGHT_DTYPES[WT_BF16]:
+        steps = k + (k & 1)
+        pairs = np.zeros((rows // PANEL, steps, PANEL), w.dtype)
+        pairs[:, :k] = panels
+        panels = np.ascontiguousarray(
+            pairs.reshape(rows // PANEL, steps // 2, 2, PANEL).transpose(0, 1, 3, 2))
     if scale is None:
         return panels, None
     scales = np.ones(rows, np.float32)
     scales[:n] = scale
     return panels, scales
+
+
+def panel_weights(Py_ssize_t n, Py_ssize_t k, int wt):
+    """The weights pack_weight_panels makes of W (n, k) in weight type wt."""
+    return (n + PANEL - 1) // PANEL * PANEL * (k + (k & 1) if wt == WT_BF16 else k)
 
 
 def panel_product_w(const float[:, ::1] a, wp, int wt, scale, float[:, ::1] c,
@@ -384,10 +398,10 @@ def panel_product_w(const float[:, ::1] a, wp, int wt, scale, float[:, ::1] c,
         raise ValueError(f"panel_product_w: wt must be one of {sorted(_WEIGHT_DTYPES)}, got {wt}")
     wp = np.asarray(wp)
     if (wp.dtype != _WEIGHT_DTYPES[wt] or not wp.flags.c_contiguous
-            or wp.shape != ((n + PANEL - 1) // PANEL, k, PANEL) or c.shape[0] != m or reps < 1
+            or wp.size != panel_weights(n, k, wt) or c.shape[0] != m or reps < 1
             or m * n * k == 0):
-        raise ValueError("panel_product_w: A (m, k), panels (ceil(n / 16), k, 16) of wt's "
-                         "dtype, C (m, n), all non-empty, reps >= 1")
+        raise ValueError("panel_product_w: A (m, k), panels of W (n, k) in wt's dtype "
+                         "(pack_weight_panels), C (m, n), all non-empty, reps >= 1")
     cdef const float[::1] sc
     cdef const float* sp = NULL
     if wt == WT_I8:

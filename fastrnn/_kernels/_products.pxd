@@ -76,12 +76,13 @@ cdef inline void unit_wt_packed(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_s
     cdef Py_ssize_t q, g
     cdef int wt = pre.ih_wt if ih else pre.hh_wt
     cdef Py_ssize_t esz = 4 if wt == 0 else 1 if wt == 3 else 2
+    cdef Py_ssize_t steps = K + (K & 1) if wt == 2 else K      # (bfloat16: pairs of steps)
     cdef const char* base = <const char*> (pre.ih if ih else pre.hh)
     cdef const float* scale = pre.ih_scale if ih else pre.hh_scale
     for q in range(nq):
         g = q0 + q
         # C[:, q U .. (q + 1) U] (+)= A @ W[g H + u0 .. g H + u0 + U]ᵀ
-        panel_gemm_w(n, U, K, a, K, base + (g * pre.Hp + u0) * K * esz, wt,
+        panel_gemm_w(n, U, K, a, K, base + (g * pre.Hp + u0) * steps * esz, wt,
                      scale + g * pre.Hp + u0 if scale != NULL else NULL, c + q * U, ldc,
                      accumulate)
 

@@ -61,7 +61,7 @@ from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pa
 from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
 from fastrnn._kernels._panels import (WEIGHT_TYPES, _WEIGHT_DTYPES,  # noqa
-                                      pack_weight_panels, panel_product_w)
+                                      pack_weight_panels, panel_product_w, panel_weights)
 from fastrnn._kernels._panels import (cpu_has_avx2_fma, panel_kernel, panel_kernels,  # noqa
                                       panel_product, panel_product_tn, row_dot_product,
                                       row_dot_product16,

@@ -457,10 +457,11 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
             raise ValueError(f"prepacked: {name}'s weight type must be one of "
                              f"{sorted(_WEIGHT_DTYPES)}, got {wt!r}")
         dtype = _WEIGHT_DTYPES[wt]
-        if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.size != G * Hp * K
+        size = G * panel_weights(H, K, wt)
+        if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.size != size
                 or not arr.flags.c_contiguous):
             raise ValueError(f"prepacked: {name}'s panels must be a contiguous {dtype} array "
-                             f"of {G * Hp * K} weights")
+                             f"of {size} weights")
         if (scale is None) != (wt != WEIGHT_TYPES["int8"]):
             raise ValueError(f"prepacked: {name}'s scales are for int8 weights only (and "
                              f"required by them)")
