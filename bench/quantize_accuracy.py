@@ -9,8 +9,14 @@
    and after quantizing: classification and tagging accuracy, seq2seq exact
    matches, language-model perplexity (the issue's bounds: at most 0.5
    points of accuracy lost, perplexity at most 1% higher).
+The reduced weights' own products run where they pay (a batch of at most
+two rows, weights beyond half an L2 per thread): the B=1 layers take them,
+and the last column scores int8 with them forced at every size and batch
+("int8 dot": where the CPU has int8 dot products, each step's h_{t-1} is
+rounded to 255 levels too; bidirectional layers keep the float path).
 SMALL (FASTRNN_BENCH_SMOKE=1) runs tiny sizes, to keep the script working.
 """
+import contextlib
 import os
 
 import numpy as np
@@ -25,6 +31,7 @@ SMALL = bool(os.environ.get("FASTRNN_BENCH_SMOKE"))
 
 def layer_errors():
     configs = [("LSTM I=H=256 B=4 T=100", fastrnn.LSTM, 256, 4, 100),
+               ("LSTM I=H=256 B=1 T=100", fastrnn.LSTM, 256, 1, 100),
                ("GRU I=H=1024 B=1 T=50", fastrnn.GRU, 1024, 1, 50)]
     if SMALL:
         configs = [(name, cls, 16, 2, 5) for name, cls, _, _, _ in configs]
@@ -39,6 +46,21 @@ def layer_errors():
             err = np.abs(fastrnn.quantize(layer, fmt)(x)[0] - y)
             row += f"{f'{err.max():.1e} / {err.mean():.1e}':>22s}"
         print(row)
+
+
+@contextlib.contextmanager
+def _reduced_everywhere():
+    """Every one-direction layer call on the unit split, reading the reduced
+    weights whatever its size and batch."""
+    from fastrnn import _engine
+    saved = _engine._split_units, _engine._REDUCED_ROWS, _engine._UNIT_SPLIT_BYTES
+    _engine._split_units = lambda batch, directions, threads, w=0: (directions == 1
+                                                                   and threads >= 2)
+    _engine._REDUCED_ROWS, _engine._UNIT_SPLIT_BYTES = 1 << 30, 0
+    try:
+        yield
+    finally:
+        _engine._split_units, _engine._REDUCED_ROWS, _engine._UNIT_SPLIT_BYTES = saved
 
 
 def _motif_tags(s):
@@ -56,19 +78,19 @@ def trained_models():
     Xt, yt = datasets.dna_motif(n // 2, seed=1)
     clf = SequenceClassifier(vocab=fastrnn.data.Vocabulary("ATCG"), num_classes=2,
                              hidden_size=hidden, seed=0)
-    clf.fit(X, y, epochs=epochs, verbose=False)
+    clf.fit(X, y, epochs=epochs, verbose=False, seed=0)
     tagger = SequenceTagger(vocab=fastrnn.data.Vocabulary("ATCG"), num_tags=2,
                             hidden_size=hidden, bidirectional=True, seed=0)
-    tagger.fit(X, [_motif_tags(s) for s in X], epochs=epochs, verbose=False)
+    tagger.fit(X, [_motif_tags(s) for s in X], epochs=epochs, verbose=False, seed=0)
     S, R = datasets.reversal(n, seed=0)
     St, Rt = datasets.reversal(n // 2, seed=1)
     s2s = Seq2Seq(10, 10, hidden_size=hidden * 2, seed=0)
-    s2s.fit(S, R, epochs=epochs * 3, verbose=False)
+    s2s.fit(S, R, epochs=epochs * 3, verbose=False, seed=0)
     text = ("the quick brown fox jumps over the lazy dog. " * (5 if SMALL else 200))
     held = "a lazy fox jumps over the quick brown dog. " * (2 if SMALL else 40)
     lm = LanguageModel(fastrnn.data.Vocabulary.from_text(text + held), hidden_size=hidden * 2,
                        seed=0)
-    lm.fit(text, seq_len=32, epochs=epochs, verbose=False)
+    lm.fit(text, seq_len=32, epochs=epochs, verbose=False, seed=0)
     scores = {
         "classifier accuracy": lambda m: m.evaluate(Xt, yt)["accuracy"],
         "tagger accuracy": lambda m: m.evaluate(Xt, [_motif_tags(s) for s in Xt])["accuracy"],
@@ -76,11 +98,14 @@ def trained_models():
         "LM perplexity": lambda m: m.evaluate(held, seq_len=32)["perplexity"],
     }
     print("-- trained models, held-out data: float32, then each format")
-    print(f"{'score':24s}{'float32':>10s}" + "".join(f"{f:>10s}" for f in FORMATS))
+    print(f"{'score':24s}{'float32':>10s}" + "".join(f"{f:>10s}" for f in FORMATS)
+          + f"{'int8 dot':>10s}")
     for (name, score), model in zip(scores.items(), (clf, tagger, s2s, lm)):
         row = f"{name:24s}{score(model):10.4f}"
         for fmt in FORMATS:
             row += f"{score(fastrnn.quantize(model, fmt)):10.4f}"
+        with _reduced_everywhere():
+            row += f"{score(fastrnn.quantize(model, 'int8')):10.4f}"
         print(row)
 
 

@@ -367,37 +367,49 @@ def prepacked(module, layer):
     direction) of a quantized float32 module, or None for any other module or
     when the float32 products run on BLAS (FASTRNN_PANEL=blas). W_hh's
     reduced weights, each gate block packed once into panels of their own
-    weight type (int8 with its scales): the step's one-row products stream
-    half or a quarter of float32's bytes. W_ih's widened float32 weights packed
-    likewise: the input projection, many rows at once, is bound by FMAs, which
-    widening would only add to. Cached on the module (its weights never change:
-    training and loading are refused)."""
+    weight type: the step's one-row products stream half or a quarter of
+    float32's bytes. int8 ones run on int8 dot products where the CPU has
+    them (AVX-512 VNNI: h_{t-1} quantized per row at every step), else they
+    are widened like the 16-bit ones. W_ih's widened float32 weights packed
+    likewise: the input projection, many rows at once, is bound by FMAs,
+    which widening would only add to. Cached on the module per weight type
+    (its weights never change: training and loading are refused)."""
     fmt, reduced = getattr(module, "_quantized", (None, {}))
     if fmt is None or module.dtype != np.float32 or _k.panel_kernel() == "blas":
         return None
+    dot = fmt == "int8" and _k.int8_dot_products()
+    key = (layer, dot)
     cache = module.__dict__.setdefault("_prepacked", {})
-    if layer not in cache:
+    if key not in cache:
         G = module._gates
         codes, scale = reduced[f"weight_hh_l{layer}"]
         codes = codes.view(np.uint16) if fmt == "bfloat16" else codes
-        cache[layer] = (_gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][0], None, G),
-                        _gate_panels(_k.WEIGHT_TYPES[fmt], codes, scale, G))
-    return cache[layer]
+        cache[key] = (_gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][0], None, G),
+                      _gate_panels(_k.INT8_DOT if dot else _k.WEIGHT_TYPES[fmt], codes, scale,
+                                   G))
+    return cache[key]
 
 
 def _gate_panels(wt, w, scale, gates):
-    """(wt, W (gates * H, K) with each gate block in whole panels, its scales
-    padded alike or None), read-only."""
+    """(wt, W (gates * H, K) with each gate block in whole panels (int8 dot
+    products: quads), its scales padded alike or None, its column sums (int8
+    dot products) or None), read-only."""
     H = w.shape[0] // gates
-    blocks = [_k.pack_weight_panels(w[q * H:(q + 1) * H],
-                                    None if scale is None else scale[q * H:(q + 1) * H])
-              for q in range(gates)]
-    panels = np.concatenate([b[0].reshape(-1) for b in blocks])
-    scales = None if scale is None else np.concatenate([b[1] for b in blocks])
-    for arr in (panels, scales):
+    blocks = []
+    for q in range(gates):
+        rows = slice(q * H, (q + 1) * H)
+        if wt == _k.INT8_DOT:
+            blocks.append(_k.pack_weight_quads(w[rows], scale[rows]))
+        else:
+            blocks.append(_k.pack_weight_panels(w[rows], None if scale is None else scale[rows])
+                          + (None,))
+    out = [np.concatenate([b[0].reshape(-1) for b in blocks])]
+    for i in (1, 2):
+        out.append(None if blocks[0][i] is None else np.concatenate([b[i] for b in blocks]))
+    for arr in out:
         if arr is not None:
             arr.flags.writeable = False
-    return wt, panels, scales
+    return (wt, *out)
 
 
 def buffers(module):

@@ -28,9 +28,15 @@ def _modules():
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", list(_modules()))
-def test_output_error_within_bounds(fmt, name):
+@pytest.mark.parametrize("batch", [4, 1])
+def test_output_error_within_bounds(fmt, name, batch, monkeypatch):
+    """T=100; batch 1 with the reduced weights' products forced at every size
+    (int8 on int8 dot products where the CPU has them: activations rounded too)."""
+    from fastrnn import _engine
+    if batch == 1:
+        monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", 0)
     module = _modules()[name]()
-    x = np.random.default_rng(0).standard_normal((100, 4, 64)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((100, batch, 64)).astype(np.float32)
     before = {k: v.copy() for k, v in module.state_dict().items()}
     q = fastrnn.quantize(module, fmt)
     y, _ = module(x)
@@ -309,6 +315,41 @@ def _layer_cases():
     }
 
 
+def test_int8_dot_products_are_the_quantized_sums():
+    """panel_gemm_q8 (AVX-512 VNNI): each row of A rounded to 255 levels
+    (s = max |a| / 127, round half to even, + 128), integer sums with the
+    int8 codes, then s x scale x (sum - 128 x column sum): the numpy
+    emulation of exactly that, in float32 where the kernel rounds, to float
+    rounding; and within the activations' rounding of the float product."""
+    from fastrnn._kernels import _panels
+    if not _panels.int8_dot_products():
+        pytest.skip("this CPU (or the selected panel variant) has no int8 dot products")
+    rng = np.random.default_rng(11)
+    for m, n, k in ((1, 1024, 256), (2, 37, 19), (3, 100, 300), (1, 5, 1), (2, 40, 2731),
+                    (1, 20, 4), (4, 129, 67)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        a[0, :3] = 0.0
+        if m > 1:
+            a[1] = 0.0                                    # an all-zero row
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        codes, scale, wide = round_weights(w, "int8")
+        quads, scales, sums = _panels.pack_weight_quads(codes, scale)
+        np.testing.assert_array_equal(sums[:n], codes.astype(np.int64).sum(1))
+        for accumulate in (False, True):
+            c0 = rng.standard_normal((m, n)).astype(np.float32)
+            c = c0.copy()
+            _panels.panel_product_q8(a, quads, scales, sums, c, accumulate)
+            amax = np.abs(a).max(axis=1)
+            s = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+            q = np.rint(a * (np.float32(1) / s)[:, None]).astype(np.int64)
+            dot = (q @ codes.T.astype(np.int64)).astype(np.float32)
+            want = dot * (s[:, None] * scale[None, :]) + (c0 if accumulate else 0)
+            np.testing.assert_allclose(c, want, rtol=2e-6, atol=1e-6)
+            exact = a.astype(np.float64) @ wide.T.astype(np.float64)
+            bound = (s[:, None] / 2) * np.abs(wide).sum(axis=1)[None, :]
+            assert np.all(np.abs(c - (c0 if accumulate else 0) - exact) <= bound + 1e-5)
+
+
 @pytest.mark.parametrize("panel_variant", [v for v in _panel_variants() if v != "blas"],
                          indirect=True)
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -317,11 +358,14 @@ def test_layer_calls_read_the_reduced_weights(panel_variant, fmt, name, monkeypa
     """Batch-1 and -2 layer calls of a quantized layer (the unit split) read
     its reduced W_hh packed once (the thresholds forced open): the outputs
     and states of the float layer holding the widened weights -- the same
-    bits for 16-bit weights, float rounding for int8 -- with its float W_hh
-    spoiled to NaN after quantizing (so the reduced copy is what is read),
-    at hidden sizes that do not fill whole panels, and at one thread (the
-    batch split, float32)."""
+    bits for 16-bit weights, float rounding for widened int8, and within
+    the rounding of the activations for int8 dot products -- with its float
+    W_hh spoiled to NaN after quantizing (so the reduced copy is what is
+    read), at hidden sizes that do not fill whole panels, and at one thread
+    (the batch split, float32)."""
     from fastrnn import _engine
+    from fastrnn._kernels import _panels
+    dot = fmt == "int8" and _panels.int8_dot_products()
     monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", 0)       # every size pays
     layer = _layer_cases()[name]()
     q = fastrnn.quantize(layer, fmt)
@@ -338,7 +382,10 @@ def test_layer_calls_read_the_reduced_weights(panel_variant, fmt, name, monkeypa
             x = rng.standard_normal((7, batch, 24)).astype(np.float32)
             got, want = q(x), widened(x)
             for a, b in zip(jax_flat(got), jax_flat(want)):
-                if fmt == "int8" or threads == 1:
+                if dot and threads == 2:
+                    # h_{t-1} in 255 levels: ~1e-3 per step here, T=7
+                    np.testing.assert_allclose(a, b, rtol=0, atol=2e-2)
+                elif fmt == "int8" or threads == 1:
                     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
                 else:
                     np.testing.assert_array_equal(a, b)
@@ -374,12 +421,20 @@ def test_reduced_layer_token_input_copies_and_bad_panels(monkeypatch):
         np.testing.assert_array_equal(other(x)[0], y)
     # the kernels' entry refuses panels that do not match the layer
     pre = _engine.prepacked(q, 0)
-    (ih_wt, ih, ih_s), (hh_wt, hh, hh_s) = pre
+    (ih_wt, ih, ih_s, _), (hh_wt, hh, hh_s, _) = pre
     args = _unit_call_args(q, x)
-    for bad in (((ih_wt, ih, ih_s), (hh_wt, hh[:-1], hh_s)),
-                ((ih_wt, ih, ih_s), (ih_wt, hh, hh_s)),
-                ((ih_wt, ih, ih_s), (3, hh.view(np.int8), None)),
-                ((9, ih, ih_s), (hh_wt, hh, hh_s)),
+    ih_part = (ih_wt, ih, ih_s, None)
+    np.testing.assert_array_equal(
+        _engine._k.forward_layer_units(*args, prepacked=pre) or args[4][2], q(x)[0])
+    for bad in ((ih_part, (hh_wt, hh[:-1], hh_s, None)),
+                (ih_part, (ih_wt, hh, hh_s, None)),
+                (ih_part, (3, hh.view(np.int8), None, None)),         # int8 without scales
+                (ih_part, (hh_wt, hh, np.ones(4, np.float32), None)),  # scales for bfloat16
+                (ih_part, (hh_wt, hh, hh_s, np.zeros(4, np.int32))),   # sums for bfloat16
+                (ih_part, (_engine._k.INT8_DOT, hh.view(np.int8), None, None)),
+                ((_engine._k.INT8_DOT, ih, ih_s, None), (hh_wt, hh, hh_s, None)),
+                ((9, ih, ih_s, None), (hh_wt, hh, hh_s, None)),
+                (ih_part, (hh_wt, hh, hh_s)),
                 "panels"):
         with pytest.raises(ValueError, match="prepacked"):
             _engine._k.forward_layer_units(*args, prepacked=bad)

@@ -13,6 +13,7 @@
 */
 #ifndef FASTRNN_PANEL_H
 #define FASTRNN_PANEL_H
+#include <math.h>
 #include <string.h>
 
 #define FASTRNN_PANEL 16
@@ -30,8 +31,11 @@
 #define FASTRNN_WT_F16 1
 #define FASTRNN_WT_BF16 2
 #define FASTRNN_WT_I8 3
+/* int8 on int8 dot products, A quantized on the fly (fastrnn_panel_gemm_q8) */
+#define FASTRNN_WT_Q8 4
 /* bytes of one weight of type wt */
-#define FASTRNN_WT_SIZE(wt) ((wt) == FASTRNN_WT_F32 ? 4 : (wt) == FASTRNN_WT_I8 ? 1 : 2)
+#define FASTRNN_WT_SIZE(wt) ((wt) == FASTRNN_WT_F32 ? 4 : \
+                             (wt) == FASTRNN_WT_I8 || (wt) == FASTRNN_WT_Q8 ? 1 : 2)
 /* the shapes of a row of register tiles (fastrnn_tile_rows) */
 #define FASTRNN_TILES_FEW 0
 #define FASTRNN_TILES_MAIN 1
@@ -281,6 +285,11 @@ typedef void (*fastrnn_gemm_w_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const floa
                                   Py_ssize_t, const void *, int, const float *, float *,
                                   Py_ssize_t, int);
 static fastrnn_gemm_w_fn fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
+typedef void (*fastrnn_gemm_q8_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
+                                   Py_ssize_t, unsigned char *, float *, const signed char *,
+                                   const int *, const float *, float *, Py_ssize_t, int);
+/* NULL where the CPU (or the selected variant) has no int8 dot products */
+static fastrnn_gemm_q8_fn fastrnn_gemm_q8_impl = NULL;
 typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                    Py_ssize_t, const float *, float *, Py_ssize_t);
 static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
@@ -331,6 +340,7 @@ static int fastrnn_panel_select(int isa) {
     fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
     fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
     fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
+    fastrnn_gemm_q8_impl = NULL;
     fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
     fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
     fastrnn_rows_dot16_impl = fastrnn_rows_dot16_scalar;
@@ -342,6 +352,8 @@ static int fastrnn_panel_select(int isa) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx512;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx512;
         fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx512;
+        if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
+            fastrnn_gemm_q8_impl = fastrnn_panel_gemm_q8_avx512;
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx512;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;     /* (see _panel_isa.h) */
     } else if (isa == FASTRNN_PANEL_AVX2) {
@@ -373,6 +385,22 @@ static void fastrnn_panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const
                                  Py_ssize_t lda, const void *wp, int wt, const float *scale,
                                  float *c, Py_ssize_t ldc, int accumulate) {
     fastrnn_gemm_w_impl(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate);
+}
+
+/* whether int8 products run on int8 dot products (fastrnn_panel_gemm_q8) */
+static int fastrnn_panel_q8(void) {
+    return fastrnn_gemm_q8_impl != NULL;
+}
+
+/* C (m x n) (+)= A Wᵀ, int8 W in quad panels (see fastrnn_panel_gemm_q8 in
+   _panel_isa.h) with its scales and column sums; aq (m x 4 ceil(k / 4) bytes)
+   and sa (m floats) receive A quantized. Only where fastrnn_panel_q8(). */
+static void fastrnn_panel_gemm_q8(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
+                                  Py_ssize_t lda, unsigned char *aq, float *sa,
+                                  const signed char *wq, const int *csum, const float *scale,
+                                  float *c, Py_ssize_t ldc, int accumulate) {
+    if (fastrnn_gemm_q8_impl != NULL)
+        fastrnn_gemm_q8_impl(m, n, k, a, lda, aq, sa, wq, csum, scale, c, ldc, accumulate);
 }
 
 /* y[r] (+)= W[r, :] . a for r < m, W row-major (row stride ldw) */

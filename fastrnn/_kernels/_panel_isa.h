@@ -757,6 +757,116 @@ FR(fastrnn_rows_dot16)(Py_ssize_t m, Py_ssize_t k, const unsigned short *w, Py_s
 #undef FR_ROWS_DOT_BODY
 #endif
 
+#if FASTRNN_VW == 16
+/* int8 weights on int8 dot products (AVX-512 VNNI's vpdpbusd: per 32-bit
+   lane, four unsigned bytes of A times four signed bytes of W, summed into
+   an int32): A's rows quantized on the fly. Row i of A becomes
+   aq[kk] = round(a[kk] / sa_i) + 128 in [1, 255] with sa_i = max |a_i| / 127
+   (zero past k), so that
+       Σ_kk a[kk] W[j][kk] ≈ sa_i scale_j (Σ_kk aq[kk] code[j][kk] - 128 csum_j),
+   csum_j = Σ_kk code[j][kk] (exact in int32; the error is the rounding of
+   A to 255 levels). Panels of four steps (pack_weight_quads): wq[p][r][j][b] =
+   code[16 p + j][4 r + b], zero past n and k; 64 weights per instruction
+   instead of 16 FMAs after a widening. */
+#define FR_Q8_ATTR __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")))
+
+/* rows of A quantized to unsigned bytes as above: aq (m rows of 4 ceil(k / 4)
+   bytes, row stride ldq), sa (m) */
+FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, const float *a,
+                                                 Py_ssize_t lda, unsigned char *aq,
+                                                 Py_ssize_t ldq, float *sa) {
+    const Py_ssize_t k4 = (k + 3) / 4 * 4;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const float *ar = a + i * lda;
+        unsigned char *qr = aq + i * ldq;
+        __m512 mx = _mm512_setzero_ps();
+        Py_ssize_t kk = 0;
+        for (; kk + 16 <= k; kk += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(ar + kk)));
+        float amax = _mm512_reduce_max_ps(mx);
+        for (; kk < k; kk++) amax = fabsf(ar[kk]) > amax ? fabsf(ar[kk]) : amax;
+        const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+        const __m512 inv = _mm512_set1_ps(1.0f / s);
+        const __m512i off = _mm512_set1_epi32(128);
+        for (kk = 0; kk + 16 <= k; kk += 16) {
+            /* (round to nearest even; |a / s| <= 127 up to rounding, then saturated) */
+            __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(ar + kk), inv)), off);
+            _mm_storeu_si128((__m128i *) (qr + kk), _mm512_cvtusepi32_epi8(v));
+        }
+        for (; kk < k; kk++) {
+            int v = (int) lrintf(ar[kk] * (1.0f / s)) + 128;
+            qr[kk] = (unsigned char) (v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+        for (; kk < k4; kk++) qr[kk] = 128;
+        sa[i] = s;
+    }
+}
+
+/* one row of C over P panels: C[p + q] (=, or += with acc) for q < P */
+FR_Q8_ATTR static FR_INLINE void FR(fastrnn_q8_tile)(const int P, Py_ssize_t k4,
+                                                    const unsigned char *qr, float sa,
+                                                    const signed char *wp, Py_ssize_t wstride,
+                                                    const int *csum, const float *scale,
+                                                    float *crow, Py_ssize_t n, Py_ssize_t p,
+                                                    int acc) {
+    __m512i s[8];
+#pragma GCC unroll 8
+    for (int q = 0; q < P; q++) s[q] = _mm512_setzero_si512();
+    for (Py_ssize_t r = 0; r < k4; r++) {
+        int quad;
+        memcpy(&quad, qr + 4 * r, sizeof quad);
+        const __m512i b = _mm512_set1_epi32(quad);
+#pragma GCC unroll 8
+        for (int q = 0; q < P; q++)
+            s[q] = _mm512_dpbusd_epi32(s[q], b,
+                                       _mm512_loadu_si512(wp + q * wstride + r * 64));
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < P; q++) {
+        const Py_ssize_t col = (p + q) * FASTRNN_PANEL;
+        const __m512i cs = _mm512_slli_epi32(_mm512_loadu_si512(csum + col), 7);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[q], cs)),
+                                 _mm512_mul_ps(_mm512_set1_ps(sa), _mm512_loadu_ps(scale + col)));
+        FR_VEC t;
+        memcpy(&t, &v, sizeof t);
+        FR_PUT(crow, p + q, &t, acc);
+    }
+}
+
+/* C (m x n) (+)= A Wᵀ for int8 W in quad panels with its scales and column
+   sums (padded to whole panels), A's rows quantized into aq (m x 4 ceil(k / 4)
+   bytes) and sa (m) first: rows one at a time, eight panels per pass (eight
+   independent sums per step of four) */
+FR_Q8_ATTR static void FR(fastrnn_panel_gemm_q8)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                                 const float *a, Py_ssize_t lda,
+                                                 unsigned char *aq, float *sa,
+                                                 const signed char *wp, const int *csum,
+                                                 const float *scale, float *c, Py_ssize_t ldc,
+                                                 int accumulate) {
+    const Py_ssize_t k4 = (k + 3) / 4, panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
+    const Py_ssize_t wstride = k4 * 4 * FASTRNN_PANEL;     /* bytes per panel */
+    FR(fastrnn_quantize_rows)(m, k, a, lda, aq, 4 * k4, sa);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const unsigned char *qr = aq + i * 4 * k4;
+        float *crow = c + i * ldc;
+        Py_ssize_t p = 0;
+        for (; p + 8 <= panels; p += 8)
+            FR(fastrnn_q8_tile)(8, k4, qr, sa[i], wp + p * wstride, wstride, csum, scale, crow,
+                                n, p, accumulate);
+#define FR_Q8_LAST(Q) case Q: \
+            FR(fastrnn_q8_tile)(Q, k4, qr, sa[i], wp + p * wstride, wstride, csum, scale, \
+                                crow, n, p, accumulate); \
+            break;
+        switch (panels - p) {
+            FR_Q8_LAST(1) FR_Q8_LAST(2) FR_Q8_LAST(3) FR_Q8_LAST(4) FR_Q8_LAST(5)
+            FR_Q8_LAST(6) FR_Q8_LAST(7)
+            default: break;
+        }
+#undef FR_Q8_LAST
+    }
+}
+#undef FR_Q8_ATTR
+#endif
+
 /* the main register tile: rows of A, panels of W (for the CPU plan's report) */
 FR_ATTR static void FR(fastrnn_tile_shape)(int *rows, int *panels) {
     *rows = FR_MR;

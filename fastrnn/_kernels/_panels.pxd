@@ -54,6 +54,14 @@ cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                        Py_ssize_t lda, const void* wp, int wt, const float* scale, float* c,
                        Py_ssize_t ldc, bint accumulate) noexcept nogil
 
+# whether int8 dot products run here; C (m x n) (+)= A Wᵀ on them: int8 W in quad
+# panels (pack_weight_quads) with scales and column sums, A quantized into aq, sa
+cdef bint q8_on() noexcept nogil
+cdef void panel_gemm_q8(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                        Py_ssize_t lda, unsigned char* aq, float* sa, const signed char* wq,
+                        const int* csum, const float* scale, float* c, Py_ssize_t ldc,
+                        bint accumulate) noexcept nogil
+
 # y[r] (+)= W[r, :] . a for r < m, W row-major (row stride ldw), as stored; each
 # row's sum in one order whatever rows it is computed with
 cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, const float* a,

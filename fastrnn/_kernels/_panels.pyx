@@ -37,6 +37,12 @@ cdef extern from "_panel.h" nogil:
     int WT_F16 "FASTRNN_WT_F16"
     int WT_BF16 "FASTRNN_WT_BF16"
     int WT_I8 "FASTRNN_WT_I8"
+    int WT_Q8 "FASTRNN_WT_Q8"
+    int c_panel_q8 "fastrnn_panel_q8"() noexcept
+    void c_panel_gemm_q8 "fastrnn_panel_gemm_q8"(
+        Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+        unsigned char* aq, float* sa, const signed char* wq, const int* csum,
+        const float* scale, float* c, Py_ssize_t ldc, int accumulate) noexcept
     void c_panel_gemm_w "fastrnn_panel_gemm_w"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                                const float* a, Py_ssize_t lda, const void* wp,
                                                int wt, const float* scale, float* c,
@@ -75,8 +81,11 @@ PANEL_ROWS = PANEL            # rows of W per packed panel (Python's view of the
 PACKED_A_FLOATS = A_FLOATS    # floats of the product's packed block of A
 # the weight types panel_gemm_w reads, by the name of their format, and their numpy types
 WEIGHT_TYPES = {"float32": WT_F32, "float16": WT_F16, "bfloat16": WT_BF16, "int8": WT_I8}
+# int8 weights on int8 dot products, activations quantized on the fly (panel_gemm_q8)
+INT8_DOT = WT_Q8
 _WEIGHT_DTYPES = {WT_F32: np.dtype(np.float32), WT_F16: np.dtype(np.float16),
-                  WT_BF16: np.dtype(np.uint16), WT_I8: np.dtype(np.int8)}
+                  WT_BF16: np.dtype(np.uint16), WT_I8: np.dtype(np.int8),
+                  WT_Q8: np.dtype(np.int8)}
 # the variants by name, best first; "blas" = no panels
 _VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
 
@@ -106,6 +115,17 @@ cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                        Py_ssize_t lda, const void* wp, int wt, const float* scale, float* c,
                        Py_ssize_t ldc, bint accumulate) noexcept nogil:
     c_panel_gemm_w(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate)
+
+
+cdef bint q8_on() noexcept nogil:
+    return c_panel_q8() != 0
+
+
+cdef void panel_gemm_q8(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                        Py_ssize_t lda, unsigned char* aq, float* sa, const signed char* wq,
+                        const int* csum, const float* scale, float* c, Py_ssize_t ldc,
+                        bint accumulate) noexcept nogil:
+    c_panel_gemm_q8(m, n, k, a, lda, aq, sa, wq, csum, scale, c, ldc, accumulate)
 
 
 cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
@@ -383,8 +403,75 @@ def pack_weight_panels(w, scale=None):
 
 
 def panel_weights(Py_ssize_t n, Py_ssize_t k, int wt):
-    """The weights pack_weight_panels makes of W (n, k) in weight type wt."""
-    return (n + PANEL - 1) // PANEL * PANEL * (k + (k & 1) if wt == WT_BF16 else k)
+    """The weights pack_weight_panels (pack_weight_quads for INT8_DOT) makes
+    of W (n, k) in weight type wt."""
+    cdef Py_ssize_t steps = k
+    if wt == WT_BF16:
+        steps = k + (k & 1)
+    elif wt == WT_Q8:
+        steps = (k + 3) // 4 * 4
+    return (n + PANEL - 1) // PANEL * PANEL * steps
+
+
+def int8_dot_products():
+    """Whether int8 weights run on int8 dot products here (AVX-512 VNNI, with
+    the avx512 panel variant selected): activations quantized per row on the
+    fly (panel_gemm_q8); elsewhere int8 weights are widened like the others."""
+    return bool(c_panel_q8())
+
+
+def pack_weight_quads(codes, scale):
+    """int8 W (n, k) with its scales (n,) for panel_gemm_q8: panels of four
+    steps, (ceil(n / 16), ceil(k / 4), 16, 4), wq[p, kk // 4, j, kk % 4] =
+    W[16 p + j, kk] (zero past n and k); the scales and the column sums
+    Σ_kk W[j, kk] (int32), both padded to whole panels (ones, zeros). Returns
+    (quads, scales, sums)."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.dtype != np.int8:
+        raise ValueError(f"pack_weight_quads: W must be 2-D int8, got {codes.dtype} "
+                         f"{codes.shape}")
+    n, k = codes.shape
+    rows = -(-n // PANEL) * PANEL
+    steps = -(-k // 4) * 4
+    padded = np.zeros((rows, steps), np.int8)
+    padded[:n, :k] = codes
+    quads = np.ascontiguousarray(
+        padded.reshape(rows // PANEL, PANEL, steps // 4, 4).transpose(0, 2, 1, 3))
+    scales = np.ones(rows, np.float32)
+    scales[:n] = scale
+    sums = padded.sum(axis=1, dtype=np.int64).astype(np.int32)
+    return quads, scales, sums
+
+
+def panel_product_q8(const float[:, ::1] a, wq, scale, csum, float[:, ::1] c,
+                     bint accumulate, int reps=1):
+    """C (m x n) = A (m x k) @ Wᵀ, or C += that, on int8 W packed by
+    pack_weight_quads, on int8 dot products with A's rows quantized on the
+    fly (where int8_dot_products()), reps times; returns the seconds per
+    product."""
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
+    if not c_panel_q8():
+        raise ValueError("panel_product_q8: no int8 dot products here (int8_dot_products())")
+    wq = np.asarray(wq)
+    cdef Py_ssize_t cols = (n + PANEL - 1) // PANEL * PANEL
+    if (wq.dtype != np.int8 or not wq.flags.c_contiguous or wq.size != panel_weights(n, k, WT_Q8)
+            or c.shape[0] != m or reps < 1 or m * n * k == 0):
+        raise ValueError("panel_product_q8: A (m, k), quads of W (n, k) (pack_weight_quads), "
+                         "C (m, n), all non-empty, reps >= 1")
+    cdef const float[::1] sc = np.ascontiguousarray(scale, dtype=np.float32)
+    cdef const int[::1] cs = np.ascontiguousarray(csum, dtype=np.int32)
+    if sc.shape[0] != cols or cs.shape[0] != cols:
+        raise ValueError("panel_product_q8: scales and sums of 16 ceil(n / 16) entries")
+    cdef const signed char[::1] w = wq.reshape(-1)
+    cdef unsigned char[::1] aq = np.empty(m * ((k + 3) // 4 * 4), np.uint8)
+    cdef float[::1] sa = np.empty(m, np.float32)
+    cdef int r
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            c_panel_gemm_q8(m, n, k, &a[0, 0], k, &aq[0], &sa[0], &w[0], &cs[0], &sc[0],
+                            &c[0, 0], n, accumulate)
+    return (time.perf_counter() - start) / reps
 
 
 def panel_product_w(const float[:, ::1] a, wp, int wt, scale, float[:, ::1] c,

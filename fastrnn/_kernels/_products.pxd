@@ -10,7 +10,7 @@ from libc.string cimport memcpy
 
 from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
 from fastrnn._kernels._layout cimport Prepacked
-from fastrnn._kernels._panels cimport panel_gemm, panel_gemm_w
+from fastrnn._kernels._panels cimport panel_gemm, panel_gemm_q8, panel_gemm_w
 
 
 cdef inline void copy_strided(floating* dst, const floating* src, Py_ssize_t count,
@@ -68,29 +68,38 @@ cdef inline void step_w(Py_ssize_t n, Py_ssize_t m, Py_ssize_t k, const floating
 
 cdef inline void unit_wt_packed(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
                                 Py_ssize_t u0, Py_ssize_t K, const float* a,
-                                const Prepacked* pre, bint ih, bint accumulate,
-                                float* c, Py_ssize_t ldc) noexcept nogil:
+                                const Prepacked* pre, bint ih, unsigned char* qwork,
+                                bint accumulate, float* c, Py_ssize_t ldc) noexcept nogil:
     """unit_wt on weights packed once (pre: W_ih's with ih, else W_hh's, rows
     of length K): one product per gate block (u0 a multiple of PANEL: the
-    thread's share starts at a whole panel)."""
+    thread's share starts at a whole panel). int8 dot products quantize A's
+    rows into qwork (n x 4 ceil(K / 4) bytes, then n floats) for every block."""
     cdef Py_ssize_t q, g
     cdef int wt = pre.ih_wt if ih else pre.hh_wt
-    cdef Py_ssize_t esz = 4 if wt == 0 else 1 if wt == 3 else 2
-    cdef Py_ssize_t steps = K + (K & 1) if wt == 2 else K      # (bfloat16: pairs of steps)
+    cdef Py_ssize_t esz = 4 if wt == 0 else 1 if wt >= 3 else 2
+    # weights per packed row of K: bfloat16 in pairs of steps, int8 dot products in fours
+    cdef Py_ssize_t steps = K + (K & 1) if wt == 2 else (K + 3) // 4 * 4 if wt == 4 else K
     cdef const char* base = <const char*> (pre.ih if ih else pre.hh)
     cdef const float* scale = pre.ih_scale if ih else pre.hh_scale
     for q in range(nq):
         g = q0 + q
         # C[:, q U .. (q + 1) U] (+)= A @ W[g H + u0 .. g H + u0 + U]ᵀ
-        panel_gemm_w(n, U, K, a, K, base + (g * pre.Hp + u0) * steps * esz, wt,
-                     scale + g * pre.Hp + u0 if scale != NULL else NULL, c + q * U, ldc,
-                     accumulate)
+        if wt == 4:
+            panel_gemm_q8(n, U, K, a, K, qwork, <float*> (qwork + n * steps),
+                          <const signed char*> (base + (g * pre.Hp + u0) * steps),
+                          pre.hh_sums + g * pre.Hp + u0, scale + g * pre.Hp + u0, c + q * U,
+                          ldc, accumulate)
+        else:
+            panel_gemm_w(n, U, K, a, K, base + (g * pre.Hp + u0) * steps * esz, wt,
+                         scale + g * pre.Hp + u0 if scale != NULL else NULL, c + q * U, ldc,
+                         accumulate)
 
 
 cdef inline void unit_wt(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
                          Py_ssize_t u0, Py_ssize_t H, Py_ssize_t K, const floating* a,
                          const floating* w, const float* wp, const Prepacked* pre, bint ih,
-                         floating beta, floating* c, Py_ssize_t ldc) noexcept nogil:
+                         unsigned char* qwork, floating beta, floating* c,
+                         Py_ssize_t ldc) noexcept nogil:
     """The unit split's forward product: C[:, gate block q] (=, or += with beta
     1) A @ W[gate q0 + q, units u0 .. u0+U]ᵀ for q < nq, W with H rows per gate
     and rows of length K (A: n x K, contiguous), gate block q at columns q U
@@ -100,7 +109,7 @@ cdef inline void unit_wt(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t 
     cdef Py_ssize_t q
     if floating is float:
         if (pre.ih if ih else pre.hh) != NULL:
-            unit_wt_packed(n, q0, nq, U, u0, K, a, pre, ih, beta != 0, c, ldc)
+            unit_wt_packed(n, q0, nq, U, u0, K, a, pre, ih, qwork, beta != 0, c, ldc)
             return
         if wp != NULL:
             panel_gemm(n, nq * U, K, a, K, wp, c, ldc, beta != 0)

@@ -92,6 +92,8 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     cdef float* pw = call.panels + team.tid * call.panels_per if call.panels != NULL else NULL
     cdef const Prepacked* pre = &call.pre
     cdef bint prepacked = pre.hh != NULL
+    cdef unsigned char* qwork = (call.qwork + team.tid * call.qwork_per
+                                 if call.qwork != NULL else NULL)
     cdef int kind = d.kind
     cdef Py_ssize_t H = d.H, I = d.n_in, B = rows.B
     cdef Py_ssize_t ngates = gates(kind)
@@ -185,8 +187,8 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
             _meet(team, &arrivals)  # the shared inputs are gathered
         # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
         if U > 0 and not tokens:
-            unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, pre, True, <floating> 0,
-                    gx, ldg)
+            unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, pre, True, qwork,
+                    <floating> 0, gx, ldg)
         off = 0
         for s in range(s0, s1):
             n = rows.n_active[s]
@@ -207,7 +209,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                     # G[:, blocks q0.., my units] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[those rows]ᵀ
                     unit_wt(n, p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
                             w_hh, panels.wp_n if p.n_panels else panels.wp, pre, False,
-                            <floating> p.accumulate, gh if p.own_target else gblk + p.q0 * U,
+                            qwork, <floating> p.accumulate, gh if p.own_target else gblk + p.q0 * U,
                             p.nq * U if p.own_target else ldg)
                     cell_forward(kind, phase, n, U, gblk, ldg, gh, bx, bhn, h, c, rh, &var)
             for j in range(n):
@@ -415,6 +417,11 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
         if floating is double or training:
             raise ValueError("prepacked weights are for float32 inference")
         _call_prepacked(&call, prepacked, tokens)
+        if call.pre.hh_wt == INT8_DOT:
+            # per thread: B rows of 4 ceil(H / 4) quantized bytes, then B scales
+            call.qwork_per = B * ((H + 3) // 4 * 4 + sizeof(float))
+            call.qwork = <unsigned char*> _address(_scratch("qwork", num_threads * call.qwork_per,
+                                                            np.uint8))
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
                               &c_n[0, 0] if with_c else NULL, &y[0, 0, 0],
                               y.strides[0] // isz, y.strides[1] // isz)
@@ -446,13 +453,18 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
     cdef Py_ssize_t G = gates(call.dims.kind), H = call.dims.H, I = call.dims.n_in
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
     if not isinstance(prepacked, tuple) or len(prepacked) != 2:
-        raise ValueError("prepacked: (W_ih's (weight type, panels, scales), W_hh's)")
+        raise ValueError("prepacked: (W_ih's (weight type, panels, scales, sums), W_hh's)")
     parts = []
     for name, part, K in (("W_ih", prepacked[0], I), ("W_hh", prepacked[1], H)):
         if part is None and name == "W_ih":
-            parts.append((0, None, None))
+            parts.append((0, None, None, None))
             continue
-        wt, arr, scale = part
+        if not isinstance(part, tuple) or len(part) != 4:
+            raise ValueError(f"prepacked: {name}'s (weight type, panels, scales, sums)")
+        wt, arr, scale, sums = part
+        if wt == INT8_DOT and (name == "W_ih" or not q8_on()):
+            raise ValueError(f"prepacked: {name} on int8 dot products: W_hh only, and only "
+                             f"where the CPU has them")
         if wt not in _WEIGHT_DTYPES:
             raise ValueError(f"prepacked: {name}'s weight type must be one of "
                              f"{sorted(_WEIGHT_DTYPES)}, got {wt!r}")
@@ -462,12 +474,15 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
                 or not arr.flags.c_contiguous):
             raise ValueError(f"prepacked: {name}'s panels must be a contiguous {dtype} array "
                              f"of {size} weights")
-        if (scale is None) != (wt != WEIGHT_TYPES["int8"]):
+        int8 = wt in (WEIGHT_TYPES["int8"], INT8_DOT)
+        if (scale is None) == int8 or (sums is None) == (wt == INT8_DOT):
             raise ValueError(f"prepacked: {name}'s scales are for int8 weights only (and "
-                             f"required by them)")
-        if scale is not None and (not isinstance(scale, np.ndarray) or scale.dtype != np.float32
-                                  or scale.shape != (G * Hp,) or not scale.flags.c_contiguous):
-            raise ValueError(f"prepacked: {name}'s scales must be float32 of shape ({G * Hp},)")
+                             f"required by them), its column sums for int8 dot products")
+        for what, arr, dt in (("scales", scale, np.float32), ("sums", sums, np.int32)):
+            if arr is not None and (not isinstance(arr, np.ndarray) or arr.dtype != dt
+                                    or arr.shape != (G * Hp,) or not arr.flags.c_contiguous):
+                raise ValueError(f"prepacked: {name}'s {what} must be {np.dtype(dt)} of shape "
+                                 f"({G * Hp},)")
         parts.append(part)
     call.pre.Hp = Hp
     call.pre.ih_wt, call.pre.hh_wt = parts[0][0], parts[1][0]
@@ -476,6 +491,7 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
     call.pre.ih_scale = <const float*> _address(parts[0][2]) if not tokens else NULL
     call.pre.hh = _address(parts[1][1])
     call.pre.hh_scale = <const float*> _address(parts[1][2])
+    call.pre.hh_sums = <const int*> _address(parts[1][3])
 
 
 cdef const void* _address(arr):
