@@ -368,12 +368,14 @@ def prepacked(module, layer):
     when the float32 products run on BLAS (FASTRNN_PANEL=blas). W_hh's
     reduced weights, each gate block packed once into panels of their own
     weight type: the step's one-row products stream half or a quarter of
-    float32's bytes. int8 ones run on int8 dot products where the CPU has
-    them (AVX-512 VNNI: h_{t-1} quantized per row at every step), else they
-    are widened like the 16-bit ones. W_ih's widened float32 weights packed
-    likewise: the input projection, many rows at once, is bound by FMAs,
-    which widening would only add to. Cached on the module per weight type
-    (its weights never change: training and loading are refused)."""
+    float32's bytes. W_ih's widened float32 weights packed likewise: the
+    input projection, many rows at once, is bound by FMAs, which widening
+    would only add to. int8 weights run on int8 dot products where the CPU
+    has them (AVX-512 VNNI: 64 multiply-adds an instruction; the rows of
+    h_{t-1} and of the inputs quantized per row on the fly), W_ih's too,
+    else they are widened like the 16-bit ones. Cached on the module per
+    weight type (its weights never change: training and loading are
+    refused)."""
     fmt, reduced = getattr(module, "_quantized", (None, {}))
     if fmt is None or module.dtype != np.float32 or _k.panel_kernel() == "blas":
         return None
@@ -384,9 +386,12 @@ def prepacked(module, layer):
         G = module._gates
         codes, scale = reduced[f"weight_hh_l{layer}"]
         codes = codes.view(np.uint16) if fmt == "bfloat16" else codes
-        cache[key] = (_gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][0], None, G),
-                      _gate_panels(_k.INT8_DOT if dot else _k.WEIGHT_TYPES[fmt], codes, scale,
-                                   G))
+        if dot:
+            ih = _gate_panels(_k.INT8_DOT, *reduced[f"weight_ih_l{layer}"], G)
+        else:
+            ih = _gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][0], None, G)
+        cache[key] = (ih, _gate_panels(_k.INT8_DOT if dot else _k.WEIGHT_TYPES[fmt], codes,
+                                       scale, G))
     return cache[key]
 
 

@@ -73,7 +73,8 @@ ctypedef struct Prepacked:
     const void* hh                # NULL: none
     const float* ih_scale         # int8: per gate block, Hp scales (else NULL)
     const float* hh_scale
-    const int* hh_sums            # int8 dot products: per gate block, Hp column sums
+    const int* ih_sums            # int8 dot products: per gate block, Hp column sums
+    const int* hh_sums
     int ih_wt                     # the panels' weight types (_panels.WEIGHT_TYPES)
     int hh_wt
     Py_ssize_t Hp                 # H rounded up to whole panels
@@ -142,7 +143,7 @@ ctypedef struct LayerCall:
     bint pack_in_task             # each task packs its direction's panels itself
     Prepacked pre                 # unit split: weights packed once per module, or NULLs
     unsigned char* qwork          # int8 dot products: per thread, its rows quantized
-    Py_ssize_t qwork_per          # (bytes; rows x 4 ceil(H / 4), then a float per row)
+    Py_ssize_t qwork_per          # (bytes; rows x 4 ceil(K / 4), then a float per row)
     void* shared                  # unit split: the team's exchange (unit_shared)
 
 

@@ -87,7 +87,8 @@ cdef inline void unit_wt_packed(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_s
         if wt == 4:
             panel_gemm_q8(n, U, K, a, K, qwork, <float*> (qwork + n * steps),
                           <const signed char*> (base + (g * pre.Hp + u0) * steps),
-                          pre.hh_sums + g * pre.Hp + u0, scale + g * pre.Hp + u0, c + q * U,
+                          (pre.ih_sums if ih else pre.hh_sums) + g * pre.Hp + u0,
+                          scale + g * pre.Hp + u0, c + q * U,
                           ldc, accumulate)
         else:
             panel_gemm_w(n, U, K, a, K, base + (g * pre.Hp + u0) * steps * esz, wt,

@@ -417,9 +417,12 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
         if floating is double or training:
             raise ValueError("prepacked weights are for float32 inference")
         _call_prepacked(&call, prepacked, tokens)
-        if call.pre.hh_wt == INT8_DOT:
-            # per thread: B rows of 4 ceil(H / 4) quantized bytes, then B scales
-            call.qwork_per = B * ((H + 3) // 4 * 4 + sizeof(float))
+        if INT8_DOT in (call.pre.ih_wt, call.pre.hh_wt):
+            # per thread: the rows of a product quantized (4 ceil(K / 4) bytes each),
+            # then their scales: B rows of h_{t-1}, or a chunk's inputs
+            call.qwork_per = max(B * ((H + 3) // 4 * 4 + sizeof(float)),
+                                 call.step_chunk * B * ((call.dims.n_in + 3) // 4 * 4
+                                                        + sizeof(float)))
             call.qwork = <unsigned char*> _address(_scratch("qwork", num_threads * call.qwork_per,
                                                             np.uint8))
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
@@ -462,9 +465,9 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
         if not isinstance(part, tuple) or len(part) != 4:
             raise ValueError(f"prepacked: {name}'s (weight type, panels, scales, sums)")
         wt, arr, scale, sums = part
-        if wt == INT8_DOT and (name == "W_ih" or not q8_on()):
-            raise ValueError(f"prepacked: {name} on int8 dot products: W_hh only, and only "
-                             f"where the CPU has them")
+        if wt == INT8_DOT and not q8_on():
+            raise ValueError(f"prepacked: {name} on int8 dot products, which this CPU (or "
+                             f"the selected panel variant) lacks")
         if wt not in _WEIGHT_DTYPES:
             raise ValueError(f"prepacked: {name}'s weight type must be one of "
                              f"{sorted(_WEIGHT_DTYPES)}, got {wt!r}")
@@ -489,6 +492,7 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
     # (the caller holds the arrays for the call)
     call.pre.ih = _address(parts[0][1]) if not tokens else NULL
     call.pre.ih_scale = <const float*> _address(parts[0][2]) if not tokens else NULL
+    call.pre.ih_sums = <const int*> _address(parts[0][3]) if not tokens else NULL
     call.pre.hh = _address(parts[1][1])
     call.pre.hh_scale = <const float*> _address(parts[1][2])
     call.pre.hh_sums = <const int*> _address(parts[1][3])
