@@ -370,28 +370,34 @@ def prepacked(module, layer):
     weight type: the step's one-row products stream half or a quarter of
     float32's bytes. W_ih's widened float32 weights packed likewise: the
     input projection, many rows at once, is bound by FMAs, which widening
-    would only add to. int8 weights run on int8 dot products where the CPU
-    has them (AVX-512 VNNI: 64 multiply-adds an instruction; the rows of
-    h_{t-1} and of the inputs quantized per row on the fly), W_ih's too,
-    else they are widened like the 16-bit ones. Cached on the module per
+    would only add to. int8 and bfloat16 weights run on dot products where
+    the CPU has them, W_ih's too (AVX-512 VNNI: 64 multiply-adds an
+    instruction, the rows of h_{t-1} and of the inputs quantized to 255
+    levels per row on the fly; AVX512-BF16: 32, those rows rounded to
+    bfloat16), else they are widened like float16. Cached on the module per
     weight type (its weights never change: training and loading are
     refused)."""
     fmt, reduced = getattr(module, "_quantized", (None, {}))
     if fmt is None or module.dtype != np.float32 or _k.panel_kernel() == "blas":
         return None
-    dot = fmt == "int8" and _k.int8_dot_products()
+    # the dot products of the format, where the CPU has them
+    dot = (_k.INT8_DOT if fmt == "int8" and _k.int8_dot_products() else
+           _k.BF16_DOT if fmt == "bfloat16" and _k.bf16_dot_products() else None)
     key = (layer, dot)
     cache = module.__dict__.setdefault("_prepacked", {})
     if key not in cache:
         G = module._gates
-        codes, scale = reduced[f"weight_hh_l{layer}"]
-        codes = codes.view(np.uint16) if fmt == "bfloat16" else codes
-        if dot:
-            ih = _gate_panels(_k.INT8_DOT, *reduced[f"weight_ih_l{layer}"], G)
+
+        def reduced_panels(name, wt):
+            codes, scale = reduced[f"{name}_l{layer}"]
+            codes = codes.view(np.uint16) if fmt == "bfloat16" else codes
+            return _gate_panels(wt, codes, scale, G)
+        if dot is not None:
+            ih = reduced_panels("weight_ih", dot)
         else:
             ih = _gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][0], None, G)
-        cache[key] = (ih, _gate_panels(_k.INT8_DOT if dot else _k.WEIGHT_TYPES[fmt], codes,
-                                       scale, G))
+        cache[key] = (ih, reduced_panels("weight_hh", _k.WEIGHT_TYPES[fmt] if dot is None
+                                         else dot))
     return cache[key]
 
 

@@ -350,6 +350,33 @@ def test_int8_dot_products_are_the_quantized_sums():
             assert np.all(np.abs(c - (c0 if accumulate else 0) - exact) <= bound + 1e-5)
 
 
+def test_bfloat16_dot_products_are_the_rounded_sums():
+    """panel_gemm_bd (AVX512-BF16): each row of A rounded to bfloat16 (to
+    nearest even), the products of bfloat16 pairs summed in float32: the
+    float64 product of the rounded values, to float32 rounding; within the
+    activations' rounding of the float product."""
+    from fastrnn._kernels import _panels
+    if not _panels.bf16_dot_products():
+        pytest.skip("this CPU (or the selected panel variant) has no bfloat16 dot products")
+    rng = np.random.default_rng(12)
+    for m, n, k in ((1, 1024, 256), (2, 37, 19), (3, 100, 300), (1, 5, 1), (2, 40, 2731),
+                    (5, 20, 33), (9, 129, 64)):
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        codes, _, wide = round_weights(w, "bfloat16")
+        panels, _ = _panels.pack_weight_panels(codes)
+        a16 = round_weights(a, "bfloat16")[2].astype(np.float64)
+        for accumulate in (False, True):
+            c0 = rng.standard_normal((m, n)).astype(np.float32)
+            c = c0.copy()
+            _panels.panel_product_bd(a, panels, c, accumulate)
+            want = a16 @ wide.T.astype(np.float64) + (c0 if accumulate else 0)
+            np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+            exact = a.astype(np.float64) @ wide.T.astype(np.float64)
+            bound = 2.0 ** -8 * np.abs(a) @ np.abs(wide).T
+            assert np.all(np.abs(c - (c0 if accumulate else 0) - exact) <= bound + 1e-4)
+
+
 @pytest.mark.parametrize("panel_variant", [v for v in _panel_variants() if v != "blas"],
                          indirect=True)
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -365,7 +392,8 @@ def test_layer_calls_read_the_reduced_weights(panel_variant, fmt, name, monkeypa
     (the batch split, float32)."""
     from fastrnn import _engine
     from fastrnn._kernels import _panels
-    dot = fmt == "int8" and _panels.int8_dot_products()
+    dot = ((fmt == "int8" and _panels.int8_dot_products())
+           or (fmt == "bfloat16" and _panels.bf16_dot_products()))
     monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", 0)       # every size pays
     layer = _layer_cases()[name]()
     q = fastrnn.quantize(layer, fmt)
@@ -383,8 +411,10 @@ def test_layer_calls_read_the_reduced_weights(panel_variant, fmt, name, monkeypa
             got, want = q(x), widened(x)
             for a, b in zip(jax_flat(got), jax_flat(want)):
                 if dot and threads == 2:
-                    # h_{t-1} in 255 levels: ~1e-3 per step here, T=7
-                    np.testing.assert_allclose(a, b, rtol=0, atol=2e-2)
+                    # the activations rounded (int8: 255 levels, ~1e-3 per step here;
+                    # bfloat16: 8 bits of mantissa), T=7
+                    np.testing.assert_allclose(a, b, rtol=0,
+                                               atol=2e-2 if fmt == "int8" else 5e-3)
                 elif fmt == "int8" or threads == 1:
                     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
                 else:
@@ -408,7 +438,7 @@ def test_reduced_layer_token_input_copies_and_bad_panels(monkeypatch):
     from fastrnn import _engine
     monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", 0)
     layer = fastrnn.LSTM(30, 48, seed=6)
-    q = fastrnn.quantize(layer, "bfloat16")
+    q = fastrnn.quantize(layer, "float16")
     widened = copy.deepcopy(layer)
     widened.load_state_dict(q.state_dict())
     ids = np.random.default_rng(0).integers(0, 30, (9, 1))

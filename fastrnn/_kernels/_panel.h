@@ -33,6 +33,8 @@
 #define FASTRNN_WT_I8 3
 /* int8 on int8 dot products, A quantized on the fly (fastrnn_panel_gemm_q8) */
 #define FASTRNN_WT_Q8 4
+/* bfloat16 on bfloat16 dot products, A rounded on the fly (fastrnn_panel_gemm_bd) */
+#define FASTRNN_WT_BD 5
 /* bytes of one weight of type wt */
 #define FASTRNN_WT_SIZE(wt) ((wt) == FASTRNN_WT_F32 ? 4 : \
                              (wt) == FASTRNN_WT_I8 || (wt) == FASTRNN_WT_Q8 ? 1 : 2)
@@ -290,6 +292,8 @@ typedef void (*fastrnn_gemm_q8_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const flo
                                    const int *, const float *, float *, Py_ssize_t, int);
 /* NULL where the CPU (or the selected variant) has no int8 dot products */
 static fastrnn_gemm_q8_fn fastrnn_gemm_q8_impl = NULL;
+/* NULL where it has no bfloat16 dot products (same signature) */
+static fastrnn_gemm_q8_fn fastrnn_gemm_bd_impl = NULL;
 typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                    Py_ssize_t, const float *, float *, Py_ssize_t);
 static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
@@ -341,6 +345,7 @@ static int fastrnn_panel_select(int isa) {
     fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
     fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
     fastrnn_gemm_q8_impl = NULL;
+    fastrnn_gemm_bd_impl = NULL;
     fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
     fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
     fastrnn_rows_dot16_impl = fastrnn_rows_dot16_scalar;
@@ -354,6 +359,8 @@ static int fastrnn_panel_select(int isa) {
         fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx512;
         if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
             fastrnn_gemm_q8_impl = fastrnn_panel_gemm_q8_avx512;
+        if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
+            fastrnn_gemm_bd_impl = fastrnn_panel_gemm_bd_avx512;
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx512;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;     /* (see _panel_isa.h) */
     } else if (isa == FASTRNN_PANEL_AVX2) {
@@ -390,6 +397,22 @@ static void fastrnn_panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const
 /* whether int8 products run on int8 dot products (fastrnn_panel_gemm_q8) */
 static int fastrnn_panel_q8(void) {
     return fastrnn_gemm_q8_impl != NULL;
+}
+
+/* whether bfloat16 products run on bfloat16 dot products (fastrnn_panel_gemm_bd) */
+static int fastrnn_panel_bd(void) {
+    return fastrnn_gemm_bd_impl != NULL;
+}
+
+/* C (m x n) (+)= A Wᵀ, bfloat16 W in pairs of steps (see fastrnn_panel_gemm_bd
+   in _panel_isa.h); ab (m x 2 ceil(k / 2) 16-bit values) receives A rounded to
+   bfloat16. Only where fastrnn_panel_bd(). */
+static void fastrnn_panel_gemm_bd(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
+                                  Py_ssize_t lda, unsigned char *ab, const unsigned short *w,
+                                  float *c, Py_ssize_t ldc, int accumulate) {
+    if (fastrnn_gemm_bd_impl != NULL)
+        fastrnn_gemm_bd_impl(m, n, k, a, lda, ab, NULL, (const signed char *) w, NULL, NULL, c,
+                             ldc, accumulate);
 }
 
 /* C (m x n) (+)= A Wᵀ, int8 W in quad panels (see fastrnn_panel_gemm_q8 in

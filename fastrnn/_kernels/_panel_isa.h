@@ -769,6 +769,9 @@ FR(fastrnn_rows_dot16)(Py_ssize_t m, Py_ssize_t k, const unsigned short *w, Py_s
    code[16 p + j][4 r + b], zero past n and k; 64 weights per instruction
    instead of 16 FMAs after a widening. */
 #define FR_Q8_ATTR __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")))
+/* the dot-product tiles: panels per tile of R rows (R x P sums, at most 16) */
+#define FR_DOT_P(R) ((R) == 1 ? 8 : 4)
+#define FR_DOT_SUMS 16
 
 /* rows of A quantized to unsigned bytes as above: aq (m rows of 4 ceil(k / 4)
    bytes, row stride ldq), sa (m) */
@@ -801,41 +804,78 @@ FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, con
     }
 }
 
-/* one row of C over P panels: C[p + q] (=, or += with acc) for q < P */
-FR_Q8_ATTR static FR_INLINE void FR(fastrnn_q8_tile)(const int P, Py_ssize_t k4,
-                                                    const unsigned char *qr, float sa,
-                                                    const signed char *wp, Py_ssize_t wstride,
-                                                    const int *csum, const float *scale,
-                                                    float *crow, Py_ssize_t n, Py_ssize_t p,
+/* R rows of C over P panels: C[i][p + q] (=, or += with acc) for i < R, q < P;
+   row i's quantized bytes at qr + i ldq, its scale sa[i] */
+FR_Q8_ATTR static FR_INLINE void FR(fastrnn_q8_tile)(const int R, const int P, Py_ssize_t k4,
+                                                    const unsigned char *qr, Py_ssize_t ldq,
+                                                    const float *sa, const signed char *wp,
+                                                    Py_ssize_t wstride, const int *csum,
+                                                    const float *scale, float *c,
+                                                    Py_ssize_t ldc, Py_ssize_t n, Py_ssize_t p,
                                                     int acc) {
-    __m512i s[8];
-#pragma GCC unroll 8
-    for (int q = 0; q < P; q++) s[q] = _mm512_setzero_si512();
+    __m512i s[FR_DOT_SUMS];
+#pragma GCC unroll 16
+    for (int q = 0; q < R * P; q++) s[q] = _mm512_setzero_si512();
     for (Py_ssize_t r = 0; r < k4; r++) {
-        int quad;
-        memcpy(&quad, qr + 4 * r, sizeof quad);
-        const __m512i b = _mm512_set1_epi32(quad);
+        __m512i b[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            int quad;
+            memcpy(&quad, qr + i * ldq + 4 * r, sizeof quad);
+            b[i] = _mm512_set1_epi32(quad);
+        }
 #pragma GCC unroll 8
-        for (int q = 0; q < P; q++)
-            s[q] = _mm512_dpbusd_epi32(s[q], b,
-                                       _mm512_loadu_si512(wp + q * wstride + r * 64));
+        for (int q = 0; q < P; q++) {
+            const __m512i w = _mm512_loadu_si512(wp + q * wstride + r * 64);
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) s[i * P + q] = _mm512_dpbusd_epi32(s[i * P + q], b[i], w);
+        }
     }
 #pragma GCC unroll 8
     for (int q = 0; q < P; q++) {
         const Py_ssize_t col = (p + q) * FASTRNN_PANEL;
         const __m512i cs = _mm512_slli_epi32(_mm512_loadu_si512(csum + col), 7);
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[q], cs)),
-                                 _mm512_mul_ps(_mm512_set1_ps(sa), _mm512_loadu_ps(scale + col)));
-        FR_VEC t;
-        memcpy(&t, &v, sizeof t);
-        FR_PUT(crow, p + q, &t, acc);
+        const __m512 sc = _mm512_loadu_ps(scale + col);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[i * P + q], cs)),
+                                     _mm512_mul_ps(_mm512_set1_ps(sa[i]), sc));
+            FR_VEC t;
+            memcpy(&t, &v, sizeof t);
+            FR_PUT(c + i * ldc, p + q, &t, acc);
+        }
     }
 }
 
+/* R rows of C over every panel: tiles of FR_DOT_P(R) panels, then one of the
+   rest. One function per row count (see FR_ROW_FN) */
+#define FR_Q8_ROWS(R) \
+FR_Q8_ATTR __attribute__((noinline)) static void FR(fastrnn_q8_rows_##R)( \
+        Py_ssize_t panels, Py_ssize_t k4, const unsigned char *qr, Py_ssize_t ldq, \
+        const float *sa, const signed char *wp, Py_ssize_t wstride, const int *csum, \
+        const float *scale, float *c, Py_ssize_t ldc, Py_ssize_t n, int acc) { \
+    Py_ssize_t p = 0; \
+    for (; p + FR_DOT_P(R) <= panels; p += FR_DOT_P(R)) \
+        FR(fastrnn_q8_tile)(R, FR_DOT_P(R), k4, qr, ldq, sa, wp + p * wstride, wstride, csum, \
+                            scale, c, ldc, n, p, acc); \
+    switch (panels - p) { \
+        FR_Q8_LAST(R, 1) FR_Q8_LAST(R, 2) FR_Q8_LAST(R, 3) FR_Q8_LAST(R, 4) \
+        FR_Q8_LAST(R, 5) FR_Q8_LAST(R, 6) FR_Q8_LAST(R, 7) \
+        default: break; \
+    } \
+}
+#define FR_Q8_LAST(R, Q) case Q: \
+        FR(fastrnn_q8_tile)(R, (Q) < FR_DOT_P(R) ? (Q) : 1, k4, qr, ldq, sa, \
+                            wp + p * wstride, wstride, csum, scale, c, ldc, n, p, acc); \
+        break;
+FR_Q8_ROWS(1) FR_Q8_ROWS(2) FR_Q8_ROWS(3) FR_Q8_ROWS(4)
+#undef FR_Q8_LAST
+#undef FR_Q8_ROWS
+
 /* C (m x n) (+)= A Wᵀ for int8 W in quad panels with its scales and column
    sums (padded to whole panels), A's rows quantized into aq (m x 4 ceil(k / 4)
-   bytes) and sa (m) first: rows one at a time, eight panels per pass (eight
-   independent sums per step of four) */
+   bytes) and sa (m) first: up to four rows at a time, each quad of W loaded
+   once for them (FR_DOT_P panels per tile: eight for one row, four for more) */
 FR_Q8_ATTR static void FR(fastrnn_panel_gemm_q8)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                                  const float *a, Py_ssize_t lda,
                                                  unsigned char *aq, float *sa,
@@ -845,26 +885,136 @@ FR_Q8_ATTR static void FR(fastrnn_panel_gemm_q8)(Py_ssize_t m, Py_ssize_t n, Py_
     const Py_ssize_t k4 = (k + 3) / 4, panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
     const Py_ssize_t wstride = k4 * 4 * FASTRNN_PANEL;     /* bytes per panel */
     FR(fastrnn_quantize_rows)(m, k, a, lda, aq, 4 * k4, sa);
-    for (Py_ssize_t i = 0; i < m; i++) {
+    for (Py_ssize_t i = 0; i < m; i += 4) {
         const unsigned char *qr = aq + i * 4 * k4;
-        float *crow = c + i * ldc;
-        Py_ssize_t p = 0;
-        for (; p + 8 <= panels; p += 8)
-            FR(fastrnn_q8_tile)(8, k4, qr, sa[i], wp + p * wstride, wstride, csum, scale, crow,
-                                n, p, accumulate);
-#define FR_Q8_LAST(Q) case Q: \
-            FR(fastrnn_q8_tile)(Q, k4, qr, sa[i], wp + p * wstride, wstride, csum, scale, \
-                                crow, n, p, accumulate); \
-            break;
-        switch (panels - p) {
-            FR_Q8_LAST(1) FR_Q8_LAST(2) FR_Q8_LAST(3) FR_Q8_LAST(4) FR_Q8_LAST(5)
-            FR_Q8_LAST(6) FR_Q8_LAST(7)
-            default: break;
+        switch (m - i < 4 ? m - i : 4) {
+            case 1: FR(fastrnn_q8_rows_1)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
+                                          scale, c + i * ldc, ldc, n, accumulate); break;
+            case 2: FR(fastrnn_q8_rows_2)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
+                                          scale, c + i * ldc, ldc, n, accumulate); break;
+            case 3: FR(fastrnn_q8_rows_3)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
+                                          scale, c + i * ldc, ldc, n, accumulate); break;
+            default: FR(fastrnn_q8_rows_4)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
+                                           scale, c + i * ldc, ldc, n, accumulate); break;
         }
-#undef FR_Q8_LAST
     }
 }
 #undef FR_Q8_ATTR
+
+/* bfloat16 weights on bfloat16 dot products (AVX512-BF16's vdpbf16ps: per
+   32-bit lane, two bfloat16 products added to a float32 sum, 32 weights an
+   instruction, no widening): A's rows rounded to bfloat16 on the fly (round
+   to nearest even), the weights in their pairs of steps (pack_weight_panels);
+   the instruction adds the odd step's product first and treats subnormals as
+   zero. */
+#define FR_BD_ATTR __attribute__((target("avx512f,avx512bw,avx512bf16,avx2,fma,f16c")))
+
+/* R rows of C over P panels (see fastrnn_q8_tile); row i's bfloat16 values
+   at br + i ldb */
+FR_BD_ATTR static FR_INLINE void FR(fastrnn_bd_tile)(const int R, const int P, Py_ssize_t k2,
+                                                    const unsigned short *br, Py_ssize_t ldb,
+                                                    const unsigned short *wp,
+                                                    Py_ssize_t wstride, float *c,
+                                                    Py_ssize_t ldc, Py_ssize_t n, Py_ssize_t p,
+                                                    int acc) {
+    __m512 s[FR_DOT_SUMS];
+#pragma GCC unroll 16
+    for (int q = 0; q < R * P; q++) s[q] = _mm512_setzero_ps();
+    for (Py_ssize_t r = 0; r < k2; r++) {
+        __m512bh b[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            int pair;
+            memcpy(&pair, br + i * ldb + 2 * r, sizeof pair);
+            b[i] = (__m512bh) _mm512_set1_epi32(pair);
+        }
+#pragma GCC unroll 8
+        for (int q = 0; q < P; q++) {
+            const __m512bh w = (__m512bh) _mm512_loadu_si512(wp + q * wstride + r * 32);
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) s[i * P + q] = _mm512_dpbf16_ps(s[i * P + q], b[i], w);
+        }
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < P; q++)
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            FR_VEC t;
+            memcpy(&t, &s[i * P + q], sizeof t);
+            FR_PUT(c + i * ldc, p + q, &t, acc);
+        }
+}
+
+#define FR_BD_ROWS(R) \
+FR_BD_ATTR __attribute__((noinline)) static void FR(fastrnn_bd_rows_##R)( \
+        Py_ssize_t panels, Py_ssize_t k2, const unsigned short *br, Py_ssize_t ldb, \
+        const unsigned short *wp, Py_ssize_t wstride, float *c, Py_ssize_t ldc, Py_ssize_t n, \
+        int acc) { \
+    Py_ssize_t p = 0; \
+    for (; p + FR_DOT_P(R) <= panels; p += FR_DOT_P(R)) \
+        FR(fastrnn_bd_tile)(R, FR_DOT_P(R), k2, br, ldb, wp + p * wstride, wstride, c, ldc, \
+                            n, p, acc); \
+    switch (panels - p) { \
+        FR_BD_LAST(R, 1) FR_BD_LAST(R, 2) FR_BD_LAST(R, 3) FR_BD_LAST(R, 4) \
+        FR_BD_LAST(R, 5) FR_BD_LAST(R, 6) FR_BD_LAST(R, 7) \
+        default: break; \
+    } \
+}
+#define FR_BD_LAST(R, Q) case Q: \
+        FR(fastrnn_bd_tile)(R, (Q) < FR_DOT_P(R) ? (Q) : 1, k2, br, ldb, wp + p * wstride, \
+                            wstride, c, ldc, n, p, acc); \
+        break;
+FR_BD_ROWS(1) FR_BD_ROWS(2) FR_BD_ROWS(3) FR_BD_ROWS(4)
+#undef FR_BD_LAST
+#undef FR_BD_ROWS
+
+/* C (m x n) (+)= A Wᵀ for bfloat16 W in pairs of steps, A's rows rounded to
+   bfloat16 into ab (m rows of 2 ceil(k / 2) values) first, up to four rows
+   at a time (as fastrnn_panel_gemm_q8, whose signature it keeps) */
+FR_BD_ATTR static void FR(fastrnn_panel_gemm_bd)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                                 const float *a, Py_ssize_t lda,
+                                                 unsigned char *ab, float *unused_sa,
+                                                 const signed char *w, const int *unused_sums,
+                                                 const float *unused_scale, float *c,
+                                                 Py_ssize_t ldc, int accumulate) {
+    (void) unused_sa; (void) unused_sums; (void) unused_scale;
+    const Py_ssize_t k2 = (k + 1) / 2, panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
+    const Py_ssize_t wstride = k2 * 2 * FASTRNN_PANEL;      /* weights per panel */
+    const unsigned short *wp = (const unsigned short *) w;
+    unsigned short *abf = (unsigned short *) ab;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const float *ar = a + i * lda;
+        unsigned short *br = abf + i * 2 * k2;
+        Py_ssize_t kk = 0;
+        for (; kk + 32 <= k; kk += 32) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(ar + kk + 16),
+                                             _mm512_loadu_ps(ar + kk));
+            memcpy(br + kk, &v, sizeof v);
+        }
+        for (; kk < k; kk++) {
+            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_setzero_ps(), _mm512_set1_ps(ar[kk]));
+            memcpy(br + kk, &v, sizeof br[kk]);
+        }
+        if (k & 1) br[k] = 0;
+    }
+    for (Py_ssize_t i = 0; i < m; i += 4) {
+        const unsigned short *br = abf + i * 2 * k2;
+        float *ci = c + i * ldc;
+        switch (m - i < 4 ? m - i : 4) {
+            case 1: FR(fastrnn_bd_rows_1)(panels, k2, br, 2 * k2, wp, wstride, ci, ldc, n,
+                                          accumulate); break;
+            case 2: FR(fastrnn_bd_rows_2)(panels, k2, br, 2 * k2, wp, wstride, ci, ldc, n,
+                                          accumulate); break;
+            case 3: FR(fastrnn_bd_rows_3)(panels, k2, br, 2 * k2, wp, wstride, ci, ldc, n,
+                                          accumulate); break;
+            default: FR(fastrnn_bd_rows_4)(panels, k2, br, 2 * k2, wp, wstride, ci, ldc, n,
+                                           accumulate); break;
+        }
+    }
+}
+#undef FR_BD_ATTR
+#undef FR_DOT_P
+#undef FR_DOT_SUMS
 #endif
 
 /* the main register tile: rows of A, panels of W (for the CPU plan's report) */

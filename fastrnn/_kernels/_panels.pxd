@@ -57,6 +57,11 @@ cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
 # whether int8 dot products run here; C (m x n) (+)= A Wᵀ on them: int8 W in quad
 # panels (pack_weight_quads) with scales and column sums, A quantized into aq, sa
 cdef bint q8_on() noexcept nogil
+# the same for bfloat16 dot products (W in pairs of steps, A rounded into ab)
+cdef bint bd_on() noexcept nogil
+cdef void panel_gemm_bd(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                        Py_ssize_t lda, unsigned char* ab, const unsigned short* w, float* c,
+                        Py_ssize_t ldc, bint accumulate) noexcept nogil
 cdef void panel_gemm_q8(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                         Py_ssize_t lda, unsigned char* aq, float* sa, const signed char* wq,
                         const int* csum, const float* scale, float* c, Py_ssize_t ldc,

@@ -38,7 +38,13 @@ cdef extern from "_panel.h" nogil:
     int WT_BF16 "FASTRNN_WT_BF16"
     int WT_I8 "FASTRNN_WT_I8"
     int WT_Q8 "FASTRNN_WT_Q8"
+    int WT_BD "FASTRNN_WT_BD"
     int c_panel_q8 "fastrnn_panel_q8"() noexcept
+    int c_panel_bd "fastrnn_panel_bd"() noexcept
+    void c_panel_gemm_bd "fastrnn_panel_gemm_bd"(
+        Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+        unsigned char* ab, const unsigned short* w, float* c, Py_ssize_t ldc,
+        int accumulate) noexcept
     void c_panel_gemm_q8 "fastrnn_panel_gemm_q8"(
         Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
         unsigned char* aq, float* sa, const signed char* wq, const int* csum,
@@ -83,9 +89,11 @@ PACKED_A_FLOATS = A_FLOATS    # floats of the product's packed block of A
 WEIGHT_TYPES = {"float32": WT_F32, "float16": WT_F16, "bfloat16": WT_BF16, "int8": WT_I8}
 # int8 weights on int8 dot products, activations quantized on the fly (panel_gemm_q8)
 INT8_DOT = WT_Q8
+# bfloat16 weights on bfloat16 dot products, activations rounded on the fly (panel_gemm_bd)
+BF16_DOT = WT_BD
 _WEIGHT_DTYPES = {WT_F32: np.dtype(np.float32), WT_F16: np.dtype(np.float16),
                   WT_BF16: np.dtype(np.uint16), WT_I8: np.dtype(np.int8),
-                  WT_Q8: np.dtype(np.int8)}
+                  WT_Q8: np.dtype(np.int8), WT_BD: np.dtype(np.uint16)}
 # the variants by name, best first; "blas" = no panels
 _VARIANTS = {"avx512": PANEL_AVX512, "avx2": PANEL_AVX2, "blas": PANEL_NONE}
 
@@ -119,6 +127,16 @@ cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
 
 cdef bint q8_on() noexcept nogil:
     return c_panel_q8() != 0
+
+
+cdef bint bd_on() noexcept nogil:
+    return c_panel_bd() != 0
+
+
+cdef void panel_gemm_bd(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                        Py_ssize_t lda, unsigned char* ab, const unsigned short* w, float* c,
+                        Py_ssize_t ldc, bint accumulate) noexcept nogil:
+    c_panel_gemm_bd(m, n, k, a, lda, ab, w, c, ldc, accumulate)
 
 
 cdef void panel_gemm_q8(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
@@ -406,7 +424,7 @@ def panel_weights(Py_ssize_t n, Py_ssize_t k, int wt):
     """The weights pack_weight_panels (pack_weight_quads for INT8_DOT) makes
     of W (n, k) in weight type wt."""
     cdef Py_ssize_t steps = k
-    if wt == WT_BF16:
+    if wt == WT_BF16 or wt == WT_BD:
         steps = k + (k & 1)
     elif wt == WT_Q8:
         steps = (k + 3) // 4 * 4
@@ -418,6 +436,39 @@ def int8_dot_products():
     the avx512 panel variant selected): activations quantized per row on the
     fly (panel_gemm_q8); elsewhere int8 weights are widened like the others."""
     return bool(c_panel_q8())
+
+
+def bf16_dot_products():
+    """Whether bfloat16 weights run on bfloat16 dot products here (AVX512-BF16,
+    with the avx512 panel variant selected): activations rounded to bfloat16
+    per row on the fly (panel_gemm_bd); elsewhere they are widened."""
+    return bool(c_panel_bd())
+
+
+def panel_product_bd(const float[:, ::1] a, wp, float[:, ::1] c, bint accumulate,
+                     int reps=1):
+    """C (m x n) = A (m x k) @ Wᵀ, or C += that, on bfloat16 W packed by
+    pack_weight_panels (pairs of steps), on bfloat16 dot products with A's
+    rows rounded to bfloat16 first (where bf16_dot_products()), reps times;
+    returns the seconds per product."""
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
+    if not c_panel_bd():
+        raise ValueError("panel_product_bd: no bfloat16 dot products here "
+                         "(bf16_dot_products())")
+    wp = np.asarray(wp)
+    if (wp.dtype != np.uint16 or not wp.flags.c_contiguous
+            or wp.size != panel_weights(n, k, WT_BD) or c.shape[0] != m or reps < 1
+            or m * n * k == 0):
+        raise ValueError("panel_product_bd: A (m, k), bfloat16 panels of W (n, k) "
+                         "(pack_weight_panels), C (m, n), all non-empty, reps >= 1")
+    cdef const unsigned short[::1] w = wp.reshape(-1)
+    cdef unsigned char[::1] ab = np.empty(m * (k + 1) // 2 * 4 + 4, np.uint8)
+    cdef int r
+    start = time.perf_counter()
+    with nogil:
+        for r in range(reps):
+            c_panel_gemm_bd(m, n, k, &a[0, 0], k, &ab[0], &w[0], &c[0, 0], n, accumulate)
+    return (time.perf_counter() - start) / reps
 
 
 def pack_weight_quads(codes, scale):
