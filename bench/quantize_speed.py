@@ -50,11 +50,13 @@ def main(argv=None):
             for fmt in FORMATS:           # into the steady state first
                 workers[fmt].ask(name, None if fmt == "float32" else fmt, args.min_time,
                                  settle=0.2)
-            for _ in range(args.rounds):
-                for fmt in FORMATS:
+            for r in range(args.rounds):
+                # each round starts with another format (a worker asked right after
+                # another may find the cores still busy with its threads)
+                for fmt in FORMATS[r % len(FORMATS):] + FORMATS[:r % len(FORMATS)]:
                     times[fmt].append(workers[fmt].ask(
                         name, None if fmt == "float32" else fmt, args.min_time, settle=0.05))
-            base = np.array(times["float32"])
+            base = np.array(times["float32"])      # (ratios within each round)
             print(f"{name:18s} float32 {np.median(base) * 1e3:8.3f} ms   " + "   ".join(
                 f"{fmt} {np.median(np.array(times[fmt]) / base):.2f}"
                 for fmt in FORMATS[1:]), flush=True)

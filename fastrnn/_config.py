@@ -65,9 +65,10 @@ def show_config(file=None):
         elif key == "panel_variants":
             continue
         elif key == "reduced_weights":
-            print("reduced_weights (fastrnn.quantize; this CPU's instructions for each, the "
-                  "kernels widen to float32 for now): "
-                  + ", ".join(f"{fmt} ({' '.join(found) or 'none'})"
+            kernels = _cpu.reduced_weight_kernels()
+            print("reduced_weights (fastrnn.quantize; this CPU's instructions for each, and "
+                  "how batch-1 layer calls multiply them): "
+                  + "; ".join(f"{fmt} ({' '.join(found) or 'none'}): {kernels[fmt]}"
                               for fmt, found in value.items()), file=out)
         elif key == "interop":
             print("interop: " + ", ".join(f"{k} {v or '(not installed)'}"

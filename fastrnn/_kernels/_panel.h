@@ -31,9 +31,9 @@
 #define FASTRNN_WT_F16 1
 #define FASTRNN_WT_BF16 2
 #define FASTRNN_WT_I8 3
-/* int8 on int8 dot products, A quantized on the fly (fastrnn_panel_gemm_q8) */
+/* int8 on int8 dot products, A quantized on the fly (fastrnn_panel_gemm_dot) */
 #define FASTRNN_WT_Q8 4
-/* bfloat16 on bfloat16 dot products, A rounded on the fly (fastrnn_panel_gemm_bd) */
+/* bfloat16 on bfloat16 dot products, A rounded on the fly (fastrnn_panel_gemm_dot) */
 #define FASTRNN_WT_BD 5
 /* bytes of one weight of type wt */
 #define FASTRNN_WT_SIZE(wt) ((wt) == FASTRNN_WT_F32 ? 4 : \
@@ -287,13 +287,15 @@ typedef void (*fastrnn_gemm_w_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const floa
                                   Py_ssize_t, const void *, int, const float *, float *,
                                   Py_ssize_t, int);
 static fastrnn_gemm_w_fn fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
-typedef void (*fastrnn_gemm_q8_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
-                                   Py_ssize_t, unsigned char *, float *, const signed char *,
-                                   const int *, const float *, float *, Py_ssize_t, int);
-/* NULL where the CPU (or the selected variant) has no int8 dot products */
-static fastrnn_gemm_q8_fn fastrnn_gemm_q8_impl = NULL;
-/* NULL where it has no bfloat16 dot products (same signature) */
-static fastrnn_gemm_q8_fn fastrnn_gemm_bd_impl = NULL;
+/* the dot-product kernels (fastrnn_panel_dot_prepare, fastrnn_panel_gemm_dot):
+   per weight type, NULL where the CPU (or the selected variant) lacks them */
+typedef void (*fastrnn_dot_prepare_fn)(Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t,
+                                       unsigned char *);
+typedef void (*fastrnn_gemm_dot_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const unsigned char *,
+                                    const void *, const int *, const float *, float *,
+                                    Py_ssize_t, int);
+static fastrnn_dot_prepare_fn fastrnn_prepare_q8_impl = NULL, fastrnn_prepare_bd_impl = NULL;
+static fastrnn_gemm_dot_fn fastrnn_gemm_q8_impl = NULL, fastrnn_gemm_bd_impl = NULL;
 typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                    Py_ssize_t, const float *, float *, Py_ssize_t);
 static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
@@ -344,8 +346,8 @@ static int fastrnn_panel_select(int isa) {
     fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
     fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
     fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
-    fastrnn_gemm_q8_impl = NULL;
-    fastrnn_gemm_bd_impl = NULL;
+    fastrnn_gemm_q8_impl = fastrnn_gemm_bd_impl = NULL;
+    fastrnn_prepare_q8_impl = fastrnn_prepare_bd_impl = NULL;
     fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
     fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
     fastrnn_rows_dot16_impl = fastrnn_rows_dot16_scalar;
@@ -357,10 +359,14 @@ static int fastrnn_panel_select(int isa) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx512;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx512;
         fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx512;
-        if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
-            fastrnn_gemm_q8_impl = fastrnn_panel_gemm_q8_avx512;
-        if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
-            fastrnn_gemm_bd_impl = fastrnn_panel_gemm_bd_avx512;
+        if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
+            fastrnn_prepare_q8_impl = fastrnn_prepare_q8_avx512;
+            fastrnn_gemm_q8_impl = fastrnn_gemm_q8_avx512;
+        }
+        if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")) {
+            fastrnn_prepare_bd_impl = fastrnn_prepare_bd_avx512;
+            fastrnn_gemm_bd_impl = fastrnn_gemm_bd_avx512;
+        }
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx512;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;     /* (see _panel_isa.h) */
     } else if (isa == FASTRNN_PANEL_AVX2) {
@@ -394,36 +400,39 @@ static void fastrnn_panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const
     fastrnn_gemm_w_impl(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate);
 }
 
-/* whether int8 products run on int8 dot products (fastrnn_panel_gemm_q8) */
-static int fastrnn_panel_q8(void) {
-    return fastrnn_gemm_q8_impl != NULL;
+/* whether weights of type wt (FASTRNN_WT_Q8: int8, FASTRNN_WT_BD: bfloat16) run
+   on dot products here */
+static int fastrnn_panel_dot(int wt) {
+    return wt == FASTRNN_WT_Q8 ? fastrnn_gemm_q8_impl != NULL
+           : wt == FASTRNN_WT_BD ? fastrnn_gemm_bd_impl != NULL : 0;
 }
 
-/* whether bfloat16 products run on bfloat16 dot products (fastrnn_panel_gemm_bd) */
-static int fastrnn_panel_bd(void) {
-    return fastrnn_gemm_bd_impl != NULL;
+/* bytes of the work of fastrnn_panel_dot_prepare for m rows of k */
+static Py_ssize_t fastrnn_panel_dot_work(int wt, Py_ssize_t m, Py_ssize_t k) {
+    return wt == FASTRNN_WT_Q8 ? m * ((k + 3) / 4 * 4 + (Py_ssize_t) sizeof(float))
+                               : m * ((k + 1) / 2 * 2) * 2;
 }
 
-/* C (m x n) (+)= A Wᵀ, bfloat16 W in pairs of steps (see fastrnn_panel_gemm_bd
-   in _panel_isa.h); ab (m x 2 ceil(k / 2) 16-bit values) receives A rounded to
-   bfloat16. Only where fastrnn_panel_bd(). */
-static void fastrnn_panel_gemm_bd(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
-                                  Py_ssize_t lda, unsigned char *ab, const unsigned short *w,
-                                  float *c, Py_ssize_t ldc, int accumulate) {
-    if (fastrnn_gemm_bd_impl != NULL)
-        fastrnn_gemm_bd_impl(m, n, k, a, lda, ab, NULL, (const signed char *) w, NULL, NULL, c,
-                             ldc, accumulate);
+/* A (m x k) made the dot products' operand in work (fastrnn_panel_dot_work
+   bytes): int8, each row quantized to 255 levels with its scale (see
+   fastrnn_gemm_q8 in _panel_isa.h); bfloat16, each row rounded. Done once for
+   every product with the same A. Only where fastrnn_panel_dot(wt). */
+static void fastrnn_panel_dot_prepare(int wt, Py_ssize_t m, Py_ssize_t k, const float *a,
+                                      Py_ssize_t lda, unsigned char *work) {
+    fastrnn_dot_prepare_fn f = wt == FASTRNN_WT_Q8 ? fastrnn_prepare_q8_impl
+                                                    : fastrnn_prepare_bd_impl;
+    if (f != NULL) f(m, k, a, lda, work);
 }
 
-/* C (m x n) (+)= A Wᵀ, int8 W in quad panels (see fastrnn_panel_gemm_q8 in
-   _panel_isa.h) with its scales and column sums; aq (m x 4 ceil(k / 4) bytes)
-   and sa (m floats) receive A quantized. Only where fastrnn_panel_q8(). */
-static void fastrnn_panel_gemm_q8(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
-                                  Py_ssize_t lda, unsigned char *aq, float *sa,
-                                  const signed char *wq, const int *csum, const float *scale,
-                                  float *c, Py_ssize_t ldc, int accumulate) {
-    if (fastrnn_gemm_q8_impl != NULL)
-        fastrnn_gemm_q8_impl(m, n, k, a, lda, aq, sa, wq, csum, scale, c, ldc, accumulate);
+/* C (m x n) (+)= A Wᵀ on dot products, A prepared in work, W in the type's
+   panels (int8: quads, with its column sums and scales; bfloat16: pairs of
+   steps) */
+static void fastrnn_panel_gemm_dot(int wt, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                   const unsigned char *work, const void *w, const int *sums,
+                                   const float *scale, float *c, Py_ssize_t ldc,
+                                   int accumulate) {
+    fastrnn_gemm_dot_fn f = wt == FASTRNN_WT_Q8 ? fastrnn_gemm_q8_impl : fastrnn_gemm_bd_impl;
+    if (f != NULL) f(m, n, k, work, w, sums, scale, c, ldc, accumulate);
 }
 
 /* y[r] (+)= W[r, :] . a for r < m, W row-major (row stride ldw) */

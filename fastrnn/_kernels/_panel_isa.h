@@ -872,21 +872,28 @@ FR_Q8_ROWS(1) FR_Q8_ROWS(2) FR_Q8_ROWS(3) FR_Q8_ROWS(4)
 #undef FR_Q8_LAST
 #undef FR_Q8_ROWS
 
+/* A's rows quantized for fastrnn_gemm_q8 (fastrnn_quantize_rows): work holds
+   m rows of 4 ceil(k / 4) bytes, then their m scales */
+FR_Q8_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const float *a,
+                                              Py_ssize_t lda, unsigned char *work) {
+    const Py_ssize_t ldq = (k + 3) / 4 * 4;
+    FR(fastrnn_quantize_rows)(m, k, a, lda, work, ldq, (float *) (work + m * ldq));
+}
+
 /* C (m x n) (+)= A Wᵀ for int8 W in quad panels with its scales and column
-   sums (padded to whole panels), A's rows quantized into aq (m x 4 ceil(k / 4)
-   bytes) and sa (m) first: up to four rows at a time, each quad of W loaded
-   once for them (FR_DOT_P panels per tile: eight for one row, four for more) */
-FR_Q8_ATTR static void FR(fastrnn_panel_gemm_q8)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                                 const float *a, Py_ssize_t lda,
-                                                 unsigned char *aq, float *sa,
-                                                 const signed char *wp, const int *csum,
-                                                 const float *scale, float *c, Py_ssize_t ldc,
-                                                 int accumulate) {
+   sums (padded to whole panels), A prepared by fastrnn_prepare_q8: up to four
+   rows at a time, each quad of W loaded once for them (FR_DOT_P panels per
+   tile: eight for one row, four for more) */
+FR_Q8_ATTR static void FR(fastrnn_gemm_q8)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                           const unsigned char *work, const void *w,
+                                           const int *csum, const float *scale, float *c,
+                                           Py_ssize_t ldc, int accumulate) {
     const Py_ssize_t k4 = (k + 3) / 4, panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
     const Py_ssize_t wstride = k4 * 4 * FASTRNN_PANEL;     /* bytes per panel */
-    FR(fastrnn_quantize_rows)(m, k, a, lda, aq, 4 * k4, sa);
+    const signed char *wp = (const signed char *) w;
+    const float *sa = (const float *) (work + m * 4 * k4);
     for (Py_ssize_t i = 0; i < m; i += 4) {
-        const unsigned char *qr = aq + i * 4 * k4;
+        const unsigned char *qr = work + i * 4 * k4;
         switch (m - i < 4 ? m - i : 4) {
             case 1: FR(fastrnn_q8_rows_1)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
                                           scale, c + i * ldc, ldc, n, accumulate); break;
@@ -968,20 +975,12 @@ FR_BD_ROWS(1) FR_BD_ROWS(2) FR_BD_ROWS(3) FR_BD_ROWS(4)
 #undef FR_BD_LAST
 #undef FR_BD_ROWS
 
-/* C (m x n) (+)= A Wᵀ for bfloat16 W in pairs of steps, A's rows rounded to
-   bfloat16 into ab (m rows of 2 ceil(k / 2) values) first, up to four rows
-   at a time (as fastrnn_panel_gemm_q8, whose signature it keeps) */
-FR_BD_ATTR static void FR(fastrnn_panel_gemm_bd)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                                 const float *a, Py_ssize_t lda,
-                                                 unsigned char *ab, float *unused_sa,
-                                                 const signed char *w, const int *unused_sums,
-                                                 const float *unused_scale, float *c,
-                                                 Py_ssize_t ldc, int accumulate) {
-    (void) unused_sa; (void) unused_sums; (void) unused_scale;
-    const Py_ssize_t k2 = (k + 1) / 2, panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    const Py_ssize_t wstride = k2 * 2 * FASTRNN_PANEL;      /* weights per panel */
-    const unsigned short *wp = (const unsigned short *) w;
-    unsigned short *abf = (unsigned short *) ab;
+/* A's rows rounded to bfloat16 (to nearest even) for fastrnn_gemm_bd: work
+   holds m rows of 2 ceil(k / 2) values (a last odd one 0) */
+FR_BD_ATTR static void FR(fastrnn_prepare_bd)(Py_ssize_t m, Py_ssize_t k, const float *a,
+                                              Py_ssize_t lda, unsigned char *work) {
+    const Py_ssize_t k2 = (k + 1) / 2;
+    unsigned short *abf = (unsigned short *) work;
     for (Py_ssize_t i = 0; i < m; i++) {
         const float *ar = a + i * lda;
         unsigned short *br = abf + i * 2 * k2;
@@ -997,6 +996,20 @@ FR_BD_ATTR static void FR(fastrnn_panel_gemm_bd)(Py_ssize_t m, Py_ssize_t n, Py_
         }
         if (k & 1) br[k] = 0;
     }
+}
+
+/* C (m x n) (+)= A Wᵀ for bfloat16 W in pairs of steps, A prepared by
+   fastrnn_prepare_bd, up to four rows at a time (as fastrnn_gemm_q8, whose
+   signature it keeps: no sums or scales) */
+FR_BD_ATTR static void FR(fastrnn_gemm_bd)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                           const unsigned char *work, const void *w,
+                                           const int *unused_sums, const float *unused_scale,
+                                           float *c, Py_ssize_t ldc, int accumulate) {
+    (void) unused_sums; (void) unused_scale;
+    const Py_ssize_t k2 = (k + 1) / 2, panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
+    const Py_ssize_t wstride = k2 * 2 * FASTRNN_PANEL;      /* weights per panel */
+    const unsigned short *wp = (const unsigned short *) w;
+    const unsigned short *abf = (const unsigned short *) work;
     for (Py_ssize_t i = 0; i < m; i += 4) {
         const unsigned short *br = abf + i * 2 * k2;
         float *ci = c + i * ldc;

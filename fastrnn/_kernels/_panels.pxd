@@ -54,18 +54,19 @@ cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                        Py_ssize_t lda, const void* wp, int wt, const float* scale, float* c,
                        Py_ssize_t ldc, bint accumulate) noexcept nogil
 
-# whether int8 dot products run here; C (m x n) (+)= A Wᵀ on them: int8 W in quad
-# panels (pack_weight_quads) with scales and column sums, A quantized into aq, sa
-cdef bint q8_on() noexcept nogil
-# the same for bfloat16 dot products (W in pairs of steps, A rounded into ab)
-cdef bint bd_on() noexcept nogil
-cdef void panel_gemm_bd(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                        Py_ssize_t lda, unsigned char* ab, const unsigned short* w, float* c,
-                        Py_ssize_t ldc, bint accumulate) noexcept nogil
-cdef void panel_gemm_q8(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                        Py_ssize_t lda, unsigned char* aq, float* sa, const signed char* wq,
-                        const int* csum, const float* scale, float* c, Py_ssize_t ldc,
-                        bint accumulate) noexcept nogil
+# the dot products (wt 4: int8 weights, A quantized to 255 levels per row; 5:
+# bfloat16 weights, A rounded): whether they run here, the bytes of A prepared
+# (m rows of k), A prepared once, then C (m x n) (+)= A Wᵀ for each block of W
+# (int8: quads with column sums and scales, pack_weight_quads; bfloat16: pairs of
+# steps, pack_weight_panels)
+cdef bint dot_on(int wt) noexcept nogil
+cdef Py_ssize_t dot_work(int wt, Py_ssize_t m, Py_ssize_t k) noexcept nogil
+cdef void dot_prepare(int wt, Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                      unsigned char* work) noexcept nogil
+cdef void panel_gemm_dot(int wt, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                         const unsigned char* work, const void* w, const int* sums,
+                         const float* scale, float* c, Py_ssize_t ldc,
+                         bint accumulate) noexcept nogil
 
 # y[r] (+)= W[r, :] . a for r < m, W row-major (row stride ldw), as stored; each
 # row's sum in one order whatever rows it is computed with

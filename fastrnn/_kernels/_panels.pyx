@@ -39,16 +39,16 @@ cdef extern from "_panel.h" nogil:
     int WT_I8 "FASTRNN_WT_I8"
     int WT_Q8 "FASTRNN_WT_Q8"
     int WT_BD "FASTRNN_WT_BD"
-    int c_panel_q8 "fastrnn_panel_q8"() noexcept
-    int c_panel_bd "fastrnn_panel_bd"() noexcept
-    void c_panel_gemm_bd "fastrnn_panel_gemm_bd"(
-        Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
-        unsigned char* ab, const unsigned short* w, float* c, Py_ssize_t ldc,
+    int c_panel_dot "fastrnn_panel_dot"(int wt) noexcept
+    Py_ssize_t c_panel_dot_work "fastrnn_panel_dot_work"(int wt, Py_ssize_t m,
+                                                         Py_ssize_t k) noexcept
+    void c_panel_dot_prepare "fastrnn_panel_dot_prepare"(int wt, Py_ssize_t m, Py_ssize_t k,
+                                                         const float* a, Py_ssize_t lda,
+                                                         unsigned char* work) noexcept
+    void c_panel_gemm_dot "fastrnn_panel_gemm_dot"(
+        int wt, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const unsigned char* work,
+        const void* w, const int* sums, const float* scale, float* c, Py_ssize_t ldc,
         int accumulate) noexcept
-    void c_panel_gemm_q8 "fastrnn_panel_gemm_q8"(
-        Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
-        unsigned char* aq, float* sa, const signed char* wq, const int* csum,
-        const float* scale, float* c, Py_ssize_t ldc, int accumulate) noexcept
     void c_panel_gemm_w "fastrnn_panel_gemm_w"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                                const float* a, Py_ssize_t lda, const void* wp,
                                                int wt, const float* scale, float* c,
@@ -87,9 +87,9 @@ PANEL_ROWS = PANEL            # rows of W per packed panel (Python's view of the
 PACKED_A_FLOATS = A_FLOATS    # floats of the product's packed block of A
 # the weight types panel_gemm_w reads, by the name of their format, and their numpy types
 WEIGHT_TYPES = {"float32": WT_F32, "float16": WT_F16, "bfloat16": WT_BF16, "int8": WT_I8}
-# int8 weights on int8 dot products, activations quantized on the fly (panel_gemm_q8)
+# int8 weights on int8 dot products, activations quantized on the fly (panel_gemm_dot)
 INT8_DOT = WT_Q8
-# bfloat16 weights on bfloat16 dot products, activations rounded on the fly (panel_gemm_bd)
+# bfloat16 weights on bfloat16 dot products, activations rounded on the fly (dot products)
 BF16_DOT = WT_BD
 _WEIGHT_DTYPES = {WT_F32: np.dtype(np.float32), WT_F16: np.dtype(np.float16),
                   WT_BF16: np.dtype(np.uint16), WT_I8: np.dtype(np.int8),
@@ -125,25 +125,24 @@ cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
     c_panel_gemm_w(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate)
 
 
-cdef bint q8_on() noexcept nogil:
-    return c_panel_q8() != 0
+cdef bint dot_on(int wt) noexcept nogil:
+    return c_panel_dot(wt) != 0
 
 
-cdef bint bd_on() noexcept nogil:
-    return c_panel_bd() != 0
+cdef Py_ssize_t dot_work(int wt, Py_ssize_t m, Py_ssize_t k) noexcept nogil:
+    return c_panel_dot_work(wt, m, k)
 
 
-cdef void panel_gemm_bd(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                        Py_ssize_t lda, unsigned char* ab, const unsigned short* w, float* c,
-                        Py_ssize_t ldc, bint accumulate) noexcept nogil:
-    c_panel_gemm_bd(m, n, k, a, lda, ab, w, c, ldc, accumulate)
+cdef void dot_prepare(int wt, Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                      unsigned char* work) noexcept nogil:
+    c_panel_dot_prepare(wt, m, k, a, lda, work)
 
 
-cdef void panel_gemm_q8(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                        Py_ssize_t lda, unsigned char* aq, float* sa, const signed char* wq,
-                        const int* csum, const float* scale, float* c, Py_ssize_t ldc,
-                        bint accumulate) noexcept nogil:
-    c_panel_gemm_q8(m, n, k, a, lda, aq, sa, wq, csum, scale, c, ldc, accumulate)
+cdef void panel_gemm_dot(int wt, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                         const unsigned char* work, const void* w, const int* sums,
+                         const float* scale, float* c, Py_ssize_t ldc,
+                         bint accumulate) noexcept nogil:
+    c_panel_gemm_dot(wt, m, n, k, work, w, sums, scale, c, ldc, accumulate)
 
 
 cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
@@ -434,15 +433,15 @@ def panel_weights(Py_ssize_t n, Py_ssize_t k, int wt):
 def int8_dot_products():
     """Whether int8 weights run on int8 dot products here (AVX-512 VNNI, with
     the avx512 panel variant selected): activations quantized per row on the
-    fly (panel_gemm_q8); elsewhere int8 weights are widened like the others."""
-    return bool(c_panel_q8())
+    fly (panel_gemm_dot); elsewhere int8 weights are widened like the others."""
+    return bool(c_panel_dot(WT_Q8))
 
 
 def bf16_dot_products():
     """Whether bfloat16 weights run on bfloat16 dot products here (AVX512-BF16,
     with the avx512 panel variant selected): activations rounded to bfloat16
-    per row on the fly (panel_gemm_bd); elsewhere they are widened."""
-    return bool(c_panel_bd())
+    per row on the fly (panel_gemm_dot); elsewhere they are widened."""
+    return bool(c_panel_dot(WT_BD))
 
 
 def panel_product_bd(const float[:, ::1] a, wp, float[:, ::1] c, bint accumulate,
@@ -452,7 +451,7 @@ def panel_product_bd(const float[:, ::1] a, wp, float[:, ::1] c, bint accumulate
     rows rounded to bfloat16 first (where bf16_dot_products()), reps times;
     returns the seconds per product."""
     cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
-    if not c_panel_bd():
+    if not c_panel_dot(WT_BD):
         raise ValueError("panel_product_bd: no bfloat16 dot products here "
                          "(bf16_dot_products())")
     wp = np.asarray(wp)
@@ -461,18 +460,30 @@ def panel_product_bd(const float[:, ::1] a, wp, float[:, ::1] c, bint accumulate
             or m * n * k == 0):
         raise ValueError("panel_product_bd: A (m, k), bfloat16 panels of W (n, k) "
                          "(pack_weight_panels), C (m, n), all non-empty, reps >= 1")
-    cdef const unsigned short[::1] w = wp.reshape(-1)
-    cdef unsigned char[::1] ab = np.empty(m * (k + 1) // 2 * 4 + 4, np.uint8)
+    return _dot_product(WT_BD, a, wp, None, None, c, accumulate, reps)
+
+
+def _dot_product(int wt, const float[:, ::1] a, w, scale, sums, float[:, ::1] c,
+                 bint accumulate, int reps):
+    """panel_product_q8 / _bd after their checks: A prepared, then multiplied
+    (both inside the timing)."""
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
+    cdef const unsigned char[::1] wb = w.reshape(-1).view(np.uint8)
+    cdef const float[::1] sc = None if scale is None else np.ascontiguousarray(scale, np.float32)
+    cdef const int[::1] cs = None if sums is None else np.ascontiguousarray(sums, np.int32)
+    cdef unsigned char[::1] work = np.empty(c_panel_dot_work(wt, m, k), np.uint8)
     cdef int r
     start = time.perf_counter()
     with nogil:
         for r in range(reps):
-            c_panel_gemm_bd(m, n, k, &a[0, 0], k, &ab[0], &w[0], &c[0, 0], n, accumulate)
+            c_panel_dot_prepare(wt, m, k, &a[0, 0], k, &work[0])
+            c_panel_gemm_dot(wt, m, n, k, &work[0], &wb[0], &cs[0] if cs is not None else NULL,
+                             &sc[0] if sc is not None else NULL, &c[0, 0], n, accumulate)
     return (time.perf_counter() - start) / reps
 
 
 def pack_weight_quads(codes, scale):
-    """int8 W (n, k) with its scales (n,) for panel_gemm_q8: panels of four
+    """int8 W (n, k) with its scales (n,) for panel_gemm_dot: panels of four
     steps, (ceil(n / 16), ceil(k / 4), 16, 4), wq[p, kk // 4, j, kk % 4] =
     W[16 p + j, kk] (zero past n and k); the scales and the column sums
     Σ_kk W[j, kk] (int32), both padded to whole panels (ones, zeros). Returns
@@ -501,7 +512,7 @@ def panel_product_q8(const float[:, ::1] a, wq, scale, csum, float[:, ::1] c,
     fly (where int8_dot_products()), reps times; returns the seconds per
     product."""
     cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
-    if not c_panel_q8():
+    if not c_panel_dot(WT_Q8):
         raise ValueError("panel_product_q8: no int8 dot products here (int8_dot_products())")
     wq = np.asarray(wq)
     cdef Py_ssize_t cols = (n + PANEL - 1) // PANEL * PANEL
@@ -509,20 +520,11 @@ def panel_product_q8(const float[:, ::1] a, wq, scale, csum, float[:, ::1] c,
             or c.shape[0] != m or reps < 1 or m * n * k == 0):
         raise ValueError("panel_product_q8: A (m, k), quads of W (n, k) (pack_weight_quads), "
                          "C (m, n), all non-empty, reps >= 1")
-    cdef const float[::1] sc = np.ascontiguousarray(scale, dtype=np.float32)
-    cdef const int[::1] cs = np.ascontiguousarray(csum, dtype=np.int32)
-    if sc.shape[0] != cols or cs.shape[0] != cols:
+    scale = np.ascontiguousarray(scale, dtype=np.float32)
+    csum = np.ascontiguousarray(csum, dtype=np.int32)
+    if scale.shape != (cols,) or csum.shape != (cols,):
         raise ValueError("panel_product_q8: scales and sums of 16 ceil(n / 16) entries")
-    cdef const signed char[::1] w = wq.reshape(-1)
-    cdef unsigned char[::1] aq = np.empty(m * ((k + 3) // 4 * 4), np.uint8)
-    cdef float[::1] sa = np.empty(m, np.float32)
-    cdef int r
-    start = time.perf_counter()
-    with nogil:
-        for r in range(reps):
-            c_panel_gemm_q8(m, n, k, &a[0, 0], k, &aq[0], &sa[0], &w[0], &cs[0], &sc[0],
-                            &c[0, 0], n, accumulate)
-    return (time.perf_counter() - start) / reps
+    return _dot_product(WT_Q8, a, wq, scale, csum, c, accumulate, reps)
 
 
 def panel_product_w(const float[:, ::1] a, wp, int wt, scale, float[:, ::1] c,

@@ -10,7 +10,7 @@ from libc.string cimport memcpy
 
 from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
 from fastrnn._kernels._layout cimport Prepacked
-from fastrnn._kernels._panels cimport panel_gemm, panel_gemm_bd, panel_gemm_q8, panel_gemm_w
+from fastrnn._kernels._panels cimport dot_prepare, panel_gemm, panel_gemm_dot, panel_gemm_w
 
 
 cdef inline void copy_strided(floating* dst, const floating* src, Py_ssize_t count,
@@ -72,9 +72,8 @@ cdef inline void unit_wt_packed(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_s
                                 bint accumulate, float* c, Py_ssize_t ldc) noexcept nogil:
     """unit_wt on weights packed once (pre: W_ih's with ih, else W_hh's, rows
     of length K): one product per gate block (u0 a multiple of PANEL: the
-    thread's share starts at a whole panel). int8 dot products quantize A's
-    rows into qwork (n x 4 ceil(K / 4) bytes, then n floats), bfloat16 ones
-    round them into it (n x 2 ceil(K / 2) values), for every block."""
+    thread's share starts at a whole panel). On dot products (weight types 4,
+    5) A is prepared once into qwork (dot_work bytes) for every block."""
     cdef Py_ssize_t q, g
     cdef int wt = pre.ih_wt if ih else pre.hh_wt
     cdef Py_ssize_t esz = 4 if wt == 0 else 1 if wt == 3 or wt == 4 else 2
@@ -83,19 +82,17 @@ cdef inline void unit_wt_packed(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_s
                              else K)
     cdef const char* base = <const char*> (pre.ih if ih else pre.hh)
     cdef const float* scale = pre.ih_scale if ih else pre.hh_scale
+    cdef const int* sums = pre.ih_sums if ih else pre.hh_sums
+    if wt >= 4:
+        dot_prepare(wt, n, K, a, K, qwork)
     for q in range(nq):
         g = q0 + q
         # C[:, q U .. (q + 1) U] (+)= A @ W[g H + u0 .. g H + u0 + U]ᵀ
-        if wt == 5:
-            panel_gemm_bd(n, U, K, a, K, qwork,
-                          <const unsigned short*> (base + (g * pre.Hp + u0) * steps * esz),
-                          c + q * U, ldc, accumulate)
-        elif wt == 4:
-            panel_gemm_q8(n, U, K, a, K, qwork, <float*> (qwork + n * steps),
-                          <const signed char*> (base + (g * pre.Hp + u0) * steps),
-                          (pre.ih_sums if ih else pre.hh_sums) + g * pre.Hp + u0,
-                          scale + g * pre.Hp + u0, c + q * U,
-                          ldc, accumulate)
+        if wt >= 4:
+            panel_gemm_dot(wt, n, U, K, qwork, base + (g * pre.Hp + u0) * steps * esz,
+                           sums + g * pre.Hp + u0 if sums != NULL else NULL,
+                           scale + g * pre.Hp + u0 if scale != NULL else NULL, c + q * U, ldc,
+                           accumulate)
         else:
             panel_gemm_w(n, U, K, a, K, base + (g * pre.Hp + u0) * steps * esz, wt,
                          scale + g * pre.Hp + u0 if scale != NULL else NULL, c + q * U, ldc,

@@ -417,13 +417,12 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
         if floating is double or training:
             raise ValueError("prepacked weights are for float32 inference")
         _call_prepacked(&call, prepacked, tokens)
-        if {INT8_DOT, BF16_DOT} & {call.pre.ih_wt, call.pre.hh_wt}:
-            # per thread: the rows of a product quantized (int8: 4 ceil(K / 4) bytes
-            # each, then their scales; bfloat16: 2 ceil(K / 2) values): B rows of
-            # h_{t-1}, or a chunk's inputs (room for either)
-            call.qwork_per = max(B * ((H + 3) // 4 * 4 + 2 * H + 8),
-                                 call.step_chunk * B * ((call.dims.n_in + 3) // 4 * 4
-                                                        + 2 * call.dims.n_in + 8))
+        if call.pre.hh_wt >= INT8_DOT or call.pre.ih_wt >= INT8_DOT:
+            # per thread: a product's rows prepared for the dot products (dot_work):
+            # B rows of h_{t-1}, or a chunk's inputs
+            call.qwork_per = max(dot_work(call.pre.hh_wt, B, H),
+                                 dot_work(call.pre.ih_wt, call.step_chunk * B, call.dims.n_in)
+                                 if call.pre.ih_wt >= INT8_DOT else 0)
             call.qwork = <unsigned char*> _address(_scratch("qwork", num_threads * call.qwork_per,
                                                             np.uint8))
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
@@ -466,7 +465,7 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
         if not isinstance(part, tuple) or len(part) != 4:
             raise ValueError(f"prepacked: {name}'s (weight type, panels, scales, sums)")
         wt, arr, scale, sums = part
-        if (wt == INT8_DOT and not q8_on()) or (wt == BF16_DOT and not bd_on()):
+        if wt >= INT8_DOT and not dot_on(wt):
             raise ValueError(f"prepacked: {name} on dot products this CPU (or the selected "
                              f"panel variant) lacks")
         if wt not in _WEIGHT_DTYPES:
