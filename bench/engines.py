@@ -118,7 +118,25 @@ def numpy_engine_(cfg, variant=None):
     return lambda: numpy_engine.run(cfg.kind, sd, x, 1, cfg.bidirectional)
 
 
+# PyTorch's quantized settings (torch.ao.quantization.quantize_dynamic), by variant name
+TORCH_QUANTIZED = {"qint8": "qint8", "float16": "float16"}
+
+
+def _torch_quantized(torch, module, variant):
+    """PyTorch's dynamic quantization of one LSTM/GRU/LSTMCell (int8 or float16
+    weights). quantize_dynamic swaps the children of a module, never the
+    module it is given: the module goes in a container and comes out swapped."""
+    box = torch.nn.ModuleList([module])
+    box = torch.ao.quantization.quantize_dynamic(box, {type(module)},
+                                                 dtype=getattr(torch, TORCH_QUANTIZED[variant]))
+    swapped = box[0]
+    if type(swapped) is type(module):
+        raise RuntimeError(f"quantize_dynamic left {type(module).__name__} as it was")
+    return swapped
+
+
 def torch_engine(cfg, variant=None):
+    """variant: "full" (varlen without lengths) or one of TORCH_QUANTIZED."""
     try:
         import torch
     except ImportError:
@@ -130,6 +148,8 @@ def torch_engine(cfg, variant=None):
     if cfg.task == "cell":
         cell = torch.nn.LSTMCell(cfg.I, cfg.H)
         cell.load_state_dict({k[:-3]: v for k, v in sd.items()})
+        if variant in TORCH_QUANTIZED:
+            cell = _torch_quantized(torch, cell, variant)
         state = (torch.zeros(1, cfg.H), torch.zeros(1, cfg.H))
 
         def step():
@@ -139,6 +159,10 @@ def torch_engine(cfg, variant=None):
     cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cfg.kind]
     module = cls(cfg.I, cfg.H, bidirectional=cfg.bidirectional)
     module.load_state_dict(sd)
+    if variant in TORCH_QUANTIZED:
+        if cfg.task != "infer" or cfg.kind == "rnn":
+            return None
+        module = _torch_quantized(torch, module, variant)
     if cfg.task == "train":
         dy = torch.ones(cfg.steps, cfg.B, module.hidden_size * (2 if cfg.bidirectional else 1))
 

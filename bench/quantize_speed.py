@@ -1,15 +1,20 @@
-"""Reduced weights (fastrnn.quantize) against float32: layer calls and cell
-steps, one process per format, interleaved rounds (one run).
+"""Reduced weights (fastrnn.quantize) against float32, and PyTorch's
+quantized settings beside them: layer calls and cell steps, one process per
+engine and setting, interleaved rounds (one run).
 
-    python -m bench.quantize_speed [--rounds N] [--only NAME ...]
+    python -m bench.quantize_speed [--rounds N] [--only NAME ...] [--no-torch]
 
-Each format's module runs in a worker process of its own (bench.workers: a
-quantized and a float module called by turns in one process disturb each
-other's caches and thread team), asked in turn, round after round; a ratio
-is the median over rounds of the format's time over float32's in that
-round. The configurations are bench.engines' (batch 1, where the weights'
-bytes bound a step; batch >= 16, which must not get slower; one cell step).
-FASTRNN_BENCH_SMOKE=1 runs them at a few steps.
+Each setting runs in a worker process of its own (bench.workers: a quantized
+and a float module called by turns in one process disturb each other's
+caches and thread team), asked in turn, round after round, each round
+starting with another setting; a ratio is the median over rounds of the
+setting's time over fastrnn float32's in that round. The settings: fastrnn
+float32, float16, bfloat16, int8; PyTorch float32 and its dynamic
+quantization (torch.ao.quantization.quantize_dynamic) with qint8 and float16
+weights (layers only; where torch is installed). The configurations are
+bench.engines' (batch 1, where the weights' bytes bound a step; batch >= 16,
+which must not get slower; one cell step). FASTRNN_BENCH_SMOKE=1 runs them
+at a few steps.
 """
 import argparse
 import platform
@@ -22,14 +27,25 @@ from bench.workers import Worker
 
 CONFIGS = ("lstm-h64-b1", "lstm-h256-b1", "gru-h256-b1", "gru-h1024-b1", "lstm-h256-b64",
            "lstm-h512-b16", "lstm-h1024-b16", "lstmcell-h128-b1", "lstmcell-h512-b1")
-FORMATS = ("float32",) + engines.WEIGHT_VARIANTS
+# (label, engine, variant): fastrnn float32 first (the ratios' base)
+FASTRNN = [("float32", "fastrnn", None)] + [(f, "fastrnn", f) for f in engines.WEIGHT_VARIANTS]
+TORCH = [("torch f32", "torch", None)] + [(f"torch {v}", "torch", v)
+                                          for v in engines.TORCH_QUANTIZED]
 
 
 def _cpu():
     from fastrnn import _cpu
     plan = _cpu.plan()
     l2 = plan.caches.l2
-    return f"{platform.processor() or platform.machine()}, L2 {l2 >> 10 if l2 else '?'} KiB/core"
+    return f"{plan.model}, L2 {l2 >> 10 if l2 else '?'} KiB/core"
+
+
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def main(argv=None):
@@ -37,29 +53,37 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", nargs="*", default=None, help="configuration names")
     ap.add_argument("--min-time", type=float, default=0.05, help="seconds per sample")
+    ap.add_argument("--no-torch", action="store_true", help="fastrnn's settings only")
     args = ap.parse_args(argv)
     names = [n for n in CONFIGS if args.only is None or n in args.only]
+    settings = FASTRNN + ([] if args.no_torch or not _has_torch() else TORCH)
     from fastrnn._kernels import recurrent
     print(f"fastrnn {fastrnn.__version__}, kernels {fastrnn._kernels.variant}, panels "
           f"{recurrent.panel_kernel()}, {engines.THREADS} threads, {_cpu()}; median of "
-          f"{args.rounds} interleaved rounds, one process per format; time / float32's")
-    workers = {fmt: Worker("fastrnn") for fmt in FORMATS}
+          f"{args.rounds} interleaved rounds, one process per setting; time / fastrnn "
+          f"float32's")
+    workers = {label: Worker(engine) for label, engine, _ in settings}
     try:
         for name in names:
-            times = {fmt: [] for fmt in FORMATS}
-            for fmt in FORMATS:           # into the steady state first
-                workers[fmt].ask(name, None if fmt == "float32" else fmt, args.min_time,
-                                 settle=0.2)
+            times = {label: [] for label, _, _ in settings}
+
+            def ask(label, engine, variant, settle):
+                return workers[label].ask(name, variant, args.min_time, settle=settle)
+            for setting in settings:          # into the steady state first
+                ask(*setting, 0.2)
             for r in range(args.rounds):
-                # each round starts with another format (a worker asked right after
+                # each round starts with another setting (a worker asked right after
                 # another may find the cores still busy with its threads)
-                for fmt in FORMATS[r % len(FORMATS):] + FORMATS[:r % len(FORMATS)]:
-                    times[fmt].append(workers[fmt].ask(
-                        name, None if fmt == "float32" else fmt, args.min_time, settle=0.05))
+                for setting in settings[r % len(settings):] + settings[:r % len(settings)]:
+                    times[setting[0]].append(ask(*setting, 0.05))
             base = np.array(times["float32"])      # (ratios within each round)
-            print(f"{name:18s} float32 {np.median(base) * 1e3:8.3f} ms   " + "   ".join(
-                f"{fmt} {np.median(np.array(times[fmt]) / base):.2f}"
-                for fmt in FORMATS[1:]), flush=True)
+            cells = []
+            for label, _, _ in settings[1:]:
+                if None in times[label]:
+                    continue                       # (no such operation)
+                cells.append(f"{label} {np.median(np.array(times[label]) / base):.2f}")
+            print(f"{name:18s} float32 {np.median(base) * 1e3:8.3f} ms   " + "   ".join(cells),
+                  flush=True)
     finally:
         for w in workers.values():
             w.close()

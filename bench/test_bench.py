@@ -113,6 +113,9 @@ def test_quantize_speed_runs(capsys):
     out = capsys.readouterr().out
     for part in ("lstm-h64-b1", "lstmcell-h128-b1", "float16 ", "bfloat16 ", "int8 "):
         assert part in out, part
+    if quantize_speed._has_torch():               # PyTorch's dynamic quantization beside
+        layer_row = next(line for line in out.splitlines() if line.startswith("lstm-h64-b1"))
+        assert "torch qint8 " in layer_row and "torch float16 " in layer_row
 
 
 def test_limits_runs(capsys):

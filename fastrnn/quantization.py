@@ -9,8 +9,9 @@ weight, in any composite or ready-made model -- are rounded to the reduced
 format; biases, peepholes and embeddings stay as they were. The reduced
 values are kept (``quantized_weights()``: float16 arrays, bfloat16 as their
 uint16 bit patterns, int8 codes with one float32 scale per output row) and
-the module computes in its own dtype with exactly those values (the weights
-widened: w = code for the 16-bit formats, w = code * scale for int8).
+the module computes in its own dtype with those values (the weights widened: w =
+code for the 16-bit formats, w = code * scale for int8; on the dot products
+below the activations are rounded too).
 
 - float16: round to nearest (IEEE half); |w| must stay below 65504.
 - bfloat16: round to nearest even of the float32 value's upper 16 bits.
@@ -19,17 +20,20 @@ widened: w = code for the 16-bit formats, w = code * scale for int8).
 ``save`` writes the reduced weights (a 16-bit file is about half the float32
 one, int8 a quarter); ``fastrnn.load`` gives the quantized module back.
 
-Speed: one-row float32 steps (cells, one-step layer calls) read the 16-bit
-weights (fastrnn_rows_dot16: widened in registers, the bits of the float32
-step on the widened weights). Layer calls of at most two rows whose weights
-exceed half a core's L2 per thread read W_hh in the reduced format (every
-format: packed once per module into panels, widened in registers, int8
-scaled per output row; fastrnn._engine.prepacked); everything else runs on
-the widened float32 weights, as fast as the float32 module. The widening
-costs an instruction per weight, which is why it pays only where the bytes
-bound a step (``python -m bench.quantize_speed``; README). The accuracy
-figures do not depend on the path: the widened weights are the values the
-reduced formats hold (``python -m bench.quantize_accuracy``).
+Speed: layer calls of at most two rows whose weights exceed half a core's L2
+per thread (where the weights' bytes bound a step) read the reduced weights,
+packed once per module (fastrnn._engine.prepacked): int8 on int8 dot products
+where the CPU has them (AVX-512 VNNI; the rows of h_{t-1} and of the inputs
+quantized to 255 levels per row on the fly), bfloat16 on bfloat16 dot
+products (AVX512-BF16; those rows rounded to bfloat16), else every format
+widened to float32 in registers (16-bit ones then give the float32 step's
+bits on the widened weights). One-row float32 steps of cells and one-step
+layer calls read the 16-bit weights widened (fastrnn_rows_dot16). Everything
+else (larger batches, weights the caches hold anyway) runs on the widened
+float32 weights, as fast as the float32 module. ``python -m fastrnn info``
+says which way each format goes on this CPU; ``python -m bench.quantize_speed``
+and ``python -m bench.quantize_accuracy`` measure the speed and the error
+(README).
 """
 import copy
 

@@ -239,7 +239,9 @@ def test_cells_read_16_bit_weights(fmt, cls):
     finally:
         _engine._k.set_split_step_bytes(before)
         fastrnn.set_num_threads(None)
-    # a layer's one-step calls (streaming) take the same path
+    # a layer's one-step calls (streaming) take the same path; its calls over
+    # several steps round the activations to bfloat16 where they run on
+    # bfloat16 dot products
     layer = fastrnn.quantize(fastrnn.LSTM(48, 64, seed=3), fmt)
     seq = rng.standard_normal((5, 1, 48)).astype(np.float32)
     y, state = layer(seq)
@@ -247,7 +249,9 @@ def test_cells_read_16_bit_weights(fmt, cls):
     for t in range(5):
         y_t, s = layer(seq[t:t + 1], s)
         steps.append(y_t)
-    np.testing.assert_allclose(np.concatenate(steps), y, rtol=1e-5, atol=1e-6)
+    rounded = fmt == "bfloat16" and _panels.bf16_dot_products()
+    np.testing.assert_allclose(np.concatenate(steps), y, rtol=1e-5,
+                               atol=5e-3 if rounded else 1e-6)
 
 
 # -- the reduced weights in the kernels: packed panels of half, bfloat16, int8 --------------
