@@ -126,6 +126,9 @@ def _torch_quantized(torch, module, variant):
     """PyTorch's dynamic quantization of one LSTM/GRU/LSTMCell (int8 or float16
     weights). quantize_dynamic swaps the children of a module, never the
     module it is given: the module goes in a container and comes out swapped."""
+    import warnings
+    # (its forward builds quantized tensors, which this PyTorch calls deprecated)
+    warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor", category=UserWarning)
     box = torch.nn.ModuleList([module])
     box = torch.ao.quantization.quantize_dynamic(box, {type(module)},
                                                  dtype=getattr(torch, TORCH_QUANTIZED[variant]))

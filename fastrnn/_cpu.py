@@ -218,7 +218,9 @@ def reduced_weight_kernels():
     if _panels.panel_kernel() == "blas":
         widened = "float32 copies (BLAS; no panel variant)"
         return dict.fromkeys(REDUCED_WEIGHT_FLAGS, widened)
-    return {"float16": "widened in registers (F16C)",
+    from fastrnn import _engine
+    lanes = _engine.half_lanes(_panels.panel_kernel())
+    return {"float16": f"widened in registers (F16C, {lanes} lanes)",
             "bfloat16": ("bfloat16 dot products (AVX512-BF16), activations rounded"
                          if _panels.bf16_dot_products() else "widened in registers (a shift)"),
             "int8": ("int8 dot products (AVX-512 VNNI), activations quantized per row"

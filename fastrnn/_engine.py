@@ -15,6 +15,7 @@ x is time-major (T, B, I) of the layer's dtype (or (T, B) token ids), states
 are tuples of (L*D, B, H) arrays; every argument was checked by the caller.
 """
 import functools
+import os
 
 import numpy as np
 
@@ -371,6 +372,40 @@ def _reduced_pays(module, layer, batch, threads):
 _REDUCED_ROWS = 2
 
 
+@functools.lru_cache(maxsize=None)
+def half_lanes(variant):
+    """The conversions that widen half weights in one- and two-row products
+    under panel variant ``variant``: under avx512, 8 or 16 lanes, whichever
+    this CPU runs faster (measured once: a one-row product of 256 x 1024 half
+    weights, L2-resident, three alternations of each; Zen 4, whose 512-bit
+    conversions run as two halves, took 0.49-0.58 of float32's time with 8
+    lanes against 0.71-0.80 with 16), or FASTRNN_HALF_LANES; 8 elsewhere.
+    Sets the kernels' choice and returns it."""
+    if variant != "avx512":
+        return 8
+    forced = os.environ.get("FASTRNN_HALF_LANES", "").strip()
+    if forced:
+        if forced not in ("8", "16"):
+            raise ValueError(f"FASTRNN_HALF_LANES must be 8 or 16, got {forced!r}")
+        lanes = int(forced)
+    else:
+        rng = np.random.default_rng(0)
+        panels, _ = _k.pack_weight_panels(
+            rng.standard_normal((1024, 256)).astype(np.float16))
+        a = rng.standard_normal((1, 256)).astype(np.float32)
+        c = np.empty((1, 1024), np.float32)
+        best = {}
+        for _ in range(3):
+            for n in (8, 16):
+                _k.set_half_lanes(n)
+                seconds = _k.panel_product_w(a, panels, _k.WEIGHT_TYPES["float16"], None, c,
+                                             False, 30)
+                best[n] = min(best.get(n, seconds), seconds)
+        lanes = min(best, key=best.get)
+    _k.set_half_lanes(lanes)
+    return lanes
+
+
 def prepacked(module, layer):
     """The unit split's ``prepacked`` argument for layer ``layer`` (one
     direction) of a quantized float32 module, or None for any other module or
@@ -389,6 +424,8 @@ def prepacked(module, layer):
     fmt, reduced = getattr(module, "_quantized", (None, {}))
     if fmt is None or module.dtype != np.float32 or _k.panel_kernel() == "blas":
         return None
+    if fmt == "float16":
+        half_lanes(_k.panel_kernel())
     # the dot products of the format, where the CPU has them
     dot = (_k.INT8_DOT if fmt == "int8" and _k.int8_dot_products() else
            _k.BF16_DOT if fmt == "bfloat16" and _k.bf16_dot_products() else None)

@@ -281,6 +281,12 @@ def test_panel_product_on_reduced_weights(panel_variant, fmt):
     from fastrnn import _cpu
     rng = np.random.default_rng(7)
     wt = _panels.WEIGHT_TYPES[fmt]
+    # (the variant's own conversions: with 8-lane ones under avx512, the AVX2
+    # kernel's blocking of k, whose sums match the avx512 float32 product's
+    # only while k fits one block; test_half_lanes_measured_or_forced)
+    lanes = _panels.half_lanes()
+    if panel_variant == "avx512":
+        _panels.set_half_lanes(16)
     try:
         for m, n, k, l2 in ((1, 1024, 256, None), (2, 37, 19, None), (3, 100, 300, None),
                             (7, 16, 5, None), (9, 50, 64, None), (17, 130, 33, None),
@@ -307,6 +313,8 @@ def test_panel_product_on_reduced_weights(panel_variant, fmt):
     finally:
         caches = _cpu.plan().caches
         _panels.set_cache_sizes(caches.l1d, caches.l2)
+        if panel_variant == "avx512":
+            _panels.set_half_lanes(lanes)
 
 
 def _layer_cases():
@@ -486,3 +494,38 @@ def _unit_call_args(layer, x):
             (False, plan.lengths, plan.perm, plan.n_active),
             (zeros, zeros, np.empty((T, B, H), np.float32), np.empty((B, H), np.float32),
              np.empty((B, H), np.float32)), T, 2)
+
+
+def test_half_lanes_measured_or_forced(monkeypatch):
+    """Half weights of one-row products widen with 8- or 16-lane conversions
+    under the avx512 variant (measured once, FASTRNN_HALF_LANES overrides): the
+    same outputs either way, the choice reported by info."""
+    from fastrnn import _cpu, _engine
+    from fastrnn._kernels import _panels
+    if "avx512" not in _panels.panel_kernels():
+        pytest.skip("no avx512 panel variant here")
+    before_variant = _panels.panel_kernel()
+    _panels.set_panel_kernel("avx512")
+    monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", 0)
+    chosen = _engine.half_lanes("avx512")
+    try:
+        assert chosen in (8, 16) and _panels.half_lanes() == chosen
+        assert f"F16C, {chosen} lanes" in _cpu.reduced_weight_kernels()["float16"]
+        q = fastrnn.quantize(fastrnn.GRU(40, 100, seed=4), "float16")
+        x = np.random.default_rng(0).standard_normal((6, 1, 40)).astype(np.float32)
+        outs = []
+        for lanes in (8, 16):
+            _panels.set_half_lanes(lanes)
+            assert _panels.half_lanes() == lanes
+            outs.append(q(x)[0])
+        np.testing.assert_array_equal(outs[0], outs[1])
+        monkeypatch.setenv("FASTRNN_HALF_LANES", "16")
+        assert _engine.half_lanes.__wrapped__("avx512") == 16
+        monkeypatch.setenv("FASTRNN_HALF_LANES", "12")
+        with pytest.raises(ValueError, match="FASTRNN_HALF_LANES must be 8 or 16"):
+            _engine.half_lanes.__wrapped__("avx512")
+        with pytest.raises(ValueError, match="lanes must be 8 or 16"):
+            _panels.set_half_lanes(4)
+    finally:
+        _panels.set_half_lanes(chosen)
+        _panels.set_panel_kernel(before_variant)

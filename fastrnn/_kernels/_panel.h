@@ -394,9 +394,22 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
 /* the same on panels of weights of type wt (FASTRNN_WT_*): 16-bit ones give
    the bits of fastrnn_panel_gemm on the widened weights; int8 ones stand for
    code x scale[column] */
+/* Half weights of one- and two-row products on 8-lane conversions under the
+   AVX-512 variant (1) or its own 16-lane ones (0): measured once per CPU
+   (fastrnn._engine's plan, _panels.set_half_lanes), since which is faster
+   depends on the core (Zen 4 runs the 16-lane conversion as two halves) */
+static int fastrnn_half_8_lanes = 0;
+
 static void fastrnn_panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
                                  Py_ssize_t lda, const void *wp, int wt, const float *scale,
                                  float *c, Py_ssize_t ldc, int accumulate) {
+#if FASTRNN_PANEL_VARIANTS
+    if (fastrnn_half_8_lanes && wt == FASTRNN_WT_F16 && m <= 2 &&
+        fastrnn_panel_variant == FASTRNN_PANEL_AVX512) {
+        fastrnn_panel_gemm_w_avx2(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate);
+        return;
+    }
+#endif
     fastrnn_gemm_w_impl(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate);
 }
 

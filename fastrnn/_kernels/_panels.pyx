@@ -39,6 +39,7 @@ cdef extern from "_panel.h" nogil:
     int WT_I8 "FASTRNN_WT_I8"
     int WT_Q8 "FASTRNN_WT_Q8"
     int WT_BD "FASTRNN_WT_BD"
+    int c_half_8_lanes "fastrnn_half_8_lanes"
     int c_panel_dot "fastrnn_panel_dot"(int wt) noexcept
     Py_ssize_t c_panel_dot_work "fastrnn_panel_dot_work"(int wt, Py_ssize_t m,
                                                          Py_ssize_t k) noexcept
@@ -435,6 +436,26 @@ def int8_dot_products():
     the avx512 panel variant selected): activations quantized per row on the
     fly (panel_gemm_dot); elsewhere int8 weights are widened like the others."""
     return bool(c_panel_dot(WT_Q8))
+
+
+def half_lanes():
+    """The lanes of the conversions that widen half weights in one- and
+    two-row products: 8 or 16 under the avx512 variant (set_half_lanes), 8
+    under avx2."""
+    if panel_selected() == PANEL_AVX512:
+        return 8 if c_half_8_lanes else 16
+    return 8
+
+
+def set_half_lanes(int lanes):
+    """Widen half weights of one- and two-row products with 8- or 16-lane
+    conversions under the avx512 variant (fastrnn._engine measures which is
+    faster once per CPU; FASTRNN_HALF_LANES overrides). Not for use while
+    kernels run."""
+    global c_half_8_lanes
+    if lanes not in (8, 16):
+        raise ValueError(f"lanes must be 8 or 16, got {lanes}")
+    c_half_8_lanes = 1 if lanes == 8 else 0
 
 
 def bf16_dot_products():

@@ -61,7 +61,8 @@ from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pa
 from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
 from fastrnn._kernels._panels import (BF16_DOT, INT8_DOT, WEIGHT_TYPES,  # noqa
-                                      _WEIGHT_DTYPES, bf16_dot_products, int8_dot_products,
+                                      _WEIGHT_DTYPES, bf16_dot_products, half_lanes,
+                                      int8_dot_products, set_half_lanes,
                                       pack_weight_panels, panel_product_bd,
                                       pack_weight_quads, panel_product_q8, panel_product_w,
                                       panel_weights)
