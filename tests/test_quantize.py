@@ -338,7 +338,7 @@ def test_int8_dot_products_are_the_quantized_sums():
         pytest.skip("this CPU (or the selected panel variant) has no int8 dot products")
     rng = np.random.default_rng(11)
     for m, n, k in ((1, 1024, 256), (2, 37, 19), (3, 100, 300), (1, 5, 1), (2, 40, 2731),
-                    (1, 20, 4), (4, 129, 67)):
+                    (1, 20, 4), (4, 129, 67), (9, 33, 40)):
         a = rng.standard_normal((m, k)).astype(np.float32)
         a[0, :3] = 0.0
         if m > 1:
@@ -442,7 +442,9 @@ def jax_flat(out):
                                                       else (state,))]
 
 
-def test_reduced_layer_token_input_copies_and_bad_panels(monkeypatch):
+@pytest.mark.parametrize("panel_variant", [v for v in _panel_variants() if v != "blas"][:1],
+                         indirect=True)
+def test_reduced_layer_token_input_copies_and_bad_panels(panel_variant, monkeypatch):
     """Token ids into a quantized layer (W_ih's columns, no input product);
     deepcopy and pickle of a quantized layer after calls (the packed panels
     are rebuilt, not copied) give the same outputs; panels of the wrong size

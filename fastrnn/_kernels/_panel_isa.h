@@ -804,74 +804,6 @@ FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, con
     }
 }
 
-/* R rows of C over P panels: C[i][p + q] (=, or += with acc) for i < R, q < P;
-   row i's quantized bytes at qr + i ldq, its scale sa[i] */
-FR_Q8_ATTR static FR_INLINE void FR(fastrnn_q8_tile)(const int R, const int P, Py_ssize_t k4,
-                                                    const unsigned char *qr, Py_ssize_t ldq,
-                                                    const float *sa, const signed char *wp,
-                                                    Py_ssize_t wstride, const int *csum,
-                                                    const float *scale, float *c,
-                                                    Py_ssize_t ldc, Py_ssize_t n, Py_ssize_t p,
-                                                    int acc) {
-    __m512i s[FR_DOT_SUMS];
-#pragma GCC unroll 16
-    for (int q = 0; q < R * P; q++) s[q] = _mm512_setzero_si512();
-    for (Py_ssize_t r = 0; r < k4; r++) {
-        __m512i b[4];
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            int quad;
-            memcpy(&quad, qr + i * ldq + 4 * r, sizeof quad);
-            b[i] = _mm512_set1_epi32(quad);
-        }
-#pragma GCC unroll 8
-        for (int q = 0; q < P; q++) {
-            const __m512i w = _mm512_loadu_si512(wp + q * wstride + r * 64);
-#pragma GCC unroll 4
-            for (int i = 0; i < R; i++) s[i * P + q] = _mm512_dpbusd_epi32(s[i * P + q], b[i], w);
-        }
-    }
-#pragma GCC unroll 8
-    for (int q = 0; q < P; q++) {
-        const Py_ssize_t col = (p + q) * FASTRNN_PANEL;
-        const __m512i cs = _mm512_slli_epi32(_mm512_loadu_si512(csum + col), 7);
-        const __m512 sc = _mm512_loadu_ps(scale + col);
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[i * P + q], cs)),
-                                     _mm512_mul_ps(_mm512_set1_ps(sa[i]), sc));
-            FR_VEC t;
-            memcpy(&t, &v, sizeof t);
-            FR_PUT(c + i * ldc, p + q, &t, acc);
-        }
-    }
-}
-
-/* R rows of C over every panel: tiles of FR_DOT_P(R) panels, then one of the
-   rest. One function per row count (see FR_ROW_FN) */
-#define FR_Q8_ROWS(R) \
-FR_Q8_ATTR __attribute__((noinline)) static void FR(fastrnn_q8_rows_##R)( \
-        Py_ssize_t panels, Py_ssize_t k4, const unsigned char *qr, Py_ssize_t ldq, \
-        const float *sa, const signed char *wp, Py_ssize_t wstride, const int *csum, \
-        const float *scale, float *c, Py_ssize_t ldc, Py_ssize_t n, int acc) { \
-    Py_ssize_t p = 0; \
-    for (; p + FR_DOT_P(R) <= panels; p += FR_DOT_P(R)) \
-        FR(fastrnn_q8_tile)(R, FR_DOT_P(R), k4, qr, ldq, sa, wp + p * wstride, wstride, csum, \
-                            scale, c, ldc, n, p, acc); \
-    switch (panels - p) { \
-        FR_Q8_LAST(R, 1) FR_Q8_LAST(R, 2) FR_Q8_LAST(R, 3) FR_Q8_LAST(R, 4) \
-        FR_Q8_LAST(R, 5) FR_Q8_LAST(R, 6) FR_Q8_LAST(R, 7) \
-        default: break; \
-    } \
-}
-#define FR_Q8_LAST(R, Q) case Q: \
-        FR(fastrnn_q8_tile)(R, (Q) < FR_DOT_P(R) ? (Q) : 1, k4, qr, ldq, sa, \
-                            wp + p * wstride, wstride, csum, scale, c, ldc, n, p, acc); \
-        break;
-FR_Q8_ROWS(1) FR_Q8_ROWS(2) FR_Q8_ROWS(3) FR_Q8_ROWS(4)
-#undef FR_Q8_LAST
-#undef FR_Q8_ROWS
-
 /* A's rows quantized for fastrnn_gemm_q8 (fastrnn_quantize_rows): work holds
    m rows of 4 ceil(k / 4) bytes, then their m scales */
 FR_Q8_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const float *a,
@@ -880,32 +812,6 @@ FR_Q8_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const 
     FR(fastrnn_quantize_rows)(m, k, a, lda, work, ldq, (float *) (work + m * ldq));
 }
 
-/* C (m x n) (+)= A Wᵀ for int8 W in quad panels with its scales and column
-   sums (padded to whole panels), A prepared by fastrnn_prepare_q8: up to four
-   rows at a time, each quad of W loaded once for them (FR_DOT_P panels per
-   tile: eight for one row, four for more) */
-FR_Q8_ATTR static void FR(fastrnn_gemm_q8)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                           const unsigned char *work, const void *w,
-                                           const int *csum, const float *scale, float *c,
-                                           Py_ssize_t ldc, int accumulate) {
-    const Py_ssize_t k4 = (k + 3) / 4, panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    const Py_ssize_t wstride = k4 * 4 * FASTRNN_PANEL;     /* bytes per panel */
-    const signed char *wp = (const signed char *) w;
-    const float *sa = (const float *) (work + m * 4 * k4);
-    for (Py_ssize_t i = 0; i < m; i += 4) {
-        const unsigned char *qr = work + i * 4 * k4;
-        switch (m - i < 4 ? m - i : 4) {
-            case 1: FR(fastrnn_q8_rows_1)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
-                                          scale, c + i * ldc, ldc, n, accumulate); break;
-            case 2: FR(fastrnn_q8_rows_2)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
-                                          scale, c + i * ldc, ldc, n, accumulate); break;
-            case 3: FR(fastrnn_q8_rows_3)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
-                                          scale, c + i * ldc, ldc, n, accumulate); break;
-            default: FR(fastrnn_q8_rows_4)(panels, k4, qr, 4 * k4, sa + i, wp, wstride, csum,
-                                           scale, c + i * ldc, ldc, n, accumulate); break;
-        }
-    }
-}
 #undef FR_Q8_ATTR
 
 /* bfloat16 weights on bfloat16 dot products (AVX512-BF16's vdpbf16ps: per
@@ -915,65 +821,6 @@ FR_Q8_ATTR static void FR(fastrnn_gemm_q8)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
    the instruction adds the odd step's product first and treats subnormals as
    zero. */
 #define FR_BD_ATTR __attribute__((target("avx512f,avx512bw,avx512bf16,avx2,fma,f16c")))
-
-/* R rows of C over P panels (see fastrnn_q8_tile); row i's bfloat16 values
-   at br + i ldb */
-FR_BD_ATTR static FR_INLINE void FR(fastrnn_bd_tile)(const int R, const int P, Py_ssize_t k2,
-                                                    const unsigned short *br, Py_ssize_t ldb,
-                                                    const unsigned short *wp,
-                                                    Py_ssize_t wstride, float *c,
-                                                    Py_ssize_t ldc, Py_ssize_t n, Py_ssize_t p,
-                                                    int acc) {
-    __m512 s[FR_DOT_SUMS];
-#pragma GCC unroll 16
-    for (int q = 0; q < R * P; q++) s[q] = _mm512_setzero_ps();
-    for (Py_ssize_t r = 0; r < k2; r++) {
-        __m512bh b[4];
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            int pair;
-            memcpy(&pair, br + i * ldb + 2 * r, sizeof pair);
-            b[i] = (__m512bh) _mm512_set1_epi32(pair);
-        }
-#pragma GCC unroll 8
-        for (int q = 0; q < P; q++) {
-            const __m512bh w = (__m512bh) _mm512_loadu_si512(wp + q * wstride + r * 32);
-#pragma GCC unroll 4
-            for (int i = 0; i < R; i++) s[i * P + q] = _mm512_dpbf16_ps(s[i * P + q], b[i], w);
-        }
-    }
-#pragma GCC unroll 8
-    for (int q = 0; q < P; q++)
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            FR_VEC t;
-            memcpy(&t, &s[i * P + q], sizeof t);
-            FR_PUT(c + i * ldc, p + q, &t, acc);
-        }
-}
-
-#define FR_BD_ROWS(R) \
-FR_BD_ATTR __attribute__((noinline)) static void FR(fastrnn_bd_rows_##R)( \
-        Py_ssize_t panels, Py_ssize_t k2, const unsigned short *br, Py_ssize_t ldb, \
-        const unsigned short *wp, Py_ssize_t wstride, float *c, Py_ssize_t ldc, Py_ssize_t n, \
-        int acc) { \
-    Py_ssize_t p = 0; \
-    for (; p + FR_DOT_P(R) <= panels; p += FR_DOT_P(R)) \
-        FR(fastrnn_bd_tile)(R, FR_DOT_P(R), k2, br, ldb, wp + p * wstride, wstride, c, ldc, \
-                            n, p, acc); \
-    switch (panels - p) { \
-        FR_BD_LAST(R, 1) FR_BD_LAST(R, 2) FR_BD_LAST(R, 3) FR_BD_LAST(R, 4) \
-        FR_BD_LAST(R, 5) FR_BD_LAST(R, 6) FR_BD_LAST(R, 7) \
-        default: break; \
-    } \
-}
-#define FR_BD_LAST(R, Q) case Q: \
-        FR(fastrnn_bd_tile)(R, (Q) < FR_DOT_P(R) ? (Q) : 1, k2, br, ldb, wp + p * wstride, \
-                            wstride, c, ldc, n, p, acc); \
-        break;
-FR_BD_ROWS(1) FR_BD_ROWS(2) FR_BD_ROWS(3) FR_BD_ROWS(4)
-#undef FR_BD_LAST
-#undef FR_BD_ROWS
 
 /* A's rows rounded to bfloat16 (to nearest even) for fastrnn_gemm_bd: work
    holds m rows of 2 ceil(k / 2) values (a last odd one 0) */
@@ -998,34 +845,135 @@ FR_BD_ATTR static void FR(fastrnn_prepare_bd)(Py_ssize_t m, Py_ssize_t k, const 
     }
 }
 
-/* C (m x n) (+)= A Wᵀ for bfloat16 W in pairs of steps, A prepared by
-   fastrnn_prepare_bd, up to four rows at a time (as fastrnn_gemm_q8, whose
-   signature it keeps: no sums or scales) */
-FR_BD_ATTR static void FR(fastrnn_gemm_bd)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                           const unsigned char *work, const void *w,
-                                           const int *unused_sums, const float *unused_scale,
-                                           float *c, Py_ssize_t ldc, int accumulate) {
-    (void) unused_sums; (void) unused_scale;
-    const Py_ssize_t k2 = (k + 1) / 2, panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    const Py_ssize_t wstride = k2 * 2 * FASTRNN_PANEL;      /* weights per panel */
-    const unsigned short *wp = (const unsigned short *) w;
-    const unsigned short *abf = (const unsigned short *) work;
-    for (Py_ssize_t i = 0; i < m; i += 4) {
-        const unsigned short *br = abf + i * 2 * k2;
-        float *ci = c + i * ldc;
-        switch (m - i < 4 ? m - i : 4) {
-            case 1: FR(fastrnn_bd_rows_1)(panels, k2, br, 2 * k2, wp, wstride, ci, ldc, n,
-                                          accumulate); break;
-            case 2: FR(fastrnn_bd_rows_2)(panels, k2, br, 2 * k2, wp, wstride, ci, ldc, n,
-                                          accumulate); break;
-            case 3: FR(fastrnn_bd_rows_3)(panels, k2, br, 2 * k2, wp, wstride, ci, ldc, n,
-                                          accumulate); break;
-            default: FR(fastrnn_bd_rows_4)(panels, k2, br, 2 * k2, wp, wstride, ci, ldc, n,
-                                           accumulate); break;
+#undef FR_BD_ATTR
+
+/* The products on dot products, both kinds (KIND: FASTRNN_WT_Q8, int8 on
+   vpdpbusd; FASTRNN_WT_BD, bfloat16 on vpdpbf16ps). Both read A prepared as
+   rows of 32-bit words, one per dot step r (int8: four steps' quantized
+   bytes; bfloat16: two steps' rounded values), and W in panels of 64 bytes
+   per dot step (16 columns x one word); a function compiled for both
+   extensions runs only the kind its CPU has (fastrnn_panel_select). */
+#define FR_DOT_ATTR \
+    __attribute__((target("avx512f,avx512bw,avx512vnni,avx512bf16,avx2,fma,f16c")))
+
+/* R rows of C over P panels: C[i][p + q] (=, or += with acc) for i < R, q <
+   P; row i's words at rows + i ldr (bytes). int8 sums become float as
+   sa[i] x scale_j x (sum - 128 csum_j); bfloat16 ones are float already */
+FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int R, const int P,
+                                                      Py_ssize_t words,
+                                                      const unsigned char *rows,
+                                                      Py_ssize_t ldr, const float *sa,
+                                                      const unsigned char *wp,
+                                                      Py_ssize_t wstride, const int *csum,
+                                                      const float *scale, float *c,
+                                                      Py_ssize_t ldc, Py_ssize_t n,
+                                                      Py_ssize_t p, int acc) {
+    __m512i s[FR_DOT_SUMS];
+#pragma GCC unroll 16
+    for (int q = 0; q < R * P; q++) s[q] = _mm512_setzero_si512();
+    for (Py_ssize_t r = 0; r < words; r++) {
+        __m512i b[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            int word;
+            memcpy(&word, rows + i * ldr + 4 * r, sizeof word);
+            b[i] = _mm512_set1_epi32(word);
+        }
+#pragma GCC unroll 8
+        for (int q = 0; q < P; q++) {
+            const __m512i w = _mm512_loadu_si512(wp + q * wstride + r * 64);
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++)
+                s[i * P + q] = KIND == FASTRNN_WT_Q8
+                    ? _mm512_dpbusd_epi32(s[i * P + q], b[i], w)
+                    : _mm512_castps_si512(_mm512_dpbf16_ps(_mm512_castsi512_ps(s[i * P + q]),
+                                                           (__m512bh) b[i], (__m512bh) w));
+        }
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < P; q++) {
+        const Py_ssize_t col = (p + q) * FASTRNN_PANEL;
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512 v = _mm512_castsi512_ps(s[i * P + q]);
+            if (KIND == FASTRNN_WT_Q8) {
+                const __m512i cs = _mm512_slli_epi32(_mm512_loadu_si512(csum + col), 7);
+                v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s[i * P + q], cs)),
+                                  _mm512_mul_ps(_mm512_set1_ps(sa[i]),
+                                                _mm512_loadu_ps(scale + col)));
+            }
+            FR_VEC t;
+            memcpy(&t, &v, sizeof t);
+            FR_PUT(c + i * ldc, p + q, &t, acc);
         }
     }
 }
-#undef FR_BD_ATTR
+
+/* R rows of C over every panel: tiles of FR_DOT_P(R) panels, then one of the
+   rest. One function per kind and row count (see FR_ROW_FN) */
+#define FR_DOT_ROWS(NAME, KIND, R) \
+FR_DOT_ATTR __attribute__((noinline)) static void FR(NAME##_##R)( \
+        Py_ssize_t panels, Py_ssize_t words, const unsigned char *rows, Py_ssize_t ldr, \
+        const float *sa, const unsigned char *wp, Py_ssize_t wstride, const int *csum, \
+        const float *scale, float *c, Py_ssize_t ldc, Py_ssize_t n, int acc) { \
+    Py_ssize_t p = 0; \
+    for (; p + FR_DOT_P(R) <= panels; p += FR_DOT_P(R)) \
+        FR(fastrnn_dot_tile)(KIND, R, FR_DOT_P(R), words, rows, ldr, sa, wp + p * wstride, \
+                             wstride, csum, scale, c, ldc, n, p, acc); \
+    switch (panels - p) { \
+        FR_DOT_LAST(KIND, R, 1) FR_DOT_LAST(KIND, R, 2) FR_DOT_LAST(KIND, R, 3) \
+        FR_DOT_LAST(KIND, R, 4) FR_DOT_LAST(KIND, R, 5) FR_DOT_LAST(KIND, R, 6) \
+        FR_DOT_LAST(KIND, R, 7) \
+        default: break; \
+    } \
+}
+#define FR_DOT_LAST(KIND, R, Q) case Q: \
+        FR(fastrnn_dot_tile)(KIND, R, (Q) < FR_DOT_P(R) ? (Q) : 1, words, rows, ldr, sa, \
+                             wp + p * wstride, wstride, csum, scale, c, ldc, n, p, acc); \
+        break;
+#define FR_DOT_KIND(NAME, KIND) \
+    FR_DOT_ROWS(NAME, KIND, 1) FR_DOT_ROWS(NAME, KIND, 2) FR_DOT_ROWS(NAME, KIND, 3) \
+    FR_DOT_ROWS(NAME, KIND, 4)
+FR_DOT_KIND(fastrnn_q8_rows, FASTRNN_WT_Q8)
+FR_DOT_KIND(fastrnn_bd_rows, FASTRNN_WT_BD)
+#undef FR_DOT_KIND
+#undef FR_DOT_LAST
+#undef FR_DOT_ROWS
+
+/* C (m x n) (+)= A Wᵀ on dot products of kind KIND, A prepared in work
+   (fastrnn_prepare_q8 / _bd), W in the kind's panels (int8: quads, with its
+   column sums and scales padded to whole panels; bfloat16: pairs of steps):
+   up to four rows a tile, each word of W loaded once for them (FR_DOT_P
+   panels per tile: eight for one row, four for more) */
+#define FR_DOT_CASE(NAME, R) case R: \
+        FR(NAME##_##R)(panels, words, rows, 4 * words, sa != NULL ? sa + i : NULL, wb, \
+                       wstride, sums, scale, ci, ldc, n, accumulate); \
+        break;
+#define FR_GEMM_DOT(NAME, ROWS, KIND) \
+FR_DOT_ATTR static void FR(NAME)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, \
+                                 const unsigned char *work, const void *w, const int *sums, \
+                                 const float *scale, float *c, Py_ssize_t ldc, \
+                                 int accumulate) { \
+    const Py_ssize_t words = KIND == FASTRNN_WT_Q8 ? (k + 3) / 4 : (k + 1) / 2; \
+    const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL; \
+    const Py_ssize_t wstride = words * 64;                /* bytes per panel */ \
+    const unsigned char *wb = (const unsigned char *) w; \
+    const float *sa = KIND == FASTRNN_WT_Q8 ? (const float *) (work + m * 4 * words) : NULL; \
+    for (Py_ssize_t i = 0; i < m; i += 4) { \
+        const unsigned char *rows = work + i * 4 * words; \
+        float *ci = c + i * ldc; \
+        switch (m - i < 4 ? m - i : 4) { \
+            FR_DOT_CASE(ROWS, 1) FR_DOT_CASE(ROWS, 2) FR_DOT_CASE(ROWS, 3) \
+            FR_DOT_CASE(ROWS, 4) \
+            default: break; \
+        } \
+    } \
+}
+FR_GEMM_DOT(fastrnn_gemm_q8, fastrnn_q8_rows, FASTRNN_WT_Q8)
+FR_GEMM_DOT(fastrnn_gemm_bd, fastrnn_bd_rows, FASTRNN_WT_BD)
+#undef FR_GEMM_DOT
+#undef FR_DOT_CASE
+#undef FR_DOT_ATTR
 #undef FR_DOT_P
 #undef FR_DOT_SUMS
 #endif
