@@ -17,7 +17,7 @@ which must not get slower; one cell step). FASTRNN_BENCH_SMOKE=1 runs them
 at a few steps.
 """
 import argparse
-import platform
+import importlib.util
 
 import numpy as np
 
@@ -41,11 +41,7 @@ def _cpu():
 
 
 def _has_torch():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("torch") is not None
 
 
 def main(argv=None):
