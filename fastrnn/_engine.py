@@ -397,9 +397,9 @@ def half_lanes(variant):
         best = {}
         for _ in range(3):
             for n in (8, 16):
-                _k.set_half_lanes(n)
+                # (the lanes given per call: the choice in force is not changed meanwhile)
                 seconds = _k.panel_product_w(a, panels, _k.WEIGHT_TYPES["float16"], None, c,
-                                             False, 30)
+                                             False, 30, half_lanes=n)
                 best[n] = min(best.get(n, seconds), seconds)
         lanes = min(best, key=best.get)
     _k.set_half_lanes(lanes)

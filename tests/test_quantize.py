@@ -528,6 +528,20 @@ def test_half_lanes_measured_or_forced(monkeypatch):
             _engine.half_lanes.__wrapped__("avx512")
         with pytest.raises(ValueError, match="lanes must be 8 or 16"):
             _panels.set_half_lanes(4)
+        # the lanes given per product (how the choice is measured) leave the choice alone
+        panels, _ = _panels.pack_weight_panels(np.ones((40, 24), np.float16))
+        a, c8, c16 = np.ones((1, 24), np.float32), np.empty((1, 40), np.float32), None
+        _panels.set_half_lanes(16)
+        _panels.panel_product_w(a, panels, _panels.WEIGHT_TYPES["float16"], None, c8, False,
+                                half_lanes=8)
+        assert _panels.half_lanes() == 16
+        c16 = np.empty_like(c8)
+        _panels.panel_product_w(a, panels, _panels.WEIGHT_TYPES["float16"], None, c16, False)
+        np.testing.assert_array_equal(c8, c16)
+        np.testing.assert_array_equal(c8, 24.0)
+        with pytest.raises(ValueError, match="half_lanes must be 0, 8 or 16"):
+            _panels.panel_product_w(a, panels, _panels.WEIGHT_TYPES["float16"], None, c8,
+                                    False, half_lanes=4)
     finally:
         _panels.set_half_lanes(chosen)
         _panels.set_panel_kernel(before_variant)

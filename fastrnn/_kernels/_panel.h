@@ -400,17 +400,29 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
    depends on the core (Zen 4 runs the 16-lane conversion as two halves) */
 static int fastrnn_half_8_lanes = 0;
 
-static void fastrnn_panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
-                                 Py_ssize_t lda, const void *wp, int wt, const float *scale,
-                                 float *c, Py_ssize_t ldc, int accumulate) {
+/* fastrnn_panel_gemm_w with the half conversions' lanes given (lanes8: 8, else
+   the selected variant's), not fastrnn_half_8_lanes: what measures the choice,
+   without changing it under calls running in other threads */
+static void fastrnn_panel_gemm_w_lanes(int lanes8, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                       const float *a, Py_ssize_t lda, const void *wp, int wt,
+                                       const float *scale, float *c, Py_ssize_t ldc,
+                                       int accumulate) {
 #if FASTRNN_PANEL_VARIANTS
-    if (fastrnn_half_8_lanes && wt == FASTRNN_WT_F16 && m <= 2 &&
+    if (lanes8 && wt == FASTRNN_WT_F16 && m <= 2 &&
         fastrnn_panel_variant == FASTRNN_PANEL_AVX512) {
         fastrnn_panel_gemm_w_avx2(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate);
         return;
     }
 #endif
+    (void) lanes8;
     fastrnn_gemm_w_impl(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate);
+}
+
+static void fastrnn_panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
+                                 Py_ssize_t lda, const void *wp, int wt, const float *scale,
+                                 float *c, Py_ssize_t ldc, int accumulate) {
+    fastrnn_panel_gemm_w_lanes(fastrnn_half_8_lanes, m, n, k, a, lda, wp, wt, scale, c, ldc,
+                               accumulate);
 }
 
 /* whether weights of type wt (FASTRNN_WT_Q8: int8, FASTRNN_WT_BD: bfloat16) run

@@ -784,7 +784,8 @@ FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, con
         unsigned char *qr = aq + i * ldq;
         __m512 mx = _mm512_setzero_ps();
         Py_ssize_t kk = 0;
-        for (; kk + 16 <= k; kk += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(ar + kk)));
+        for (; kk + 16 <= k; kk += 16)
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(ar + kk)));
         float amax = _mm512_reduce_max_ps(mx);
         for (; kk < k; kk++) amax = fabsf(ar[kk]) > amax ? fabsf(ar[kk]) : amax;
         const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
@@ -792,7 +793,8 @@ FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, con
         const __m512i off = _mm512_set1_epi32(128);
         for (kk = 0; kk + 16 <= k; kk += 16) {
             /* (round to nearest even; |a / s| <= 127 up to rounding, then saturated) */
-            __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(ar + kk), inv)), off);
+            const __m512 scaled = _mm512_mul_ps(_mm512_loadu_ps(ar + kk), inv);
+            __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(scaled), off);
             _mm_storeu_si128((__m128i *) (qr + kk), _mm512_cvtusepi32_epi8(v));
         }
         for (; kk < k; kk++) {

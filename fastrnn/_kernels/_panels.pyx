@@ -40,6 +40,10 @@ cdef extern from "_panel.h" nogil:
     int WT_Q8 "FASTRNN_WT_Q8"
     int WT_BD "FASTRNN_WT_BD"
     int c_half_8_lanes "fastrnn_half_8_lanes"
+    void c_panel_gemm_w_lanes "fastrnn_panel_gemm_w_lanes"(
+        int lanes8, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+        const void* wp, int wt, const float* scale, float* c, Py_ssize_t ldc,
+        int accumulate) noexcept
     int c_panel_dot "fastrnn_panel_dot"(int wt) noexcept
     Py_ssize_t c_panel_dot_work "fastrnn_panel_dot_work"(int wt, Py_ssize_t m,
                                                          Py_ssize_t k) noexcept
@@ -549,11 +553,16 @@ def panel_product_q8(const float[:, ::1] a, wq, scale, csum, float[:, ::1] c,
 
 
 def panel_product_w(const float[:, ::1] a, wp, int wt, scale, float[:, ::1] c,
-                    bint accumulate, int reps=1):
+                    bint accumulate, int reps=1, int half_lanes=0):
     """C (m x n) = A (m x k) @ Wᵀ, or C += that, on W packed by
     pack_weight_panels in weight type wt (WEIGHT_TYPES; int8 with its padded
     scales), with the selected panel_kernel() (the portable loop with
-    "blas"), reps times; returns the seconds per product."""
+    "blas"), reps times; returns the seconds per product. half_lanes 8 or 16
+    picks the half conversions of one- and two-row products under avx512 for
+    this call (0: the current choice, set_half_lanes)."""
+    if half_lanes not in (0, 8, 16):
+        raise ValueError(f"panel_product_w: half_lanes must be 0, 8 or 16, got {half_lanes}")
+    cdef int lanes8 = c_half_8_lanes if half_lanes == 0 else half_lanes == 8
     cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
     if wt not in _WEIGHT_DTYPES:
         raise ValueError(f"panel_product_w: wt must be one of {sorted(_WEIGHT_DTYPES)}, got {wt}")
@@ -575,5 +584,6 @@ def panel_product_w(const float[:, ::1] a, wp, int wt, scale, float[:, ::1] c,
     start = time.perf_counter()
     with nogil:
         for r in range(reps):
-            c_panel_gemm_w(m, n, k, &a[0, 0], k, &raw[0], wt, sp, &c[0, 0], n, accumulate)
+            c_panel_gemm_w_lanes(lanes8, m, n, k, &a[0, 0], k, &raw[0], wt, sp, &c[0, 0], n,
+                                 accumulate)
     return (time.perf_counter() - start) / reps

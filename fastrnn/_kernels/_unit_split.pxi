@@ -34,7 +34,8 @@ cdef inline Py_ssize_t _units_from(const Team* team, Py_ssize_t H,
     return _unit_bound(team.tid, team.nthreads, H, whole_panels)
 
 
-cdef inline Py_ssize_t _units(const Team* team, Py_ssize_t H, bint whole_panels=False) noexcept nogil:
+cdef inline Py_ssize_t _units(const Team* team, Py_ssize_t H,
+                              bint whole_panels=False) noexcept nogil:
     return (_unit_bound(team.tid + 1, team.nthreads, H, whole_panels)
             - _unit_bound(team.tid, team.nthreads, H, whole_panels))
 
@@ -209,7 +210,8 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                     # G[:, blocks q0.., my units] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[those rows]ᵀ
                     unit_wt(n, p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
                             w_hh, panels.wp_n if p.n_panels else panels.wp, pre, False,
-                            qwork, <floating> p.accumulate, gh if p.own_target else gblk + p.q0 * U,
+                            qwork, <floating> p.accumulate,
+                            gh if p.own_target else gblk + p.q0 * U,
                             p.nq * U if p.own_target else ldg)
                     cell_forward(kind, phase, n, U, gblk, ldg, gh, bx, bhn, h, c, rh, &var)
             for j in range(n):
