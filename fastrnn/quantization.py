@@ -20,16 +20,18 @@ below the activations are rounded too).
 ``save`` writes the reduced weights (a 16-bit file is about half the float32
 one, int8 a quarter); ``fastrnn.load`` gives the quantized module back.
 
-Speed: layer calls of at most two rows whose weights exceed half a core's L2
-per thread (where the weights' bytes bound a step) read the reduced weights,
-packed once per module (fastrnn._engine.prepacked): int8 on int8 dot products
-where the CPU has them (AVX-512 VNNI; the rows of h_{t-1} and of the inputs
-quantized to 255 levels per row on the fly), bfloat16 on bfloat16 dot
-products (AVX512-BF16; those rows rounded to bfloat16), else every format
-widened to float32 in registers (16-bit ones then give the float32 step's
-bits on the widened weights). One-row float32 steps of cells and one-step
-layer calls read the 16-bit weights widened (fastrnn_rows_dot16). Everything
-else (larger batches, weights the caches hold anyway) runs on the widened
+Speed: layer calls on the unit split (small batches) read the reduced
+weights, packed once per module (fastrnn._engine.prepacked): int8 on int8
+dot products where the CPU has them (AVX-512 VNNI; the rows of h_{t-1} and
+of the inputs quantized to 255 levels per row on the fly), bfloat16 on
+bfloat16 dot products (AVX512-BF16; those rows rounded to bfloat16), both at
+every size and batch; elsewhere every format is widened to float32 in
+registers, only for one- and two-row calls whose weights exceed half a
+core's L2 per thread, where the bytes bound a step (16-bit ones then give
+the float32 step's bits on the widened weights, with the same kernel's
+blocking of k). One-row float32 steps of cells and one-step layer calls
+read the 16-bit weights widened (fastrnn_rows_dot16). Everything else
+(larger batches, weights the caches hold anyway) runs on the widened
 float32 weights, as fast as the float32 module. ``python -m fastrnn info``
 says which way each format goes on this CPU; ``python -m bench.quantize_speed``
 and ``python -m bench.quantize_accuracy`` measure the speed and the error
