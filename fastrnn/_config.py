@@ -35,6 +35,21 @@ def config():
     }
 
 
+def reduced_weight_kernels():
+    """{format: how a quantized module's batch-1 layer calls multiply its
+    weights here} with the selected panel variant (see fastrnn._engine.prepacked)."""
+    _panels = _kernels._panels
+    if _panels.panel_kernel() == "blas":
+        widened = "float32 copies (BLAS; no panel variant)"
+        return dict.fromkeys(_cpu.REDUCED_WEIGHT_FLAGS, widened)
+    lanes = _engine.half_lanes(_panels.panel_kernel())
+    return {"float16": f"widened in registers (F16C, {lanes} lanes)",
+            "bfloat16": ("bfloat16 dot products (AVX512-BF16), activations rounded"
+                         if _panels.bf16_dot_products() else "widened in registers (a shift)"),
+            "int8": ("int8 dot products (AVX-512 VNNI), activations quantized per row"
+                     if _panels.int8_dot_products() else "widened in registers")}
+
+
 def interop_packages():
     """{package: installed version or None} of the optional interop routes
     (from_torch / to_torch, from_keras, fastrnn.onnx and its oracle), read from
@@ -65,7 +80,7 @@ def show_config(file=None):
         elif key == "panel_variants":
             continue
         elif key == "reduced_weights":
-            kernels = _cpu.reduced_weight_kernels()
+            kernels = reduced_weight_kernels()
             print("reduced_weights (fastrnn.quantize; this CPU's instructions for each, and "
                   "how batch-1 layer calls multiply them): "
                   + "; ".join(f"{fmt} ({' '.join(found) or 'none'}): {kernels[fmt]}"

@@ -211,22 +211,6 @@ def reduced_weight_support():
     return {fmt: [f for f in names if f in flags] for fmt, names in REDUCED_WEIGHT_FLAGS.items()}
 
 
-def reduced_weight_kernels():
-    """{format: how a quantized module's batch-1 layer calls multiply its
-    weights here} with the selected panel variant (see fastrnn._engine.prepacked)."""
-    from fastrnn._kernels import _panels
-    if _panels.panel_kernel() == "blas":
-        widened = "float32 copies (BLAS; no panel variant)"
-        return dict.fromkeys(REDUCED_WEIGHT_FLAGS, widened)
-    from fastrnn import _engine
-    lanes = _engine.half_lanes(_panels.panel_kernel())
-    return {"float16": f"widened in registers (F16C, {lanes} lanes)",
-            "bfloat16": ("bfloat16 dot products (AVX512-BF16), activations rounded"
-                         if _panels.bf16_dot_products() else "widened in registers (a shift)"),
-            "int8": ("int8 dot products (AVX-512 VNNI), activations quantized per row"
-                     if _panels.int8_dot_products() else "widened in registers")}
-
-
 @functools.lru_cache(maxsize=None)
 def plan():
     """The CPU plan (computed once)."""

@@ -317,6 +317,37 @@ def test_panel_product_on_reduced_weights(panel_variant, fmt):
             _panels.set_half_lanes(lanes)
 
 
+def test_panel_probes_refuse_what_does_not_fit():
+    """The products' probes and packers check every operand before the
+    kernels run: a weight type the product does not take (the dot products'
+    panels have another layout), panels of the wrong size or dtype, scales
+    and sums of the wrong length."""
+    from fastrnn._kernels import _panels
+    a, c = np.ones((1, 8), np.float32), np.empty((1, 20), np.float32)
+    panels, scales = _panels.pack_weight_panels(np.ones((20, 8), np.int8), np.ones(20))
+    quads, qs, sums = _panels.pack_weight_quads(np.ones((20, 8), np.int8), np.ones(20))
+    for wt in (_panels.INT8_DOT, _panels.BF16_DOT, 9):
+        with pytest.raises(ValueError, match="wt must be one of"):
+            _panels.panel_product_w(a, quads, wt, qs, c, False)
+    with pytest.raises(ValueError, match="panels of W"):
+        _panels.panel_product_w(a, panels[:1], _panels.WEIGHT_TYPES["int8"], scales, c, False)
+    with pytest.raises(ValueError, match="panels of W"):
+        _panels.panel_product_w(a, panels.view(np.uint8), _panels.WEIGHT_TYPES["int8"],
+                                scales, c, False)
+    with pytest.raises(ValueError, match="W must be 2-D"):
+        _panels.pack_weight_panels(np.ones((20, 8), np.float64))
+    with pytest.raises(ValueError, match="W must be 2-D int8"):
+        _panels.pack_weight_quads(np.ones((20, 8), np.float32), np.ones(20))
+    if _panels.int8_dot_products():
+        with pytest.raises(ValueError, match="quads of W"):
+            _panels.panel_product_q8(a, quads[:1], qs, sums, c, False)
+        with pytest.raises(ValueError, match="scales and sums"):
+            _panels.panel_product_q8(a, quads, qs[:3], sums, c, False)
+    if _panels.bf16_dot_products():
+        with pytest.raises(ValueError, match="bfloat16 panels of W"):
+            _panels.panel_product_bd(a, panels, c, False)
+
+
 def _layer_cases():
     return {
         "rnn": lambda: fastrnn.RNN(24, 40, num_layers=2, seed=1),
@@ -502,7 +533,7 @@ def test_half_lanes_measured_or_forced(monkeypatch):
     """Half weights of one-row products widen with 8- or 16-lane conversions
     under the avx512 variant (measured once, FASTRNN_HALF_LANES overrides): the
     same outputs either way, the choice reported by info."""
-    from fastrnn import _cpu, _engine
+    from fastrnn import _config, _engine
     from fastrnn._kernels import _panels
     if "avx512" not in _panels.panel_kernels():
         pytest.skip("no avx512 panel variant here")
@@ -512,7 +543,7 @@ def test_half_lanes_measured_or_forced(monkeypatch):
     chosen = _engine.half_lanes("avx512")
     try:
         assert chosen in (8, 16) and _panels.half_lanes() == chosen
-        assert f"F16C, {chosen} lanes" in _cpu.reduced_weight_kernels()["float16"]
+        assert f"F16C, {chosen} lanes" in _config.reduced_weight_kernels()["float16"]
         q = fastrnn.quantize(fastrnn.GRU(40, 100, seed=4), "float16")
         x = np.random.default_rng(0).standard_normal((6, 1, 40)).astype(np.float32)
         outs = []

@@ -38,6 +38,19 @@
 /* bytes of one weight of type wt */
 #define FASTRNN_WT_SIZE(wt) ((wt) == FASTRNN_WT_F32 ? 4 : \
                              (wt) == FASTRNN_WT_I8 || (wt) == FASTRNN_WT_Q8 ? 1 : 2)
+
+/* the steps (elements of k) one packed row of weights of type wt holds: k,
+   rounded up to whole pairs for bfloat16 (pack_weight_panels), to whole
+   fours for int8 on dot products (pack_weight_quads); the prepared rows of A
+   of the dot products are padded alike */
+static inline Py_ssize_t fastrnn_panel_steps(int wt, Py_ssize_t k) {
+    return wt == FASTRNN_WT_BF16 || wt == FASTRNN_WT_BD ? (k + 1) / 2 * 2
+           : wt == FASTRNN_WT_Q8 ? (k + 3) / 4 * 4 : k;
+}
+
+static inline Py_ssize_t fastrnn_weight_bytes(int wt) {
+    return FASTRNN_WT_SIZE(wt);
+}
 /* the shapes of a row of register tiles (fastrnn_tile_rows) */
 #define FASTRNN_TILES_FEW 0
 #define FASTRNN_TILES_MAIN 1
@@ -265,7 +278,8 @@ static void fastrnn_panel_gemm_w_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
                 for (int j = 0; j < FASTRNN_PANEL; j++) {
                     /* (bfloat16: pairs of steps, k rounded up to even) */
                     Py_ssize_t e = wt == FASTRNN_WT_BF16
-                        ? (p * (k + (k & 1)) + kk - (kk & 1)) * FASTRNN_PANEL + 2 * j + (kk & 1)
+                        ? (p * fastrnn_panel_steps(wt, k) + kk - (kk & 1)) * FASTRNN_PANEL
+                          + 2 * j + (kk & 1)
                         : (p * k + kk) * FASTRNN_PANEL + j;
                     float w = wt == FASTRNN_WT_I8 ? (float) ((const signed char *) wp)[e]
                               : fastrnn_widen16(((const unsigned short *) wp)[e],
@@ -434,8 +448,9 @@ static int fastrnn_panel_dot(int wt) {
 
 /* bytes of the work of fastrnn_panel_dot_prepare for m rows of k */
 static Py_ssize_t fastrnn_panel_dot_work(int wt, Py_ssize_t m, Py_ssize_t k) {
-    return wt == FASTRNN_WT_Q8 ? m * ((k + 3) / 4 * 4 + (Py_ssize_t) sizeof(float))
-                               : m * ((k + 1) / 2 * 2) * 2;
+    /* (int8: each row's scale after the rows) */
+    return m * (fastrnn_panel_steps(wt, k) * FASTRNN_WT_SIZE(wt)
+                + (wt == FASTRNN_WT_Q8 ? (Py_ssize_t) sizeof(float) : 0));
 }
 
 /* A (m x k) made the dot products' operand in work (fastrnn_panel_dot_work

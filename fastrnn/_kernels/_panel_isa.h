@@ -518,8 +518,7 @@ FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssiz
     }
     const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
     /* (bfloat16 panels hold pairs of steps: k rounded up to even, blocks of k even) */
-    const int pairs = wt == FASTRNN_WT_BF16;
-    const Py_ssize_t wstride = (pairs ? k + (k & 1) : k) * FASTRNN_PANEL, group = FR_MAIN_P;
+    const Py_ssize_t wstride = fastrnn_panel_steps(wt, k) * FASTRNN_PANEL, group = FR_MAIN_P;
     Py_ssize_t kc, mc;
     fastrnn_panel_blocks(k, group, FR_MR, a_floats, &kc, &mc);
     /* (only float32 weights prefetch: see fastrnn_tile_rows) */
@@ -778,7 +777,7 @@ FR(fastrnn_rows_dot16)(Py_ssize_t m, Py_ssize_t k, const unsigned short *w, Py_s
 FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, const float *a,
                                                  Py_ssize_t lda, unsigned char *aq,
                                                  Py_ssize_t ldq, float *sa) {
-    const Py_ssize_t k4 = (k + 3) / 4 * 4;
+    const Py_ssize_t k4 = fastrnn_panel_steps(FASTRNN_WT_Q8, k);
     for (Py_ssize_t i = 0; i < m; i++) {
         const float *ar = a + i * lda;
         unsigned char *qr = aq + i * ldq;
@@ -810,7 +809,7 @@ FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, con
    m rows of 4 ceil(k / 4) bytes, then their m scales */
 FR_Q8_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const float *a,
                                               Py_ssize_t lda, unsigned char *work) {
-    const Py_ssize_t ldq = (k + 3) / 4 * 4;
+    const Py_ssize_t ldq = fastrnn_panel_steps(FASTRNN_WT_Q8, k);
     FR(fastrnn_quantize_rows)(m, k, a, lda, work, ldq, (float *) (work + m * ldq));
 }
 
@@ -828,7 +827,7 @@ FR_Q8_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const 
    holds m rows of 2 ceil(k / 2) values (a last odd one 0) */
 FR_BD_ATTR static void FR(fastrnn_prepare_bd)(Py_ssize_t m, Py_ssize_t k, const float *a,
                                               Py_ssize_t lda, unsigned char *work) {
-    const Py_ssize_t k2 = (k + 1) / 2;
+    const Py_ssize_t k2 = fastrnn_panel_steps(FASTRNN_WT_BD, k) / 2;
     unsigned short *abf = (unsigned short *) work;
     for (Py_ssize_t i = 0; i < m; i++) {
         const float *ar = a + i * lda;
@@ -956,7 +955,8 @@ FR_DOT_ATTR static void FR(NAME)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, \
                                  const unsigned char *work, const void *w, const int *sums, \
                                  const float *scale, float *c, Py_ssize_t ldc, \
                                  int accumulate) { \
-    const Py_ssize_t words = KIND == FASTRNN_WT_Q8 ? (k + 3) / 4 : (k + 1) / 2; \
+    /* (32-bit words per packed row: four int8 steps, two bfloat16 ones) */ \
+    const Py_ssize_t words = fastrnn_panel_steps(KIND, k) * FASTRNN_WT_SIZE(KIND) / 4; \
     const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL; \
     const Py_ssize_t wstride = words * 64;                /* bytes per panel */ \
     const unsigned char *wb = (const unsigned char *) w; \

@@ -59,6 +59,10 @@ cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
 # (m rows of k), A prepared once, then C (m x n) (+)= A Wᵀ for each block of W
 # (int8: quads with column sums and scales, pack_weight_quads; bfloat16: pairs of
 # steps, pack_weight_panels)
+# the steps (elements of k) one packed row of weights of type wt holds (k rounded
+# up to whole pairs for bfloat16, fours for int8 dot products); bytes per weight
+cdef Py_ssize_t panel_steps(int wt, Py_ssize_t k) noexcept nogil
+cdef Py_ssize_t weight_bytes(int wt) noexcept nogil
 cdef bint dot_on(int wt) noexcept nogil
 cdef Py_ssize_t dot_work(int wt, Py_ssize_t m, Py_ssize_t k) noexcept nogil
 cdef void dot_prepare(int wt, Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda,

@@ -40,6 +40,8 @@ cdef extern from "_panel.h" nogil:
     int WT_Q8 "FASTRNN_WT_Q8"
     int WT_BD "FASTRNN_WT_BD"
     int c_half_8_lanes "fastrnn_half_8_lanes"
+    Py_ssize_t c_panel_steps "fastrnn_panel_steps"(int wt, Py_ssize_t k) noexcept
+    Py_ssize_t c_weight_bytes "fastrnn_weight_bytes"(int wt) noexcept
     void c_panel_gemm_w_lanes "fastrnn_panel_gemm_w_lanes"(
         int lanes8, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
         const void* wp, int wt, const float* scale, float* c, Py_ssize_t ldc,
@@ -128,6 +130,14 @@ cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                        Py_ssize_t lda, const void* wp, int wt, const float* scale, float* c,
                        Py_ssize_t ldc, bint accumulate) noexcept nogil:
     c_panel_gemm_w(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate)
+
+
+cdef Py_ssize_t panel_steps(int wt, Py_ssize_t k) noexcept nogil:
+    return c_panel_steps(wt, k)
+
+
+cdef Py_ssize_t weight_bytes(int wt) noexcept nogil:
+    return c_weight_bytes(wt)
 
 
 cdef bint dot_on(int wt) noexcept nogil:
@@ -412,7 +422,7 @@ def pack_weight_panels(w, scale=None):
     padded[:n] = w
     panels = np.ascontiguousarray(padded.reshape(rows // PANEL, PANEL, k).transpose(0, 2, 1))
     if w.dtype == _WEIGHT_DTYPES[WT_BF16]:
-        steps = k + (k & 1)
+        steps = c_panel_steps(WT_BF16, k)
         pairs = np.zeros((rows // PANEL, steps, PANEL), w.dtype)
         pairs[:, :k] = panels
         panels = np.ascontiguousarray(
@@ -427,12 +437,7 @@ def pack_weight_panels(w, scale=None):
 def panel_weights(Py_ssize_t n, Py_ssize_t k, int wt):
     """The weights pack_weight_panels (pack_weight_quads for INT8_DOT) makes
     of W (n, k) in weight type wt."""
-    cdef Py_ssize_t steps = k
-    if wt == WT_BF16 or wt == WT_BD:
-        steps = k + (k & 1)
-    elif wt == WT_Q8:
-        steps = (k + 3) // 4 * 4
-    return (n + PANEL - 1) // PANEL * PANEL * steps
+    return (n + PANEL - 1) // PANEL * PANEL * c_panel_steps(wt, k)
 
 
 def int8_dot_products():
@@ -519,7 +524,7 @@ def pack_weight_quads(codes, scale):
                          f"{codes.shape}")
     n, k = codes.shape
     rows = -(-n // PANEL) * PANEL
-    steps = -(-k // 4) * 4
+    steps = c_panel_steps(WT_Q8, k)
     padded = np.zeros((rows, steps), np.int8)
     padded[:n, :k] = codes
     quads = np.ascontiguousarray(
@@ -564,8 +569,10 @@ def panel_product_w(const float[:, ::1] a, wp, int wt, scale, float[:, ::1] c,
         raise ValueError(f"panel_product_w: half_lanes must be 0, 8 or 16, got {half_lanes}")
     cdef int lanes8 = c_half_8_lanes if half_lanes == 0 else half_lanes == 8
     cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = c.shape[1]
-    if wt not in _WEIGHT_DTYPES:
-        raise ValueError(f"panel_product_w: wt must be one of {sorted(_WEIGHT_DTYPES)}, got {wt}")
+    # (the dot products' types have their own probes: panel_product_q8, _bd)
+    if wt not in WEIGHT_TYPES.values():
+        raise ValueError(f"panel_product_w: wt must be one of {sorted(WEIGHT_TYPES.values())}, "
+                         f"got {wt}")
     wp = np.asarray(wp)
     if (wp.dtype != _WEIGHT_DTYPES[wt] or not wp.flags.c_contiguous
             or wp.size != panel_weights(n, k, wt) or c.shape[0] != m or reps < 1

@@ -10,7 +10,8 @@ from libc.string cimport memcpy
 
 from fastrnn._blas cimport gemm, gemm_abt, gemv_ax
 from fastrnn._kernels._layout cimport Prepacked
-from fastrnn._kernels._panels cimport dot_prepare, panel_gemm, panel_gemm_dot, panel_gemm_w
+from fastrnn._kernels._panels cimport (dot_prepare, panel_gemm, panel_gemm_dot, panel_gemm_w,
+                                      panel_steps, weight_bytes)
 
 
 cdef inline void copy_strided(floating* dst, const floating* src, Py_ssize_t count,
@@ -76,10 +77,8 @@ cdef inline void unit_wt_packed(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_s
     5) A is prepared once into qwork (dot_work bytes) for every block."""
     cdef Py_ssize_t q, g
     cdef int wt = pre.ih_wt if ih else pre.hh_wt
-    cdef Py_ssize_t esz = 4 if wt == 0 else 1 if wt == 3 or wt == 4 else 2
-    # weights per packed row of K: bfloat16 in pairs of steps, int8 dot products in fours
-    cdef Py_ssize_t steps = (K + (K & 1) if wt == 2 or wt == 5 else (K + 3) // 4 * 4 if wt == 4
-                             else K)
+    # bytes per packed row of K (bfloat16 in pairs of steps, int8 dot products in fours)
+    cdef Py_ssize_t row_bytes = panel_steps(wt, K) * weight_bytes(wt)
     cdef const char* base = <const char*> (pre.ih if ih else pre.hh)
     cdef const float* scale = pre.ih_scale if ih else pre.hh_scale
     cdef const int* sums = pre.ih_sums if ih else pre.hh_sums
@@ -89,12 +88,12 @@ cdef inline void unit_wt_packed(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_s
         g = q0 + q
         # C[:, q U .. (q + 1) U] (+)= A @ W[g H + u0 .. g H + u0 + U]ᵀ
         if wt >= 4:
-            panel_gemm_dot(wt, n, U, K, qwork, base + (g * pre.Hp + u0) * steps * esz,
+            panel_gemm_dot(wt, n, U, K, qwork, base + (g * pre.Hp + u0) * row_bytes,
                            sums + g * pre.Hp + u0 if sums != NULL else NULL,
                            scale + g * pre.Hp + u0 if scale != NULL else NULL, c + q * U, ldc,
                            accumulate)
         else:
-            panel_gemm_w(n, U, K, a, K, base + (g * pre.Hp + u0) * steps * esz, wt,
+            panel_gemm_w(n, U, K, a, K, base + (g * pre.Hp + u0) * row_bytes, wt,
                          scale + g * pre.Hp + u0 if scale != NULL else NULL, c + q * U, ldc,
                          accumulate)
 
