@@ -46,8 +46,12 @@ def reduced_weight_kernels():
     return {"float16": f"widened in registers (F16C, {lanes} lanes)",
             "bfloat16": ("bfloat16 dot products (AVX512-BF16), activations rounded"
                          if _panels.bf16_dot_products() else "widened in registers (a shift)"),
-            "int8": ("int8 dot products (AVX-512 VNNI), activations quantized per row"
+            "int8": (f"int8 dot products ({_INT8_DOT_NAMES[_panels.int8_dot_kind()]}), "
+                     "activations quantized per row"
                      if _panels.int8_dot_products() else "widened in registers")}
+
+
+_INT8_DOT_NAMES = {"avx512_vnni": "AVX-512 VNNI", "avx2": "AVX2 vpmaddubsw"}
 
 
 def interop_packages():

@@ -189,7 +189,7 @@ def _model():
 
 # the instructions that compute with reduced weights, per format (/proc/cpuinfo names)
 REDUCED_WEIGHT_FLAGS = {"float16": ("f16c", "avx512_fp16"), "bfloat16": ("avx512_bf16",),
-                        "int8": ("avx_vnni", "avx512_vnni")}
+                        "int8": ("avx2", "avx512_vnni")}
 
 
 @functools.lru_cache(maxsize=None)

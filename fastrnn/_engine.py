@@ -346,8 +346,9 @@ def step_kernels(module):
 
 def _reduced_pays(module, layer, batch, threads):
     """Whether a unit-split call of a quantized module reads its reduced
-    weights (prepacked). On dot products (int8 with AVX-512 VNNI, bfloat16
-    with AVX512-BF16: 4x and 2x the multiply-adds of an FMA per instruction)
+    weights (prepacked). On dot products (int8 with AVX-512 VNNI or AVX2's
+    vpmaddubsw, bfloat16 with AVX512-BF16: 4x, 2x and 2x the multiply-adds of
+    an FMA per instruction)
     always: fewer bytes and fewer instructions (bench.quantize_speed, Zen 4,
     int8 / bfloat16 against float32: LSTM H=64 B=1 0.67-0.75, H=256 B=4
     0.46 / 0.49, H=1024 B=16 0.29 / 0.52). Widened formats cost an
@@ -416,9 +417,10 @@ def prepacked(module, layer):
     input projection, many rows at once, is bound by FMAs, which widening
     would only add to. int8 and bfloat16 weights run on dot products where
     the CPU has them, W_ih's too (AVX-512 VNNI: 64 multiply-adds an
-    instruction, the rows of h_{t-1} and of the inputs quantized to 255
-    levels per row on the fly; AVX512-BF16: 32, those rows rounded to
-    bfloat16), else they are widened like float16. Cached on the module per
+    instruction; AVX2: 32 in two, vpmaddubsw and vpmaddwd, the same bits;
+    the rows of h_{t-1} and of the inputs quantized to 255 levels per row on
+    the fly; AVX512-BF16: 32, those rows rounded to bfloat16), else they are
+    widened like float16. Cached on the module per
     weight type (its weights never change: training and loading are
     refused)."""
     fmt, reduced = getattr(module, "_quantized", (None, {}))

@@ -22,8 +22,9 @@ one, int8 a quarter); ``fastrnn.load`` gives the quantized module back.
 
 Speed: layer calls on the unit split (small batches) read the reduced
 weights, packed once per module (fastrnn._engine.prepacked): int8 on int8
-dot products where the CPU has them (AVX-512 VNNI; the rows of h_{t-1} and
-of the inputs quantized to 255 levels per row on the fly), bfloat16 on
+dot products (AVX-512 VNNI's, else AVX2's vpmaddubsw with the same bits; the
+rows of h_{t-1} and of the inputs quantized to 255 levels per row on the
+fly), bfloat16 on
 bfloat16 dot products (AVX512-BF16; those rows rounded to bfloat16), both at
 every size and batch; elsewhere every format is widened to float32 in
 registers, only for one- and two-row calls whose weights exceed half a
@@ -178,6 +179,13 @@ def attach(module, fmt, members):
         leaf, name = owners[key]
         if not _reducible(leaf, name):
             raise ValueError(f"{key!r} is not a weight matrix that {fmt} reduces")
+        codes, scale = value
+        if fmt == "int8" and codes.size and codes.min() < -127:
+            # (the quantizer's codes are symmetric; AVX2's int8 products negate codes)
+            raise ValueError(f"{key!r}: int8 codes must lie in [-127, 127], got "
+                             f"{int(codes.min())}")
+        if fmt == "int8" and not np.all(np.isfinite(scale) & (scale >= 0)):
+            raise ValueError(f"{key + '.scale'!r}: scales must be finite and >= 0")
         per_leaf.setdefault(id(leaf), (leaf, {}))[1][name] = value
     for leaf, reduced in per_leaf.values():
         leaf._quantized = (fmt, reduced)

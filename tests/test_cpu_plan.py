@@ -85,9 +85,13 @@ def test_info_prints_the_plan(capsys):
     assert ("f16c" in cfg["reduced_weights"]["float16"]) == ("f16c" in _cpu.cpu_flags())
     # and how the kernels multiply them here (dot products where the CPU has them)
     from fastrnn._kernels import _panels
-    assert ("int8 dot products (AVX-512 VNNI)" in out) == _panels.int8_dot_products()
+    kind = _panels.int8_dot_kind()
+    assert ("int8 dot products (AVX-512 VNNI)" in out) == (kind == "avx512_vnni")
+    assert ("int8 dot products (AVX2 vpmaddubsw)" in out) == (kind == "avx2")
     assert ("bfloat16 dot products (AVX512-BF16)" in out) == _panels.bf16_dot_products()
-    assert _panels.int8_dot_products() <= ("avx512_vnni" in _cpu.cpu_flags())
+    assert (kind == "avx512_vnni") <= ("avx512_vnni" in _cpu.cpu_flags())
+    # (every panel variant has int8 dot products; BLAS alone has none)
+    assert (kind is None) == (_panels.panel_kernel() == "blas")
     assert _panels.bf16_dot_products() <= ("avx512_bf16" in _cpu.cpu_flags())
     # the interop packages, from their metadata (the test extra installs onnx)
     assert set(cfg["interop"]) == {"torch", "keras", "onnx", "onnxruntime"}

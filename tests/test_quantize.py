@@ -198,6 +198,17 @@ def test_tampered_quantized_files_refused(tmp_path):
     arrays = {k: v for k, v in members.items() if k not in ("__fastrnn__", "weight_hh_l0.scale")}
     with pytest.raises(ValueError, match="weight_hh_l0.scale"):
         fastrnn.load(write(meta, arrays, "b4.npz"))
+    arrays = {k: v for k, v in members.items() if k != "__fastrnn__"}
+    arrays["weight_hh_l0"] = arrays["weight_hh_l0"].copy()
+    arrays["weight_hh_l0"][0, 0] = -128          # outside the quantizer's codes
+    with pytest.raises(ValueError, match=r"codes must lie in \[-127, 127\], got -128"):
+        fastrnn.load(write(meta, arrays, "b5.npz"))
+    for bad_scale in (np.nan, -1.0, np.inf):
+        arrays = {k: v for k, v in members.items() if k != "__fastrnn__"}
+        arrays["weight_ih_l0.scale"] = arrays["weight_ih_l0.scale"].copy()
+        arrays["weight_ih_l0.scale"][1] = bad_scale
+        with pytest.raises(ValueError, match="scales must be finite and >= 0"):
+            fastrnn.load(write(meta, arrays, "b6.npz"))
     assert zipfile.is_zipfile(path)
 
 
@@ -338,6 +349,8 @@ def test_panel_probes_refuse_what_does_not_fit():
         _panels.pack_weight_panels(np.ones((20, 8), np.float64))
     with pytest.raises(ValueError, match="W must be 2-D int8"):
         _panels.pack_weight_quads(np.ones((20, 8), np.float32), np.ones(20))
+    with pytest.raises(ValueError, match=r"codes must lie in \[-127, 127\]"):
+        _panels.pack_weight_quads(np.full((20, 8), -128, np.int8), np.ones(20))
     if _panels.int8_dot_products():
         with pytest.raises(ValueError, match="quads of W"):
             _panels.panel_product_q8(a, quads[:1], qs, sums, c, False)
@@ -358,15 +371,21 @@ def _layer_cases():
     }
 
 
-def test_int8_dot_products_are_the_quantized_sums():
-    """panel_gemm_q8 (AVX-512 VNNI): each row of A rounded to 255 levels
-    (s = max |a| / 127, round half to even, + 128), integer sums with the
-    int8 codes, then s x scale x (sum - 128 x column sum): the numpy
-    emulation of exactly that, in float32 where the kernel rounds, to float
-    rounding; and within the activations' rounding of the float product."""
+def _int8_dot_variants():
+    """The panel variants with int8 dot products here (AVX-512 VNNI's, AVX2's)."""
+    return [v for v in _panel_variants() if v in ("avx512", "avx2")]
+
+
+@pytest.mark.parametrize("panel_variant", _int8_dot_variants(), indirect=True)
+def test_int8_dot_products_are_the_quantized_sums(panel_variant):
+    """panel_gemm_q8 (AVX-512 VNNI's vpdpbusd, or AVX2's vpmaddubsw on the
+    magnitudes of A's codes): each row of A rounded to 255 levels (s = max
+    |a| / 127, round half to even), integer sums with the int8 codes, then s
+    x scale x sum: the numpy emulation of exactly that, in float32 where the
+    kernel rounds, to float rounding; and within the activations' rounding
+    of the float product."""
     from fastrnn._kernels import _panels
-    if not _panels.int8_dot_products():
-        pytest.skip("this CPU (or the selected panel variant) has no int8 dot products")
+    assert _panels.int8_dot_products()
     rng = np.random.default_rng(11)
     for m, n, k in ((1, 1024, 256), (2, 37, 19), (3, 100, 300), (1, 5, 1), (2, 40, 2731),
                     (1, 20, 4), (4, 129, 67), (9, 33, 40)):
@@ -391,6 +410,46 @@ def test_int8_dot_products_are_the_quantized_sums():
             exact = a.astype(np.float64) @ wide.T.astype(np.float64)
             bound = (s[:, None] / 2) * np.abs(wide).sum(axis=1)[None, :]
             assert np.all(np.abs(c - (c0 if accumulate else 0) - exact) <= bound + 1e-5)
+
+
+def test_int8_dot_products_agree_across_variants_and_propagate_nan():
+    """The AVX2 kernel (the AVX-512 variant's on CPUs without VNNI) gives the
+    bits of the VNNI one: the same quantized rows and the same int32 sums
+    (codes at +-127, activations at the extremes: the AVX2 pair sums reach
+    2 x 127 x 127 without saturating). A row of A holding NaN gives NaN
+    outputs (its scale is NaN), not a silently wrong number, in every
+    position of the row (vector body and scalar tail)."""
+    from fastrnn._kernels import _panels
+    rng = np.random.default_rng(13)
+    m, n, k = 5, 70, 131
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    a[2] = np.where(np.arange(k) % 2, 3.0, -3.0)              # every code +-127
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    w[:3] = np.where(np.arange(k) % 3 == 0, -1.0, 1.0)        # codes +-127
+    codes, scale, _ = round_weights(w, "int8")
+    assert codes.min() == -127 and codes.max() == 127
+    quads, scales, sums = _panels.pack_weight_quads(codes, scale)
+    variants = _int8_dot_variants()
+    before = _panels.panel_kernel()
+    out = {}
+    try:
+        for v in variants:
+            _panels.set_panel_kernel(v)
+            out[v] = np.empty((m, n), np.float32)
+            _panels.panel_product_q8(a, quads, scales, sums, out[v], False)
+            for col in (0, 17, k - 1):                       # body and tail
+                bad = a.copy()
+                bad[1, col] = np.nan
+                c = np.zeros((m, n), np.float32)
+                _panels.panel_product_q8(bad, quads, scales, sums, c, False)
+                assert np.isnan(c[1]).all(), (v, col)
+                assert not np.isnan(np.delete(c, 1, axis=0)).any()
+                np.testing.assert_array_equal(np.delete(c, 1, axis=0),
+                                              np.delete(out[v], 1, axis=0))
+    finally:
+        _panels.set_panel_kernel(before)
+    for v in variants[1:]:                   # (an AVX2-only CPU has the one)
+        np.testing.assert_array_equal(out[v], out[variants[0]])
 
 
 def test_bfloat16_dot_products_are_the_rounded_sums():

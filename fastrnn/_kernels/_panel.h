@@ -376,6 +376,10 @@ static int fastrnn_panel_select(int isa) {
         if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
             fastrnn_prepare_q8_impl = fastrnn_prepare_q8_avx512;
             fastrnn_gemm_q8_impl = fastrnn_gemm_q8_avx512;
+        } else {
+            /* (AVX-512 without VNNI: AVX2's byte multiply-adds, the same bits) */
+            fastrnn_prepare_q8_impl = fastrnn_prepare_q8_avx2;
+            fastrnn_gemm_q8_impl = fastrnn_gemm_q8_avx2;
         }
         if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")) {
             fastrnn_prepare_bd_impl = fastrnn_prepare_bd_avx512;
@@ -389,6 +393,8 @@ static int fastrnn_panel_select(int isa) {
         fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx2;
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx2;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;
+        fastrnn_prepare_q8_impl = fastrnn_prepare_q8_avx2;
+        fastrnn_gemm_q8_impl = fastrnn_gemm_q8_avx2;
     }
 #endif
     fastrnn_panel_variant = isa;
@@ -444,6 +450,15 @@ static void fastrnn_panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const
 static int fastrnn_panel_dot(int wt) {
     return wt == FASTRNN_WT_Q8 ? fastrnn_gemm_q8_impl != NULL
            : wt == FASTRNN_WT_BD ? fastrnn_gemm_bd_impl != NULL : 0;
+}
+
+/* whether the int8 dot products here are AVX-512 VNNI's (else AVX2's, or none) */
+static int fastrnn_panel_q8_vnni(void) {
+#if FASTRNN_PANEL_VARIANTS
+    return fastrnn_gemm_q8_impl == fastrnn_gemm_q8_avx512;
+#else
+    return 0;
+#endif
 }
 
 /* bytes of the work of fastrnn_panel_dot_prepare for m rows of k */

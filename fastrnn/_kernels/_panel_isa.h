@@ -782,12 +782,21 @@ FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, con
         const float *ar = a + i * lda;
         unsigned char *qr = aq + i * ldq;
         __m512 mx = _mm512_setzero_ps();
+        __mmask16 nan = 0;
         Py_ssize_t kk = 0;
-        for (; kk + 16 <= k; kk += 16)
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(ar + kk)));
+        for (; kk + 16 <= k; kk += 16) {
+            const __m512 x = _mm512_loadu_ps(ar + kk);
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(x));
+            nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        }
         float amax = _mm512_reduce_max_ps(mx);
-        for (; kk < k; kk++) amax = fabsf(ar[kk]) > amax ? fabsf(ar[kk]) : amax;
-        const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+        int has_nan = nan != 0;
+        for (; kk < k; kk++) {
+            amax = fabsf(ar[kk]) > amax ? fabsf(ar[kk]) : amax;
+            has_nan |= ar[kk] != ar[kk];
+        }
+        /* (a row holding NaN: the scale NaN, so that its products are NaN) */
+        const float s = has_nan ? NAN : amax > 0.0f ? amax / 127.0f : 1.0f;
         const __m512 inv = _mm512_set1_ps(1.0f / s);
         const __m512i off = _mm512_set1_epi32(128);
         for (kk = 0; kk + 16 <= k; kk += 16) {
@@ -797,7 +806,7 @@ FR_Q8_ATTR static void FR(fastrnn_quantize_rows)(Py_ssize_t m, Py_ssize_t k, con
             _mm_storeu_si128((__m128i *) (qr + kk), _mm512_cvtusepi32_epi8(v));
         }
         for (; kk < k; kk++) {
-            int v = (int) lrintf(ar[kk] * (1.0f / s)) + 128;
+            int v = has_nan ? 128 : (int) lrintf(ar[kk] * (1.0f / s)) + 128;
             qr[kk] = (unsigned char) (v < 0 ? 0 : v > 255 ? 255 : v);
         }
         for (; kk < k4; kk++) qr[kk] = 128;
@@ -910,6 +919,135 @@ FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int
     }
 }
 
+#else
+/* int8 weights on AVX2's byte multiply-adds (vpmaddubsw: unsigned bytes
+   times signed bytes, adjacent pairs summed into int16, saturating; then
+   vpmaddwd with ones: the pairs summed into int32) -- for AVX2 CPUs and
+   AVX-512 ones without VNNI. A's rows are quantized as for vpdpbusd
+   (aq = round(a / sa) in [-127, 127], sa = max |a| / 127) but kept signed:
+   the product takes |aq| as the unsigned operand and the weight with aq's
+   sign (vpsignb), so each int16 pair sum is at most 2 x 127 x 127 = 32258
+   and never saturates (unsigned codes up to 255 against weights up to 127
+   would), and the int32 sums, hence the outputs, are the bits of the VNNI
+   kernel's. The weights' quads and scales are the same (pack_weight_quads);
+   codes are in [-127, 127] (vpsignb cannot negate -128: the quantizer never
+   makes it and loading refuses it). */
+#define FR_DOT_ATTR __attribute__((target("avx2,fma,f16c")))
+/* panels per tile of R rows: 2 R P int32 sums (at most 8) of the 16 ymm */
+#define FR_DOT_P(R) ((R) == 1 ? 4 : (R) == 2 ? 2 : 1)
+#define FR_DOT_SUMS 8
+
+/* A's rows quantized for fastrnn_gemm_q8: work holds m rows of 4 ceil(k / 4)
+   signed bytes (zero past k), then their m scales; a row holding NaN gets the
+   scale NaN (its products are NaN, as float ones would be) */
+FR_DOT_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const float *a,
+                                               Py_ssize_t lda, unsigned char *work) {
+    const Py_ssize_t ldq = fastrnn_panel_steps(FASTRNN_WT_Q8, k);
+    float *sa = (float *) (work + m * ldq);
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    /* (vpackssdw / vpacksswb interleave their 128-bit lanes: dwords back in order) */
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i lowest = _mm256_set1_epi8(-127);
+    for (Py_ssize_t i = 0; i < m; i++) {
+        const float *ar = a + i * lda;
+        signed char *qr = (signed char *) (work + i * ldq);
+        __m256 mx = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+        Py_ssize_t kk = 0;
+        for (; kk + 8 <= k; kk += 8) {
+            const __m256 x = _mm256_loadu_ps(ar + kk);
+            mx = _mm256_max_ps(mx, _mm256_and_ps(x, magnitude));
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        }
+        float lanes[8];
+        _mm256_storeu_ps(lanes, mx);
+        float amax = 0.0f;
+        int has_nan = _mm256_movemask_ps(nan) != 0;
+        for (int l = 0; l < 8; l++) amax = lanes[l] > amax ? lanes[l] : amax;
+        for (; kk < k; kk++) {
+            amax = fabsf(ar[kk]) > amax ? fabsf(ar[kk]) : amax;
+            has_nan |= ar[kk] != ar[kk];
+        }
+        const float s = has_nan ? NAN : amax > 0.0f ? amax / 127.0f : 1.0f;
+        const __m256 inv = _mm256_set1_ps(1.0f / s);
+        for (kk = 0; kk + 32 <= k; kk += 32) {
+            /* (round to nearest even; |a / s| <= 127 up to rounding) */
+            __m256i v[4];
+            for (int j = 0; j < 4; j++)
+                v[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(ar + kk + 8 * j), inv));
+            __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]),
+                                           _mm256_packs_epi32(v[2], v[3]));
+            b = _mm256_max_epi8(_mm256_permutevar8x32_epi32(b, order), lowest);
+            _mm256_storeu_si256((__m256i *) (qr + kk), b);
+        }
+        for (; kk < k; kk++) {
+            const long v = has_nan ? 0 : lrintf(ar[kk] * (1.0f / s));
+            qr[kk] = (signed char) (v < -127 ? -127 : v > 127 ? 127 : v);
+        }
+        for (; kk < ldq; kk++) qr[kk] = 0;
+        sa[i] = s;
+    }
+}
+
+/* R rows of C over P panels: C[i][p + q] (=, or += with acc) for i < R,
+   q < P; row i's words at rows + i ldr (bytes); the sums become float as
+   sa[i] x scale_j x sum (the bits of the VNNI tile's) */
+FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int R, const int P,
+                                                      Py_ssize_t words,
+                                                      const unsigned char *rows,
+                                                      Py_ssize_t ldr, const float *sa,
+                                                      const unsigned char *wp,
+                                                      Py_ssize_t wstride, const int *csum,
+                                                      const float *scale, float *c,
+                                                      Py_ssize_t ldc, Py_ssize_t n,
+                                                      Py_ssize_t p, int acc) {
+    (void) KIND;
+    (void) csum;                                       /* (no offset to take back) */
+    __m256i s[FR_DOT_SUMS];
+#pragma GCC unroll 8
+    for (int q = 0; q < 2 * R * P; q++) s[q] = _mm256_setzero_si256();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (Py_ssize_t r = 0; r < words; r++) {
+        __m256i b[4], mag[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            int word;
+            memcpy(&word, rows + i * ldr + 4 * r, sizeof word);
+            b[i] = _mm256_set1_epi32(word);
+            mag[i] = _mm256_abs_epi8(b[i]);
+        }
+#pragma GCC unroll 4
+        for (int q = 0; q < P; q++)
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256i w = _mm256_loadu_si256(
+                    (const __m256i *) (wp + q * wstride + r * 64 + 32 * h));
+#pragma GCC unroll 4
+                for (int i = 0; i < R; i++) {
+                    const __m256i pairs = _mm256_maddubs_epi16(mag[i], _mm256_sign_epi8(w, b[i]));
+                    s[2 * (i * P + q) + h] = _mm256_add_epi32(s[2 * (i * P + q) + h],
+                                                              _mm256_madd_epi16(pairs, ones));
+                }
+            }
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < P; q++) {
+        const Py_ssize_t col = (p + q) * FASTRNN_PANEL;
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            FR_VEC t[2];
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m256 v = _mm256_mul_ps(
+                    _mm256_cvtepi32_ps(s[2 * (i * P + q) + h]),
+                    _mm256_mul_ps(_mm256_set1_ps(sa[i]), _mm256_loadu_ps(scale + col + 8 * h)));
+                memcpy(&t[h], &v, sizeof t[h]);
+            }
+            FR_PUT(c + i * ldc, p + q, t, acc);
+        }
+    }
+}
+#endif
+
 /* R rows of C over every panel: tiles of FR_DOT_P(R) panels, then one of the
    rest. One function per kind and row count (see FR_ROW_FN) */
 #define FR_DOT_ROWS(NAME, KIND, R) \
@@ -936,7 +1074,9 @@ FR_DOT_ATTR __attribute__((noinline)) static void FR(NAME##_##R)( \
     FR_DOT_ROWS(NAME, KIND, 1) FR_DOT_ROWS(NAME, KIND, 2) FR_DOT_ROWS(NAME, KIND, 3) \
     FR_DOT_ROWS(NAME, KIND, 4)
 FR_DOT_KIND(fastrnn_q8_rows, FASTRNN_WT_Q8)
+#if FASTRNN_VW == 16
 FR_DOT_KIND(fastrnn_bd_rows, FASTRNN_WT_BD)
+#endif
 #undef FR_DOT_KIND
 #undef FR_DOT_LAST
 #undef FR_DOT_ROWS
@@ -972,13 +1112,14 @@ FR_DOT_ATTR static void FR(NAME)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, \
     } \
 }
 FR_GEMM_DOT(fastrnn_gemm_q8, fastrnn_q8_rows, FASTRNN_WT_Q8)
+#if FASTRNN_VW == 16
 FR_GEMM_DOT(fastrnn_gemm_bd, fastrnn_bd_rows, FASTRNN_WT_BD)
+#endif
 #undef FR_GEMM_DOT
 #undef FR_DOT_CASE
 #undef FR_DOT_ATTR
 #undef FR_DOT_P
 #undef FR_DOT_SUMS
-#endif
 
 /* the main register tile: rows of A, panels of W (for the CPU plan's report) */
 FR_ATTR static void FR(fastrnn_tile_shape)(int *rows, int *panels) {

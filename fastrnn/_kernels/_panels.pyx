@@ -47,6 +47,7 @@ cdef extern from "_panel.h" nogil:
         const void* wp, int wt, const float* scale, float* c, Py_ssize_t ldc,
         int accumulate) noexcept
     int c_panel_dot "fastrnn_panel_dot"(int wt) noexcept
+    int c_panel_q8_vnni "fastrnn_panel_q8_vnni"() noexcept
     Py_ssize_t c_panel_dot_work "fastrnn_panel_dot_work"(int wt, Py_ssize_t m,
                                                          Py_ssize_t k) noexcept
     void c_panel_dot_prepare "fastrnn_panel_dot_prepare"(int wt, Py_ssize_t m, Py_ssize_t k,
@@ -441,10 +442,20 @@ def panel_weights(Py_ssize_t n, Py_ssize_t k, int wt):
 
 
 def int8_dot_products():
-    """Whether int8 weights run on int8 dot products here (AVX-512 VNNI, with
-    the avx512 panel variant selected): activations quantized per row on the
-    fly (panel_gemm_dot); elsewhere int8 weights are widened like the others."""
+    """Whether int8 weights run on int8 dot products here: AVX-512 VNNI's
+    (the avx512 variant on a CPU with them) or AVX2's byte multiply-adds (the
+    avx2 variant, or avx512 without VNNI; the same bits), activations
+    quantized per row on the fly (panel_gemm_dot); with no panel variant
+    (blas) int8 weights are widened like the others."""
     return bool(c_panel_dot(WT_Q8))
+
+
+def int8_dot_kind():
+    """The instructions of the int8 dot products here: "avx512_vnni", "avx2"
+    (vpmaddubsw), or None (int8_dot_products() false)."""
+    if not c_panel_dot(WT_Q8):
+        return None
+    return "avx512_vnni" if c_panel_q8_vnni() else "avx2"
 
 
 def half_lanes():
@@ -522,6 +533,9 @@ def pack_weight_quads(codes, scale):
     if codes.ndim != 2 or codes.dtype != np.int8:
         raise ValueError(f"pack_weight_quads: W must be 2-D int8, got {codes.dtype} "
                          f"{codes.shape}")
+    if codes.size and codes.min() < -127:
+        # (AVX2's products negate codes, which -128 cannot be)
+        raise ValueError("pack_weight_quads: codes must lie in [-127, 127]")
     n, k = codes.shape
     rows = -(-n // PANEL) * PANEL
     steps = c_panel_steps(WT_Q8, k)
