@@ -9,14 +9,14 @@
    and after quantizing: classification and tagging accuracy, seq2seq exact
    matches, language-model perplexity (the issue's bounds: at most 0.5
    points of accuracy lost, perplexity at most 1% higher).
-The reduced weights' own products run where they pay (a batch of at most
-two rows, weights beyond half an L2 per thread): the B=1 layers take them,
-and the last column scores int8 with them forced at every size and batch
-("int8 dot": where the CPU has int8 dot products, each step's h_{t-1} is
-rounded to 255 levels too; bidirectional layers keep the float path).
+The reduced weights' own products run where they pay: int8 on int8 dot
+products (any panel variant) and bfloat16 on bfloat16 dot products
+(AVX512-BF16) at every size and batch, their activations rounded per row
+(255 levels; bfloat16); the widened formats for a batch of at most two rows
+with weights beyond half an L2 per thread (the B=1 layers), elsewhere
+float32 on the widened weights.
 SMALL (FASTRNN_BENCH_SMOKE=1) runs tiny sizes, to keep the script working.
 """
-import contextlib
 import os
 
 import numpy as np
@@ -46,21 +46,6 @@ def layer_errors():
             err = np.abs(fastrnn.quantize(layer, fmt)(x)[0] - y)
             row += f"{f'{err.max():.1e} / {err.mean():.1e}':>22s}"
         print(row)
-
-
-@contextlib.contextmanager
-def _reduced_everywhere():
-    """Every one-direction layer call on the unit split, reading the reduced
-    weights whatever its size and batch."""
-    from fastrnn import _engine
-    saved = _engine._split_units, _engine._REDUCED_ROWS, _engine._UNIT_SPLIT_BYTES
-    _engine._split_units = lambda batch, directions, threads, w=0: (directions == 1
-                                                                   and threads >= 2)
-    _engine._REDUCED_ROWS, _engine._UNIT_SPLIT_BYTES = 1 << 30, 0
-    try:
-        yield
-    finally:
-        _engine._split_units, _engine._REDUCED_ROWS, _engine._UNIT_SPLIT_BYTES = saved
 
 
 def _motif_tags(s):
@@ -98,14 +83,11 @@ def trained_models():
         "LM perplexity": lambda m: m.evaluate(held, seq_len=32)["perplexity"],
     }
     print("-- trained models, held-out data: float32, then each format")
-    print(f"{'score':24s}{'float32':>10s}" + "".join(f"{f:>10s}" for f in FORMATS)
-          + f"{'int8 dot':>10s}")
+    print(f"{'score':24s}{'float32':>10s}" + "".join(f"{f:>10s}" for f in FORMATS))
     for (name, score), model in zip(scores.items(), (clf, tagger, s2s, lm)):
         row = f"{name:24s}{score(model):10.4f}"
         for fmt in FORMATS:
             row += f"{score(fastrnn.quantize(model, fmt)):10.4f}"
-        with _reduced_everywhere():
-            row += f"{score(fastrnn.quantize(model, 'int8')):10.4f}"
         print(row)
 
 

@@ -277,12 +277,16 @@ def forward(module, x, state, lengths, reverse, training):
                                                      for a in keep),
                 ids=ids, variant=_first_direction(variant), prepacked=pre)
         else:
+            pre = None
+            if not training and _reduced_pays(module, layer, plan.rows_max, threads):
+                pre = tuple(prepacked(module, layer, d) for d in range(D))
+                pre = None if None in pre else pre
             _k.forward_layer(
                 module._kind, inp, (module._w_ih[layer], module._w_hh[layer], b_ih, b_hh),
                 (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
                  plan.block_offsets if training else None),
                 (h0, c0, y, h_n[rows], c_n[rows] if with_c else unused), step_chunk, threads,
-                keep=keep, ids=ids, variant=variant)
+                keep=keep, ids=ids, variant=variant, prepacked=pre)
         inp = y
     state = (h_n, c_n) if with_c else (h_n,)
     return inp, state, ((plan, flags, traces, units) if training else None)
@@ -345,13 +349,16 @@ def step_kernels(module):
 
 
 def _reduced_pays(module, layer, batch, threads):
-    """Whether a unit-split call of a quantized module reads its reduced
-    weights (prepacked). On dot products (int8 with AVX-512 VNNI or AVX2's
+    """Whether a layer call of a quantized module reads its reduced weights
+    (prepacked), ``batch`` rows a thread's product at most (the unit split's
+    batch, the batch split's largest block). On dot products (int8 with AVX-512 VNNI or AVX2's
     vpmaddubsw, bfloat16 with AVX512-BF16: 4x, 2x and 2x the multiply-adds of
     an FMA per instruction)
-    always: fewer bytes and fewer instructions (bench.quantize_speed, Zen 4,
-    int8 / bfloat16 against float32: LSTM H=64 B=1 0.67-0.75, H=256 B=4
-    0.46 / 0.49, H=1024 B=16 0.29 / 0.52). Widened formats cost an
+    always, on either split: fewer bytes and fewer instructions
+    (bench.quantize_speed, Zen 4, int8 / bfloat16 against float32: LSTM H=64
+    B=1 0.67-0.75, H=256 B=4 0.46 / 0.49, H=1024 B=16 0.29 / 0.52), and every
+    row's outputs are the same whatever the batch (each row's activations
+    are rounded alone). Widened formats cost an
     instruction per weight per row: only for at most _REDUCED_ROWS rows, where
     a step streams the weights once, and when a thread's share of one
     direction's float32 W_ih and W_hh exceeds half its L2, where the bytes
@@ -407,9 +414,9 @@ def half_lanes(variant):
     return lanes
 
 
-def prepacked(module, layer):
-    """The unit split's ``prepacked`` argument for layer ``layer`` (one
-    direction) of a quantized float32 module, or None for any other module or
+def prepacked(module, layer, direction=0):
+    """The kernels' ``prepacked`` argument for direction ``direction`` of layer
+    ``layer`` of a quantized float32 module, or None for any other module or
     when the float32 products run on BLAS (FASTRNN_PANEL=blas). W_hh's
     reduced weights, each gate block packed once into panels of their own
     weight type: the step's one-row products stream half or a quarter of
@@ -431,19 +438,21 @@ def prepacked(module, layer):
     # the dot products of the format, where the CPU has them
     dot = (_k.INT8_DOT if fmt == "int8" and _k.int8_dot_products() else
            _k.BF16_DOT if fmt == "bfloat16" and _k.bf16_dot_products() else None)
-    key = (layer, dot)
+    key = (layer, direction, dot)
     cache = module.__dict__.setdefault("_prepacked", {})
     if key not in cache:
         G = module._gates
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
 
         def reduced_panels(name, wt):
-            codes, scale = reduced[f"{name}_l{layer}"]
+            codes, scale = reduced[name + suffix]
             codes = codes.view(np.uint16) if fmt == "bfloat16" else codes
             return _gate_panels(wt, codes, scale, G)
         if dot is not None:
             ih = reduced_panels("weight_ih", dot)
         else:
-            ih = _gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][0], None, G)
+            ih = _gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][direction], None,
+                              G)
         cache[key] = (ih, reduced_panels("weight_hh", _k.WEIGHT_TYPES[fmt] if dot is None
                                          else dot))
     return cache[key]

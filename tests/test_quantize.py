@@ -368,6 +368,7 @@ def _layer_cases():
         "gru-before": lambda: fastrnn.GRU(24, 40, reset_after=False, seed=3),
         "lstm": lambda: fastrnn.LSTM(24, 256, seed=4),
         "lstm-variants": lambda: fastrnn.LSTM(24, 20, peepholes=True, clip=0.5, seed=5),
+        "bi-lstm": lambda: fastrnn.LSTM(24, 36, bidirectional=True, num_layers=2, seed=6),
     }
 
 
@@ -484,14 +485,15 @@ def test_bfloat16_dot_products_are_the_rounded_sums():
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", list(_layer_cases()))
 def test_layer_calls_read_the_reduced_weights(panel_variant, fmt, name, monkeypatch):
-    """Batch-1 and -2 layer calls of a quantized layer (the unit split) read
-    its reduced W_hh packed once (the thresholds forced open): the outputs
-    and states of the float layer holding the widened weights -- the same
-    bits for 16-bit weights, float rounding for widened int8, and within
-    the rounding of the activations for int8 dot products -- with its float
-    W_hh spoiled to NaN after quantizing (so the reduced copy is what is
-    read), at hidden sizes that do not fill whole panels, and at one thread
-    (the batch split, float32)."""
+    """Layer calls of a quantized layer read its reduced W_hh packed once
+    (the thresholds forced open), on the unit split (batch 1 and 2, two
+    threads) and on the batch split (one thread; bidirectional; and for dot
+    products, which pay at every batch, batch 24 on two threads): the
+    outputs and states of the float layer holding the widened weights -- the
+    same bits for 16-bit weights, float rounding for widened int8, and
+    within the rounding of the activations for dot products -- with its
+    float W_hh spoiled to NaN after quantizing (so the reduced copy is what
+    is read), at hidden sizes that do not fill whole panels."""
     from fastrnn import _engine
     from fastrnn._kernels import _panels
     dot = ((fmt == "int8" and _panels.int8_dot_products())
@@ -505,22 +507,65 @@ def test_layer_calls_read_the_reduced_weights(panel_variant, fmt, name, monkeypa
         arr[...] = np.nan                    # not read: the reduced panels are
     rng = np.random.default_rng(3)
     try:
-        for threads, batch in ((2, 1), (2, 2), (1, 1)):
+        for threads, batch in ((2, 1), (2, 2), (1, 1), (1, 2)) + (((2, 24),) if dot else ()):
             fastrnn.set_num_threads(threads)
-            if threads == 1:
-                q = fastrnn.quantize(layer, fmt)        # (the batch split reads float W_hh)
             x = rng.standard_normal((7, batch, 24)).astype(np.float32)
             got, want = q(x), widened(x)
             for a, b in zip(jax_flat(got), jax_flat(want)):
-                if dot and threads == 2:
+                if dot:
                     # the activations rounded (int8: 255 levels, ~1e-3 per step here;
                     # bfloat16: 8 bits of mantissa), T=7
                     np.testing.assert_allclose(a, b, rtol=0,
                                                atol=2e-2 if fmt == "int8" else 5e-3)
-                elif fmt == "int8" or threads == 1:
+                elif fmt == "int8":
                     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
                 else:
                     np.testing.assert_array_equal(a, b)
+    finally:
+        fastrnn.set_num_threads(None)
+
+
+def _dot_cases():
+    """(panel variant, format) of every dot product this CPU runs."""
+    from fastrnn._kernels import _panels
+    before, cases = _panels.panel_kernel(), []
+    try:
+        for v in _panel_variants():
+            _panels.set_panel_kernel(v)
+            cases += [(v, f) for f, on in (("int8", _panels.int8_dot_products()),
+                                           ("bfloat16", _panels.bf16_dot_products())) if on]
+    finally:
+        _panels.set_panel_kernel(before)
+    return cases
+
+
+@pytest.mark.parametrize("panel_variant, fmt", _dot_cases(), indirect=["panel_variant"])
+@pytest.mark.parametrize("kind", ["lstm", "gru-before", "bi-gru"])
+def test_dot_product_outputs_do_not_depend_on_the_batch(panel_variant, fmt, kind):
+    """On dot products each row of the activations is rounded on its own, and
+    both splits read the same packed weights: a row's outputs and states are
+    the same bits whether it runs alone (the unit split), with one other
+    row, or in a batch of 40 (the batch split), at every thread count, with
+    rows of different lengths."""
+    layer = {"lstm": lambda: fastrnn.LSTM(24, 70, seed=1),
+             "gru-before": lambda: fastrnn.GRU(24, 50, reset_after=False, seed=2),
+             "bi-gru": lambda: fastrnn.GRU(24, 40, bidirectional=True, num_layers=2,
+                                           seed=3)}[kind]()
+    q = fastrnn.quantize(layer, fmt)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 40, 24)).astype(np.float32)
+    lengths = rng.integers(1, 10, 40)
+    try:
+        for threads in (1, 2):
+            fastrnn.set_num_threads(threads)
+            y, state = q(x, lengths=lengths)
+            for rows in ([0], [7], [3, 4], [39]):
+                ys, ss = q(x[:, rows], lengths=lengths[rows])
+                np.testing.assert_array_equal(ys, y[:, rows])
+                # (h_n, or the LSTM's (h_n, c_n))
+                for got, want in zip(ss if isinstance(ss, tuple) else (ss,),
+                                     state if isinstance(state, tuple) else (state,)):
+                    np.testing.assert_array_equal(got, want[:, rows])
     finally:
         fastrnn.set_num_threads(None)
 

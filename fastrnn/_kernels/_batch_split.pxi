@@ -69,6 +69,10 @@ cdef void _forward_task(const LayerCall* call, Py_ssize_t task, floating* work) 
     cdef TaskSpace sp
     task_space(work + task * call.work_per, d, call.rows_max, call.cap, &sp)
     _task_panels(call, dd, False, &w)
+    # a quantized module's weights packed once (then the call packed none)
+    cdef const Prepacked* pre = &call.pre[dd]
+    cdef unsigned char* qwork = (call.qwork + task * call.qwork_per
+                                 if call.qwork != NULL else NULL)
     cdef bint training = keep.gates != NULL
     cdef bint tokens = src.ids != NULL
     cdef bint with_c = has_cell_state(d.kind)
@@ -113,8 +117,8 @@ cdef void _forward_task(const LayerCall* call, Py_ssize_t task, floating* work) 
             off += _active(rows.n_active, s, r0, nr)
         if not tokens:
             # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
-            step_wt(off, G, d.n_in, xp, d.n_in, <const floating*> w.w_ih, w.wp_ih, <floating> 0,
-                    gx, ldg)
+            gates_wt(off, 0, gates(d.kind), H, d.n_in, xp, <const floating*> w.w_ih, w.wp_ih,
+                     pre, True, qwork, <floating> 0, gx, ldg)
 
         off = 0
         for s in range(s0, s1):
@@ -127,10 +131,10 @@ cdef void _forward_task(const LayerCall* call, Py_ssize_t task, floating* work) 
             for phase in range(forward_phases(d.kind)):
                 p = forward_product(d.kind, phase)
                 # G[:, blocks q0..] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[blocks q0..]ᵀ
-                step_wt(n, p.nq * H, H, rh if p.reset_rows else h, H, w_hh + p.q0 * H * H,
-                        w.wp_n if p.n_panels else w.wp, <floating> p.accumulate,
-                        gh if p.own_target else gblk + p.q0 * H,
-                        p.nq * H if p.own_target else ldg)
+                gates_wt(n, p.q0, p.nq, H, H, rh if p.reset_rows else h, w_hh,
+                         w.wp_n if p.n_panels else w.wp, pre, False, qwork,
+                         <floating> p.accumulate, gh if p.own_target else gblk + p.q0 * H,
+                         p.nq * H if p.own_target else ldg)
                 cell_forward(d.kind, phase, n, H, gblk, ldg, gh, b_x, b_hn, h, c, rh,
                              &call.var[dd])
             for j in range(n):
@@ -260,7 +264,8 @@ cdef void _task_panels(const LayerCall* call, Py_ssize_t dd, bint for_backward,
 
 
 def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
-                  Py_ssize_t step_chunk, int num_threads, keep=None, ids=None, variant=None):
+                  Py_ssize_t step_chunk, int num_threads, keep=None, ids=None, variant=None,
+                  prepacked=None):
     """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
 
     x: (T, B, I) any strides.
@@ -282,6 +287,9 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
     variant: None (the default cell) or (clip (<= 0: none), coupled (LSTM
       input_forget), peep: (D, 3H) the LSTM's peepholes [p_i; p_f; p_o] or
       None), the cell options of fastrnn._cells.Variant.
+    prepacked (float32 inference): one per direction, as forward_layer_units'
+      (each direction's W_ih and W_hh packed once): the products read them
+      and the call packs nothing.
     """
     cdef const floating[:, :, ::1] w_ih = weights[0]
     cdef const floating[:, :, ::1] w_hh = weights[1]
@@ -341,13 +349,22 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
     _call_variants(&call, variant, peep)
     call.work_per = task_space(<floating*> NULL, &call.dims, call.rows_max, call.cap, NULL)
     cdef Py_ssize_t n_tasks = D * call.n_blocks
+    if prepacked is not None:
+        if floating is double or training:
+            raise ValueError("prepacked weights are for float32 inference")
+        if not isinstance(prepacked, tuple) or len(prepacked) != D:
+            raise ValueError(f"prepacked: a tuple of one per direction ({D})")
+        for dd in range(D):
+            _call_prepacked(&call, prepacked[dd], tokens, dd)
+        # per task: a step's rows of h_{t-1}, or a chunk's inputs
+        _call_qwork(&call, D, call.rows_max, call.cap, n_tasks)
     work_arr = _scratch("work", n_tasks * call.work_per,
                         np.float32 if floating is float else np.float64)
     cdef floating[::1] work = work_arr
     # one block per direction: each task packs its own direction's weights
     call.pack_in_task = call.n_blocks == 1
     if floating is float:
-        if panels_on():
+        if panels_on() and prepacked is None:
             packed, call.panels_per = _pack_recurrent(&call.dims, w_hh, False, num_threads,
                                                       not call.pack_in_task)
             packed_ih, call.panels_ih_per = _pack_rows(w_ih, num_threads, not call.pack_in_task)

@@ -141,8 +141,8 @@ ctypedef struct LayerCall:
     float* panels_ih              # the batch split's W_ih, packed per direction
     Py_ssize_t panels_ih_per
     bint pack_in_task             # each task packs its direction's panels itself
-    Prepacked pre                 # unit split: weights packed once per module, or NULLs
-    unsigned char* qwork          # int8 dot products: per thread, its rows quantized
+    Prepacked pre[2]              # per direction: weights packed once per module, or NULLs
+    unsigned char* qwork          # dot products: per thread (task), its rows prepared
     Py_ssize_t qwork_per          # (bytes; rows x 4 ceil(K / 4), then a float per row)
     void* shared                  # unit split: the team's exchange (unit_shared)
 

@@ -463,9 +463,10 @@ static int fastrnn_panel_q8_vnni(void) {
 
 /* bytes of the work of fastrnn_panel_dot_prepare for m rows of k */
 static Py_ssize_t fastrnn_panel_dot_work(int wt, Py_ssize_t m, Py_ssize_t k) {
-    /* (int8: each row's scale after the rows) */
-    return m * (fastrnn_panel_steps(wt, k) * FASTRNN_WT_SIZE(wt)
-                + (wt == FASTRNN_WT_Q8 ? (Py_ssize_t) sizeof(float) : 0));
+    /* (int8: each row's scale after the rows, then room for the rows' magnitudes,
+       which AVX2's products read) */
+    const Py_ssize_t row = fastrnn_panel_steps(wt, k) * FASTRNN_WT_SIZE(wt);
+    return m * (wt == FASTRNN_WT_Q8 ? 2 * row + (Py_ssize_t) sizeof(float) : row);
 }
 
 /* A (m x k) made the dot products' operand in work (fastrnn_panel_dot_work

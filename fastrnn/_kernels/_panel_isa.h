@@ -872,12 +872,14 @@ FR_BD_ATTR static void FR(fastrnn_prepare_bd)(Py_ssize_t m, Py_ssize_t k, const 
 FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int R, const int P,
                                                       Py_ssize_t words,
                                                       const unsigned char *rows,
-                                                      Py_ssize_t ldr, const float *sa,
+                                                      Py_ssize_t ldr, Py_ssize_t mag_off,
+                                                      const float *sa,
                                                       const unsigned char *wp,
                                                       Py_ssize_t wstride, const int *csum,
                                                       const float *scale, float *c,
                                                       Py_ssize_t ldc, Py_ssize_t n,
                                                       Py_ssize_t p, int acc) {
+    (void) mag_off;
     __m512i s[FR_DOT_SUMS];
 #pragma GCC unroll 16
     for (int q = 0; q < R * P; q++) s[q] = _mm512_setzero_si512();
@@ -938,12 +940,15 @@ FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int
 #define FR_DOT_SUMS 8
 
 /* A's rows quantized for fastrnn_gemm_q8: work holds m rows of 4 ceil(k / 4)
-   signed bytes (zero past k), then their m scales; a row holding NaN gets the
-   scale NaN (its products are NaN, as float ones would be) */
+   signed bytes (zero past k), then their m scales, then the m rows'
+   magnitudes (|q|: the products broadcast them from memory instead of taking
+   them per row and step); a row holding NaN gets the scale NaN (its products
+   are NaN, as float ones would be) */
 FR_DOT_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const float *a,
                                                Py_ssize_t lda, unsigned char *work) {
     const Py_ssize_t ldq = fastrnn_panel_steps(FASTRNN_WT_Q8, k);
     float *sa = (float *) (work + m * ldq);
+    unsigned char *mags = work + m * ldq + m * (Py_ssize_t) sizeof(float);
     const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     /* (vpackssdw / vpacksswb interleave their 128-bit lanes: dwords back in order) */
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -978,12 +983,14 @@ FR_DOT_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const
                                            _mm256_packs_epi32(v[2], v[3]));
             b = _mm256_max_epi8(_mm256_permutevar8x32_epi32(b, order), lowest);
             _mm256_storeu_si256((__m256i *) (qr + kk), b);
+            _mm256_storeu_si256((__m256i *) (mags + i * ldq + kk), _mm256_abs_epi8(b));
         }
         for (; kk < k; kk++) {
             const long v = has_nan ? 0 : lrintf(ar[kk] * (1.0f / s));
             qr[kk] = (signed char) (v < -127 ? -127 : v > 127 ? 127 : v);
+            mags[i * ldq + kk] = (unsigned char) (qr[kk] < 0 ? -qr[kk] : qr[kk]);
         }
-        for (; kk < ldq; kk++) qr[kk] = 0;
+        for (; kk < ldq; kk++) qr[kk] = mags[i * ldq + kk] = 0;
         sa[i] = s;
     }
 }
@@ -994,7 +1001,8 @@ FR_DOT_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const
 FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int R, const int P,
                                                       Py_ssize_t words,
                                                       const unsigned char *rows,
-                                                      Py_ssize_t ldr, const float *sa,
+                                                      Py_ssize_t ldr, Py_ssize_t mag_off,
+                                                      const float *sa,
                                                       const unsigned char *wp,
                                                       Py_ssize_t wstride, const int *csum,
                                                       const float *scale, float *c,
@@ -1007,27 +1015,27 @@ FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int
     for (int q = 0; q < 2 * R * P; q++) s[q] = _mm256_setzero_si256();
     const __m256i ones = _mm256_set1_epi16(1);
     for (Py_ssize_t r = 0; r < words; r++) {
-        __m256i b[4], mag[4];
+        /* (a row's word and its magnitudes broadcast from memory where they are
+           used: four rows' held in registers with the sums would spill them) */
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            int word;
-            memcpy(&word, rows + i * ldr + 4 * r, sizeof word);
-            b[i] = _mm256_set1_epi32(word);
-            mag[i] = _mm256_abs_epi8(b[i]);
-        }
+        for (int q = 0; q < P; q++) {
+            const unsigned char *wq = wp + q * wstride + r * 64;
+            const __m256i w0 = _mm256_loadu_si256((const __m256i *) wq);
+            const __m256i w1 = _mm256_loadu_si256((const __m256i *) (wq + 32));
 #pragma GCC unroll 4
-        for (int q = 0; q < P; q++)
-#pragma GCC unroll 2
-            for (int h = 0; h < 2; h++) {
-                const __m256i w = _mm256_loadu_si256(
-                    (const __m256i *) (wp + q * wstride + r * 64 + 32 * h));
-#pragma GCC unroll 4
-                for (int i = 0; i < R; i++) {
-                    const __m256i pairs = _mm256_maddubs_epi16(mag[i], _mm256_sign_epi8(w, b[i]));
-                    s[2 * (i * P + q) + h] = _mm256_add_epi32(s[2 * (i * P + q) + h],
-                                                              _mm256_madd_epi16(pairs, ones));
-                }
+            for (int i = 0; i < R; i++) {
+                int word, mword;
+                memcpy(&word, rows + i * ldr + 4 * r, sizeof word);
+                memcpy(&mword, rows + i * ldr + mag_off + 4 * r, sizeof mword);
+                const __m256i b = _mm256_set1_epi32(word), mag = _mm256_set1_epi32(mword);
+                s[2 * (i * P + q)] = _mm256_add_epi32(
+                    s[2 * (i * P + q)],
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(w0, b)), ones));
+                s[2 * (i * P + q) + 1] = _mm256_add_epi32(
+                    s[2 * (i * P + q) + 1],
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(w1, b)), ones));
             }
+        }
     }
 #pragma GCC unroll 4
     for (int q = 0; q < P; q++) {
@@ -1053,12 +1061,12 @@ FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int
 #define FR_DOT_ROWS(NAME, KIND, R) \
 FR_DOT_ATTR __attribute__((noinline)) static void FR(NAME##_##R)( \
         Py_ssize_t panels, Py_ssize_t words, const unsigned char *rows, Py_ssize_t ldr, \
-        const float *sa, const unsigned char *wp, Py_ssize_t wstride, const int *csum, \
-        const float *scale, float *c, Py_ssize_t ldc, Py_ssize_t n, int acc) { \
+        Py_ssize_t mag_off, const float *sa, const unsigned char *wp, Py_ssize_t wstride, \
+        const int *csum, const float *scale, float *c, Py_ssize_t ldc, Py_ssize_t n, int acc) { \
     Py_ssize_t p = 0; \
     for (; p + FR_DOT_P(R) <= panels; p += FR_DOT_P(R)) \
-        FR(fastrnn_dot_tile)(KIND, R, FR_DOT_P(R), words, rows, ldr, sa, wp + p * wstride, \
-                             wstride, csum, scale, c, ldc, n, p, acc); \
+        FR(fastrnn_dot_tile)(KIND, R, FR_DOT_P(R), words, rows, ldr, mag_off, sa, \
+                             wp + p * wstride, wstride, csum, scale, c, ldc, n, p, acc); \
     switch (panels - p) { \
         FR_DOT_LAST(KIND, R, 1) FR_DOT_LAST(KIND, R, 2) FR_DOT_LAST(KIND, R, 3) \
         FR_DOT_LAST(KIND, R, 4) FR_DOT_LAST(KIND, R, 5) FR_DOT_LAST(KIND, R, 6) \
@@ -1067,8 +1075,9 @@ FR_DOT_ATTR __attribute__((noinline)) static void FR(NAME##_##R)( \
     } \
 }
 #define FR_DOT_LAST(KIND, R, Q) case Q: \
-        FR(fastrnn_dot_tile)(KIND, R, (Q) < FR_DOT_P(R) ? (Q) : 1, words, rows, ldr, sa, \
-                             wp + p * wstride, wstride, csum, scale, c, ldc, n, p, acc); \
+        FR(fastrnn_dot_tile)(KIND, R, (Q) < FR_DOT_P(R) ? (Q) : 1, words, rows, ldr, \
+                             mag_off, sa, wp + p * wstride, wstride, csum, scale, c, ldc, n, \
+                             p, acc); \
         break;
 #define FR_DOT_KIND(NAME, KIND) \
     FR_DOT_ROWS(NAME, KIND, 1) FR_DOT_ROWS(NAME, KIND, 2) FR_DOT_ROWS(NAME, KIND, 3) \
@@ -1087,8 +1096,8 @@ FR_DOT_KIND(fastrnn_bd_rows, FASTRNN_WT_BD)
    up to four rows a tile, each word of W loaded once for them (FR_DOT_P
    panels per tile: eight for one row, four for more) */
 #define FR_DOT_CASE(NAME, R) case R: \
-        FR(NAME##_##R)(panels, words, rows, 4 * words, sa != NULL ? sa + i : NULL, wb, \
-                       wstride, sums, scale, ci, ldc, n, accumulate); \
+        FR(NAME##_##R)(panels, words, rows, 4 * words, mag_off, sa != NULL ? sa + i : NULL, \
+                       wb, wstride, sums, scale, ci, ldc, n, accumulate); \
         break;
 #define FR_GEMM_DOT(NAME, ROWS, KIND) \
 FR_DOT_ATTR static void FR(NAME)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, \
@@ -1101,6 +1110,8 @@ FR_DOT_ATTR static void FR(NAME)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, \
     const Py_ssize_t wstride = words * 64;                /* bytes per panel */ \
     const unsigned char *wb = (const unsigned char *) w; \
     const float *sa = KIND == FASTRNN_WT_Q8 ? (const float *) (work + m * 4 * words) : NULL; \
+    /* (int8: from a row's words to its magnitudes', past the rows and the scales) */ \
+    const Py_ssize_t mag_off = m * 4 * words + m * (Py_ssize_t) sizeof(float); \
     for (Py_ssize_t i = 0; i < m; i += 4) { \
         const unsigned char *rows = work + i * 4 * words; \
         float *ci = c + i * ldc; \

@@ -98,6 +98,22 @@ cdef inline void unit_wt_packed(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_s
                          accumulate)
 
 
+cdef inline void gates_wt(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t H,
+                          Py_ssize_t K, const floating* a, const floating* w, const float* wp,
+                          const Prepacked* pre, bint ih, unsigned char* qwork, floating beta,
+                          floating* c, Py_ssize_t ldc) noexcept nogil:
+    """The batch split's forward product: C[:, gate blocks q < nq] (=, or +=
+    with beta 1) A @ W[gates q0 .. q0 + nq]ᵀ, A (n x K) contiguous, W with H
+    rows per gate of length K, contiguous: on the module's weights packed
+    once (pre's W_ih with ih, else its W_hh, when it has them: float32), else
+    step_wt (wp: the call's panels of those gates, or BLAS)."""
+    if floating is float:
+        if (pre.ih if ih else pre.hh) != NULL:
+            unit_wt_packed(n, q0, nq, H, 0, K, a, pre, ih, qwork, beta != 0, c, ldc)
+            return
+    step_wt(n, nq * H, K, a, K, w + q0 * H * K, wp, beta, c, ldc)
+
+
 cdef inline void unit_wt(Py_ssize_t n, Py_ssize_t q0, Py_ssize_t nq, Py_ssize_t U,
                          Py_ssize_t u0, Py_ssize_t H, Py_ssize_t K, const floating* a,
                          const floating* w, const float* wp, const Prepacked* pre, bint ih,

@@ -58,7 +58,7 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
 from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pack_panel_range,
                                       pack_panels, panel_gemm_tn, panel_size, panels_on,
                                       dot_on, dot_work, rows_dot, rows_dot16)
-from fastrnn._kernels._products cimport copy_strided, step_w, step_wt, unit_wt
+from fastrnn._kernels._products cimport copy_strided, gates_wt, step_w, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
 from fastrnn._kernels._panels import (BF16_DOT, INT8_DOT, WEIGHT_TYPES,  # noqa
                                       _WEIGHT_DTYPES, bf16_dot_products, half_lanes,

@@ -91,7 +91,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     cdef UnitSpace sp
     unit_space(work + team.tid * call.work_per, d, rows.B, step_chunk * rows.B, &sp)
     cdef float* pw = call.panels + team.tid * call.panels_per if call.panels != NULL else NULL
-    cdef const Prepacked* pre = &call.pre
+    cdef const Prepacked* pre = &call.pre[0]
     cdef bint prepacked = pre.hh != NULL
     cdef unsigned char* qwork = (call.qwork + team.tid * call.qwork_per
                                  if call.qwork != NULL else NULL)
@@ -418,15 +418,9 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     if prepacked is not None:
         if floating is double or training:
             raise ValueError("prepacked weights are for float32 inference")
-        _call_prepacked(&call, prepacked, tokens)
-        if call.pre.hh_wt >= INT8_DOT or call.pre.ih_wt >= INT8_DOT:
-            # per thread: a product's rows prepared for the dot products (dot_work):
-            # B rows of h_{t-1}, or a chunk's inputs
-            call.qwork_per = max(dot_work(call.pre.hh_wt, B, H),
-                                 dot_work(call.pre.ih_wt, call.step_chunk * B, call.dims.n_in)
-                                 if call.pre.ih_wt >= INT8_DOT else 0)
-            call.qwork = <unsigned char*> _address(_scratch("qwork", num_threads * call.qwork_per,
-                                                            np.uint8))
+        _call_prepacked(&call, prepacked, tokens, 0)
+        # per thread: B rows of h_{t-1}, or a chunk's inputs
+        _call_qwork(&call, 1, B, call.step_chunk * B, num_threads)
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
                               &c_n[0, 0] if with_c else NULL, &y[0, 0, 0],
                               y.strides[0] // isz, y.strides[1] // isz)
@@ -452,9 +446,10 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     _run_team(<void*> &call, <void*> &work[0], num_threads, False, floating is double)
 
 
-cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
-    """call.pre from forward_layer_units' prepacked tuple, every size checked
-    (W_ih's panels are not read for token input)."""
+cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens, Py_ssize_t dd) except *:
+    """call.pre[dd] from a prepacked tuple of direction dd (forward_layer_units'
+    prepacked, one of forward_layer's), every size checked (W_ih's panels are
+    not read for token input)."""
     cdef Py_ssize_t G = gates(call.dims.kind), H = call.dims.H, I = call.dims.n_in
     cdef Py_ssize_t Hp = (H + PANEL - 1) // PANEL * PANEL
     if not isinstance(prepacked, tuple) or len(prepacked) != 2:
@@ -489,15 +484,33 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens) except *:
                 raise ValueError(f"prepacked: {name}'s {what} must be {np.dtype(dt)} of shape "
                                  f"({G * Hp},)")
         parts.append(part)
-    call.pre.Hp = Hp
-    call.pre.ih_wt, call.pre.hh_wt = parts[0][0], parts[1][0]
+    cdef Prepacked* pre = &call.pre[dd]
+    pre.Hp = Hp
+    pre.ih_wt, pre.hh_wt = parts[0][0], parts[1][0]
     # (the caller holds the arrays for the call)
-    call.pre.ih = _address(parts[0][1]) if not tokens else NULL
-    call.pre.ih_scale = <const float*> _address(parts[0][2]) if not tokens else NULL
-    call.pre.ih_sums = <const int*> _address(parts[0][3]) if not tokens else NULL
-    call.pre.hh = _address(parts[1][1])
-    call.pre.hh_scale = <const float*> _address(parts[1][2])
-    call.pre.hh_sums = <const int*> _address(parts[1][3])
+    pre.ih = _address(parts[0][1]) if not tokens else NULL
+    pre.ih_scale = <const float*> _address(parts[0][2]) if not tokens else NULL
+    pre.ih_sums = <const int*> _address(parts[0][3]) if not tokens else NULL
+    pre.hh = _address(parts[1][1])
+    pre.hh_scale = <const float*> _address(parts[1][2])
+    pre.hh_sums = <const int*> _address(parts[1][3])
+
+
+cdef void _call_qwork(LayerCall* call, Py_ssize_t D, Py_ssize_t rows, Py_ssize_t chunk_rows,
+                      Py_ssize_t n_workers) except *:
+    """call.qwork: per worker (thread or task), the rows of a product prepared
+    for the dot products (dot_work) of any direction's prepacked weights: up
+    to ``rows`` rows of h_{t-1}, or ``chunk_rows`` of a chunk's inputs. NULL
+    without dot products."""
+    cdef Py_ssize_t dd, need = 0
+    for dd in range(D):
+        if call.pre[dd].hh_wt >= INT8_DOT:
+            need = max(need, dot_work(call.pre[dd].hh_wt, rows, call.dims.H))
+        if call.pre[dd].ih_wt >= INT8_DOT:
+            need = max(need, dot_work(call.pre[dd].ih_wt, chunk_rows, call.dims.n_in))
+    if need > 0:
+        call.qwork_per = need
+        call.qwork = <unsigned char*> _address(_scratch("qwork", n_workers * need, np.uint8))
 
 
 cdef const void* _address(arr):
