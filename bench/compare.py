@@ -2,6 +2,10 @@
 
     python -m bench.compare [--rounds N] [--only NAME,...] [--markdown]
 
+Then a second table: the reduced weights (fastrnn.quantize) of the batch-1
+and batch >= 16 rows against fastrnn float32 and against the fastest anchor
+at float32 and at PyTorch's quantized settings.
+
 Every engine runs in a worker process of its own (bench.workers: their
 thread pools would slow each other in one process), asked in interleaved
 rounds (fastrnn, numpy, torch, onnxruntime, fastrnn, ...), so a change in the
@@ -100,6 +104,53 @@ def _row(cfg, workers, rounds, floor_of):
             "yes" if met else "NO"]
 
 
+# the reduced-weight rows (fastrnn.quantize): batch 1, where the weights' bytes
+# bound a step, and batch >= 16, which must not get slower
+REDUCED_CONFIGS = ("lstm-h256-b1", "gru-h1024-b1", "lstm-h256-b64", "lstm-h1024-b16")
+# the issue's targets, time / fastrnn float32's: batch 1 per format; batch >= 16
+# "never slower", with 5% for the noise of rows that run the same float32 code
+REDUCED_TARGETS = {"float16": 0.6, "bfloat16": 0.6, "int8": 0.4}
+REDUCED_NOISE = 1.05
+
+
+def reduced_rows(names, rounds, min_time=0.05):
+    """The reduced-weight table's rows: per configuration fastrnn float32's
+    time, each format's time over it, and the fastest anchor at float32 and
+    at PyTorch's quantized settings (each setting in a worker process of its
+    own, interleaved rounds; bench.quantize_speed.measure)."""
+    from bench import quantize_speed
+    settings = quantize_speed.FASTRNN + quantize_speed.TORCH + [
+        ("onnxruntime f32", "onnxruntime", None)]
+    formats = [label for label, _, _ in quantize_speed.FASTRNN[1:]]
+    rows = []
+    for name, medians in quantize_speed.measure(names, settings, rounds, min_time):
+        batch = next(c.B for c in engines.CONFIGS if c.name == name)
+        anchors = {label: r for label, (_, r) in medians.items()
+                   if label not in formats and label != "float32"}
+        best = min(anchors, key=anchors.get) if anchors else None
+        limit = {f: REDUCED_TARGETS[f] if batch == 1 else REDUCED_NOISE for f in formats}
+        met = all(medians[f][1] <= limit[f] for f in formats if f in medians)
+        rows.append([name, _fmt(medians["float32"][0]),
+                     *[f"{medians[f][1]:.2f}" if f in medians else "-" for f in formats],
+                     f"{best} {anchors[best]:.2f}" if best else "-",
+                     f"{medians['int8'][1] / anchors[best]:.2f}" if best else "-",
+                     " ".join(f"{f} <= {limit[f]}" for f in formats) if batch == 1
+                     else f"each <= {REDUCED_NOISE}", "yes" if met else "NO"])
+    return rows
+
+
+def _print_table(header, rows, markdown):
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    if markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---" for _ in header) + "|")
+        for r in rows:
+            print("| " + " | ".join(map(str, r)) + " |")
+    else:
+        for r in [header] + rows:
+            print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
 def main(argv=None):
     # FASTRNN_BENCH_PROG: the name to show in errors (`python -m fastrnn bench` runs this)
     parser = OneLineParser(prog=os.environ.get("FASTRNN_BENCH_PROG"),
@@ -142,15 +193,16 @@ def main(argv=None):
         growth = memory_check()
         rows.append(["memory T=4000 B=32 H=256 (MiB)", f"{growth:.1f}", "-", "-", "-",
                      "-", "-", "<= 64", "yes" if growth <= 64 else "NO"])
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    if args.markdown:
-        print("| " + " | ".join(header) + " |")
-        print("|" + "|".join("---" for _ in header) + "|")
-        for r in rows:
-            print("| " + " | ".join(map(str, r)) + " |")
-    else:
-        for r in [header] + rows:
-            print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    _print_table(header, rows, args.markdown)
+    reduced = [n for n in REDUCED_CONFIGS if not only or n in only]
+    if reduced:
+        print(f"\nreduced weights (fastrnn.quantize, inference): time / fastrnn float32's, "
+              f"medians of {args.rounds} interleaved rounds, each setting in a process of "
+              f"its own; anchors: PyTorch float32 and quantize_dynamic (qint8, float16), "
+              f"ONNX Runtime float32")
+        header = ["configuration", "fastrnn f32", "float16", "bfloat16", "int8",
+                  "fastest anchor", "int8 / anchor", "target", "met"]
+        _print_table(header, reduced_rows(reduced, args.rounds), args.markdown)
 
 
 if __name__ == "__main__":

@@ -58,28 +58,35 @@ def main(argv=None):
           f"{recurrent.panel_kernel()}, {engines.THREADS} threads, {_cpu()}; median of "
           f"{args.rounds} interleaved rounds, one process per setting; time / fastrnn "
           f"float32's")
+    for name, medians in measure(names, settings, args.rounds, args.min_time):
+        cells = [f"{label} {ratio:.2f}" for label, (_, ratio) in medians.items()
+                 if label != "float32"]
+        print(f"{name:18s} float32 {medians['float32'][0] * 1e3:8.3f} ms   "
+              + "   ".join(cells), flush=True)
+
+
+def measure(names, settings, rounds, min_time):
+    """For each configuration of ``names``, (name, {label: (median seconds,
+    median over rounds of its time / the first setting's in that round)})
+    over ``settings`` ((label, engine, variant), each in a worker process of
+    its own), settings without such an operation left out. Each round
+    starts with another setting (a worker asked right after another may find
+    the cores still busy with its threads)."""
     workers = {label: Worker(engine) for label, engine, _ in settings}
     try:
         for name in names:
             times = {label: [] for label, _, _ in settings}
 
             def ask(label, engine, variant, settle):
-                return workers[label].ask(name, variant, args.min_time, settle=settle)
+                return workers[label].ask(name, variant, min_time, settle=settle)
             for setting in settings:          # into the steady state first
                 ask(*setting, 0.2)
-            for r in range(args.rounds):
-                # each round starts with another setting (a worker asked right after
-                # another may find the cores still busy with its threads)
+            for r in range(rounds):
                 for setting in settings[r % len(settings):] + settings[:r % len(settings)]:
                     times[setting[0]].append(ask(*setting, 0.05))
-            base = np.array(times["float32"])      # (ratios within each round)
-            cells = []
-            for label, _, _ in settings[1:]:
-                if None in times[label]:
-                    continue                       # (no such operation)
-                cells.append(f"{label} {np.median(np.array(times[label]) / base):.2f}")
-            print(f"{name:18s} float32 {np.median(base) * 1e3:8.3f} ms   " + "   ".join(cells),
-                  flush=True)
+            base = np.array(times[settings[0][0]])      # (ratios within each round)
+            yield name, {label: (float(np.median(t)), float(np.median(np.array(t) / base)))
+                         for label, t in times.items() if None not in t}
     finally:
         for w in workers.values():
             w.close()

@@ -6,6 +6,8 @@
 Each configuration is one benchmark group, so the engines read side by side.
 Engines that are not installed (or lack the operation) are skipped.
 """
+import importlib.util
+
 import pytest
 
 from bench import engines
@@ -166,3 +168,20 @@ def test_coexist_runs(capsys):
     out = capsys.readouterr().out
     assert "after 50 ms idle" in out and "one core busy" in out
     assert "fastrnn alone:  (team calls" in out and "one thread, no busy core: fastrnn" in out
+
+
+def test_compare_reduced_rows():
+    """bench.compare's reduced-weight table: a ratio per format against
+    fastrnn float32, the fastest anchor and int8's ratio to it, the targets
+    of the row's batch (worker processes; a few steps under
+    FASTRNN_BENCH_SMOKE)."""
+    from bench import compare
+    rows = compare.reduced_rows(["lstm-h256-b1", "lstm-h256-b64"], 1, 0.001)
+    assert [r[0] for r in rows] == ["lstm-h256-b1", "lstm-h256-b64"]
+    for row in rows:
+        assert len(row) == 9 and row[-1] in ("yes", "NO")
+        assert all(float(cell) > 0 for cell in row[2:5])          # float16, bfloat16, int8
+    assert "int8 <= 0.4" in rows[0][7] and rows[1][7] == f"each <= {compare.REDUCED_NOISE}"
+    if importlib.util.find_spec("torch") is not None:
+        assert rows[0][5].split()[0] in ("torch", "onnxruntime")
+        assert float(rows[0][6]) > 0
