@@ -756,6 +756,15 @@ FR(fastrnn_rows_dot16)(Py_ssize_t m, Py_ssize_t k, const unsigned short *w, Py_s
 #undef FR_ROWS_DOT_BODY
 #endif
 
+/* the dot-product tile's parameters, one list for each instruction set's tile:
+   R rows of C over P panels at panel p; row i's words at rows + i ldr bytes
+   (AVX2: its magnitudes mag_off bytes further); KIND the dot products' kind */
+#define FR_DOT_TILE_PARAMS \
+    const int KIND, const int R, const int P, Py_ssize_t words, const unsigned char *rows, \
+    Py_ssize_t ldr, Py_ssize_t mag_off, const float *sa, const unsigned char *wp, \
+    Py_ssize_t wstride, const int *csum, const float *scale, float *c, Py_ssize_t ldc, \
+    Py_ssize_t n, Py_ssize_t p, int acc
+
 #if FASTRNN_VW == 16
 /* int8 weights on int8 dot products (AVX-512 VNNI's vpdpbusd: per 32-bit
    lane, four unsigned bytes of A times four signed bytes of W, summed into
@@ -869,16 +878,7 @@ FR_BD_ATTR static void FR(fastrnn_prepare_bd)(Py_ssize_t m, Py_ssize_t k, const 
 /* R rows of C over P panels: C[i][p + q] (=, or += with acc) for i < R, q <
    P; row i's words at rows + i ldr (bytes). int8 sums become float as
    sa[i] x scale_j x (sum - 128 csum_j); bfloat16 ones are float already */
-FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int R, const int P,
-                                                      Py_ssize_t words,
-                                                      const unsigned char *rows,
-                                                      Py_ssize_t ldr, Py_ssize_t mag_off,
-                                                      const float *sa,
-                                                      const unsigned char *wp,
-                                                      Py_ssize_t wstride, const int *csum,
-                                                      const float *scale, float *c,
-                                                      Py_ssize_t ldc, Py_ssize_t n,
-                                                      Py_ssize_t p, int acc) {
+FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(FR_DOT_TILE_PARAMS) {
     (void) mag_off;
     __m512i s[FR_DOT_SUMS];
 #pragma GCC unroll 16
@@ -998,16 +998,7 @@ FR_DOT_ATTR static void FR(fastrnn_prepare_q8)(Py_ssize_t m, Py_ssize_t k, const
 /* R rows of C over P panels: C[i][p + q] (=, or += with acc) for i < R,
    q < P; row i's words at rows + i ldr (bytes); the sums become float as
    sa[i] x scale_j x sum (the bits of the VNNI tile's) */
-FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(const int KIND, const int R, const int P,
-                                                      Py_ssize_t words,
-                                                      const unsigned char *rows,
-                                                      Py_ssize_t ldr, Py_ssize_t mag_off,
-                                                      const float *sa,
-                                                      const unsigned char *wp,
-                                                      Py_ssize_t wstride, const int *csum,
-                                                      const float *scale, float *c,
-                                                      Py_ssize_t ldc, Py_ssize_t n,
-                                                      Py_ssize_t p, int acc) {
+FR_DOT_ATTR static FR_INLINE void FR(fastrnn_dot_tile)(FR_DOT_TILE_PARAMS) {
     (void) KIND;
     (void) csum;                                       /* (no offset to take back) */
     __m256i s[FR_DOT_SUMS];
@@ -1131,6 +1122,7 @@ FR_GEMM_DOT(fastrnn_gemm_bd, fastrnn_bd_rows, FASTRNN_WT_BD)
 #undef FR_DOT_ATTR
 #undef FR_DOT_P
 #undef FR_DOT_SUMS
+#undef FR_DOT_TILE_PARAMS
 
 /* the main register tile: rows of A, panels of W (for the CPU plan's report) */
 FR_ATTR static void FR(fastrnn_tile_shape)(int *rows, int *panels) {
