@@ -228,7 +228,10 @@ class SequenceInput:
                                                and seq.dtype.kind in "iu"):
                 if isinstance(seq, np.ndarray) and seq.dtype.kind == "f":
                     raise TypeError(f"{name} must be token ids or symbols, got float values")
-                ids = self.vocab.encode(seq)
+                try:
+                    ids = self.vocab.encode(seq)
+                except ValueError as exc:        # (name the sequence, as every check here)
+                    raise ValueError(f"{name}: {exc}") from None
             else:
                 ids = _checks.token_ids(name, seq, self.vocab_size)
             if ids.ndim != 1:

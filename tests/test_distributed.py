@@ -1,0 +1,166 @@
+"""fastrnn.distributed on a real Dask LocalCluster (two single-threaded worker
+processes, started and closed by the tests within bounded time)."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn.data import Vocabulary
+from fastrnn.models import LanguageModel, Seq2Seq, SequenceClassifier, SequenceTagger
+
+distributed = pytest.importorskip("distributed")
+dask_bag = pytest.importorskip("dask.bag")
+dask_array = pytest.importorskip("dask.array")
+fd = pytest.importorskip("fastrnn.distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, timeout=60)
+    c = distributed.Client(cluster, timeout=60)
+    try:
+        yield c
+    finally:
+        c.close(timeout=30)
+        cluster.close(timeout=30)
+
+
+def _dna(n, seed, low=3, high=20):
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list("ATCG"), rng.integers(low, high))) for _ in range(n)]
+
+
+def _classifier(hidden=8):
+    return SequenceClassifier(vocab=Vocabulary("ATCG"), num_classes=3, hidden_size=hidden,
+                              seed=0)
+
+
+def test_predict_matches_local_in_order_for_lists_and_bags(client):
+    model = _classifier()
+    X = _dna(1000, 0)
+    local = model.predict(X).tolist()
+    assert fd.predict(model, X, client=client, batch_size=64) == local
+    bag = dask_bag.from_sequence(X, npartitions=7)
+    assert fd.predict(model, bag, client=client) == local
+    lazy = fd.predict(model, bag, client=client, compute=False)
+    assert isinstance(lazy, dask_bag.Bag) and lazy.compute() == local
+
+
+def test_every_ready_made_model(client):
+    vocab = Vocabulary("ATCG")
+    X = _dna(60, 1)
+    tagger = SequenceTagger(vocab=vocab, num_tags=2, hidden_size=8, seed=0)
+    got = fd.predict(tagger, X, client=client, batch_size=16)
+    for a, b in zip(got, tagger.predict(X)):
+        np.testing.assert_array_equal(a, b)
+    s2s = Seq2Seq(10, 10, hidden_size=8, seed=0)
+    src = [np.random.default_rng(i).integers(0, 10, 5) for i in range(40)]
+    for a, b in zip(fd.predict(s2s, src, client=client, batch_size=16), s2s.predict(src)):
+        np.testing.assert_array_equal(a, b)
+    lm = LanguageModel(vocab, hidden_size=8, seed=0)
+    assert fd.predict(lm, X, client=client, batch_size=16) == [lm.predict(s) for s in X]
+
+
+def test_layers_on_arrays_and_lists(client):
+    rng = np.random.default_rng(2)
+    layer = fastrnn.LSTM(4, 6, seed=0)
+    x = rng.standard_normal((10, 64, 4)).astype(np.float32)
+    y = fd.predict(layer, dask_array.from_array(x, chunks=(5, 16, 4)), client=client)
+    np.testing.assert_array_equal(y, layer(x)[0])
+    first = fastrnn.GRU(4, 5, batch_first=True, seed=1)
+    xb = rng.standard_normal((40, 7, 4)).astype(np.float32)
+    lazy = fd.predict(first, dask_array.from_array(xb, chunks=(10, 7, 4)), client=client,
+                      compute=False)
+    assert isinstance(lazy, dask_array.Array) and lazy.chunks[0] == (10, 10, 10, 10)
+    np.testing.assert_array_equal(lazy.compute(), first(xb)[0])
+    seqs = [rng.standard_normal((rng.integers(2, 9), 4)).astype(np.float32) for _ in range(30)]
+    for a, s in zip(fd.predict(layer, seqs, client=client, batch_size=8), seqs):
+        # (one thread per task against this process's two: the batch-1 products
+        # split differently, float rounding apart)
+        np.testing.assert_allclose(a, layer(s)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_the_model_travels_once_per_worker(client):
+    """After many tasks, each worker process holds the model loaded once (one
+    entry per model) and its file bytes from the plugin, not from the tasks."""
+    model = _classifier(hidden=5)
+    X = _dna(400, 3)
+    fd.predict(model, X, client=client, batch_size=10)            # 40 tasks
+    fd.predict(model, X, client=client, batch_size=10)            # and again
+
+    def held():
+        from fastrnn import distributed as d
+        return sorted(d._MODELS), sorted(d._PAYLOADS)
+    token = fd._deliver(model, client)
+    for models, payloads in client.run(held).values():
+        assert models.count(token) == 1 and token in payloads
+    # the graph's tasks carry the fingerprint, not the model
+    lazy = fd.predict(model, X, client=client, batch_size=10, compute=False)
+    graph_bytes = sum(len(str(v)) for v in dict(lazy.__dask_graph__()).values())
+    assert graph_bytes < len(fd._model_bytes(model)) * 40
+
+
+def test_a_bad_sequence_raises_the_local_error_naming_its_index(client):
+    model = _classifier()
+    X = _dna(300, 4)
+    X[211] = "ACXG"
+    with pytest.raises(ValueError) as local:
+        model.predict(X)
+    assert "X[211]" in str(local.value)
+    expected = str(local.value).replace("X[211]", "data[211]")
+    for data in (X, dask_bag.from_sequence(X, npartitions=5)):
+        with pytest.raises(ValueError) as remote:
+            fd.predict(model, data, client=client, batch_size=50)
+        assert str(remote.value) == expected
+    X[211] = ""
+    with pytest.raises(ValueError, match=r"data\[211\] is empty"):
+        fd.predict(model, X, client=client, batch_size=50)
+
+
+def test_a_killed_worker_loses_no_result(client):
+    """One worker process killed mid-job: Dask reruns its tasks (the restarted
+    worker gets the model again from the plugin); every result arrives, in
+    order."""
+    model = SequenceClassifier(vocab=Vocabulary("ATCG"), num_classes=2, hidden_size=32,
+                               seed=0)
+    X = _dna(3000, 5, 40, 80)
+    local = model.predict(X).tolist()
+    lazy = fd.predict(model, X, client=client, batch_size=50, compute=False)   # 60 tasks
+    future = client.compute(lazy)
+    pids = client.run(os.getpid)
+    deadline = time.time() + 60
+    while not any(client.processing().values()) and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert future.status == "pending"         # (mid-job: the kill is what is tested)
+    killed = next(iter(pids.values()))
+    os.kill(killed, signal.SIGKILL)
+    assert future.result(timeout=180) == local
+    client.wait_for_workers(2, timeout=60)      # the nanny restarted it
+    assert killed not in client.run(os.getpid).values()
+    # and the restarted worker has the model again (the plugin): a new job runs
+    assert fd.predict(model, X[:200], client=client, batch_size=20) == local[:200]
+
+
+def test_without_a_client_runs_on_the_local_scheduler():
+    model = _classifier()
+    X = _dna(200, 6)
+    assert fd.predict(model, X, batch_size=30) == model.predict(X).tolist()
+
+
+def test_refusals():
+    model = _classifier()
+    with pytest.raises(TypeError, match="model must be a fastrnn module"):
+        fd.predict(object(), ["A"])
+    with pytest.raises(ValueError, match="batch_size"):
+        fd.predict(model, ["A"], batch_size=0)
+    with pytest.raises(TypeError, match="data must be a list"):
+        fd.predict(model, "ACGT")
+    with pytest.raises(ValueError, match="at least one sequence"):
+        fd.predict(model, [])
+    with pytest.raises(TypeError, match="a dask.array is for modules"):
+        fd.predict(model, dask_array.zeros((3, 2, 4)))
