@@ -1,8 +1,9 @@
-"""The command line: ``python -m fastrnn {demo,train,generate,bench,info}``.
+"""The command line: ``python -m fastrnn {demo,train,generate,quantize,predict,bench,info}``.
 
     python -m fastrnn demo                       # train a DNA motif finder, report speed
     python -m fastrnn train book.txt -o lm.npz   # character language model from a text file
     python -m fastrnn generate lm.npz --prefix "The " --length 300
+    python -m fastrnn predict model.npz seqs.txt [--scheduler tcp://host:8786]
     python -m fastrnn bench [--only NAME,...]    # the comparison table (source checkout)
     python -m fastrnn info                       # build, kernels, threads, BLAS
 
@@ -200,6 +201,123 @@ def quantize(args):
           f"({after} bytes, {after / before:.2f} of {args.model})")
 
 
+# -- predict ----------------------------------------------------------------------------------
+_PREDICTORS = ("SequenceClassifier", "SequenceTagger", "Seq2Seq", "LanguageModel")
+
+
+def _input_of(model):
+    """(how a line becomes a sequence, the SequenceInput or vocabulary) of a model."""
+    kind = type(model).__name__
+    if kind == "LanguageModel":
+        return model.vocab
+    inp = model.source if kind == "Seq2Seq" else model.input
+    if inp.vocab is None and not inp.tokens:
+        raise UserError(f"a {kind} on float features (input_size) reads no text lines; "
+                        f"predict takes token models")
+    return inp.vocab
+
+
+def _line_sequence(line, vocab):
+    """A text line as a sequence: its symbols (a model with a vocabulary of
+    one-character symbols), else whitespace-separated symbols or token ids."""
+    if vocab is not None and all(isinstance(s, str) and len(s) == 1 for s in vocab):
+        return line
+    words = line.split()
+    if vocab is not None:
+        return words
+    try:
+        return np.array([int(w) for w in words], dtype=np.intp)
+    except ValueError:
+        raise ValueError(f"expected whitespace-separated token ids, got {line[:40]!r}") \
+            from None
+
+
+def _result_line(model, result):
+    """One result as a text line: a class or the next symbol; tags, or output
+    tokens, space-separated (symbols where the model has a vocabulary)."""
+    kind = type(model).__name__
+    if kind == "SequenceClassifier":
+        return str(int(result))
+    if kind == "LanguageModel":
+        return str(result)
+    vocab = model.target.vocab if kind == "Seq2Seq" else None
+    items = [vocab[int(t)] if vocab is not None else int(t) for t in result]
+    return " ".join(map(str, items))
+
+
+def predict(args):
+    """Read one sequence per line, print one result per line (in order), on a
+    Dask scheduler with --scheduler, else in this process."""
+    import fastrnn
+    if not os.path.exists(args.model):
+        raise UserError(f"no such file: {args.model}")
+    model = fastrnn.load(args.model)
+    if type(model).__name__ not in _PREDICTORS:
+        raise UserError(f"{args.model} holds a {type(model).__name__}; predict takes a "
+                        f"{', '.join(_PREDICTORS[:-1])} or {_PREDICTORS[-1]}")
+    vocab = _input_of(model)
+    if args.input != "-" and not os.path.exists(args.input):
+        raise UserError(f"no such file: {args.input}")
+    with (sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")) as f:
+        lines = [line.rstrip("\r\n") for line in f]
+    seqs = []
+    for number, line in enumerate(lines, 1):
+        try:
+            seqs.append(_line_sequence(line, vocab))
+        except ValueError as exc:
+            raise UserError(f"line {number}: {exc}") from None
+    if not seqs:
+        raise UserError(f"{args.input} holds no lines")
+    try:
+        results = _predicted(model, seqs, args)
+    except ValueError as exc:
+        raise UserError(_line_named(str(exc))) from None
+    out = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
+    try:
+        for result in results:
+            out.write(_result_line(model, result) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _predicted(model, seqs, args):
+    if args.scheduler is None:
+        _threads(args)
+        if type(model).__name__ == "LanguageModel":
+            return [model.predict(s) for s in seqs]
+        results = []
+        for start in range(0, len(seqs), args.batch_size):
+            try:
+                results.extend(model.predict(seqs[start:start + args.batch_size]))
+            except ValueError as exc:          # (name the line, not the batch's index)
+                message = str(exc)
+                if message.startswith("X[") and "]" in message:
+                    i = int(message[2:message.index("]")])
+                    message = f"data[{start + i}]" + message[message.index("]") + 1:]
+                raise ValueError(message) from None
+        return results
+    try:
+        from distributed import Client
+
+        import fastrnn.distributed
+    except ImportError:
+        raise UserError("--scheduler needs Dask: pip install 'fastrnn[dask]'") from None
+    with Client(args.scheduler, timeout=args.timeout) as client:
+        return fastrnn.distributed.predict(model, seqs, client=client,
+                                           batch_size=args.batch_size,
+                                           threads=args.threads or 1)
+
+
+def _line_named(message):
+    """An error about data[i] (0-based) as one about line i + 1."""
+    if message.startswith("data[") and "]" in message:
+        index = message[5:message.index("]")]
+        if index.isdigit():
+            return f"line {int(index) + 1}" + message[message.index("]") + 1:]
+    return message
+
+
 # -- bench / info -----------------------------------------------------------------------------
 def bench(args, extra):
     """Run ``python -m bench.compare`` in the source checkout with the given
@@ -229,7 +347,8 @@ def parser():
     top = OneLineParser(
         prog="python -m fastrnn",
         description="fastrnn: fast CPU RNN/GRU/LSTM engine. Commands: demo, train, generate, "
-                    "quantize, bench, info; `python -m fastrnn COMMAND --help` for each.")
+                    "quantize, predict, bench, info; `python -m fastrnn COMMAND --help` for "
+                    "each.")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     def command(name, helptext):
@@ -289,6 +408,20 @@ def parser():
     p.add_argument("--weights", choices=["float16", "bfloat16", "int8"], default="float16",
                    help="the format (default float16)")
 
+    p = command("predict", "Run a saved classifier, tagger, seq2seq or language model over a "
+                           "text file, one sequence per line, printing one result per line "
+                           "(in order); on a Dask cluster with --scheduler.")
+    p.add_argument("model", help="the model file")
+    p.add_argument("input", help="the input file ('-': standard input)")
+    p.add_argument("-o", "--output", default=None, help="write the results here (default: "
+                                                        "standard output)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="a Dask scheduler (tcp://host:port); default: this process")
+    p.add_argument("--batch-size", type=_positive_int, default=256,
+                   help="sequences per task (default 256)")
+    p.add_argument("--timeout", type=_positive_float, default=30,
+                   help="seconds to wait for the scheduler (default 30)")
+
     command("bench", "Time fastrnn beside numpy, PyTorch and ONNX Runtime (those installed) "
                      "and print one table; options after `bench` go to bench.compare "
                      "(--only NAME,..., --rounds N, --markdown).")
@@ -311,7 +444,7 @@ def main(argv=None):
             return bench(args, extra)
         else:
             {"demo": demo, "train": train, "generate": generate, "quantize": quantize,
-             "info": info}[args.command](args)
+             "predict": predict, "info": info}[args.command](args)
     except KeyboardInterrupt:
         print("fastrnn: interrupted", file=sys.stderr)
         return 130

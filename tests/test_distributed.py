@@ -164,3 +164,65 @@ def test_refusals():
         fd.predict(model, [])
     with pytest.raises(TypeError, match="a dask.array is for modules"):
         fd.predict(model, dask_array.zeros((3, 2, 4)))
+
+
+def _cli(*args, stdin=None, timeout=120):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "fastrnn", *args], capture_output=True,
+                          text=True, input=stdin, timeout=timeout)
+
+
+def test_predict_command_in_process_and_on_the_cluster(client, tmp_path):
+    """`python -m fastrnn predict MODEL INPUT [--scheduler ADDRESS]`: one result
+    per line, in order, the same with and without the cluster; a bad line is
+    named by its number."""
+    vocab = Vocabulary("ATCG")
+    X = _dna(300, 7)
+    (tmp_path / "in.txt").write_text("\n".join(X) + "\n")
+    clf = _classifier()
+    clf.save(tmp_path / "clf.npz")
+    want = "".join(f"{c}\n" for c in clf.predict(X))
+    here = _cli("predict", str(tmp_path / "clf.npz"), str(tmp_path / "in.txt"))
+    assert here.returncode == 0, here.stderr
+    assert here.stdout == want
+    address = client.scheduler.address
+    there = _cli("predict", str(tmp_path / "clf.npz"), str(tmp_path / "in.txt"),
+                 "--scheduler", address, "--batch-size", "64")
+    assert there.returncode == 0, there.stderr
+    assert there.stdout == want
+    tagger = SequenceTagger(vocab=vocab, num_tags=3, hidden_size=8, seed=0)
+    tagger.save(tmp_path / "tagger.npz")
+    out = _cli("predict", str(tmp_path / "tagger.npz"), "-", "--scheduler", address,
+               stdin="ACGT\nGG\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [" ".join(map(str, t))
+                                       for t in tagger.predict(["ACGT", "GG"])]
+    lm = LanguageModel(vocab, hidden_size=8, seed=0)
+    lm.save(tmp_path / "lm.npz")
+    out = _cli("predict", str(tmp_path / "lm.npz"), "-", stdin="ACG\nTT\n")
+    assert out.stdout.splitlines() == [lm.predict("ACG"), lm.predict("TT")]
+    X[120] = "AXC"
+    (tmp_path / "bad.txt").write_text("\n".join(X) + "\n")
+    for extra in ((), ("--scheduler", address)):
+        bad = _cli("predict", str(tmp_path / "clf.npz"), str(tmp_path / "bad.txt"), *extra)
+        assert bad.returncode == 1
+        assert bad.stderr.strip().splitlines()[-1] == (
+            "fastrnn: error: line 121: symbol 'X' is not in the vocabulary (and it has no "
+            "unknown token)")
+
+
+def test_predict_command_refusals(tmp_path):
+    (tmp_path / "in.txt").write_text("ACGT\n")
+    missing = _cli("predict", str(tmp_path / "none.npz"), str(tmp_path / "in.txt"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+    fastrnn.LSTM(2, 3).save(tmp_path / "layer.npz")
+    layer = _cli("predict", str(tmp_path / "layer.npz"), str(tmp_path / "in.txt"))
+    assert layer.returncode == 1 and "predict takes a SequenceClassifier" in layer.stderr
+    _classifier().save(tmp_path / "clf.npz")
+    (tmp_path / "empty.txt").write_text("")
+    empty = _cli("predict", str(tmp_path / "clf.npz"), str(tmp_path / "empty.txt"))
+    assert empty.returncode == 1 and "holds no lines" in empty.stderr
+    gone = _cli("predict", str(tmp_path / "clf.npz"), str(tmp_path / "in.txt"), "--scheduler",
+                "tcp://127.0.0.1:9", "--timeout", "2", timeout=60)
+    assert gone.returncode == 1 and "fastrnn: error:" in gone.stderr
