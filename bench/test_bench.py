@@ -185,3 +185,15 @@ def test_compare_reduced_rows():
     if importlib.util.find_spec("torch") is not None:
         assert rows[0][5].split()[0] in ("torch", "onnxruntime")
         assert float(rows[0][6]) > 0
+
+
+def test_distributed_runs(capsys):
+    """bench.distributed prints a row per job size and the per-task overhead
+    (a LocalCluster of two worker processes; tiny sizes)."""
+    pytest.importorskip("distributed")
+    from bench import distributed
+    distributed.main(["--sizes", "50", "120", "--rounds", "1", "--hidden", "8"])
+    out = capsys.readouterr().out
+    assert "LocalCluster of 2 single-threaded workers" in out and "per task:" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["50", "120"] and all(float(r[-1]) > 0 for r in rows)

@@ -112,7 +112,10 @@ def _run_sequences(model, seqs):
     if isinstance(model, LanguageModel):
         return [model.predict(s) for s in seqs]
     if _is_ready_made(model):
-        return list(model.predict(seqs))
+        out = model.predict(seqs)
+        # (a classifier's labels as Python ints: numpy scalars pickle one by one,
+        # which took longer than the predictions)
+        return out.tolist() if isinstance(out, np.ndarray) else list(out)
     return [np.asarray(model(np.asarray(s))[0] if _returns_state(model) else model(s))
             for s in seqs]
 
@@ -132,7 +135,8 @@ def _locate(model, seqs, exc):
     return 0, exc
 
 
-def _predict_partition(part, token, threads, number):
+def _predict_partition(part, number, token, threads):
+    """Partition ``number``'s results; a bad sequence raises BadSequence."""
     model = _worker_model(token, threads)
     seqs = list(part)
     if not seqs:
@@ -217,15 +221,37 @@ def predict(model, data, client=None, batch_size=256, *, compute=True, progress=
     elif isinstance(data, (list, tuple)):
         if not data:
             raise ValueError("data must hold at least one sequence")
+        if compute and client is not None:
+            return _predict_list(data, client, token, threads, batch_size, progress)
         bag = db.from_sequence(list(data), partition_size=batch_size)
     else:
         raise TypeError(f"data must be a list, a dask.bag or a dask.array, got "
                         f"{type(data).__name__}")
     parts = bag.to_delayed()
-    results = [dask.delayed(_predict_partition, pure=True)(part, token, threads, number)
+    results = [dask.delayed(_predict_partition, pure=True)(part, number, token, threads)
                for number, part in enumerate(parts)]
     out = db.from_delayed(results)
     return _finish(out, client, compute, progress, parts)
+
+
+def _predict_list(data, client, token, threads, batch_size, progress):
+    """A list on a client: one task per batch_size sequences, submitted as
+    such (a bag's graph and its final concatenation on a worker cost more
+    than the predictions: 2.6x the time of one process at 200,000 strings
+    against 1.x, bench.distributed)."""
+    chunks = [list(data[i:i + batch_size]) for i in range(0, len(data), batch_size)]
+    futures = client.map(_predict_partition, chunks, list(range(len(chunks))), token=token,
+                         threads=threads, pure=False)
+    if progress:
+        from distributed import progress as show
+        show(futures)
+    try:
+        parts = client.gather(futures)
+    except BadSequence as exc:
+        number, i, kind, message = exc.args
+        error = TypeError if kind == "TypeError" else ValueError
+        raise error(_renamed(message, number * batch_size + i)) from None
+    return [r for part in parts for r in part]
 
 
 def _predict_array(model, data, token, threads):

@@ -48,6 +48,12 @@ def test_predict_matches_local_in_order_for_lists_and_bags(client):
     assert fd.predict(model, bag, client=client) == local
     lazy = fd.predict(model, bag, client=client, compute=False)
     assert isinstance(lazy, dask_bag.Bag) and lazy.compute() == local
+    lazy = fd.predict(model, X, client=client, batch_size=300, compute=False)
+    assert isinstance(lazy, dask_bag.Bag) and lazy.npartitions == 4
+    assert client.compute(lazy).result() == local
+    # Dask's progress bar while computing (list and bag)
+    assert fd.predict(model, X, client=client, batch_size=100, progress=True) == local
+    assert fd.predict(model, bag, client=client, progress=True) == local
 
 
 def test_every_ready_made_model(client):
