@@ -46,7 +46,7 @@ except ImportError as exc:                  # pragma: no cover - the extra is mi
 import fastrnn
 from fastrnn import _checks
 
-__all__ = ["predict"]
+__all__ = ["DataParallel", "predict"]
 
 # per process: fingerprint -> model file bytes (installed by the plugin, or by
 # predict itself for the local scheduler), and -> the model loaded from them
@@ -77,10 +77,13 @@ def _model_bytes(model):
             return f.read()
 
 
-def _worker_model(token, threads):
-    """The model of fingerprint ``token`` in this process, loaded once."""
+def _worker_model(token, threads, role="predict"):
+    """The model of fingerprint ``token`` in this process, loaded once per
+    role (prediction's copy never changes; training's takes each step's
+    weights)."""
+    key = token if role == "predict" else (role, token)
     with _LOCK:
-        model = _MODELS.get(token)
+        model = _MODELS.get(key)
         if model is None:
             payload = _PAYLOADS.get(token)
             if payload is None:
@@ -90,7 +93,7 @@ def _worker_model(token, threads):
                 path = os.path.join(tmp, "model.npz")
                 with open(path, "wb") as f:
                     f.write(payload)
-                model = _MODELS[token] = fastrnn.load(path)
+                model = _MODELS[key] = fastrnn.load(path)
     fastrnn.set_num_threads(threads)
     return model
 
@@ -232,6 +235,58 @@ def predict(model, data, client=None, batch_size=256, *, compute=True, progress=
                for number, part in enumerate(parts)]
     out = db.from_delayed(results)
     return _finish(out, client, compute, progress, parts)
+
+
+class DataParallel:
+    """A ready-made model's ``_train_batch`` on a client's workers
+    (synchronous data parallelism; ``fit(..., client=client)``): each batch's
+    rows are cut into one contiguous shard per worker; each worker takes the
+    step's weights (scattered once per worker), computes its shard's mean
+    loss and gradient, and returns them times its count of items (the loss's
+    normaliser: sequences, or steps); here they are summed and divided by the
+    batch's count, which is the batch's own mean gradient, into the model's
+    grads (the optimizer steps here). The architecture travels once per
+    worker (as predict's model); dropout masks, if any, are drawn on the
+    workers."""
+
+    def __init__(self, model, client):
+        self.model = model
+        self.client = client
+        self.token = _deliver(model, client)
+        self.workers = max(1, len(client.scheduler_info()["workers"]))
+
+    def __call__(self, batch):
+        rows = len(batch[0])
+        k = min(self.workers, rows)
+        bounds = np.linspace(0, rows, k + 1).astype(np.intp)
+        # (a list of one: scatter sends a dict's values one by one)
+        [weights] = self.client.scatter([self.model.state_dict()], broadcast=True)
+        futures = [self.client.submit(_shard_gradient, self.token, weights,
+                                      tuple(part[lo:hi] for part in batch), pure=False)
+                   for lo, hi in zip(bounds[:-1], bounds[1:])]
+        results = self.client.gather(futures)
+        count = sum(r[2] for r in results)
+        for name, grad in self.model.grads.items():
+            total = results[0][3][name].copy()
+            for r in results[1:]:
+                total += r[3][name]
+            grad[...] = total / count
+        loss = sum(r[0] * r[2] for r in results) / count
+        return loss, sum(r[1] for r in results), count
+
+
+_TRAIN_LOCK = threading.Lock()
+
+
+def _shard_gradient(token, weights, shard):
+    """(mean loss, correct, count, {name: gradient x count}) of one shard."""
+    with _TRAIN_LOCK:                     # (one training copy per process)
+        model = _worker_model(token, 1, role="train")
+        model.load_state_dict(weights)
+        model.zero_grad()
+        loss, correct, count = model._train_batch(shard)
+        grads = {name: g * count for name, g in model.grads.items()}
+    return loss, correct, count, grads
 
 
 def _predict_list(data, client, token, threads, batch_size, progress):

@@ -232,3 +232,47 @@ def test_predict_command_refusals(tmp_path):
     gone = _cli("predict", str(tmp_path / "clf.npz"), str(tmp_path / "in.txt"), "--scheduler",
                 "tcp://127.0.0.1:9", "--timeout", "2", timeout=60)
     assert gone.returncode == 1 and "fastrnn: error:" in gone.stderr
+
+
+def _max_weight_gap(a, b):
+    wa, wb = a.state_dict(), b.state_dict()
+    return max(float(np.abs(wa[k] - wb[k]).max()) for k in wa)
+
+
+def test_data_parallel_fit_gives_the_single_process_weights(client):
+    """fit(..., client=client): each batch's gradient summed from shards on the
+    two workers; the same seed gives the weights and losses of the
+    single-process fit, to float rounding, for every ready-made model."""
+    from fastrnn import datasets
+    vocab = Vocabulary("ATCG")
+    X = _dna(300, 8, 5, 30)
+    cases = [
+        (lambda: SequenceClassifier(vocab=vocab, num_classes=2, hidden_size=12, seed=0),
+         (X, [int("GC" in s) for s in X])),
+        (lambda: SequenceTagger(vocab=vocab, num_tags=2, hidden_size=12, num_layers=2,
+                                bidirectional=True, seed=0),
+         (X, [np.array([int(ch in "CG") for ch in s]) for s in X])),
+        (lambda: Seq2Seq(10, 10, hidden_size=12, seed=0), datasets.reversal(200, seed=0)),
+    ]
+    for make, data in cases:
+        alone, spread = make(), make()
+        h_alone = alone.fit(*data, epochs=2, batch_size=40, verbose=False, seed=3)
+        h_spread = spread.fit(*data, epochs=2, batch_size=40, verbose=False, seed=3,
+                              client=client)
+        assert _max_weight_gap(alone, spread) < 1e-4, type(alone).__name__
+        np.testing.assert_allclose(h_spread["loss"], h_alone["loss"], rtol=1e-5)
+        assert _max_weight_gap(alone, make()) > 1e-2          # (and training moved them)
+    text = "the quick brown fox jumps over the lazy dog. " * 20
+    lm_vocab = Vocabulary.from_text(text)
+    alone = LanguageModel(lm_vocab, hidden_size=12, seed=0)
+    spread = LanguageModel(lm_vocab, hidden_size=12, seed=0)
+    alone.fit(text, seq_len=16, epochs=2, verbose=False, seed=1)
+    spread.fit(text, seq_len=16, epochs=2, verbose=False, seed=1, client=client)
+    assert _max_weight_gap(alone, spread) < 1e-4
+
+
+def test_data_parallel_fit_refusals(client):
+    model = _classifier()
+    q = fastrnn.quantize(model, "int8")
+    with pytest.raises(ValueError, match="inference"):
+        q.fit(["ACGT"], [1], epochs=1, verbose=False, client=client)

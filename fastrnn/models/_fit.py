@@ -44,7 +44,7 @@ def check_fit_options(epochs, batch_size, lr, clip_norm, patience, verbose):
 
 
 def fit_pairs(model, X, y, *, epochs, batch_size, lr, validation_data, verbose, optimizer,
-              clip_norm, patience, shuffle, seed):
+              clip_norm, patience, shuffle, seed, client=None):
     """``fit`` of the models trained on (X, y) pairs (classifier, tagger, seq2seq).
 
     The model gives _dataset(X, y, names) -> checked data (a pair) and
@@ -63,7 +63,7 @@ def fit_pairs(model, X, y, *, epochs, batch_size, lr, validation_data, verbose, 
     shuffle = _checks.boolean("shuffle", shuffle)
     return run(model, lambda rng: model._batches(*data, batch_size, rng if shuffle else None),
                validation, epochs=epochs, lr=lr, optimizer=optimizer, clip_norm=clip_norm,
-               patience=patience, seed=seed, verbose=verbose)
+               patience=patience, seed=seed, verbose=verbose, client=client)
 
 
 def score(model, batches):
@@ -78,7 +78,7 @@ def score(model, batches):
 
 
 def run(model, train_batches, validation_batches, *, epochs, lr, optimizer, clip_norm,
-        patience, seed, verbose, stream=None):
+        patience, seed, verbose, stream=None, client=None):
     """Train ``model``; returns the history {"loss", "accuracy"[, "val_loss",
     "val_accuracy"]: one entry per epoch}.
 
@@ -88,8 +88,14 @@ def run(model, train_batches, validation_batches, *, epochs, lr, optimizer, clip
     epochs; with patience the model ends with the weights of its best
     validation epoch, stopped early or not. A loss that is not finite stops
     training with a RuntimeWarning (that epoch's entries are nan).
+    client: a distributed.Client: each batch's gradient on shards across its
+    workers (fastrnn.distributed.DataParallel), the update here.
     """
     model._check_trainable("fit")
+    train_batch = model._train_batch
+    if client is not None:
+        from fastrnn.distributed import DataParallel
+        train_batch = DataParallel(model, client)
     if patience is not None and validation_batches is None:
         raise ValueError("patience (early stopping) needs validation_data")
     opt = make_optimizer(model, optimizer, lr)
@@ -104,7 +110,7 @@ def run(model, train_batches, validation_batches, *, epochs, lr, optimizer, clip
         total = correct = count = 0.0
         for batch in batches:
             model.zero_grad()
-            loss, c, n = model._train_batch(batch)
+            loss, c, n = train_batch(batch)
             if not math.isfinite(loss):
                 progress.close({})
                 model.zero_grad()

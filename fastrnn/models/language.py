@@ -86,7 +86,8 @@ class LanguageModel(Model):
 
     # -- training ------------------------------------------------------------------
     def fit(self, text, seq_len=64, epochs=10, batch_size=32, lr=1e-2, validation_data=None,
-            verbose=True, *, optimizer="adam", clip_norm=5.0, patience=None, seed=None):
+            verbose=True, *, optimizer="adam", clip_norm=5.0, patience=None, seed=None,
+            client=None):
         """Train on ``text`` (a string or list of symbols) to predict each next symbol.
 
         seq_len: steps per training window (backpropagation reaches that far);
@@ -110,7 +111,7 @@ class LanguageModel(Model):
 
         return _fit.run(self, epoch_batches, validation, epochs=epochs, lr=lr,
                         optimizer=optimizer, clip_norm=clip_norm, patience=patience, seed=seed,
-                        verbose=verbose)
+                        verbose=verbose, client=client)
 
     def evaluate(self, text, seq_len=64, batch_size=256):
         """{"loss", "accuracy", "perplexity"} of next-symbol prediction over text."""

@@ -146,7 +146,8 @@ class Seq2Seq(Model):
 
     # -- training --------------------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, lr=1e-2, validation_data=None, verbose=True,
-            *, optimizer="adam", clip_norm=5.0, patience=None, shuffle=True, seed=None):
+            *, optimizer="adam", clip_norm=5.0, patience=None, shuffle=True, seed=None,
+            client=None):
         """Train with teacher forcing on source sequences X and target sequences y.
 
         Options and the returned history as SequenceClassifier.fit; loss and
@@ -155,7 +156,7 @@ class Seq2Seq(Model):
         return _fit.fit_pairs(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr,
                               validation_data=validation_data, verbose=verbose,
                               optimizer=optimizer, clip_norm=clip_norm, patience=patience,
-                              shuffle=shuffle, seed=seed)
+                              shuffle=shuffle, seed=seed, client=client)
 
     def evaluate(self, X, y, batch_size=256):
         """{"loss", "accuracy"} per target step with teacher forcing, and

@@ -85,7 +85,8 @@ class _Labeller(Model):
 
     # -- the public loop -------------------------------------------------------------
     def fit(self, X, y, epochs=10, batch_size=32, lr=1e-2, validation_data=None, verbose=True,
-            *, optimizer="adam", clip_norm=5.0, patience=None, shuffle=True, seed=None):
+            *, optimizer="adam", clip_norm=5.0, patience=None, shuffle=True, seed=None,
+            client=None):
         """Train on (X, y) for ``epochs`` passes of shuffled mini-batches.
 
         X: list of sequences (see the class); y: the targets (see the class).
@@ -97,14 +98,18 @@ class _Labeller(Model):
         many epochs; the model then ends with the weights of its best
         validation epoch (stopped early or not); shuffle/seed: the
         order of the mini-batches; verbose: a progress bar (tqdm when
-        installed, else one line per epoch).
+        installed, else one line per epoch); client: a distributed.Client --
+        each mini-batch's gradient is computed on shards of its rows across
+        the workers and summed (synchronous data parallelism,
+        fastrnn.distributed; the same weights as without it, to float
+        rounding, when dropout is 0).
         Returns the history: {"loss", "accuracy", "val_loss", "val_accuracy"},
         one value per epoch (the val_ keys only with validation_data).
         """
         return _fit.fit_pairs(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr,
                               validation_data=validation_data, verbose=verbose,
                               optimizer=optimizer, clip_norm=clip_norm, patience=patience,
-                              shuffle=shuffle, seed=seed)
+                              shuffle=shuffle, seed=seed, client=client)
 
     def evaluate(self, X, y, batch_size=256):
         """{"loss": mean cross-entropy, "accuracy": fraction correct} on (X, y)."""
