@@ -11,6 +11,7 @@ printed apart). The per-task overhead is the time of a job of 2 x 64 tasks of
 one string each, per task, less the same strings' time in this process.
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -41,6 +42,7 @@ def main(argv=None):
                                hidden_size=args.hidden, seed=0)
     data = strings(max(args.sizes))
     fastrnn.set_num_threads(2)
+    saved = dict(os.environ)        # (Dask's nanny leaves OMP_NUM_THREADS=1 and the like)
     start = time.perf_counter()
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                            dashboard_address=None)
@@ -77,6 +79,8 @@ def main(argv=None):
     finally:
         client.close()
         cluster.close()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 if __name__ == "__main__":

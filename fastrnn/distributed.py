@@ -175,17 +175,26 @@ def _deliver(model, client):
     workers (or this process, without a client)."""
     payload = _model_bytes(model)
     token = hashlib.sha256(payload).hexdigest()
-    _PAYLOADS[token] = payload              # (the local scheduler)
-    if client is not None and (client.id, token) not in _REGISTERED:
+    if client is None:
+        _PAYLOADS[token] = payload          # (the local scheduler's threads read it here)
+    elif (client.id, token) not in _REGISTERED:
         # (the scheduler keeps the plugin: workers that join or restart get it too)
         client.register_plugin(_ModelPlugin(token, payload), name=f"fastrnn-model-{token}")
         _REGISTERED.add((client.id, token))
     return token
 
 
+def _check_client(client):
+    from distributed import Client
+    if not isinstance(client, Client):
+        raise TypeError(f"client must be a distributed.Client or None, got "
+                        f"{type(client).__name__}")
+    return client
+
+
 def _default_client(client):
     if client is not None:
-        return client
+        return _check_client(client)
     try:
         from distributed import get_client
         return get_client()
@@ -251,7 +260,7 @@ class DataParallel:
 
     def __init__(self, model, client):
         self.model = model
-        self.client = client
+        self.client = _check_client(client)
         self.token = _deliver(model, client)
         self.workers = max(1, len(client.scheduler_info()["workers"]))
 

@@ -19,6 +19,10 @@ fd = pytest.importorskip("fastrnn.distributed")
 
 @pytest.fixture(scope="module")
 def client():
+    # (Dask's nanny sets OMP_NUM_THREADS=1 and the like in this process's
+    # environment for its workers and leaves them: later tests' subprocesses
+    # would inherit them)
+    saved = dict(os.environ)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        dashboard_address=None, timeout=60)
     c = distributed.Client(cluster, timeout=60)
@@ -27,6 +31,8 @@ def client():
     finally:
         c.close(timeout=30)
         cluster.close(timeout=30)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _dna(n, seed, low=3, high=20):
@@ -170,6 +176,10 @@ def test_refusals():
         fd.predict(model, [])
     with pytest.raises(TypeError, match="a dask.array is for modules"):
         fd.predict(model, dask_array.zeros((3, 2, 4)))
+    with pytest.raises(TypeError, match="client must be a distributed.Client"):
+        fd.predict(model, ["ACGT"], client="tcp://127.0.0.1:1")
+    with pytest.raises(TypeError, match="client must be a distributed.Client"):
+        model.fit(["ACGT"], [1], epochs=1, verbose=False, client=object())
 
 
 def _cli(*args, stdin=None, timeout=120):
