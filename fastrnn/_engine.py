@@ -351,14 +351,14 @@ def step_kernels(module):
 def _reduced_pays(module, layer, batch, threads):
     """Whether a layer call of a quantized module reads its reduced weights
     (prepacked), ``batch`` rows a thread's product at most (the unit split's
-    batch, the batch split's largest block). On dot products (int8 with AVX-512 VNNI or AVX2's
-    vpmaddubsw, bfloat16 with AVX512-BF16: 4x, 2x and 2x the multiply-adds of
-    an FMA per instruction)
-    always, on either split: fewer bytes and fewer instructions
-    (bench.quantize_speed, Zen 4, int8 / bfloat16 against float32: LSTM H=64
-    B=1 0.67-0.75, H=256 B=4 0.46 / 0.49, H=1024 B=16 0.29 / 0.52), and every
-    row's outputs are the same whatever the batch (each row's activations
-    are rounded alone). Widened formats cost an
+    batch, the batch split's largest block). On dot products (int8 with
+    AVX-512 VNNI or AVX2's vpmaddubsw, bfloat16 with AVX512-BF16: 4x, 2x and
+    2x the multiply-adds of an FMA per instruction) always, on either split:
+    fewer bytes and fewer instructions (bench.quantize_speed, Zen 4, int8 /
+    bfloat16 against float32: LSTM H=64 B=1 0.67-0.75, H=256 B=4 0.46 /
+    0.49, H=1024 B=16 0.29 / 0.52, H=256 B=64 0.33 / 0.55), and every row's
+    outputs are the same whatever the batch (each row's activations are
+    rounded alone). Widened formats cost an
     instruction per weight per row: only for at most _REDUCED_ROWS rows, where
     a step streams the weights once, and when a thread's share of one
     direction's float32 W_ih and W_hh exceeds half its L2, where the bytes

@@ -619,6 +619,41 @@ def test_reduced_layer_token_input_copies_and_bad_panels(panel_variant, monkeypa
             _engine._k.forward_layer_units(*args, prepacked=bad)
 
 
+def test_batch_split_entry_refuses_prepacked_that_does_not_fit():
+    """forward_layer (the batch split) takes one prepacked tuple per
+    direction, float32 inference only, each checked as the unit split's; the
+    matching one gives the layer's own outputs."""
+    from fastrnn import _engine
+    if _engine._k.panel_kernel() == "blas":
+        pytest.skip("FASTRNN_PANEL=blas: no prepacked weights")
+    layer = fastrnn.GRU(12, 20, bidirectional=True, seed=2)
+    q = fastrnn.quantize(layer, "int8")
+    x = np.random.default_rng(4).standard_normal((6, 16, 12)).astype(np.float32)
+    T, B, _ = x.shape
+    H, D = 20, 2
+    plan = _engine._plan(None, T, B, D, single_block=False)
+    b_ih, b_hh = q._biases(0)
+    zeros = np.zeros((D, B, H), np.float32)
+
+    def call(pre, **kw):
+        y = np.empty((T, B, D * H), np.float32)
+        _engine._k.forward_layer(
+            q._kind, x, (q._w_ih[0], q._w_hh[0], b_ih, b_hh),
+            (_engine.direction_flags(q, False), plan.lengths, plan.perm, plan.n_active,
+             plan.bounds, None),
+            (zeros, zeros, y, np.empty((D, B, H), np.float32), np.empty((D, B, H), np.float32)),
+            T, 2, prepacked=pre, **kw)
+        return y
+    both = (_engine.prepacked(q, 0, 0), _engine.prepacked(q, 0, 1))
+    np.testing.assert_array_equal(call(both), q(x)[0])
+    (ih_wt, ih, ih_s, ih_c), (hh_wt, hh, hh_s, hh_c) = both[1]
+    for bad in (both[:1], both + both[:1], [both[0], both[1]],
+                (both[0], ((ih_wt, ih, ih_s, ih_c), (hh_wt, hh[:-1], hh_s, hh_c))),
+                (both[0], "panels")):
+        with pytest.raises(ValueError, match="prepacked"):
+            call(bad)
+
+
 def _unit_call_args(layer, x):
     """forward_layer_units' arguments for one call of a one-layer layer on x."""
     from fastrnn import _engine
