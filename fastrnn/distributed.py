@@ -41,7 +41,7 @@ try:
     from distributed.diagnostics.plugin import WorkerPlugin
 except ImportError as exc:                  # pragma: no cover - the extra is missing
     raise ImportError("fastrnn.distributed needs Dask: pip install 'fastrnn[dask]' "
-                      "(dask[array,bag] and distributed)") from exc
+                      "(dask[array,bag,distributed])") from exc
 
 import fastrnn
 from fastrnn import _checks
