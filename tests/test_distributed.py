@@ -159,9 +159,37 @@ def test_a_killed_worker_loses_no_result(client):
 
 
 def test_without_a_client_runs_on_the_local_scheduler():
-    model = _classifier()
-    X = _dna(200, 6)
-    assert fd.predict(model, X, batch_size=30) == model.predict(X).tolist()
+    """No client in the process (a fresh one: this module's cluster would be
+    the current client here): Dask's local threads, the same results, a
+    progress bar on request, and the lazy bag."""
+    from isolated import run_isolated
+    out = run_isolated("""
+        import fastrnn.distributed as fd
+        from distributed import get_client
+        from fastrnn.data import Vocabulary
+        from fastrnn.models import SequenceClassifier
+        try:
+            get_client()
+            raise SystemExit("a client exists")
+        except ValueError:
+            pass
+        model = SequenceClassifier(vocab=Vocabulary("ATCG"), num_classes=3, hidden_size=8,
+                                   seed=0)
+        rng = np.random.default_rng(6)
+        X = ["".join(rng.choice(list("ATCG"), rng.integers(3, 20))) for _ in range(200)]
+        want = model.predict(X).tolist()
+        assert fd.predict(model, X, batch_size=30) == want
+        assert fd.predict(model, X, batch_size=30, progress=True) == want
+        assert fd.predict(model, X, batch_size=30, compute=False).compute(
+            scheduler="threads") == want
+        X[77] = "AAXA"
+        try:
+            fd.predict(model, X, batch_size=30)
+        except ValueError as exc:
+            print("error:", exc)
+    """, timeout=120)
+    assert ("error: data[77]: symbol 'X' is not in the vocabulary (and it has no unknown "
+            "token)") in out.stdout
 
 
 def test_refusals():
