@@ -285,7 +285,13 @@ def _predicted(model, seqs, args):
     if args.scheduler is None:
         _threads(args)
         if type(model).__name__ == "LanguageModel":
-            return [model.predict(s) for s in seqs]
+            results = []
+            for i, s in enumerate(seqs):
+                try:
+                    results.append(model.predict(s))
+                except ValueError as exc:      # (name the line)
+                    raise ValueError(f"data[{i}]: {exc}") from None
+            return results
         results = []
         for start in range(0, len(seqs), args.batch_size):
             try:

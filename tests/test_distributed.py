@@ -246,6 +246,9 @@ def test_predict_command_in_process_and_on_the_cluster(client, tmp_path):
     lm.save(tmp_path / "lm.npz")
     out = _cli("predict", str(tmp_path / "lm.npz"), "-", stdin="ACG\nTT\n")
     assert out.stdout.splitlines() == [lm.predict("ACG"), lm.predict("TT")]
+    for extra in ((), ("--scheduler", address)):
+        bad = _cli("predict", str(tmp_path / "lm.npz"), "-", *extra, stdin="ACG\nTXT\n")
+        assert bad.returncode == 1 and "fastrnn: error: line 2: " in bad.stderr, bad.stderr
     X[120] = "AXC"
     (tmp_path / "bad.txt").write_text("\n".join(X) + "\n")
     for extra in ((), ("--scheduler", address)):
