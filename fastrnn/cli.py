@@ -292,17 +292,13 @@ def _predicted(model, seqs, args):
                 except ValueError as exc:      # (name the line)
                     raise ValueError(f"data[{i}]: {exc}") from None
             return results
-        results = []
-        for start in range(0, len(seqs), args.batch_size):
-            try:
-                results.extend(model.predict(seqs[start:start + args.batch_size]))
-            except ValueError as exc:          # (name the line, not the batch's index)
-                message = str(exc)
-                if message.startswith("X[") and "]" in message:
-                    i = int(message[2:message.index("]")])
-                    message = f"data[{start + i}]" + message[message.index("]") + 1:]
-                raise ValueError(message) from None
-        return results
+        try:
+            # (predict batches by itself; its checks name X[i], i in all of seqs)
+            return list(model.predict(seqs, batch_size=args.batch_size))
+        except ValueError as exc:
+            message = str(exc)
+            raise ValueError("data" + message[1:] if message.startswith("X[") else message) \
+                from None
     try:
         from distributed import Client
 
