@@ -79,8 +79,9 @@ def inputs(cfg):
     return x, lengths
 
 
-# fastrnn's variants with reduced weights (fastrnn.quantize; inference only)
-WEIGHT_VARIANTS = ("float16", "bfloat16", "int8")
+# fastrnn's inference-only weight formats (fastrnn.quantize): float32 packed
+# once for the kernels, and the reduced ones
+WEIGHT_VARIANTS = ("float32", "float16", "bfloat16", "int8")
 
 
 def fastrnn_engine(cfg, variant=None):

@@ -179,12 +179,13 @@ def test_compare_reduced_rows():
     rows = compare.reduced_rows(["lstm-h256-b1", "lstm-h256-b64"], 1, 0.001)
     assert [r[0] for r in rows] == ["lstm-h256-b1", "lstm-h256-b64"]
     for row in rows:
-        assert len(row) == 9 and row[-1] in ("yes", "NO")
-        assert all(float(cell) > 0 for cell in row[2:5])          # float16, bfloat16, int8
-    assert "int8 <= 0.4" in rows[0][7] and rows[1][7] == f"each <= {compare.REDUCED_NOISE}"
+        assert len(row) == 10 and row[-1] in ("yes", "NO")
+        assert all(float(cell) > 0 for cell in row[2:6])  # f32 packed, float16, bfloat16, int8
+    assert "int8 <= 0.4" in rows[0][8] and "f32 packed <= 1.05" in rows[0][8]
+    assert rows[1][8] == f"each <= {compare.REDUCED_NOISE}"
     if importlib.util.find_spec("torch") is not None:
-        assert rows[0][5].split()[0] in ("torch", "onnxruntime")
-        assert float(rows[0][6]) > 0
+        assert rows[0][6].split()[0] in ("torch", "onnxruntime")
+        assert float(rows[0][7]) > 0
 
 
 def test_distributed_runs(capsys):

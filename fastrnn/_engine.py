@@ -267,6 +267,7 @@ def forward(module, x, state, lengths, reverse, training):
         if units:
             pre = (prepacked(module, layer)
                    if not training and _reduced_pays(module, layer, batch, threads) else None)
+            shares = None if training or pre is not None else unit_shares(module, layer, threads)
             _k.forward_layer_units(
                 module._kind, inp,
                 (module._w_ih[layer][0], module._w_hh[layer][0], b_ih, b_hh),
@@ -275,7 +276,7 @@ def forward(module, x, state, lengths, reverse, training):
                 step_chunk, threads, steps >= _PACK_MIN_STEPS,
                 keep=None if keep is None else tuple(None if a is None else a[0]
                                                      for a in keep),
-                ids=ids, variant=_first_direction(variant), prepacked=pre)
+                ids=ids, variant=_first_direction(variant), prepacked=pre, shares=shares)
         else:
             pre = None
             if not training and _reduced_pays(module, layer, plan.rows_max, threads):
@@ -365,7 +366,7 @@ def _reduced_pays(module, layer, batch, threads):
     bound the step (LSTM H=64 B=1 1.21x float32's time, LSTM H=1024 B=16
     1.00-1.04x)."""
     fmt = module._inference_only
-    if fmt is None:
+    if fmt is None or fmt == "float32":
         return False
     if ((fmt == "int8" and _k.int8_dot_products())
             or (fmt == "bfloat16" and _k.bf16_dot_products())):
@@ -455,6 +456,27 @@ def prepacked(module, layer, direction=0):
                               G)
         cache[key] = (ih, reduced_panels("weight_hh", _k.WEIGHT_TYPES[fmt] if dot is None
                                          else dot))
+    return cache[key]
+
+
+def unit_shares(module, layer, threads):
+    """The kernels' ``shares`` argument for a unit-split call of layer
+    ``layer`` (direction 0) of a module quantized to float32 on ``threads``
+    threads, or None for any other module or when the products run on BLAS.
+    Every thread's rows of W_ih and W_hh in the panels the threads of a
+    team of that size would pack at each call (the same products, the same
+    bits), packed once per module and team size: an ONNX Runtime session
+    packs its weights once too. Cached on the module (its weights never
+    change: training and loading are refused)."""
+    if (module._inference_only != "float32" or module.dtype != np.float32
+            or _k.panel_kernel() == "blas"):
+        return None
+    team = min(threads, _k.TEAM_MAX)
+    key = ("shares", layer, team)
+    cache = module.__dict__.setdefault("_prepacked", {})
+    if key not in cache:
+        cache[key] = (team, _k.unit_shares(module._kind, module._w_ih[layer][0],
+                                           module._w_hh[layer][0], team))
     return cache[key]
 
 

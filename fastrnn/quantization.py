@@ -45,7 +45,7 @@ import numpy as np
 from fastrnn import _checks
 from fastrnn._module import Parameterized
 
-FORMATS = ("float16", "bfloat16", "int8")
+FORMATS = ("float32", "float16", "bfloat16", "int8")
 
 
 def _leaves_and_tree(module):
@@ -89,6 +89,9 @@ def round_weights(w, fmt):
     """(stored values, scale or None, the values widened to w's dtype) of a
     weight matrix w (rows = outputs) in format ``fmt``."""
     w = np.asarray(w)
+    if fmt == "float32":
+        codes = w.astype(np.float32)
+        return codes, None, codes.astype(w.dtype)
     if fmt == "float16":
         if np.abs(w).max(initial=0) >= 65504:
             raise ValueError("a weight has magnitude >= 65504, beyond float16's range")
@@ -137,13 +140,13 @@ def quantize(module, weights="float16"):
     return out
 
 
-CODE_DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(np.uint16),
-               "int8": np.dtype(np.int8)}
+CODE_DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16),
+               "bfloat16": np.dtype(np.uint16), "int8": np.dtype(np.int8)}
 
 
 def decode(codes, scale, fmt, dtype):
     """The weights that stored values stand for, in ``dtype``."""
-    if fmt == "float16":
+    if fmt in ("float32", "float16"):
         return codes.astype(dtype)
     if fmt == "bfloat16":
         return (codes.astype(np.uint32) << 16).view(np.float32).astype(dtype)

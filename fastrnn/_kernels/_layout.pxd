@@ -138,6 +138,8 @@ ctypedef struct LayerCall:
     Py_ssize_t work_per
     float* panels                 # W_hh (and in the unit split W_ih) packed, or NULL: BLAS
     Py_ssize_t panels_per
+    const float* shares           # unit split: every thread's panels packed once per module
+    int shares_team               # (for a team of this size; another size packs its own)
     float* panels_ih              # the batch split's W_ih, packed per direction
     Py_ssize_t panels_ih_per
     bint pack_in_task             # each task packs its direction's panels itself

@@ -55,6 +55,17 @@ cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize
         pack_panel(src, <int> count, K, dst + p * K * PANEL)
 
 
+cdef void _pack_unit_share(const Dims* d, const float* w_ih, const float* w_hh, Py_ssize_t U,
+                           Py_ssize_t u0, const Panels* panels) noexcept nogil:
+    """A thread's share of one direction's weights in panels (recurrent_panels'
+    layout with W_ih): the rows of every gate for units [u0, u0 + U)."""
+    cdef Py_ssize_t ngates = gates(d.kind), first = panel_gate_blocks(d.kind)
+    _pack_unit_rows(w_hh, 0, first, U, u0, d.H, d.H, panels.wp)
+    if panels.wp_n != NULL:
+        _pack_unit_rows(w_hh, first, ngates - first, U, u0, d.H, d.H, panels.wp_n)
+    _pack_unit_rows(w_ih, 0, ngates, U, u0, d.H, d.n_in, panels.wp_ih)
+
+
 cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                        fastrnn_spin_barrier* bar) noexcept nogil:
     """One thread of the unit-split forward: hidden units [u0, u1) of every gate.
@@ -91,6 +102,10 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     cdef UnitSpace sp
     unit_space(work + team.tid * call.work_per, d, rows.B, step_chunk * rows.B, &sp)
     cdef float* pw = call.panels + team.tid * call.panels_per if call.panels != NULL else NULL
+    # the module's shares packed once, when made for a team of this size
+    cdef bint shared_panels = call.shares != NULL and call.shares_team == team.nthreads
+    if shared_panels:
+        pw = <float*> call.shares + team.tid * call.panels_per    # (read only)
     cdef const Prepacked* pre = &call.pre[0]
     cdef bint prepacked = pre.hh != NULL
     cdef unsigned char* qwork = (call.qwork + team.tid * call.qwork_per
@@ -133,7 +148,6 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     cdef floating* gblk
     cdef Panels panels
     panels.wp = panels.wp_n = panels.wp_ih = NULL
-    cdef Py_ssize_t first = panel_gate_blocks(kind)
     cdef int arrivals = 0                      # this thread's arrivals at the barrier
     cdef Variant var = call.var[0]
     var.peep_offset = u0                       # my units of each peephole block
@@ -142,11 +156,8 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
         if pw != NULL and U > 0 and not prepacked:
             # this thread's rows of W_hh and W_ih, packed once: they stay in its core's cache
             recurrent_panels(d, U, False, True, pw, &panels)
-            _pack_unit_rows(<const float*> w_hh, 0, first, U, u0, H, H, panels.wp)
-            if panels.wp_n != NULL:
-                _pack_unit_rows(<const float*> w_hh, first, ngates - first, U, u0, H, H,
-                                panels.wp_n)
-            _pack_unit_rows(<const float*> w_ih, 0, ngates, U, u0, H, I, panels.wp_ih)
+            if not shared_panels:
+                _pack_unit_share(d, <const float*> w_ih, <const float*> w_hh, U, u0, &panels)
 
     for q in range(ngates):
         memcpy(bx + q * U, <const floating*> w.b_x + q * H + u0, U * sizeof(floating))
@@ -357,9 +368,42 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
                    U * sizeof(floating))
 
 
+# the largest team a unit-split call runs (the spin barrier's slots)
+TEAM_MAX = BARRIER_SLOTS
+
+
+def unit_shares(int kind, const float[:, ::1] w_ih, const float[:, ::1] w_hh, int team):
+    """Every thread's share of one direction's weights, W_ih (G, I) and W_hh
+    (G, H), packed as the unit split's threads pack them in a team of
+    ``team``: the ``shares`` argument of forward_layer_units (float32, team
+    x the per-thread size)."""
+    cdef Py_ssize_t G = w_ih.shape[0], H = w_hh.shape[1]
+    if H < 1 or G != gates(kind) * H or w_hh.shape[0] != G:
+        raise ValueError(f"unit_shares: W_ih must be ({gates(kind)} H, I) and W_hh "
+                         f"({gates(kind)} H, H), got "
+                         f"({w_ih.shape[0]}, {w_ih.shape[1]}) and ({w_hh.shape[0]}, {w_hh.shape[1]})")
+    if not 1 <= team <= BARRIER_SLOTS:
+        raise ValueError(f"unit_shares: team must be between 1 and {BARRIER_SLOTS}, got {team}")
+    cdef Dims d = make_dims(kind, w_ih.shape[1], H)
+    cdef Py_ssize_t per = recurrent_panels(&d, H, False, True, NULL, NULL)
+    out = np.zeros(team * per, np.float32)
+    cdef float[::1] o = out
+    cdef Panels panels
+    cdef Py_ssize_t t, u0, U
+    with nogil:
+        for t in range(team):
+            u0 = _unit_bound(t, team, H, False)
+            U = _unit_bound(t + 1, team, H, False) - u0
+            if U > 0:
+                recurrent_panels(&d, U, False, True, &o[0] + t * per, &panels)
+                _pack_unit_share(&d, &w_ih[0, 0], &w_hh[0, 0], U, u0, &panels)
+    out.flags.writeable = False
+    return out
+
+
 def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends,
                         Py_ssize_t step_chunk, int num_threads, bint pack_weights=True,
-                        keep=None, ids=None, variant=None, prepacked=None):
+                        keep=None, ids=None, variant=None, prepacked=None, shares=None):
     """One direction of one layer with its hidden units split across threads.
 
     For small batches (see _unit_worker). As forward_layer for one direction:
@@ -374,7 +418,10 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     W_hh's) weights packed once, each (weight type, panels, padded scales
     (int8) or None) with every gate block packed by
     _panels.pack_weight_panels (W_ih's None: none, e.g. token input): the
-    products read them and the call packs nothing.
+    products read them and the call packs nothing. shares (float32
+    inference, panels on): (team, unit_shares(kind, W_ih, W_hh, team)): a
+    team of that size reads its threads' panels there instead of packing
+    them (another size, when the team policy runs the call alone, packs).
     """
     cdef const floating[:, ::1] w_ih = weights[0]
     cdef const floating[:, ::1] w_hh = weights[1]
@@ -440,9 +487,21 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     cdef floating[::1] shared = shared_arr
     call.shared = &shared[0]
     call.panels_per = recurrent_panels(&call.dims, H, False, True, NULL, NULL)
+    cdef const float[::1] share_v
     if floating is float:
         if panels_on() and pack_weights:
             call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
+        if shares is not None and panels_on() and not training and prepacked is None:
+            if (not isinstance(shares, tuple) or len(shares) != 2
+                    or not isinstance(shares[1], np.ndarray) or shares[1].dtype != np.float32
+                    or not 1 <= shares[0] <= BARRIER_SLOTS
+                    or shares[1].size != shares[0] * call.panels_per
+                    or not shares[1].flags.c_contiguous):
+                raise ValueError(f"shares: (team, {call.panels_per} float32 panels per thread "
+                                 f"of the team), from unit_shares")
+            share_v = shares[1]
+            call.shares = &share_v[0]
+            call.shares_team = shares[0]
     _run_team(<void*> &call, <void*> &work[0], num_threads, False, floating is double)
 
 
