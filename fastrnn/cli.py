@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from fastrnn.quantization import FORMATS as _WEIGHT_FORMATS
+
 
 class UserError(Exception):
     """A problem with what the user asked for: reported in one line."""
@@ -400,14 +402,15 @@ def parser():
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature; 0 = always the most probable (default 0.8)")
     p.add_argument("--seed", type=_seed, default=None)
-    p.add_argument("--weights", choices=["float16", "bfloat16", "int8"], default=None,
-                   help="run with the weights in this precision (fastrnn.quantize)")
+    p.add_argument("--weights", choices=list(_WEIGHT_FORMATS), default=None,
+                   help="run with the weights in this format (fastrnn.quantize)")
 
-    p = command("quantize", "Write a copy of a model file with reduced-precision weights "
-                            "(inference only; see fastrnn.quantize).")
+    p = command("quantize", "Write an inference-only copy of a model file with reduced-"
+                            "precision weights, or float32 ones packed once per process "
+                            "(see fastrnn.quantize).")
     p.add_argument("model", help="the model file")
     p.add_argument("output", help="the file to write (.npz)")
-    p.add_argument("--weights", choices=["float16", "bfloat16", "int8"], default="float16",
+    p.add_argument("--weights", choices=list(_WEIGHT_FORMATS), default="float16",
                    help="the format (default float16)")
 
     p = command("predict", "Run a saved classifier, tagger, seq2seq or language model over a "

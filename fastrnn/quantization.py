@@ -1,6 +1,6 @@
 """Reduced-precision weights for inference: ``fastrnn.quantize(module, weights=...)``.
 
-    q = fastrnn.quantize(model, weights="float16")   # or "bfloat16", "int8"
+    q = fastrnn.quantize(model, weights="float16")   # or "bfloat16", "int8", "float32"
     q(x)                                             # inference; training refused
 
 Returns a new module (the original is untouched) whose weight matrices --
@@ -13,6 +13,9 @@ the module computes in its own dtype with those values (the weights widened: w =
 code for the 16-bit formats, w = code * scale for int8; on the dot products
 below the activations are rounded too).
 
+- float32: the weights as they are (a float64 module's rounded to float32):
+  no rounding error; the copy only packs them once (below), as an ONNX
+  Runtime session does when it is made.
 - float16: round to nearest (IEEE half); |w| must stay below 65504.
 - bfloat16: round to nearest even of the float32 value's upper 16 bits.
 - int8: per output row, scale = max|w_row| / 127, code = round(w / scale).
@@ -20,7 +23,12 @@ below the activations are rounded too).
 ``save`` writes the reduced weights (a 16-bit file is about half the float32
 one, int8 a quarter); ``fastrnn.load`` gives the quantized module back.
 
-Speed: layer calls on the unit split (small batches) read the reduced
+Speed: float32 -- unit-split layer calls (one direction, small batches)
+read every thread's share of W_ih and W_hh packed once per module and team
+size (fastrnn._engine.unit_shares) instead of packing it at every call: the
+same panels, the same products, the float module's bits (packing was 5-15%
+of a batch-1 call: bench.quantize_speed's "f32 packed"). The reduced
+formats -- layer calls on the unit split (small batches) read the reduced
 weights, packed once per module (fastrnn._engine.prepacked): int8 on int8
 dot products (AVX-512 VNNI's, else AVX2's vpmaddubsw with the same bits; the
 rows of h_{t-1} and of the inputs quantized to 255 levels per row on the
@@ -132,7 +140,8 @@ def quantize(module, weights="float16"):
             if _reducible(leaf, name):
                 codes, scale, widened = round_weights(arr, fmt)
                 arr[...] = widened
-                reduced[name] = (codes, scale)
+                # (float32 weights of a float32 module: the stored values are the weights)
+                reduced[name] = (arr if codes.dtype == arr.dtype else codes, scale)
         if reduced:
             leaf._quantized = (fmt, reduced)
     for m in tree:

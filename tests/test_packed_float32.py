@@ -1,0 +1,229 @@
+"""fastrnn.quantize(module, "float32"): an inference copy whose unit-split
+calls read every thread's share of the weights packed once per team size
+instead of packing it at every call. The outputs are the float module's bits."""
+import copy
+import os
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _engine
+from fastrnn._kernels import _panels
+from fastrnn._kernels import recurrent as _k
+
+
+def _modules():
+    return {
+        "lstm": lambda: fastrnn.LSTM(24, 100, seed=1),
+        "gru-after": lambda: fastrnn.GRU(24, 72, num_layers=2, seed=2),
+        "gru-before": lambda: fastrnn.GRU(24, 40, reset_after=False, seed=3),
+        "rnn-relu": lambda: fastrnn.RNN(24, 33, nonlinearity="relu", seed=4),
+        "lstm-peep-clip": lambda: fastrnn.LSTM(24, 48, peepholes=True, clip=0.7, seed=5),
+        "lstm-proj": lambda: fastrnn.LSTM(24, 48, proj_size=20, seed=9),
+        "bi-lstm": lambda: fastrnn.LSTM(24, 36, bidirectional=True, seed=6),
+        "stacked": lambda: fastrnn.Stacked([fastrnn.GRU(24, 30, seed=7),
+                                            fastrnn.LSTM(30, 50, seed=8)]),
+    }
+
+
+def _flat(out):
+    """Every array of (y, state), states nested in tuples and lists (Stacked)."""
+    if isinstance(out, (tuple, list)):
+        return [a for part in out for a in _flat(part)]
+    return [np.asarray(out)]
+
+
+def _shares_made(module):
+    """The (layer, team) of every share packed on the leaves of ``module``."""
+    from fastrnn.quantization import _leaves_and_tree
+    return {key[1:] for leaf in _leaves_and_tree(module)[0]
+            for key in getattr(leaf, "_prepacked", {}) if key[0] == "shares"}
+
+
+@pytest.fixture(params=[v for v in _panels.panel_kernels()])
+def panel_variant(request):
+    before = _panels.panel_kernel()
+    _panels.set_panel_kernel(request.param)
+    yield request.param
+    _panels.set_panel_kernel(before)
+
+
+@pytest.mark.parametrize("name", list(_modules()))
+def test_outputs_are_the_float_modules_bits(name, panel_variant):
+    """Every batch (unit split and batch split), lengths, initial states, one
+    step, teams of 2 and 3 threads: the float module's outputs, bit for bit;
+    the shares are made on the unit split's calls (none on BLAS)."""
+    module = _modules()[name]()
+    q = fastrnn.quantize(module, "float32")
+    rng = np.random.default_rng(0)
+    try:
+        for threads in (2, 3, 1):
+            fastrnn.set_num_threads(threads)
+            for batch, steps in ((1, 9), (2, 5), (3, 1), (9, 6)):
+                x = rng.standard_normal((steps, batch, 24)).astype(np.float32)
+                lengths = rng.integers(1, steps + 1, batch) if batch > 1 else None
+                kwargs = {} if name == "stacked" else {"lengths": lengths}
+                calls = [(x,)]
+                if name in ("gru-after", "gru-before", "rnn-relu"):    # an initial state
+                    calls.append((x, rng.standard_normal(
+                        (module.num_layers, batch, module.hidden_size)).astype(np.float32)))
+                for args in calls:
+                    want = module(*args, **kwargs)
+                    got = q(*args, **kwargs)
+                    for a, b in zip(_flat(got), _flat(want)):
+                        if panel_variant == "blas":
+                            # BLAS's own gemv rounds a row by where the call's
+                            # rows start: the team policy (a late partner of 3
+                            # threads on 2 CPUs: a call alone) moves them
+                            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+                        else:
+                            np.testing.assert_array_equal(a, b)
+    finally:
+        fastrnn.set_num_threads(None)
+    made = _shares_made(q)
+    if panel_variant == "blas" or name in ("bi-lstm", "lstm-proj"):
+        # BLAS on the weights as stored; two directions: the batch split; the
+        # projection's own step loop (fastrnn._projection)
+        assert made == set()
+    else:
+        assert {team for _, team in made} == {2, 3}, made
+
+
+def test_the_shares_are_what_the_calls_read():
+    """Once a team size's shares are made, the calls of that size read them:
+    with the module's own float weights spoiled to NaN the outputs stay
+    right; another team size then packs the (spoiled) weights itself."""
+    layer = fastrnn.GRU(16, 64, seed=1)
+    q = fastrnn.quantize(layer, "float32")
+    x = np.random.default_rng(1).standard_normal((6, 1, 16)).astype(np.float32)
+    try:
+        fastrnn.set_num_threads(2)
+        want = layer(x)
+        for a, b in zip(_flat(q(x)), _flat(want)):
+            np.testing.assert_array_equal(a, b)
+        assert _shares_made(q) == {(0, 2)}
+        q._w_hh[0][...] = np.nan
+        q._w_ih[0][...] = np.nan
+        for a, b in zip(_flat(q(x)), _flat(want)):
+            np.testing.assert_array_equal(a, b)
+        fastrnn.set_num_threads(3)      # new shares, from the spoiled weights
+        assert np.isnan(q(x)[0]).all()
+    finally:
+        fastrnn.set_num_threads(None)
+
+
+def test_a_team_run_alone_packs_for_itself():
+    """When the team policy runs a call on one thread (its partner came late),
+    the team's shares do not fit that thread: it packs its own, and the
+    outputs are the same."""
+    layer = fastrnn.LSTM(20, 80, seed=2)
+    q = fastrnn.quantize(layer, "float32")
+    x = np.random.default_rng(2).standard_normal((8, 1, 20)).astype(np.float32)
+    try:
+        fastrnn.set_num_threads(2)
+        want = _flat(layer(x))
+        q(x)                                   # the shares of a team of 2
+        _k.team_probe("reset")
+        _k.team_probe("report", 2, 10 ** 9, 10 ** 9)   # a late team call: the next runs alone
+        got = _flat(q(x))
+        assert _k.team_probe("counts")["alone"] >= 1
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        _k.team_probe("reset")
+        fastrnn.set_num_threads(None)
+
+
+def test_float64_module_rounds_to_float32():
+    """A float64 module quantized to float32 computes in float64 with its
+    weight matrices rounded to float32 (no packed shares: those are float32
+    kernels'); biases unchanged."""
+    layer = fastrnn.GRU(5, 7, dtype=np.float64, seed=3)
+    q = fastrnn.quantize(layer, "float32")
+    rounded = copy.deepcopy(layer)
+    sd = {k: (v.astype(np.float32).astype(np.float64) if k.startswith("weight") else v)
+          for k, v in layer.state_dict().items()}
+    rounded.load_state_dict(sd)
+    x = np.random.default_rng(3).standard_normal((4, 2, 5))
+    for a, b in zip(_flat(q(x)), _flat(rounded(x))):
+        np.testing.assert_array_equal(a, b)
+    for k, v in q.state_dict().items():
+        np.testing.assert_array_equal(v, sd[k])
+    assert _shares_made(q) == set()
+
+
+def test_inference_only_files_copies_and_threads(tmp_path):
+    """Training refused; the file keeps float32 weights (the float file's
+    size) and loads as the same inference module; deepcopy and pickle after
+    calls (the shares are rebuilt, not copied); four Python threads calling
+    one module get the answers of one."""
+    layer = fastrnn.LSTM(12, 64, num_layers=2, seed=4)
+    q = fastrnn.quantize(layer, "float32")
+    x = np.random.default_rng(4).standard_normal((10, 1, 12)).astype(np.float32)
+    want = _flat(layer(x))
+    with pytest.raises(ValueError, match="float32 weights"):
+        q.forward(x)
+    with pytest.raises(ValueError, match="already quantized"):
+        fastrnn.quantize(q, "float16")
+    full = layer.save(tmp_path / "f32.npz")
+    packed = q.save(tmp_path / "packed.npz")
+    assert 0.9 < os.path.getsize(packed) / os.path.getsize(full) < 1.1
+    loaded = fastrnn.load(packed)
+    assert loaded._inference_only == "float32"
+    for other in (loaded, copy.deepcopy(q), pickle.loads(pickle.dumps(q))):
+        for a, b in zip(_flat(other(x)), want):
+            np.testing.assert_array_equal(a, b)
+    results = [None] * 4
+
+    def call(i):
+        results[i] = [_flat(q(x)) for _ in range(20)]
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for res in results:
+        for out in res:
+            for a, b in zip(out, want):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_the_kernels_refuse_shares_that_do_not_fit():
+    """unit_shares checks the weights' shapes and the team; forward_layer_units
+    the shares' team, size and type: none reaches a kernel."""
+    rng = np.random.default_rng(5)
+    G, H, I = 4 * 32, 32, 8
+    w_ih = rng.standard_normal((G, I)).astype(np.float32)
+    w_hh = rng.standard_normal((G, H)).astype(np.float32)
+    kind = fastrnn.LSTM(I, H)._kind
+    with pytest.raises(ValueError, match="W_ih must be"):
+        _k.unit_shares(kind, w_ih[:-1], w_hh, 2)
+    with pytest.raises(ValueError, match="team must be between 1 and"):
+        _k.unit_shares(kind, w_ih, w_hh, 0)
+    shares = _k.unit_shares(kind, w_ih, w_hh, 2)
+    assert not shares.flags.writeable
+    layer = fastrnn.LSTM(I, H, seed=6)
+    layer._w_ih[0][0] = w_ih
+    layer._w_hh[0][0] = w_hh
+    x = rng.standard_normal((5, 1, I)).astype(np.float32)
+    T, B = x.shape[:2]
+    b = np.zeros((1, G), np.float32)
+    plan = (False, np.full(B, T, np.intp), np.zeros(B, np.intp), np.full(T, B, np.intp))
+
+    def call(shares):
+        y = np.zeros((T, B, H), np.float32)
+        h_n, c_n = np.zeros((B, H), np.float32), np.zeros((B, H), np.float32)
+        z = np.zeros((B, H), np.float32)
+        _k.forward_layer_units(kind, x, (w_ih, w_hh, b, b), plan, (z, z, y, h_n, c_n),
+                               T, 2, shares=shares)
+        return y
+    want = call(None)
+    np.testing.assert_array_equal(call((2, shares)), want)
+    for bad in ((3, shares), (2, shares[:-1]), (2, shares.astype(np.float64)),
+                (0, shares[:0]), (2, list(shares)), shares,
+                (2, _k.unit_shares(kind, w_ih, w_hh, 1))):
+        with pytest.raises(ValueError, match="shares"):
+            call(bad)
