@@ -559,6 +559,12 @@ static void fastrnn_pack_panel_range(const float *src, Py_ssize_t n, Py_ssize_t 
             const float *rows[FASTRNN_PANEL];
             for (int j = 0; j < cols; j++) rows[j] = src + (c0 + j) * sn;
             fastrnn_pack_panel(rows, (int) cols, k, d);
+        } else if (sn == 1 && cols == FASTRNN_PANEL) {
+            /* a whole panel: a copy of constant size per step, which the compiler
+               inlines (a call to memcpy per 64 bytes was most of packing the
+               operands of a training call's weight gradients) */
+            for (Py_ssize_t kk = 0; kk < k; kk++)
+                memcpy(d + kk * FASTRNN_PANEL, src + kk * sk + c0, FASTRNN_PANEL * sizeof(float));
         } else if (sn == 1) {
             for (Py_ssize_t kk = 0; kk < k; kk++) {
                 memcpy(d + kk * FASTRNN_PANEL, src + kk * sk + c0, cols * sizeof(float));
