@@ -44,12 +44,22 @@ class Parameterized:
         return self._grads
 
     def parameters(self):
-        """The live parameter arrays (an optimizer may update them in place)."""
-        return list(self._named_parameters().values())
+        """The live parameter arrays (an optimizer may update them in place);
+        read-only views for a quantized module (below)."""
+        return [arr for _, arr in self.named_parameters()]
 
     def named_parameters(self):
-        """(name, array) pairs of the live parameters, in state_dict order."""
-        return list(self._named_parameters().items())
+        """(name, array) pairs of the live parameters, in state_dict order.
+
+        A quantized module (fastrnn.quantize) gives read-only views: its
+        calls read copies of the weights packed once (and its stored reduced
+        values), which a write in place would not reach -- the outputs would
+        silently mix old and new weights -- so writing raises ValueError
+        (quantize the float module again instead)."""
+        pairs = list(self._named_parameters().items())
+        if self._inference_only:
+            pairs = [(name, _read_only(arr)) for name, arr in pairs]
+        return pairs
 
     @property
     def grads(self):
@@ -223,3 +233,10 @@ def check_context(ctx, module):
                          "backward")
     if ctx.used:
         raise ValueError("ctx has already been backpropagated; run forward again")
+
+
+def _read_only(arr):
+    """A view of ``arr`` that refuses writes."""
+    view = arr.view()
+    view.flags.writeable = False
+    return view

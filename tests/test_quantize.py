@@ -715,3 +715,26 @@ def test_half_lanes_measured_or_forced(monkeypatch):
     finally:
         _panels.set_half_lanes(chosen)
         _panels.set_panel_kernel(before_variant)
+
+
+@pytest.mark.parametrize("fmt", ["float32"] + FORMATS)
+def test_weights_of_a_quantized_module_refuse_writes(fmt):
+    """A quantized module's calls read weights packed once: parameters() and
+    named_parameters() give read-only views (a write in place would silently
+    reach some products and not others), in copies too; the float module's
+    stay writable."""
+    model = fastrnn.models.SequenceClassifier(vocab_size=6, num_classes=2, hidden_size=16,
+                                              seed=1)
+    q = fastrnn.quantize(model, fmt)
+    X = [np.array([1, 2, 3, 4, 5] * 4), np.array([2, 0])]
+    before = q.predict_proba(X)
+    for module in (q, copy.deepcopy(q), pickle.loads(pickle.dumps(q))):
+        params = module.parameters()
+        assert params and all(not p.flags.writeable for p in params)
+        for name, p in module.named_parameters():
+            with pytest.raises(ValueError, match="read-only"):
+                p[...] = 0
+        np.testing.assert_array_equal(module.predict_proba(X), before)
+        with pytest.raises(ValueError, match="every parameter must be a writeable array"):
+            fastrnn.optim.SGD(module, lr=0.1)
+    model.parameters()[0][...] += 1          # the float module's: live and writable
