@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _engine
 from fastrnn._kernels import _panels
 from fastrnn._kernels import recurrent as _k
 
@@ -227,3 +226,44 @@ def test_the_kernels_refuse_shares_that_do_not_fit():
                 (2, _k.unit_shares(kind, w_ih, w_hh, 1))):
         with pytest.raises(ValueError, match="shares"):
             call(bad)
+
+
+def test_ready_made_models_and_token_input():
+    """Token ids into the first layer (W_ih's columns gathered; the shares'
+    W_ih panels unread) and the ready-made models: the float model's
+    outputs, bit for bit, at batch 1 (the unit split) and beyond."""
+    clf = fastrnn.models.SequenceClassifier(vocab_size=7, num_classes=3, hidden_size=40,
+                                            seed=1)
+    lm = fastrnn.models.LanguageModel(fastrnn.data.Vocabulary("abcdefg"), hidden_size=48,
+                                      seed=2)
+    X = [np.array([1, 2, 3, 4, 5, 6] * 3), np.array([2, 0, 1])]
+    try:
+        fastrnn.set_num_threads(2)
+        q = fastrnn.quantize(clf, "float32")
+        for batch in (X[:1], X):
+            np.testing.assert_array_equal(q.predict_proba(batch), clf.predict_proba(batch))
+        assert _shares_made(q)
+        qlm = fastrnn.quantize(lm, "float32")
+        assert qlm.generate("abc", 20, temperature=0, seed=0) == lm.generate(
+            "abc", 20, temperature=0, seed=0)
+        np.testing.assert_array_equal(qlm.evaluate("abcdefgabc" * 3, seq_len=8)["perplexity"],
+                                      lm.evaluate("abcdefgabc" * 3, seq_len=8)["perplexity"])
+    finally:
+        fastrnn.set_num_threads(None)
+
+
+def test_threads_without_units():
+    """More threads than hidden units: the threads with none pack and read
+    nothing; the outputs are still the float layer's."""
+    try:
+        fastrnn.set_num_threads(4)
+        for H in (1, 3):
+            layer = fastrnn.GRU(3, H, seed=H)
+            q = fastrnn.quantize(layer, "float32")
+            x = np.random.default_rng(H).standard_normal((7, 1, 3)).astype(np.float32)
+            for a, b in zip(_flat(q(x)), _flat(layer(x))):
+                np.testing.assert_array_equal(a, b)
+            if _panels.panel_kernel() != "blas":
+                assert _shares_made(q) == {(0, 4)}
+    finally:
+        fastrnn.set_num_threads(None)
