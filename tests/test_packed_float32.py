@@ -50,6 +50,18 @@ def panel_variant(request):
     _panels.set_panel_kernel(before)
 
 
+@pytest.fixture
+def panels():
+    """The best panel variant this CPU runs (whatever FASTRNN_PANEL says)."""
+    best = _panels.panel_kernels()[0]
+    if best == "blas":
+        pytest.skip("this CPU runs no panel variant (neither AVX2 nor AVX-512)")
+    before = _panels.panel_kernel()
+    _panels.set_panel_kernel(best)
+    yield
+    _panels.set_panel_kernel(before)
+
+
 @pytest.mark.parametrize("name", list(_modules()))
 def test_outputs_are_the_float_modules_bits(name, panel_variant):
     """Every batch (unit split and batch split), lengths, initial states, one
@@ -91,7 +103,7 @@ def test_outputs_are_the_float_modules_bits(name, panel_variant):
         assert {team for _, team in made} == {2, 3}, made
 
 
-def test_the_shares_are_what_the_calls_read():
+def test_the_shares_are_what_the_calls_read(panels):
     """Once a team size's shares are made, the calls of that size read them:
     with the module's own float weights spoiled to NaN the outputs stay
     right; another team size then packs the (spoiled) weights itself."""
@@ -114,7 +126,7 @@ def test_the_shares_are_what_the_calls_read():
         fastrnn.set_num_threads(None)
 
 
-def test_a_team_run_alone_packs_for_itself():
+def test_a_team_run_alone_packs_for_itself(panels):
     """When the team policy runs a call on one thread (its partner came late),
     the team's shares do not fit that thread: it packs its own, and the
     outputs are the same."""
@@ -190,7 +202,7 @@ def test_inference_only_files_copies_and_threads(tmp_path):
                 np.testing.assert_array_equal(a, b)
 
 
-def test_the_kernels_refuse_shares_that_do_not_fit():
+def test_the_kernels_refuse_shares_that_do_not_fit(panels):
     """unit_shares checks the weights' shapes and the team; forward_layer_units
     the shares' team, size and type: none reaches a kernel."""
     rng = np.random.default_rng(5)
@@ -226,9 +238,17 @@ def test_the_kernels_refuse_shares_that_do_not_fit():
                 (2, _k.unit_shares(kind, w_ih, w_hh, 1))):
         with pytest.raises(ValueError, match="shares"):
             call(bad)
+    # float64 calls have no panels to read
+    y64, z64 = np.zeros((T, B, H)), np.zeros((B, H))
+    with pytest.raises(ValueError, match="shares are for float32 inference"):
+        _k.forward_layer_units(kind, x.astype(np.float64),
+                               (w_ih.astype(np.float64), w_hh.astype(np.float64),
+                                b.astype(np.float64), b.astype(np.float64)),
+                               plan, (z64, z64, y64, z64.copy(), z64.copy()), T, 2,
+                               shares=(2, shares))
 
 
-def test_ready_made_models_and_token_input():
+def test_ready_made_models_and_token_input(panels):
     """Token ids into the first layer (W_ih's columns gathered; the shares'
     W_ih panels unread) and the ready-made models: the float model's
     outputs, bit for bit, at batch 1 (the unit split) and beyond."""
@@ -252,7 +272,7 @@ def test_ready_made_models_and_token_input():
         fastrnn.set_num_threads(None)
 
 
-def test_threads_without_units():
+def test_threads_without_units(panels):
     """More threads than hidden units: the threads with none pack and read
     nothing; the outputs are still the float layer's."""
     try:
@@ -263,7 +283,6 @@ def test_threads_without_units():
             x = np.random.default_rng(H).standard_normal((7, 1, 3)).astype(np.float32)
             for a, b in zip(_flat(q(x)), _flat(layer(x))):
                 np.testing.assert_array_equal(a, b)
-            if _panels.panel_kernel() != "blas":
-                assert _shares_made(q) == {(0, 4)}
+            assert _shares_made(q) == {(0, 4)}
     finally:
         fastrnn.set_num_threads(None)

@@ -488,17 +488,20 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     call.shared = &shared[0]
     call.panels_per = recurrent_panels(&call.dims, H, False, True, NULL, NULL)
     cdef const float[::1] share_v
+    if shares is not None:
+        if (not isinstance(shares, tuple) or len(shares) != 2
+                or not isinstance(shares[1], np.ndarray) or shares[1].dtype != np.float32
+                or not 1 <= shares[0] <= BARRIER_SLOTS
+                or shares[1].size != shares[0] * call.panels_per
+                or not shares[1].flags.c_contiguous):
+            raise ValueError(f"shares: (team, {call.panels_per} float32 panels per thread "
+                             f"of the team), from unit_shares")
+        if floating is double or training or prepacked is not None:
+            raise ValueError("shares are for float32 inference without prepacked weights")
     if floating is float:
         if panels_on() and pack_weights:
             call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
-        if shares is not None and panels_on() and not training and prepacked is None:
-            if (not isinstance(shares, tuple) or len(shares) != 2
-                    or not isinstance(shares[1], np.ndarray) or shares[1].dtype != np.float32
-                    or not 1 <= shares[0] <= BARRIER_SLOTS
-                    or shares[1].size != shares[0] * call.panels_per
-                    or not shares[1].flags.c_contiguous):
-                raise ValueError(f"shares: (team, {call.panels_per} float32 panels per thread "
-                                 f"of the team), from unit_shares")
+        if shares is not None and panels_on():
             share_v = shares[1]
             call.shares = &share_v[0]
             call.shares_team = shares[0]
