@@ -18,6 +18,7 @@ at a few steps.
 """
 import argparse
 import importlib.util
+import time
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from bench.workers import Worker
 
 CONFIGS = ("lstm-h64-b1", "lstm-h256-b1", "gru-h256-b1", "gru-h1024-b1", "lstm-h256-b64",
            "lstm-h512-b16", "lstm-h1024-b16", "lstmcell-h128-b1", "lstmcell-h512-b1")
+# seconds idle before each sample (as bench.compare's pause)
+PAUSE = 0.2
 # (label, engine, variant): fastrnn float32 first (the ratios' base)
 # (quantize(..., "float32") is labelled "f32 packed": the float32 module's
 # weights, packed once instead of at every call)
@@ -81,6 +84,10 @@ def measure(names, settings, rounds, min_time):
             times = {label: [] for label, _, _ in settings}
 
             def ask(label, engine, variant, settle):
+                # a pause first: the previous worker's threads (ONNX Runtime's, PyTorch's
+                # spin for tens of ms after a call) leave the cores, else this one's
+                # team finds its partner late and fastrnn's team policy runs it alone
+                time.sleep(PAUSE)
                 return workers[label].ask(name, variant, min_time, settle=settle)
             for setting in settings:          # into the steady state first
                 ask(*setting, 0.2)
