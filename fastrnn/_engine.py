@@ -282,12 +282,13 @@ def forward(module, x, state, lengths, reverse, training):
             if not training and _reduced_pays(module, layer, plan.rows_max, threads):
                 pre = tuple(prepacked(module, layer, d) for d in range(D))
                 pre = None if None in pre else pre
+            panels = None if training or pre is not None else batch_panels(module, layer)
             _k.forward_layer(
                 module._kind, inp, (module._w_ih[layer], module._w_hh[layer], b_ih, b_hh),
                 (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
                  plan.block_offsets if training else None),
                 (h0, c0, y, h_n[rows], c_n[rows] if with_c else unused), step_chunk, threads,
-                keep=keep, ids=ids, variant=variant, prepacked=pre)
+                keep=keep, ids=ids, variant=variant, prepacked=pre, panels=panels)
         inp = y
     state = (h_n, c_n) if with_c else (h_n,)
     return inp, state, ((plan, flags, traces, units) if training else None)
@@ -477,6 +478,22 @@ def unit_shares(module, layer, threads):
     if key not in cache:
         cache[key] = (team, _k.unit_shares(module._kind, module._w_ih[layer][0],
                                            module._w_hh[layer][0], team))
+    return cache[key]
+
+
+def batch_panels(module, layer):
+    """The kernels' ``panels`` argument for a batch-split call of layer
+    ``layer`` of a module quantized to float32, or None for any other module
+    or when the products run on BLAS: every direction's W_hh and W_ih in the
+    panels the call would pack (the same products, the same bits), packed
+    once. Cached on the module, as unit_shares."""
+    if (module._inference_only != "float32" or module.dtype != np.float32
+            or _k.panel_kernel() == "blas"):
+        return None
+    key = ("batch", layer)
+    cache = module.__dict__.setdefault("_prepacked", {})
+    if key not in cache:
+        cache[key] = _k.batch_panels(module._kind, module._w_ih[layer], module._w_hh[layer])
     return cache[key]
 
 

@@ -25,9 +25,11 @@ one, int8 a quarter); ``fastrnn.load`` gives the quantized module back.
 
 Speed: float32 -- unit-split layer calls (one direction, small batches)
 read every thread's share of W_ih and W_hh packed once per module and team
-size (fastrnn._engine.unit_shares) instead of packing it at every call: the
-same panels, the same products, the float module's bits (packing was 5-15%
-of a batch-1 call: bench.quantize_speed's "f32 packed"). The reduced
+size (fastrnn._engine.unit_shares), batch-split calls every direction's
+panels packed once (fastrnn._engine.batch_panels), instead of packing them
+at every call: the same panels, the same products, the float module's bits
+(packing was 5-15% of a batch-1 call: bench.quantize_speed's "f32
+packed"). The reduced
 formats -- layer calls on the unit split (small batches) read the reduced
 weights, packed once per module (fastrnn._engine.prepacked): int8 on int8
 dot products (AVX-512 VNNI's, else AVX2's vpmaddubsw with the same bits; the

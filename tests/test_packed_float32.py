@@ -35,11 +35,12 @@ def _flat(out):
     return [np.asarray(out)]
 
 
-def _shares_made(module):
-    """The (layer, team) of every share packed on the leaves of ``module``."""
+def _shares_made(module, kind="shares"):
+    """The (layer, team) of every share packed on the leaves of ``module``
+    (kind "batch": the (layer,) of every batch split's panels)."""
     from fastrnn.quantization import _leaves_and_tree
     return {key[1:] for leaf in _leaves_and_tree(module)[0]
-            for key in getattr(leaf, "_prepacked", {}) if key[0] == "shares"}
+            for key in getattr(leaf, "_prepacked", {}) if key[0] == kind}
 
 
 @pytest.fixture(params=[v for v in _panels.panel_kernels()])
@@ -94,31 +95,37 @@ def test_outputs_are_the_float_modules_bits(name, panel_variant):
                             np.testing.assert_array_equal(a, b)
     finally:
         fastrnn.set_num_threads(None)
-    made = _shares_made(q)
-    if panel_variant == "blas" or name in ("bi-lstm", "lstm-proj"):
-        # BLAS on the weights as stored; two directions: the batch split; the
-        # projection's own step loop (fastrnn._projection)
-        assert made == set()
+    made, batch = _shares_made(q), _shares_made(q, "batch")
+    if panel_variant == "blas" or name == "lstm-proj":
+        # BLAS on the weights as stored; the projection's own step loop
+        # (fastrnn._projection)
+        assert made == set() and batch == set()
+    elif name == "bi-lstm":
+        assert made == set() and batch == {(0,)}     # two directions: the batch split
     else:
         assert {team for _, team in made} == {2, 3}, made
+        assert batch, batch                          # batch 9, and one thread
 
 
 def test_the_shares_are_what_the_calls_read(panels):
-    """Once a team size's shares are made, the calls of that size read them:
-    with the module's own float weights spoiled to NaN the outputs stay
-    right; another team size then packs the (spoiled) weights itself."""
+    """Once a team size's shares (the unit split's) and a layer's batch
+    panels (the batch split's) are made, the calls read them: with the
+    module's own float weights spoiled to NaN the outputs stay right;
+    another team size then packs the (spoiled) weights itself."""
     layer = fastrnn.GRU(16, 64, seed=1)
     q = fastrnn.quantize(layer, "float32")
-    x = np.random.default_rng(1).standard_normal((6, 1, 16)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 1, 16)).astype(np.float32)
+    xb = rng.standard_normal((6, 12, 16)).astype(np.float32)
     try:
         fastrnn.set_num_threads(2)
-        want = layer(x)
-        for a, b in zip(_flat(q(x)), _flat(want)):
+        want, want_b = layer(x), layer(xb)
+        for a, b in zip(_flat(q(x)) + _flat(q(xb)), _flat(want) + _flat(want_b)):
             np.testing.assert_array_equal(a, b)
-        assert _shares_made(q) == {(0, 2)}
+        assert _shares_made(q) == {(0, 2)} and _shares_made(q, "batch") == {(0,)}
         q._w_hh[0][...] = np.nan
         q._w_ih[0][...] = np.nan
-        for a, b in zip(_flat(q(x)), _flat(want)):
+        for a, b in zip(_flat(q(x)) + _flat(q(xb)), _flat(want) + _flat(want_b)):
             np.testing.assert_array_equal(a, b)
         fastrnn.set_num_threads(3)      # new shares, from the spoiled weights
         assert np.isnan(q(x)[0]).all()
@@ -238,6 +245,28 @@ def test_the_kernels_refuse_shares_that_do_not_fit(panels):
                 (2, _k.unit_shares(kind, w_ih, w_hh, 1))):
         with pytest.raises(ValueError, match="shares"):
             call(bad)
+    # the batch split's panels
+    wb_ih, wb_hh = w_ih[None], w_hh[None]
+    with pytest.raises(ValueError, match="W_ih must be"):
+        _k.batch_panels(kind, wb_ih[:, :-1], wb_hh)
+    hh, ih = _k.batch_panels(kind, wb_ih, wb_hh)
+    assert not hh.flags.writeable and not ih.flags.writeable
+    xb = rng.standard_normal((5, 6, I)).astype(np.float32)
+    Bb = xb.shape[1]
+    plan_b = (np.zeros(1, np.intc), np.full(Bb, T, np.intp), np.arange(Bb, dtype=np.intp),
+              np.full(T, Bb, np.intp), np.array([0, 3, Bb], np.intp), None)
+
+    def call_b(given):
+        y = np.zeros((T, Bb, H), np.float32)
+        z = np.zeros((1, Bb, H), np.float32)
+        _k.forward_layer(kind, xb, (wb_ih, wb_hh, b, b), plan_b,
+                         (z, z, y, z.copy(), z.copy()), T, 2, panels=given)
+        return y
+    np.testing.assert_array_equal(call_b((hh, ih)), call_b(None))
+    for bad in ((ih, hh), (hh,), (hh[:-1], ih), (hh.astype(np.float64), ih), [hh, ih],
+                (hh, ih[::2])):
+        with pytest.raises(ValueError, match="panels"):
+            call_b(bad)
     # float64 calls have no panels to read
     y64, z64 = np.zeros((T, B, H)), np.zeros((B, H))
     with pytest.raises(ValueError, match="shares are for float32 inference"):

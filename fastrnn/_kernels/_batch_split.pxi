@@ -263,9 +263,29 @@ cdef void _task_panels(const LayerCall* call, Py_ssize_t dd, bint for_backward,
                         call.panels_ih + dd * call.panels_ih_per, 0, 1)
 
 
+def batch_panels(int kind, const float[:, :, ::1] w_ih, const float[:, :, ::1] w_hh):
+    """Every direction's W_hh and W_ih, (D, G, H) and (D, G, I), packed as
+    forward_layer packs them at each call: the ``panels`` argument of
+    forward_layer (two read-only float32 arrays)."""
+    cdef Py_ssize_t D = w_hh.shape[0], G = w_hh.shape[1], H = w_hh.shape[2]
+    if (H < 1 or G != gates(kind) * H or w_ih.shape[0] != D or w_ih.shape[1] != G
+            or w_ih.shape[2] < 1):
+        raise ValueError(f"batch_panels: W_ih must be (D, {gates(kind)} H, I) and W_hh "
+                         f"(D, {gates(kind)} H, H), got ({w_ih.shape[0]}, {w_ih.shape[1]}, "
+                         f"{w_ih.shape[2]}) and ({D}, {G}, {H})")
+    cdef Dims d = make_dims(kind, w_ih.shape[2], H)
+    hh, hh_size = _pack_recurrent(&d, w_hh, False, 1)
+    ih, ih_size = _pack_rows(w_ih, 1)
+    # (copies: the packing goes to this thread's scratch)
+    out = (hh[:D * hh_size].copy(), ih[:D * ih_size].copy())
+    for arr in out:
+        arr.flags.writeable = False
+    return out
+
+
 def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
                   Py_ssize_t step_chunk, int num_threads, keep=None, ids=None, variant=None,
-                  prepacked=None):
+                  prepacked=None, panels=None):
     """Run one layer (D directions) over a batch; fills y, h_n (and c_n).
 
     x: (T, B, I) any strides.
@@ -290,6 +310,8 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
     prepacked (float32 inference): one per direction, as forward_layer_units'
       (each direction's W_ih and W_hh packed once): the products read them
       and the call packs nothing.
+    panels (float32 inference): batch_panels(kind, W_ih, W_hh), the panels
+      this call would pack, packed once (read when the panel variant is on).
     """
     cdef const floating[:, :, ::1] w_ih = weights[0]
     cdef const floating[:, :, ::1] w_hh = weights[1]
@@ -363,8 +385,29 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
     cdef floating[::1] work = work_arr
     # one block per direction: each task packs its own direction's weights
     call.pack_in_task = call.n_blocks == 1
+    cdef const float[::1] given_hh
+    cdef const float[::1] given_ih
+    cdef Py_ssize_t hh_size, ih_size
+    if panels is not None:
+        hh_size = recurrent_panels(&call.dims, call.dims.H, False, False, NULL, NULL)
+        ih_size = panel_size(call.dims.G, call.dims.n_in)
+        if (not isinstance(panels, tuple) or len(panels) != 2
+                or any(not isinstance(a, np.ndarray) or a.dtype != np.float32
+                       or not a.flags.c_contiguous for a in panels)
+                or panels[0].size != D * hh_size or panels[1].size != D * ih_size):
+            raise ValueError(f"panels: (W_hh's {D * hh_size}, W_ih's {D * ih_size}) float32 "
+                             f"panels, from batch_panels")
+        if floating is double or training or prepacked is not None:
+            raise ValueError("panels are for float32 inference without prepacked weights")
     if floating is float:
-        if panels_on() and prepacked is None:
+        if panels is not None and panels_on():
+            given_hh, given_ih = panels
+            call.panels = <float*> &given_hh[0]             # (read only)
+            call.panels_per = hh_size
+            call.panels_ih = <float*> &given_ih[0]
+            call.panels_ih_per = ih_size
+            call.pack_in_task = False
+        elif panels_on() and prepacked is None:
             packed, call.panels_per = _pack_recurrent(&call.dims, w_hh, False, num_threads,
                                                       not call.pack_in_task)
             packed_ih, call.panels_ih_per = _pack_rows(w_ih, num_threads, not call.pack_in_task)
