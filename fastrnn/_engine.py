@@ -467,33 +467,31 @@ def unit_shares(module, layer, threads):
     Every thread's rows of W_ih and W_hh in the panels the threads of a
     team of that size would pack at each call (the same products, the same
     bits), packed once per module and team size: an ONNX Runtime session
-    packs its weights once too. Cached on the module (its weights never
-    change: training and loading are refused)."""
-    if (module._inference_only != "float32" or module.dtype != np.float32
-            or _k.panel_kernel() == "blas"):
-        return None
+    packs its weights once too."""
     team = min(threads, _k.TEAM_MAX)
-    key = ("shares", layer, team)
-    cache = module.__dict__.setdefault("_prepacked", {})
-    if key not in cache:
-        cache[key] = (team, _k.unit_shares(module._kind, module._w_ih[layer][0],
-                                           module._w_hh[layer][0], team))
-    return cache[key]
+    return _packed_once(module, ("shares", layer, team), lambda: (team, _k.unit_shares(
+        module._kind, module._w_ih[layer][0], module._w_hh[layer][0], team)))
 
 
 def batch_panels(module, layer):
     """The kernels' ``panels`` argument for a batch-split call of layer
-    ``layer`` of a module quantized to float32, or None for any other module
-    or when the products run on BLAS: every direction's W_hh and W_ih in the
-    panels the call would pack (the same products, the same bits), packed
-    once. Cached on the module, as unit_shares."""
+    ``layer`` of a module quantized to float32, or None (as unit_shares):
+    every direction's W_hh and W_ih in the panels the call would pack (the
+    same products, the same bits), packed once."""
+    return _packed_once(module, ("batch", layer), lambda: _k.batch_panels(
+        module._kind, module._w_ih[layer], module._w_hh[layer]))
+
+
+def _packed_once(module, key, pack):
+    """pack()'s result for a float32-quantized module, cached on it under
+    ``key`` (its weights never change: training, loading and writes to its
+    parameters are refused); None for any other module or on BLAS."""
     if (module._inference_only != "float32" or module.dtype != np.float32
             or _k.panel_kernel() == "blas"):
         return None
-    key = ("batch", layer)
     cache = module.__dict__.setdefault("_prepacked", {})
     if key not in cache:
-        cache[key] = _k.batch_panels(module._kind, module._w_ih[layer], module._w_hh[layer])
+        cache[key] = pack()
     return cache[key]
 
 

@@ -53,13 +53,18 @@ def panel_variant(request):
 
 @pytest.fixture
 def panels():
-    """The best panel variant this CPU runs (whatever FASTRNN_PANEL says)."""
+    """The best panel variant this CPU runs (whatever FASTRNN_PANEL says), and
+    the team policy reset."""
     best = _panels.panel_kernels()[0]
     if best == "blas":
         pytest.skip("this CPU runs no panel variant (neither AVX2 nor AVX-512)")
     before = _panels.panel_kernel()
     _panels.set_panel_kernel(best)
+    # and the team policy's first state: a stretch of calls run alone, left by
+    # an earlier test's late team (3 threads on 2 CPUs), packs its own panels
+    _k.team_probe("reset")
     yield
+    _k.team_probe("reset")
     _panels.set_panel_kernel(before)
 
 
