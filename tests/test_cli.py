@@ -78,6 +78,13 @@ def test_train_then_generate(tmp_path):
     want16 = fastrnn.quantize(lm, "float16").generate("the ", 30, temperature=0.8, seed=4)
     assert from_file.stdout == "the " + want16 + "\n"
     assert_user_error(run("quantize", "lm16.npz", "x.npz", cwd=tmp_path), 1, "already quantized")
+    # float32: packed once, the float model's text
+    result = run("quantize", "lm.npz", "lm32.npz", "--weights", "float32", cwd=tmp_path)
+    assert result.returncode == 0 and "with float32 weights" in result.stdout, result.stderr
+    assert fastrnn.load(tmp_path / "lm32.npz")._inference_only == "float32"
+    packed = run("generate", "lm32.npz", "--prefix", "the ", "--length", 30, "--seed", 4,
+                 cwd=tmp_path)
+    assert packed.returncode == 0 and packed.stdout == first.stdout
 
 
 def test_info():
