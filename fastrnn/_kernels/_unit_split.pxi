@@ -380,8 +380,8 @@ def unit_shares(int kind, const float[:, ::1] w_ih, const float[:, ::1] w_hh, in
     cdef Py_ssize_t G = w_ih.shape[0], H = w_hh.shape[1]
     if H < 1 or G != gates(kind) * H or w_hh.shape[0] != G:
         raise ValueError(f"unit_shares: W_ih must be ({gates(kind)} H, I) and W_hh "
-                         f"({gates(kind)} H, H), got "
-                         f"({w_ih.shape[0]}, {w_ih.shape[1]}) and ({w_hh.shape[0]}, {w_hh.shape[1]})")
+                         f"({gates(kind)} H, H), got ({w_ih.shape[0]}, {w_ih.shape[1]}) "
+                         f"and ({w_hh.shape[0]}, {w_hh.shape[1]})")
     if not 1 <= team <= BARRIER_SLOTS:
         raise ValueError(f"unit_shares: team must be between 1 and {BARRIER_SLOTS}, got {team}")
     cdef Dims d = make_dims(kind, w_ih.shape[1], H)
