@@ -8,8 +8,9 @@ The file is a numpy .npz archive: one array per state_dict entry, plus
 a model's description includes its vocabulary (its symbols and unknown token).
 A quantized module (fastrnn.quantize) keeps its reduced weights: the JSON adds
 {"quantized": {"format", "weights": [keys]}}, those members hold the stored
-values (float16, bfloat16 as uint16, int8 with a ``<key>.scale`` member of
-per-row float32 scales), and loading checks their dtypes exactly.
+values (float32 as they are, float16, bfloat16 as uint16, int8 with a
+``<key>.scale`` member of per-row float32 scales), and loading checks their
+dtypes exactly.
 
 Loading checks the file before it builds anything, so what a file declares
 cannot make it allocate more than its own bytes back: it reads the zip

@@ -121,8 +121,10 @@ def round_weights(w, fmt):
 
 def quantize(module, weights="float16"):
     """A new module with the weight matrices in ``weights`` format (see the
-    module docstring); inference only: forward / backward / fit and
-    load_state_dict of it are refused (quantize the float module again)."""
+    module docstring; "float32": the same weights, packed once for the
+    kernels); inference only: forward / backward / fit and load_state_dict
+    of it are refused and its parameters() are read-only (quantize the
+    float module again)."""
     fmt = _checks.choice("weights", weights, FORMATS)
     if not isinstance(module, Parameterized):
         raise TypeError(f"module must be a fastrnn module or model, got {type(module).__name__}")
