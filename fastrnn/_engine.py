@@ -430,8 +430,7 @@ def prepacked(module, layer, direction=0):
     the rows of h_{t-1} and of the inputs quantized to 255 levels per row on
     the fly; AVX512-BF16: 32, those rows rounded to bfloat16), else they are
     widened like float16. Cached on the module per
-    weight type (its weights never change: training and loading are
-    refused)."""
+    weight type (_cached)."""
     fmt, reduced = getattr(module, "_quantized", (None, {}))
     if fmt is None or module.dtype != np.float32 or _k.panel_kernel() == "blas":
         return None
@@ -440,24 +439,22 @@ def prepacked(module, layer, direction=0):
     # the dot products of the format, where the CPU has them
     dot = (_k.INT8_DOT if fmt == "int8" and _k.int8_dot_products() else
            _k.BF16_DOT if fmt == "bfloat16" and _k.bf16_dot_products() else None)
-    key = (layer, direction, dot)
-    cache = module.__dict__.setdefault("_prepacked", {})
-    if key not in cache:
-        G = module._gates
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+    G = module._gates
+    suffix = f"_l{layer}" + ("_reverse" if direction else "")
 
-        def reduced_panels(name, wt):
-            codes, scale = reduced[name + suffix]
-            codes = codes.view(np.uint16) if fmt == "bfloat16" else codes
-            return _gate_panels(wt, codes, scale, G)
+    def reduced_panels(name, wt):
+        codes, scale = reduced[name + suffix]
+        codes = codes.view(np.uint16) if fmt == "bfloat16" else codes
+        return _gate_panels(wt, codes, scale, G)
+
+    def pack():
         if dot is not None:
             ih = reduced_panels("weight_ih", dot)
         else:
             ih = _gate_panels(_k.WEIGHT_TYPES["float32"], module._w_ih[layer][direction], None,
                               G)
-        cache[key] = (ih, reduced_panels("weight_hh", _k.WEIGHT_TYPES[fmt] if dot is None
-                                         else dot))
-    return cache[key]
+        return ih, reduced_panels("weight_hh", _k.WEIGHT_TYPES[fmt] if dot is None else dot)
+    return _cached(module, (layer, direction, dot), pack)
 
 
 def unit_shares(module, layer, threads):
@@ -468,8 +465,10 @@ def unit_shares(module, layer, threads):
     team of that size would pack at each call (the same products, the same
     bits), packed once per module and team size: an ONNX Runtime session
     packs its weights once too."""
+    if not _packs_float32(module):
+        return None
     team = min(threads, _k.TEAM_MAX)
-    return _packed_once(module, ("shares", layer, team), lambda: (team, _k.unit_shares(
+    return _cached(module, ("shares", layer, team), lambda: (team, _k.unit_shares(
         module._kind, module._w_ih[layer][0], module._w_hh[layer][0], team)))
 
 
@@ -478,17 +477,23 @@ def batch_panels(module, layer):
     ``layer`` of a module quantized to float32, or None (as unit_shares):
     every direction's W_hh and W_ih in the panels the call would pack (the
     same products, the same bits), packed once."""
-    return _packed_once(module, ("batch", layer), lambda: _k.batch_panels(
+    if not _packs_float32(module):
+        return None
+    return _cached(module, ("batch", layer), lambda: _k.batch_panels(
         module._kind, module._w_ih[layer], module._w_hh[layer]))
 
 
-def _packed_once(module, key, pack):
-    """pack()'s result for a float32-quantized module, cached on it under
-    ``key`` (its weights never change: training, loading and writes to its
-    parameters are refused); None for any other module or on BLAS."""
-    if (module._inference_only != "float32" or module.dtype != np.float32
-            or _k.panel_kernel() == "blas"):
-        return None
+def _packs_float32(module):
+    """Whether ``module`` is a float32 module quantized to float32 and the
+    products run on panels (not BLAS): its weights are then packed once."""
+    return (module._inference_only == "float32" and module.dtype == np.float32
+            and _k.panel_kernel() != "blas")
+
+
+def _cached(module, key, pack):
+    """pack()'s result, cached on a quantized module under ``key`` (its
+    weights never change: training, loading and writes to its parameters
+    are refused; copies drop the cache and pack again)."""
     cache = module.__dict__.setdefault("_prepacked", {})
     if key not in cache:
         cache[key] = pack()

@@ -392,9 +392,8 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
         hh_size = recurrent_panels(&call.dims, call.dims.H, False, False, NULL, NULL)
         ih_size = panel_size(call.dims.G, call.dims.n_in)
         if (not isinstance(panels, tuple) or len(panels) != 2
-                or any(not isinstance(a, np.ndarray) or a.dtype != np.float32
-                       or not a.flags.c_contiguous for a in panels)
-                or panels[0].size != D * hh_size or panels[1].size != D * ih_size):
+                or not _packed_array(panels[0], np.float32, D * hh_size)
+                or not _packed_array(panels[1], np.float32, D * ih_size)):
             raise ValueError(f"panels: (W_hh's {D * hh_size}, W_ih's {D * ih_size}) float32 "
                              f"panels, from batch_panels")
         if floating is double or training or prepacked is not None:

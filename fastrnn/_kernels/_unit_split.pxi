@@ -490,10 +490,8 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     cdef const float[::1] share_v
     if shares is not None:
         if (not isinstance(shares, tuple) or len(shares) != 2
-                or not isinstance(shares[1], np.ndarray) or shares[1].dtype != np.float32
                 or not 1 <= shares[0] <= BARRIER_SLOTS
-                or shares[1].size != shares[0] * call.panels_per
-                or not shares[1].flags.c_contiguous):
+                or not _packed_array(shares[1], np.float32, shares[0] * call.panels_per)):
             raise ValueError(f"shares: (team, {call.panels_per} float32 panels per thread "
                              f"of the team), from unit_shares")
         if floating is double or training or prepacked is not None:
@@ -532,8 +530,7 @@ cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens, Py_ssize_t dd
                              f"{sorted(_WEIGHT_DTYPES)}, got {wt!r}")
         dtype = _WEIGHT_DTYPES[wt]
         size = G * panel_weights(H, K, wt)
-        if (not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.size != size
-                or not arr.flags.c_contiguous):
+        if not _packed_array(arr, dtype, size):
             raise ValueError(f"prepacked: {name}'s panels must be a contiguous {dtype} array "
                              f"of {size} weights")
         int8 = wt in (WEIGHT_TYPES["int8"], INT8_DOT)
@@ -573,6 +570,13 @@ cdef void _call_qwork(LayerCall* call, Py_ssize_t D, Py_ssize_t rows, Py_ssize_t
     if need > 0:
         call.qwork_per = need
         call.qwork = <unsigned char*> _address(_scratch("qwork", n_workers * need, np.uint8))
+
+
+cdef bint _packed_array(arr, dtype, Py_ssize_t size):
+    """Whether arr is a C-contiguous array of ``size`` elements of dtype: weights
+    packed once, which a kernel reads as they are."""
+    return (isinstance(arr, np.ndarray) and arr.dtype == dtype and arr.size == size
+            and arr.flags.c_contiguous)
 
 
 cdef const void* _address(arr):
