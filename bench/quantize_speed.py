@@ -53,11 +53,18 @@ def _has_torch():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", nargs="*", default=None, help="configuration names")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="configuration names (default: CONFIGS; any inference or cell "
+                         "configuration of bench.engines)")
     ap.add_argument("--min-time", type=float, default=0.05, help="seconds per sample")
     ap.add_argument("--no-torch", action="store_true", help="fastrnn's settings only")
     args = ap.parse_args(argv)
-    names = [n for n in CONFIGS if args.only is None or n in args.only]
+    known = [c.name for c in engines.CONFIGS if c.task in ("infer", "cell")]
+    names = list(CONFIGS) if args.only is None else args.only
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        ap.error(f"--only: no inference or cell configuration {unknown}; choose from "
+                 f"{', '.join(known)}")
     settings = FASTRNN + ([] if args.no_torch or not _has_torch() else TORCH)
     from fastrnn._kernels import recurrent
     print(f"fastrnn {fastrnn.__version__}, kernels {fastrnn._kernels.variant}, panels "

@@ -120,6 +120,20 @@ def test_quantize_speed_runs(capsys):
         assert "torch qint8 " in layer_row and "torch float16 " in layer_row
 
 
+def test_quantize_speed_names_any_inference_configuration(capsys):
+    """--only takes any inference configuration of bench.engines (a
+    bidirectional one here) and refuses a training one, naming the choices."""
+    from bench import quantize_speed
+    quantize_speed.main(["--rounds", "1", "--min-time", "0.001", "--no-torch",
+                         "--only", "bigru-h128-b1"])
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("bigru-h128-b1"))
+    assert "f32 packed " in row and "int8 " in row
+    with pytest.raises(SystemExit):
+        quantize_speed.main(["--only", "train-lstm-h256-b1"])
+    assert "no inference or cell configuration ['train-lstm-h256-b1']" in capsys.readouterr().err
+
+
 def test_limits_runs(capsys):
     """bench.limits prints every section (at small sizes under FASTRNN_BENCH_SMOKE)."""
     from bench import limits
