@@ -12,6 +12,7 @@ import pytest
 import fastrnn
 from fastrnn._kernels import _panels
 from fastrnn._kernels import recurrent as _k
+from isolated import run_isolated
 
 
 def _modules():
@@ -215,71 +216,82 @@ def test_inference_only_files_copies_and_threads(tmp_path):
 
 
 def test_the_kernels_refuse_shares_that_do_not_fit(panels):
-    """unit_shares checks the weights' shapes and the team; forward_layer_units
-    the shares' team, size and type: none reaches a kernel."""
-    rng = np.random.default_rng(5)
-    G, H, I = 4 * 32, 32, 8
-    w_ih = rng.standard_normal((G, I)).astype(np.float32)
-    w_hh = rng.standard_normal((G, H)).astype(np.float32)
-    kind = fastrnn.LSTM(I, H)._kind
-    with pytest.raises(ValueError, match="W_ih must be"):
-        _k.unit_shares(kind, w_ih[:-1], w_hh, 2)
-    with pytest.raises(ValueError, match="team must be between 1 and"):
-        _k.unit_shares(kind, w_ih, w_hh, 0)
-    shares = _k.unit_shares(kind, w_ih, w_hh, 2)
-    assert not shares.flags.writeable
-    layer = fastrnn.LSTM(I, H, seed=6)
-    layer._w_ih[0][0] = w_ih
-    layer._w_hh[0][0] = w_hh
-    x = rng.standard_normal((5, 1, I)).astype(np.float32)
-    T, B = x.shape[:2]
-    b = np.zeros((1, G), np.float32)
-    plan = (False, np.full(B, T, np.intp), np.zeros(B, np.intp), np.full(T, B, np.intp))
+    """unit_shares and batch_panels check the weights' shapes and the team;
+    forward_layer_units the shares' team, size and type, forward_layer the
+    panels': none reaches a kernel (in a child process: a bad pointer there
+    would crash it, not the test run)."""
+    run_isolated(_REFUSED_PANELS)
 
-    def call(shares):
-        y = np.zeros((T, B, H), np.float32)
-        h_n, c_n = np.zeros((B, H), np.float32), np.zeros((B, H), np.float32)
-        z = np.zeros((B, H), np.float32)
-        _k.forward_layer_units(kind, x, (w_ih, w_hh, b, b), plan, (z, z, y, h_n, c_n),
-                               T, 2, shares=shares)
-        return y
-    want = call(None)
-    np.testing.assert_array_equal(call((2, shares)), want)
-    for bad in ((3, shares), (2, shares[:-1]), (2, shares.astype(np.float64)),
-                (0, shares[:0]), (2, list(shares)), shares,
-                (2, _k.unit_shares(kind, w_ih, w_hh, 1))):
-        with pytest.raises(ValueError, match="shares"):
-            call(bad)
-    # the batch split's panels
-    wb_ih, wb_hh = w_ih[None], w_hh[None]
-    with pytest.raises(ValueError, match="W_ih must be"):
-        _k.batch_panels(kind, wb_ih[:, :-1], wb_hh)
-    hh, ih = _k.batch_panels(kind, wb_ih, wb_hh)
-    assert not hh.flags.writeable and not ih.flags.writeable
-    xb = rng.standard_normal((5, 6, I)).astype(np.float32)
-    Bb = xb.shape[1]
-    plan_b = (np.zeros(1, np.intc), np.full(Bb, T, np.intp), np.arange(Bb, dtype=np.intp),
-              np.full(T, Bb, np.intp), np.array([0, 3, Bb], np.intp), None)
 
-    def call_b(given):
-        y = np.zeros((T, Bb, H), np.float32)
-        z = np.zeros((1, Bb, H), np.float32)
-        _k.forward_layer(kind, xb, (wb_ih, wb_hh, b, b), plan_b,
-                         (z, z, y, z.copy(), z.copy()), T, 2, panels=given)
-        return y
-    np.testing.assert_array_equal(call_b((hh, ih)), call_b(None))
-    for bad in ((ih, hh), (hh,), (hh[:-1], ih), (hh.astype(np.float64), ih), [hh, ih],
-                (hh, ih[::2])):
-        with pytest.raises(ValueError, match="panels"):
-            call_b(bad)
-    # float64 calls have no panels to read
-    y64, z64 = np.zeros((T, B, H)), np.zeros((B, H))
-    with pytest.raises(ValueError, match="shares are for float32 inference"):
-        _k.forward_layer_units(kind, x.astype(np.float64),
-                               (w_ih.astype(np.float64), w_hh.astype(np.float64),
-                                b.astype(np.float64), b.astype(np.float64)),
-                               plan, (z64, z64, y64, z64.copy(), z64.copy()), T, 2,
-                               shares=(2, shares))
+_REFUSED_PANELS = """
+import pytest
+from fastrnn._kernels import _panels
+from fastrnn._kernels import recurrent as _k
+_panels.set_panel_kernel(_panels.panel_kernels()[0])
+rng = np.random.default_rng(5)
+G, H, I = 4 * 32, 32, 8
+w_ih = rng.standard_normal((G, I)).astype(np.float32)
+w_hh = rng.standard_normal((G, H)).astype(np.float32)
+kind = fastrnn.LSTM(I, H)._kind
+with pytest.raises(ValueError, match="W_ih must be"):
+    _k.unit_shares(kind, w_ih[:-1], w_hh, 2)
+with pytest.raises(ValueError, match="team must be between 1 and"):
+    _k.unit_shares(kind, w_ih, w_hh, 0)
+shares = _k.unit_shares(kind, w_ih, w_hh, 2)
+assert not shares.flags.writeable
+layer = fastrnn.LSTM(I, H, seed=6)
+layer._w_ih[0][0] = w_ih
+layer._w_hh[0][0] = w_hh
+x = rng.standard_normal((5, 1, I)).astype(np.float32)
+T, B = x.shape[:2]
+b = np.zeros((1, G), np.float32)
+plan = (False, np.full(B, T, np.intp), np.zeros(B, np.intp), np.full(T, B, np.intp))
+
+def call(shares):
+    y = np.zeros((T, B, H), np.float32)
+    h_n, c_n = np.zeros((B, H), np.float32), np.zeros((B, H), np.float32)
+    z = np.zeros((B, H), np.float32)
+    _k.forward_layer_units(kind, x, (w_ih, w_hh, b, b), plan, (z, z, y, h_n, c_n),
+                           T, 2, shares=shares)
+    return y
+want = call(None)
+np.testing.assert_array_equal(call((2, shares)), want)
+for bad in ((3, shares), (2, shares[:-1]), (2, shares.astype(np.float64)),
+            (0, shares[:0]), (2, list(shares)), shares,
+            (2, _k.unit_shares(kind, w_ih, w_hh, 1))):
+    with pytest.raises(ValueError, match="shares"):
+        call(bad)
+# the batch split's panels
+wb_ih, wb_hh = w_ih[None], w_hh[None]
+with pytest.raises(ValueError, match="W_ih must be"):
+    _k.batch_panels(kind, wb_ih[:, :-1], wb_hh)
+hh, ih = _k.batch_panels(kind, wb_ih, wb_hh)
+assert not hh.flags.writeable and not ih.flags.writeable
+xb = rng.standard_normal((5, 6, I)).astype(np.float32)
+Bb = xb.shape[1]
+plan_b = (np.zeros(1, np.intc), np.full(Bb, T, np.intp), np.arange(Bb, dtype=np.intp),
+          np.full(T, Bb, np.intp), np.array([0, 3, Bb], np.intp), None)
+
+def call_b(given):
+    y = np.zeros((T, Bb, H), np.float32)
+    z = np.zeros((1, Bb, H), np.float32)
+    _k.forward_layer(kind, xb, (wb_ih, wb_hh, b, b), plan_b,
+                     (z, z, y, z.copy(), z.copy()), T, 2, panels=given)
+    return y
+np.testing.assert_array_equal(call_b((hh, ih)), call_b(None))
+for bad in ((ih, hh), (hh,), (hh[:-1], ih), (hh.astype(np.float64), ih), [hh, ih],
+            (hh, ih[::2])):
+    with pytest.raises(ValueError, match="panels"):
+        call_b(bad)
+# float64 calls have no panels to read
+y64, z64 = np.zeros((T, B, H)), np.zeros((B, H))
+with pytest.raises(ValueError, match="shares are for float32 inference"):
+    _k.forward_layer_units(kind, x.astype(np.float64),
+                           (w_ih.astype(np.float64), w_hh.astype(np.float64),
+                            b.astype(np.float64), b.astype(np.float64)),
+                           plan, (z64, z64, y64, z64.copy(), z64.copy()), T, 2,
+                           shares=(2, shares))
+"""
 
 
 def test_ready_made_models_and_token_input(panels):
