@@ -71,7 +71,8 @@ def _blocks_text():
         return "none (BLAS)"
     rows, cols = b["tile"]
     return (f"register tile {rows} x {cols} of C; k in blocks of <= {b['kc']} "
-            f"(a tile's panels in a quarter of L2); rows of A in blocks of <= {b['mc']} "
+            f"(a group of {b['group']} columns of W in a quarter of L2, read by every "
+            f"tile of rows in turn); rows of A in blocks of <= {b['mc']} "
             f"(in half of L2)")
 
 

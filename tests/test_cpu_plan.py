@@ -116,8 +116,10 @@ def test_blocks_follow_the_caches():
         _panels.set_cache_sizes(caches.l1d, caches.l2)
     assert small["kc"] * 2 <= big["kc"]
     assert small["mc"] * small["kc"] * 4 <= 32 << 10        # half of that L2
-    assert small["kc"] * small["tile"][1] * 4 <= 16 << 10   # a tile's panels: a quarter of L2
-    assert small["tile"] == big["tile"]
+    assert small["kc"] * small["group"] * 4 <= 16 << 10     # a group's panels: a quarter of L2
+    assert small["tile"] == big["tile"] and small["group"] == big["group"]
+    # a group is whole tiles' panels
+    assert small["group"] % small["tile"][1] == 0
     result = _config_in_child({"FASTRNN_CACHE": "l1d=16K,l2=64K"})
     assert result.returncode == 0, result.stderr
     assert f"k in blocks of <= {small['kc']} " in result.stdout

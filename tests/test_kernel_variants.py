@@ -280,9 +280,9 @@ def test_blocked_panel_products(small_caches, m, n, k):
     def check_blocks(variant):
         if variant != "blas":
             blocks = small_caches.blocking(k)
-            # k spans several blocks unless one holds it: a tile's panels of kc rows
-            # fill a quarter of the 64 KiB L2
-            assert blocks["kc"] < k or k <= 16384 // (blocks["tile"][1] * 4), blocks
+            # k spans several blocks unless one holds it: a group's panels of kc
+            # rows fill a quarter of the 64 KiB L2
+            assert blocks["kc"] < k or k <= 16384 // (blocks["group"] * 4), blocks
             assert blocks["kc"] * blocks["mc"] <= small_caches.PACKED_A_FLOATS
     _check_panel_products(baseline, m, n, k, check_blocks)
 

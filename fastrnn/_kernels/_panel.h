@@ -504,12 +504,14 @@ static void fastrnn_rows_dot16(Py_ssize_t m, Py_ssize_t k, const unsigned short 
     fastrnn_rows_dot16_impl(m, k, w, ldw, a, y, accumulate, bf16);
 }
 
-/* the selected variant's register tile (rows x panels; 0 x 0 without one) */
-static void fastrnn_panel_tile(int *rows, int *panels) {
-    *rows = *panels = 0;
+/* the selected variant's register tile (rows x panels) and the panels of a
+   group its tiles share (all 0 without one) */
+static void fastrnn_panel_tile(int *rows, int *panels, int *group) {
+    *rows = *panels = *group = 0;
 #if FASTRNN_PANEL_VARIANTS
-    if (fastrnn_panel_variant == FASTRNN_PANEL_AVX512) fastrnn_tile_shape_avx512(rows, panels);
-    if (fastrnn_panel_variant == FASTRNN_PANEL_AVX2) fastrnn_tile_shape_avx2(rows, panels);
+    if (fastrnn_panel_variant == FASTRNN_PANEL_AVX512)
+        fastrnn_tile_shape_avx512(rows, panels, group);
+    if (fastrnn_panel_variant == FASTRNN_PANEL_AVX2) fastrnn_tile_shape_avx2(rows, panels, group);
 #endif
 }
 

@@ -133,6 +133,14 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
 #define FR_MR 6
 #define FR_MAIN_P FR_TILE_P(FR_MR)
 #endif
+/* the panels of a group (fastrnn_panel_gemm_w): every tile of rows runs over
+   the whole group before the next group starts. 48 columns on either
+   instruction set: AVX-512's main tile, three of AVX2's. With groups of one
+   panel, AVX2's tiles were called once per panel and tile, and their calls,
+   set-up and stores cost ~10% of the per-step products (python -m
+   bench.limits, Zen 4: m = 16, n = 1024, k = 512 from 96 to 107 GFLOPS).
+   Equal groups also block k alike on both variants (fastrnn_panel_blocks). */
+#define FR_GROUP 3
 /* the few-rows shape of R rows: more panels for fewer rows; 7 and 8 rows
    (AVX-512) those of the main tile */
 #define FR_FEW_P(R) ((R) > 6 ? FR_MAIN_P : FR_TILE_P(R))
@@ -491,8 +499,8 @@ FR_ATTR static void FR(fastrnn_pack_tile_rows)(const float *a, Py_ssize_t lda, i
 /* C = A Wᵀ (accumulate = 0) or C += A Wᵀ (accumulate = 1), W packed in panels.
 
    Blocked as a GEMM is (Goto & van de Geijn): k in blocks of at most kc
-   elements, so that the group of panels one row tile multiplies (kc x 16 P
-   floats) stays in L1 while every tile of rows passes over it; rows in blocks
+   elements, so that a group of FR_GROUP panels (kc x 48 floats) stays in
+   cache while every tile of rows passes over it; rows in blocks
    of at most mc, packed tile by tile into one sequential stream per tile
    (read in place, rows of A a multiple of 4 KiB apart, e.g. H = 1024, share
    one set of L1 and evict each other), so that the block stays in L2 while
@@ -518,7 +526,7 @@ FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssiz
     }
     const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
     /* (bfloat16 panels hold pairs of steps: k rounded up to even, blocks of k even) */
-    const Py_ssize_t wstride = fastrnn_panel_steps(wt, k) * FASTRNN_PANEL, group = FR_MAIN_P;
+    const Py_ssize_t wstride = fastrnn_panel_steps(wt, k) * FASTRNN_PANEL, group = FR_GROUP;
     Py_ssize_t kc, mc;
     fastrnn_panel_blocks(k, group, FR_MR, a_floats, &kc, &mc);
     /* (only float32 weights prefetch: see fastrnn_tile_rows) */
@@ -1124,10 +1132,12 @@ FR_GEMM_DOT(fastrnn_gemm_bd, fastrnn_bd_rows, FASTRNN_WT_BD)
 #undef FR_DOT_SUMS
 #undef FR_DOT_TILE_PARAMS
 
-/* the main register tile: rows of A, panels of W (for the CPU plan's report) */
-FR_ATTR static void FR(fastrnn_tile_shape)(int *rows, int *panels) {
+/* the main register tile (rows of A, panels of W) and the panels of a group
+   (for the CPU plan's report) */
+FR_ATTR static void FR(fastrnn_tile_shape)(int *rows, int *panels, int *group) {
     *rows = FR_MR;
     *panels = FR_MAIN_P;
+    *group = FR_GROUP;
 }
 
 /* The FMA rate this core sustains with this instruction set: FR_ACC
@@ -1160,6 +1170,7 @@ FR_ATTR static float FR(fastrnn_fma_peak)(long iters) {
 #undef FR_FEW_P
 #undef FR_SUMS
 #undef FR_MAIN_P
+#undef FR_GROUP
 #undef FR_PMAX
 #undef FR_MR
 #undef FR_ACC

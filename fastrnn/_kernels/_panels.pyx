@@ -84,7 +84,7 @@ cdef extern from "_panel.h" nogil:
     void c_panel_blocks "fastrnn_panel_blocks"(Py_ssize_t k, Py_ssize_t group, Py_ssize_t mr,
                                                Py_ssize_t a_floats, Py_ssize_t* kc,
                                                Py_ssize_t* mc) noexcept
-    void c_panel_tile "fastrnn_panel_tile"(int* rows, int* panels) noexcept
+    void c_panel_tile "fastrnn_panel_tile"(int* rows, int* panels, int* group) noexcept
     float c_fma_peak "fastrnn_fma_peak"(int isa, long iters) noexcept
 
 if C_PANEL != PANEL:
@@ -271,15 +271,16 @@ def set_cache_sizes(l1d, l2, l3=None):
 
 def blocking(Py_ssize_t k):
     """The selected variant's blocking of a product over k: {"tile": (rows,
-    columns) of C in registers, "kc": elements of k per block, "mc": rows of
-    A per block, at most A_FLOATS // kc}; None for "blas"."""
-    cdef int rows, panels
+    columns) of C in registers, "group": columns of W every tile of rows
+    passes over in turn, "kc": elements of k per block, "mc": rows of A per
+    block, at most A_FLOATS // kc}; None for "blas"."""
+    cdef int rows, panels, group
     cdef Py_ssize_t kc, mc
-    c_panel_tile(&rows, &panels)
+    c_panel_tile(&rows, &panels, &group)
     if rows == 0:
         return None
-    c_panel_blocks(k, panels, rows, A_FLOATS, &kc, &mc)
-    return {"tile": (rows, panels * PANEL), "kc": kc, "mc": mc}
+    c_panel_blocks(k, group, rows, A_FLOATS, &kc, &mc)
+    return {"tile": (rows, panels * PANEL), "group": group * PANEL, "kc": kc, "mc": mc}
 
 
 def fma_rate(str variant, long iters=20000000):
