@@ -32,6 +32,7 @@ import numpy as np
 
 from fastrnn import _cpu, _kernels, _threads
 from fastrnn._kernels import _panels
+from fastrnn._kernels._cells import CellKind
 
 from bench.engines import SMOKE
 
@@ -55,6 +56,11 @@ ROW_SHAPES = [
     (256, 64, "LSTM H=64, all of W_hh"),
     (1536, 1024, "GRU H=1024, one core's half of W_hh (6 MiB)"),
 ]
+# (cell kind, rows, units, label): a unit-split thread's step at batch 1, a batch-split one's
+GATE_SHAPES = [(CellKind.LSTM, 1, 128, "LSTM 1 x 128 units"),
+               (CellKind.LSTM, 32, 256, "LSTM 32 x 256 units"),
+               (CellKind.GRU_RESET_AFTER, 32, 256, "GRU 32 x 256 units"),
+               (CellKind.RNN_TANH, 32, 256, "RNN tanh 32 x 256 units")]
 TN_SHAPES = [(256, 128, 1600, "train-bilstm-h128-b32"), (512, 256, 6400, "train-lstm-h256-b64"),
              (512, 256, 100, "train-lstm-h256-b1")]
 SGEMM_SIZES = (1024, 2048)
@@ -282,6 +288,17 @@ def main(argv=None):
                     + f"  [{what}]")
     finally:
         k.set_panel_kernel(best)
+    print("-- gate passes (the elementwise pass after each step's product): ns per unit, "
+          "each kernel build")
+    builds = _kernels.builds()
+    for kind, rows, hidden, what in GATE_SHAPES:
+        ns = {name: [] for name, _ in builds}
+        reps = 3 if SMOKE else max(3, int(2e7 / (rows * hidden)))
+        for _ in range(args.rounds):                  # interleaved rounds
+            for name, module in builds:
+                ns[name].append(module.gate_pass_seconds(kind, rows, hidden, reps)
+                                / (rows * hidden) * 1e9)
+        print(f"{what:<24}" + " | ".join(f"{name} {med(t):5.2f}" for name, t in ns.items()))
     rounds = 100 if SMOKE else 200000
     spin = k.barrier_seconds(2, rounds, True)
     omp = k.barrier_seconds(2, rounds, False)

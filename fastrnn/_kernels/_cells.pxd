@@ -390,24 +390,27 @@ cdef inline void _rnn_rows(bint use_relu, Py_ssize_t n, Py_ssize_t H, floating* 
 cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,
                             const floating* b, floating* h, floating* c) noexcept nogil:
     """LSTM, rows [i; f; g; o]: c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g),
-    h_t = σ(o) ⊙ tanh(c_t); g := [σ(i), σ(f), tanh(g), σ(o)]."""
+    h_t = σ(o) ⊙ tanh(c_t); g := [σ(i), σ(f), tanh(g), σ(o)].
+
+    Row by row (4H values, in L1), one loop per activation and then one for
+    c and h: each loop keeps its few constants in registers (one loop of five
+    activations left AVX2's 16 registers short, and its constants were
+    reloaded from the stack)."""
     cdef Py_ssize_t j, k
     cdef floating* gj
-    cdef floating ig, fg, cg, og, ct
+    cdef floating ct
     for j in range(n):
         gj = g + j * ldg
+        for k in range(2 * H):                     # σ(i), σ(f)
+            gj[k] = sigmoid(gj[k] + b[k])
+        for k in range(2 * H, 3 * H):              # tanh(g)
+            gj[k] = tanh_(gj[k] + b[k])
+        for k in range(3 * H, 4 * H):              # σ(o)
+            gj[k] = sigmoid(gj[k] + b[k])
         for k in range(H):
-            ig = sigmoid(gj[k] + b[k])
-            fg = sigmoid(gj[H + k] + b[H + k])
-            cg = tanh_(gj[2 * H + k] + b[2 * H + k])
-            og = sigmoid(gj[3 * H + k] + b[3 * H + k])
-            ct = fg * c[j * H + k] + ig * cg
+            ct = gj[H + k] * c[j * H + k] + gj[k] * gj[2 * H + k]
             c[j * H + k] = ct
-            h[j * H + k] = og * tanh_(ct)
-            gj[k] = ig
-            gj[H + k] = fg
-            gj[2 * H + k] = cg
-            gj[3 * H + k] = og
+            h[j * H + k] = gj[3 * H + k] * tanh_(ct)
 
 
 cdef inline void _lstm_rows_variant(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,

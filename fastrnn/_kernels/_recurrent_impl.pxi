@@ -44,7 +44,8 @@ from fastrnn._openmp cimport (BARRIER_SLOTS, fastrnn_barrier, fastrnn_spin_barri
                               spin_wait_timed, team_count, team_report, team_reset,
                               team_size)
 from fastrnn._kernels._activations cimport sigmoid, tanh_
-from fastrnn._kernels._cells cimport (Product, Variant, backward_phases, backward_product,
+from fastrnn._kernels._cells cimport (GRU_RESET_BEFORE, RNN_TANH, Product, Variant,
+                                     backward_phases, backward_product,
                                      backward_written, cell_backward, cell_forward,
                                      combine_biases, forward_phases, forward_product,
                                      gate_blocks, gates, grad_blocks, has_cell_state,
