@@ -270,6 +270,27 @@ def small_caches():
     _panels.set_cache_sizes(caches.l1d, caches.l2)
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 33])
+def test_packed_rows_of_every_tile(m):
+    """A's rows 4 KiB apart (k = 1024) are packed tile by tile, eight steps at
+    a time through a register transpose: every tile row count, with blocks of
+    k that are not a multiple of eight (an L2 of 320 KiB makes them 342, 342
+    and 340 steps: the last steps packed one by one), against float64 numpy
+    with every variant."""
+    from fastrnn import _cpu
+    from fastrnn._kernels import _panels
+    caches = _cpu.plan().caches
+    _panels.set_cache_sizes(32 << 10, 320 << 10)
+    try:
+        def check_blocks(variant):
+            if variant != "blas":
+                assert _panels.blocking(1024)["kc"] % 8 != 0, _panels.blocking(1024)
+        for _, module in VARIANTS:
+            _check_panel_products(module, m, 40, 1024, check_blocks)
+    finally:
+        _panels.set_cache_sizes(caches.l1d, caches.l2)
+
+
 @pytest.mark.parametrize("m,n,k", [(300, 40, 100), (13, 33, 70), (1, 100, 65), (2, 129, 97),
                                    (7, 17, 200), (61, 50, 31), (13, 33, 300),
                                    (20, 100, 200)])
