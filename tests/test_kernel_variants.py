@@ -90,6 +90,9 @@ def test_panel_variants(name, module):
     with pytest.raises(ValueError, match="C \\(m, n\\)"):
         module.panel_product_tn(np.zeros((3, 2), f32), np.zeros((3, 4), f32),
                                 np.zeros((4, 2), f32))
+    with pytest.raises(ValueError, match="colsum must have A's 2 columns, got 3"):
+        module.panel_product_tn(np.zeros((3, 2), f32), np.zeros((3, 4), f32),
+                                np.zeros((2, 4), f32), 1, np.zeros(3, f32))
 
 
 @pytest.mark.parametrize("choice", ["avx2", "blas", "sse9"])
@@ -116,20 +119,29 @@ def test_panel_variant_from_the_environment(choice):
                                    (13, 16, 257), (64, 100, 1)])
 def test_transposed_panel_products(name, module, m, n, k):
     """C += Aᵀ B (the weight gradients) on every variant: blocks of rows and of
-    two panels, the rows and the panel left over, k past one chunk."""
+    two panels, the rows and the panel left over, k past one chunk; with the
+    column sums of A (the bias gradients) taken from the same reads."""
     rng = np.random.default_rng(m * n + k)
     a = rng.standard_normal((k, m)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
+    s0 = rng.standard_normal(m).astype(np.float32)
     want = c0 + a.T.astype(np.float64) @ b.astype(np.float64)
+    want_sums = s0 + a.astype(np.float64).sum(axis=0)
     before = module.panel_kernel()
     try:
         for variant in module.panel_kernels():
             module.set_panel_kernel(variant)
-            c = c0.copy()
-            module.panel_product_tn(a, b, c)
-            np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
-                                       err_msg=variant)
+            for with_sums in (False, True):
+                c, sums = c0.copy(), s0.copy()
+                module.panel_product_tn(a, b, c, 1, sums if with_sums else None)
+                np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
+                                           err_msg=variant)
+                if with_sums:
+                    np.testing.assert_allclose(sums, want_sums, rtol=0,
+                                               atol=1e-5 * np.sqrt(k) * 4, err_msg=variant)
+                else:
+                    np.testing.assert_array_equal(sums, s0)
     finally:
         module.set_panel_kernel(before)
 

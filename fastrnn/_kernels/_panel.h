@@ -211,8 +211,11 @@ static void fastrnn_panel_gemm_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
 
 static void fastrnn_panel_gemm_tn_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                          const float *a, Py_ssize_t lda, const float *bp,
-                                         float *c, Py_ssize_t ldc) {
+                                         float *c, Py_ssize_t ldc, float *colsum) {
     fastrnn_panel_gemm_strided_scalar(m, n, k, a, 1, lda, bp, c, ldc, 1);
+    if (colsum != NULL)
+        for (Py_ssize_t kk = 0; kk < k; kk++)
+            for (Py_ssize_t i = 0; i < m; i++) colsum[i] += a[kk * lda + i];
 }
 
 /* the portable row dot products (see fastrnn_rows_dot in _panel_isa.h) */
@@ -311,7 +314,7 @@ typedef void (*fastrnn_gemm_dot_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const un
 static fastrnn_dot_prepare_fn fastrnn_prepare_q8_impl = NULL, fastrnn_prepare_bd_impl = NULL;
 static fastrnn_gemm_dot_fn fastrnn_gemm_q8_impl = NULL, fastrnn_gemm_bd_impl = NULL;
 typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
-                                   Py_ssize_t, const float *, float *, Py_ssize_t);
+                                   Py_ssize_t, const float *, float *, Py_ssize_t, float *);
 static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
 typedef void (*fastrnn_rows_dot_fn)(Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t,
                                     const float *, float *, int);
@@ -528,10 +531,12 @@ static float fastrnn_fma_peak(int isa, long iters) {
     return 0.0f;
 }
 
-/* C += Aᵀ B, B in panels (see _panel_isa.h) */
+/* C += Aᵀ B, B in panels, and colsum += A's column sums unless NULL (see
+   _panel_isa.h) */
 static void fastrnn_panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
-                                  Py_ssize_t lda, const float *bp, float *c, Py_ssize_t ldc) {
-    fastrnn_gemm_tn_impl(m, n, k, a, lda, bp, c, ldc);
+                                  Py_ssize_t lda, const float *bp, float *c, Py_ssize_t ldc,
+                                  float *colsum) {
+    fastrnn_gemm_tn_impl(m, n, k, a, lda, bp, c, ldc, colsum);
 }
 
 /* one panel from its first `count` rows (rows of contiguous elements; the

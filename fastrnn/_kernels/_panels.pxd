@@ -82,9 +82,11 @@ cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, c
 cdef void rows_dot16(Py_ssize_t m, Py_ssize_t k, const unsigned short* w, Py_ssize_t ldw,
                      const float* a, float* y, bint accumulate, bint bf16) noexcept nogil
 
-# C (m x n) += Aᵀ B over k rows (A: k x m, row stride lda), B packed (bp)
+# C (m x n) += Aᵀ B over k rows (A: k x m, row stride lda), B packed (bp);
+# colsum (m; NULL: none) += the sums of A's columns
 cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                        Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc) noexcept nogil
+                        Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc,
+                        float* colsum) noexcept nogil
 
 # dst[p][kk][j] = src[(16 p + j) * sn + kk * sk] for panels [p0, p1), zero past n
 cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,

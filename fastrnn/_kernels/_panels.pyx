@@ -64,7 +64,7 @@ cdef extern from "_panel.h" nogil:
     void c_panel_gemm_tn "fastrnn_panel_gemm_tn"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                                  const float* a, Py_ssize_t lda,
                                                  const float* bp, float* c,
-                                                 Py_ssize_t ldc) noexcept
+                                                 Py_ssize_t ldc, float* colsum) noexcept
     void c_rows_dot "fastrnn_rows_dot"(Py_ssize_t m, Py_ssize_t k, const float* w,
                                        Py_ssize_t ldw, const float* a, float* y,
                                        int accumulate) noexcept
@@ -162,8 +162,9 @@ cdef void panel_gemm_dot(int wt, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
 
 
 cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                        Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc) noexcept nogil:
-    c_panel_gemm_tn(m, n, k, a, lda, bp, c, ldc)
+                        Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc,
+                        float* colsum) noexcept nogil:
+    c_panel_gemm_tn(m, n, k, a, lda, bp, c, ldc, colsum)
 
 
 cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, const float* a,
@@ -375,15 +376,20 @@ def row_dot_product16(const unsigned short[:, ::1] w, const float[::1] a, float[
 
 
 def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
-                     int reps=1):
+                     int reps=1, float[::1] colsum=None):
     """C (m x n) += Aᵀ B over k rows (A: k x m, B: k x n), the shape of BPTT's
     weight gradients, with the selected panel_kernel() (B packed into panels
-    first) or BLAS, reps times; returns the seconds per product, packing
-    excluded."""
-    cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1]
+    first) or BLAS, reps times; with colsum (m,), also colsum += the sums of
+    A's columns each time (on the panel variants, from the product's reads of
+    A). Returns the seconds per product, packing excluded."""
+    cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1], kk, i
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n or reps < 1 or m * n * k == 0:
         raise ValueError("panel_product_tn: A (k, m), B (k, n), C (m, n), all non-empty, "
                          "reps >= 1")
+    if colsum is not None and colsum.shape[0] != m:
+        raise ValueError(f"panel_product_tn: colsum must have A's {m} columns, got "
+                         f"{colsum.shape[0]}")
+    cdef float* sums = &colsum[0] if colsum is not None else NULL
     bp_arr = np.empty(panel_size(n, k), dtype=np.float32)
     cdef float[::1] bp = bp_arr
     cdef int r
@@ -394,11 +400,15 @@ def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1]
     with nogil:
         for r in range(reps):
             if panels:
-                panel_gemm_tn(m, n, k, &a[0, 0], m, &bp[0], &c[0, 0], n)
+                panel_gemm_tn(m, n, k, &a[0, 0], m, &bp[0], &c[0, 0], n, sums)
             else:
                 # C += Aᵀ B
                 gemm(c'T', c'N', <int> m, <int> n, <int> k, <float> 1, &a[0, 0], <int> m,
                      &b[0, 0], <int> n, <float> 1, &c[0, 0], <int> n)
+                if sums != NULL:
+                    for kk in range(k):
+                        for i in range(m):
+                            sums[i] += a[kk, i]
     return (time.perf_counter() - start) / reps
 
 

@@ -29,20 +29,27 @@ def tn_workspace(int kind, Py_ssize_t D, Py_ssize_t N, Py_ssize_t I, Py_ssize_t 
 
 cdef void _weight_grads_tn(const Dims* d, Py_ssize_t N, Py_ssize_t a0, Py_ssize_t a1,
                            Py_ssize_t split, bint tokens, const float* dg, const Panels* p,
-                           float* gw_ih, float* gw_hh) noexcept nogil:
+                           float* gw_ih, float* gw_hh, float* gb_ih,
+                           float* gb_hh) noexcept nogil:
     """Rows [a0, a1) of one direction's weight gradients on panels (see
     layer_grads): p holds X (none for tokens), H_prev and, for the rows from
-    ``split`` on, r ⊙ H_prev, each in panels over N (grad_panels)."""
+    ``split`` on, r ⊙ H_prev, each in panels over N (grad_panels). With
+    gb_ih, gb_hh (NULL: no biases), also their rows [a0, a1) += Σ dGh, and
+    Σ dGx unless tokens (the caller sums those), from the products' reads of
+    dG."""
     cdef Py_ssize_t hoff = recurrent_grad_block(d.kind) * d.H       # dGh columns
+    cdef bint bias = gb_hh != NULL
     if not tokens:
-        # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
-        panel_gemm_tn(a1 - a0, d.n_in, N, dg + a0, d.ldd, p.wp_ih, gw_ih + a0 * d.n_in, d.n_in)
-    # dW_hh[a0:split] += dGh[:, a0:split]ᵀ H_prev
-    panel_gemm_tn(split - a0, d.H, N, dg + hoff + a0, d.ldd, p.wp, gw_hh + a0 * d.H, d.H)
+        # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X; db_ih[a0:a1] += Σ_n dGx[n, a0:a1]
+        panel_gemm_tn(a1 - a0, d.n_in, N, dg + a0, d.ldd, p.wp_ih, gw_ih + a0 * d.n_in, d.n_in,
+                      gb_ih + a0 if bias else NULL)
+    # dW_hh[a0:split] += dGh[:, a0:split]ᵀ H_prev; db_hh likewise
+    panel_gemm_tn(split - a0, d.H, N, dg + hoff + a0, d.ldd, p.wp, gw_hh + a0 * d.H, d.H,
+                  gb_hh + a0 if bias else NULL)
     if split < a1:
         # dW_hn[rows] += dG_n[:, rows]ᵀ (r ⊙ H_prev)
         panel_gemm_tn(a1 - split, d.H, N, dg + hoff + split, d.ldd, p.wp_n,
-                      gw_hh + split * d.H, d.H)
+                      gw_hh + split * d.H, d.H, gb_hh + split if bias else NULL)
 
 
 cdef void _pack_grad_operands(const Dims* d, Py_ssize_t N, bint tokens, const float* x_keep,
@@ -177,9 +184,12 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
                     for g in range(a0, a1):
                         gw_ih[d, g, r] = gw_ih[d, g, r] + row[g]
             if panels:
+                # (and the bias gradients from the same reads of dG)
                 _grad_panels_of(&dims, N, tokens, pbase + d * pstride, a0, a1, split,
                                 <const float*> dg, <float*> &gw_ih[d, 0, 0],
-                                <float*> &gw_hh[d, 0, 0])
+                                <float*> &gw_hh[d, 0, 0],
+                                <float*> &gb_ih[d, 0] if has_bias else NULL,
+                                <float*> &gb_hh[d, 0] if has_bias else NULL)
             else:
                 if not tokens:
                     # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X
@@ -194,7 +204,7 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
                     gemm(c'T', c'N', <int> (a1 - split), <int> H, <int> N, <floating> 1,
                          dg + hoff + split, <int> ldd, &rh[d, 0, 0], <int> H, <floating> 1,
                          &gw_hh[d, split, 0], <int> H)
-            if has_bias:
+            if has_bias and not panels:
                 # db_ih[a0:a1] += Σ_n dGx[n, a0:a1], db_hh likewise with dGh
                 for n in range(N):
                     row = dg + n * ldd
@@ -204,6 +214,13 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
                     acc = &gb_hh[d, 0]
                     for g in range(a0, a1):
                         acc[g] = acc[g] + row[hoff + g]
+            elif has_bias and tokens:
+                # db_ih[a0:a1] += Σ_n dGx[n, a0:a1] (no product of dGx reads them)
+                for n in range(N):
+                    row = dg + n * ldd
+                    acc = &gb_ih[d, 0]
+                    for g in range(a0, a1):
+                        acc[g] = acc[g] + row[g]
 
         for task in prange(0 if tokens else D * S, num_threads=num_threads,
                            schedule="static"):
@@ -232,8 +249,9 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
 
 cdef void _grad_panels_of(const Dims* d, Py_ssize_t N, bint tokens, float* base,
                           Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t split, const float* dg,
-                          float* gw_ih, float* gw_hh) noexcept nogil:
+                          float* gw_ih, float* gw_hh, float* gb_ih,
+                          float* gb_hh) noexcept nogil:
     """_weight_grads_tn on one direction's packed operands at base."""
     cdef Panels p
     grad_panels(d, N, tokens, base, &p)
-    _weight_grads_tn(d, N, a0, a1, split, tokens, dg, &p, gw_ih, gw_hh)
+    _weight_grads_tn(d, N, a0, a1, split, tokens, dg, &p, gw_ih, gw_hh, gb_ih, gb_hh)
