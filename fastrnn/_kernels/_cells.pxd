@@ -468,18 +468,18 @@ cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
     cdef Py_ssize_t j, k
     cdef floating* gj
     cdef const floating* hj
-    cdef floating r, z, nn, hn
+    cdef floating nn, hn
     for j in range(n):
         gj = g + j * 4 * H
         hj = gh + j * 3 * H
+        # row by row, σ(r), σ(z) in one loop, then n and h: one loop of the
+        # three activations left AVX2's registers short (as _lstm_rows)
+        for k in range(2 * H):
+            gj[k] = sigmoid(_clip(gj[k] + hj[k] + b[k], cl, mode))
         for k in range(H):
-            r = sigmoid(_clip(gj[k] + hj[k] + b[k], cl, mode))
-            z = sigmoid(_clip(gj[H + k] + hj[H + k] + b[H + k], cl, mode))
             hn = hj[2 * H + k] + b_hn[k]
-            nn = tanh_(_clip(gj[2 * H + k] + b[2 * H + k] + r * hn, cl, mode))
-            h[j * H + k] = nn + z * (h[j * H + k] - nn)
-            gj[k] = r
-            gj[H + k] = z
+            nn = tanh_(_clip(gj[2 * H + k] + b[2 * H + k] + gj[k] * hn, cl, mode))
+            h[j * H + k] = nn + gj[H + k] * (h[j * H + k] - nn)
             gj[2 * H + k] = nn
             gj[3 * H + k] = hn
 

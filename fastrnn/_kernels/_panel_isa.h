@@ -145,8 +145,8 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
    the whole group before the next group starts. 48 columns on either
    instruction set: AVX-512's main tile, three of AVX2's. With groups of one
    panel, AVX2's tiles were called once per panel and tile, and their calls,
-   set-up and stores cost ~10% of the per-step products (python -m
-   bench.limits, Zen 4: m = 16, n = 1024, k = 512 from 96 to 107 GFLOPS).
+   set-up and stores cost ~10% of the per-step products (Zen 4: m = 16,
+   n = 1024, k = 512, medians of three runs 97 against 106 GFLOPS; README).
    Equal groups also block k alike on both variants (fastrnn_panel_blocks). */
 #define FR_GROUP 3
 /* the few-rows shape of R rows: more panels for fewer rows; 7 and 8 rows
