@@ -204,23 +204,19 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
                     gemm(c'T', c'N', <int> (a1 - split), <int> H, <int> N, <floating> 1,
                          dg + hoff + split, <int> ldd, &rh[d, 0, 0], <int> H, <floating> 1,
                          &gw_hh[d, split, 0], <int> H)
-            if has_bias and not panels:
+            if has_bias and (tokens or not panels):
                 # db_ih[a0:a1] += Σ_n dGx[n, a0:a1], db_hh likewise with dGh
+                # (on panels the products sum them, but for tokens no product
+                # reads dGx)
                 for n in range(N):
                     row = dg + n * ldd
                     acc = &gb_ih[d, 0]
                     for g in range(a0, a1):
                         acc[g] = acc[g] + row[g]
-                    acc = &gb_hh[d, 0]
-                    for g in range(a0, a1):
-                        acc[g] = acc[g] + row[hoff + g]
-            elif has_bias and tokens:
-                # db_ih[a0:a1] += Σ_n dGx[n, a0:a1] (no product of dGx reads them)
-                for n in range(N):
-                    row = dg + n * ldd
-                    acc = &gb_ih[d, 0]
-                    for g in range(a0, a1):
-                        acc[g] = acc[g] + row[g]
+                    if not panels:
+                        acc = &gb_hh[d, 0]
+                        for g in range(a0, a1):
+                            acc[g] = acc[g] + row[hoff + g]
 
         for task in prange(0 if tokens else D * S, num_threads=num_threads,
                            schedule="static"):
