@@ -125,16 +125,22 @@ def test_barrier_timer_checks_its_arguments():
 
 def test_gate_pass_timer_checks_its_arguments():
     """bench/limits.py's gate-pass timer, on every kernel build: bad kinds and
-    counts are refused before any memory is touched; each cell kind times."""
-    from fastrnn import _kernels
-    from fastrnn._kernels._cells import CellKind
-    for name, module in _kernels.builds():
-        for kind, rows, hidden, reps in ((5, 1, 8, 1), (-1, 1, 8, 1), (2, 0, 8, 1),
-                                         (2, 1, 0, 1), (2, 1, 8, 0)):
-            with pytest.raises(ValueError, match="gate_pass_seconds: a cell kind"):
-                module.gate_pass_seconds(kind, rows, hidden, reps)
-        for kind in CellKind:
-            assert module.gate_pass_seconds(kind, 3, 17, 2) > 0, (name, kind)
+    counts are refused before any memory is touched (in a child process: a
+    kind out of range once reached the kernel and crashed); each cell kind
+    times."""
+    from isolated import run_isolated
+    run_isolated("""
+        import pytest
+        from fastrnn import _kernels
+        from fastrnn._kernels._cells import CellKind
+        for name, module in _kernels.builds():
+            for kind, rows, hidden, reps in ((5, 1, 8, 1), (-1, 1, 8, 1), (2, 0, 8, 1),
+                                             (2, 1, 0, 1), (2, 1, 8, 0)):
+                with pytest.raises(ValueError, match="gate_pass_seconds: a cell kind"):
+                    module.gate_pass_seconds(kind, rows, hidden, reps)
+            for kind in CellKind:
+                assert module.gate_pass_seconds(kind, 3, 17, 2) > 0, (name, kind)
+    """)
 
 
 def test_blas_held_to_one_thread_only_where_kernels_call_it(monkeypatch):
