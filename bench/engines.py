@@ -52,6 +52,9 @@ CONFIGS = [
     Config("bilstm-h128-b32", "lstm", 128, 128, 32, bidirectional=True, target=0.6),
     Config("bigru-h128-b1", "gru", 128, 128, 1, bidirectional=True, target=0.6),
     Config("train-lstm-h256-b1", "lstm", 256, 256, 1, task="train", target=0.5),
+    # a small model on short windows: the fixed cost of a training call (its
+    # Python, the threads' start, the work arrays) is most of its time
+    Config("train-lstm-h32-b1", "lstm", 32, 32, 1, T=20, task="train", target=0.5),
     Config("train-gru-h256-b8", "gru", 256, 256, 8, task="train", target=0.5),
     Config("train-lstm-h256-b64", "lstm", 256, 256, 64, task="train", target=0.8),
     Config("train-bilstm-h128-b32", "lstm", 128, 128, 32, T=50, bidirectional=True,

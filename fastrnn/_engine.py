@@ -157,9 +157,9 @@ class LayerTrace:
     __slots__ = ("w_ih", "w_hh", "peep", "x", "ids", "gates", "h_prev", "c_prev", "mask",
                  "__weakref__")
 
-    def __init__(self, **kw):
-        for k, v in kw.items():
-            setattr(self, k, v)
+    def __init__(self, w_ih, w_hh, peep, x, ids, gates, h_prev, c_prev, mask):
+        self.w_ih, self.w_hh, self.peep, self.x, self.ids = w_ih, w_hh, peep, x, ids
+        self.gates, self.h_prev, self.c_prev, self.mask = gates, h_prev, c_prev, mask
 
 
 def thread_splits_text():
@@ -235,22 +235,23 @@ def forward(module, x, state, lengths, reverse, training):
         keep = None              # training: (inputs, activations, h_{t-1}, c_{t-1}, tokens)
         if training:
             N, I = plan.total, module._w_ih[layer].shape[2]
+            # every array this layer's backward reads, in one pooled buffer
             pool = buffers(module)
-            keep = (pool.take((D, N, I), module.dtype) if ids is None else None,
-                    pool.take((D, N, gate_stride(module._kind, H)), module.dtype),
-                    pool.take((D, N, H), module.dtype),
-                    pool.take((D, N, H), module.dtype) if with_c else unused,
+            buf, (keep_x, gates, h_prev, c_prev, w_ih, w_hh) = pool.take_parts(
+                ((D, N, I) if ids is None else None, (D, N, gate_stride(module._kind, H)),
+                 (D, N, H), (D, N, H) if with_c else None, module._w_ih[layer].shape,
+                 module._w_hh[layer].shape), module.dtype)
+            keep = (keep_x, gates, h_prev, c_prev if with_c else unused,
                     np.empty((D, N), np.intp) if ids is not None else None)
             # the weights this forward runs with: backward uses them even if
             # an optimizer or the caller changes the layer's in between
-            trace = LayerTrace(w_ih=pool.copy(module._w_ih[layer]),
-                                w_hh=pool.copy(module._w_hh[layer]),
+            np.copyto(w_ih, module._w_ih[layer])
+            np.copyto(w_hh, module._w_hh[layer])
+            trace = LayerTrace(w_ih=w_ih, w_hh=w_hh,
                                 peep=module._peep[layer].copy() if module._peep else None,
-                                x=keep[0], ids=keep[4], gates=keep[1], h_prev=keep[2],
-                                c_prev=keep[3] if with_c else None, mask=mask)
-            pool.give_back_when_gone(trace, *(a for a in (
-                trace.w_ih, trace.w_hh, trace.x, trace.gates, trace.h_prev, trace.c_prev)
-                if a is not None))
+                                x=keep_x, ids=keep[4], gates=gates, h_prev=h_prev,
+                                c_prev=c_prev, mask=mask)
+            pool.give_back_when_gone(trace, buf)
             traces.append(trace)
         if ids is not None:
             # token k's projection is column k of W_ih: the kernels copy rows of
@@ -580,8 +581,10 @@ def backward(module, trace, dy, dstate):
     for layer in range(L - 1, -1, -1):
         tr = traces[layer]
         rows = slice(layer * D, (layer + 1) * D)
-        dgates = buffers(module).take((D, plan.total, grad_stride(module._kind, H)),
-                                      module.dtype)
+        # the gate gradients and the weight gradients' workspace: one pooled buffer
+        buf, (dgates, work) = buffers(module).take_parts(
+            ((D, plan.total, grad_stride(module._kind, H)), _grads_work_shape(module, tr, plan)),
+            module.dtype)
         c_prev = tr.c_prev if with_c else unused
         dc_rows, dc0_rows = (dc_n[rows], dc0[rows]) if with_c else (unused, unused)
         variant = cell_variant(module, tr.peep)
@@ -601,8 +604,8 @@ def backward(module, trace, dy, dstate):
                 dgates, threads, variant=variant)
         if tr.peep is not None:
             peephole_grads(module._gpeep[layer], dgates, tr.gates, tr.c_prev, H)
-        dy = weight_and_input_grads(module, layer, tr, dgates, plan, flags)
-        buffers(module).give_back(dgates)
+        dy = weight_and_input_grads(module, layer, tr, dgates, work, plan, flags)
+        buffers(module).give_back(buf)
         if tr.mask is not None:
             dy *= tr.mask
     return dy, ((dh0, dc0) if with_c else (dh0,))
@@ -619,21 +622,28 @@ def peephole_grads(gpeep, dgates, gates, c_prev, H):
     gpeep[:, 2 * H:] += np.einsum("dnh,dnh->dh", dgates[..., 3 * H:4 * H], c_t)
 
 
-def weight_and_input_grads(module, layer, tr, dgates, plan, flags):
+def _grads_work_shape(module, tr, plan):
+    """The shape of weight_and_input_grads' workspace for a layer's trace:
+    float32, room for the operands of the weight gradients packed in panels
+    (None: none)."""
+    if module.dtype != np.float32:
+        return None
+    size = _k.tn_workspace(module._kind, module.num_directions, plan.total, tr.w_ih.shape[2],
+                           module.hidden_size, tr.ids is not None)
+    return (size,) if size else None
+
+
+def weight_and_input_grads(module, layer, tr, dgates, work, plan, flags):
     """Add one layer's weight gradients into grads; return dL/d(its input).
 
     Each is one matrix product over every step (packed rows):
     dW_ih += dGxᵀ X, dW_hh += dGhᵀ H_prev, db_ih += Σ dGx, db_hh += Σ dGh,
-    dX = dGx W_ih.
+    dX = dGx W_ih. work: an array of _grads_work_shape or None.
     """
     D, in_size = module.num_directions, tr.w_ih.shape[2]
     tokens = tr.ids is not None
     dx = np.empty((0 if tokens else plan.steps * plan.batch, in_size), module.dtype)
     no_bias = np.empty((D, 0), module.dtype)
-    # float32: room for the operands of the weight gradients packed in panels
-    size = (_k.tn_workspace(module._kind, D, plan.total, in_size, module.hidden_size, tokens)
-            if module.dtype == np.float32 else 0)
-    work = buffers(module).take((size,), np.float32) if size else None
     _k.layer_grads(module._kind, dgates,
                    (np.empty((D, 0, in_size), module.dtype) if tokens else tr.x, tr.gates,
                     tr.h_prev, tr.w_ih),
@@ -642,8 +652,6 @@ def weight_and_input_grads(module, layer, tr, dgates, plan, flags):
                     module._gb_hh[layer] if module.bias else no_bias),
                    np.empty((D, 0), np.intp) if tokens else plan.packed_inverse(flags),
                    dx, get_num_threads(), keep_ids=tr.ids, tn_work=work)
-    if work is not None:
-        buffers(module).give_back(work)
     if tokens:
         return None                        # token ids have no gradient
     return dx.reshape(plan.steps, plan.batch, in_size)

@@ -235,6 +235,32 @@ def test_training_buffers_reused_only_once_backpropagated(cls):
         np.testing.assert_allclose(grads[k], v, rtol=1e-6, atol=1e-7)
 
 
+def test_pool_parts_of_one_buffer():
+    """BufferPool.take_parts: one pooled buffer, the arrays in it disjoint,
+    each of its shape and at a multiple of 64 bytes from the buffer's start
+    (None stays None); the buffer goes back whole and is taken again."""
+    from fastrnn._buffers import BufferPool
+    pool = BufferPool(keep=4)
+    for dtype in (np.float32, np.float64):
+        shapes = ((3, 5, 7), None, (2, 9), (1,), (4, 0), (2, 3, 11))
+        buf, views = pool.take_parts(shapes, dtype)
+        assert len(views) == len(shapes) and views[1] is None
+        start = buf.__array_interface__["data"][0]
+        for k, (shape, v) in enumerate(zip(shapes, views)):
+            if shape is None:
+                continue
+            assert v.shape == shape and v.dtype == dtype and v.flags.c_contiguous
+            assert (v.__array_interface__["data"][0] - start) % 64 == 0
+            assert np.shares_memory(v, buf) or v.size == 0
+            v[...] = k
+        for k, v in enumerate(views):
+            if v is not None:
+                assert np.all(v == k)         # no view wrote over another
+        pool.give_back(buf)
+        again, _ = pool.take_parts(shapes, dtype)
+        assert again.base is buf.base
+
+
 # -- truncated BPTT and learning ------------------------------------------------
 def test_truncated_bptt_equals_windows_run_by_hand():
     rng = np.random.default_rng(5)
