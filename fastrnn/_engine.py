@@ -63,6 +63,11 @@ def _cache_bounds(caches):
 
 
 _CELL_SPLIT_BYTES, _UNIT_SPLIT_BYTES = _cache_bounds(_cpu.plan().caches)
+# one direction's W_hh up to which even a batch of one row does not split
+# its units: half a core's L1d (the step's other operands need the rest), from
+# where one thread multiplies it in less time than the threads' meeting at
+# every step costs (see _split_units)
+_UNIT_MIN_BYTES = (_cpu.plan().caches.l1d or 0) // 2
 
 # token input reads W_ih's columns straight from W_ih (strided) unless the call
 # has at least vocabulary size / _TOKENS_PER_COPY tokens: then from a transposed copy
@@ -169,7 +174,8 @@ def thread_splits_text():
         return "?" if n is None else f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
     lo, hi = _k.split_step_bounds()
     return (f"fewer than 4 rows per thread split the hidden units across the threads "
-            f"(up to 8 once one direction's W_hh exceeds {size(_UNIT_SPLIT_BYTES)}); a "
+            f"once one direction's W_hh exceeds {size(_UNIT_MIN_BYTES or 0)} "
+            f"(up to 8 once it exceeds {size(_UNIT_SPLIT_BYTES)}); a "
             f"one-row float32 step splits them from {size(lo)} to {size(hi)} of weights and "
             f"runs as a one-step layer call beyond {size(_CELL_SPLIT_BYTES)}")
 
@@ -288,11 +294,18 @@ def forward(module, x, state, lengths, reverse, training):
                 module._kind, inp, (module._w_ih[layer], module._w_hh[layer], b_ih, b_hh),
                 (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
                  plan.block_offsets if training else None),
-                (h0, c0, y, h_n[rows], c_n[rows] if with_c else unused), step_chunk, threads,
+                (h0, c0, y, h_n[rows], c_n[rows] if with_c else unused), step_chunk,
+                _task_threads(plan, D, threads),
                 keep=keep, ids=ids, variant=variant, prepacked=pre, panels=panels)
         inp = y
     state = (h_n, c_n) if with_c else (h_n,)
     return inp, state, ((plan, flags, traces, units) if training else None)
+
+
+def _task_threads(plan, directions, threads):
+    """Threads for a batch-split call: at most one per task (direction and
+    block of rows); a team larger than that only starts threads that wait."""
+    return min(threads, directions * (len(plan.bounds) - 1))
 
 
 def _first_direction(variant):
@@ -601,7 +614,7 @@ def backward(module, trace, dy, dstate):
                 (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
                  plan.block_offsets),
                 (tr.gates, tr.h_prev, c_prev), dy, (dh_n[rows], dc_rows, dh0[rows], dc0_rows),
-                dgates, threads, variant=variant)
+                dgates, _task_threads(plan, D, threads), variant=variant)
         if tr.peep is not None:
             peephole_grads(module._gpeep[layer], dgates, tr.gates, tr.c_prev, H)
         dy = weight_and_input_grads(module, layer, tr, dgates, work, plan, flags)
@@ -666,7 +679,7 @@ def _single_step_rows(batch):
     return ones, rows
 
 
-def _split_units(batch, directions, threads, w_hh_bytes=0):
+def _split_units(batch, directions, threads, w_hh_bytes=None):
     """Whether to split hidden units (not the batch) across threads.
 
     With one direction and a batch too small to give every thread a few rows,
@@ -675,14 +688,21 @@ def _split_units(batch, directions, threads, w_hh_bytes=0):
     weights, at the cost of a barrier per step. The same holds for up to 8
     rows per thread when one direction's W_hh (w_hh_bytes) exceeds
     _UNIT_SPLIT_BYTES, the L2 of one core: each step is then bound by
-    streaming the weights, and each thread streams only its share.
+    streaming the weights, and each thread streams only its share. A W_hh of
+    at most _UNIT_MIN_BYTES (half a core's L1d) never splits: one thread
+    reads all of it from its L1 faster than the meeting costs (one run on
+    Zen 4, 32 KiB L1d, T=100, B=1, time split / not split: LSTM H=32
+    training 1.3, RNN H=64 inference ~1.0-2.0; at 31 KiB, RNN H=88, 0.86, so
+    not the whole L1d). w_hh_bytes None: the caller's size does not matter.
     """
     if threads < 2 or directions != 1:
         return False
+    if w_hh_bytes is not None and _UNIT_MIN_BYTES and w_hh_bytes <= _UNIT_MIN_BYTES:
+        return False
     if batch < 4 * threads:
         return True
-    return (_UNIT_SPLIT_BYTES is not None and w_hh_bytes > _UNIT_SPLIT_BYTES
-            and batch <= 8 * threads)
+    return (_UNIT_SPLIT_BYTES is not None and w_hh_bytes is not None
+            and w_hh_bytes > _UNIT_SPLIT_BYTES and batch <= 8 * threads)
 
 
 def dropout_mask(rng, shape, p, dtype):

@@ -128,24 +128,30 @@ def test_blocks_follow_the_caches():
 
 def test_thread_split_follows_the_caches(monkeypatch):
     """A batch of up to 8 rows per thread splits its units when one
-    direction's W_hh exceeds the plan's L2; a one-step call splits only past
-    the L3; both thresholds move with FASTRNN_CACHE."""
+    direction's W_hh exceeds the plan's L2, a smaller batch when it exceeds
+    half the L1d; a one-step call splits only past the L3; the thresholds
+    move with FASTRNN_CACHE."""
     from fastrnn import _engine
     monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", 512 << 10)
+    monkeypatch.setattr(_engine, "_UNIT_MIN_BYTES", 16 << 10)
     split = _engine._split_units
+    assert not split(1, 1, 2, 16 << 10) and split(1, 1, 2, (16 << 10) + 4)
+    assert not split(7, 1, 2, 1 << 10) and split(7, 1, 2)    # (no size: the rows decide)
+    monkeypatch.setattr(_engine, "_UNIT_MIN_BYTES", 0)        # L1d unknown
+    assert split(1, 1, 2, 1 << 10)
     assert split(7, 1, 2) and not split(8, 1, 2)             # few rows: units, whatever the size
     assert split(16, 1, 2, 4 << 20) and not split(17, 1, 2, 4 << 20)
     assert not split(16, 1, 2, 256 << 10)                     # W_hh in L2: the batch splits
     assert not split(4, 2, 2, 4 << 20) and not split(4, 1, 1, 4 << 20)
     monkeypatch.setattr(_engine, "_UNIT_SPLIT_BYTES", None)   # L2 unknown
     assert not split(16, 1, 2, 4 << 20)
-    code = ("from fastrnn import _engine; "
-            "print('BOUNDS', _engine._UNIT_SPLIT_BYTES, _engine._CELL_SPLIT_BYTES)")
+    code = ("from fastrnn import _engine; print('BOUNDS', _engine._UNIT_SPLIT_BYTES, "
+            "_engine._CELL_SPLIT_BYTES, _engine._UNIT_MIN_BYTES)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, env={**__import__("os").environ,
-                                              "FASTRNN_CACHE": "l2=2M,l3=8M"})
+                                              "FASTRNN_CACHE": "l1d=48K,l2=2M,l3=8M"})
     assert result.returncode == 0, result.stderr
-    assert f"BOUNDS {2 << 20} {8 << 20}" in result.stdout
+    assert f"BOUNDS {2 << 20} {8 << 20} {24 << 10}" in result.stdout
 
 
 @pytest.mark.parametrize("text", ["l1d=1,l2=1,l3=1", "l1d=1G,l2=1G,l3=1G", "l1d=4K,l2=64K"])
