@@ -65,8 +65,8 @@ def _cache_bounds(caches):
 _CELL_SPLIT_BYTES, _UNIT_SPLIT_BYTES = _cache_bounds(_cpu.plan().caches)
 # one direction's W_hh up to which even a batch of one row does not split
 # its units: half a core's L1d (the step's other operands need the rest), from
-# where one thread multiplies it in less time than the threads' meeting at
-# every step costs (see _split_units)
+# where one thread multiplies it about as fast as two threads that meet at
+# every step (see _split_units)
 _UNIT_MIN_BYTES = (_cpu.plan().caches.l1d or 0) // 2
 
 # token input reads W_ih's columns straight from W_ih (strided) unless the call
@@ -690,10 +690,11 @@ def _split_units(batch, directions, threads, w_hh_bytes=None):
     _UNIT_SPLIT_BYTES, the L2 of one core: each step is then bound by
     streaming the weights, and each thread streams only its share. A W_hh of
     at most _UNIT_MIN_BYTES (half a core's L1d) never splits: one thread
-    reads all of it from its L1 faster than the meeting costs (one run on
-    Zen 4, 32 KiB L1d, T=100, B=1, time split / not split: LSTM H=32
-    training 1.3, RNN H=64 inference ~1.0-2.0; at 31 KiB, RNN H=88, 0.86, so
-    not the whole L1d). w_hh_bytes None: the caller's size does not matter.
+    reads all of it from its L1 about as fast as two threads and their
+    meeting at every step (`python -m bench.thread_split` prints both;
+    README), and a training step is faster; most of the L1d is too much
+    (RNN H=88, 30 KiB: one thread 1.17x the unit split's time on Zen 4).
+    w_hh_bytes None: the caller's size does not matter.
     """
     if threads < 2 or directions != 1:
         return False
