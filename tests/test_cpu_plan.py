@@ -56,13 +56,15 @@ def _config_in_child(env):
 
 
 def test_cache_override_is_what_the_plan_uses():
-    result = _config_in_child({"FASTRNN_CACHE": "l2=256K, l3=8M"})
+    result = _config_in_child({"FASTRNN_CACHE": "l1d=64K, l2=256K, l3=8M"})
     assert result.returncode == 0, result.stderr
-    assert "'l2': 262144, 'l3': 8388608" in result.stdout
+    assert "'l1d': 65536, 'l2': 262144, 'l3': 8388608" in result.stdout
     assert "'source': 'FASTRNN_CACHE'" in result.stdout
     assert "caches per core:" in result.stdout and "L2 256 KiB" in result.stdout
-    # the thread splits follow the plan: W_hh beyond the L2, one-row steps to half the L3
-    assert "W_hh exceeds 256 KiB" in result.stdout and "to 4 MiB of weights" in result.stdout
+    # the thread splits follow the plan: W_hh beyond half the L1d and beyond
+    # the L2, one-row steps to half the L3
+    assert "W_hh exceeds 32 KiB (up to 8 once it exceeds 256 KiB)" in result.stdout
+    assert "to 4 MiB of weights" in result.stdout
     assert "beyond 8 MiB" in result.stdout
 
 
