@@ -168,11 +168,12 @@ def test_thread_split_runs(capsys):
     """bench.thread_split times both sides of each split decision and restores them."""
     from bench import thread_split
     from fastrnn import _engine
-    before = (_engine._UNIT_SPLIT_BYTES, _engine._split_units)
+    before = (_engine._UNIT_SPLIT_BYTES, _engine._split_units, _engine._UNIT_MIN_BYTES)
     thread_split.main(["--rounds", "1"])
-    assert (_engine._UNIT_SPLIT_BYTES, _engine._split_units) == before
+    assert (_engine._UNIT_SPLIT_BYTES, _engine._split_units, _engine._UNIT_MIN_BYTES) == before
     out = capsys.readouterr().out
     assert "one thread / unit split" in out and "unit / batch split" in out
+    assert "(the rule: one thread)" in out or "(the rule: unit split)" in out
 
 
 def test_coexist_runs(capsys):
