@@ -12,7 +12,10 @@ process per build (bench.workers) times one configuration when asked; the
 driver asks them in turn (old, new, old, new, ...), with a pause before each
 sample so one build's spinning threads do not slow the other's. Prints the medians and
 new / old per configuration: the proof that a change that should not change
-speed did not (ratios within the machine's noise).
+speed did not (ratios within the machine's noise). The last column is the
+middle half (25th to 75th percentile) of the rounds' own new / old ratios,
+each round's pair timed back to back: a wide range says the machine moved
+during the run, and a ratio outside it deserves a rerun.
 """
 import os
 import time
@@ -52,7 +55,7 @@ def main(argv=None):
         print(f"old: {os.path.abspath(args.old)} {envs['old'] or ''}\n"
               f"new: {os.path.abspath(args.new)} {envs['new'] or ''}\n"
               f"{engines.THREADS} threads, {args.rounds} rounds, float32; ratio = new / old")
-        print(f"{'configuration':<24}{'old':>12}{'new':>12}{'ratio':>8}")
+        print(f"{'configuration':<24}{'old':>12}{'new':>12}{'ratio':>8}  rounds (middle half)")
         for cfg in configs:
             samples = {"old": [], "new": []}
             for _ in range(args.rounds):
@@ -60,8 +63,10 @@ def main(argv=None):
                     time.sleep(0.2)
                     samples[side].append(procs[side].ask(cfg.name, None, args.min_time))
             old, new = (float(np.median(samples[s])) for s in ("old", "new"))
-            print(f"{cfg.name:<24}{old * 1e3:>10.3f}ms{new * 1e3:>10.3f}ms{new / old:>8.2f}",
-                  flush=True)
+            q1, q3 = np.percentile([n / o for o, n in zip(samples["old"], samples["new"])],
+                                   [25, 75])
+            print(f"{cfg.name:<24}{old * 1e3:>10.3f}ms{new * 1e3:>10.3f}ms{new / old:>8.2f}"
+                  f"  {q1:.2f}-{q3:.2f}", flush=True)
     finally:
         for proc in procs.values():
             proc.close()

@@ -51,6 +51,10 @@ def test_two_builds_side_by_side():
                             cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "lstm-h64-b1" in result.stdout and "ratio" in result.stdout
+    assert "rounds (middle half)" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("lstm-h64-b1"))
+    lo, hi = (float(v) for v in row.split()[-1].split("-"))
+    assert 0 < lo <= hi                      # one round: its own ratio twice
     assert "{'FASTRNN_PANEL': 'blas'}" in result.stdout
     bad = subprocess.run([sys.executable, "-m", "bench.ab", root, "--new-env", "PANEL"],
                          cwd=root, capture_output=True, text=True, timeout=300)
