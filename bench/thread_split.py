@@ -68,7 +68,7 @@ def main(argv=None):
     print(f"fastrnn {fastrnn.__version__}, 2 threads, float32, T={steps}; {_cpu.plan().model}; "
           f"L1d {c.l1d} B, L2 {c.l2} B per core")
     saved = (_engine._UNIT_SPLIT_BYTES, _engine._split_units, _engine._UNIT_MIN_BYTES)
-    split_units, min_bytes = _engine._split_units, _engine._UNIT_MIN_BYTES
+    _, split_units, min_bytes = saved
     try:
         def serial():
             fastrnn.set_num_threads(1)

@@ -62,11 +62,12 @@ class BufferPool:
         dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
         align = max(1, 64 // dtype.itemsize)
         sizes = [0 if shape is None else math.prod(shape) for shape in shapes]
-        buf = self.take((sum(-(-n // align) * align for n in sizes),), dtype)
+        room = [-(-n // align) * align for n in sizes]         # each part's, rounded up
+        buf = self.take((sum(room),), dtype)
         views, o = [], 0
-        for shape, n in zip(shapes, sizes):
+        for shape, n, r in zip(shapes, sizes, room):
             views.append(None if shape is None else buf[o:o + n].reshape(shape))
-            o += -(-n // align) * align
+            o += r
         return buf, views
 
     def give_back(self, *arrays):
