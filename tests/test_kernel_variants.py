@@ -127,11 +127,14 @@ def test_panel_variant_from_the_environment(choice):
 
 @pytest.mark.parametrize("name,module", VARIANTS)
 @pytest.mark.parametrize("m,n,k", [(1, 20, 3), (8, 32, 300), (9, 33, 600), (24, 48, 7),
-                                   (13, 16, 257), (64, 100, 1)])
+                                   (13, 16, 257), (64, 100, 1), (23, 50, 513), (30, 64, 40),
+                                   (37, 40, 300)])
 def test_transposed_panel_products(name, module, m, n, k):
-    """C += Aᵀ B (the weight gradients) on every variant: blocks of rows and of
-    two panels, the rows and the panel left over, k past one chunk; with the
-    column sums of A (the bias gradients) taken from the same reads."""
+    """C += Aᵀ B (the weight gradients) on every variant: blocks of a cache
+    line of A's columns in whole tiles of rows, a last block shorter or
+    longer than a line (its rows in tiles as even as possible), tiles of
+    three panels and the panels left over, k past one and two chunks; with
+    the column sums of A (the bias gradients) taken from the same reads."""
     rng = np.random.default_rng(m * n + k)
     a = rng.standard_normal((k, m)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)

@@ -632,90 +632,93 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
     FR(fastrnn_panel_gemm_w)(m, n, k, a, lda, wp, FASTRNN_WT_F32, NULL, c, ldc, accumulate);
 }
 
-/* rows of C per register block of the transposed product: AVX-512, 8 rows x
-   two panels (16 sums; three panels measured 0.8x); AVX2, 6 rows x one panel
-   of two registers (12 sums, as the main tile: 1.09-1.13x faster than 4
-   rows, whose 8 sums barely cover the FMA latency) */
-#define FR_TN_ROWS (FR_NV == 1 ? 8 : 6)
-#define FR_TN_PANELS (FR_NV == 1 ? 2 : 1)
+/* columns of A a block of the transposed product copies at once: whole tiles
+   of FR_MR rows of C filling at most a cache line of A (AVX-512 two of 8,
+   AVX2 two of 6); the last block also takes a rest of fewer than FR_MR */
+#define FR_TN_BLOCK (FR_MR * (FASTRNN_PANEL / FR_MR))
+#define FR_TN_BLOCK_MAX (FR_TN_BLOCK + FR_MR - 1)
 
 /* C (m x n) += Aᵀ B over k shared rows: A (k x m, row stride lda), B packed in
    panels of 16 columns with k rows each (bp[p][kk][j] = B[kk][16 p + j], zero
    past n; fastrnn_pack_panels(B, n, k, 1, ldb, bp)). The weight gradients of
    BPTT have this shape (dW = dGᵀ X, summed over every step's rows). Per chunk
-   of k (its panels of B stay in L2), each block of FR_TN_ROWS rows of C
-   copies its columns of A to a contiguous strip on the stack (read in place,
-   the rows of A lie a stride apart that maps them to the same L1 sets), then
-   runs over the panels with FR_TN_ROWS x FR_TN_PANELS panel rows of C in
-   registers. With colsum (m floats; NULL: none), also colsum[i] += Σ_kk
-   A[kk][i], each chunk's sum added in turn: the bias gradients (Σ dG) from
-   the reads of dG the product makes anyway (a pass of their own, reading dG
-   again from memory, took ~2% of a train-lstm-h256-b64 call). */
+   of k (its panels of B stay in L2), each block of FR_TN_BLOCK rows of C
+   copies its columns of A into strips, one per tile of rows, step after step
+   (read in place, the rows of A lie a stride apart that maps them to the
+   same L1 sets): the packed A of the products' register tiles, which then
+   run over every panel (8 rows x 3 panels on AVX-512, 6 x 1 on AVX2). A block
+   reads a line of each of A's rows in the chunk (a tile's columns alone are
+   half a line, each line fetched twice) and asks for the next block's lines
+   before its tiles run. The last block's rows go in tiles as even as
+   possible (37 rows on AVX2: 6 x 4, 4, 4, 5, not a last tile of 1). The
+   strips live in this thread's block for A (fastrnn_panel_a_block; a small
+   one on the stack, in shorter chunks, without it). With colsum (m floats;
+   NULL: none), also colsum[i] += Σ_kk A[kk][i], each chunk's sum added in
+   turn: the bias gradients (Σ dG) from the reads of dG the product makes
+   anyway (a pass of their own, reading dG again from memory, took ~2% of a
+   train-lstm-h256-b64 call). */
 FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                               const float *a, Py_ssize_t lda, const float *bp,
                                               float *c, Py_ssize_t ldc, float *colsum) {
     enum { CHUNK_MAX = 256 };
-    float strip[CHUNK_MAX * FR_TN_ROWS];
-    Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    const Py_ssize_t chunk = fastrnn_panel_tn_chunk(panels, CHUNK_MAX);
+    float fallback[FASTRNN_PANEL_A_FALLBACK];
+    Py_ssize_t strip_floats = FASTRNN_PANEL_A_FLOATS;
+    float *strip = fastrnn_panel_a_block();
+    if (strip == NULL) {
+        strip = fallback;
+        strip_floats = FASTRNN_PANEL_A_FALLBACK;
+    }
+    const Py_ssize_t limit = strip_floats / FR_TN_BLOCK_MAX < CHUNK_MAX
+                             ? strip_floats / FR_TN_BLOCK_MAX : CHUNK_MAX;
+    const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
+    const Py_ssize_t chunk = fastrnn_panel_tn_chunk(panels, limit);
     for (Py_ssize_t k0 = 0; k0 < k; k0 += chunk) {
-        Py_ssize_t kc = k - k0 < chunk ? k - k0 : chunk;
-        Py_ssize_t r = 0;
-        for (; r + FR_TN_ROWS <= m; r += FR_TN_ROWS) {
-            for (Py_ssize_t kk = 0; kk < kc; kk++)
-                memcpy(strip + kk * FR_TN_ROWS, a + (k0 + kk) * lda + r, sizeof(float) * FR_TN_ROWS);
-            if (colsum != NULL) {
-                float sum[FR_TN_ROWS] = {0};
+        const Py_ssize_t kc = k - k0 < chunk ? k - k0 : chunk;
+        const float *ak = a + k0 * lda;
+        Py_ssize_t cols;
+        for (Py_ssize_t r = 0; r < m; r += cols) {
+            cols = m - r <= FR_TN_BLOCK_MAX ? m - r : FR_TN_BLOCK;
+            /* tile t: rows [r + b_t, r + b_{t+1}), b_t = cols t / tiles, its strip
+               st = strip + b_t kc with st[kk R + i] = A[k0 + kk][r + b_t + i] (R rows) */
+            const int tiles = (int) ((cols + FR_MR - 1) / FR_MR);
+            if (cols == FR_TN_BLOCK)
                 for (Py_ssize_t kk = 0; kk < kc; kk++)
-                    for (int i = 0; i < FR_TN_ROWS; i++) sum[i] += strip[kk * FR_TN_ROWS + i];
-                for (int i = 0; i < FR_TN_ROWS; i++) colsum[r + i] += sum[i];
-            }
-            Py_ssize_t p = 0;
-            for (; p + FR_TN_PANELS <= panels; p += FR_TN_PANELS) {
-                FR_VEC s[FR_TN_ROWS][FR_TN_PANELS][FR_NV] = {{{{0}}}};
-                for (Py_ssize_t kk = 0; kk < kc; kk++) {
-                    const float *ar = strip + kk * FR_TN_ROWS;
-                    for (int q = 0; q < FR_TN_PANELS; q++) {
-                        const float *w = bp + ((p + q) * k + k0 + kk) * FASTRNN_PANEL;
-                        for (int i = 0; i < FR_TN_ROWS; i++) FR_FMA(s[i][q], ar[i], w);
-                    }
+#pragma GCC unroll 4
+                    for (int t = 0; t < FR_TN_BLOCK / FR_MR; t++)
+                        memcpy(strip + (t * kc + kk) * FR_MR, ak + kk * lda + r + t * FR_MR,
+                               sizeof(float) * FR_MR);
+            else
+                for (int t = 0; t < tiles; t++) {
+                    const Py_ssize_t b0 = cols * t / tiles, rows = cols * (t + 1) / tiles - b0;
+                    for (Py_ssize_t kk = 0; kk < kc; kk++)
+                        memcpy(strip + b0 * kc + kk * rows, ak + kk * lda + r + b0,
+                               sizeof(float) * rows);
                 }
-                for (int i = 0; i < FR_TN_ROWS; i++)
-                    for (int q = 0; q < FR_TN_PANELS; q++)
-                        FR_PUT(c + (r + i) * ldc, p + q, s[i][q], 1);
-            }
-            for (; p < panels; p++) {               /* a last single panel */
-                FR_VEC s[FR_TN_ROWS][FR_NV] = {{{0}}};
-                for (Py_ssize_t kk = 0; kk < kc; kk++) {
-                    const float *ar = strip + kk * FR_TN_ROWS;
-                    const float *w = bp + (p * k + k0 + kk) * FASTRNN_PANEL;
-                    for (int i = 0; i < FR_TN_ROWS; i++) FR_FMA(s[i], ar[i], w);
+            if (r + cols < m)
+                for (Py_ssize_t kk = 0; kk < kc; kk++)
+                    __builtin_prefetch(ak + kk * lda + r + cols, 0, 2);
+            for (int t = 0; t < tiles; t++) {
+                const Py_ssize_t b0 = cols * t / tiles;
+                const int rows = (int) (cols * (t + 1) / tiles - b0);
+                const float *st = strip + b0 * kc;
+                if (colsum != NULL) {
+                    float sum[FR_MR] = {0};
+                    for (Py_ssize_t kk = 0; kk < kc; kk++)
+                        for (int i = 0; i < rows; i++) sum[i] += st[kk * rows + i];
+                    for (int i = 0; i < rows; i++) colsum[r + b0 + i] += sum[i];
                 }
-                for (int i = 0; i < FR_TN_ROWS; i++) FR_PUT(c + (r + i) * ldc, p, s[i], 1);
-            }
-        }
-        for (; r < m; r++) {                         /* the last m % FR_TN_ROWS rows */
-            if (colsum != NULL) {
-                float sum = 0.0f;
-                for (Py_ssize_t kk = 0; kk < kc; kk++) sum += a[(k0 + kk) * lda + r];
-                colsum[r] += sum;
-            }
-            for (Py_ssize_t p = 0; p < panels; p++) {
-                FR_VEC s0[FR_NV] = {0}, s1[FR_NV] = {0};
-                const float *w = bp + (p * k + k0) * FASTRNN_PANEL;
-                const float *ar = a + k0 * lda + r;
-                Py_ssize_t kk = 0;
-                for (; kk + 2 <= kc; kk += 2) {      /* two sums: half the dependency chain */
-                    FR_FMA(s0, ar[kk * lda], w + kk * FASTRNN_PANEL);
-                    FR_FMA(s1, ar[(kk + 1) * lda], w + (kk + 1) * FASTRNN_PANEL);
-                }
-                if (kk < kc) FR_FMA(s0, ar[kk * lda], w + kk * FASTRNN_PANEL);
-                for (int v = 0; v < FR_NV; v++) s0[v] += s1[v];
-                FR_PUT(c + r * ldc, p, s0, 1);
+                /* C[rows of tile t] += its strip (rows x kc) @ the chunk's rows of every
+                   panel (a short tile in the few-rows shape: more panels, as many sums) */
+                FR(fastrnn_tile_rows)(rows, rows == FR_MR ? FASTRNN_TILES_MAIN : FASTRNN_TILES_FEW,
+                                      FASTRNN_WT_F32, 0, panels, panels, kc, st, 1, rows,
+                                      bp + k0 * FASTRNN_PANEL, k * FASTRNN_PANEL, NULL,
+                                      c + (r + b0) * ldc, ldc, n, 1);
             }
         }
     }
 }
+#undef FR_TN_BLOCK_MAX
+#undef FR_TN_BLOCK
 
 #if FASTRNN_VW == 8
 /* y[r] = W[r, :] . a, or y[r] += that with accumulate, for r < m: W row-major
@@ -1211,8 +1214,6 @@ FR_ATTR static float FR(fastrnn_fma_peak)(long iters) {
     return total;
 }
 
-#undef FR_TN_ROWS
-#undef FR_TN_PANELS
 
 #undef FR_PUT
 #undef FR_INLINE
