@@ -3,6 +3,8 @@
 Environment:
   FASTRNN_NO_OPENMP=1   build serial kernels even if OpenMP is available.
   FASTRNN_NATIVE=1      add -march=native (faster here, may not run elsewhere).
+  FASTRNN_TRACE=1       time-stamp every step of the unit split for
+                        `python -m bench.step_trace` (build a copy, with --force).
 No -ffast-math: it changes results and, linked in, sets flush-to-zero for the
 whole process.
 """
@@ -71,6 +73,8 @@ class BuildExt(build_ext):
         link_args = []
         if _truthy("FASTRNN_NATIVE"):
             compile_args.append("-march=native")
+        if _truthy("FASTRNN_TRACE"):
+            compile_args.append("-DFASTRNN_TRACE=1")
         if _truthy("FASTRNN_NO_OPENMP"):
             print("fastrnn: FASTRNN_NO_OPENMP set, building serial kernels", file=sys.stderr)
         elif _compiler_has_openmp(self.compiler):

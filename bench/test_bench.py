@@ -217,3 +217,34 @@ def test_distributed_runs(capsys):
     assert "LocalCluster of 2 single-threaded workers" in out and "per task:" in out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert [r[0] for r in rows] == ["50", "120"] and all(float(r[-1]) > 0 for r in rows)
+
+
+def test_step_trace_needs_a_traced_build(capsys):
+    """The default build compiles the step marks out: no trace from any
+    kernel build, and the script says how to build one."""
+    import fastrnn
+    from bench import step_trace
+    for _, module in fastrnn._kernels.builds():
+        assert module.step_trace() is None
+    with pytest.raises(SystemExit) as stop:
+        step_trace.main(["lstm-h64-b1"])
+    assert stop.value.code == 2
+    assert "FASTRNN_TRACE=1" in capsys.readouterr().err
+
+
+def test_step_trace_report():
+    """The per-step columns are the intervals between the marks, in order."""
+    import numpy as np
+    from bench import step_trace
+    cfg = next(c for c in engines.CONFIGS if c.name == "lstm-h64-b1")
+    calls, steps = 2, cfg.steps
+    gaps = np.array([0.0, 1.0, 0.5, 0.25, 0.125])        # product, gate, copies, wait
+    step = np.cumsum(gaps)                                # one step's five marks
+    start = np.arange(calls * steps, dtype=float).reshape(calls, steps, 1) * 10
+    threads = [start + step, start + step * 2]
+    text = step_trace.report(cfg, np.array([1e-3, 2e-3]), threads)
+    rows = [line.split() for line in text.splitlines()[2:4]]
+    assert [float(v) for v in rows[0][1:]] == [1.0, 0.5, 0.25, 0.125, 1.875, calls]
+    assert [float(v) for v in rows[1][1:]] == [2.0, 1.0, 0.5, 0.25, 3.75, calls]
+    loop = (steps - 1) * 10 + 1.875
+    assert f"steps: {loop:.1f} us of a 1500.0 us call" in text

@@ -33,3 +33,14 @@ cdef extern from "_team.h":
                                            long long total_ns) noexcept nogil
     void team_reset "fastrnn_team_reset"() noexcept nogil
     long long team_count "fastrnn_team_count"(int which) noexcept nogil
+
+cdef extern from "_trace.h":
+    # per-step time stamps of the unit split (built with FASTRNN_TRACE=1; see _trace.h)
+    bint FASTRNN_TRACE
+    enum: TRACE_THREADS "FASTRNN_TRACE_THREADS"
+    enum: TRACE_POINTS "FASTRNN_TRACE_POINTS"
+    long long trace_clock "fastrnn_trace_clock"() noexcept nogil
+    void trace_mark "fastrnn_trace_mark"(int tid, int point) noexcept nogil
+    int trace_count "fastrnn_trace_count"(int tid) noexcept nogil
+    const long long* trace_stamps "fastrnn_trace_stamps"(int tid) noexcept nogil
+    void trace_clear "fastrnn_trace_clear"() noexcept nogil

@@ -42,7 +42,9 @@ from fastrnn._blas cimport gemm
 from fastrnn._openmp cimport (BARRIER_SLOTS, fastrnn_barrier, fastrnn_spin_barrier, now_ns,
                               omp_get_num_threads, omp_get_thread_num, spin_init, spin_wait,
                               spin_wait_timed, team_count, team_report, team_reset,
-                              team_size)
+                              team_size, FASTRNN_TRACE, TRACE_POINTS, TRACE_THREADS,
+                              trace_clear, trace_clock, trace_count, trace_mark,
+                              trace_stamps)
 from fastrnn._kernels._activations cimport sigmoid, tanh_
 from fastrnn._kernels._cells cimport (GRU_RESET_BEFORE, RNN_TANH, Product, Variant,
                                      backward_phases, backward_product,

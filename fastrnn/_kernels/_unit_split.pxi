@@ -205,6 +205,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
         for s in range(s0, s1):
             n = rows.n_active[s]
             gblk = gx + off * ldg
+            trace_mark(team.tid, 0)    # (FASTRNN_TRACE builds: the step's start, ...)
             if training:
                 for j in range(n):
                     memcpy(keep_h + (off + j) * H + u0, h + j * U, U * sizeof(floating))
@@ -224,7 +225,9 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                             qwork, <floating> p.accumulate,
                             gh if p.own_target else gblk + p.q0 * U,
                             p.nq * U if p.own_target else ldg)
+                    trace_mark(team.tid, 1)                      # its products done
                     cell_forward(kind, phase, n, U, gblk, ldg, gh, bx, bhn, h, c, rh, &var)
+                    trace_mark(team.tid, 2)                      # its gate passes done
             for j in range(n):
                 memcpy(h_next + j * H + u0, h + j * U, U * sizeof(floating))
                 t = _time(reverse, rows.lengths, j, s)
@@ -234,7 +237,9 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                     for q in range(blocks):
                         memcpy(keep_g + (off + j) * d.ldg + q * H + u0,
                                gblk + j * ldg + q * U, U * sizeof(floating))
+            trace_mark(team.tid, 3)    # its arrival at the meeting
             _meet(team, &arrivals)  # h_t is complete before anyone reads it
+            trace_mark(team.tid, 4)    # its departure
             swap = h_prev
             h_prev = h_next
             h_next = swap
@@ -366,6 +371,33 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
         if with_c:
             memcpy(<floating*> ends.c_n + rows.perm[j] * H + u0, dc + j * U,
                    U * sizeof(floating))
+
+
+def step_trace():
+    """The per-step time stamps of the unit split's forward since the last
+    read, then cleared: None unless these kernels were built with
+    FASTRNN_TRACE=1 (see fastrnn/_trace.h), else a list with one int64 array
+    (steps, 5) per traced thread (the first two of a team): each step's
+    start, its last product done, its last gate pass done, its arrival at
+    the end-of-step meeting and its departure, in the ticks of trace_clock()."""
+    if not FASTRNN_TRACE:
+        return None
+    out = []
+    cdef int t, rows
+    for t in range(TRACE_THREADS):
+        rows = trace_count(t)
+        arr = np.zeros(rows * TRACE_POINTS, np.int64)
+        if rows:
+            arr[:] = <long long[:rows * TRACE_POINTS]> <long long*> trace_stamps(t)
+        out.append(arr.reshape(rows, TRACE_POINTS))
+    trace_clear()
+    return out
+
+
+def trace_ticks():
+    """The trace's clock now (time-stamp counter ticks on x86, else ns): two
+    readings around a known interval give its rate."""
+    return trace_clock()
 
 
 # the largest team a unit-split call runs (the spin barrier's slots)

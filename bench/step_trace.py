@@ -1,0 +1,117 @@
+"""Where the unit split's steps spend their time, thread by thread.
+
+    FASTRNN_TRACE=1 python setup.py build_ext --inplace --force   # a copy of the tree
+    python -m bench.step_trace [--calls N] [NAME ...]
+
+Needs kernels built with FASTRNN_TRACE=1 (fastrnn/_trace.h: every step of the
+unit split's forward time-stamps its start, its products, its gate pass, its
+arrival at the end-of-step meeting and its departure; the default build
+compiles the marks out). Runs the comparison table's inference configurations
+that take the unit split (one direction, a few rows; default: those of the
+table) for --calls calls after a warm-up, then prints for each traced thread
+the median per step of its product (the recurrent product of its units,
+reading its share of W_hh), gate pass, copies (h_t to the shared exchange
+and the output) and wait at the meeting (its partner's lateness plus the
+exchange), and how much of a call the steps take: the rest is the input
+projection (one product per chunk of steps), the per-call packing of the
+weights, the threads' start and Python. Each step's product and wait, set
+against bench.limits' one-row rates and barrier time, say which bound a row
+is near.
+"""
+import time
+
+import numpy as np
+
+import fastrnn
+from bench import engines
+from bench.engines import SMOKE
+
+POINTS = ("start", "product", "gate pass", "arrival", "departure")
+
+
+def _ticks_per_us(k):
+    """The trace clock's rate, over a sleep of 50 ms."""
+    t0, n0 = k.trace_ticks(), time.perf_counter_ns()
+    time.sleep(0.05)
+    t1, n1 = k.trace_ticks(), time.perf_counter_ns()
+    return (t1 - t0) / (n1 - n0) * 1e3
+
+
+def trace_config(cfg, calls):
+    """(call seconds (calls,), [per thread (its calls, T, 5) stamps in us])
+    of cfg's layer, or None when its calls took no unit-split steps."""
+    k = fastrnn._kernels.recurrent
+    fastrnn.set_num_threads(engines.THREADS)
+    layer = engines.make_layer(cfg)
+    x, _ = engines.inputs(cfg)
+    for _ in range(3):
+        layer(x)                     # warm: the team awake, the weights in cache
+    k.step_trace()
+    secs = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        layer(x)
+        secs.append(time.perf_counter() - start)
+    stamps = k.step_trace()
+    rate = _ticks_per_us(k)
+    steps = cfg.steps
+    out = []
+    for a in stamps:
+        # a thread in every call of the team has calls x T rows; fewer: the
+        # team policy ran some calls on the calling thread alone (see
+        # fastrnn/_team.h), which then has more: keep the threads of whole calls
+        if len(a) == 0 or len(a) % steps:
+            continue
+        out.append((a.reshape(-1, steps, len(POINTS)) - a[0, 0]) / rate)
+    return (np.array(secs), out) if out else None
+
+
+def report(cfg, secs, threads):
+    lines = [f"{cfg.name} ({cfg.kind.upper()} I={cfg.I} H={cfg.H} B={cfg.B} T={cfg.steps}), "
+             f"{len(secs)} calls: per step, medians (us)",
+             f"{'thread':>8}{'product':>10}{'gate pass':>11}{'copies':>9}{'wait':>8}"
+             f"{'step':>8}{'calls':>7}"]
+    for tid, s in enumerate(threads):
+        d = np.diff(s, axis=2)                        # (calls, T, 4) intervals
+        product, gate, copies, wait = (np.median(d[:, :, i]) for i in range(4))
+        step = np.median(s[:, :, 4] - s[:, :, 0])
+        lines.append(f"{tid:>8}{product:>10.3f}{gate:>11.3f}{copies:>9.3f}{wait:>8.3f}"
+                     f"{step:>8.3f}{len(s):>7}")
+    s = threads[0]
+    loop = np.median(s[:, -1, 4] - s[:, 0, 0])
+    call = np.median(secs) * 1e6
+    lines.append(f"steps: {loop:.1f} us of a {call:.1f} us call ({loop / call:.0%}); the rest "
+                 f"is the input projection, the weight packing, the team's start and Python")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    from fastrnn.cli import OneLineParser
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="configurations (default: the unit-split ones)")
+    parser.add_argument("--calls", type=int, default=3 if SMOKE else 30)
+    args = parser.parse_args(argv)
+    k = fastrnn._kernels.recurrent
+    if k.step_trace() is None:
+        parser.exit(2, "bench.step_trace: these kernels keep no trace; build a copy of the "
+                       "tree with FASTRNN_TRACE=1 python setup.py build_ext --inplace --force "
+                       "and run this from it\n")
+    by_name = {c.name: c for c in engines.CONFIGS}
+    unknown = [n for n in args.names if n not in by_name]
+    if unknown:
+        parser.error(f"no such configuration: {', '.join(unknown)}")
+    names = args.names or [c.name for c in engines.CONFIGS
+                           if c.task == "infer" and not c.bidirectional
+                           and c.B < 4 * engines.THREADS]
+    print(f"fastrnn {fastrnn.__version__}, {engines.THREADS} threads, kernels "
+          f"{fastrnn._kernels.variant}, panel product {k.panel_kernel()}")
+    for name in names:
+        got = trace_config(by_name[name], args.calls)
+        if got is None:
+            print(f"{name}: no unit-split steps (the batch split or one thread ran it)")
+        else:
+            print(report(by_name[name], *got))
+
+
+if __name__ == "__main__":
+    main()
