@@ -12,9 +12,10 @@ table) for --calls calls after a warm-up, then prints for each traced thread
 the median per step of its product (the recurrent product of its units,
 reading its share of W_hh), gate pass, copies (h_t to the shared exchange
 and the output) and wait at the meeting (its partner's lateness plus the
-exchange), and how much of a call the steps take: the rest is the input
-projection (one product per chunk of steps), the per-call packing of the
-weights, the threads' start and Python. Each step's product and wait, set
+exchange), and how a call's time divides (thread 0): the steps, the input
+projections of the chunks of steps between them, and before and after
+them the first chunk's projection, the per-call packing of the weights,
+the threads' start and Python. Each step's product and wait, set
 against bench.limits' one-row rates and barrier time, say which bound a row
 is near.
 """
@@ -78,10 +79,13 @@ def report(cfg, secs, threads):
         lines.append(f"{tid:>8}{product:>10.3f}{gate:>11.3f}{copies:>9.3f}{wait:>8.3f}"
                      f"{step:>8.3f}{len(s):>7}")
     s = threads[0]
-    loop = np.median(s[:, -1, 4] - s[:, 0, 0])
+    steps = np.median((s[:, :, 4] - s[:, :, 0]).sum(axis=1))
+    span = np.median(s[:, -1, 4] - s[:, 0, 0])
     call = np.median(secs) * 1e6
-    lines.append(f"steps: {loop:.1f} us of a {call:.1f} us call ({loop / call:.0%}); the rest "
-                 f"is the input projection, the weight packing, the team's start and Python")
+    lines.append(f"a {call:.1f} us call: steps {steps:.1f} us ({steps / call:.0%}), between "
+                 f"them {span - steps:.1f} us (the input projections of the later chunks of "
+                 f"steps, where there are several), before and after them {call - span:.1f} us (the first chunk's "
+                 f"projection, the weight packing, the team's start, Python)")
     return "\n".join(lines)
 
 

@@ -246,5 +246,7 @@ def test_step_trace_report():
     rows = [line.split() for line in text.splitlines()[2:4]]
     assert [float(v) for v in rows[0][1:]] == [1.0, 0.5, 0.25, 0.125, 1.875, calls]
     assert [float(v) for v in rows[1][1:]] == [2.0, 1.0, 0.5, 0.25, 3.75, calls]
-    loop = (steps - 1) * 10 + 1.875
-    assert f"steps: {loop:.1f} us of a 1500.0 us call" in text
+    span = (steps - 1) * 10 + 1.875
+    assert f"a 1500.0 us call: steps {steps * 1.875:.1f} us" in text
+    assert f"between them {span - steps * 1.875:.1f} us" in text
+    assert f"before and after them {1500 - span:.1f} us" in text

@@ -8,7 +8,9 @@
    Each of the first FASTRNN_TRACE_THREADS threads of a team fills its own
    rows: one row of FASTRNN_TRACE_POINTS time stamps per step (the step's
    start, its last product done, its last gate pass done, its arrival at the
-   end-of-step meeting, its departure), read from the time-stamp counter on
+   end-of-step meeting, its departure; a cell of two products, the
+   reset-before GRU, counts its first gate pass and the meeting over r ⊙
+   h_{t-1} in the product), read from the time-stamp counter on
    x86 (a mark costs a few nanoseconds; the caller converts ticks with a rate
    it measures) and CLOCK_MONOTONIC nanoseconds elsewhere. Rows past
    FASTRNN_TRACE_STEPS are dropped until the trace is read and cleared.
@@ -37,12 +39,16 @@ static inline long long fastrnn_trace_clock(void) {
 static long long fastrnn_trace_t[FASTRNN_TRACE_THREADS][FASTRNN_TRACE_STEPS][FASTRNN_TRACE_POINTS];
 static int fastrnn_trace_rows[FASTRNN_TRACE_THREADS];
 
-/* thread tid's time stamp `point` of its current step; the last point ends the row */
+/* thread tid's time stamp `point` of its current step; the last point ends
+   the row. The first stamps every point but the last, so that a mark the
+   step skips (a thread with no units has no product) reads as no time. */
 static inline void fastrnn_trace_mark(int tid, int point) {
     if (tid >= FASTRNN_TRACE_THREADS) return;
     const int row = fastrnn_trace_rows[tid];
     if (row >= FASTRNN_TRACE_STEPS) return;
-    fastrnn_trace_t[tid][row][point] = fastrnn_trace_clock();
+    const long long now = fastrnn_trace_clock();
+    for (int p = point; p < (point == 0 ? FASTRNN_TRACE_POINTS - 1 : point + 1); p++)
+        fastrnn_trace_t[tid][row][p] = now;
     if (point == FASTRNN_TRACE_POINTS - 1) fastrnn_trace_rows[tid] = row + 1;
 }
 
