@@ -7,8 +7,8 @@ Needs kernels built with FASTRNN_TRACE=1 (fastrnn/_trace.h: every step of the
 unit split's forward time-stamps its start, its products, its gate pass, its
 arrival at the end-of-step meeting and its departure; the default build
 compiles the marks out). Runs the comparison table's inference configurations
-that take the unit split (one direction, a few rows; default: those of the
-table) for --calls calls after a warm-up, then prints for each traced thread
+(default: those of the table that take the unit split, one direction and
+a few rows) for --calls calls after a warm-up, then prints for each traced thread
 the median per step of its product (the recurrent product of its units,
 reading its share of W_hh), gate pass, copies (h_t to the shared exchange
 and the output) and wait at the meeting (its partner's lateness plus the
@@ -58,9 +58,8 @@ def trace_config(cfg, calls):
     steps = cfg.steps
     out = []
     for a in stamps:
-        # a thread in every call of the team has calls x T rows; fewer: the
-        # team policy ran some calls on the calling thread alone (see
-        # fastrnn/_team.h), which then has more: keep the threads of whole calls
+        # T rows per call a thread took part in (a call the team policy ran
+        # on the calling thread alone, fastrnn/_team.h, has thread 0's only)
         if len(a) == 0 or len(a) % steps:
             continue
         out.append((a.reshape(-1, steps, len(POINTS)) - a[0, 0]) / rate)
@@ -79,14 +78,23 @@ def report(cfg, secs, threads):
         lines.append(f"{tid:>8}{product:>10.3f}{gate:>11.3f}{copies:>9.3f}{wait:>8.3f}"
                      f"{step:>8.3f}{len(s):>7}")
     s = threads[0]
-    steps = np.median((s[:, :, 4] - s[:, :, 0]).sum(axis=1))
+    in_steps = np.median((s[:, :, 4] - s[:, :, 0]).sum(axis=1))
     span = np.median(s[:, -1, 4] - s[:, 0, 0])
     call = np.median(secs) * 1e6
-    lines.append(f"a {call:.1f} us call: steps {steps:.1f} us ({steps / call:.0%}), between "
-                 f"them {span - steps:.1f} us (the input projections of the later chunks of "
-                 f"steps, where there are several), before and after them {call - span:.1f} us (the first chunk's "
-                 f"projection, the weight packing, the team's start, Python)")
+    lines.append(f"a {call:.1f} us call: steps {in_steps:.1f} us ({in_steps / call:.0%}), "
+                 f"between them {span - in_steps:.1f} us (the input projections of the later "
+                 f"chunks of steps, where there are several), before and after them "
+                 f"{call - span:.1f} us (the first chunk's projection, the weight packing, the "
+                 f"team's start, Python)")
     return "\n".join(lines)
+
+
+def takes_unit_split(cfg):
+    """Whether fastrnn's engine splits cfg's hidden units across the threads."""
+    from fastrnn import _engine
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.kind]
+    return (cfg.task == "infer" and not cfg.bidirectional and _engine._split_units(
+        cfg.B, 1, engines.THREADS, gates * cfg.H * cfg.H * np.dtype(np.float32).itemsize))
 
 
 def main(argv=None):
@@ -104,9 +112,7 @@ def main(argv=None):
     unknown = [n for n in args.names if n not in by_name]
     if unknown:
         parser.error(f"no such configuration: {', '.join(unknown)}")
-    names = args.names or [c.name for c in engines.CONFIGS
-                           if c.task == "infer" and not c.bidirectional
-                           and c.B < 4 * engines.THREADS]
+    names = args.names or [c.name for c in engines.CONFIGS if takes_unit_split(c)]
     print(f"fastrnn {fastrnn.__version__}, {engines.THREADS} threads, kernels "
           f"{fastrnn._kernels.variant}, panel product {k.panel_kernel()}")
     for name in names:

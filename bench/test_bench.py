@@ -250,3 +250,13 @@ def test_step_trace_report():
     assert f"a 1500.0 us call: steps {steps * 1.875:.1f} us" in text
     assert f"between them {span - steps * 1.875:.1f} us" in text
     assert f"before and after them {1500 - span:.1f} us" in text
+
+
+def test_step_trace_picks_the_unit_split_rows():
+    """By default the rows the engine runs on the unit split: one direction,
+    inference, few rows (or weights beyond L2); not the batch split's."""
+    from bench import step_trace
+    picked = {c.name for c in engines.CONFIGS if step_trace.takes_unit_split(c)}
+    assert {"lstm-h64-b1", "gru-h256-b1"} <= picked
+    assert not picked & {"lstm-h256-b64", "bilstm-h128-b32", "bigru-h128-b1",
+                         "train-lstm-h256-b1", "lstmcell-h128-b1"}
