@@ -17,6 +17,8 @@ from bench import numpy_engine
 
 SMOKE = os.environ.get("FASTRNN_BENCH_SMOKE", "") not in ("", "0")
 THREADS = int(os.environ.get("FASTRNN_BENCH_THREADS", "2"))
+# gate blocks of W_ih and W_hh per kind (the configurations' "kind")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from fastrnn import _cpu, _kernels, _threads
 from fastrnn._kernels import _panels
 from fastrnn._kernels._cells import CellKind
 
-from bench.engines import SMOKE
+from bench.engines import GATES, SMOKE
 
 # (m, n, k, what): the products of the benchmark configurations (per thread)
 STEP_SHAPES = [
@@ -67,9 +67,6 @@ SGEMM_SIZES = (1024, 2048)
 if SMOKE:               # CI runs every line once, at small sizes
     STEP_SHAPES, LARGE_SHAPES = STEP_SHAPES[-1:], [(64, 256, 64, "small")]
     ROW_SHAPES, TN_SHAPES, SGEMM_SIZES = ROW_SHAPES[-2:-1], [(16, 32, 50, "small")], (128,)
-
-
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 def config_flops(cfg):

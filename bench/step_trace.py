@@ -92,9 +92,9 @@ def report(cfg, secs, threads):
 def takes_unit_split(cfg):
     """Whether fastrnn's engine splits cfg's hidden units across the threads."""
     from fastrnn import _engine
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cfg.kind]
-    return (cfg.task == "infer" and not cfg.bidirectional and _engine._split_units(
-        cfg.B, 1, engines.THREADS, gates * cfg.H * cfg.H * np.dtype(np.float32).itemsize))
+    w_hh_bytes = engines.GATES[cfg.kind] * cfg.H * cfg.H * np.dtype(np.float32).itemsize
+    return (cfg.task == "infer" and not cfg.bidirectional
+            and _engine._split_units(cfg.B, 1, engines.THREADS, w_hh_bytes))
 
 
 def main(argv=None):

@@ -22,12 +22,11 @@ import time
 import numpy as np
 
 import fastrnn
-from bench.engines import SMOKE
+from bench.engines import GATES, SMOKE
 from fastrnn import _cpu, _engine
 
 SERIAL_CASES = [("lstm", 32), ("gru", 36), ("rnn", 64), ("rnn", 88), ("lstm", 64),
                 ("lstm", 96), ("lstm", 128), ("gru", 128)]
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 BATCH_CASES = [("lstm", 128), ("lstm", 256), ("gru", 256), ("lstm", 512), ("lstm", 1024)]
 if SMOKE:
     SERIAL_CASES, BATCH_CASES = SERIAL_CASES[:1], BATCH_CASES[:1]
