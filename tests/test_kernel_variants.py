@@ -125,23 +125,19 @@ def test_panel_variant_from_the_environment(choice):
         assert "FASTRNN_PANEL must be one of" in run.stderr
 
 
-@pytest.mark.parametrize("name,module", VARIANTS)
-@pytest.mark.parametrize("m,n,k", [(1, 20, 3), (8, 32, 300), (9, 33, 600), (24, 48, 7),
-                                   (13, 16, 257), (64, 100, 1), (23, 50, 513), (30, 64, 40),
-                                   (37, 40, 300)])
-def test_transposed_panel_products(name, module, m, n, k):
-    """C += Aᵀ B (the weight gradients) on every variant: blocks of a cache
-    line of A's columns in whole tiles of rows, a last block shorter or
-    longer than a line (its rows in tiles as even as possible), tiles of
-    three panels and the panels left over, k past one and two chunks; with
-    the column sums of A (the bias gradients) taken from the same reads."""
+def _check_transposed_products(module, m, n, k):
+    """C += Aᵀ B on each of module's panel variants against float64, with and
+    without the column sums of A, which must be A's rows added one after the
+    other in float32 (the order of k, the BLAS path's)."""
     rng = np.random.default_rng(m * n + k)
     a = rng.standard_normal((k, m)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
     s0 = rng.standard_normal(m).astype(np.float32)
     want = c0 + a.T.astype(np.float64) @ b.astype(np.float64)
-    want_sums = s0 + a.astype(np.float64).sum(axis=0)
+    want_sums = s0.copy()
+    for row in a:
+        want_sums += row
     before = module.panel_kernel()
     try:
         for variant in module.panel_kernels():
@@ -151,13 +147,41 @@ def test_transposed_panel_products(name, module, m, n, k):
                 module.panel_product_tn(a, b, c, 1, sums if with_sums else None)
                 np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
                                            err_msg=variant)
-                if with_sums:
-                    np.testing.assert_allclose(sums, want_sums, rtol=0,
-                                               atol=1e-5 * np.sqrt(k) * 4, err_msg=variant)
-                else:
-                    np.testing.assert_array_equal(sums, s0)
+                np.testing.assert_array_equal(sums, want_sums if with_sums else s0,
+                                              err_msg=variant)
     finally:
         module.set_panel_kernel(before)
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m,n,k", [(1, 20, 3), (8, 32, 300), (9, 33, 600), (24, 48, 7),
+                                   (13, 16, 257), (64, 100, 1), (23, 50, 513), (30, 64, 40),
+                                   (37, 40, 300), (517, 40, 70)])
+def test_transposed_panel_products(name, module, m, n, k):
+    """C += Aᵀ B (the weight gradients) on every variant: blocks of A's
+    columns in whole tiles of rows, a last block shorter or longer than a
+    line (its rows in tiles as even as possible), several blocks of the
+    widest (517 columns), tiles of three panels and the panels left over, k
+    past one and two chunks; with the column sums of A (the bias gradients)
+    taken from the same reads."""
+    _check_transposed_products(module, m, n, k)
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m,n,k", [(100, 50, 300), (61, 33, 700), (48, 20, 129)])
+def test_transposed_panel_products_small_l2(name, module, m, n, k):
+    """The same under a 64 KiB L2's plan, where blocks are 16-24 columns and
+    chunks of k 128-256 rows: several blocks per chunk, a last block with a
+    rest (AVX-512, m=100: 24 + 24 + 24 + 28), the next chunk's first block
+    asked for from the last block of a chunk."""
+    from fastrnn import _cpu
+    from fastrnn._kernels import _panels
+    caches = _cpu.plan().caches
+    _panels.set_cache_sizes(16 << 10, 64 << 10)
+    try:
+        _check_transposed_products(module, m, n, k)
+    finally:
+        _panels.set_cache_sizes(caches.l1d, caches.l2)
 
 
 def _variants(module):

@@ -632,31 +632,58 @@ FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_
     FR(fastrnn_panel_gemm_w)(m, n, k, a, lda, wp, FASTRNN_WT_F32, NULL, c, ldc, accumulate);
 }
 
-/* columns of A a block of the transposed product copies at once: whole tiles
-   of FR_MR rows of C filling at most a cache line of A (AVX-512 two of 8,
-   AVX2 two of 6); the last block also takes a rest of fewer than FR_MR */
+/* the fewest columns of A a block of the transposed product copies at once:
+   whole tiles of FR_MR rows of C filling a cache line of A (AVX-512 two of
+   8, AVX2 two of 6); the last block also takes a rest of fewer than FR_MR */
 #define FR_TN_BLOCK (FR_MR * (FASTRNN_PANEL / FR_MR))
 #define FR_TN_BLOCK_MAX (FR_TN_BLOCK + FR_MR - 1)
+/* floats between two tiles' strips: a cache line, so that the strips a row of
+   A is copied into (kc FR_MR floats apart, a power of two times 4 KiB for
+   the usual chunks) do not all fall into the same L1 set */
+#define FR_TN_PAD 16
+
+/* sum[j] += row[j] for j < n: the column sums of A a row at a time, each in
+   the order of k (the order of the BLAS path's sums) */
+FR_ATTR static FR_INLINE void FR(fastrnn_add_row)(Py_ssize_t n, const float *restrict row,
+                                                 float *restrict sum) {
+    for (Py_ssize_t j = 0; j < n; j++) sum[j] += row[j];
+}
+
+/* columns of A a block of the transposed product copies at once, for chunks
+   of `chunk` elements of k: whole tiles of FR_MR, as many as strip_floats
+   holds with the last block's rest (< FR_MR columns) and a pad per tile, and
+   at most a sixteenth of L2 (the chunk's panels of B take half; Zen 4 with
+   1 MiB L2, bench.ab: train-lstm-h256-b1 5% slower with a quarter,
+   train-lstm-h256-b64 5% slower with a sixty-fourth); at least
+   FR_TN_BLOCK (the chunk's limit leaves room for that) */
+FR_ATTR static Py_ssize_t FR(fastrnn_tn_wide)(Py_ssize_t chunk, Py_ssize_t strip_floats) {
+    Py_ssize_t cols = (strip_floats - FR_TN_PAD * (strip_floats / (chunk * FR_MR) + 2)) / chunk;
+    const Py_ssize_t l2_cols = fastrnn_cache_l2 / 16 / (chunk * (Py_ssize_t) sizeof(float));
+    if (cols > l2_cols) cols = l2_cols;
+    cols = (cols - (FR_MR - 1)) / FR_MR * FR_MR;
+    return cols < FR_TN_BLOCK ? FR_TN_BLOCK : cols;
+}
 
 /* C (m x n) += Aᵀ B over k shared rows: A (k x m, row stride lda), B packed in
    panels of 16 columns with k rows each (bp[p][kk][j] = B[kk][16 p + j], zero
    past n; fastrnn_pack_panels(B, n, k, 1, ldb, bp)). The weight gradients of
    BPTT have this shape (dW = dGᵀ X, summed over every step's rows). Per chunk
-   of k (its panels of B stay in L2), each block of FR_TN_BLOCK rows of C
-   copies its columns of A into strips, one per tile of rows, step after step
-   (read in place, the rows of A lie a stride apart that maps them to the
-   same L1 sets): the packed A of the products' register tiles, which then
-   run over every panel (8 rows x 3 panels on AVX-512, 6 x 1 on AVX2). A block
-   reads a line of each of A's rows in the chunk (a tile's columns alone are
-   half a line, each line fetched twice) and asks for the next block's lines
-   before its tiles run. The last block's rows go in tiles as even as
-   possible (37 rows on AVX2: 6 x 4, 4, 4, 5, not a last tile of 1). The
-   strips live in this thread's block for A (fastrnn_panel_a_block; a small
-   one on the stack, in shorter chunks, without it). With colsum (m floats;
-   NULL: none), also colsum[i] += Σ_kk A[kk][i], each chunk's sum added in
-   turn: the bias gradients (Σ dG) from the reads of dG the product makes
-   anyway (a pass of their own, reading dG again from memory, took ~2% of a
-   train-lstm-h256-b64 call). */
+   of k (its panels of B stay in L2), each block of `wide` rows of C
+   (fastrnn_tn_wide: up to a sixteenth of L2) copies its columns of A into
+   strips, one per tile of rows, a row of A at a time, left to right (read
+   in place, A's rows lie a stride apart that maps them to the same L1
+   sets; blocks of one cache line of A each, as before, read it at ~8 GB/s,
+   a line per row of A, its latency exposed): the packed A of the products'
+   register tiles, which then run over every panel (8 rows x 3 panels on
+   AVX-512, 6 x 1 on AVX2). Before each tile, a share of the lines of the
+   block copied next is asked for, so that they arrive while the tiles run.
+   The last block's rows go in tiles as even as possible (37 rows on AVX2:
+   tiles of 5, 5, 5, 6, 5, 5, 6, not a last tile of 1). The strips live in
+   this thread's block for A (fastrnn_panel_a_block; a small one on the
+   stack, in shorter chunks, without it). With colsum (m floats; NULL:
+   none), also colsum[i] += Σ_kk A[kk][i] in the order of k, from the rows
+   the copy reads: the bias gradients (Σ dG) without a pass over dG of their
+   own. */
 FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                               const float *a, Py_ssize_t lda, const float *bp,
                                               float *c, Py_ssize_t ldc, float *colsum) {
@@ -668,55 +695,63 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
         strip = fallback;
         strip_floats = FASTRNN_PANEL_A_FALLBACK;
     }
-    const Py_ssize_t limit = strip_floats / FR_TN_BLOCK_MAX < CHUNK_MAX
-                             ? strip_floats / FR_TN_BLOCK_MAX : CHUNK_MAX;
+    /* a chunk leaves room for the narrowest block, its rest and pads */
+    const Py_ssize_t room = (strip_floats - 4 * FR_TN_PAD) / FR_TN_BLOCK_MAX;
     const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
-    const Py_ssize_t chunk = fastrnn_panel_tn_chunk(panels, limit);
+    const Py_ssize_t chunk = fastrnn_panel_tn_chunk(panels, room < CHUNK_MAX ? room : CHUNK_MAX);
+    const Py_ssize_t wide = FR(fastrnn_tn_wide)(chunk, strip_floats);
     for (Py_ssize_t k0 = 0; k0 < k; k0 += chunk) {
         const Py_ssize_t kc = k - k0 < chunk ? k - k0 : chunk;
         const float *ak = a + k0 * lda;
         Py_ssize_t cols;
         for (Py_ssize_t r = 0; r < m; r += cols) {
-            cols = m - r <= FR_TN_BLOCK_MAX ? m - r : FR_TN_BLOCK;
+            cols = m - r < wide + FR_MR ? m - r : wide;
             /* tile t: rows [r + b_t, r + b_{t+1}), b_t = cols t / tiles, its strip
-               st = strip + b_t kc with st[kk R + i] = A[k0 + kk][r + b_t + i] (R rows) */
+               st = strip + b_t kc + t FR_TN_PAD, st[kk R + i] = A[k0 + kk][r + b_t + i]
+               (R rows) */
             const int tiles = (int) ((cols + FR_MR - 1) / FR_MR);
-            if (cols == FR_TN_BLOCK)
-                for (Py_ssize_t kk = 0; kk < kc; kk++)
-#pragma GCC unroll 4
-                    for (int t = 0; t < FR_TN_BLOCK / FR_MR; t++)
-                        memcpy(strip + (t * kc + kk) * FR_MR, ak + kk * lda + r + t * FR_MR,
-                               sizeof(float) * FR_MR);
-            else
-                for (int t = 0; t < tiles; t++) {
-                    const Py_ssize_t b0 = cols * t / tiles, rows = cols * (t + 1) / tiles - b0;
-                    for (Py_ssize_t kk = 0; kk < kc; kk++)
-                        memcpy(strip + b0 * kc + kk * rows, ak + kk * lda + r + b0,
+            for (Py_ssize_t kk = 0; kk < kc; kk++) {
+                const float *row = ak + kk * lda + r;
+                if (cols % FR_MR == 0)
+                    for (int t = 0; t < tiles; t++)
+                        memcpy(strip + t * (kc * FR_MR + FR_TN_PAD) + kk * FR_MR,
+                               row + t * FR_MR, sizeof(float) * FR_MR);
+                else
+                    for (int t = 0; t < tiles; t++) {
+                        const Py_ssize_t b0 = cols * t / tiles, rows = cols * (t + 1) / tiles - b0;
+                        memcpy(strip + b0 * kc + t * FR_TN_PAD + kk * rows, row + b0,
                                sizeof(float) * rows);
-                }
-            if (r + cols < m)
-                for (Py_ssize_t kk = 0; kk < kc; kk++)
-                    __builtin_prefetch(ak + kk * lda + r + cols, 0, 2);
+                    }
+                if (colsum != NULL)
+                    FR(fastrnn_add_row)(cols, row, colsum + r);
+            }
+            /* the block copied next: the rest of this chunk's columns, or the
+               first of the next chunk's (none after the last) */
+            Py_ssize_t next_r = r + cols, next_k = k0, next_kc = kc;
+            if (next_r == m) {
+                next_r = 0;
+                next_k = k0 + kc;
+                next_kc = k - next_k < chunk ? k - next_k : chunk;
+            }
+            const Py_ssize_t next_cols = m - next_r < wide + FR_MR ? m - next_r : wide;
             for (int t = 0; t < tiles; t++) {
                 const Py_ssize_t b0 = cols * t / tiles;
                 const int rows = (int) (cols * (t + 1) / tiles - b0);
-                const float *st = strip + b0 * kc;
-                if (colsum != NULL) {
-                    float sum[FR_MR] = {0};
-                    for (Py_ssize_t kk = 0; kk < kc; kk++)
-                        for (int i = 0; i < rows; i++) sum[i] += st[kk * rows + i];
-                    for (int i = 0; i < rows; i++) colsum[r + b0 + i] += sum[i];
-                }
+                for (Py_ssize_t kk = next_kc * t / tiles; kk < next_kc * (t + 1) / tiles; kk++)
+                    for (Py_ssize_t j = 0; j < next_cols; j += 16)
+                        __builtin_prefetch(a + (next_k + kk) * lda + next_r + j, 0, 2);
                 /* C[rows of tile t] += its strip (rows x kc) @ the chunk's rows of every
                    panel (a short tile in the few-rows shape: more panels, as many sums) */
                 FR(fastrnn_tile_rows)(rows, rows == FR_MR ? FASTRNN_TILES_MAIN : FASTRNN_TILES_FEW,
-                                      FASTRNN_WT_F32, 0, panels, panels, kc, st, 1, rows,
+                                      FASTRNN_WT_F32, 0, panels, panels, kc,
+                                      strip + b0 * kc + t * FR_TN_PAD, 1, rows,
                                       bp + k0 * FASTRNN_PANEL, k * FASTRNN_PANEL, NULL,
                                       c + (r + b0) * ldc, ldc, n, 1);
             }
         }
     }
 }
+#undef FR_TN_PAD
 #undef FR_TN_BLOCK_MAX
 #undef FR_TN_BLOCK
 
