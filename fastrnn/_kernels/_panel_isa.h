@@ -259,9 +259,14 @@ FR_ATTR static FR_INLINE FR_VEC FR(fastrnn_widen_pair)(const void *p, int v, int
     return out;
 }
 
-/* one register tile over kc elements of k: C[r][p + q] (+)= Σ_kk a[kk ak + r as]
-   w_q[kk] for r < R, q < P: A's R rows in place (as = lda, ak = 1) or packed
-   (as = 1, ak = R: one sequential stream of broadcasts), w_q = w + q * wstride
+/* one register tile over kc elements of k: C[r][p + q] (+)= Σ_kk A[r][kk]
+   w_q[kk] for r < R, q < P: A's R rows packed, A[r][kk] = a[kk R + r] (one
+   sequential stream of broadcasts at constant offsets from one pointer), or,
+   for R <= 2, anywhere: A[r][kk] = a[kk ak + r as] (in place: as = lda,
+   ak = 1). With strides known only at run time, the 6-row tile of AVX2 held
+   an address register per row and reloaded four of them from the stack at
+   every kk (12 loads per 12 FMAs; now 8): Zen 4 with AVX2 forced, packed
+   rows ran 1.1-1.3x faster at H = 1024 and 512 (README). w_q = w + q * wstride
    (panel q's rows, from the tile's first kk; offsets in weights of type WT).
    R, P and WT are constants where it is inlined, so the loops unroll and
    every sum lives in a register. float32 weights are FMA operands straight
@@ -286,6 +291,7 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
        the largest tile on the stack) */
     FR_VEC s[FR_SUMS];
     const Py_ssize_t esz = FASTRNN_WT_SIZE(WT);
+#define FR_A(kk, i) (R <= 2 ? a[(kk) * ak + (i) * as] : a[(kk) * R + (i)])
     const char *wb = (const char *) w, *nb = (const char *) next;
 #pragma GCC unroll 8
     for (int i = 0; i < R; i++)
@@ -309,7 +315,7 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
                     wb + (q * wstride + (KK) * FASTRNN_PANEL) * esz, v, (HALF)); \
                 _Pragma("GCC unroll 8") \
                 for (int i = 0; i < R; i++) \
-                    s[(i * P + q) * FR_NV + v] += a[((KK) + (HALF)) * ak + i * as] * wv; \
+                    s[(i * P + q) * FR_NV + v] += FR_A((KK) + (HALF), i) * wv; \
             } \
     } while (0)
     const Py_ssize_t k1 = WT == FASTRNN_WT_BF16 ? 0 : kc;     /* the general loop's steps */
@@ -329,7 +335,7 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
         if (WT == FASTRNN_WT_F32) {
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
-                float av = a[kk * ak + i * as];
+                float av = FR_A(kk, i);
 #pragma GCC unroll 8
                 for (int q = 0; q < P; q++)
                     FR_FMA(s + (i * P + q) * FR_NV, av,
@@ -350,7 +356,7 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
                         WT, wb + (q * wstride + kk * FASTRNN_PANEL) * esz, v);
 #pragma GCC unroll 8
             for (int i = 0; i < R; i++) {
-                float av = a[kk * ak + i * as];
+                float av = FR_A(kk, i);
 #pragma GCC unroll 8
                 for (int q = 0; q < P * FR_NV; q++) s[i * P * FR_NV + q] += av * wv[q];
             }
@@ -365,11 +371,12 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
                         WT, wb + (q * wstride + kk * FASTRNN_PANEL) * esz, v);
 #pragma GCC unroll 8
                     for (int i = 0; i < R; i++)
-                        s[(i * P + q) * FR_NV + v] += a[kk * ak + i * as] * wv;
+                        s[(i * P + q) * FR_NV + v] += FR_A(kk, i) * wv;
                 }
             }
         }
     }
+#undef FR_A
     if (WT == FASTRNN_WT_I8) {
 #pragma GCC unroll 8
         for (int q = 0; q < P; q++)
@@ -577,16 +584,13 @@ FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssiz
             const Py_ssize_t mb = m - m0 < mc ? m - m0 : mc;
             const Py_ssize_t tiles = (mb + FR_MR - 1) / FR_MR;
             float *cm = c + m0 * ldc;
-            /* A's rows read in place (row i of a tile, element kk at a + i lda + kk:
-               R sequential streams of broadcasts), unless their stride is a
-               multiple of 4 KiB (e.g. H = 1024): such rows share the same sets of
-               L1 and evict each other and the panels, so they are packed, tile by
-               tile, into one sequential stream (element kk of row i at
-               ap + kk R + i). The packing copies element by element: in place,
-               the AVX-512 products ran 1.03-1.22x faster (AVX2 1.01-1.05; one
-               process alternating the two, Zen 5, README). One row is always
-               its own packed form. */
-            const int inplace = mb == 1 || (lda * (Py_ssize_t) sizeof(float)) % 4096 != 0;
+            /* A's rows packed tile by tile into one sequential stream (element kk
+               of row i at ap + kk R + i; fastrnn_tile), except one or two rows,
+               whose tiles read them in place. Read in place, rows of a stride
+               that is a multiple of 4 KiB (e.g. H = 1024) share the same sets of
+               L1 and evict each other and the panels, and the tile's per-row
+               addresses cost AVX2 stack reloads (see fastrnn_tile). */
+            const int inplace = mb <= 2;
             const float *am = inplace ? a + m0 * lda + k0 : ap;
             const Py_ssize_t as = inplace ? lda : 0;
             if (!inplace) {
