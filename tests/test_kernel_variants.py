@@ -168,16 +168,21 @@ def test_transposed_panel_products(name, module, m, n, k):
 
 
 @pytest.mark.parametrize("name,module", VARIANTS)
-@pytest.mark.parametrize("m,n,k", [(100, 50, 300), (61, 33, 700), (48, 20, 129)])
-def test_transposed_panel_products_small_l2(name, module, m, n, k):
-    """The same under a 64 KiB L2's plan, where blocks are 16-24 columns and
-    chunks of k 128-256 rows: several blocks per chunk, a last block with a
-    rest (AVX-512, m=100: 24 + 24 + 24 + 28), the next chunk's first block
-    asked for from the last block of a chunk."""
+@pytest.mark.parametrize("l2", [64 << 10, 1 << 20])
+@pytest.mark.parametrize("m,n,k", [(100, 50, 300), (61, 33, 700), (48, 20, 129),
+                                   (517, 40, 70)])
+def test_transposed_panel_products_planned(name, module, l2, m, n, k):
+    """The same under the plans of a 64 KiB and a 1 MiB L2, whatever this
+    machine's. 64 KiB: the narrowest blocks (16 columns on AVX-512, 12 on
+    AVX2) and chunks of k of 128-256 rows: several blocks per chunk, a last
+    block with a rest (AVX-512, m=100: five blocks of 16 and one of 20), the
+    next chunk's first block asked for from the last block of a chunk.
+    1 MiB: blocks of 56 columns (AVX-512; 54 on AVX2), m=517 in nine and a
+    rest of 13 (AVX-512), m=100 in one and a rest of 44."""
     from fastrnn import _cpu
     from fastrnn._kernels import _panels
     caches = _cpu.plan().caches
-    _panels.set_cache_sizes(16 << 10, 64 << 10)
+    _panels.set_cache_sizes(16 << 10, l2)
     try:
         _check_transposed_products(module, m, n, k)
     finally:
