@@ -179,14 +179,8 @@ def test_transposed_panel_products_planned(name, module, l2, m, n, k):
     next chunk's first block asked for from the last block of a chunk.
     1 MiB: blocks of 56 columns (AVX-512; 54 on AVX2), m=517 in nine and a
     rest of 13 (AVX-512), m=100 in one and a rest of 44."""
-    from fastrnn import _cpu
-    from fastrnn._kernels import _panels
-    caches = _cpu.plan().caches
-    _panels.set_cache_sizes(16 << 10, l2)
-    try:
+    with _cache_sizes(16 << 10, l2):
         _check_transposed_products(module, m, n, k)
-    finally:
-        _panels.set_cache_sizes(caches.l1d, caches.l2)
 
 
 def _variants(module):
@@ -336,8 +330,9 @@ def small_caches():
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17, 33])
 def test_packed_rows_of_every_tile(m):
-    """A's rows 4 KiB apart (k = 1024) are packed tile by tile, eight steps at
-    a time through a register transpose: every tile row count, with blocks of
+    """A's rows (here 4 KiB apart, k = 1024) are packed tile by tile, eight
+    steps at a time through a register transpose, one or two rows read in
+    place: every tile row count, with blocks of
     k that are not a multiple of eight (an L2 of 320 KiB makes them 342, 342
     and 340 steps: the last steps packed one by one), against float64 numpy
     with every variant."""
