@@ -11,7 +11,10 @@
    size) and of the input projection (m = a chunk of steps x rows), with
    each variant of fastrnn's packed panels this CPU runs and with scipy's
    BLAS (which packs W on every call): GFLOPS, the fraction of the peak, and
-   the time ratio to BLAS.
+   the time ratio to BLAS. Then the batch-1 input projections of one chunk
+   of steps with W_ih's packing counted: its panels all packed first (a
+   call of several chunks), or each group packed into L2 as the product
+   reaches it (a call of one chunk).
 3. Bandwidth: at batch 1 a step is a matrix-vector product, bound by how fast
    a core streams its share of W_hh from its cache: bytes / seconds of the
    one-row product, on packed panels, on the weights as stored (the row dot
@@ -56,6 +59,14 @@ ROW_SHAPES = [
     (256, 64, "LSTM H=64, all of W_hh"),
     (1536, 1024, "GRU H=1024, one core's half of W_hh (6 MiB)"),
 ]
+# (m, gates, H, k, units, label): an input projection over one chunk of every step at
+# batch 1, W_ih's rows of one thread's units of every gate (or all of them), packing
+# included: all panels packed first, or each group packed as the product reaches it
+PROJECTION_SHAPES = [
+    (50, 3, 1024, 1024, 512, "gru-h1024-b1: one thread's units (6 MiB of W_ih)"),
+    (100, 4, 256, 256, 128, "lstm-h256-b1: one thread's units"),
+    (100, 3, 128, 128, 128, "bigru-h128-b1: one direction's W_ih"),
+]
 # (cell kind, rows, units, label): a unit-split thread's step at batch 1, a batch-split one's
 GATE_SHAPES = [(CellKind.LSTM, 1, 128, "LSTM 1 x 128 units"),
                (CellKind.LSTM, 32, 256, "LSTM 32 x 256 units"),
@@ -67,6 +78,7 @@ SGEMM_SIZES = (1024, 2048)
 if SMOKE:               # CI runs every line once, at small sizes
     STEP_SHAPES, LARGE_SHAPES = STEP_SHAPES[-1:], [(64, 256, 64, "small")]
     ROW_SHAPES, TN_SHAPES, SGEMM_SIZES = ROW_SHAPES[-2:-1], [(16, 32, 50, "small")], (128,)
+    PROJECTION_SHAPES = [(9, 3, 40, 70, 20, "small")]
 
 
 def config_flops(cfg):
@@ -199,6 +211,30 @@ def _rates(variants, shapes, rounds, timer, make, peak_variant):
     return out
 
 
+def _projection_lines(k, rounds):
+    """The input projections of PROJECTION_SHAPES with the selected variant:
+    W's panels packed first, then the product, against each group packed as
+    the product reaches it (what a call of one chunk of steps does), in
+    interleaved rounds."""
+    print(f"-- input projections ({k.panel_kernel()}), packing of W included: GFLOPS with "
+          f"W packed first | each group packed as the product reaches it, time / first's")
+    for m, gates, hidden, kk, units, what in PROJECTION_SHAPES:
+        rng = np.random.default_rng(m + kk)
+        a = rng.standard_normal((m, kk)).astype(np.float32)
+        w = rng.standard_normal((gates, hidden, kk)).astype(np.float32)
+        c = np.zeros((m, gates * units), np.float32)
+        flops = 2 * m * gates * units * kk
+        reps = _reps(flops, 1e8)
+        first, going = [], []
+        for _ in range(rounds):
+            first.append(k.panel_product_rows(a, w, 0, units, c, False, reps, whole=True))
+            going.append(k.panel_product_rows(a, w, 0, units, c, False, reps))
+        rate = {name: flops / statistics.median(t) / 1e9
+                for name, t in (("first", first), ("going", going))}
+        print(f"m={m:<5}n={gates * units:<5}k={kk:<5}first {rate['first']:5.1f} | as it goes "
+              f"{rate['going']:5.1f} x{_median_ratio(going, first):.2f}  [{what}]")
+
+
 def _median_ratio(xs, ys):
     return statistics.median(x / y for x, y in zip(xs, ys))
 
@@ -283,6 +319,8 @@ def main(argv=None):
                 print(f"n={n:<5}k={kk:<5}" + " | ".join(
                     f"{name} {n * kk * 4 / med(t) / 1e9:6.1f}" for name, t in secs.items())
                     + f"  [{what}]")
+            if best != "blas":
+                _projection_lines(k, args.rounds)
     finally:
         k.set_panel_kernel(best)
     print("-- gate passes (the elementwise pass after each step's product): ns per unit, "

@@ -361,6 +361,90 @@ def test_blocked_panel_products(small_caches, m, n, k):
     _check_panel_products(baseline, m, n, k, check_blocks)
 
 
+def _check_products_on_rows(module, m, gates, H, k, u0, units):
+    """panel_product_rows (W's rows of units [u0, u0 + units) of every gate
+    block, packed a group at a time as the product reaches them) with every
+    panel variant of module: to the bit panel_product on those rows packed
+    whole (the same blocks, tiles and order of sums), both ways, and against
+    float64 numpy."""
+    rng = np.random.default_rng(m * k + units)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((gates, H, k)).astype(np.float32)
+    rows = np.ascontiguousarray(w[:, u0:u0 + units].reshape(gates * units, k))
+    c0 = rng.standard_normal((m, gates * units)).astype(np.float32)
+    exact = a.astype(np.float64) @ rows.T.astype(np.float64)
+    for variant in _variants(module):
+        if variant == "blas":
+            with pytest.raises(ValueError, match="needs a panel variant"):
+                module.panel_product_rows(a, w, u0, units, c0.copy(), False)
+            continue
+        for accumulate in (False, True):
+            want, whole, got = c0.copy(), c0.copy(), c0.copy()
+            module.panel_product(a, rows, want, accumulate)
+            module.panel_product_rows(a, w, u0, units, whole, accumulate, whole=True)
+            module.panel_product_rows(a, w, u0, units, got, accumulate)
+            np.testing.assert_array_equal(whole, want, err_msg=f"{variant} {accumulate}")
+            np.testing.assert_array_equal(got, want, err_msg=f"{variant} {accumulate}")
+        _check_both_ways(lambda c, acc: module.panel_product_rows(a, w, u0, units, c, acc),
+                         c0, exact, k, variant)
+
+
+# (m, gates, H, k, u0, units): one tile of few rows (groups of the few-rows
+# tile's panels) and many; gate blocks that end inside a panel (units not a
+# multiple of 16) and a last partial panel; k not a multiple of the register
+# width; a whole matrix (u0 0, units H)
+ROWS_SHAPES = [(1, 3, 40, 33, 5, 17), (2, 4, 20, 16, 0, 20), (7, 4, 64, 100, 0, 64),
+               (9, 4, 37, 300, 3, 21), (50, 3, 128, 1024, 64, 64), (130, 3, 20, 70, 0, 20),
+               (13, 1, 100, 2000, 10, 45)]
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m,gates,H,k,u0,units", ROWS_SHAPES)
+def test_products_on_unpacked_rows(name, module, m, gates, H, k, u0, units):
+    """The product that packs W's groups as it goes (the unit split's input
+    projection over one chunk of steps) on this machine's plan."""
+    _check_products_on_rows(module, m, gates, H, k, u0, units)
+
+
+@pytest.mark.parametrize("m,gates,H,k,u0,units", ROWS_SHAPES)
+def test_products_on_unpacked_rows_blocked(small_caches, m, gates, H, k, u0, units):
+    """The same under a 64 KiB L2's plan: k in several blocks (each group
+    packed again for each), rows of A in several blocks (130 rows, k = 70)."""
+    _check_products_on_rows(baseline, m, gates, H, k, u0, units)
+
+
+@pytest.mark.parametrize("split_units", [False, True])
+@pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
+def test_projection_packed_as_it_goes(kernels, mode, cls, opts, split_units, monkeypatch):
+    """A float32 layer call whose steps fit one chunk packs W_ih's panels as
+    its input projection reaches them (the unit split's threads their
+    units' rows; the batch split's tasks, one per direction, all of them);
+    with chunks of one step it packs W_ih whole first. Both give the same
+    bits, forward and in a training forward (BLAS, FASTRNN_PANEL=blas, may
+    pick other kernels for other row counts: within a float32 rounding)."""
+    monkeypatch.setattr(_engine, "_split_units", lambda *a: split_units)
+    rng = np.random.default_rng(3)
+    layer = cls(37, 40, bidirectional=not split_units, seed=2, **opts)
+    x = rng.standard_normal((9, 2, 37)).astype(np.float32)
+    lengths = np.array([9, 6])
+    one = layer(x, lengths=lengths)
+    trained = layer.forward(x, lengths=lengths)[:2]
+    monkeypatch.setattr(_engine, "_STEP_CHUNK_ELEMENTS", 1)   # one step per chunk
+    for got, want in ((layer(x, lengths=lengths), one),
+                      (layer.forward(x, lengths=lengths)[:2], trained)):
+        for a, b in zip(fastrnn_leaves(got), fastrnn_leaves(want)):
+            if kernels.panel_kernel() == "blas":
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(a, b)
+
+
+def fastrnn_leaves(out):
+    """The arrays of a layer's (y, state) output, a state pair flattened."""
+    y, state = out
+    return [y, *(state if isinstance(state, tuple) else (state,))]
+
+
 @pytest.mark.parametrize("split_units", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)

@@ -68,13 +68,18 @@ cdef void _forward_task(const LayerCall* call, Py_ssize_t task, floating* work) 
     cdef Keep keep = call.keep[dd]
     cdef TaskSpace sp
     task_space(work + task * call.work_per, d, call.rows_max, call.cap, &sp)
-    _task_panels(call, dd, False, &w)
     # a quantized module's weights packed once (then the call packed none)
     cdef const Prepacked* pre = &call.pre[dd]
+    cdef bint tokens = src.ids != NULL
+    # this task packs its direction and reads W_ih once (one chunk of steps):
+    # W_ih's groups of panels are packed into L2 as the projection reaches
+    # them (panel_gemm_rows), not all first, written out and read back
+    cdef bint ih_rows = (floating is float and call.panels != NULL and call.pack_in_task
+                         and not tokens and call.step_chunk >= n_steps and pre.ih == NULL)
+    _task_panels(call, dd, False, &w, not ih_rows)
     cdef unsigned char* qwork = (call.qwork + task * call.qwork_per
                                  if call.qwork != NULL else NULL)
     cdef bint training = keep.gates != NULL
-    cdef bint tokens = src.ids != NULL
     cdef bint with_c = has_cell_state(d.kind)
     cdef Py_ssize_t o = call.block_offsets[blk] if training else 0
     cdef floating* xp = <floating*> sp.xp
@@ -115,7 +120,12 @@ cdef void _forward_task(const LayerCall* call, Py_ssize_t task, floating* work) 
         off = 0
         for s in range(s0, s1):
             off += _active(rows.n_active, s, r0, nr)
-        if not tokens:
+        if floating is float:
+            if ih_rows:
+                # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg), packed as it goes
+                panel_gemm_rows(off, G, d.n_in, xp, d.n_in, <const float*> w.w_ih, d.n_in, G,
+                                0, w.wp_ih, gx, ldg, False)
+        if not tokens and not ih_rows:
             # Gx = X_packed @ W_ihᵀ   (off x G, row stride ldg)
             gates_wt(off, 0, gates(d.kind), H, d.n_in, xp, <const floating*> w.w_ih, w.wp_ih,
                      pre, True, qwork, <floating> 0, gx, ldg)
@@ -242,10 +252,11 @@ cdef void _backward_task(const LayerCall* call, Py_ssize_t task, floating* work)
 
 
 cdef void _task_panels(const LayerCall* call, Py_ssize_t dd, bint for_backward,
-                       Weights* w) noexcept nogil:
+                       Weights* w, bint with_ih=True) noexcept nogil:
     """Direction dd's panels into w (NULL without them: BLAS), packed here
     when each task packs its own direction (one block per direction: in its
-    own core's cache, with no separate thread team for packing)."""
+    own core's cache, with no separate thread team for packing); W_ih's
+    only with with_ih (else its room is there, unpacked)."""
     cdef Panels panels
     w.wp = w.wp_n = w.wp_ih = NULL
     if call.panels == NULL:
@@ -258,7 +269,7 @@ cdef void _task_panels(const LayerCall* call, Py_ssize_t dd, bint for_backward,
         w.wp_ih = call.panels_ih + dd * call.panels_ih_per
     if call.pack_in_task:
         _pack_recurrent_part(&call.dims, <const float*> w.w_hh, for_backward, &panels, 0, 1)
-        if not for_backward:
+        if not for_backward and with_ih:
             _pack_split(<const float*> w.w_ih, call.dims.G, call.dims.n_in, call.dims.n_in, 1,
                         call.panels_ih + dd * call.panels_ih_per, 0, 1)
 

@@ -159,6 +159,41 @@ static float *fastrnn_panel_a_block(void) {
 }
 #endif
 
+/* W given by its rows, not packed (fastrnn_panel_gemm_rows): n rows of
+   contiguous elements in blocks of `block` rows, row r at
+   w + (r / block) bstride + (r % block) ldw. The unit split's rows of every
+   gate for a thread's units: block U, bstride H k, ldw k. */
+typedef struct {
+    const float *w;
+    Py_ssize_t ldw, block, bstride;
+} fastrnn_wrows;
+
+typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);
+
+/* panels [p0, p1) of W (n rows, see fastrnn_wrows), elements [k0, k0 + kb)
+   of each row, into d (panel p at d + (p - p0) kb 16, zero past n): whole
+   panels with `full` (a variant's register transposes) */
+static void fastrnn_pack_wrows(const fastrnn_wrows *src, Py_ssize_t n, Py_ssize_t p0,
+                               Py_ssize_t p1, Py_ssize_t k0, Py_ssize_t kb, float *d,
+                               fastrnn_pack_rows_fn full) {
+    const float *rows[FASTRNN_PANEL];
+    for (Py_ssize_t p = p0; p < p1; p++, d += kb * FASTRNN_PANEL) {
+        const Py_ssize_t r0 = p * FASTRNN_PANEL;
+        const int count = n - r0 < FASTRNN_PANEL ? (int) (n - r0) : FASTRNN_PANEL;
+        for (int j = 0; j < count; j++) {
+            const Py_ssize_t r = r0 + j;
+            rows[j] = src->w + (r / src->block) * src->bstride + (r % src->block) * src->ldw + k0;
+        }
+        if (count == FASTRNN_PANEL) {
+            full(rows, kb, d);
+            continue;
+        }
+        for (Py_ssize_t kk = 0; kk < kb; kk++)
+            for (int j = 0; j < FASTRNN_PANEL; j++)
+                d[kk * FASTRNN_PANEL + j] = j < count ? rows[j][kk] : 0.0f;
+    }
+}
+
 #if FASTRNN_PANEL_VARIANTS
 #include <immintrin.h>       /* the conversions of narrow weights; target attributes */
 #define FASTRNN_ISA avx512
@@ -295,7 +330,6 @@ static void fastrnn_panel_gemm_w_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
         }
 }
 
-typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);
 typedef void (*fastrnn_gemm_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
                                 Py_ssize_t, const float *, float *, Py_ssize_t, int);
 static fastrnn_pack_rows_fn fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
@@ -304,6 +338,10 @@ typedef void (*fastrnn_gemm_w_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const floa
                                   Py_ssize_t, const void *, int, const float *, float *,
                                   Py_ssize_t, int);
 static fastrnn_gemm_w_fn fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
+typedef void (*fastrnn_gemm_rows_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
+                                     Py_ssize_t, const fastrnn_wrows *, float *, float *,
+                                     Py_ssize_t, int);
+static fastrnn_gemm_rows_fn fastrnn_gemm_rows_impl = NULL;
 /* the dot-product kernels (fastrnn_panel_dot_prepare, fastrnn_panel_gemm_dot):
    per weight type, NULL where the CPU (or the selected variant) lacks them */
 typedef void (*fastrnn_dot_prepare_fn)(Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t,
@@ -363,6 +401,7 @@ static int fastrnn_panel_select(int isa) {
     fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_scalar;
     fastrnn_gemm_impl = fastrnn_panel_gemm_scalar;
     fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_scalar;
+    fastrnn_gemm_rows_impl = NULL;
     fastrnn_gemm_q8_impl = fastrnn_gemm_bd_impl = NULL;
     fastrnn_prepare_q8_impl = fastrnn_prepare_bd_impl = NULL;
     fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
@@ -376,6 +415,7 @@ static int fastrnn_panel_select(int isa) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx512;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx512;
         fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx512;
+        fastrnn_gemm_rows_impl = fastrnn_panel_gemm_rows_avx512;
         if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) {
             fastrnn_prepare_q8_impl = fastrnn_prepare_q8_avx512;
             fastrnn_gemm_q8_impl = fastrnn_gemm_q8_avx512;
@@ -394,6 +434,7 @@ static int fastrnn_panel_select(int isa) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx2;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx2;
         fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx2;
+        fastrnn_gemm_rows_impl = fastrnn_panel_gemm_rows_avx2;
         fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx2;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;
         fastrnn_prepare_q8_impl = fastrnn_prepare_q8_avx2;
@@ -412,6 +453,21 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
                                Py_ssize_t lda, const float *wp, float *c, Py_ssize_t ldc,
                                int accumulate) {
     fastrnn_gemm_impl(m, n, k, a, lda, wp, c, ldc, accumulate);
+}
+
+/* fastrnn_panel_gemm on W given by its rows (src), each group of panels
+   packed into wbuf as the product reaches it (room for all of W packed);
+   without a variant, W packed into wbuf first */
+static void fastrnn_panel_gemm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
+                                    Py_ssize_t lda, const fastrnn_wrows *src, float *wbuf,
+                                    float *c, Py_ssize_t ldc, int accumulate) {
+    if (fastrnn_gemm_rows_impl != NULL) {
+        fastrnn_gemm_rows_impl(m, n, k, a, lda, src, wbuf, c, ldc, accumulate);
+        return;
+    }
+    fastrnn_pack_wrows(src, n, 0, (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL, 0, k, wbuf,
+                       fastrnn_pack_rows_impl);
+    fastrnn_gemm_impl(m, n, k, a, lda, wbuf, c, ldc, accumulate);
 }
 
 /* the same on panels of weights of type wt (FASTRNN_WT_*): 16-bit ones give

@@ -556,11 +556,20 @@ FR_ATTR static void FR(fastrnn_pack_tile_rows)(const float *a, Py_ssize_t lda, i
    weights, so the narrow types' panels take less cache than the blocking
    assumes; bfloat16 ones in pairs of steps, see pack_weight_panels); int8
    ones stand for code x scale[column] (scale: one float per column of C,
-   padded to whole panels). */
-FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                             const float *a, Py_ssize_t lda, const void *wp,
-                                             int wt, const float *scale, float *c,
-                                             Py_ssize_t ldc, int accumulate) {
+   padded to whole panels).
+
+   With src (float32 only), W is not packed: src gives its rows
+   (fastrnn_wrows) and wp is room for the panels of a group: for each block
+   of k, each group is packed into wp just before the tiles pass over it
+   (one tile of rows: groups of the panels its few-rows tile takes at once),
+   so the packed weights stay in L2 and are never written out and read back
+   (fastrnn_panel_gemm_rows). The same blocks, tiles and order of each sum:
+   the bits of the product on W packed. */
+FR_ATTR static void FR(fastrnn_gemm_core)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                          const float *a, Py_ssize_t lda, const void *wp,
+                                          int wt, const float *scale, float *c,
+                                          Py_ssize_t ldc, int accumulate,
+                                          const fastrnn_wrows *src) {
     float fallback[FASTRNN_PANEL_A_FALLBACK];
     Py_ssize_t a_floats = FASTRNN_PANEL_A_FLOATS;
     float *ap = fastrnn_panel_a_block();
@@ -573,8 +582,9 @@ FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssiz
     const Py_ssize_t wstride = fastrnn_panel_steps(wt, k) * FASTRNN_PANEL, group = FR_GROUP;
     Py_ssize_t kc, mc;
     fastrnn_panel_blocks(k, group, FR_MR, a_floats, &kc, &mc);
-    /* (only float32 weights prefetch: see fastrnn_tile_rows) */
-    const int prefetch = FR_PREFETCH_W && wt == FASTRNN_WT_F32 &&
+    /* (only float32 weights prefetch: see fastrnn_tile_rows; a group packed
+       here is in L2 already) */
+    const int prefetch = FR_PREFETCH_W && wt == FASTRNN_WT_F32 && src == NULL &&
                          n * k * (Py_ssize_t) sizeof(float) > fastrnn_cache_l2;
     for (Py_ssize_t k0 = 0; k0 < k; k0 += kc) {
         const Py_ssize_t kb = k - k0 < kc ? k - k0 : kc;
@@ -603,6 +613,30 @@ FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssiz
                     r = r1;
                 }
             }
+            if (src != NULL) {
+                /* each group packed (panel p at wp + (p - p0) kb 16), then its tiles
+                   over panels [0, p1 - p0) of C's columns from 16 p0 */
+                const Py_ssize_t g = tiles == 1 ? FR_FEW_P((int) mb) : group;
+                for (Py_ssize_t p0 = 0; p0 < panels; p0 += g) {
+                    const Py_ssize_t p1 = p0 + g < panels ? p0 + g : panels;
+                    float *cg = cm + p0 * FASTRNN_PANEL;
+                    const Py_ssize_t ng = n - p0 * FASTRNN_PANEL;
+                    fastrnn_pack_wrows(src, n, p0, p1, k0, kb, (float *) wp,
+                                       FR(fastrnn_pack_panel_rows));
+                    for (Py_ssize_t t = 0, r = 0; t < tiles; t++) {
+                        const Py_ssize_t r1 = (mb * (t + 1)) / tiles;
+                        FR(fastrnn_tile_rows)((int) (r1 - r),
+                                              tiles == 1 ? FASTRNN_TILES_FEW : FASTRNN_TILES_MAIN,
+                                              wt, 0, p1 - p0, p1 - p0, kb,
+                                              inplace ? am + r * lda : am + r * kb,
+                                              inplace ? as : 1, inplace ? 1 : r1 - r, wp,
+                                              kb * FASTRNN_PANEL, scale, cg + r * ldc, ldc, ng,
+                                              acc);
+                        r = r1;
+                    }
+                }
+                continue;
+            }
             if (tiles == 1) {
                 FR(fastrnn_tile_rows)((int) mb, FASTRNN_TILES_FEW, wt, 0, panels, panels, kb, am,
                                       inplace ? as : 1, inplace ? 1 : mb, wk, wstride, scale,
@@ -628,6 +662,25 @@ FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssiz
     }
 }
 
+
+FR_ATTR static void FR(fastrnn_panel_gemm_w)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                             const float *a, Py_ssize_t lda, const void *wp,
+                                             int wt, const float *scale, float *c,
+                                             Py_ssize_t ldc, int accumulate) {
+    FR(fastrnn_gemm_core)(m, n, k, a, lda, wp, wt, scale, c, ldc, accumulate, NULL);
+}
+
+/* C = A Wᵀ (+= with accumulate), W's float32 rows as src gives them, each
+   group packed into wbuf as the product reaches it (fastrnn_gemm_core):
+   fastrnn_panel_gemm's bits on W packed. wbuf: room for W packed
+   ((n + 15) / 16 panels of k rows), of which a group's block is used. */
+FR_ATTR static void FR(fastrnn_panel_gemm_rows)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                                                const float *a, Py_ssize_t lda,
+                                                const fastrnn_wrows *src, float *wbuf,
+                                                float *c, Py_ssize_t ldc, int accumulate) {
+    FR(fastrnn_gemm_core)(m, n, k, a, lda, wbuf, FASTRNN_WT_F32, NULL, c, ldc, accumulate,
+                          src);
+}
 
 /* the float32 product (fastrnn_panel_gemm_w with float32 weights) */
 FR_ATTR static void FR(fastrnn_panel_gemm)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,

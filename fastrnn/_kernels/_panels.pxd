@@ -47,6 +47,15 @@ cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                      Py_ssize_t lda, const float* wp, float* c, Py_ssize_t ldc,
                      bint accumulate) noexcept nogil
 
+# the same on W given by its rows, not packed: row r of its n at w + (r / block) bstride
+# + (r % block) ldw (the unit split's rows of every gate for its units); each group
+# of panels packed into wbuf (room for W packed) as the product reaches it, so the
+# packed weights stay in L2: panel_gemm's bits on W packed
+cdef void panel_gemm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                          Py_ssize_t lda, const float* w, Py_ssize_t ldw, Py_ssize_t block,
+                          Py_ssize_t bstride, float* wbuf, float* c, Py_ssize_t ldc,
+                          bint accumulate) noexcept nogil
+
 # the same on W packed in panels of weight type wt (0 float32, 1 half, 2 bfloat16,
 # 3 int8 standing for code x scale[column]); 16-bit ones give panel_gemm's bits on
 # the widened weights (pack_weight_panels packs them)

@@ -33,6 +33,12 @@ cdef extern from "_panel.h" nogil:
     void c_panel_gemm "fastrnn_panel_gemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                            const float* a, Py_ssize_t lda, const float* wp,
                                            float* c, Py_ssize_t ldc, int accumulate) noexcept
+    ctypedef struct fastrnn_wrows:
+        const float* w
+        Py_ssize_t ldw, block, bstride
+    void c_panel_gemm_rows "fastrnn_panel_gemm_rows"(
+        Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
+        const fastrnn_wrows* src, float* wbuf, float* c, Py_ssize_t ldc, int accumulate) noexcept
     int WT_F32 "FASTRNN_WT_F32"
     int WT_F16 "FASTRNN_WT_F16"
     int WT_BF16 "FASTRNN_WT_BF16"
@@ -125,6 +131,18 @@ cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                      Py_ssize_t lda, const float* wp, float* c, Py_ssize_t ldc,
                      bint accumulate) noexcept nogil:
     c_panel_gemm(m, n, k, a, lda, wp, c, ldc, accumulate)
+
+
+cdef void panel_gemm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                          Py_ssize_t lda, const float* w, Py_ssize_t ldw, Py_ssize_t block,
+                          Py_ssize_t bstride, float* wbuf, float* c, Py_ssize_t ldc,
+                          bint accumulate) noexcept nogil:
+    cdef fastrnn_wrows src
+    src.w = w
+    src.ldw = ldw
+    src.block = block
+    src.bstride = bstride
+    c_panel_gemm_rows(m, n, k, a, lda, &src, wbuf, c, ldc, accumulate)
 
 
 cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
@@ -334,6 +352,47 @@ def panel_product(const float[:, ::1] a, const float[:, ::1] w, float[:, ::1] c,
                 # C = A @ Wᵀ (+ C)
                 gemm_abt(<int> m, <int> n, <int> k, &a[0, 0], <int> k, &w[0, 0], <int> k,
                          <float> accumulate, &c[0, 0], <int> n)
+    return (time.perf_counter() - start) / reps
+
+
+def panel_product_rows(const float[:, ::1] a, const float[:, :, ::1] w, Py_ssize_t u0,
+                       Py_ssize_t units, float[:, ::1] c, bint accumulate, int reps=1,
+                       bint whole=False):
+    """C (m x n) = A (m x k) @ Wᵀ, or C += that, W's n = G units rows the
+    rows [u0, u0 + units) of every block of w (G, H, k) (the unit split's
+    rows of every gate for a thread's units), with the selected
+    panel_kernel(), each group of panels packed as the product reaches it
+    (panel_gemm_rows), or with whole every panel packed first, then the
+    product (panel_gemm: a call of several chunks of steps); reps times;
+    returns the seconds per product, packing included."""
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], G = w.shape[0], H = w.shape[1]
+    cdef Py_ssize_t n = G * units
+    if (w.shape[2] != k or u0 < 0 or units < 1 or u0 + units > H or c.shape[0] != m
+            or c.shape[1] != n or reps < 1 or m * n * k == 0):
+        raise ValueError("panel_product_rows: A (m, k), w (G, H, k), 0 <= u0 < u0 + units "
+                         "<= H, C (m, G units), all non-empty, reps >= 1")
+    if not panels_on():
+        raise ValueError("panel_product_rows: needs a panel variant (panel_kernel() is "
+                         "'blas')")
+    wbuf_arr = np.empty(panel_size(n, k), dtype=np.float32)
+    cdef float[::1] wbuf = wbuf_arr
+    cdef int r
+    start = time.perf_counter()
+    cdef Py_ssize_t p, jj, row, count
+    cdef const float* src[PANEL]
+    with nogil:
+        for r in range(reps):
+            if not whole:
+                panel_gemm_rows(m, n, k, &a[0, 0], k, &w[0, u0, 0], k, units, H * k, &wbuf[0],
+                                &c[0, 0], n, accumulate)
+                continue
+            for p in range((n + PANEL - 1) // PANEL):
+                count = min(PANEL, n - p * PANEL)
+                for jj in range(count):
+                    row = p * PANEL + jj
+                    src[jj] = &w[row // units, u0 + row % units, 0]
+                pack_panel(src, <int> count, k, &wbuf[p * PANEL * k])
+            panel_gemm(m, n, k, &a[0, 0], k, &wbuf[0], &c[0, 0], n, accumulate)
     return (time.perf_counter() - start) / reps
 
 

@@ -59,7 +59,8 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
                                       panel_gate_blocks, recurrent_panels, task_space,
                                       unit_back_space, unit_shared, unit_space)
 from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pack_panel_range,
-                                      pack_panels, panel_gemm_tn, panel_size, panels_on,
+                                      pack_panels, panel_gemm_rows, panel_gemm_tn, panel_size,
+                                      panels_on,
                                       dot_on, dot_work, rows_dot, rows_dot16)
 from fastrnn._kernels._products cimport copy_strided, gates_wt, step_w, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
@@ -70,7 +71,8 @@ from fastrnn._kernels._panels import (BF16_DOT, INT8_DOT, WEIGHT_TYPES,  # noqa
                                       pack_weight_quads, panel_product_q8, panel_product_w,
                                       panel_weights)
 from fastrnn._kernels._panels import (cpu_has_avx2_fma, panel_kernel, panel_kernels,  # noqa
-                                      panel_product, panel_product_tn, row_dot_product,
+                                      panel_product, panel_product_rows, panel_product_tn,
+                                      row_dot_product,
                                       row_dot_product16,
                                       set_panel_kernel)
 

@@ -56,14 +56,16 @@ cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize
 
 
 cdef void _pack_unit_share(const Dims* d, const float* w_ih, const float* w_hh, Py_ssize_t U,
-                           Py_ssize_t u0, const Panels* panels) noexcept nogil:
+                           Py_ssize_t u0, const Panels* panels, bint with_ih) noexcept nogil:
     """A thread's share of one direction's weights in panels (recurrent_panels'
-    layout with W_ih): the rows of every gate for units [u0, u0 + U)."""
+    layout with W_ih): the rows of every gate for units [u0, u0 + U); W_ih's
+    only with with_ih."""
     cdef Py_ssize_t ngates = gates(d.kind), first = panel_gate_blocks(d.kind)
     _pack_unit_rows(w_hh, 0, first, U, u0, d.H, d.H, panels.wp)
     if panels.wp_n != NULL:
         _pack_unit_rows(w_hh, first, ngates - first, U, u0, d.H, d.H, panels.wp_n)
-    _pack_unit_rows(w_ih, 0, ngates, U, u0, d.H, d.n_in, panels.wp_ih)
+    if with_ih:
+        _pack_unit_rows(w_ih, 0, ngates, U, u0, d.H, d.n_in, panels.wp_ih)
 
 
 cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
@@ -152,12 +154,19 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     cdef Variant var = call.var[0]
     var.peep_offset = u0                       # my units of each peephole block
 
+    # W_ih read once (one chunk of steps): its groups of panels are packed into
+    # L2 as the projection reaches them (panel_gemm_rows), not all of them
+    # first, written out and read back (a thread's share of a GRU's W_ih with
+    # H = 1024 is 6 MiB); token ids have no projection
+    cdef bint ih_rows = False
     if floating is float:
         if pw != NULL and U > 0 and not prepacked:
             # this thread's rows of W_hh and W_ih, packed once: they stay in its core's cache
             recurrent_panels(d, U, False, True, pw, &panels)
             if not shared_panels:
-                _pack_unit_share(d, <const float*> w_ih, <const float*> w_hh, U, u0, &panels)
+                ih_rows = step_chunk >= n_steps and not tokens
+                _pack_unit_share(d, <const float*> w_ih, <const float*> w_hh, U, u0, &panels,
+                                 not (ih_rows or tokens))
 
     for q in range(ngates):
         memcpy(bx + q * U, <const floating*> w.b_x + q * H + u0, U * sizeof(floating))
@@ -199,8 +208,14 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
             _meet(team, &arrivals)  # the shared inputs are gathered
         # Gx[:, every gate, my units] = X_packed @ W_ih[those rows]ᵀ
         if U > 0 and not tokens:
-            unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, pre, True, qwork,
-                    <floating> 0, gx, ldg)
+            if floating is float:
+                if ih_rows:
+                    # gx = X_packed @ W_ih[rows u0..u0+U of every gate]ᵀ, packed as it goes
+                    panel_gemm_rows(off, ngates * U, I, xp, I, <const float*> w_ih + u0 * I, I,
+                                    U, H * I, panels.wp_ih, gx, ldg, False)
+            if not ih_rows:
+                unit_wt(off, 0, ngates, U, u0, H, I, xp, w_ih, panels.wp_ih, pre, True, qwork,
+                        <floating> 0, gx, ldg)
         off = 0
         for s in range(s0, s1):
             n = rows.n_active[s]
@@ -428,7 +443,7 @@ def unit_shares(int kind, const float[:, ::1] w_ih, const float[:, ::1] w_hh, in
             U = _unit_bound(t + 1, team, H, False) - u0
             if U > 0:
                 recurrent_panels(&d, U, False, True, &o[0] + t * per, &panels)
-                _pack_unit_share(&d, &w_ih[0, 0], &w_hh[0, 0], U, u0, &panels)
+                _pack_unit_share(&d, &w_ih[0, 0], &w_hh[0, 0], U, u0, &panels, True)
     out.flags.writeable = False
     return out
 
