@@ -177,12 +177,17 @@ static void fastrnn_pack_wrows(const fastrnn_wrows *src, Py_ssize_t n, Py_ssize_
                                Py_ssize_t p1, Py_ssize_t k0, Py_ssize_t kb, float *d,
                                fastrnn_pack_rows_fn full) {
     const float *rows[FASTRNN_PANEL];
+    /* row r0 = p0 16 is row u of block q; then one row at a time (no division per row) */
+    Py_ssize_t q = p0 * FASTRNN_PANEL / src->block, u = p0 * FASTRNN_PANEL % src->block;
     for (Py_ssize_t p = p0; p < p1; p++, d += kb * FASTRNN_PANEL) {
         const Py_ssize_t r0 = p * FASTRNN_PANEL;
         const int count = n - r0 < FASTRNN_PANEL ? (int) (n - r0) : FASTRNN_PANEL;
         for (int j = 0; j < count; j++) {
-            const Py_ssize_t r = r0 + j;
-            rows[j] = src->w + (r / src->block) * src->bstride + (r % src->block) * src->ldw + k0;
+            rows[j] = src->w + q * src->bstride + u * src->ldw + k0;
+            if (++u == src->block) {
+                u = 0;
+                q++;
+            }
         }
         if (count == FASTRNN_PANEL) {
             full(rows, kb, d);
