@@ -170,9 +170,23 @@ typedef struct {
 
 typedef void (*fastrnn_pack_rows_fn)(const float **, Py_ssize_t, float *);
 
+/* one panel of k elements from its first `count` rows (rows of contiguous
+   elements; the panel's other rows are zero): all 16 with `full` (a
+   variant's register transposes) */
+static void fastrnn_pack_panel_with(const float **rows, int count, Py_ssize_t k, float *d,
+                                    fastrnn_pack_rows_fn full) {
+    if (count == FASTRNN_PANEL) {
+        full(rows, k, d);
+        return;
+    }
+    for (int j = 0; j < FASTRNN_PANEL; j++)
+        for (Py_ssize_t kk = 0; kk < k; kk++)
+            d[kk * FASTRNN_PANEL + j] = j < count ? rows[j][kk] : 0.0f;
+}
+
 /* panels [p0, p1) of W (n rows, see fastrnn_wrows), elements [k0, k0 + kb)
-   of each row, into d (panel p at d + (p - p0) kb 16, zero past n): whole
-   panels with `full` (a variant's register transposes) */
+   of each row, into d (panel p at d + (p - p0) kb 16, zero past n), whole
+   panels with `full` */
 static void fastrnn_pack_wrows(const fastrnn_wrows *src, Py_ssize_t n, Py_ssize_t p0,
                                Py_ssize_t p1, Py_ssize_t k0, Py_ssize_t kb, float *d,
                                fastrnn_pack_rows_fn full) {
@@ -189,13 +203,7 @@ static void fastrnn_pack_wrows(const fastrnn_wrows *src, Py_ssize_t n, Py_ssize_
                 q++;
             }
         }
-        if (count == FASTRNN_PANEL) {
-            full(rows, kb, d);
-            continue;
-        }
-        for (Py_ssize_t kk = 0; kk < kb; kk++)
-            for (int j = 0; j < FASTRNN_PANEL; j++)
-                d[kk * FASTRNN_PANEL + j] = j < count ? rows[j][kk] : 0.0f;
+        fastrnn_pack_panel_with(rows, count, kb, d, full);
     }
 }
 
@@ -603,13 +611,7 @@ static void fastrnn_panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, cons
 /* one panel from its first `count` rows (rows of contiguous elements; the
    panel's other rows are zero): the transposes when all 16 are there */
 static void fastrnn_pack_panel(const float **rows, int count, Py_ssize_t k, float *d) {
-    if (count == FASTRNN_PANEL) {
-        fastrnn_pack_rows_impl(rows, k, d);
-        return;
-    }
-    for (int j = 0; j < FASTRNN_PANEL; j++)
-        for (Py_ssize_t kk = 0; kk < k; kk++)
-            d[kk * FASTRNN_PANEL + j] = j < count ? rows[j][kk] : 0.0f;
+    fastrnn_pack_panel_with(rows, count, k, d, fastrnn_pack_rows_impl);
 }
 
 /* dst[p][kk][j] = src[(16 p + j) * sn + kk * sk], zero for 16 p + j >= n,
