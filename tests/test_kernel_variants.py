@@ -416,22 +416,26 @@ def test_products_on_unpacked_rows_blocked(small_caches, m, gates, H, k, u0, uni
 @pytest.mark.parametrize("split_units", [False, True])
 @pytest.mark.parametrize("mode,cls,opts", CELL_FORMS, ids=CELL_IDS)
 def test_projection_packed_as_it_goes(kernels, mode, cls, opts, split_units, monkeypatch):
-    """A float32 layer call whose steps fit one chunk packs W_ih's panels as
-    its input projection reaches them (the unit split's threads their
-    units' rows; the batch split's tasks, one per direction, all of them);
-    with chunks of one step it packs W_ih whole first. Both give the same
-    bits, forward and in a training forward (BLAS, FASTRNN_PANEL=blas, may
-    pick other kernels for other row counts: within a float32 rounding)."""
+    """A float32 layer call whose steps fit one chunk, and whose share of
+    W_ih in panels exceeds a quarter of L2 (here a 64 KiB L2's plan: 20 KiB
+    or more a thread or direction), packs W_ih's panels as its input
+    projection reaches them (the unit split's threads their units' rows;
+    the batch split's tasks, one per direction, all of them); with chunks of
+    one step it packs W_ih whole first. Both give the same bits, forward and
+    in a training forward (BLAS, FASTRNN_PANEL=blas, may pick other kernels
+    for other row counts: within a float32 rounding)."""
     monkeypatch.setattr(_engine, "_split_units", lambda *a: split_units)
     rng = np.random.default_rng(3)
-    layer = cls(37, 40, bidirectional=not split_units, seed=2, **opts)
-    x = rng.standard_normal((9, 2, 37)).astype(np.float32)
+    layer = cls(160, 64, bidirectional=not split_units, seed=2, **opts)
+    x = rng.standard_normal((9, 2, 160)).astype(np.float32)
     lengths = np.array([9, 6])
-    one = layer(x, lengths=lengths)
-    trained = layer.forward(x, lengths=lengths)[:2]
-    monkeypatch.setattr(_engine, "_STEP_CHUNK_ELEMENTS", 1)   # one step per chunk
-    for got, want in ((layer(x, lengths=lengths), one),
-                      (layer.forward(x, lengths=lengths)[:2], trained)):
+    with _cache_sizes(32 << 10, 64 << 10):
+        one = layer(x, lengths=lengths)
+        trained = layer.forward(x, lengths=lengths)[:2]
+        monkeypatch.setattr(_engine, "_STEP_CHUNK_ELEMENTS", 1)   # one step per chunk
+        runs = ((layer(x, lengths=lengths), one),
+                (layer.forward(x, lengths=lengths)[:2], trained))
+    for got, want in runs:
         for a, b in zip(fastrnn_leaves(got), fastrnn_leaves(want)):
             if kernels.panel_kernel() == "blas":
                 np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
