@@ -468,6 +468,13 @@ static void fastrnn_panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const f
     fastrnn_gemm_impl(m, n, k, a, lda, wp, c, ldc, accumulate);
 }
 
+/* every panel of W given by its rows (src: n rows of k), into d */
+static void fastrnn_pack_rows_whole(const fastrnn_wrows *src, Py_ssize_t n, Py_ssize_t k,
+                                    float *d) {
+    fastrnn_pack_wrows(src, n, 0, (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL, 0, k, d,
+                       fastrnn_pack_rows_impl);
+}
+
 /* fastrnn_panel_gemm on W given by its rows (src), each group of panels
    packed into wbuf as the product reaches it (room for all of W packed);
    without a variant, W packed into wbuf first */
@@ -478,8 +485,7 @@ static void fastrnn_panel_gemm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, co
         fastrnn_gemm_rows_impl(m, n, k, a, lda, src, wbuf, c, ldc, accumulate);
         return;
     }
-    fastrnn_pack_wrows(src, n, 0, (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL, 0, k, wbuf,
-                       fastrnn_pack_rows_impl);
+    fastrnn_pack_rows_whole(src, n, k, wbuf);
     fastrnn_gemm_impl(m, n, k, a, lda, wbuf, c, ldc, accumulate);
 }
 

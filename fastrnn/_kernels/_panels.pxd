@@ -56,6 +56,10 @@ cdef void panel_gemm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float*
                           Py_ssize_t bstride, float* wbuf, float* c, Py_ssize_t ldc,
                           bint accumulate) noexcept nogil
 
+# every panel of W given by its rows as panel_gemm_rows takes them (n rows of k) into dst
+cdef void pack_rows(Py_ssize_t n, Py_ssize_t k, const float* w, Py_ssize_t ldw,
+                    Py_ssize_t block, Py_ssize_t bstride, float* dst) noexcept nogil
+
 # the same on W packed in panels of weight type wt (0 float32, 1 half, 2 bfloat16,
 # 3 int8 standing for code x scale[column]); 16-bit ones give panel_gemm's bits on
 # the widened weights (pack_weight_panels packs them)
@@ -104,6 +108,3 @@ cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssiz
 # every panel of src (n x k, element strides sn, sk)
 cdef void pack_panels(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
                       Py_ssize_t sk, float* dst) noexcept nogil
-
-# one panel from its first ``count`` rows (contiguous rows of k)
-cdef void pack_panel(const float** rows, int count, Py_ssize_t k, float* dst) noexcept nogil

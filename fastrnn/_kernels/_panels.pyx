@@ -28,14 +28,14 @@ cdef extern from "_panel.h" nogil:
     void c_pack_panel_range "fastrnn_pack_panel_range"(
         const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn, Py_ssize_t sk, float* dst,
         Py_ssize_t p0, Py_ssize_t p1) noexcept
-    void c_pack_panel "fastrnn_pack_panel"(const float** rows, int count, Py_ssize_t k,
-                                           float* dst) noexcept
     void c_panel_gemm "fastrnn_panel_gemm"(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
                                            const float* a, Py_ssize_t lda, const float* wp,
                                            float* c, Py_ssize_t ldc, int accumulate) noexcept
     ctypedef struct fastrnn_wrows:
         const float* w
         Py_ssize_t ldw, block, bstride
+    void c_pack_rows_whole "fastrnn_pack_rows_whole"(const fastrnn_wrows* src, Py_ssize_t n,
+                                                     Py_ssize_t k, float* d) noexcept
     void c_panel_gemm_rows "fastrnn_panel_gemm_rows"(
         Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, Py_ssize_t lda,
         const fastrnn_wrows* src, float* wbuf, float* c, Py_ssize_t ldc, int accumulate) noexcept
@@ -133,16 +133,28 @@ cdef void panel_gemm(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
     c_panel_gemm(m, n, k, a, lda, wp, c, ldc, accumulate)
 
 
-cdef void panel_gemm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
-                          Py_ssize_t lda, const float* w, Py_ssize_t ldw, Py_ssize_t block,
-                          Py_ssize_t bstride, float* wbuf, float* c, Py_ssize_t ldc,
-                          bint accumulate) noexcept nogil:
+cdef inline fastrnn_wrows _wrows(const float* w, Py_ssize_t ldw, Py_ssize_t block,
+                                 Py_ssize_t bstride) noexcept nogil:
     cdef fastrnn_wrows src
     src.w = w
     src.ldw = ldw
     src.block = block
     src.bstride = bstride
+    return src
+
+
+cdef void panel_gemm_rows(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                          Py_ssize_t lda, const float* w, Py_ssize_t ldw, Py_ssize_t block,
+                          Py_ssize_t bstride, float* wbuf, float* c, Py_ssize_t ldc,
+                          bint accumulate) noexcept nogil:
+    cdef fastrnn_wrows src = _wrows(w, ldw, block, bstride)
     c_panel_gemm_rows(m, n, k, a, lda, &src, wbuf, c, ldc, accumulate)
+
+
+cdef void pack_rows(Py_ssize_t n, Py_ssize_t k, const float* w, Py_ssize_t ldw,
+                    Py_ssize_t block, Py_ssize_t bstride, float* dst) noexcept nogil:
+    cdef fastrnn_wrows src = _wrows(w, ldw, block, bstride)
+    c_pack_rows_whole(&src, n, k, dst)
 
 
 cdef void panel_gemm_w(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
@@ -203,10 +215,6 @@ cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssiz
 cdef void pack_panels(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
                       Py_ssize_t sk, float* dst) noexcept nogil:
     c_pack_panels(src, n, k, sn, sk, dst)
-
-
-cdef void pack_panel(const float** rows, int count, Py_ssize_t k, float* dst) noexcept nogil:
-    c_pack_panel(rows, count, k, dst)
 
 
 # -- the choices --------------------------------------------------------------------------
@@ -378,20 +386,13 @@ def panel_product_rows(const float[:, ::1] a, const float[:, :, ::1] w, Py_ssize
     cdef float[::1] wbuf = wbuf_arr
     cdef int r
     start = time.perf_counter()
-    cdef Py_ssize_t p, jj, row, count
-    cdef const float* src[PANEL]
     with nogil:
         for r in range(reps):
             if not whole:
                 panel_gemm_rows(m, n, k, &a[0, 0], k, &w[0, u0, 0], k, units, H * k, &wbuf[0],
                                 &c[0, 0], n, accumulate)
                 continue
-            for p in range((n + PANEL - 1) // PANEL):
-                count = min(PANEL, n - p * PANEL)
-                for jj in range(count):
-                    row = p * PANEL + jj
-                    src[jj] = &w[row // units, u0 + row % units, 0]
-                pack_panel(src, <int> count, k, &wbuf[p * PANEL * k])
+            pack_rows(n, k, &w[0, u0, 0], k, units, H * k, &wbuf[0])
             panel_gemm(m, n, k, &a[0, 0], k, &wbuf[0], &c[0, 0], n, accumulate)
     return (time.perf_counter() - start) / reps
 

@@ -58,10 +58,10 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
                                       Weights, back_space, grad_panels, make_dims,
                                       panel_gate_blocks, recurrent_panels, task_space,
                                       unit_back_space, unit_shared, unit_space)
-from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel, pack_panel_range,
-                                      pack_panels, panel_gemm_rows, panel_gemm_tn, panel_size,
-                                      panels_on,
-                                      dot_on, dot_work, rows_dot, rows_dot16)
+from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel_range,
+                                      pack_panels, pack_rows, panel_gemm_rows, panel_gemm_tn,
+                                      panel_size, panels_on, dot_on, dot_work, rows_dot,
+                                      rows_dot16)
 from fastrnn._kernels._products cimport copy_strided, gates_wt, step_w, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
 from fastrnn._kernels._panels import (BF16_DOT, INT8_DOT, WEIGHT_TYPES,  # noqa

@@ -45,14 +45,7 @@ cdef void _pack_unit_rows(const float* w, Py_ssize_t q0, Py_ssize_t nq, Py_ssize
     """Pack the rows of gates q0 .. q0+nq-1, units [u0, u0+U), of W (H rows per
     gate, rows of length K) in panels (local row r = gate (q0 + r // U), unit
     u0 + r % U)."""
-    cdef Py_ssize_t rows = nq * U, p, jj, r, count
-    cdef const float* src[PANEL]
-    for p in range((rows + PANEL - 1) // PANEL):
-        count = min(PANEL, rows - p * PANEL)
-        for jj in range(count):
-            r = p * PANEL + jj
-            src[jj] = w + ((q0 + r // U) * H + u0 + r % U) * K
-        pack_panel(src, <int> count, K, dst + p * K * PANEL)
+    pack_rows(nq * U, K, w + (q0 * H + u0) * K, K, U, H * K, dst)
 
 
 cdef void _pack_unit_share(const Dims* d, const float* w_ih, const float* w_hh, Py_ssize_t U,
