@@ -406,6 +406,28 @@ def test_products_on_unpacked_rows(name, module, m, gates, H, k, u0, units):
     _check_products_on_rows(module, m, gates, H, k, u0, units)
 
 
+@pytest.mark.parametrize("name,module", VARIANTS)
+def test_products_on_unpacked_rows_refuse_bad_shapes(name, module):
+    """Units past a gate block's end, a negative first unit, no units, W's
+    rows of another length than A's, C of another shape: a ValueError before
+    the kernel runs (each would read or write out of bounds: in a child)."""
+    run_isolated(f"""
+        import pytest
+        from fastrnn import _kernels
+        module = dict(_kernels.builds())[{name!r}]
+        f32 = np.float32
+        a, w = np.zeros((3, 5), f32), np.zeros((2, 8, 5), f32)
+        for args in ((a, w, 6, 3, np.zeros((3, 6), f32)), (a, w, -1, 2, np.zeros((3, 4), f32)),
+                     (a, w, 0, 0, np.zeros((3, 0), f32)),
+                     (a, np.zeros((2, 8, 4), f32), 0, 2, np.zeros((3, 4), f32)),
+                     (a, w, 0, 2, np.zeros((3, 5), f32)), (a, w, 0, 2, np.zeros((2, 4), f32))):
+            for variant in module.panel_kernels():     # (BLAS too: the shapes come first)
+                module.set_panel_kernel(variant)
+                with pytest.raises(ValueError, match="w [(]G, H, k[)], 0 <= u0 < u0 [+] units"):
+                    module.panel_product_rows(*args, False)
+    """)
+
+
 @pytest.mark.parametrize("m,gates,H,k,u0,units", ROWS_SHAPES)
 def test_products_on_unpacked_rows_blocked(small_caches, m, gates, H, k, u0, units):
     """The same under a 64 KiB L2's plan: k in several blocks (each group
