@@ -305,7 +305,24 @@ def test_cell_fast_call_is_the_general_path(mode, cls, opts, dtype, rng):
     np.testing.assert_array_equal(out[0] if pair else out, general[0])
     other = np.float64 if dtype == np.float32 else np.float32
     unaligned = np.frombuffer(b"\0" + x.tobytes(), dtype, offset=1).reshape(x.shape)
-    for bad_x, bad_hx in [(x[0], hx), (x.astype(other), hx), (np.asfortranarray(x), hx),
-                          (x.tolist(), hx), (unaligned, hx), (x, [h, c] if pair else h.T),
-                          (x[:, :4], hx), (x[:2], hx), (x[:0], hx)]:
-        assert kernel.call(bad_x, bad_hx, pair) is None
+    swapped = x.astype(x.dtype.newbyteorder())            # same values, other byte order
+    sub = x.view(type("Sub", (np.ndarray,), {}))
+    h_wrong = h.astype(other)
+    bad = [(x[0], hx), (x.astype(other), hx), (np.asfortranarray(x), hx),
+           (x.tolist(), hx), (unaligned, hx), (x, [h, c] if pair else h.T),
+           (x[:, :4], hx), (x[:2], hx), (x[:0], hx), (swapped, hx), (sub, hx),
+           (x[None], hx), (x, (h_wrong, c) if pair else h_wrong),
+           (x, (h, c[:2]) if pair else h[:2]), (x, (h, c[:, :6]) if pair else h[:, :6]),
+           (x, (h, np.asfortranarray(c)) if pair else np.asfortranarray(h))]
+    for i, (bad_x, bad_hx) in enumerate(bad):
+        assert kernel.call(bad_x, bad_hx, pair) is None, i
+    # a read-only input is read as it is, and nothing passed in is written
+    frozen = [a.copy() for a in (x, h, c)]
+    for a in frozen:
+        a.flags.writeable = False
+    before = [a.copy() for a in frozen]
+    got = kernel.call(frozen[0], tuple(frozen[1:]) if pair else frozen[1], pair)
+    for g, w in zip(got, fast):
+        np.testing.assert_array_equal(g, w)
+    for a, b in zip(frozen, before):
+        np.testing.assert_array_equal(a, b)

@@ -31,6 +31,8 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release
+from cpython.exc cimport PyErr_Clear
 
 import threading
 
