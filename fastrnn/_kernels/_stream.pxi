@@ -377,8 +377,11 @@ cdef class CellKernel:
             one_v, perm_v = (<tuple> rows)[1], (<tuple> rows)[2]
             ones, perm = &one_v[0], &perm_v[0]
         # (h1, c1: new arrays of that shape and dtype, which _c_rows accepts)
-        self._run(px, self.n_in, 1, ph0, pc0, <void*> _c_rows(h1, H, self.wide, &B0),
-                  <void*> _c_rows(c1, H, self.wide, &B0), B, ones, perm, NULL,
+        cdef void* ph1 = <void*> _c_rows(h1, H, self.wide, &B0)
+        cdef void* pc1 = <void*> _c_rows(c1, H, self.wide, &B0)
+        if ph0 == NULL or ph1 == NULL or pc1 == NULL:
+            return None
+        self._run(px, self.n_in, 1, ph0, pc0, ph1, pc1, B, ones, perm, NULL,
                   1 if self.wide else get_num_threads())
         return (h1, c1) if pair else (h1,)
 
@@ -404,8 +407,8 @@ cdef const void* _c_rows(object a, Py_ssize_t cols, bint wide, Py_ssize_t* rows)
     number of rows then in rows[0]; else NULL. CellKernel.call reads its
     arrays' data this way: typed memoryviews, one made, checked and released
     per array (five a call), took ~10% of an LSTMCell step at H=128
-    (`python -m bench.ab OLD --only lstmcell-h128-b1`: 0.87 of the time with
-    this, AMD EPYC Zen 4). The caller keeps ``a`` alive while it uses the
+    (`python -m bench.ab OLD --only lstmcell-h128-b1`: 0.86-0.87 of the time
+    with this in two runs, AMD EPYC Zen 4). The caller keeps ``a`` alive while it uses the
     data (a numpy array's data does not move). (numpy exports an unaligned
     array's items as "=f", which the format test refuses already.)"""
     cdef Py_buffer view
