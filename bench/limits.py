@@ -22,6 +22,9 @@
    BLAS's gemv.
 4. Synchronisation: the unit-split kernels meet once per step; the time of
    one barrier of two threads, fastrnn's spin barrier beside OpenMP's.
+5. The batch-1 calls of the comparison table: their input projection at the
+   peak plus their steps at the one-row rate (serial_bound), the bound of a
+   call that runs the one before the other.
 
 The machine is shared and its speed moves between seconds, so every figure is
 a median over interleaved rounds (each round times every variant of a shape
@@ -37,7 +40,7 @@ from fastrnn import _cpu, _kernels, _threads
 from fastrnn._kernels import _panels
 from fastrnn._kernels._cells import CellKind
 
-from bench.engines import GATES, SMOKE
+from bench.engines import CONFIGS, GATES, SMOKE, THREADS
 
 # (m, n, k, what): the products of the benchmark configurations (per thread)
 STEP_SHAPES = [
@@ -140,6 +143,25 @@ def _one_row_rate(rows, cols, rounds):
     finally:
         k_mod.set_panel_kernel(before)
     return best
+
+
+def projection_flops(cfg):
+    """The multiply-add FLOPs of one inference call's input projections
+    (every direction's X W_ihᵀ over every step): 2 T B D G I."""
+    D = 2 if cfg.bidirectional else 1
+    return 2 * cfg.steps * cfg.B * D * GATES[cfg.kind] * cfg.H * cfg.I
+
+
+def serial_bound(cfg, peak, threads):
+    """(projection seconds, steps seconds) of a batch-1 inference call whose
+    input projection runs first, at ``peak`` FLOP/s per core, and whose steps
+    then stream W_hh at the one-row rate (stream_rate) on ``threads`` cores:
+    the two cannot share a core's time (both use its load ports; a probe of
+    them fused in one loop saved ~0.5 us of a 7 us step), so their sum bounds
+    the call where the table's floor takes their larger. Gate passes, the
+    threads' meetings and the call's fixed cost come on top."""
+    return (projection_flops(cfg) / (threads * peak),
+            streamed_bytes(cfg) / (threads * stream_rate(cfg, threads)))
 
 
 def floors(cfg, peak, threads):
@@ -334,6 +356,15 @@ def main(argv=None):
                 ns[name].append(module.gate_pass_seconds(kind, rows, hidden, reps)
                                 / (rows * hidden) * 1e9)
         print(f"{what:<24}" + " | ".join(f"{name} {med(t):5.2f}" for name, t in ns.items()))
+    if top is not None:
+        print(f"-- batch-1 calls of the comparison table on {THREADS} threads: the input "
+              f"projection at the {top} peak, then the steps at the one-row rate; "
+              f"their sum bounds the call, the table's floor is their larger")
+        for cfg in CONFIGS:
+            if cfg.task == "infer" and cfg.B == 1:
+                proj, steps = serial_bound(cfg, peaks[top], THREADS)
+                print(f"{cfg.name:<16} projection {proj * 1e6:8.1f} us + steps "
+                      f"{steps * 1e6:8.1f} us = {(proj + steps) * 1e6:8.1f} us")
     rounds = 100 if SMOKE else 200000
     spin = k.barrier_seconds(2, rounds, True)
     omp = k.barrier_seconds(2, rounds, False)

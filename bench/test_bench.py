@@ -144,7 +144,8 @@ def test_limits_runs(capsys):
     limits.main(["--rounds", "1"])
     out = capsys.readouterr().out
     for part in ("BLAS sgemm", "-- step products", "-- large products", "dW = dGᵀX",
-                 "one-row products", "barrier, 2 threads"):
+                 "one-row products", "barrier, 2 threads", "-- batch-1 calls",
+                 "lstm-h256-b1     projection"):
         assert part in out, part
 
 
@@ -166,6 +167,14 @@ def test_floors():
         assert floor >= limits.compute_floor(cfg, peak, 2) > 0
         assert binds in ("FLOPs", "bandwidth")
     assert limits.stream_rate(cell, 2) > 0
+    # the input projection of a batch-1 call: 2 T D G I; one direction's, twice
+    assert limits.projection_flops(lstm) == 2 * lstm.steps * (4 * 256) * 256
+    assert limits.projection_flops(bi) == 2 * bi.steps * 2 * (3 * 128) * 128
+    odd = engines.Config("odd", "gru", 10, 7, 2, T=3, bidirectional=True)   # I != H, B = 2
+    assert limits.projection_flops(odd) == 2 * odd.steps * 2 * 2 * (3 * 7) * 10
+    proj, steps = limits.serial_bound(lstm, peak, 2)
+    assert proj == limits.projection_flops(lstm) / (2 * peak)
+    assert steps == limits.streamed_bytes(lstm) / (2 * limits.stream_rate(lstm, 2))
 
 
 def test_thread_split_runs(capsys):
