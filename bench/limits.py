@@ -89,9 +89,15 @@ def config_flops(cfg):
     (bench.engines.Config): every direction's input projection and recurrent
     product, 2 T B D G H (I + H); training adds backward's four products of
     the same sizes (dW_ih, dW_hh, dX, dH): three times that."""
-    D = 2 if cfg.bidirectional else 1
-    flops = 2 * cfg.steps * cfg.B * D * GATES[cfg.kind] * cfg.H * (cfg.I + cfg.H)
+    flops = _product_flops(cfg, cfg.I + cfg.H)
     return 3 * flops if cfg.task == "train" else flops
+
+
+def _product_flops(cfg, k):
+    """2 T B D G k: every direction's products of its gate rows with k
+    columns, over every step and row."""
+    D = 2 if cfg.bidirectional else 1
+    return 2 * cfg.steps * cfg.B * D * GATES[cfg.kind] * cfg.H * k
 
 
 def compute_floor(cfg, peak, threads):
@@ -148,8 +154,7 @@ def _one_row_rate(rows, cols, rounds):
 def projection_flops(cfg):
     """The multiply-add FLOPs of one inference call's input projections
     (every direction's X W_ihᵀ over every step): 2 T B D G I."""
-    D = 2 if cfg.bidirectional else 1
-    return 2 * cfg.steps * cfg.B * D * GATES[cfg.kind] * cfg.H * cfg.I
+    return _product_flops(cfg, cfg.I)
 
 
 def serial_bound(cfg, peak, threads):

@@ -72,13 +72,12 @@ cdef void _forward_task(const LayerCall* call, Py_ssize_t task, floating* work) 
     cdef const Prepacked* pre = &call.pre[dd]
     cdef bint tokens = src.ids != NULL
     # this task packs its direction and reads W_ih once (one chunk of steps),
-    # whose panels exceed a quarter of L2: W_ih's groups of panels are packed
+    # whose panels exceed a quarter of L2 (_ih_as_it_goes): W_ih's groups of panels are packed
     # into L2 as the projection reaches them (panel_gemm_rows), not all
     # first, written out and read back (as the unit split's)
     cdef bint ih_rows = (floating is float and call.panels != NULL and call.pack_in_task
                          and not tokens and call.step_chunk >= n_steps and pre.ih == NULL
-                         and panel_size(G, d.n_in) * <Py_ssize_t> sizeof(float)
-                         > cache_l2() // 4)
+                         and _ih_as_it_goes(G, d.n_in))
     _task_panels(call, dd, False, &w, not ih_rows)
     cdef unsigned char* qwork = (call.qwork + task * call.qwork_per
                                  if call.qwork != NULL else NULL)

@@ -192,6 +192,15 @@ cdef Keep _no_keep() noexcept:
     return k
 
 
+cdef inline bint _ih_as_it_goes(Py_ssize_t rows, Py_ssize_t k) noexcept nogil:
+    """Whether a projection that reads W_ih once packs its ``rows`` rows of k
+    (a thread's or a direction's share) group by group as the product
+    reaches them (panel_gemm_rows) rather than all first: when their panels
+    exceed a quarter of L2. (A share L2 holds anyway packs 1.03-1.04x faster
+    whole, its rows' reads streaming in one loop: bench.limits, "input
+    projections".)"""
+    return panel_size(rows, k) * <Py_ssize_t> sizeof(float) > cache_l2() // 4
+
 cdef void _pack_split(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
                       Py_ssize_t sk, float* dst, Py_ssize_t part,
                       Py_ssize_t parts) noexcept nogil:

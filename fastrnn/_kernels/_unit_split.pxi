@@ -148,12 +148,10 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
     var.peep_offset = u0                       # my units of each peephole block
 
     # W_ih read once (one chunk of steps) and its share in panels beyond a
-    # quarter of L2: its groups of panels are packed into L2 as the
-    # projection reaches them (panel_gemm_rows), not all of them first,
-    # written out and read back (a thread's share of a GRU's W_ih with
-    # H = 1024 is 6 MiB); token ids have no projection. (A share that L2
-    # holds anyway packs 1.03-1.04x faster whole, its rows' reads streaming
-    # in one loop: bench.limits, "input projections".)
+    # quarter of L2 (_ih_as_it_goes): its groups of panels are packed into L2
+    # as the projection reaches them (panel_gemm_rows), not all of them
+    # first, written out and read back (a thread's share of a GRU's W_ih with
+    # H = 1024 is 6 MiB); token ids have no projection.
     cdef bint ih_rows = False
     if floating is float:
         if pw != NULL and U > 0 and not prepacked:
@@ -161,8 +159,7 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
             recurrent_panels(d, U, False, True, pw, &panels)
             if not shared_panels:
                 ih_rows = (step_chunk >= n_steps and not tokens
-                           and panel_size(ngates * U, I) * <Py_ssize_t> sizeof(float)
-                           > cache_l2() // 4)
+                           and _ih_as_it_goes(ngates * U, I))
                 _pack_unit_share(d, <const float*> w_ih, <const float*> w_hh, U, u0, &panels,
                                  not (ih_rows or tokens))
 
