@@ -21,6 +21,7 @@ import numpy as np
 
 from fastrnn import _cpu
 from fastrnn._buffers import BufferPool
+from fastrnn._checks import MAX_ROWS
 from fastrnn._kernels import recurrent as _k
 from fastrnn._kernels._cells import carries_cell_state, gate_stride, grad_stride
 from fastrnn._threads import get_num_threads, serial_blas
@@ -205,7 +206,6 @@ def forward(module, x, state, lengths, reverse, training):
     """
     steps, batch = x.shape[:2]
     D, H, L = module.num_directions, module.hidden_size, module.num_layers
-    G = module._gates * H
     threads = get_num_threads()
     if steps == 1 and not training and streams(module, batch, threads):
         y, state = stream_step(module, x, state)
@@ -268,23 +268,18 @@ def forward(module, x, state, lengths, reverse, training):
             if steps * batch * _TOKENS_PER_COPY >= inp.shape[1]:
                 inp = np.ascontiguousarray(inp)
         variant = cell_variant(module, module._peep[layer] if module._peep else None)
-        rows_per_task = batch if units else plan.rows_max
-        step_chunk = max(1, min(steps, _STEP_CHUNK_ELEMENTS
-                                // (rows_per_task * max(G, module._w_ih[layer].shape[2]))))
         if units:
-            pre = (prepacked(module, layer)
-                   if not training and _reduced_pays(module, layer, batch, threads) else None)
-            shares = None if training or pre is not None else unit_shares(module, layer, threads)
+            weights, rows_plan, step_chunk, options = _unit_call_args(
+                module, layer, plan, flags, steps, batch, threads, training)
             _k.forward_layer_units(
-                module._kind, inp,
-                (module._w_ih[layer][0], module._w_hh[layer][0], b_ih, b_hh),
-                (bool(flags[0]), plan.lengths, plan.perm, plan.n_active),
+                module._kind, inp, weights, rows_plan,
                 (h0[0], c0[0], y, h_n[rows][0], c_n[rows][0] if with_c else unused[0]),
                 step_chunk, threads, steps >= _PACK_MIN_STEPS,
                 keep=None if keep is None else tuple(None if a is None else a[0]
                                                      for a in keep),
-                ids=ids, variant=_first_direction(variant), prepacked=pre, shares=shares)
+                ids=ids, **options)
         else:
+            step_chunk = _step_chunk(module, layer, steps, plan.rows_max)
             pre = None
             if not training and _reduced_pays(module, layer, plan.rows_max, threads):
                 pre = tuple(prepacked(module, layer, d) for d in range(D))
@@ -300,6 +295,99 @@ def forward(module, x, state, lengths, reverse, training):
         inp = y
     state = (h_n, c_n) if with_c else (h_n,)
     return inp, state, ((plan, flags, traces, units) if training else None)
+
+
+def _step_chunk(module, layer, steps, rows_per_task):
+    """Steps per chunk of a layer's call whose tasks (or team) take
+    ``rows_per_task`` rows: their packed inputs and gates about
+    _STEP_CHUNK_ELEMENTS."""
+    width = max(module._gates * module.hidden_size, module._w_ih[layer].shape[2])
+    return max(1, min(steps, _STEP_CHUNK_ELEMENTS // (rows_per_task * width)))
+
+
+def _unit_call_args(module, layer, plan, flags, steps, batch, threads, training):
+    """(weights, plan, step_chunk, options) of a unit-split forward call of
+    layer ``layer`` (direction 0, reverse when flags[0]) with the batch plan
+    ``plan``: the
+    arguments of forward_layer_units (options: variant, prepacked, shares)
+    and of a UnitCall that do not depend on the call's arrays."""
+    b_ih, b_hh = module._biases(layer)
+    pre = (prepacked(module, layer)
+           if not training and _reduced_pays(module, layer, batch, threads) else None)
+    variant = cell_variant(module, module._peep[layer] if module._peep else None)
+    return ((module._w_ih[layer][0], module._w_hh[layer][0], b_ih, b_hh),
+            (bool(flags[0]), plan.lengths, plan.perm, plan.n_active),
+            _step_chunk(module, layer, steps, batch),
+            {"variant": _first_direction(variant), "prepacked": pre,
+             "shares": None if training or pre is not None
+             else unit_shares(module, layer, threads)})
+
+
+def bound_call(module, x):
+    """``module(x)`` (no state, no lengths) for float32 x (T, B, I),
+    C-contiguous and time-major, when every layer's call takes the unit
+    split with float32 products on panels (small batches, T >=
+    _PACK_MIN_STEPS), through UnitCalls bound once per (T, B, team size,
+    kernel build): (y, state as the caller sees it), or None, and the
+    general path runs the call. A layer call at LSTM H=64 B=1 otherwise
+    spends ~7 us in Python and ~3 us converting its arguments before the
+    kernels start (a fixed cost `python -m bench.ab OLD --only lstm-h64-b1`
+    measures against the tree before this)."""
+    flags = x.flags
+    if (x.dtype != module.dtype or x.ndim != 3 or module.batch_first
+            or not flags.c_contiguous or not flags.aligned):
+        return None
+    threads = get_num_threads()
+    key = (x.shape, threads, module.clip, getattr(module, "input_forget", False))
+    bound = module.__dict__.get("_bound")
+    if bound is None or bound[0] is not _k:
+        bound = module._bound = (_k, {})
+    entry = bound[1].get(key)
+    if entry is None:
+        if len(bound[1]) >= _BOUND_SIGNATURES:
+            bound[1].clear()
+        entry = bound[1][key] = _bind_units(module, x.shape, threads) or False
+    if entry is False:
+        return None
+    calls, zeros = entry
+    steps, batch = x.shape[:2]
+    H = module.hidden_size
+    with_c = carries_cell_state(module._kind)
+    h_n = np.empty((len(calls), batch, H), module.dtype)
+    c_n = np.empty((len(calls), batch, H), module.dtype) if with_c else h_n
+    inp = x
+    for layer, call in enumerate(calls):
+        y = np.empty((steps, batch, H), module.dtype)
+        call.run(inp, zeros, zeros, y, h_n[layer], c_n[layer])
+        inp = y
+    return inp, ((h_n, c_n) if with_c else h_n)
+
+
+# input signatures a module keeps bound calls for (more: it forgets them all)
+_BOUND_SIGNATURES = 8
+
+
+def _bind_units(module, shape, threads):
+    """(one UnitCall per layer, zero states (B, H) read-only) for bound_call
+    of an input of ``shape``, or None when its call is not all unit-split
+    float32 products on panels."""
+    steps, batch, n_in = shape
+    if (module._path().__name__ != __name__ or module.dtype != np.float32
+            or module.num_directions != 1 or n_in != module.input_size
+            or steps < 1 or batch < 1 or blas_in_kernel_threads(module, steps)
+            or steps * batch > MAX_ROWS
+            or not _split_units(batch, 1, threads, module._w_hh[0].nbytes)):
+        return None
+    plan = _plan(None, steps, batch, 1, single_block=True)
+    calls = []
+    for layer in range(module.num_layers):
+        weights, rows_plan, step_chunk, options = _unit_call_args(
+            module, layer, plan, direction_flags(module, False), steps, batch, threads, False)
+        calls.append(_k.UnitCall(module._kind, weights, rows_plan, steps, step_chunk,
+                                 threads, True, **options))
+    zeros = np.zeros((batch, module.hidden_size), module.dtype)
+    zeros.flags.writeable = False
+    return calls, zeros
 
 
 def _task_threads(plan, directions, threads):

@@ -243,6 +243,14 @@ class _RecurrentLayer(SequenceModule):
         return state if carries_cell_state(self._kind) else state[0]
 
     # -- running (fastrnn._engine) -------------------------------------------
+    def __call__(self, x, hx=None, *, lengths=None):
+        if hx is None and lengths is None and type(x) is np.ndarray:
+            # the common call, bound once per input signature (or None)
+            out = _engine.bound_call(self, x)
+            if out is not None:
+                return out
+        return self._call(x, hx, lengths, False)
+
     def _path(self):
         """The module that runs this layer: the kernels' driver (fastrnn._engine),
         the projection on the kernels (fastrnn._projection) or the general
@@ -272,7 +280,8 @@ class _RecurrentLayer(SequenceModule):
         # scratch and the state_dict entries are views of the blocks: a copy
         # (deepcopy, pickle) makes its own from its own blocks
         state = dict(self.__dict__)
-        for key in ("_kernels", "_pool", "_params", "_grads", "_shadows", "_prepacked"):
+        for key in ("_kernels", "_bound", "_pool", "_params", "_grads", "_shadows",
+                    "_prepacked"):
             state.pop(key, None)
         return state
 

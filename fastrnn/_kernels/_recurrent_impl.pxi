@@ -31,7 +31,7 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release
 from cpython.exc cimport PyErr_Clear
 
 import threading
@@ -274,16 +274,22 @@ cdef object _pack_rows(const float[:, :, ::1] w, int num_threads, bint pack=True
 
 cdef int _kernel_biases(LayerCall* call, const floating[:, ::1] b_ih,
                         const floating[:, ::1] b_hh) except -1:
+    """Each direction's kernel biases from b_ih, b_hh (D, G) (_bias_scratch)."""
+    return _bias_scratch(call, &b_ih[0, 0], &b_hh[0, 0], b_ih.shape[0])
+
+
+cdef int _bias_scratch(LayerCall* call, const floating* b_ih, const floating* b_hh,
+                       Py_ssize_t D) except -1:
     """Each direction's kernel biases, b_x (G) and b_hn (H): the bias added to
-    the input projection and the one r multiplies (combine_biases), written
-    to this thread's scratch and pointed to by call.w[d] (the call's other
-    weights are set before). One flat scratch array, no views of it: the
-    call's fixed cost."""
-    cdef Py_ssize_t D = b_ih.shape[0], G = call.dims.G, H = call.dims.H, d
+    the input projection and the one r multiplies (combine_biases) of b_ih,
+    b_hh (D, G) C-contiguous, written to this thread's scratch and pointed to
+    by call.w[d] (the call's other weights are set before). One flat scratch
+    array, no views of it: the call's fixed cost."""
+    cdef Py_ssize_t G = call.dims.G, H = call.dims.H, d
     cdef floating[::1] buf = _scratch("bias", D * (G + H),
                                       np.float32 if floating is float else np.float64)
     for d in range(D):
-        combine_biases(call.dims.kind, G, H, &b_ih[d, 0], &b_hh[d, 0], &buf[d * (G + H)],
+        combine_biases(call.dims.kind, G, H, b_ih + d * G, b_hh + d * G, &buf[d * (G + H)],
                        &buf[d * (G + H) + G])
         call.w[d].b_x = &buf[d * (G + H)]
         call.w[d].b_hn = &buf[d * (G + H) + G]

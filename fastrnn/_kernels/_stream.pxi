@@ -426,6 +426,27 @@ cdef const void* _c_rows(object a, Py_ssize_t cols, bint wide, Py_ssize_t* rows)
     return data
 
 
+cdef const void* _c_array(object a, int ndim, const Py_ssize_t* shape, bint writable):
+    """The data of ``a`` when it exports a C-contiguous buffer of native
+    float32 of exactly ``shape`` (ndim axes), aligned to its items, and
+    writable if asked; else NULL (UnitCall.run; as _c_rows)."""
+    cdef Py_buffer view
+    cdef const void* data = NULL
+    cdef int i
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
+    if _get_buffer(a, &view, flags) != 0:
+        PyErr_Clear()
+        return NULL
+    if (view.ndim == ndim and view.format != NULL and view.format[0] == b'f'
+            and view.format[1] == 0 and _aligned(view.buf, view.itemsize)):
+        data = view.buf
+        for i in range(ndim):
+            if view.shape[i] != shape[i]:
+                data = NULL
+    PyBuffer_Release(&view)
+    return data
+
+
 cdef void _step_call(LayerCall* call, const void* x, Py_ssize_t xs0, Py_ssize_t xs1,
                      const void* w_ih, const void* w_hh, const Py_ssize_t* ids,
                      const void* h0, const void* c0, void* h1, void* c1) noexcept:

@@ -464,15 +464,10 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     inference, panels on): (team, unit_shares(kind, W_ih, W_hh, team)): a
     team of that size reads its threads' panels there instead of packing
     them (another size, when the team policy runs the call alone, packs).
+    UnitCall binds all but the arrays of a call once.
     """
-    cdef const floating[:, ::1] w_ih = weights[0]
-    cdef const floating[:, ::1] w_hh = weights[1]
     cdef const floating[:, ::1] b_ih = weights[2]
     cdef const floating[:, ::1] b_hh = weights[3]
-    cdef bint reverse = plan[0]
-    cdef const Py_ssize_t[::1] lengths = plan[1]
-    cdef const Py_ssize_t[::1] perm = plan[2]
-    cdef const Py_ssize_t[::1] n_active = plan[3]
     cdef const floating[:, ::1] h0 = ends[0]
     cdef const floating[:, ::1] c0 = ends[1]
     cdef floating[:, :, ::1] y = ends[2]
@@ -491,25 +486,13 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     cdef bint with_c = has_cell_state(kind)
     cdef Py_ssize_t isz = sizeof(floating)
     cdef LayerCall call
-    _call_rows(&call, kind, w_ih.shape[1], w_hh.shape[1], lengths, perm, n_active,
-               id_v.shape[0] if tokens else x.shape[0])
-    cdef Py_ssize_t H = call.dims.H, B = call.rows.B
-    call.step_chunk = call.rows.T if training else step_chunk
-    call.reverse[0] = reverse
+    _units_setup(&call, <floating*> NULL, kind, weights, plan,
+                 id_v.shape[0] if tokens else x.shape[0], step_chunk, num_threads,
+                 training, tokens, variant, prepacked, shares)
     call.src[0] = _call_source(&x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
                                x.strides[2] // isz, &id_v[0, 0] if tokens else NULL,
                                id_v.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
                                id_v.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
-    call.w[0] = _call_weights(&w_ih[0, 0], &w_hh[0, 0], NULL, NULL)
-    _kernel_biases(&call, b_ih, b_hh)
-    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
-    _call_variants(&call, variant, peep)         # (peep: (1, 3H))
-    if prepacked is not None:
-        if floating is double or training:
-            raise ValueError("prepacked weights are for float32 inference")
-        _call_prepacked(&call, prepacked, tokens, 0)
-        # per thread: B rows of h_{t-1}, or a chunk's inputs
-        _call_qwork(&call, 1, B, call.step_chunk * B, num_threads)
     call.ends[0] = _call_ends(&h0[0, 0], &c0[0, 0] if with_c else NULL, &h_n[0, 0],
                               &c_n[0, 0] if with_c else NULL, &y[0, 0, 0],
                               y.strides[0] // isz, y.strides[1] // isz)
@@ -520,14 +503,38 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
         call.keep[0].h = &keep_h[0, 0]
         call.keep[0].c = &keep_c[0, 0] if with_c else NULL
         call.keep[0].ids = &keep_ids[0] if tokens else NULL
+    cdef void* work = _units_scratch(&call, &b_ih[0, 0], &b_hh[0, 0], num_threads,
+                                     pack_weights, prepacked is not None)
+    _run_team(<void*> &call, work, num_threads, False, floating is double)
+
+
+cdef object _units_setup(LayerCall* call, const floating* like, int kind, weights, plan,
+                         Py_ssize_t steps, Py_ssize_t step_chunk, int num_threads,
+                         bint training, bint tokens, variant, prepacked, shares):
+    """What a unit-split forward call's weights, plan and options fix, every
+    argument checked: its sizes and sorted rows, W_ih and W_hh, the cell
+    variant, the prepacked weights or the shares and the workspaces' sizes
+    (like: NULL of the call's precision). The caller sets the input, the
+    ends and the storage, then _units_scratch. Returns what call points into
+    (for UnitCall to hold)."""
+    cdef const floating[:, ::1] w_ih = weights[0]
+    cdef const floating[:, ::1] w_hh = weights[1]
+    cdef const Py_ssize_t[::1] lengths = plan[1]
+    cdef const Py_ssize_t[::1] perm = plan[2]
+    cdef const Py_ssize_t[::1] n_active = plan[3]
+    _call_rows(call, kind, w_ih.shape[1], w_hh.shape[1], lengths, perm, n_active, steps)
+    cdef Py_ssize_t H = call.dims.H, B = call.rows.B
+    call.step_chunk = call.rows.T if training else step_chunk
+    call.reverse[0] = plan[0]
+    call.w[0] = _call_weights(&w_ih[0, 0], &w_hh[0, 0], NULL, NULL)
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _call_variants(call, variant, peep)          # (peep: (1, 3H))
+    if prepacked is not None:
+        if floating is double or training:
+            raise ValueError("prepacked weights are for float32 inference")
+        _call_prepacked(call, prepacked, tokens, 0)
     # per thread, sized for a team of one (any share of the units fits)
     call.work_per = unit_space(<floating*> NULL, &call.dims, B, call.step_chunk * B, NULL)
-    dtype = np.float32 if floating is float else np.float64
-    work_arr = _scratch("work", num_threads * call.work_per, dtype)
-    shared_arr = _scratch("shared", unit_shared(<floating*> NULL, &call.dims, B, NULL), dtype)
-    cdef floating[::1] work = work_arr
-    cdef floating[::1] shared = shared_arr
-    call.shared = &shared[0]
     call.panels_per = recurrent_panels(&call.dims, H, False, True, NULL, NULL)
     cdef const float[::1] share_v
     if shares is not None:
@@ -538,14 +545,96 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
                              f"of the team), from unit_shares")
         if floating is double or training or prepacked is not None:
             raise ValueError("shares are for float32 inference without prepacked weights")
-    if floating is float:
-        if panels_on() and pack_weights:
-            call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
-        if shares is not None and panels_on():
+        if panels_on():
             share_v = shares[1]
             call.shares = &share_v[0]
             call.shares_team = shares[0]
-    _run_team(<void*> &call, <void*> &work[0], num_threads, False, floating is double)
+    return (weights, plan, variant, prepacked, shares)
+
+
+cdef void* _units_scratch(LayerCall* call, const floating* b_ih, const floating* b_hh,
+                          int num_threads, bint pack_weights, bint prepacked) except NULL:
+    """This thread's scratch for a unit-split forward call set up by
+    _units_setup: its kernel biases from b_ih and b_hh (G,), read now, the
+    team's exchange, the packed panels, the dot products' rows; returns the
+    workspace."""
+    cdef Py_ssize_t B = call.rows.B
+    _bias_scratch(call, b_ih, b_hh, 1)
+    if prepacked:
+        # per thread: B rows of h_{t-1}, or a chunk's inputs
+        _call_qwork(call, 1, B, call.step_chunk * B, num_threads)
+    dtype = np.float32 if floating is float else np.float64
+    cdef floating[::1] work = _scratch("work", num_threads * call.work_per, dtype)
+    cdef floating[::1] shared = _scratch("shared", unit_shared(<floating*> NULL, &call.dims, B,
+                                                               NULL), dtype)
+    call.shared = &shared[0]
+    if floating is float:
+        if panels_on() and pack_weights:
+            call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
+    return &work[0]
+
+
+cdef class UnitCall:
+    """One layer's unit-split float32 inference call bound to its weights and
+    to one input signature (steps, rows): what forward_layer_units works out
+    from its weights, plan and options, done once (_units_setup), so a call
+    converts only its input and ends. The weights and biases are read at
+    every call (in-place updates are seen); the caller holds a UnitCall
+    only while its weight arrays stay the same objects and its plan, team
+    size and options stay right for the call (fastrnn._engine.bound_call)."""
+    cdef LayerCall call
+    cdef object held
+    cdef const float* b_ih
+    cdef const float* b_hh
+    cdef int num_threads
+    cdef bint pack_weights, prepacked
+    cdef Py_ssize_t shape_x[3]
+    cdef Py_ssize_t shape_y[3]
+    cdef Py_ssize_t shape_h[2]
+
+    def __init__(self, int kind, weights, plan, Py_ssize_t steps, Py_ssize_t step_chunk,
+                 int num_threads, bint pack_weights=True, variant=None, prepacked=None,
+                 shares=None):
+        """As forward_layer_units' arguments (float32, inference, input of
+        (steps, B, I) floats)."""
+        cdef const float[:, ::1] b_ih = weights[2]
+        cdef const float[:, ::1] b_hh = weights[3]
+        self.held = _units_setup(&self.call, <float*> NULL, kind, weights, plan, steps,
+                                 step_chunk, num_threads, False, False, variant, prepacked,
+                                 shares)
+        self.b_ih, self.b_hh = &b_ih[0, 0], &b_hh[0, 0]
+        self.num_threads = num_threads
+        self.pack_weights, self.prepacked = pack_weights, prepacked is not None
+        cdef Py_ssize_t T = self.call.rows.T, B = self.call.rows.B
+        self.shape_x[:] = [T, B, self.call.dims.n_in]
+        self.shape_y[:] = [T, B, self.call.dims.H]
+        self.shape_h[:] = [B, self.call.dims.H]
+
+    def run(self, x, h0, c0, y, h_n, c_n):
+        """Run the call: x (T, B, I) in; h0, c0 (B, H) in (RNN and GRU: c0
+        unused, pass h0); y (T, B, H), h_n, c_n (B, H) out (RNN and GRU: c_n
+        unused, pass h_n); every one a C-contiguous native float32 array of
+        exactly that shape (else ValueError), the outputs writable."""
+        cdef LayerCall call = self.call       # (each call fills its own copy)
+        cdef const void* px = _c_array(x, 3, self.shape_x, False)
+        cdef const void* ph0 = _c_array(h0, 2, self.shape_h, False)
+        cdef const void* pc0 = _c_array(c0, 2, self.shape_h, False)
+        cdef void* py = <void*> _c_array(y, 3, self.shape_y, True)
+        cdef void* ph = <void*> _c_array(h_n, 2, self.shape_h, True)
+        cdef void* pc = <void*> _c_array(c_n, 2, self.shape_h, True)
+        if px == NULL or ph0 == NULL or pc0 == NULL or py == NULL or ph == NULL or pc == NULL:
+            raise ValueError("UnitCall.run: x, h0, c0, y, h_n, c_n must be C-contiguous "
+                             "float32 arrays of shapes (T, B, I), (B, H) x 2, (T, B, H), "
+                             "(B, H) x 2, the last three writable")
+        cdef bint with_c = has_cell_state(call.dims.kind)
+        cdef Py_ssize_t I = call.dims.n_in, H = call.dims.H, B = call.rows.B
+        call.src[0] = _call_source(px, B * I, I, 1, NULL, 0, 0)
+        call.ends[0] = _call_ends(ph0, pc0 if with_c else NULL, ph, pc if with_c else NULL,
+                                  py, B * H, H)
+        call.keep[0] = _no_keep()
+        cdef void* work = _units_scratch(&call, self.b_ih, self.b_hh, self.num_threads,
+                                         self.pack_weights, self.prepacked)
+        _run_team(<void*> &call, work, self.num_threads, False, False)
 
 
 cdef void _call_prepacked(LayerCall* call, prepacked, bint tokens, Py_ssize_t dd) except *:

@@ -1,0 +1,223 @@
+"""A layer's common call bound once per input signature (fastrnn._engine.bound_call).
+
+``layer(x)`` for float32 time-major C-contiguous x without state or lengths,
+when every layer takes the unit split on panels, runs through UnitCalls
+made once per (T, B, team size, kernel build). These tests hold it to the
+general path bit for bit, show that anything else takes the general path
+(which checks and names what is wrong), and that weights changed in place,
+another team size, copies and threads are seen.
+"""
+import copy
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _engine
+from isolated import run_isolated
+
+# (class, options): LSTM/GRU at H=64 take the unit split at B=1 and 2 (W_hh
+# beyond half an L1d); the RNN needs H=128 for that
+CASES = [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}),
+         ("RNN", {"nonlinearity": "relu"}), ("LSTM", {"bias": False}),
+         ("LSTM", {"clip": 0.3, "peepholes": True}), ("LSTM", {"input_forget": True}),
+         ("LSTM", {"num_layers": 2}), ("GRU", {"num_layers": 3})]
+
+
+def _layer(name, opts, hidden=None, seed=3):
+    hidden = hidden or (128 if name == "RNN" else 64)
+    return getattr(fastrnn, name)(24, hidden, seed=seed, **opts)
+
+
+def _general(layer, x):
+    """The call on the general path: (y, state as the caller sees it)."""
+    y, state, _ = _engine.forward(layer, x, None, None, False, False)
+    return y, layer._format_state(state, True)
+
+
+def _assert_same(got, want):
+    np.testing.assert_array_equal(got[0], want[0])
+    got_s = got[1] if isinstance(got[1], tuple) else (got[1],)
+    want_s = want[1] if isinstance(want[1], tuple) else (want[1],)
+    assert len(got_s) == len(want_s)
+    for g, w in zip(got_s, want_s):
+        np.testing.assert_array_equal(g, w)
+
+
+def _bound(layer):
+    """The layer's bound calls by signature (False: a signature not bound)."""
+    return layer.__dict__.get("_bound", (None, {}))[1]
+
+
+@pytest.mark.parametrize("name,opts", CASES)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_bound_call_is_the_general_path(name, opts, batch, rng):
+    layer = _layer(name, opts)
+    x = rng.standard_normal((9, batch, 24)).astype(np.float32)
+    before = x.copy()
+    out = _engine.bound_call(layer, x)
+    assert out is not None, "this call should be bound"
+    _assert_same(out, _general(layer, x))
+    _assert_same(layer(x), out)                  # the front door takes it too
+    np.testing.assert_array_equal(x, before)      # the input is not written
+    assert len([e for e in _bound(layer).values() if e is not False]) == 1
+    # a read-only input is read as it is
+    x.flags.writeable = False
+    _assert_same(_engine.bound_call(layer, x), out)
+
+
+@pytest.mark.parametrize("fmt", ["float32", "float16", "bfloat16", "int8"])
+def test_bound_call_of_quantized_layers(fmt, rng):
+    """Quantized layers bind their packed or reduced weights as the general
+    path reads them."""
+    layer = fastrnn.quantize(_layer("LSTM", {}), fmt)
+    x = rng.standard_normal((12, 1, 24)).astype(np.float32)
+    out = _engine.bound_call(layer, x)
+    assert out is not None
+    _assert_same(out, _general(layer, x))
+
+
+def test_bound_call_sees_weights_changed_in_place(rng):
+    layer = _layer("GRU", {})
+    x = rng.standard_normal((8, 1, 24)).astype(np.float32)
+    first = layer(x)
+    assert _engine.bound_call(layer, x) is not None
+    live = dict(layer.named_parameters())          # views of the layer's blocks
+    live["weight_hh_l0"][:] *= 0.5                 # (as an optimizer updates them)
+    live["bias_ih_l0"][:] += 0.25
+    _assert_same(layer(x), _general(layer, x))
+    state = layer.state_dict()
+    layer.load_state_dict(dict(state, weight_ih_l0=2 * state["weight_ih_l0"]))
+    second = layer(x)
+    assert not np.array_equal(second[0], first[0])
+    _assert_same(second, _general(layer, x))
+
+
+def test_bound_call_follows_the_team_size(rng):
+    layer = _layer("LSTM", {})
+    x = rng.standard_normal((8, 1, 24)).astype(np.float32)
+    before = fastrnn.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            fastrnn.set_num_threads(n)
+            _assert_same(layer(x), _general(layer, x))
+        keys = {key[1] for key in _bound(layer)}
+        assert keys >= {2, 3}                      # one binding per team size
+    finally:
+        fastrnn.set_num_threads(before)
+
+
+def test_other_calls_take_the_general_path(rng):
+    """Anything but a plain float32 time-major C-contiguous input without
+    state or lengths is left to the general path: bound_call says None, and
+    the layer's call gives what the general path gives (or its error)."""
+    layer = _layer("LSTM", {})
+    x = rng.standard_normal((8, 2, 24)).astype(np.float32)
+    want = _general(layer, x)
+    swapped = x.astype(x.dtype.newbyteorder())
+    unaligned = np.frombuffer(b"\0" + x.tobytes(), np.float32, offset=1).reshape(x.shape)
+    sub = x.view(type("Sub", (np.ndarray,), {}))
+    same_values = [x.astype(np.float64), np.asfortranarray(x), swapped, unaligned,
+                   x.transpose(1, 0, 2).copy().transpose(1, 0, 2)]
+    for i, other in enumerate(same_values):
+        assert _engine.bound_call(layer, other) is None, i
+        _assert_same(layer(other), want)
+    _assert_same(layer(sub), want)        # (a subclass: the layer's call leaves it alone)
+    # shapes the layer refuses: the general path names what is wrong
+    for bad, match in ((x[:, :, :20].copy(), "input_size=24"), (x[:0].copy(), "at least one")):
+        with pytest.raises(ValueError, match=match):
+            layer(bad)
+    # too few steps for panels, float64 layers, batch_first, two directions,
+    # a batch the batch split takes: not bound, same results
+    short = x[:2].copy()
+    assert _engine.bound_call(layer, short) is None
+    _assert_same(layer(short), _general(layer, short))
+    wide = _layer("LSTM", {"dtype": np.float64})
+    assert _engine.bound_call(wide, x.astype(np.float64)) is None
+    first = _layer("LSTM", {"batch_first": True})
+    assert _engine.bound_call(first, x) is None
+    both = _layer("LSTM", {"bidirectional": True})
+    assert _engine.bound_call(both, x) is None
+    big = rng.standard_normal((8, 64, 24)).astype(np.float32)
+    assert _engine.bound_call(layer, big) is None
+    _assert_same(layer(big), _general(layer, big))
+    # state or lengths: the general path
+    h0 = np.ones((1, 2, 64), np.float32)
+    y, (h, c) = layer(x, (h0, h0))
+    assert not np.array_equal(y, want[0])
+    y, _ = layer(x, lengths=[8, 3])
+    np.testing.assert_array_equal(y[3:, 1], 0)
+
+
+def test_bound_signatures_are_bounded(rng):
+    layer = _layer("GRU", {})
+    for steps in range(4, 40):
+        layer(rng.standard_normal((steps, 1, 24)).astype(np.float32))
+        assert 1 <= len(_bound(layer)) <= _engine._BOUND_SIGNATURES
+
+
+def test_copies_bind_their_own_weights(rng):
+    layer = _layer("LSTM", {})
+    x = rng.standard_normal((8, 1, 24)).astype(np.float32)
+    want = layer(x)
+    for other in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert "_bound" not in other.__dict__
+        _assert_same(other(x), want)
+        dict(other.named_parameters())["weight_hh_l0"][:] = 0   # the copy's only
+        _assert_same(layer(x), want)
+        assert not np.array_equal(other(x)[0], want[0])
+
+
+def test_bound_call_from_threads(rng):
+    """Python threads calling one layer at once: each call's own copy of the
+    bound call and its own scratch."""
+    layer = _layer("GRU", {"num_layers": 2})
+    xs = [rng.standard_normal((10, 1, 24)).astype(np.float32) for _ in range(4)]
+    want = [_general(layer, x) for x in xs]
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(50):
+                _assert_same(layer(xs[i]), want[i])
+        except Exception as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_unit_call_refuses_arrays_of_another_signature():
+    """UnitCall.run checks every array's shape, dtype, layout and (outputs)
+    writability, in a child process: a refusal is a ValueError, never a
+    crash."""
+    run_isolated('''
+        from fastrnn import _engine
+        layer = fastrnn.LSTM(24, 64, seed=0)
+        x = np.zeros((8, 1, 24), np.float32)
+        assert _engine.bound_call(layer, x) is not None
+        (call,), zeros = [e for e in layer._bound[1].values() if e][0]
+        y = np.empty((8, 1, 64), np.float32)
+        h, c = np.empty((1, 64), np.float32), np.empty((1, 64), np.float32)
+        call.run(x, zeros, zeros, y, h, c)
+        frozen = y.copy()
+        frozen.flags.writeable = False
+        bad = [(x[:7], zeros, zeros, y, h, c), (x.astype(np.float64), zeros, zeros, y, h, c),
+               (x, zeros[:, :63], zeros, y, h, c), (x, zeros, zeros, frozen, h, c),
+               (x, zeros, zeros, y, zeros, c), (x, zeros, zeros, y[:, :, ::2], h, c),
+               (None, zeros, zeros, y, h, c), (x.tolist(), zeros, zeros, y, h, c),
+               (x, zeros, zeros, np.empty((8, 1, 64), np.float64), h, c)]
+        for i, args in enumerate(bad):
+            try:
+                call.run(*args)
+            except ValueError as e:
+                assert "UnitCall.run" in str(e), e
+            else:
+                raise AssertionError(f"case {i} was run")
+        print("ok")
+    ''')
