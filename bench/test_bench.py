@@ -269,3 +269,18 @@ def test_step_trace_picks_the_unit_split_rows():
     assert {"lstm-h64-b1", "gru-h256-b1"} <= picked
     assert not picked & {"lstm-h256-b64", "bilstm-h128-b32", "bigru-h128-b1",
                          "train-lstm-h256-b1", "lstmcell-h128-b1"}
+
+
+def test_call_cost_runs(capsys, monkeypatch):
+    """bench.call_cost times the bound call and the general path of each
+    case it binds (none under FASTRNN_PANEL=blas)."""
+    from bench import call_cost
+    from fastrnn import _engine
+    monkeypatch.setattr(call_cost, "CONFIGS", ("lstm-h64-b1",))
+    monkeypatch.setattr(call_cost, "STEPS", (4, 6))
+    call_cost.main(["--rounds", "1"])
+    out = capsys.readouterr().out
+    if _engine._k.panel_kernel() == "blas":
+        assert "T=" not in out
+    else:
+        assert "lstm-h64-b1    T=4 " in out and "T=6 " in out and "less a call" in out

@@ -323,16 +323,17 @@ def _unit_call_args(module, layer, plan, flags, steps, batch, threads, training)
              else unit_shares(module, layer, threads)})
 
 
-def bound_call(module, x):
-    """``module(x)`` (no state, no lengths) for float32 x (T, B, I),
-    C-contiguous and time-major, when every layer's call takes the unit
-    split with float32 products on panels (small batches, T >=
-    _PACK_MIN_STEPS), through UnitCalls bound once per (T, B, team size,
-    kernel build): (y, state as the caller sees it), or None, and the
-    general path runs the call. A layer call at LSTM H=64 B=1 otherwise
-    spends ~7 us in Python and ~3 us converting its arguments before the
-    kernels start (a fixed cost `python -m bench.ab OLD --only lstm-h64-b1`
-    measures against the tree before this)."""
+def bound_call(module, x, hx=None):
+    """``module(x, hx)`` without lengths for float32 x (T, B, I), C-contiguous
+    and time-major, and hx None or exactly the layer's state arrays ((L, B,
+    H) float32 C-contiguous; a tuple of two for the LSTM), when every
+    layer's call takes the unit split with float32 products on panels (small
+    batches, T >= _PACK_MIN_STEPS): through UnitCalls bound once per (T, B,
+    team size, kernel build), (y, state as the caller sees it); else None,
+    and the general path runs the call (and names what is wrong). The
+    general path spends ~7 us in Python and ~3 us converting its arguments
+    before the kernels start, on a call of ~100 us at LSTM H=64 B=1 T=100
+    (`python -m bench.call_cost`)."""
     flags = x.flags
     if (x.dtype != module.dtype or x.ndim != 3 or module.batch_first
             or not flags.c_contiguous or not flags.aligned):
@@ -353,14 +354,36 @@ def bound_call(module, x):
     steps, batch = x.shape[:2]
     H = module.hidden_size
     with_c = carries_cell_state(module._kind)
+    h0 = c0 = None
+    if hx is not None:
+        if with_c:
+            if type(hx) is not tuple or len(hx) != 2:
+                return None
+            h0, c0 = hx
+        else:
+            h0 = c0 = hx
+        if not (_state_array(h0, len(calls), batch, H, module.dtype)
+                and _state_array(c0, len(calls), batch, H, module.dtype)):
+            return None
     h_n = np.empty((len(calls), batch, H), module.dtype)
     c_n = np.empty((len(calls), batch, H), module.dtype) if with_c else h_n
     inp = x
     for layer, call in enumerate(calls):
         y = _output((steps, batch, H), module.dtype)
-        call.run(inp, zeros, zeros, y, h_n[layer], c_n[layer])
+        if h0 is None:
+            call.run(inp, zeros, zeros, y, h_n[layer], c_n[layer])
+        else:
+            call.run(inp, h0[layer], c0[layer], y, h_n[layer], c_n[layer])
         inp = y
     return inp, ((h_n, c_n) if with_c else h_n)
+
+
+def _state_array(arr, layers, batch, hidden, dtype):
+    """Whether ``arr`` is a state the bound call reads as it is: an ndarray
+    (not a subclass) (layers, batch, hidden) of dtype, C-contiguous, aligned."""
+    return (type(arr) is np.ndarray and arr.dtype == dtype
+            and arr.shape == (layers, batch, hidden) and arr.flags.c_contiguous
+            and arr.flags.aligned)
 
 
 # input signatures a module keeps bound calls for (more: it forgets them all)

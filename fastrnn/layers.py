@@ -244,9 +244,9 @@ class _RecurrentLayer(SequenceModule):
 
     # -- running (fastrnn._engine) -------------------------------------------
     def __call__(self, x, hx=None, *, lengths=None):
-        if hx is None and lengths is None and type(x) is np.ndarray:
+        if lengths is None and type(x) is np.ndarray:
             # the common call, bound once per input signature (or None)
-            out = _engine.bound_call(self, x)
+            out = _engine.bound_call(self, x, hx)
             if out is not None:
                 return out
         return self._call(x, hx, lengths, False)

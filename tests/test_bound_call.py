@@ -74,6 +74,49 @@ def test_bound_call_is_the_general_path(name, opts, batch, rng):
     _assert_same(_engine.bound_call(layer, x), out)
 
 
+@pytest.mark.parametrize("name,opts", [("LSTM", {}), ("GRU", {"num_layers": 2}),
+                                       ("LSTM", {"num_layers": 2, "peepholes": True})])
+def test_bound_call_with_a_state(name, opts, rng):
+    """A state given as the layer's own arrays ((L, B, H) float32; a tuple of
+    two for the LSTM) is read by the bound call; any other form goes to the
+    general path, which converts it or names what is wrong."""
+    layer = _layer(name, opts)
+    L, lstm = layer.num_layers, name == "LSTM"
+    x = rng.standard_normal((9, 2, 24)).astype(np.float32)
+    h = rng.standard_normal((L, 2, 64)).astype(np.float32)
+    c = rng.standard_normal((L, 2, 64)).astype(np.float32)
+    hx = (h, c) if lstm else h
+    before = [a.copy() for a in (x, h, c)]
+    y, state, _ = _engine.forward(layer, x, (h, c) if lstm else (h,), None, False, False)
+    want = (y, layer._format_state(state, True))
+    out = _engine.bound_call(layer, x, hx)
+    assert (out is not None) == PANELS
+    _assert_same(layer(x, hx), want)
+    for a, b in zip((x, h, c), before):
+        np.testing.assert_array_equal(a, b)       # the state is read, not written
+    if PANELS:
+        _assert_same(out, want)
+        # a state from the last call goes round again
+        again = layer(x, out[1])
+        y2, state2, _ = _engine.forward(layer, x, out[1] if lstm else (out[1],), None,
+                                         False, False)
+        _assert_same(again, (y2, layer._format_state(state2, True)))
+    # other forms of the same state: the general path converts them
+    f_h = np.asfortranarray(h)
+    same = ([list(hx), (h.astype(np.float64), c), (f_h, c), (h, c.tolist())] if lstm
+            else [h.astype(np.float64), f_h, h.tolist()])
+    for i, other in enumerate(same):
+        assert _engine.bound_call(layer, x, other) is None, i
+        _assert_same(layer(x, other), want)
+    # wrong ones: the general path's error
+    wrong = ([h, (h,), (h, c, c), (h[:, :1], c), (h, c[:, :, :5])] if lstm
+             else [(h,), h[:, :1], h[:1]])
+    for i, bad in enumerate(wrong):
+        assert _engine.bound_call(layer, x, bad) is None, i
+        with pytest.raises((ValueError, TypeError)):
+            layer(x, bad)
+
+
 @pytest.mark.parametrize("fmt", ["float32", "float16", "bfloat16", "int8"])
 def test_bound_call_of_quantized_layers(fmt, rng):
     """Quantized layers bind their packed or reduced weights as the general
