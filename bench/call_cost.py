@@ -12,6 +12,11 @@ process (engines in other processes and the machine's phases move a call
 by more than the difference), for the batch-1 unit-split rows of the
 comparison table at a few lengths, and prints the medians and what the
 binding saves per call.
+
+Then, for lstm-h64-b1, the bound call with its output y, and apart with the
+kernels' scratch (the unit split's shared h_t among it), placed 0, 16, 32
+or 48 bytes past a cache line (fastrnn starts both at a line: each thread
+writes its units' columns of them at every step), alternated likewise.
 """
 import argparse
 
@@ -23,6 +28,49 @@ from bench.timing import median_seconds
 
 CONFIGS = ("lstm-h64-b1", "gru-h256-b1", "lstm-h256-b1")
 STEPS = (4, 16, 100)
+OFFSETS = (0, 16, 32, 48)        # bytes past a cache line
+
+
+def _at(offset, n, dtype):
+    """n elements of dtype ``offset`` bytes past a cache line."""
+    size = np.dtype(dtype).itemsize
+    raw = np.empty(n + 128 // size, dtype)
+    skip = ((-raw.ctypes.data) % 64 + offset) // size
+    return raw[skip:skip + n]
+
+
+def alignment(name, rounds, reps=200):
+    """{("y" or "scratch", offset): median seconds of a bound call} of
+    configuration ``name`` (its output y, or every scratch array of the
+    kernels, placed ``offset`` bytes past a line), or None when not bound."""
+    cfg = next(c for c in engines.CONFIGS if c.name == name)
+    layer = engines.make_layer(cfg)
+    x, _ = engines.inputs(cfg)
+    if fastrnn._engine.bound_call(layer, x) is None:
+        return None
+    bound = layer._bound[1]
+    calls, zeros = next(e for e in bound.values() if e)
+    steps, batch, H = x.shape[0], x.shape[1], layer.hidden_size
+    h_n, c_n = np.empty((batch, H), np.float32), np.empty((batch, H), np.float32)
+    store = fastrnn._engine._k._scratch_store.bufs
+    aligned = dict(store)
+    ys = {off: _at(off, steps * batch * H, np.float32).reshape(steps, batch, H)
+          for off in OFFSETS}
+    scratch = {off: {key: _at(off, buf.shape[0], buf.dtype) for key, buf in aligned.items()}
+               for off in OFFSETS}
+    times = {(what, off): [] for what in ("y", "scratch") for off in OFFSETS}
+    try:
+        for _ in range(rounds):
+            for off in OFFSETS:
+                store.update(aligned)
+                times["y", off].append(median_seconds(
+                    calls[0].run, x, zeros, zeros, ys[off], h_n, c_n, reps=reps))
+                store.update(scratch[off])
+                times["scratch", off].append(median_seconds(
+                    calls[0].run, x, zeros, zeros, ys[0], h_n, c_n, reps=reps))
+    finally:
+        store.update(aligned)
+    return {key: float(np.median(v)) for key, v in times.items()}
 
 
 def main(argv=None):
@@ -55,6 +103,13 @@ def main(argv=None):
         print(f"{name:<14} T={steps:<4} bound {bound * 1e6:8.1f} us, general path "
               f"{general * 1e6:8.1f} us: {(general - bound) * 1e6:5.1f} us less a call "
               f"({bound / general:.2f})")
+    times = alignment(CONFIGS[0], args.rounds)
+    if times is not None:
+        for what, label in (("y", "its output y"), ("scratch", "the kernels' scratch")):
+            base = times[what, 0]
+            print(f"{CONFIGS[0]} bound call, {label} at a line: {base * 1e6:.1f} us; "
+                  + ", ".join(f"{off} bytes past: {times[what, off] / base:.2f}"
+                              for off in OFFSETS[1:]))
 
 
 if __name__ == "__main__":

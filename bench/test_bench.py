@@ -284,3 +284,5 @@ def test_call_cost_runs(capsys, monkeypatch):
         assert "T=" not in out
     else:
         assert "lstm-h64-b1    T=4 " in out and "T=6 " in out and "less a call" in out
+        assert "its output y at a line" in out and "the kernels' scratch at a line" in out
+        assert out.count("48 bytes past:") == 2

@@ -417,9 +417,9 @@ def _output(shape, dtype):
     """np.empty(shape, dtype) starting at a cache line, for a layer's output
     y: the unit split's threads each write their units' columns of every
     step's rows, and with y at a line (and rows of whole lines) no line is
-    written by two threads (LSTM H=64 B=1: 0.91-0.99 of the time with y 16
-    to 48 bytes past a line, alternated in one process, two runs, AMD EPYC
-    Zen 4)."""
+    written by two threads (`python -m bench.call_cost`, LSTM H=64 B=1
+    T=100, AMD EPYC Zen 4: with y 16, 32 or 48 bytes past a line a call
+    took 1.15, 1.02, 1.03 times as long, one run)."""
     return _k._aligned_empty(int(np.prod(shape)), dtype).reshape(shape)
 
 
