@@ -324,8 +324,8 @@ def _unit_call_args(module, layer, plan, flags, steps, batch, threads, training)
 
 
 def bound_call(module, x, hx=None):
-    """``module(x, hx)`` without lengths for float32 x (T, B, I), C-contiguous
-    and time-major, and hx None or exactly the layer's state arrays ((L, B,
+    """``module(x, hx)`` without lengths for float32 x (T, B, I), or (B, T,
+    I) batch_first, C-contiguous, and hx None or exactly the layer's state arrays ((L, B,
     H) float32 C-contiguous; a tuple of two for the LSTM), when every
     layer's call takes the unit split with float32 products on panels (small
     batches, T >= _PACK_MIN_STEPS): through UnitCalls bound once per (T, B,
@@ -335,11 +335,12 @@ def bound_call(module, x, hx=None):
     before the kernels start, on a call of ~100 us at LSTM H=64 B=1 T=100
     (`python -m bench.call_cost`)."""
     flags = x.flags
-    if (x.dtype != module.dtype or x.ndim != 3 or module.batch_first
-            or not flags.c_contiguous or not flags.aligned):
+    if (x.dtype != module.dtype or x.ndim != 3 or not flags.c_contiguous
+            or not flags.aligned):
         return None
     threads = get_num_threads()
-    key = (x.shape, threads, module.clip, getattr(module, "input_forget", False))
+    first = module.batch_first
+    key = (x.shape, first, threads, module.clip, getattr(module, "input_forget", False))
     bound = module.__dict__.get("_bound")
     if bound is None or bound[0] is not _k:
         bound = module._bound = (_k, {})
@@ -347,11 +348,11 @@ def bound_call(module, x, hx=None):
     if entry is None:
         if len(bound[1]) >= _BOUND_SIGNATURES:
             bound[1].clear()
-        entry = bound[1][key] = _bind_units(module, x.shape, threads) or False
+        entry = bound[1][key] = _bind_units(module, x.shape, first, threads) or False
     if entry is False:
         return None
     calls, zeros = entry
-    steps, batch = x.shape[:2]
+    steps, batch = x.shape[1::-1] if first else x.shape[:2]
     H = module.hidden_size
     with_c = carries_cell_state(module._kind)
     h0 = c0 = None
@@ -369,7 +370,7 @@ def bound_call(module, x, hx=None):
     c_n = np.empty((len(calls), batch, H), module.dtype) if with_c else h_n
     inp = x
     for layer, call in enumerate(calls):
-        y = _output((steps, batch, H), module.dtype)
+        y = _output((batch, steps, H) if first else (steps, batch, H), module.dtype)
         if h0 is None:
             call.run(inp, zeros, zeros, y, h_n[layer], c_n[layer])
         else:
@@ -390,11 +391,11 @@ def _state_array(arr, layers, batch, hidden, dtype):
 _BOUND_SIGNATURES = 8
 
 
-def _bind_units(module, shape, threads):
+def _bind_units(module, shape, batch_first, threads):
     """(one UnitCall per layer, zero states (B, H) read-only) for bound_call
-    of an input of ``shape``, or None when its call is not all unit-split
-    float32 products on panels."""
-    steps, batch, n_in = shape
+    of an input of ``shape`` ((B, T, I) with batch_first), or None when its
+    call is not all unit-split float32 products on panels."""
+    steps, batch, n_in = (shape[1], shape[0], shape[2]) if batch_first else shape
     if (module._path().__name__ != __name__ or module.dtype != np.float32
             or module.num_directions != 1 or n_in != module.input_size
             or steps < 1 or batch < 1 or blas_in_kernel_threads(module, steps)
@@ -407,7 +408,7 @@ def _bind_units(module, shape, threads):
         weights, rows_plan, step_chunk, options = _unit_call_args(
             module, layer, plan, direction_flags(module, False), steps, batch, threads, False)
         calls.append(_k.UnitCall(module._kind, weights, rows_plan, steps, step_chunk,
-                                 threads, True, **options))
+                                 threads, True, batch_first=batch_first, **options))
     zeros = np.zeros((batch, module.hidden_size), module.dtype)
     zeros.flags.writeable = False
     return calls, zeros

@@ -26,7 +26,8 @@ PANELS = _engine._k.panel_kernel() != "blas"
 CASES = [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}),
          ("RNN", {"nonlinearity": "relu"}), ("LSTM", {"bias": False}),
          ("LSTM", {"clip": 0.3, "peepholes": True}), ("LSTM", {"input_forget": True}),
-         ("LSTM", {"num_layers": 2}), ("GRU", {"num_layers": 3})]
+         ("LSTM", {"num_layers": 2}), ("GRU", {"num_layers": 3}),
+         ("LSTM", {"batch_first": True}), ("GRU", {"batch_first": True, "num_layers": 2})]
 
 
 def _layer(name, opts, hidden=None, seed=3):
@@ -34,10 +35,10 @@ def _layer(name, opts, hidden=None, seed=3):
     return getattr(fastrnn, name)(24, hidden, seed=seed, **opts)
 
 
-def _general(layer, x):
-    """The call on the general path: (y, state as the caller sees it)."""
-    y, state, _ = _engine.forward(layer, x, None, None, False, False)
-    return y, layer._format_state(state, True)
+def _general(layer, x, hx=None):
+    """The call on the general path (the layer's call but for the binding):
+    (y, state as the caller sees it)."""
+    return layer._call(x, hx, None, False)
 
 
 def _assert_same(got, want):
@@ -59,6 +60,8 @@ def _bound(layer):
 def test_bound_call_is_the_general_path(name, opts, batch, rng):
     layer = _layer(name, opts)
     x = rng.standard_normal((9, batch, 24)).astype(np.float32)
+    if layer.batch_first:
+        x = np.ascontiguousarray(x.transpose(1, 0, 2))
     before = x.copy()
     out = _engine.bound_call(layer, x)
     if not PANELS:
@@ -75,20 +78,20 @@ def test_bound_call_is_the_general_path(name, opts, batch, rng):
 
 
 @pytest.mark.parametrize("name,opts", [("LSTM", {}), ("GRU", {"num_layers": 2}),
-                                       ("LSTM", {"num_layers": 2, "peepholes": True})])
+                                       ("LSTM", {"num_layers": 2, "peepholes": True}),
+                                       ("LSTM", {"batch_first": True})])
 def test_bound_call_with_a_state(name, opts, rng):
     """A state given as the layer's own arrays ((L, B, H) float32; a tuple of
     two for the LSTM) is read by the bound call; any other form goes to the
     general path, which converts it or names what is wrong."""
     layer = _layer(name, opts)
     L, lstm = layer.num_layers, name == "LSTM"
-    x = rng.standard_normal((9, 2, 24)).astype(np.float32)
+    x = rng.standard_normal((2, 9, 24) if layer.batch_first else (9, 2, 24)).astype(np.float32)
     h = rng.standard_normal((L, 2, 64)).astype(np.float32)
     c = rng.standard_normal((L, 2, 64)).astype(np.float32)
     hx = (h, c) if lstm else h
     before = [a.copy() for a in (x, h, c)]
-    y, state, _ = _engine.forward(layer, x, (h, c) if lstm else (h,), None, False, False)
-    want = (y, layer._format_state(state, True))
+    want = _general(layer, x, hx)
     out = _engine.bound_call(layer, x, hx)
     assert (out is not None) == PANELS
     _assert_same(layer(x, hx), want)
@@ -97,10 +100,7 @@ def test_bound_call_with_a_state(name, opts, rng):
     if PANELS:
         _assert_same(out, want)
         # a state from the last call goes round again
-        again = layer(x, out[1])
-        y2, state2, _ = _engine.forward(layer, x, out[1] if lstm else (out[1],), None,
-                                         False, False)
-        _assert_same(again, (y2, layer._format_state(state2, True)))
+        _assert_same(layer(x, out[1]), _general(layer, x, out[1]))
     # other forms of the same state: the general path converts them
     f_h = np.asfortranarray(h)
     same = ([list(hx), (h.astype(np.float64), c), (f_h, c), (h, c.tolist())] if lstm
@@ -152,7 +152,7 @@ def test_bound_call_follows_the_team_size(rng):
         for n in (1, 2, 3):
             fastrnn.set_num_threads(n)
             _assert_same(layer(x), _general(layer, x))
-        keys = {key[1] for key in _bound(layer)}
+        keys = {key[2] for key in _bound(layer)}      # (shape, batch_first, team size, ...)
         assert keys >= ({2, 3} if PANELS else set())   # one binding per team size
     finally:
         fastrnn.set_num_threads(before)
@@ -185,8 +185,6 @@ def test_other_calls_take_the_general_path(rng):
     _assert_same(layer(short), _general(layer, short))
     wide = _layer("LSTM", {"dtype": np.float64})
     assert _engine.bound_call(wide, x.astype(np.float64)) is None
-    first = _layer("LSTM", {"batch_first": True})
-    assert _engine.bound_call(first, x) is None
     both = _layer("LSTM", {"bidirectional": True})
     assert _engine.bound_call(both, x) is None
     big = rng.standard_normal((8, 64, 24)).astype(np.float32)
@@ -289,3 +287,17 @@ def test_scratch_and_outputs_start_at_a_cache_line(dtype, rng):
     layer(rng.standard_normal((9, 1, 24)).astype(np.float32))
     for buf in _engine._k._scratch_store.bufs.values():
         assert buf.ctypes.data % 64 == 0
+
+
+def test_bound_call_follows_batch_first(rng):
+    """A square input read time-major, then with batch_first set on the
+    layer: each call as the general path gives it."""
+    layer = _layer("GRU", {})
+    x = rng.standard_normal((4, 4, 24)).astype(np.float32)
+    first = layer(x)
+    _assert_same(first, _general(layer, x))
+    layer.batch_first = True
+    second = layer(x)
+    _assert_same(second, _general(layer, x))
+    assert not np.array_equal(first[0], second[0])
+    assert (len([e for e in _bound(layer).values() if e]) == 2) == PANELS

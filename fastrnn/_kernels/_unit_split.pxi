@@ -578,8 +578,10 @@ cdef class UnitCall:
     """One layer's unit-split float32 inference call bound to its weights and
     to one input signature (steps, rows): what forward_layer_units works out
     from its weights, plan and options, done once (_units_setup), so a call
-    converts only its input and ends. The weights and biases are read at
-    every call (in-place updates are seen); the caller holds a UnitCall
+    converts only its input and ends, time-major, or batch-major with
+    batch_first (read and written in place through their strides: no
+    transposed copy). The weights and biases are read at every call
+    (in-place updates are seen); the caller holds a UnitCall
     only while its weight arrays stay the same objects and its plan, team
     size and options stay right for the call (fastrnn._engine.bound_call)."""
     cdef LayerCall call
@@ -587,16 +589,16 @@ cdef class UnitCall:
     cdef const float* b_ih
     cdef const float* b_hh
     cdef int num_threads
-    cdef bint pack_weights, prepacked
+    cdef bint pack_weights, prepacked, batch_first
     cdef Py_ssize_t shape_x[3]
     cdef Py_ssize_t shape_y[3]
     cdef Py_ssize_t shape_h[2]
 
     def __init__(self, int kind, weights, plan, Py_ssize_t steps, Py_ssize_t step_chunk,
                  int num_threads, bint pack_weights=True, variant=None, prepacked=None,
-                 shares=None):
+                 shares=None, bint batch_first=False):
         """As forward_layer_units' arguments (float32, inference, input of
-        (steps, B, I) floats)."""
+        (steps, B, I) floats, or (B, steps, I) with batch_first)."""
         cdef const float[:, ::1] b_ih = weights[2]
         cdef const float[:, ::1] b_hh = weights[3]
         self.held = _units_setup(&self.call, <float*> NULL, kind, weights, plan, steps,
@@ -605,16 +607,22 @@ cdef class UnitCall:
         self.b_ih, self.b_hh = &b_ih[0, 0], &b_hh[0, 0]
         self.num_threads = num_threads
         self.pack_weights, self.prepacked = pack_weights, prepacked is not None
+        self.batch_first = batch_first
         cdef Py_ssize_t T = self.call.rows.T, B = self.call.rows.B
-        self.shape_x[:] = [T, B, self.call.dims.n_in]
-        self.shape_y[:] = [T, B, self.call.dims.H]
+        if batch_first:
+            self.shape_x[:] = [B, T, self.call.dims.n_in]
+            self.shape_y[:] = [B, T, self.call.dims.H]
+        else:
+            self.shape_x[:] = [T, B, self.call.dims.n_in]
+            self.shape_y[:] = [T, B, self.call.dims.H]
         self.shape_h[:] = [B, self.call.dims.H]
 
     def run(self, x, h0, c0, y, h_n, c_n):
         """Run the call: x (T, B, I) in; h0, c0 (B, H) in (RNN and GRU: c0
         unused, pass h0); y (T, B, H), h_n, c_n (B, H) out (RNN and GRU: c_n
-        unused, pass h_n); every one a C-contiguous native float32 array of
-        exactly that shape (else ValueError), the outputs writable."""
+        unused, pass h_n); x and y (B, T, ·) with batch_first; every one a
+        C-contiguous native float32 array of exactly that shape (else
+        ValueError), the outputs writable."""
         cdef LayerCall call = self.call       # (each call fills its own copy)
         cdef const void* px = _c_array(x, 3, self.shape_x, False)
         cdef const void* ph0 = _c_array(h0, 2, self.shape_h, False)
@@ -625,12 +633,19 @@ cdef class UnitCall:
         if px == NULL or ph0 == NULL or pc0 == NULL or py == NULL or ph == NULL or pc == NULL:
             raise ValueError("UnitCall.run: x, h0, c0, y, h_n, c_n must be C-contiguous "
                              "float32 arrays of shapes (T, B, I), (B, H) x 2, (T, B, H), "
-                             "(B, H) x 2, the last three writable")
+                             "(B, H) x 2 ((B, T, ·) for x and y with batch_first), the "
+                             "last three writable")
         cdef bint with_c = has_cell_state(call.dims.kind)
         cdef Py_ssize_t I = call.dims.n_in, H = call.dims.H, B = call.rows.B
-        call.src[0] = _call_source(px, B * I, I, 1, NULL, 0, 0)
+        cdef Py_ssize_t T = call.rows.T
+        # element strides of x and y per step and per row
+        cdef Py_ssize_t xt = I if self.batch_first else B * I
+        cdef Py_ssize_t xb = T * I if self.batch_first else I
+        cdef Py_ssize_t yt = H if self.batch_first else B * H
+        cdef Py_ssize_t yb = T * H if self.batch_first else H
+        call.src[0] = _call_source(px, xt, xb, 1, NULL, 0, 0)
         call.ends[0] = _call_ends(ph0, pc0 if with_c else NULL, ph, pc if with_c else NULL,
-                                  py, B * H, H)
+                                  py, yt, yb)
         call.keep[0] = _no_keep()
         cdef void* work = _units_scratch(&call, self.b_ih, self.b_hh, self.num_threads,
                                          self.pack_weights, self.prepacked)
