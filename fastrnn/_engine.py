@@ -15,6 +15,7 @@ x is time-major (T, B, I) of the layer's dtype (or (T, B) token ids), states
 are tuples of (L*D, B, H) arrays; every argument was checked by the caller.
 """
 import functools
+import math
 import os
 
 import numpy as np
@@ -421,7 +422,7 @@ def _output(shape, dtype):
     written by two threads (`python -m bench.call_cost`, LSTM H=64 B=1
     T=100, AMD EPYC Zen 4: with y 16, 32 or 48 bytes past a line a call
     took 1.15, 1.02, 1.03 times as long, one run)."""
-    return _k._aligned_empty(int(np.prod(shape)), dtype).reshape(shape)
+    return _k._aligned_empty(math.prod(shape), dtype).reshape(shape)
 
 
 def _task_threads(plan, directions, threads):

@@ -31,7 +31,8 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE, PyBUF_WRITABLE,
+                             PyBuffer_Release)
 from cpython.exc cimport PyErr_Clear
 
 import threading
@@ -134,9 +135,18 @@ def _aligned_empty(Py_ssize_t n, dtype):
     bench.call_cost`, LSTM H=64 B=1 T=100, AMD EPYC Zen 4: with every
     scratch array 16, 32 or 48 bytes past a line a call took 1.21, 1.22,
     1.32 times as long (one run)."""
-    cdef Py_ssize_t size = np.dtype(dtype).itemsize
-    raw = np.empty(n + 64 // size, dtype=dtype)
-    cdef Py_ssize_t skip = (-raw.ctypes.data % 64) // size
+    # 64 items spare (at least 64 bytes); numpy places them at a multiple of
+    # the item size, which divides 64 for every dtype the kernels use. The
+    # address through the buffer protocol: ndarray.ctypes takes ~1 us, and a
+    # layer call makes its y here.
+    raw = np.empty(n + 64, dtype=dtype)
+    cdef Py_buffer view
+    if _get_buffer(raw, &view, PyBUF_SIMPLE) != 0:      # (a new array exports its data)
+        PyErr_Clear()
+        raise RuntimeError("a new array refused its buffer")
+    cdef Py_ssize_t size = view.itemsize
+    cdef Py_ssize_t skip = (64 - <Py_ssize_t> (<size_t> view.buf % 64)) % 64 // size
+    PyBuffer_Release(&view)
     return raw[skip:skip + n]
 
 
