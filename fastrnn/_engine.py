@@ -268,7 +268,6 @@ def forward(module, x, state, lengths, reverse, training):
             inp = module._w_ih[layer].transpose(0, 2, 1)
             if steps * batch * _TOKENS_PER_COPY >= inp.shape[1]:
                 inp = np.ascontiguousarray(inp)
-        variant = cell_variant(module, module._peep[layer] if module._peep else None)
         if units:
             weights, rows_plan, step_chunk, options = _unit_call_args(
                 module, layer, plan, flags, steps, batch, threads, training)
@@ -281,6 +280,7 @@ def forward(module, x, state, lengths, reverse, training):
                 ids=ids, **options)
         else:
             step_chunk = _step_chunk(module, layer, steps, plan.rows_max)
+            variant = cell_variant(module, module._peep[layer] if module._peep else None)
             pre = None
             if not training and _reduced_pays(module, layer, plan.rows_max, threads):
                 pre = tuple(prepacked(module, layer, d) for d in range(D))
@@ -309,9 +309,9 @@ def _step_chunk(module, layer, steps, rows_per_task):
 def _unit_call_args(module, layer, plan, flags, steps, batch, threads, training):
     """(weights, plan, step_chunk, options) of a unit-split forward call of
     layer ``layer`` (direction 0, reverse when flags[0]) with the batch plan
-    ``plan``: the
-    arguments of forward_layer_units (options: variant, prepacked, shares)
-    and of a UnitCall that do not depend on the call's arrays."""
+    ``plan``: the arguments of forward_layer_units (options: variant,
+    prepacked, shares) and of a UnitCall that do not depend on the call's
+    arrays."""
     b_ih, b_hh = module._biases(layer)
     pre = (prepacked(module, layer)
            if not training and _reduced_pays(module, layer, batch, threads) else None)
@@ -325,16 +325,16 @@ def _unit_call_args(module, layer, plan, flags, steps, batch, threads, training)
 
 
 def bound_call(module, x, hx=None):
-    """``module(x, hx)`` without lengths for float32 x (T, B, I), or (B, T,
-    I) batch_first, C-contiguous, and hx None or exactly the layer's state arrays ((L, B,
-    H) float32 C-contiguous; a tuple of two for the LSTM), when every
-    layer's call takes the unit split with float32 products on panels (small
-    batches, T >= _PACK_MIN_STEPS): through UnitCalls bound once per (T, B,
-    team size, kernel build), (y, state as the caller sees it); else None,
-    and the general path runs the call (and names what is wrong). The
-    general path spends ~7 us in Python and ~3 us converting its arguments
-    before the kernels start, on a call of ~100 us at LSTM H=64 B=1 T=100
-    (`python -m bench.call_cost`)."""
+    """``module(x, hx)`` without lengths, through UnitCalls bound once per
+    (T, B, layout, team size, kernel build): (y, state as the caller sees
+    it), or None, and the general path runs the call (and names what is
+    wrong). For float32 x (T, B, I), or (B, T, I) batch_first, C-contiguous;
+    hx None or exactly the layer's state arrays ((L, B, H) float32
+    C-contiguous; a tuple of two for the LSTM); every layer's call on the
+    unit split with float32 products on panels (small batches, T >=
+    _PACK_MIN_STEPS). The general path checks and converts every argument
+    and works out the call's plan at each call (`python -m bench.call_cost`
+    times both)."""
     flags = x.flags
     if (x.dtype != module.dtype or x.ndim != 3 or not flags.c_contiguous
             or not flags.aligned):
