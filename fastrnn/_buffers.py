@@ -23,6 +23,8 @@ import weakref
 
 import numpy as np
 
+from fastrnn._kernels._panels import aligned_empty
+
 _pools = weakref.WeakSet()        # every pool, for a forked child to renew their locks
 
 
@@ -51,7 +53,7 @@ class BufferPool:
                 if best >= 0:
                     buf = free.pop(best)
         if buf is None:
-            buf = np.empty(max(n, 1), dtype)
+            buf = aligned_empty(max(n, 1), dtype)       # (take_parts' parts at 64 bytes)
         return buf[:n].reshape(shape)
 
     def take_parts(self, shapes, dtype):

@@ -24,6 +24,7 @@ from fastrnn import _cpu
 from fastrnn._buffers import BufferPool
 from fastrnn._checks import MAX_ROWS
 from fastrnn._kernels import recurrent as _k
+from fastrnn._kernels._panels import aligned_empty
 from fastrnn._kernels._cells import carries_cell_state, gate_stride, grad_stride
 from fastrnn._threads import get_num_threads, serial_blas
 
@@ -422,7 +423,7 @@ def _output(shape, dtype):
     written by two threads (`python -m bench.call_cost`, LSTM H=64 B=1
     T=100, AMD EPYC Zen 4: with y 16, 32 or 48 bytes past a line a call
     took 1.15, 1.02, 1.03 times as long, one run)."""
-    return _k._aligned_empty(math.prod(shape), dtype).reshape(shape)
+    return aligned_empty(math.prod(shape), dtype).reshape(shape)
 
 
 def _task_threads(plan, directions, threads):
@@ -650,9 +651,11 @@ def _gate_panels(wt, w, scale, gates):
         else:
             blocks.append(_k.pack_weight_panels(w[rows], None if scale is None else scale[rows])
                           + (None,))
-    out = [np.concatenate([b[0].reshape(-1) for b in blocks])]
-    for i in (1, 2):
-        out.append(None if blocks[0][i] is None else np.concatenate([b[i] for b in blocks]))
+    out = []
+    for i in (0, 1, 2):             # (at cache lines: the products' vector loads)
+        parts = None if blocks[0][i] is None else [b[i].reshape(-1) for b in blocks]
+        out.append(None if parts is None else np.concatenate(
+            parts, out=aligned_empty(sum(p.size for p in parts), parts[0].dtype)))
     for arr in out:
         if arr is not None:
             arr.flags.writeable = False

@@ -16,6 +16,7 @@ import pytest
 
 import fastrnn
 from fastrnn import _engine
+from fastrnn._kernels import _panels
 from isolated import run_isolated
 
 # with FASTRNN_PANEL=blas the products run on BLAS and nothing is bound
@@ -276,7 +277,7 @@ def test_scratch_and_outputs_start_at_a_cache_line(dtype, rng):
     """The kernels' scratch and a layer's y start at 64 bytes, so that the
     unit split's threads, each writing its own columns, share no line."""
     for n in (1, 3, 17, 1000):
-        arr = _engine._k._aligned_empty(n, dtype)
+        arr = _panels.aligned_empty(n, dtype)
         assert arr.shape == (n,) and arr.dtype == dtype and arr.ctypes.data % 64 == 0
     layer = _layer("LSTM", {})
     for steps in (2, 9):                # (one step runs on the calling thread alone)
@@ -287,6 +288,46 @@ def test_scratch_and_outputs_start_at_a_cache_line(dtype, rng):
     layer(rng.standard_normal((9, 1, 24)).astype(np.float32))
     for buf in _engine._k._scratch_store.bufs.values():
         assert buf.ctypes.data % 64 == 0
+    # the training storage (pooled: its parts at 64 bytes from the buffer's start)
+    from fastrnn._buffers import BufferPool
+    pool = BufferPool(keep=8)
+    for n in (1, 7, 100, 1000, 50000, 300000):
+        for dtype in (np.float32, np.float64):
+            assert pool.take((n,), dtype).ctypes.data % 64 == 0
+            buf, parts = pool.take_parts(((3, n), None, (n,)), dtype)
+            assert all(p.ctypes.data % 64 == 0 for p in parts if p is not None)
+    _, _, ctx = layer.forward(rng.standard_normal((9, 2, 24)).astype(np.float32))
+    (trace,) = ctx.trace[2]
+    for arr in (trace.x, trace.gates, trace.h_prev, trace.c_prev, trace.w_ih, trace.w_hh):
+        assert arr.ctypes.data % 64 == 0
+
+
+def _arrays(obj):
+    """Every ndarray in nested tuples, lists and dicts."""
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from _arrays(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _arrays(o)
+
+
+@pytest.mark.skipif(not PANELS, reason="FASTRNN_PANEL=blas packs no weights")
+@pytest.mark.parametrize("fmt,batch", [("float32", 1), ("float32", 32), ("float16", 1),
+                                       ("int8", 1)])
+def test_weights_packed_once_start_at_a_cache_line(fmt, batch, rng):
+    """A quantized layer's weights packed once (the unit split's shares, the
+    batch split's panels, reduced weights' gate blocks) start at 64 bytes."""
+    # (H=512: a thread's share of the weights beyond half of any L2, where
+    # float16 weights pay at one row)
+    layer = fastrnn.quantize(_layer("LSTM", {}, hidden=512), fmt)
+    layer(rng.standard_normal((9, batch, 24)).astype(np.float32))
+    packed = list(_arrays(layer.__dict__.get("_prepacked", {})))
+    assert packed
+    for arr in packed:
+        assert arr.ctypes.data % 64 == 0, arr.shape
 
 
 def test_bound_call_follows_batch_first(rng):

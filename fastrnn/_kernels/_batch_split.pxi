@@ -289,8 +289,10 @@ def batch_panels(int kind, const float[:, :, ::1] w_ih, const float[:, :, ::1] w
     cdef Dims d = make_dims(kind, w_ih.shape[2], H)
     hh, hh_size = _pack_recurrent(&d, w_hh, False, 1)
     ih, ih_size = _pack_rows(w_ih, 1)
-    # (copies: the packing goes to this thread's scratch)
-    out = (hh[:D * hh_size].copy(), ih[:D * ih_size].copy())
+    # (copies, at a cache line: the packing goes to this thread's scratch)
+    out = (aligned_empty(D * hh_size, np.float32), aligned_empty(D * ih_size, np.float32))
+    out[0][:] = hh[:D * hh_size]
+    out[1][:] = ih[:D * ih_size]
     for arr in out:
         arr.flags.writeable = False
     return out

@@ -108,3 +108,6 @@ cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssiz
 # every panel of src (n x k, element strides sn, sk)
 cdef void pack_panels(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
                       Py_ssize_t sk, float* dst) noexcept nogil
+
+# np.empty(n, dtype) starting at a multiple of 64 bytes (see _panels.pyx)
+cpdef object aligned_empty(Py_ssize_t n, dtype)

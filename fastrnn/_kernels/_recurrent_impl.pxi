@@ -31,8 +31,7 @@
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
-from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_SIMPLE, PyBUF_WRITABLE,
-                             PyBuffer_Release)
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release
 from cpython.exc cimport PyErr_Clear
 
 import threading
@@ -64,7 +63,7 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
 from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel_range,
                                       pack_panels, pack_rows, panel_gemm_rows, panel_gemm_tn,
                                       panel_size, panels_on, dot_on, dot_work, rows_dot,
-                                      rows_dot16)
+                                      rows_dot16, aligned_empty)
 from fastrnn._kernels._products cimport copy_strided, gates_wt, step_w, unit_wt
 # the choice of panel variant is one state, held by _panels (re-exported for callers)
 from fastrnn._kernels._panels import (BF16_DOT, INT8_DOT, WEIGHT_TYPES,  # noqa
@@ -113,41 +112,16 @@ _scratch_store = threading.local()
 
 def _scratch(slot, Py_ssize_t n, dtype):
     """A 1-D array of at least n elements of dtype, reused by this thread,
-    starting at a cache line (_aligned_empty)."""
+    starting at a cache line (_panels.aligned_empty)."""
     bufs = getattr(_scratch_store, "bufs", None)
     if bufs is None:
         bufs = _scratch_store.bufs = {}
     key = (slot, dtype)
     buf = bufs.get(key)
     if buf is None or buf.shape[0] < n:
-        buf = _aligned_empty(max(n, 1), dtype)
+        buf = aligned_empty(max(n, 1), dtype)
         bufs[key] = buf
     return buf
-
-
-def _aligned_empty(Py_ssize_t n, dtype):
-    """np.empty(n, dtype) starting at a multiple of 64 bytes. The packed
-    panels' vector loads then stay within lines, and the threads of the unit
-    split, which write their units' columns of shared rows (the exchange of
-    h_t) and their own parts of one workspace, write no line in common (with
-    shares of whole panels, 64 bytes); numpy's 16-byte alignment left both
-    to chance, a process's scratch placed once for its life. `python -m
-    bench.call_cost`, LSTM H=64 B=1 T=100, AMD EPYC Zen 4: with every
-    scratch array 16, 32 or 48 bytes past a line a call took 1.21, 1.22,
-    1.32 times as long (one run)."""
-    # 64 items spare (at least 64 bytes); numpy places them at a multiple of
-    # the item size, which divides 64 for every dtype the kernels use. The
-    # address through the buffer protocol: ndarray.ctypes takes ~1 us, and a
-    # layer call makes its y here.
-    raw = np.empty(n + 64, dtype=dtype)
-    cdef Py_buffer view
-    if _get_buffer(raw, &view, PyBUF_SIMPLE) != 0:      # (a new array exports its data)
-        PyErr_Clear()
-        raise RuntimeError("a new array refused its buffer")
-    cdef Py_ssize_t size = view.itemsize
-    cdef Py_ssize_t skip = (64 - <Py_ssize_t> (<size_t> view.buf % 64)) % 64 // size
-    PyBuffer_Release(&view)
-    return raw[skip:skip + n]
 
 
 cdef float* _data(float[::1] arr):

@@ -428,7 +428,8 @@ def unit_shares(int kind, const float[:, ::1] w_ih, const float[:, ::1] w_hh, in
         raise ValueError(f"unit_shares: team must be between 1 and {BARRIER_SLOTS}, got {team}")
     cdef Dims d = make_dims(kind, w_ih.shape[1], H)
     cdef Py_ssize_t per = recurrent_panels(&d, H, False, True, NULL, NULL)
-    out = np.zeros(team * per, np.float32)
+    out = aligned_empty(team * per, np.float32)
+    out[:] = 0
     cdef float[::1] o = out
     cdef Panels panels
     cdef Py_ssize_t t, u0, U

@@ -139,7 +139,7 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
             if tn_work is not None and tn_work.shape[0] >= D * (pstride + xstride):
                 packed = tn_work
             else:
-                packed = np.empty(max(D * (pstride + xstride), 1), np.float32)
+                packed = aligned_empty(max(D * (pstride + xstride), 1), np.float32)
             pbase = &packed[0]
             dx_panels = xstride > 0
             if dx_panels:
