@@ -253,13 +253,6 @@ cpdef object aligned_empty(Py_ssize_t n, dtype):
     return raw[skip:skip + n]
 
 
-def _aligned_copy(arr):
-    """A C-contiguous copy of ``arr`` at a multiple of 64 bytes (weights packed once)."""
-    out = aligned_empty(arr.size, arr.dtype).reshape(arr.shape)
-    out[...] = arr
-    return out
-
-
 def cpu_has_avx2_fma():
     """Whether this CPU runs x86-64-v3 code (AVX2 and FMA)."""
     return bool(panel_supported(PANEL_AVX2))

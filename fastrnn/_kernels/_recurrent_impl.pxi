@@ -283,7 +283,8 @@ cdef int _bias_scratch(LayerCall* call, const floating* b_ih, const floating* b_
                        Py_ssize_t D) except -1:
     """Each direction's kernel biases, b_x (G) and b_hn (H): the bias added to
     the input projection and the one r multiplies (combine_biases) of b_ih,
-    b_hh (D, G) C-contiguous, written to this thread's scratch and pointed to
+    b_hh (D, G) C-contiguous (as every caller's typed [:, ::1] view requires),
+    written to this thread's scratch and pointed to
     by call.w[d] (the call's other weights are set before). One flat scratch
     array, no views of it: the call's fixed cost."""
     cdef Py_ssize_t G = call.dims.G, H = call.dims.H, d
