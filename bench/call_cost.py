@@ -2,9 +2,10 @@
 
     python -m bench.call_cost [--rounds N]
 
-A layer's common call (float32 time-major input, state None or the layer's
-own state arrays, no lengths, every layer on the unit split) runs through
-UnitCalls bound once per (T, B, team size, kernel build)
+A layer's common call (float32 C-contiguous input, time-major or
+batch-major for a batch_first layer; state None or the layer's own state
+arrays; no lengths; every layer on the unit split) runs through UnitCalls
+bound once per input signature, team size and kernel build
 (fastrnn._engine.bound_call); any other call takes the general path, which
 checks and converts every argument and works out the call's plan each
 time. This times both on the same layer and input, alternated in one
