@@ -404,44 +404,40 @@ cdef extern from "Python.h":
 cdef const void* _c_rows(object a, Py_ssize_t cols, bint wide, Py_ssize_t* rows):
     """The data of ``a`` when it exports a C-contiguous 2-D buffer of ``cols``
     columns of native float32 (float64: wide) aligned to its items, its
-    number of rows then in rows[0]; else NULL. CellKernel.call reads its
-    arrays' data this way: typed memoryviews, one made, checked and released
-    per array (five a call), took ~10% of an LSTMCell step at H=128
-    (`python -m bench.ab OLD --only lstmcell-h128-b1`: 0.86-0.87 of the time
-    with this in two runs, AMD EPYC Zen 4). The caller keeps ``a`` alive while it uses the
-    data (a numpy array's data does not move). (numpy exports an unaligned
-    array's items as "=f", which the format test refuses already.)"""
-    cdef Py_buffer view
-    cdef const void* data = NULL
-    cdef char code = b'd' if wide else b'f'
-    if _get_buffer(a, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0:
-        PyErr_Clear()
-        return NULL
-    if (view.ndim == 2 and view.shape[1] == cols and view.format != NULL
-            and view.format[0] == code and view.format[1] == 0
-            and _aligned(view.buf, view.itemsize)):
-        rows[0] = view.shape[0]
-        data = view.buf
-    PyBuffer_Release(&view)
+    number of rows then in rows[0]; else NULL (_c_array). CellKernel.call
+    reads its arrays' data this way: typed memoryviews, one made, checked
+    and released per array (five a call), took ~10% of an LSTMCell step at
+    H=128 (`python -m bench.ab OLD --only lstmcell-h128-b1`: 0.86-0.87 of
+    the time with this in two runs, AMD EPYC Zen 4)."""
+    cdef Py_ssize_t shape[2]
+    shape[0], shape[1] = -1, cols
+    cdef const void* data = _c_array(a, 2, shape, wide, False)
+    rows[0] = shape[0]
     return data
 
 
-cdef const void* _c_array(object a, int ndim, const Py_ssize_t* shape, bint writable):
-    """The data of ``a`` when it exports a C-contiguous buffer of native
-    float32 of exactly ``shape`` (ndim axes), aligned to its items, and
-    writable if asked; else NULL (UnitCall.run; as _c_rows)."""
+cdef const void* _c_array(object a, int ndim, Py_ssize_t* shape, bint wide, bint writable):
+    """The data of ``a`` when it exports a C-contiguous buffer of ndim axes
+    of ``shape`` (an axis given as -1: any length, written there) of native
+    float32 (float64: wide), aligned to its items, and writable if asked;
+    else NULL. The caller keeps ``a`` alive while it uses the data (a numpy
+    array's data does not move). (numpy exports an unaligned array's items
+    as "=f", which the format test refuses already.)"""
     cdef Py_buffer view
     cdef const void* data = NULL
     cdef int i
+    cdef char code = b'd' if wide else b'f'
     cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
     if _get_buffer(a, &view, flags) != 0:
         PyErr_Clear()
         return NULL
-    if (view.ndim == ndim and view.format != NULL and view.format[0] == b'f'
+    if (view.ndim == ndim and view.format != NULL and view.format[0] == code
             and view.format[1] == 0 and _aligned(view.buf, view.itemsize)):
         data = view.buf
         for i in range(ndim):
-            if view.shape[i] != shape[i]:
+            if shape[i] < 0:
+                shape[i] = view.shape[i]
+            elif view.shape[i] != shape[i]:
                 data = NULL
     PyBuffer_Release(&view)
     return data

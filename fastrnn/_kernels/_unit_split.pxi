@@ -625,12 +625,12 @@ cdef class UnitCall:
         C-contiguous native float32 array of exactly that shape (else
         ValueError), the outputs writable."""
         cdef LayerCall call = self.call       # (each call fills its own copy)
-        cdef const void* px = _c_array(x, 3, self.shape_x, False)
-        cdef const void* ph0 = _c_array(h0, 2, self.shape_h, False)
-        cdef const void* pc0 = _c_array(c0, 2, self.shape_h, False)
-        cdef void* py = <void*> _c_array(y, 3, self.shape_y, True)
-        cdef void* ph = <void*> _c_array(h_n, 2, self.shape_h, True)
-        cdef void* pc = <void*> _c_array(c_n, 2, self.shape_h, True)
+        cdef const void* px = _c_array(x, 3, self.shape_x, False, False)
+        cdef const void* ph0 = _c_array(h0, 2, self.shape_h, False, False)
+        cdef const void* pc0 = _c_array(c0, 2, self.shape_h, False, False)
+        cdef void* py = <void*> _c_array(y, 3, self.shape_y, False, True)
+        cdef void* ph = <void*> _c_array(h_n, 2, self.shape_h, False, True)
+        cdef void* pc = <void*> _c_array(c_n, 2, self.shape_h, False, True)
         if px == NULL or ph0 == NULL or pc0 == NULL or py == NULL or ph == NULL or pc == NULL:
             raise ValueError("UnitCall.run: x, h0, c0, y, h_n, c_n must be C-contiguous "
                              "float32 arrays of shapes (T, B, I), (B, H) x 2, (T, B, H), "
