@@ -268,6 +268,27 @@ def test_unit_call_refuses_arrays_of_another_signature():
                 assert "UnitCall.run" in str(e), e
             else:
                 raise AssertionError(f"case {i} was run")
+        # a plan that does not fit the steps it is bound with
+        from fastrnn._kernels import recurrent as k
+        weights = (layer._w_ih[0][0], layer._w_hh[0][0], layer._b_ih[0], layer._b_hh[0])
+        ip = lambda *a: np.array(a, np.intp)
+        good = (False, ip(8), ip(0), np.full(8, 1, np.intp))
+        k.UnitCall(layer._kind, weights, good, 8, 8, 2)
+        bad = [(False, ip(9), ip(0), np.full(8, 1, np.intp)),          # longer than 8 steps
+               (False, ip(8), ip(0), np.full(7, 1, np.intp)),          # n_active too short
+               (False, ip(8), ip(1), np.full(8, 1, np.intp)),          # perm past the rows
+               (False, ip(8), ip(0, 1), np.full(8, 1, np.intp)),       # perm of another B
+               (False, ip(3, 8), ip(0, 1), np.full(8, 2, np.intp)),    # not longest first
+               (False, ip(8, 3), ip(0, 1), np.full(8, 2, np.intp)),    # row 1 ends at 3
+               (False, ip(8), ip(0), np.full(8, 2, np.intp)),          # more rows than B
+               (False, ip(), ip(), np.full(8, 0, np.intp))]            # no rows
+        for i, plan in enumerate(bad):
+            try:
+                k.UnitCall(layer._kind, weights, plan, 8, 8, 2)
+            except ValueError as e:
+                assert str(e).startswith("plan:"), e
+            else:
+                raise AssertionError(f"plan {i} was bound")
         print("ok")
     ''')
 

@@ -523,6 +523,7 @@ cdef object _units_setup(LayerCall* call, const floating* like, int kind, weight
     cdef const Py_ssize_t[::1] lengths = plan[1]
     cdef const Py_ssize_t[::1] perm = plan[2]
     cdef const Py_ssize_t[::1] n_active = plan[3]
+    _check_rows(lengths, perm, n_active, steps)
     _call_rows(call, kind, w_ih.shape[1], w_hh.shape[1], lengths, perm, n_active, steps)
     cdef Py_ssize_t H = call.dims.H, B = call.rows.B
     call.step_chunk = call.rows.T if training else step_chunk
@@ -551,6 +552,32 @@ cdef object _units_setup(LayerCall* call, const floating* like, int kind, weight
             call.shares = &share_v[0]
             call.shares_team = shares[0]
     return (weights, plan, variant, prepacked, shares)
+
+
+cdef int _check_rows(const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] perm,
+                     const Py_ssize_t[::1] n_active, Py_ssize_t steps) except -1:
+    """That a plan's rows index only the call's steps and rows (a BatchPlan's
+    always do; UnitCall takes its steps apart from its plan): B = len(lengths)
+    rows, perm a place among them for each, lengths non-increasing within
+    [0, steps], n_active of at least every step, each a prefix of rows still
+    running at it."""
+    cdef Py_ssize_t B = lengths.shape[0], j, s, n
+    cdef bint good = B >= 1 and steps >= 1 and perm.shape[0] == B and n_active.shape[0] >= steps
+    for j in range(B if good else 0):
+        if (not 0 <= perm[j] < B or not 0 <= lengths[j] <= steps
+                or (j > 0 and lengths[j] > lengths[j - 1])):
+            good = False
+            break
+    for s in range(steps if good else 0):
+        n = n_active[s]
+        if not 0 <= n <= B or (n > 0 and lengths[n - 1] <= s):
+            good = False
+            break
+    if not good:
+        raise ValueError(f"plan: (reverse, lengths, perm, n_active) of B >= 1 rows sorted "
+                         f"longest first, each length at most the call's {steps} steps, "
+                         f"perm in [0, B), n_active[s] <= rows running at step s")
+    return 0
 
 
 cdef void* _units_scratch(LayerCall* call, const floating* b_ih, const floating* b_hh,
