@@ -14,7 +14,8 @@
    the time ratio to BLAS. Then the batch-1 input projections of one chunk
    of steps with W_ih's packing counted: its panels all packed first (a
    call of several chunks), or each group packed into L2 as the product
-   reaches it (a call of one chunk).
+   reaches it (a call of one chunk). And the packing of a thread's share of
+   W_hh into panels, with W at a cache line or 16 bytes past one.
 3. Bandwidth: at batch 1 a step is a matrix-vector product, bound by how fast
    a core streams its share of W_hh from its cache: bytes / seconds of the
    one-row product, on packed panels, on the weights as stored (the row dot
@@ -70,6 +71,11 @@ PROJECTION_SHAPES = [
     (100, 4, 256, 256, 128, "lstm-h256-b1: one thread's units"),
     (100, 3, 128, 128, 128, "bigru-h128-b1: one direction's W_ih"),
 ]
+# (rows, k, label): a thread's share of W_hh that a batch-1 call packs into panels
+PACK_SHAPES = [
+    (512, 256, "lstm-h256-b1: one thread's share of W_hh (512 KiB)"),
+    (1536, 1024, "gru-h1024-b1: one thread's share of W_hh (6 MiB)"),
+]
 # (cell kind, rows, units, label): a unit-split thread's step at batch 1, a batch-split one's
 GATE_SHAPES = [(CellKind.LSTM, 1, 128, "LSTM 1 x 128 units"),
                (CellKind.LSTM, 32, 256, "LSTM 32 x 256 units"),
@@ -82,6 +88,7 @@ if SMOKE:               # CI runs every line once, at small sizes
     STEP_SHAPES, LARGE_SHAPES = STEP_SHAPES[-1:], [(64, 256, 64, "small")]
     ROW_SHAPES, TN_SHAPES, SGEMM_SIZES = ROW_SHAPES[-2:-1], [(16, 32, 50, "small")], (128,)
     PROJECTION_SHAPES = [(9, 3, 40, 70, 20, "small")]
+    PACK_SHAPES = [(40, 70, "small")]
 
 
 def config_flops(cfg):
@@ -262,6 +269,31 @@ def _projection_lines(k, rounds):
               f"{rate['going']:5.1f} x{_median_ratio(going, first):.2f}  [{what}]")
 
 
+def _packing_lines(rounds):
+    """Packing a share of W_hh into panels (what every batch-1 call does
+    first) with W at a cache line and 16 bytes past one (numpy's alignment:
+    why the layers keep their weights at lines), its lines in cache or
+    evicted, in interleaved rounds."""
+    print("-- packing W into panels (one thread): us with W in cache | its lines evicted, "
+          "W at a cache line / 16 bytes past one")
+    for rows, kk, what in PACK_SHAPES:
+        rng = np.random.default_rng(rows + kk)
+        raw = _panels.aligned_empty(rows * kk + 16, np.float32)
+        placed = {0: raw[:rows * kk].reshape(rows, kk), 16: raw[4:4 + rows * kk].reshape(rows, kk)}
+        for w in placed.values():
+            w[...] = rng.standard_normal((rows, kk))
+        reps = 1 if SMOKE else max(2, int(3e7 / (rows * kk)))
+        us = {(at, cold): [] for at in placed for cold in (False, True)}
+        for _ in range(rounds):
+            for (at, cold), t in us.items():
+                t.append(_panels.pack_seconds(placed[at], reps, cold) * 1e6)
+        med = {key: statistics.median(t) for key, t in us.items()}
+        print(f"n={rows:<5}k={kk:<5}" + " | ".join(
+            f"{'evicted' if cold else 'cached'} {med[0, cold]:7.1f} / {med[16, cold]:7.1f} "
+            f"(x{_median_ratio(us[16, cold], us[0, cold]):.2f})" for cold in (False, True))
+            + f"  [{what}]")
+
+
 def _median_ratio(xs, ys):
     return statistics.median(x / y for x, y in zip(xs, ys))
 
@@ -348,6 +380,7 @@ def main(argv=None):
                     + f"  [{what}]")
             if best != "blas":
                 _projection_lines(k, args.rounds)
+                _packing_lines(args.rounds)
     finally:
         k.set_panel_kernel(best)
     print("-- gate passes (the elementwise pass after each step's product): ns per unit, "

@@ -6,9 +6,9 @@
 Needs kernels built with FASTRNN_TRACE=1 (fastrnn/_trace.h: every step of the
 unit split's forward time-stamps its start, its products, its gate pass, its
 arrival at the end-of-step meeting and its departure; the default build
-compiles the marks out). Runs the comparison table's inference configurations
-(default: those of the table that take the unit split, one direction and
-a few rows) for --calls calls after a warm-up, then prints for each traced thread
+compiles the marks out). Runs the comparison table's configurations (default:
+those that take the unit split, one direction and a few rows; of a training
+row, its training forward) for --calls calls after a warm-up, then prints for each traced thread
 the median per step of its product (the recurrent product of its units,
 reading its share of W_hh), gate pass, copies (h_t to the shared exchange
 and the output) and wait at the meeting (its partner's lateness plus the
@@ -45,13 +45,15 @@ def trace_config(cfg, calls):
     fastrnn.set_num_threads(engines.THREADS)
     layer = engines.make_layer(cfg)
     x, _ = engines.inputs(cfg)
+    # a training row: its training forward (which keeps what backward reads)
+    call = layer.forward if cfg.task == "train" else layer
     for _ in range(3):
-        layer(x)                     # warm: the team awake, the weights in cache
+        call(x)                      # warm: the team awake, the weights in cache
     k.step_trace()
     secs = []
     for _ in range(calls):
         start = time.perf_counter()
-        layer(x)
+        call(x)
         secs.append(time.perf_counter() - start)
     stamps = k.step_trace()
     rate = _ticks_per_us(k)
@@ -67,8 +69,9 @@ def trace_config(cfg, calls):
 
 
 def report(cfg, secs, threads):
+    what = "training forwards" if cfg.task == "train" else "calls"
     lines = [f"{cfg.name} ({cfg.kind.upper()} I={cfg.I} H={cfg.H} B={cfg.B} T={cfg.steps}), "
-             f"{len(secs)} calls: per step, medians (us)",
+             f"{len(secs)} {what}: per step, medians (us)",
              f"{'thread':>8}{'product':>10}{'gate pass':>11}{'copies':>9}{'wait':>8}"
              f"{'step':>8}{'calls':>7}"]
     for tid, s in enumerate(threads):
@@ -93,7 +96,7 @@ def takes_unit_split(cfg):
     """Whether fastrnn's engine splits cfg's hidden units across the threads."""
     from fastrnn import _engine
     w_hh_bytes = engines.GATES[cfg.kind] * cfg.H * cfg.H * np.dtype(np.float32).itemsize
-    return (cfg.task == "infer" and not cfg.bidirectional
+    return (cfg.task in ("infer", "train") and not cfg.bidirectional
             and _engine._split_units(cfg.B, 1, engines.THREADS, w_hh_bytes))
 
 

@@ -147,6 +147,9 @@ def test_limits_runs(capsys):
                  "one-row products", "barrier, 2 threads", "-- batch-1 calls",
                  "lstm-h256-b1     projection"):
         assert part in out, part
+    from fastrnn import _kernels
+    if _kernels.recurrent.panel_kernel() != "blas":
+        assert "-- packing W into panels" in out
 
 
 def test_floors():

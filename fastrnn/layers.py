@@ -11,6 +11,7 @@ import numpy as np
 
 from fastrnn import _checks, _engine, _general, _projection, _registry
 from fastrnn._kernels._cells import CellKind, carries_cell_state
+from fastrnn._kernels._panels import aligned_empty
 from fastrnn._module import SequenceModule
 
 # the activations each form computes by default (ONNX's defaults; an RNN's
@@ -43,21 +44,18 @@ class _RecurrentLayer(SequenceModule):
         self._w_hr, self._peep = [], []
         for layer in range(self.num_layers):
             in_size = self.input_size if layer == 0 else D * Hh
-            self._w_ih.append(np.zeros((D, G, in_size), self.dtype))
-            self._w_hh.append(np.zeros((D, G, Hh), self.dtype))
+            self._w_ih.append(_zeros((D, G, in_size), self.dtype))
+            self._w_hh.append(_zeros((D, G, Hh), self.dtype))
             if self.bias:
-                self._b_ih.append(np.zeros((D, G), self.dtype))
-                self._b_hh.append(np.zeros((D, G), self.dtype))
+                self._b_ih.append(_zeros((D, G), self.dtype))
+                self._b_hh.append(_zeros((D, G), self.dtype))
             if self.proj_size:
-                self._w_hr.append(np.zeros((D, self.proj_size, H), self.dtype))
+                self._w_hr.append(_zeros((D, self.proj_size, H), self.dtype))
             if self.peepholes:
-                self._peep.append(np.zeros((D, 3 * H), self.dtype))
-        self._gw_ih = [np.zeros_like(w) for w in self._w_ih]
-        self._gw_hh = [np.zeros_like(w) for w in self._w_hh]
-        self._gb_ih = [np.zeros_like(b) for b in self._b_ih]
-        self._gb_hh = [np.zeros_like(b) for b in self._b_hh]
-        self._gw_hr = [np.zeros_like(w) for w in self._w_hr]
-        self._gpeep = [np.zeros_like(p) for p in self._peep]
+                self._peep.append(_zeros((D, 3 * H), self.dtype))
+        for name in _BLOCKS:
+            setattr(self, "_g" + name[1:], [_zeros(a.shape, a.dtype)
+                                            for a in getattr(self, name)])
         self._no_bias = np.zeros((D, G), self.dtype)
         self._no_bias.flags.writeable = False
         self._bind_views()
@@ -287,8 +285,38 @@ class _RecurrentLayer(SequenceModule):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        # (an unpickled array is numpy's, at 16 bytes: the blocks go back to
+        # lines, as __init__ placed them)
+        for name in _BLOCKS + tuple("_g" + n[1:] for n in _BLOCKS):
+            setattr(self, name, [_at_line(a) for a in getattr(self, name)])
         self._no_bias.flags.writeable = False
         self._bind_views()
+
+
+# the per-layer parameter blocks (D, ...) the kernels read; their gradients
+# are the same names with "_g" for "_"
+_BLOCKS = ("_w_ih", "_w_hh", "_b_ih", "_b_hh", "_w_hr", "_peep")
+
+
+def _zeros(shape, dtype):
+    """np.zeros(shape, dtype) starting at a cache line (64 bytes). Every call
+    packs a thread's share of W_hh (and W_ih) into panels and the one-row
+    products read rows of them: from numpy's 16-byte alignment each 64-byte
+    vector load of a row straddles two lines (packing a 6 MiB W from 16
+    bytes past a line took 1.7x as long, AMD EPYC Zen 4: `python -m
+    bench.limits`, packing)."""
+    arr = aligned_empty(math.prod(shape), dtype).reshape(shape)
+    arr.fill(0)
+    return arr
+
+
+def _at_line(arr):
+    """arr's values in an array from _zeros (arr itself if it starts at a line)."""
+    if arr.ctypes.data % 64 == 0:
+        return arr
+    out = _zeros(arr.shape, arr.dtype)
+    np.copyto(out, arr)
+    return out
 
 
 def _numbers(name, values):

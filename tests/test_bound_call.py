@@ -323,6 +323,39 @@ def test_scratch_and_outputs_start_at_a_cache_line(dtype, rng):
         assert arr.ctypes.data % 64 == 0
 
 
+@pytest.mark.parametrize("cls,options", [
+    ("LSTM", {}), ("GRU", {}), ("RNN", {}), ("LSTM", {"proj_size": 7, "num_layers": 2}),
+    ("LSTM", {"peepholes": True, "bidirectional": True}),
+    ("GRU", {"dtype": np.float64, "num_layers": 2, "bidirectional": True}),
+])
+def test_weights_and_gradients_start_at_a_cache_line(cls, options, rng):
+    """Every parameter block a layer's kernels read (and their gradients)
+    starts at 64 bytes, in a new layer, a deep copy and an unpickled one
+    (numpy places an unpickled array at 16 bytes): packing W_hh into panels
+    and the cells' row products load whole lines. The copies keep their
+    values, and their state_dict entries stay views of their own blocks."""
+    layer = getattr(fastrnn, cls)(24, 20, seed=0, **options)
+    for other in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        for name in ("_w_ih", "_w_hh", "_b_ih", "_b_hh", "_w_hr", "_peep"):
+            for own, got in zip(getattr(layer, name), getattr(other, name)):
+                np.testing.assert_array_equal(got, own)
+        x = rng.standard_normal((5, 2, 24)).astype(layer.dtype)
+        _assert_same(other(x), layer(x))
+        sd = other.state_dict()
+        sd[next(iter(sd))] = np.zeros_like(sd[next(iter(sd))])
+        other.load_state_dict(sd)
+        assert not np.array_equal(other(x)[0], layer(x)[0])    # its blocks were written
+        for m in (layer, other):
+            blocks = [a for name in ("_w_ih", "_w_hh", "_b_ih", "_b_hh", "_w_hr", "_peep")
+                      for a in getattr(m, name) + getattr(m, "_g" + name[1:])]
+            assert len(blocks) >= 4
+            for arr in blocks:
+                assert arr.ctypes.data % 64 == 0, arr.shape
+    cell = fastrnn.LSTMCell(24, 20, seed=0)
+    for c in (cell, copy.deepcopy(cell), pickle.loads(pickle.dumps(cell))):
+        assert all(a.ctypes.data % 64 == 0 for a in c._layer._w_hh + c._layer._w_ih)
+
+
 def _arrays(obj):
     """Every ndarray in nested tuples, lists and dicts."""
     if isinstance(obj, np.ndarray):

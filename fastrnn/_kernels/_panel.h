@@ -656,6 +656,15 @@ static void fastrnn_pack_panel_range(const float *src, Py_ssize_t n, Py_ssize_t 
     }
 }
 
+/* evict the line holding p from every cache (probes: a first, cold call) */
+static inline void fastrnn_flush_line(const void *p) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_clflush(p);
+#else
+    (void) p;
+#endif
+}
+
 static void fastrnn_pack_panels(const float *src, Py_ssize_t n, Py_ssize_t k,
                                 Py_ssize_t sn, Py_ssize_t sk, float *dst) {
     fastrnn_pack_panel_range(src, n, k, sn, sk, dst, 0, (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL);

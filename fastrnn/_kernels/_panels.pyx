@@ -28,6 +28,7 @@ cdef extern from "_panel.h" nogil:
     int PANEL_AVX512 "FASTRNN_PANEL_AVX512"
     void c_pack_panels "fastrnn_pack_panels"(const float* src, Py_ssize_t n, Py_ssize_t k,
                                              Py_ssize_t sn, Py_ssize_t sk, float* dst) noexcept
+    void flush_line "fastrnn_flush_line"(const void* p)
     void c_pack_panel_range "fastrnn_pack_panel_range"(
         const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn, Py_ssize_t sk, float* dst,
         Py_ssize_t p0, Py_ssize_t p1) noexcept
@@ -396,6 +397,30 @@ def panel_product(const float[:, ::1] a, const float[:, ::1] w, float[:, ::1] c,
                 gemm_abt(<int> m, <int> n, <int> k, &a[0, 0], <int> k, &w[0, 0], <int> k,
                          <float> accumulate, &c[0, 0], <int> n)
     return (time.perf_counter() - start) / reps
+
+
+def pack_seconds(const float[:, ::1] w, int reps=1, bint evict=False):
+    """Seconds per packing of W (n x k) into panels (pack_panels, as a call
+    packs a thread's share of W_hh), reps times into one aligned array;
+    evict: W's lines flushed from every cache before each packing (the
+    first call of a batch-1 layer whose weights were not read since)."""
+    cdef Py_ssize_t n = w.shape[0], k = w.shape[1], i
+    if n * k == 0 or reps < 1:
+        raise ValueError("pack_seconds: W (n, k) non-empty, reps >= 1")
+    wp_arr = aligned_empty(panel_size(n, k), np.float32)
+    cdef float[::1] wp = wp_arr
+    cdef int r
+    cdef double total = 0
+    for r in range(reps):
+        if evict:
+            with nogil:
+                for i in range(0, n * k, 16):
+                    flush_line(&w[0, 0] + i)
+        start = time.perf_counter()
+        with nogil:
+            pack_panels(&w[0, 0], n, k, k, 1, &wp[0])
+        total += time.perf_counter() - start
+    return total / reps
 
 
 def panel_product_rows(const float[:, ::1] a, const float[:, :, ::1] w, Py_ssize_t u0,
