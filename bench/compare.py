@@ -70,15 +70,18 @@ def memory_check():
     return (peak - y.nbytes) / 2**20
 
 
-def _row(cfg, workers, rounds, floor_of):
+def _row(cfg, workers, rounds, floor_of, seconds=None):
     """The table's row of one configuration; floor_of: (seconds, what binds)
-    of its floor (bench.limits.floors), or None."""
+    of its floor (bench.limits.floors), or None; seconds: a dict that gets
+    {cfg.name: fastrnn's median seconds}."""
     samples_of = [(name, name, None) for name in engines.ENGINES]
     if cfg.task == "varlen":
         samples_of = [("fastrnn", "fastrnn", None), ("fastrnn full", "fastrnn", "full")]
         for name in ("torch", "onnxruntime"):
             samples_of += [(name, name, None), (name + " full", name, "full")]
     times = _median_times(workers, cfg, samples_of, rounds)
+    if seconds is not None and "fastrnn" in times:
+        seconds[cfg.name] = times["fastrnn"]
     if cfg.task == "varlen":
         _, lengths = engines.inputs(cfg)
         ratio = times["fastrnn"] / times["fastrnn full"]
@@ -102,6 +105,24 @@ def _row(cfg, workers, rounds, floor_of):
     return [cfg.name, *[_fmt(times.get(n)) for n in engines.ENGINES], f"{ratio:.2f}",
             _fmt(floor) + (" (bw)" if binds == "bandwidth" else ""), target,
             "yes" if met else "NO"]
+
+
+def serial_lines(cfg_list, seconds, peak):
+    """For the batch-1 inference rows: fastrnn's time against the serial
+    bound of bench.limits (the input projection at the FMA peak, then the
+    steps at the one-row rate: fastrnn runs them in that order, and one
+    core cannot overlap them, bench.limits.serial_bound), beside the
+    table's floor (their larger). Empty without a peak or such rows."""
+    rows = [c for c in cfg_list if c.task == "infer" and c.B == 1 and c.name in seconds]
+    if not peak or not rows:
+        return []
+    out = [f"batch-1 rows against the serial bound (projection at the peak + steps at the "
+           f"one-row rate, {engines.THREADS} threads; python -m bench.limits):"]
+    for cfg in rows:
+        proj, steps = limits.serial_bound(cfg, peak, engines.THREADS)
+        out.append(f"  {cfg.name:<16} {_fmt(seconds[cfg.name]):>10} = "
+                   f"{seconds[cfg.name] / (proj + steps):.2f} x ({_fmt(proj)} + {_fmt(steps)})")
+    return out
 
 
 # the reduced-weight rows (fastrnn.quantize): batch 1, where the weights' bytes
@@ -181,12 +202,12 @@ def main(argv=None):
     # the bandwidth floors' rates too, before any engine's threads exist
     floor_of = {cfg.name: limits.floors(cfg, peak, engines.THREADS)
                 for cfg in cfg_list if peak and cfg.task != "varlen"}
-    rows = []
+    rows, seconds = [], {}
     # one worker process per engine, for the whole run (see bench.workers)
     workers = {name: Worker(name) for name in engines.ENGINES}
     try:
         for cfg in cfg_list:
-            rows.append(_row(cfg, workers, args.rounds, floor_of.get(cfg.name)))
+            rows.append(_row(cfg, workers, args.rounds, floor_of.get(cfg.name), seconds))
     finally:
         for w in workers.values():
             w.close()
@@ -195,6 +216,9 @@ def main(argv=None):
         rows.append(["memory T=4000 B=32 H=256 (MiB)", f"{growth:.1f}", "-", "-", "-",
                      "-", "-", "<= 64", "yes" if growth <= 64 else "NO"])
     _print_table(header, rows, args.markdown)
+    serial = serial_lines(cfg_list, seconds, peak)
+    if serial:
+        print("\n" + "\n".join(serial))
     reduced = [n for n in REDUCED_CONFIGS if not only or n in only]
     if reduced:
         print(f"\nreduced weights (fastrnn.quantize, inference): time / fastrnn float32's, "

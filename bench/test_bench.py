@@ -219,6 +219,22 @@ def test_compare_reduced_rows():
         assert float(rows[0][7]) > 0
 
 
+def test_compare_serial_lines():
+    """bench.compare's batch-1 lines: fastrnn's time over the serial bound
+    (bench.limits.serial_bound), only for the batch-1 inference rows timed."""
+    from bench import compare, limits
+    cfgs = [c for c in engines.CONFIGS
+            if c.name in ("lstm-h64-b1", "lstm-h256-b64", "train-lstm-h256-b1")]
+    seconds = {"lstm-h64-b1": 1e-4, "lstm-h256-b64": 0.03, "train-lstm-h256-b1": 3e-3}
+    peak = 1e11
+    out = compare.serial_lines(cfgs, seconds, peak)
+    assert len(out) == 2 and out[1].split()[0] == "lstm-h64-b1"
+    proj, steps = limits.serial_bound(cfgs[0], peak, engines.THREADS)
+    assert f"= {1e-4 / (proj + steps):.2f} x (" in out[1]
+    assert compare.serial_lines(cfgs, {"lstm-h256-b64": 0.03}, peak) == []
+    assert compare.serial_lines(cfgs, seconds, None) == []
+
+
 def test_distributed_runs(capsys):
     """bench.distributed prints a row per job size and the per-task overhead
     (a LocalCluster of two worker processes; tiny sizes)."""
@@ -266,12 +282,23 @@ def test_step_trace_report():
 
 def test_step_trace_picks_the_unit_split_rows():
     """By default the rows the engine runs on the unit split: one direction,
-    inference, few rows (or weights beyond L2); not the batch split's."""
+    inference or a training forward, few rows (or weights beyond L2); not
+    the batch split's, not one thread's (W_hh within half of L1d)."""
     from bench import step_trace
     picked = {c.name for c in engines.CONFIGS if step_trace.takes_unit_split(c)}
-    assert {"lstm-h64-b1", "gru-h256-b1"} <= picked
+    assert {"lstm-h64-b1", "gru-h256-b1", "train-lstm-h256-b1"} <= picked
     assert not picked & {"lstm-h256-b64", "bilstm-h128-b32", "bigru-h128-b1",
-                         "train-lstm-h256-b1", "lstmcell-h128-b1"}
+                         "train-lstm-h256-b64", "train-lstm-h32-b1", "lstmcell-h128-b1"}
+
+
+def test_step_trace_report_names_a_training_forward():
+    """A training row's report says it traced training forwards."""
+    import numpy as np
+    from bench import step_trace
+    cfg = next(c for c in engines.CONFIGS if c.name == "train-lstm-h256-b1")
+    marks = np.cumsum(np.ones((1, cfg.steps, 5)), axis=2)
+    text = step_trace.report(cfg, np.array([1e-3]), [marks])
+    assert "1 training forwards: per step" in text
 
 
 def test_call_cost_runs(capsys, monkeypatch):
