@@ -3,7 +3,7 @@
    when both run in one loop over k? One thread's share of LSTM H=256: 512 KiB
    of W_hh panels; per step 4 of the 32 W_ih panels times 8 input rows. Prints
    the time per step of the product alone, the product then the projection,
-   and both in one loop (README, "Probed and not built").
+   and both in one loop (docs/performance.md, "Probed and not built").
 
        gcc -O3 -march=x86-64-v4 bench/probe_fused_projection.c -o /tmp/probe
        taskset -c 1 /tmp/probe

@@ -4,7 +4,7 @@
    of _activations.pxd, then 1 / (1 + e^-x)) over 32768 values, 16 lanes at a
    time: with the division, and with vrcp14ps and two Newton steps; then the
    reciprocal 1/d both ways for every float d in [1, 2^20), counting
-   the results that differ from the correctly rounded division (README,
+   the results that differ from the correctly rounded division (docs/performance.md,
    "Measured this session and not kept").
 
        gcc -O3 -march=x86-64-v4 bench/probe_reciprocal.c -o /tmp/probe_rcp

@@ -90,7 +90,7 @@ static void fastrnn_panel_set_caches(Py_ssize_t l1d, Py_ssize_t l2) {
    stay in L1; blocks of k that fit L1 (this rule until it was measured)
    reload C and restart the tiles once per block, and the products with k of
    512 and 1024 ran 1.1-1.3x slower with them (python -m bench.limits, Zen 5;
-   README, What bounds these numbers). k splits into blocks as equal as
+   docs/performance.md, What bounds these numbers). k splits into blocks as equal as
    possible (k = 300 with kc 256: 150 + 150, not 256 + 44), kc even unless it
    is all of k (bfloat16 panels hold pairs of steps). mc, the rows of A
    per block, so that its packed copy (mc x kc floats) takes at most half of

@@ -146,7 +146,7 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
    instruction set: AVX-512's main tile, three of AVX2's. With groups of one
    panel, AVX2's tiles were called once per panel and tile, and their calls,
    set-up and stores cost ~10% of the per-step products (Zen 4: m = 16,
-   n = 1024, k = 512, medians of three runs 97 against 106 GFLOPS; README).
+   n = 1024, k = 512, medians of three runs 97 against 106 GFLOPS; docs/performance.md).
    Equal groups also block k alike on both variants (fastrnn_panel_blocks). */
 #define FR_GROUP 3
 /* the few-rows shape of R rows: more panels for fewer rows; 7 and 8 rows
@@ -162,7 +162,7 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
    no, its tile's loads (a panel row or a broadcast for every one to two
    FMAs) already fill the load ports: without the prefetches the 6 x 32 tile
    of the time ran 1.0-1.3x faster at every size measured, W in L2 to 16 MiB
-   (Zen 5; README, What bounds these numbers). */
+   (Zen 5; docs/performance.md, What bounds these numbers). */
 #define FR_PREFETCH_W (FR_NV > 1)
 
 /* a last partial panel pp of one row (n columns) = v, or += v with acc:
@@ -266,7 +266,7 @@ FR_ATTR static FR_INLINE FR_VEC FR(fastrnn_widen_pair)(const void *p, int v, int
    ak = 1). With strides known only at run time, the 6-row tile of AVX2 held
    an address register per row and reloaded four of them from the stack at
    every kk (12 loads per 12 FMAs; now 8): Zen 4 with AVX2 forced, packed
-   rows ran 1.1-1.3x faster at H = 1024 and 512 (README). w_q = w + q * wstride
+   rows ran 1.1-1.3x faster at H = 1024 and 512 (docs/performance.md). w_q = w + q * wstride
    (panel q's rows, from the tile's first kk; offsets in weights of type WT).
    R, P and WT are constants where it is inlined, so the loops unroll and
    every sum lives in a register. float32 weights are FMA operands straight
