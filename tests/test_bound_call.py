@@ -152,7 +152,14 @@ def test_bound_call_follows_the_team_size(rng):
     try:
         for n in (1, 2, 3):
             fastrnn.set_num_threads(n)
-            _assert_same(layer(x), _general(layer, x))
+            if PANELS:
+                _assert_same(layer(x), _general(layer, x))
+            else:
+                # nothing is bound; BLAS sums a team's shares of the units and
+                # one thread's rows (the team policy may run a call alone,
+                # e.g. after a fork) in other orders (tests/test_team.py)
+                np.testing.assert_allclose(layer(x)[0], _general(layer, x)[0], rtol=0,
+                                           atol=1e-6)
         keys = {key[2] for key in _bound(layer)}      # (shape, batch_first, team size, ...)
         assert keys >= ({2, 3} if PANELS else set())   # one binding per team size
     finally:

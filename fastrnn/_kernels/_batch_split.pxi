@@ -357,9 +357,25 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint with_c = has_cell_state(kind)
     cdef LayerCall call
-    _call_rows(&call, kind, w_ih.shape[2], w_hh.shape[2], lengths, perm, n_active,
-               id_v.shape[0] if tokens else x.shape[0])
+    cdef Py_ssize_t T = id_v.shape[0] if tokens else x.shape[0]
+    _check_rows(lengths, perm, n_active, T)
+    _check_blocks(bounds, block_offsets, lengths, training)
+    if not 1 <= D <= 2 or reverse.shape[0] != D:
+        raise ValueError(f"forward_layer: one or two directions, and plan[0] (reverse) one "
+                         f"flag per direction; got {D} and {reverse.shape[0]}")
+    _call_rows(&call, kind, w_ih.shape[2], w_hh.shape[2], lengths, perm, n_active, T)
     _call_blocks(&call, bounds, block_offsets)
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _check_forward(&call, D, &x.shape[0], id_v, &w_ih.shape[0], &w_hh.shape[0],
+                   &b_ih.shape[0], &b_hh.shape[0], &h0.shape[0], &c0.shape[0], &y.shape[0],
+                   &h_n.shape[0], &c_n.shape[0],
+                   None if keep is None else (
+                       None if keep_x is None else keep_x.shape,
+                       None if keep_gates is None else keep_gates.shape,
+                       None if keep_h is None else keep_h.shape,
+                       None if keep_c is None else keep_c.shape,
+                       None if keep_ids is None else keep_ids.shape),
+                   &peep.shape[0] if peep is not None else NULL, False)
     call.step_chunk = step_chunk
     call.cap = 0 if training else step_chunk * call.rows_max
     for dd in range(D):
@@ -382,7 +398,6 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
             call.keep[dd].c = &keep_c[dd, 0, 0] if with_c else NULL
             call.keep[dd].ids = &keep_ids[dd, 0] if tokens else NULL
     _kernel_biases(&call, b_ih, b_hh)
-    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
     _call_variants(&call, variant, peep)
     call.work_per = task_space(<floating*> NULL, &call.dims, call.rows_max, call.cap, NULL)
     cdef Py_ssize_t n_tasks = D * call.n_blocks

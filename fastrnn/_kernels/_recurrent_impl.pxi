@@ -305,12 +305,143 @@ cdef int _call_variants(LayerCall* call, variant, const floating[:, ::1] peep) e
     cdef Py_ssize_t dd, D = 2 if peep is None else peep.shape[0]
     if variant is None:
         return 0
+    if peep is not None and (D > 2 or peep.shape[1] != 3 * call.dims.H):
+        raise ValueError(f"variant[2] (peepholes) must have shape (D, {3 * call.dims.H}) "
+                         f"for one or two directions")
     cdef floating clip = variant[0]
     cdef bint coupled = variant[1]
     for dd in range(D):
         call.var[dd] = make_variant(call.dims.kind, clip, coupled,
                                     &peep[dd, 0] if peep is not None else <const floating*> NULL,
                                     call.dims.H)
+    return 0
+
+
+cdef int _check_rows(const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] perm,
+                     const Py_ssize_t[::1] n_active, Py_ssize_t steps) except -1:
+    """That a plan's rows index only the call's steps and rows (a BatchPlan's
+    always do; UnitCall takes its steps apart from its plan): B = len(lengths)
+    rows, perm a place among them for each, lengths non-increasing within
+    [0, steps], n_active of at least every step, each a prefix of rows still
+    running at it."""
+    cdef Py_ssize_t B = lengths.shape[0], j, s, n
+    cdef bint good = B >= 1 and steps >= 1 and perm.shape[0] == B and n_active.shape[0] >= steps
+    for j in range(B if good else 0):
+        if (not 0 <= perm[j] < B or not 0 <= lengths[j] <= steps
+                or (j > 0 and lengths[j] > lengths[j - 1])):
+            good = False
+            break
+    for s in range(steps if good else 0):
+        n = n_active[s]
+        if not 0 <= n <= B or (n > 0 and lengths[n - 1] <= s):
+            good = False
+            break
+    if not good:
+        raise ValueError(f"plan: (reverse, lengths, perm, n_active) of B >= 1 rows sorted "
+                         f"longest first, each length at most the call's {steps} steps, "
+                         f"perm in [0, B), n_active[s] <= rows running at step s")
+    return 0
+
+
+cdef int _check_blocks(const Py_ssize_t[::1] bounds, const Py_ssize_t[::1] block_offsets,
+                       const Py_ssize_t[::1] lengths, bint training) except -1:
+    """That the batch split's row blocks cut the sorted rows (bounds: 0 <
+    ... < B, one more than the blocks) and, in training, block_offsets
+    gives each block's first packed row (the lengths of the rows before
+    it)."""
+    cdef Py_ssize_t K = bounds.shape[0] - 1, B = lengths.shape[0], k, j, n = 0
+    cdef bint good = K >= 1 and bounds[0] == 0 and bounds[K] == B
+    for k in range(K if good else 0):
+        if bounds[k + 1] <= bounds[k]:
+            good = False
+            break
+    if good and training:
+        good = block_offsets is not None and block_offsets.shape[0] == K
+        for k in range(K if good else 0):
+            if block_offsets[k] != n:
+                good = False
+                break
+            for j in range(bounds[k], bounds[k + 1]):
+                n += lengths[j]
+    if not good:
+        raise ValueError("plan: bounds (K + 1,) must rise from 0 to the batch's rows, and in "
+                         "training block_offsets (K,) give each block's first packed row")
+    return 0
+
+
+cdef inline bint _is(const Py_ssize_t* shape, Py_ssize_t a, Py_ssize_t b,
+                     Py_ssize_t c=-1) noexcept:
+    """Whether an array's shape (its memoryview's) starts (a, b[, c]); -1
+    matches any size."""
+    return ((a < 0 or shape[0] == a) and (b < 0 or shape[1] == b)
+            and (c < 0 or shape[2] == c))
+
+
+cdef int _check_forward(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* x,
+                        const Py_ssize_t[:, :] id_v, const Py_ssize_t* w_ih,
+                        const Py_ssize_t* w_hh, const Py_ssize_t* b_ih,
+                        const Py_ssize_t* b_hh, const Py_ssize_t* h0, const Py_ssize_t* c0,
+                        const Py_ssize_t* y, const Py_ssize_t* h_n, const Py_ssize_t* c_n,
+                        keep, const Py_ssize_t* peep, bint units) except -1:
+    """That every array of a forward call (forward_layer: D directions;
+    forward_layer_units with units: one, its arrays without the direction
+    axis) has the shape its sizes and sorted rows give (their memoryviews'
+    shapes; keep: the keep memoryviews' shapes, or None), and every token id
+    indexes a row of W_ihᵀ: the kernels index them unchecked. A ValueError
+    naming the first that does not."""
+    cdef Py_ssize_t T = call.rows.T, B = call.rows.B, I = call.dims.n_in, H = call.dims.H
+    cdef Py_ssize_t G = call.dims.G, t, b, j, N = 0
+    cdef bint tokens = id_v is not None, with_c = has_cell_state(call.dims.kind)
+    cdef Py_ssize_t o = 0 if units else 1        # keep's first axis after the direction's
+    d_ = () if units else (D,)
+    bad = None
+    if not (_is(w_ih, G, I) if units else _is(w_ih, D, G, I)):
+        bad = ("weights[0] (W_ih)", d_ + (G, I))
+    elif not (_is(w_hh, G, H) if units else _is(w_hh, D, G, H)):
+        bad = ("weights[1] (W_hh)", d_ + (G, H))
+    elif not _is(b_ih, 1 if units else D, G) or not _is(b_hh, 1 if units else D, G):
+        bad = ("weights[2], weights[3] (b_ih, b_hh)", (1 if units else D, G))
+    elif tokens and not (id_v.shape[0] == T and id_v.shape[1] == B):
+        bad = ("ids", (T, B))
+    elif tokens and not _is(x, 1 if units else D, -1, G):
+        bad = ("x (W_ih transposed, for token ids)", (1 if units else D, "V", G))
+    elif not tokens and not _is(x, T, B, I):
+        bad = ("x", (T, B, I))
+    elif not (_is(h0, B, H) if units else _is(h0, D, B, H)):
+        bad = ("ends[0] (h0)", d_ + (B, H))
+    elif with_c and not (_is(c0, B, H) if units else _is(c0, D, B, H)):
+        bad = ("ends[1] (c0)", d_ + (B, H))
+    elif not _is(y, T, B, H if units else D * H):
+        bad = ("ends[2] (y)", (T, B, H if units else D * H))
+    elif not (_is(h_n, B, H) if units else _is(h_n, D, B, H)):
+        bad = ("ends[3] (h_n)", d_ + (B, H))
+    elif with_c and not (_is(c_n, B, H) if units else _is(c_n, D, B, H)):
+        bad = ("ends[4] (c_n)", d_ + (B, H))
+    elif peep != NULL and not _is(peep, 1 if units else D, 3 * H):
+        bad = ("variant[2] (peepholes)", (1 if units else D, 3 * H))
+    if bad is None and keep is not None:
+        for j in range(B):
+            N += call.rows.lengths[j]
+        for name, shape, want, used in (
+                ("keep[0] (inputs)", keep[0], (N, I), not tokens),
+                ("keep[1] (gate activations)", keep[1], (N, call.dims.ldg), True),
+                ("keep[2] (h_{t-1})", keep[2], (N, H), True),
+                ("keep[3] (c_{t-1})", keep[3], (N, H), with_c),
+                ("keep[4] (token ids)", keep[4], (N,), tokens)):
+            if used and (shape is None or tuple(shape[o:o + len(want)]) != want
+                         or (not units and shape[0] != D)):
+                bad = (name, d_ + want)
+                break
+    if bad is not None:
+        raise ValueError(f"{bad[0]} must have shape {bad[1]} for this call's sizes "
+                         f"(T={T}, B={B}, I={I}, H={H}, G={G}"
+                         + ("" if units else f", D={D}") + ")")
+    if tokens:
+        for t in range(T):
+            for b in range(B):
+                if not 0 <= id_v[t, b] < x[1]:
+                    raise ValueError(f"ids: token ids must be in [0, {x[1]}), got "
+                                     f"{id_v[t, b]} at ({t}, {b})")
     return 0
 
 

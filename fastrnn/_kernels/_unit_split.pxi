@@ -490,6 +490,19 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     _units_setup(&call, <floating*> NULL, kind, weights, plan,
                  id_v.shape[0] if tokens else x.shape[0], step_chunk, num_threads,
                  training, tokens, variant, prepacked, shares)
+    cdef const floating[:, ::1] w_ih = weights[0]
+    cdef const floating[:, ::1] w_hh = weights[1]
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _check_forward(&call, 1, &x.shape[0], id_v, &w_ih.shape[0], &w_hh.shape[0],
+                   &b_ih.shape[0], &b_hh.shape[0], &h0.shape[0], &c0.shape[0], &y.shape[0],
+                   &h_n.shape[0], &c_n.shape[0],
+                   None if keep is None else (
+                       None if keep_x is None else keep_x.shape,
+                       None if keep_gates is None else keep_gates.shape,
+                       None if keep_h is None else keep_h.shape,
+                       None if keep_c is None else keep_c.shape,
+                       None if keep_ids is None else keep_ids.shape),
+                   &peep.shape[0] if peep is not None else NULL, True)
     call.src[0] = _call_source(&x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
                                x.strides[2] // isz, &id_v[0, 0] if tokens else NULL,
                                id_v.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
@@ -552,32 +565,6 @@ cdef object _units_setup(LayerCall* call, const floating* like, int kind, weight
             call.shares = &share_v[0]
             call.shares_team = shares[0]
     return (weights, plan, variant, prepacked, shares)
-
-
-cdef int _check_rows(const Py_ssize_t[::1] lengths, const Py_ssize_t[::1] perm,
-                     const Py_ssize_t[::1] n_active, Py_ssize_t steps) except -1:
-    """That a plan's rows index only the call's steps and rows (a BatchPlan's
-    always do; UnitCall takes its steps apart from its plan): B = len(lengths)
-    rows, perm a place among them for each, lengths non-increasing within
-    [0, steps], n_active of at least every step, each a prefix of rows still
-    running at it."""
-    cdef Py_ssize_t B = lengths.shape[0], j, s, n
-    cdef bint good = B >= 1 and steps >= 1 and perm.shape[0] == B and n_active.shape[0] >= steps
-    for j in range(B if good else 0):
-        if (not 0 <= perm[j] < B or not 0 <= lengths[j] <= steps
-                or (j > 0 and lengths[j] > lengths[j - 1])):
-            good = False
-            break
-    for s in range(steps if good else 0):
-        n = n_active[s]
-        if not 0 <= n <= B or (n > 0 and lengths[n - 1] <= s):
-            good = False
-            break
-    if not good:
-        raise ValueError(f"plan: (reverse, lengths, perm, n_active) of B >= 1 rows sorted "
-                         f"longest first, each length at most the call's {steps} steps, "
-                         f"perm in [0, B), n_active[s] <= rows running at step s")
-    return 0
 
 
 cdef void* _units_scratch(LayerCall* call, const floating* b_ih, const floating* b_hh,
