@@ -1,7 +1,8 @@
-"""The forward kernels' entry points check every array against the call's
-sizes and sorted rows before a thread starts (the kernels index them
-unchecked): a wrong shape, plan or token id is a ValueError naming it,
-never a read or write past an array. fastrnn's engine always passes
+"""The kernels' entry points (forward_layer, forward_layer_units,
+backward_layer, backward_layer_units, layer_grads) check every array against
+the call's sizes and sorted rows before a thread starts (the kernels index
+them unchecked): a wrong shape, plan, packed row or token id is a ValueError
+naming it, never a read or write past an array. fastrnn's engine always passes
 matching arrays; these calls are what a caller of the private kernel
 module could pass. Each runs in a child process, so that a missing check
 fails one test instead of crashing the run."""
@@ -146,5 +147,127 @@ def test_forward_layer_checks_every_array_plan_and_token():
             wrong[2, 1] = bad_id
             refused(lambda: run(x=wt, weights=tw, ids=wrong), "token ids must be in")
         refused(lambda: run(x=wt, weights=tw, ids=ids[:, :2]), "ids must have shape")
+        print("ok")
+    ''')
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU_RESET_AFTER"])
+def test_backward_layer_units_checks_every_array(kind):
+    _run(f'''
+        from fastrnn._kernels._cells import grad_stride
+        kind = CellKind.{kind}
+        lstm = kind == CellKind.LSTM
+        G = (4 if lstm else 3) * H
+        N = T * B
+        plan = (False, np.full(B, T, np.intp), ip(0, 1, 2), np.full(T, B, np.intp))
+        stored = (f(N, gate_stride(kind, H)), f(N, H), f(N, H))
+        ends = (f(B, H), f(B, H), np.zeros((B, H), np.float32), np.zeros((B, H), np.float32))
+
+        def run(w=None, dy=None, s=stored, e=ends, dg=None, variant=None):
+            k.backward_layer_units(kind, f(G, H) if w is None else w, plan, s,
+                                   f(T, B, H) if dy is None else dy, e,
+                                   np.zeros((N, grad_stride(kind, H)), np.float32)
+                                   if dg is None else dg, 2, variant=variant)
+
+        run()
+        refused(lambda: run(w=f(G - 1, H)), "(w_hh)", "w_hh")
+        refused(lambda: run(dy=f(T, B - 1, H)), "dy")
+        refused(lambda: run(dy=f(T, B, H + 1)), "dy")
+        refused(lambda: run(dg=f(N - 1, grad_stride(kind, H))), "dgates")
+        for i in range(3 if lstm else 2):
+            bad = list(stored)
+            bad[i] = stored[i][:-1].copy()
+            refused(lambda: run(s=tuple(bad)), f"stored[{{i}}]")
+        for i in range(4):
+            if i in (1, 3) and not lstm:
+                continue
+            bad = list(ends)
+            bad[i] = ends[i][:-1].copy()
+            refused(lambda: run(e=tuple(bad)), f"ends[{{i}}]")
+        if lstm:
+            refused(lambda: run(variant=(0.0, False, f(1, 3 * H - 1))), "peepholes")
+        print("ok")
+    ''')
+
+
+def test_backward_layer_checks_every_array_and_plan():
+    _run('''
+        from fastrnn._kernels._cells import grad_stride
+        kind, G, D = CellKind.LSTM, 4 * H, 2
+        lengths = ip(5, 4, 2)
+        N = int(lengths.sum())
+        n_active = np.array([(lengths > s).sum() for s in range(T)], np.intp)
+        plan = (np.array([0, 1], np.intc), lengths, ip(2, 0, 1), n_active, ip(0, 1, 3), ip(0, 5))
+        stored = (f(D, N, gate_stride(kind, H)), f(D, N, H), f(D, N, H))
+        ends = tuple(f(D, B, H) for _ in range(4))
+
+        def run(p=plan, w=None, dy=None, s=stored, e=ends, dg=None):
+            k.backward_layer(kind, f(D, G, H) if w is None else w, p, s,
+                             f(T, B, D * H) if dy is None else dy, e,
+                             np.zeros((D, N, grad_stride(kind, H)), np.float32)
+                             if dg is None else dg, 2)
+
+        run()
+        refused(lambda: run(w=f(D, G, H - 1)), "w_hh")
+        refused(lambda: run(w=f(1, G, H)), "directions")
+        refused(lambda: run(dy=f(T, B, H)), "dy")
+        refused(lambda: run(dg=f(D, N, grad_stride(kind, H) - 1)), "dgates")
+        refused(lambda: run(s=(stored[0], stored[1][:, :-1].copy(), stored[2])), "stored[1]")
+        refused(lambda: run(e=(ends[0], ends[1], ends[2][:, :-1].copy(), ends[3])), "ends[2]")
+        for i, value in ((5, ip(0, 4)), (5, None), (4, ip(0, 3, 3))):
+            bad = list(plan)
+            bad[i] = value
+            refused(lambda: run(p=tuple(bad)), "plan")
+        print("ok")
+    ''')
+
+
+def test_layer_grads_checks_every_array_and_index():
+    _run('''
+        from fastrnn._kernels._cells import grad_stride
+        kind, G, D = CellKind.LSTM, 4 * H, 2
+        N, F = 12, T * B
+        inverse = np.full((D, F), -1, np.intp)
+        inverse[:, :N] = np.arange(N)
+        stored = [f(D, N, I), f(D, N, gate_stride(kind, H)), f(D, N, H), f(D, G, I)]
+        grads = [np.zeros((D, G, I), np.float32), np.zeros((D, G, H), np.float32),
+                 np.zeros((D, G), np.float32), np.zeros((D, G), np.float32)]
+        dg = f(D, N, grad_stride(kind, H))
+
+        def run(s=stored, g=grads, inv=inverse, dx=None, d=dg, ids=None):
+            k.layer_grads(kind, d, tuple(s), tuple(g), inv,
+                          np.zeros((F, I), np.float32) if dx is None else dx, 2, keep_ids=ids)
+
+        run()
+        run(g=grads[:2] + [np.zeros((D, 0), np.float32)] * 2)     # no biases
+        refused(lambda: run(d=f(D, N, grad_stride(kind, H) + 1)), "dgates")
+        refused(lambda: run(d=f(D, N + 1, grad_stride(kind, H))), "stored[1]", "dgates")
+        for i, name in enumerate(("stored[0]", "stored[1]", "stored[2]", "stored[3]")):
+            bad = list(stored)
+            bad[i] = stored[i][:, :-1].copy()
+            refused(lambda: run(s=bad), name, "stored[3]", "dgates")
+        for i, name in enumerate(("grads[0]", "grads[1]", "grads[2]", "grads[3]")):
+            bad = list(grads)
+            bad[i] = grads[i][:1].copy()
+            refused(lambda: run(g=bad), name)
+        refused(lambda: run(dx=np.zeros((F, I + 1), np.float32)), "dx")
+        refused(lambda: run(inv=inverse[:, :-1].copy()), "inverse")
+        wrong = inverse.copy()
+        wrong[1, 3] = N
+        refused(lambda: run(inv=wrong), "inverse must be in")
+        # token input: W_ih's columns are the tokens, and no dX
+        V = 9
+        tok = [np.empty((D, 0, V), np.float32), stored[1], stored[2], f(D, G, V)]
+        tgrads = [np.zeros((D, G, V), np.float32)] + grads[1:]
+        ids = rng.integers(0, V, (D, N)).astype(np.intp)
+        none = np.empty((D, 0), np.intp)
+        k.layer_grads(kind, dg, tuple(tok), tuple(tgrads), none, np.empty((0, V), np.float32),
+                      2, keep_ids=ids)
+        for bad_id in (V, -1):
+            bad = ids.copy()
+            bad[0, 5] = bad_id
+            refused(lambda: k.layer_grads(kind, dg, tuple(tok), tuple(tgrads), none,
+                                          np.empty((0, V), np.float32), 2, keep_ids=bad),
+                    "keep_ids must be in")
         print("ok")
     ''')

@@ -477,8 +477,18 @@ def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint with_c = has_cell_state(kind)
     cdef LayerCall call
+    _check_rows(lengths, perm, n_active, dy.shape[0])
+    _check_blocks(bounds, block_offsets, lengths, True)
+    if not 1 <= D <= 2 or reverse.shape[0] != D:
+        raise ValueError(f"backward_layer: one or two directions, and plan[0] (reverse) one "
+                         f"flag per direction; got {D} and {reverse.shape[0]}")
     _call_rows(&call, kind, 0, w_hh.shape[2], lengths, perm, n_active, dy.shape[0])
     _call_blocks(&call, bounds, block_offsets)
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _check_backward(&call, D, &w_hh.shape[0], &dy.shape[0], &gates.shape[0],
+                    &h_prev.shape[0], &c_prev.shape[0], &dh_n.shape[0], &dc_n.shape[0],
+                    &dh0.shape[0], &dc0.shape[0], &dgates.shape[0],
+                    &peep.shape[0] if peep is not None else NULL, False)
     for dd in range(D):
         call.reverse[dd] = reverse[dd]
         call.w[dd] = _call_weights(NULL, &w_hh[dd, 0, 0], NULL, NULL)
@@ -493,7 +503,6 @@ def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
         call.keep[dd].h = <void*> &h_prev[dd, 0, 0]
         call.keep[dd].c = <void*> &c_prev[dd, 0, 0] if with_c else NULL
         call.dg[dd] = &dgates[dd, 0, 0]
-    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
     _call_variants(&call, variant, peep)
     call.work_per = back_space(<floating*> NULL, &call.dims, call.rows_max, NULL)
     cdef Py_ssize_t n_tasks = D * call.n_blocks

@@ -445,6 +445,53 @@ cdef int _check_forward(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* x
     return 0
 
 
+cdef int _check_backward(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* w_hh,
+                         const Py_ssize_t* dy, const Py_ssize_t* gates,
+                         const Py_ssize_t* h_prev, const Py_ssize_t* c_prev,
+                         const Py_ssize_t* dh_n, const Py_ssize_t* dc_n,
+                         const Py_ssize_t* dh0, const Py_ssize_t* dc0,
+                         const Py_ssize_t* dgates, const Py_ssize_t* peep,
+                         bint units) except -1:
+    """_check_forward for a backward call (backward_layer: D directions;
+    backward_layer_units with units: one, its arrays without the direction
+    axis): W_hh, dy, what forward kept (N = the lengths' sum rows), the ends'
+    gradients and dgates against the call's sizes."""
+    cdef Py_ssize_t T = call.rows.T, B = call.rows.B, H = call.dims.H, G = call.dims.G
+    cdef Py_ssize_t N = 0, j
+    cdef bint with_c = has_cell_state(call.dims.kind)
+    for j in range(B):
+        N += call.rows.lengths[j]
+    d_ = () if units else (D,)
+    bad = None
+    if not (_is(w_hh, G, H) if units else _is(w_hh, D, G, H)):
+        bad = ("w_hh", d_ + (G, H))
+    elif not _is(dy, T, B, H if units else D * H):
+        bad = ("dy", (T, B, H if units else D * H))
+    elif not (_is(gates, N, call.dims.ldg) if units else _is(gates, D, N, call.dims.ldg)):
+        bad = ("stored[0] (gate activations)", d_ + (N, call.dims.ldg))
+    elif not (_is(h_prev, N, H) if units else _is(h_prev, D, N, H)):
+        bad = ("stored[1] (h_{t-1})", d_ + (N, H))
+    elif with_c and not (_is(c_prev, N, H) if units else _is(c_prev, D, N, H)):
+        bad = ("stored[2] (c_{t-1})", d_ + (N, H))
+    elif not (_is(dgates, N, call.dims.ldd) if units else _is(dgates, D, N, call.dims.ldd)):
+        bad = ("dgates", d_ + (N, call.dims.ldd))
+    elif peep != NULL and not _is(peep, 1 if units else D, 3 * H):
+        bad = ("variant[2] (peepholes)", (1 if units else D, 3 * H))
+    elif not (_is(dh_n, B, H) if units else _is(dh_n, D, B, H)):
+        bad = ("ends[0] (dh_n)", d_ + (B, H))
+    elif with_c and not (_is(dc_n, B, H) if units else _is(dc_n, D, B, H)):
+        bad = ("ends[1] (dc_n)", d_ + (B, H))
+    elif not (_is(dh0, B, H) if units else _is(dh0, D, B, H)):
+        bad = ("ends[2] (dh0)", d_ + (B, H))
+    elif with_c and not (_is(dc0, B, H) if units else _is(dc0, D, B, H)):
+        bad = ("ends[3] (dc0)", d_ + (B, H))
+    if bad is not None:
+        raise ValueError(f"{bad[0]} must have shape {bad[1]} for this call's sizes "
+                         f"(T={T}, B={B}, H={H}, G={G}, N={N}"
+                         + ("" if units else f", D={D}") + ")")
+    return 0
+
+
 include "_batch_split.pxi"
 include "_unit_split.pxi"
 include "_weight_grads.pxi"

@@ -774,12 +774,17 @@ def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
     cdef bint with_c = has_cell_state(kind)
     cdef Py_ssize_t isz = sizeof(floating)
     cdef LayerCall call
+    _check_rows(lengths, perm, n_active, dy.shape[0])
     _call_rows(&call, kind, 0, w_hh.shape[1], lengths, perm, n_active, dy.shape[0])
     cdef Py_ssize_t H = call.dims.H, B = call.rows.B
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _check_backward(&call, 1, &w_hh.shape[0], &dy.shape[0], &gates.shape[0],
+                    &h_prev.shape[0], &c_prev.shape[0], &dh_n.shape[0], &dc_n.shape[0],
+                    &dh0.shape[0], &dc0.shape[0], &dgates.shape[0],
+                    &peep.shape[0] if peep is not None else NULL, True)
     call.N = gates.shape[0]
     call.reverse[0] = reverse
     call.w[0] = _call_weights(NULL, &w_hh[0, 0], NULL, NULL)
-    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
     _call_variants(&call, variant, peep)         # (peep: (1, 3H))
     call.keep[0] = _no_keep()
     # (read only in backward)

@@ -108,6 +108,9 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
     cdef bint rh_rows = uses_reset_rows(kind)
     cdef Py_ssize_t reset_from = panel_gate_blocks(kind) * H     # first row reading r ⊙ h
     cdef bint tokens = keep_ids is not None
+    _check_grads(&dims, D, N, F, &dgates.shape[0], &x_keep.shape[0], &gates.shape[0],
+                 &h_prev.shape[0], &w_ih.shape[0], &gw_ih.shape[0], &gw_hh.shape[0],
+                 &gb_ih.shape[0], &gb_hh.shape[0], inverse, &dx.shape[0], id_v, tokens)
     dtype = np.float32 if floating is float else np.float64
     # (sized by T x B: not kept between calls)
     dxp_arr = np.empty((D, 0 if tokens else N, I), dtype=dtype)
@@ -241,6 +244,55 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
                         row = &dxp[d, r, 0]
                         for i in range(I):
                             out[i] = out[i] + row[i]
+
+
+cdef int _check_grads(const Dims* d, Py_ssize_t D, Py_ssize_t N, Py_ssize_t F,
+                      const Py_ssize_t* dgates, const Py_ssize_t* x_keep,
+                      const Py_ssize_t* gates, const Py_ssize_t* h_prev,
+                      const Py_ssize_t* w_ih, const Py_ssize_t* gw_ih,
+                      const Py_ssize_t* gw_hh, const Py_ssize_t* gb_ih,
+                      const Py_ssize_t* gb_hh, const Py_ssize_t[:, ::1] inverse,
+                      const Py_ssize_t* dx, const Py_ssize_t[:, ::1] id_v,
+                      bint tokens) except -1:
+    """That layer_grads' arrays agree with dgates' D and N rows and W_ih's
+    and h_prev's sizes (G, I, H), and every packed row or token they index
+    exists: the products index them unchecked. A ValueError naming the
+    first that does not."""
+    cdef Py_ssize_t G = d.G, I = d.n_in, H = d.H, dd, n, f
+    bad = None
+    if not _is(dgates, D, N, d.ldd):
+        bad = ("dgates", (D, N, d.ldd))
+    elif not _is(w_ih, D, G, I):
+        bad = ("stored[3] (W_ih)", (D, G, I))
+    elif not _is(gates, D, N, d.ldg):
+        bad = ("stored[1] (gate activations)", (D, N, d.ldg))
+    elif not _is(h_prev, D, N, H):
+        bad = ("stored[2] (h_{t-1})", (D, N, H))
+    elif not tokens and not _is(x_keep, D, N, I):
+        bad = ("stored[0] (inputs)", (D, N, I))
+    elif not _is(gw_ih, D, G, I) or not _is(gw_hh, D, G, H):
+        bad = ("grads[0], grads[1] (dW_ih, dW_hh)", ((D, G, I), (D, G, H)))
+    elif not (_is(gb_ih, D, G) and _is(gb_hh, D, G)
+              or _is(gb_ih, D, 0) and _is(gb_hh, D, 0)):
+        bad = ("grads[2], grads[3] (db_ih, db_hh)", (D, G))
+    elif tokens and not (id_v.shape[0] == D and id_v.shape[1] == N):
+        bad = ("keep_ids", (D, N))
+    elif not tokens and not (inverse.shape[0] == D and inverse.shape[1] == F
+                             and dx[1] == I):
+        bad = ("inverse, dx", ((D, "T*B"), ("T*B", I)))
+    if bad is not None:
+        raise ValueError(f"layer_grads: {bad[0]} must have shape {bad[1]} (D={D}, N={N}, "
+                         f"G={G}, I={I}, H={H})")
+    for dd in range(D):
+        if tokens:
+            for n in range(N):
+                if not 0 <= id_v[dd, n] < I:
+                    raise ValueError(f"layer_grads: keep_ids must be in [0, {I})")
+        else:
+            for f in range(F):
+                if not -1 <= inverse[dd, f] < N:
+                    raise ValueError(f"layer_grads: inverse must be in [-1, {N})")
+    return 0
 
 
 cdef void _grad_panels_of(const Dims* d, Py_ssize_t N, bint tokens, float* base,
