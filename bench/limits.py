@@ -278,8 +278,10 @@ def _packing_lines(rounds):
           "W at a cache line / 16 bytes past one")
     for rows, kk, what in PACK_SHAPES:
         rng = np.random.default_rng(rows + kk)
+        # (the same bytes, the start moved by 16: only the placement differs)
         raw = _panels.aligned_empty(rows * kk + 16, np.float32)
-        placed = {0: raw[:rows * kk].reshape(rows, kk), 16: raw[4:4 + rows * kk].reshape(rows, kk)}
+        placed = {0: raw[:rows * kk].reshape(rows, kk),
+                  16: raw[4:4 + rows * kk].reshape(rows, kk)}
         for w in placed.values():
             w[...] = rng.standard_normal((rows, kk))
         reps = 1 if SMOKE else max(2, int(3e7 / (rows * kk)))
