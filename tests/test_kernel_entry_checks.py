@@ -271,3 +271,23 @@ def test_layer_grads_checks_every_array_and_index():
                     "keep_ids must be in")
         print("ok")
     ''')
+
+
+def test_unit_call_checks_its_weights_and_peepholes():
+    """UnitCall (a bound layer call) checks the weights, biases and
+    peepholes it binds as forward_layer_units does (_units_setup)."""
+    _run('''
+        kind, G = CellKind.LSTM, 4 * H
+        w = (f(G, I), f(G, H), f(1, G), f(1, G))
+        plan = (False, np.full(1, 8, np.intp), ip(0), np.full(8, 1, np.intp))
+        k.UnitCall(kind, w, plan, 8, 8, 2)
+        k.UnitCall(kind, w, plan, 8, 8, 2, variant=(0.0, False, f(1, 3 * H)))
+        for i, name in enumerate(("W_ih", "W_hh", "b_ih", "b_hh")):
+            bad = list(w)
+            bad[i] = w[i][:-1].copy() if i < 2 else w[i][:, :-1].copy()
+            refused(lambda: k.UnitCall(kind, tuple(bad), plan, 8, 8, 2), name)
+        for peep in (f(2, 3 * H), f(1, 3 * H + 1)):
+            refused(lambda: k.UnitCall(kind, w, plan, 8, 8, 2, variant=(0.0, False, peep)),
+                    "peepholes")
+        print("ok")
+    ''')

@@ -365,17 +365,10 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
                          f"flag per direction; got {D} and {reverse.shape[0]}")
     _call_rows(&call, kind, w_ih.shape[2], w_hh.shape[2], lengths, perm, n_active, T)
     _call_blocks(&call, bounds, block_offsets)
-    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
-    _check_forward(&call, D, &x.shape[0], id_v, &w_ih.shape[0], &w_hh.shape[0],
-                   &b_ih.shape[0], &b_hh.shape[0], &h0.shape[0], &c0.shape[0], &y.shape[0],
-                   &h_n.shape[0], &c_n.shape[0],
-                   None if keep is None else (
-                       None if keep_x is None else keep_x.shape,
-                       None if keep_gates is None else keep_gates.shape,
-                       None if keep_h is None else keep_h.shape,
-                       None if keep_c is None else keep_c.shape,
-                       None if keep_ids is None else keep_ids.shape),
-                   &peep.shape[0] if peep is not None else NULL, False)
+    _check_weights(&call, D, &w_ih.shape[0], &w_hh.shape[0], &b_ih.shape[0], &b_hh.shape[0],
+                   False)
+    _check_forward(&call, D, &x.shape[0], id_v, &h0.shape[0], &c0.shape[0], &y.shape[0],
+                   &h_n.shape[0], &c_n.shape[0], _keep_shapes(keep), False)
     call.step_chunk = step_chunk
     call.cap = 0 if training else step_chunk * call.rows_max
     for dd in range(D):
@@ -398,7 +391,8 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
             call.keep[dd].c = &keep_c[dd, 0, 0] if with_c else NULL
             call.keep[dd].ids = &keep_ids[dd, 0] if tokens else NULL
     _kernel_biases(&call, b_ih, b_hh)
-    _call_variants(&call, variant, peep)
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _call_variants(&call, variant, peep, D)
     call.work_per = task_space(<floating*> NULL, &call.dims, call.rows_max, call.cap, NULL)
     cdef Py_ssize_t n_tasks = D * call.n_blocks
     if prepacked is not None:
@@ -484,11 +478,9 @@ def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
                          f"flag per direction; got {D} and {reverse.shape[0]}")
     _call_rows(&call, kind, 0, w_hh.shape[2], lengths, perm, n_active, dy.shape[0])
     _call_blocks(&call, bounds, block_offsets)
-    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
     _check_backward(&call, D, &w_hh.shape[0], &dy.shape[0], &gates.shape[0],
                     &h_prev.shape[0], &c_prev.shape[0], &dh_n.shape[0], &dc_n.shape[0],
-                    &dh0.shape[0], &dc0.shape[0], &dgates.shape[0],
-                    &peep.shape[0] if peep is not None else NULL, False)
+                    &dh0.shape[0], &dc0.shape[0], &dgates.shape[0], False)
     for dd in range(D):
         call.reverse[dd] = reverse[dd]
         call.w[dd] = _call_weights(NULL, &w_hh[dd, 0, 0], NULL, NULL)
@@ -503,7 +495,8 @@ def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
         call.keep[dd].h = <void*> &h_prev[dd, 0, 0]
         call.keep[dd].c = <void*> &c_prev[dd, 0, 0] if with_c else NULL
         call.dg[dd] = &dgates[dd, 0, 0]
-    _call_variants(&call, variant, peep)
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _call_variants(&call, variant, peep, D)
     call.work_per = back_space(<floating*> NULL, &call.dims, call.rows_max, NULL)
     cdef Py_ssize_t n_tasks = D * call.n_blocks
     work_arr = _scratch("work", n_tasks * call.work_per,

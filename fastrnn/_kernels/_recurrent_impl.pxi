@@ -298,16 +298,60 @@ cdef int _bias_scratch(LayerCall* call, const floating* b_ih, const floating* b_
     return 0
 
 
-cdef int _call_variants(LayerCall* call, variant, const floating[:, ::1] peep) except -1:
-    """Each direction's cell variant from ``variant`` = (clip, coupled, peep)
-    or None (the default cell); peep: (D, 3H) peepholes [p_i; p_f; p_o] or
-    None (passed apart, typed: it selects the precision)."""
-    cdef Py_ssize_t dd, D = 2 if peep is None else peep.shape[0]
+cdef inline bint _is(const Py_ssize_t* shape, Py_ssize_t a, Py_ssize_t b,
+                     Py_ssize_t c=-1) noexcept:
+    """Whether an array's shape (its memoryview's) starts (a, b[, c]); -1
+    matches any size."""
+    return ((a < 0 or shape[0] == a) and (b < 0 or shape[1] == b)
+            and (c < 0 or shape[2] == c))
+
+
+cdef inline bint _is_d(const Py_ssize_t* shape, bint units, Py_ssize_t D, Py_ssize_t a,
+                       Py_ssize_t b) noexcept:
+    """_is(shape, a, b) for a unit-split call's array (one direction, no
+    direction axis), else _is(shape, D, a, b)."""
+    return _is(shape, a, b) if units else _is(shape, D, a, b)
+
+
+def _keep_shapes(keep):
+    """The shapes of a forward call's kept arrays (None for those not given),
+    or None without them: _check_forward's keep."""
+    return None if keep is None else tuple(None if a is None else memoryview(a).shape
+                                           for a in keep)
+
+
+cdef int _check_weights(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* w_ih,
+                        const Py_ssize_t* w_hh, const Py_ssize_t* b_ih,
+                        const Py_ssize_t* b_hh, bint units) except -1:
+    """That a forward call's W_ih (D, G, I), W_hh (D, G, H) and biases (D, G)
+    (a unit-split call's: (G, I), (G, H), (1, G)) have the call's sizes."""
+    cdef Py_ssize_t G = call.dims.G, I = call.dims.n_in, H = call.dims.H
+    d_ = () if units else (D,)
+    bad = None
+    if not _is_d(w_ih, units, D, G, I):
+        bad = ("weights[0] (W_ih)", d_ + (G, I))
+    elif not _is_d(w_hh, units, D, G, H):
+        bad = ("weights[1] (W_hh)", d_ + (G, H))
+    elif not _is(b_ih, 1 if units else D, G) or not _is(b_hh, 1 if units else D, G):
+        bad = ("weights[2], weights[3] (b_ih, b_hh)", (1 if units else D, G))
+    if bad is not None:
+        raise ValueError(f"{bad[0]} must have shape {bad[1]} for this call's sizes "
+                         f"(I={I}, H={H}, G={G})")
+    return 0
+
+
+cdef int _call_variants(LayerCall* call, variant, const floating[:, ::1] peep,
+                        Py_ssize_t D) except -1:
+    """Each of the call's D directions' cell variant from ``variant`` =
+    (clip, coupled, peep) or None (the default cell); peep: (D, 3H)
+    peepholes [p_i; p_f; p_o] or None (passed apart, typed: it selects the
+    precision), its shape checked (the gate passes read it unchecked)."""
+    cdef Py_ssize_t dd
     if variant is None:
         return 0
-    if peep is not None and (D > 2 or peep.shape[1] != 3 * call.dims.H):
-        raise ValueError(f"variant[2] (peepholes) must have shape (D, {3 * call.dims.H}) "
-                         f"for one or two directions")
+    if peep is not None and not _is(&peep.shape[0], D, 3 * call.dims.H):
+        raise ValueError(f"variant[2] (peepholes) must have shape ({D}, {3 * call.dims.H}), "
+                         f"got ({peep.shape[0]}, {peep.shape[1]})")
     cdef floating clip = variant[0]
     cdef bint coupled = variant[1]
     for dd in range(D):
@@ -369,25 +413,16 @@ cdef int _check_blocks(const Py_ssize_t[::1] bounds, const Py_ssize_t[::1] block
     return 0
 
 
-cdef inline bint _is(const Py_ssize_t* shape, Py_ssize_t a, Py_ssize_t b,
-                     Py_ssize_t c=-1) noexcept:
-    """Whether an array's shape (its memoryview's) starts (a, b[, c]); -1
-    matches any size."""
-    return ((a < 0 or shape[0] == a) and (b < 0 or shape[1] == b)
-            and (c < 0 or shape[2] == c))
-
-
 cdef int _check_forward(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* x,
-                        const Py_ssize_t[:, :] id_v, const Py_ssize_t* w_ih,
-                        const Py_ssize_t* w_hh, const Py_ssize_t* b_ih,
-                        const Py_ssize_t* b_hh, const Py_ssize_t* h0, const Py_ssize_t* c0,
-                        const Py_ssize_t* y, const Py_ssize_t* h_n, const Py_ssize_t* c_n,
-                        keep, const Py_ssize_t* peep, bint units) except -1:
-    """That every array of a forward call (forward_layer: D directions;
-    forward_layer_units with units: one, its arrays without the direction
-    axis) has the shape its sizes and sorted rows give (their memoryviews'
-    shapes; keep: the keep memoryviews' shapes, or None), and every token id
-    indexes a row of W_ihᵀ: the kernels index them unchecked. A ValueError
+                        const Py_ssize_t[:, :] id_v, const Py_ssize_t* h0,
+                        const Py_ssize_t* c0, const Py_ssize_t* y, const Py_ssize_t* h_n,
+                        const Py_ssize_t* c_n, keep, bint units) except -1:
+    """That the input and every end and kept array of a forward call
+    (forward_layer: D directions; forward_layer_units with units: one, its
+    arrays without the direction axis) has the shape its sizes and sorted
+    rows give (their memoryviews' shapes; keep: _keep_shapes'), and every
+    token id indexes a row of W_ihᵀ: the kernels index them unchecked (the
+    weights: _check_weights; the peepholes: _call_variants). A ValueError
     naming the first that does not."""
     cdef Py_ssize_t T = call.rows.T, B = call.rows.B, I = call.dims.n_in, H = call.dims.H
     cdef Py_ssize_t G = call.dims.G, t, b, j, N = 0
@@ -395,30 +430,22 @@ cdef int _check_forward(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* x
     cdef Py_ssize_t o = 0 if units else 1        # keep's first axis after the direction's
     d_ = () if units else (D,)
     bad = None
-    if not (_is(w_ih, G, I) if units else _is(w_ih, D, G, I)):
-        bad = ("weights[0] (W_ih)", d_ + (G, I))
-    elif not (_is(w_hh, G, H) if units else _is(w_hh, D, G, H)):
-        bad = ("weights[1] (W_hh)", d_ + (G, H))
-    elif not _is(b_ih, 1 if units else D, G) or not _is(b_hh, 1 if units else D, G):
-        bad = ("weights[2], weights[3] (b_ih, b_hh)", (1 if units else D, G))
-    elif tokens and not (id_v.shape[0] == T and id_v.shape[1] == B):
+    if tokens and not (id_v.shape[0] == T and id_v.shape[1] == B):
         bad = ("ids", (T, B))
     elif tokens and not _is(x, 1 if units else D, -1, G):
         bad = ("x (W_ih transposed, for token ids)", (1 if units else D, "V", G))
     elif not tokens and not _is(x, T, B, I):
         bad = ("x", (T, B, I))
-    elif not (_is(h0, B, H) if units else _is(h0, D, B, H)):
+    elif not _is_d(h0, units, D, B, H):
         bad = ("ends[0] (h0)", d_ + (B, H))
-    elif with_c and not (_is(c0, B, H) if units else _is(c0, D, B, H)):
+    elif with_c and not _is_d(c0, units, D, B, H):
         bad = ("ends[1] (c0)", d_ + (B, H))
     elif not _is(y, T, B, H if units else D * H):
         bad = ("ends[2] (y)", (T, B, H if units else D * H))
-    elif not (_is(h_n, B, H) if units else _is(h_n, D, B, H)):
+    elif not _is_d(h_n, units, D, B, H):
         bad = ("ends[3] (h_n)", d_ + (B, H))
-    elif with_c and not (_is(c_n, B, H) if units else _is(c_n, D, B, H)):
+    elif with_c and not _is_d(c_n, units, D, B, H):
         bad = ("ends[4] (c_n)", d_ + (B, H))
-    elif peep != NULL and not _is(peep, 1 if units else D, 3 * H):
-        bad = ("variant[2] (peepholes)", (1 if units else D, 3 * H))
     if bad is None and keep is not None:
         for j in range(B):
             N += call.rows.lengths[j]
@@ -450,12 +477,12 @@ cdef int _check_backward(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* 
                          const Py_ssize_t* h_prev, const Py_ssize_t* c_prev,
                          const Py_ssize_t* dh_n, const Py_ssize_t* dc_n,
                          const Py_ssize_t* dh0, const Py_ssize_t* dc0,
-                         const Py_ssize_t* dgates, const Py_ssize_t* peep,
-                         bint units) except -1:
+                         const Py_ssize_t* dgates, bint units) except -1:
     """_check_forward for a backward call (backward_layer: D directions;
     backward_layer_units with units: one, its arrays without the direction
     axis): W_hh, dy, what forward kept (N = the lengths' sum rows), the ends'
-    gradients and dgates against the call's sizes."""
+    gradients and dgates against the call's sizes (the peepholes:
+    _call_variants)."""
     cdef Py_ssize_t T = call.rows.T, B = call.rows.B, H = call.dims.H, G = call.dims.G
     cdef Py_ssize_t N = 0, j
     cdef bint with_c = has_cell_state(call.dims.kind)
@@ -463,27 +490,25 @@ cdef int _check_backward(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* 
         N += call.rows.lengths[j]
     d_ = () if units else (D,)
     bad = None
-    if not (_is(w_hh, G, H) if units else _is(w_hh, D, G, H)):
+    if not _is_d(w_hh, units, D, G, H):
         bad = ("w_hh", d_ + (G, H))
     elif not _is(dy, T, B, H if units else D * H):
         bad = ("dy", (T, B, H if units else D * H))
-    elif not (_is(gates, N, call.dims.ldg) if units else _is(gates, D, N, call.dims.ldg)):
+    elif not _is_d(gates, units, D, N, call.dims.ldg):
         bad = ("stored[0] (gate activations)", d_ + (N, call.dims.ldg))
-    elif not (_is(h_prev, N, H) if units else _is(h_prev, D, N, H)):
+    elif not _is_d(h_prev, units, D, N, H):
         bad = ("stored[1] (h_{t-1})", d_ + (N, H))
-    elif with_c and not (_is(c_prev, N, H) if units else _is(c_prev, D, N, H)):
+    elif with_c and not _is_d(c_prev, units, D, N, H):
         bad = ("stored[2] (c_{t-1})", d_ + (N, H))
-    elif not (_is(dgates, N, call.dims.ldd) if units else _is(dgates, D, N, call.dims.ldd)):
+    elif not _is_d(dgates, units, D, N, call.dims.ldd):
         bad = ("dgates", d_ + (N, call.dims.ldd))
-    elif peep != NULL and not _is(peep, 1 if units else D, 3 * H):
-        bad = ("variant[2] (peepholes)", (1 if units else D, 3 * H))
-    elif not (_is(dh_n, B, H) if units else _is(dh_n, D, B, H)):
+    elif not _is_d(dh_n, units, D, B, H):
         bad = ("ends[0] (dh_n)", d_ + (B, H))
-    elif with_c and not (_is(dc_n, B, H) if units else _is(dc_n, D, B, H)):
+    elif with_c and not _is_d(dc_n, units, D, B, H):
         bad = ("ends[1] (dc_n)", d_ + (B, H))
-    elif not (_is(dh0, B, H) if units else _is(dh0, D, B, H)):
+    elif not _is_d(dh0, units, D, B, H):
         bad = ("ends[2] (dh0)", d_ + (B, H))
-    elif with_c and not (_is(dc0, B, H) if units else _is(dc0, D, B, H)):
+    elif with_c and not _is_d(dc0, units, D, B, H):
         bad = ("ends[3] (dc0)", d_ + (B, H))
     if bad is not None:
         raise ValueError(f"{bad[0]} must have shape {bad[1]} for this call's sizes "

@@ -490,19 +490,8 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     _units_setup(&call, <floating*> NULL, kind, weights, plan,
                  id_v.shape[0] if tokens else x.shape[0], step_chunk, num_threads,
                  training, tokens, variant, prepacked, shares)
-    cdef const floating[:, ::1] w_ih = weights[0]
-    cdef const floating[:, ::1] w_hh = weights[1]
-    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
-    _check_forward(&call, 1, &x.shape[0], id_v, &w_ih.shape[0], &w_hh.shape[0],
-                   &b_ih.shape[0], &b_hh.shape[0], &h0.shape[0], &c0.shape[0], &y.shape[0],
-                   &h_n.shape[0], &c_n.shape[0],
-                   None if keep is None else (
-                       None if keep_x is None else keep_x.shape,
-                       None if keep_gates is None else keep_gates.shape,
-                       None if keep_h is None else keep_h.shape,
-                       None if keep_c is None else keep_c.shape,
-                       None if keep_ids is None else keep_ids.shape),
-                   &peep.shape[0] if peep is not None else NULL, True)
+    _check_forward(&call, 1, &x.shape[0], id_v, &h0.shape[0], &c0.shape[0], &y.shape[0],
+                   &h_n.shape[0], &c_n.shape[0], _keep_shapes(keep), True)
     call.src[0] = _call_source(&x[0, 0, 0], x.strides[0] // isz, x.strides[1] // isz,
                                x.strides[2] // isz, &id_v[0, 0] if tokens else NULL,
                                id_v.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
@@ -533,17 +522,21 @@ cdef object _units_setup(LayerCall* call, const floating* like, int kind, weight
     (for UnitCall to hold)."""
     cdef const floating[:, ::1] w_ih = weights[0]
     cdef const floating[:, ::1] w_hh = weights[1]
+    cdef const floating[:, ::1] b_ih = weights[2]
+    cdef const floating[:, ::1] b_hh = weights[3]
     cdef const Py_ssize_t[::1] lengths = plan[1]
     cdef const Py_ssize_t[::1] perm = plan[2]
     cdef const Py_ssize_t[::1] n_active = plan[3]
     _check_rows(lengths, perm, n_active, steps)
     _call_rows(call, kind, w_ih.shape[1], w_hh.shape[1], lengths, perm, n_active, steps)
+    _check_weights(call, 1, &w_ih.shape[0], &w_hh.shape[0], &b_ih.shape[0], &b_hh.shape[0],
+                   True)
     cdef Py_ssize_t H = call.dims.H, B = call.rows.B
     call.step_chunk = call.rows.T if training else step_chunk
     call.reverse[0] = plan[0]
     call.w[0] = _call_weights(&w_ih[0, 0], &w_hh[0, 0], NULL, NULL)
     cdef const floating[:, ::1] peep = None if variant is None else variant[2]
-    _call_variants(call, variant, peep)          # (peep: (1, 3H))
+    _call_variants(call, variant, peep, 1)
     if prepacked is not None:
         if floating is double or training:
             raise ValueError("prepacked weights are for float32 inference")
@@ -777,15 +770,14 @@ def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
     _check_rows(lengths, perm, n_active, dy.shape[0])
     _call_rows(&call, kind, 0, w_hh.shape[1], lengths, perm, n_active, dy.shape[0])
     cdef Py_ssize_t H = call.dims.H, B = call.rows.B
-    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
     _check_backward(&call, 1, &w_hh.shape[0], &dy.shape[0], &gates.shape[0],
                     &h_prev.shape[0], &c_prev.shape[0], &dh_n.shape[0], &dc_n.shape[0],
-                    &dh0.shape[0], &dc0.shape[0], &dgates.shape[0],
-                    &peep.shape[0] if peep is not None else NULL, True)
+                    &dh0.shape[0], &dc0.shape[0], &dgates.shape[0], True)
     call.N = gates.shape[0]
     call.reverse[0] = reverse
     call.w[0] = _call_weights(NULL, &w_hh[0, 0], NULL, NULL)
-    _call_variants(&call, variant, peep)         # (peep: (1, 3H))
+    cdef const floating[:, ::1] peep = None if variant is None else variant[2]
+    _call_variants(&call, variant, peep, 1)
     call.keep[0] = _no_keep()
     # (read only in backward)
     call.keep[0].gates = <void*> &gates[0, 0]
