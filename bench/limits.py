@@ -222,6 +222,26 @@ def transposed_product_seconds(ops, reps):
     return _kernels.recurrent.panel_product_tn(a, b, c, reps)
 
 
+def _pair_lines(k, best, rounds, make):
+    """dW_ih and dW_hh of an LSTM or RNN (m rows of dG, n columns of X and
+    of H_prev each) as two products apart and as one call's pair on the
+    same dG (copied into the register tiles' strips once; layer_grads' way),
+    in interleaved rounds."""
+    print(f"-- dW_ih and dW_hh on one dG ({best}): us as two products | as one pair, "
+          f"pair / two")
+    for m, n, kk, what in TN_SHAPES:
+        a, b, c = make(m, n, kk)
+        b2, c2 = b[:, ::-1].copy(), c.copy()
+        reps = _reps(4 * m * n * kk)
+        two, pair = [], []
+        for _ in range(rounds):
+            two.append(transposed_product_seconds((a, b, c), reps)
+                       + transposed_product_seconds((a, b2, c2), reps))
+            pair.append(k.panel_product_tn(a, b, c, reps, None, (b2, c2, None)))
+        print(f"m={m:<5}n={n:<5}k={kk:<5}two {statistics.median(two) * 1e6:8.1f} | pair "
+              f"{statistics.median(pair) * 1e6:8.1f}  x{_median_ratio(pair, two):.2f}  [{what}]")
+
+
 def _reps(flops, budget=4e8):
     return 1 if SMOKE else max(2, int(budget / flops))
 
@@ -363,6 +383,8 @@ def main(argv=None):
                         f" x{_median_ratio(r['blas'], r[v]):.2f}" if v != "blas" else "")
                     for v in variants) + f"  [{what}]")
             k.set_panel_kernel(best)
+            if best != "blas":
+                _pair_lines(k, best, args.rounds, tn_operands)
             print(f"-- one-row products ({best}): the weights streamed from cache, GB/s on "
                   f"panels | as stored (row dot products) | BLAS's gemv")
             for n, kk, what in ROW_SHAPES:

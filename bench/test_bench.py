@@ -150,6 +150,7 @@ def test_limits_runs(capsys):
     from fastrnn import _kernels
     if _kernels.recurrent.panel_kernel() != "blas":
         assert "-- packing W into panels" in out
+        assert "-- dW_ih and dW_hh on one dG" in out and "pair" in out
 
 
 def test_floors():

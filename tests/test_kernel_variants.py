@@ -167,6 +167,63 @@ def test_transposed_panel_products(name, module, m, n, k):
     _check_transposed_products(module, m, n, k)
 
 
+def _check_transposed_pairs(module, m, n, n2, k, same_chunks):
+    """Two products C += Aᵀ B, C2 += Aᵀ B2 on one A in one call (dW_ih and
+    dW_hh on one dG), on each panel variant: each against float64, each
+    column sum A's rows added one after the other; with same_chunks (the
+    plan's L2 holds a chunk of k of both B's panels as of each alone), the
+    bits of the two products made apart."""
+    rng = np.random.default_rng(m * n * n2 + k)
+    a = rng.standard_normal((k, m)).astype(np.float32)
+    b, b2 = (rng.standard_normal((k, w)).astype(np.float32) for w in (n, n2))
+    c0, c20 = (rng.standard_normal((m, w)).astype(np.float32) for w in (n, n2))
+    s0, s20 = (rng.standard_normal(m).astype(np.float32) for _ in range(2))
+    wants = [c.astype(np.float64) + a.T.astype(np.float64) @ bb.astype(np.float64)
+             for c, bb in ((c0, b), (c20, b2))]
+    want_sums = [s0.copy(), s20.copy()]
+    for row in a:
+        for s in want_sums:
+            s += row
+    before = module.panel_kernel()
+    try:
+        for variant in module.panel_kernels():
+            module.set_panel_kernel(variant)
+            c, c2, sums, sums2 = c0.copy(), c20.copy(), s0.copy(), s20.copy()
+            module.panel_product_tn(a, b, c, 1, sums, second=(b2, c2, sums2))
+            for got, want in ((c, wants[0]), (c2, wants[1])):
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
+                                           err_msg=variant)
+            np.testing.assert_array_equal(sums, want_sums[0], err_msg=variant)
+            np.testing.assert_array_equal(sums2, want_sums[1], err_msg=variant)
+            # without column sums: the second's stays as it was
+            c2b, sums2b = c20.copy(), s20.copy()
+            module.panel_product_tn(a, b, c0.copy(), 1, None, second=(b2, c2b, None))
+            np.testing.assert_array_equal(sums2b, s20, err_msg=variant)
+            np.testing.assert_array_equal(c2b, c2, err_msg=variant)
+            alone, alone2 = c0.copy(), c20.copy()
+            module.panel_product_tn(a, b, alone)
+            module.panel_product_tn(a, b2, alone2)
+            if same_chunks:
+                np.testing.assert_array_equal(c, alone, err_msg=variant)
+                np.testing.assert_array_equal(c2, alone2, err_msg=variant)
+    finally:
+        module.set_panel_kernel(before)
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("l2", [64 << 10, 1 << 20])
+@pytest.mark.parametrize("m,n,n2,k", [(1, 20, 3, 5), (8, 32, 48, 300), (37, 40, 33, 257),
+                                      (517, 16, 70, 70), (64, 100, 1, 513)])
+def test_transposed_panel_product_pairs(name, module, l2, m, n, n2, k):
+    """dW_ih and dW_hh as one call's two products on one A (panel_gemm_tn_pair):
+    widths that end mid-panel, a one-column second, several blocks of A's
+    columns, k past one and two chunks; under a 1 MiB L2 (chunks of k of at
+    most 256 rows, which holds the panels of both B's of these widths) the
+    bits of each product alone, under 64 KiB shorter chunks for the pair."""
+    with _cache_sizes(16 << 10, l2):
+        _check_transposed_pairs(module, m, n, n2, k, same_chunks=l2 == 1 << 20)
+
+
 @pytest.mark.parametrize("name,module", VARIANTS)
 @pytest.mark.parametrize("l2", [64 << 10, 1 << 20])
 @pytest.mark.parametrize("m,n,k", [(100, 50, 300), (61, 33, 700), (48, 20, 129),

@@ -207,6 +207,17 @@ static void fastrnn_pack_wrows(const fastrnn_wrows *src, Py_ssize_t n, Py_ssize_
     }
 }
 
+/* one part of a transposed product C += Aᵀ B (fastrnn_panel_gemm_tn_parts):
+   B packed in panels (n columns, k rows), C (m x n, row stride ldc), colsum
+   (m floats; NULL: none) += the sums of A's columns */
+typedef struct {
+    const float *bp;
+    Py_ssize_t n;
+    float *c;
+    Py_ssize_t ldc;
+    float *colsum;
+} fastrnn_tn_part;
+
 #if FASTRNN_PANEL_VARIANTS
 #include <immintrin.h>       /* the conversions of narrow weights; target attributes */
 #define FASTRNN_ISA avx512
@@ -257,13 +268,16 @@ static void fastrnn_panel_gemm_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
     fastrnn_panel_gemm_strided_scalar(m, n, k, a, lda, 1, wp, c, ldc, accumulate);
 }
 
-static void fastrnn_panel_gemm_tn_scalar(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                         const float *a, Py_ssize_t lda, const float *bp,
-                                         float *c, Py_ssize_t ldc, float *colsum) {
-    fastrnn_panel_gemm_strided_scalar(m, n, k, a, 1, lda, bp, c, ldc, 1);
-    if (colsum != NULL)
-        for (Py_ssize_t kk = 0; kk < k; kk++)
-            for (Py_ssize_t i = 0; i < m; i++) colsum[i] += a[kk * lda + i];
+static void fastrnn_panel_gemm_tn_parts_scalar(Py_ssize_t m, Py_ssize_t k, const float *a,
+                                               Py_ssize_t lda, int nparts,
+                                               const fastrnn_tn_part *part) {
+    for (int j = 0; j < nparts; j++) {
+        fastrnn_panel_gemm_strided_scalar(m, part[j].n, k, a, 1, lda, part[j].bp, part[j].c,
+                                          part[j].ldc, 1);
+        if (part[j].colsum != NULL)
+            for (Py_ssize_t kk = 0; kk < k; kk++)
+                for (Py_ssize_t i = 0; i < m; i++) part[j].colsum[i] += a[kk * lda + i];
+    }
 }
 
 /* the portable row dot products (see fastrnn_rows_dot in _panel_isa.h) */
@@ -364,9 +378,9 @@ typedef void (*fastrnn_gemm_dot_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const un
                                     Py_ssize_t, int);
 static fastrnn_dot_prepare_fn fastrnn_prepare_q8_impl = NULL, fastrnn_prepare_bd_impl = NULL;
 static fastrnn_gemm_dot_fn fastrnn_gemm_q8_impl = NULL, fastrnn_gemm_bd_impl = NULL;
-typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, Py_ssize_t, const float *,
-                                   Py_ssize_t, const float *, float *, Py_ssize_t, float *);
-static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
+typedef void (*fastrnn_gemm_tn_fn)(Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t, int,
+                                   const fastrnn_tn_part *);
+static fastrnn_gemm_tn_fn fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_parts_scalar;
 typedef void (*fastrnn_rows_dot_fn)(Py_ssize_t, Py_ssize_t, const float *, Py_ssize_t,
                                     const float *, float *, int);
 static fastrnn_rows_dot_fn fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
@@ -417,7 +431,7 @@ static int fastrnn_panel_select(int isa) {
     fastrnn_gemm_rows_impl = NULL;
     fastrnn_gemm_q8_impl = fastrnn_gemm_bd_impl = NULL;
     fastrnn_prepare_q8_impl = fastrnn_prepare_bd_impl = NULL;
-    fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_scalar;
+    fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_parts_scalar;
     fastrnn_rows_dot_impl = fastrnn_rows_dot_scalar;
     fastrnn_rows_dot16_impl = fastrnn_rows_dot16_scalar;
 #if FASTRNN_PANEL_VARIANTS
@@ -441,14 +455,14 @@ static int fastrnn_panel_select(int isa) {
             fastrnn_prepare_bd_impl = fastrnn_prepare_bd_avx512;
             fastrnn_gemm_bd_impl = fastrnn_gemm_bd_avx512;
         }
-        fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx512;
+        fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_parts_avx512;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;     /* (see _panel_isa.h) */
     } else if (isa == FASTRNN_PANEL_AVX2) {
         fastrnn_pack_rows_impl = fastrnn_pack_panel_rows_avx2;
         fastrnn_gemm_impl = fastrnn_panel_gemm_avx2;
         fastrnn_gemm_w_impl = fastrnn_panel_gemm_w_avx2;
         fastrnn_gemm_rows_impl = fastrnn_panel_gemm_rows_avx2;
-        fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_avx2;
+        fastrnn_gemm_tn_impl = fastrnn_panel_gemm_tn_parts_avx2;
         fastrnn_rows_dot_impl = fastrnn_rows_dot_avx2;
         fastrnn_prepare_q8_impl = fastrnn_prepare_q8_avx2;
         fastrnn_gemm_q8_impl = fastrnn_gemm_q8_avx2;
@@ -606,12 +620,20 @@ static float fastrnn_fma_peak(int isa, long iters) {
     return 0.0f;
 }
 
-/* C += Aᵀ B, B in panels, and colsum += A's column sums unless NULL (see
-   _panel_isa.h) */
+/* C_j += Aᵀ B_j for each part j, B_j in panels, and colsum_j += A's column
+   sums unless NULL, A copied once for all parts (see _panel_isa.h) */
+static void fastrnn_panel_gemm_tn_parts(Py_ssize_t m, Py_ssize_t k, const float *a,
+                                        Py_ssize_t lda, int nparts,
+                                        const fastrnn_tn_part *part) {
+    fastrnn_gemm_tn_impl(m, k, a, lda, nparts, part);
+}
+
+/* C += Aᵀ B, B in panels, and colsum += A's column sums unless NULL: one part */
 static void fastrnn_panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float *a,
                                   Py_ssize_t lda, const float *bp, float *c, Py_ssize_t ldc,
                                   float *colsum) {
-    fastrnn_gemm_tn_impl(m, n, k, a, lda, bp, c, ldc, colsum);
+    const fastrnn_tn_part part = {bp, n, c, ldc, colsum};
+    fastrnn_gemm_tn_impl(m, k, a, lda, 1, &part);
 }
 
 /* one panel from its first `count` rows (rows of contiguous elements; the

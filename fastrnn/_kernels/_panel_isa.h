@@ -721,29 +721,31 @@ FR_ATTR static Py_ssize_t FR(fastrnn_tn_wide)(Py_ssize_t chunk, Py_ssize_t strip
     return cols < FR_TN_BLOCK ? FR_TN_BLOCK : cols;
 }
 
-/* C (m x n) += Aᵀ B over k shared rows: A (k x m, row stride lda), B packed in
-   panels of 16 columns with k rows each (bp[p][kk][j] = B[kk][16 p + j], zero
-   past n; fastrnn_pack_panels(B, n, k, 1, ldb, bp)). The weight gradients of
-   BPTT have this shape (dW = dGᵀ X, summed over every step's rows). Per chunk
-   of k (its panels of B stay in L2), each block of `wide` rows of C
-   (fastrnn_tn_wide: up to a sixteenth of L2) copies its columns of A into
-   strips, one per tile of rows, a row of A at a time, left to right (read
-   in place, A's rows lie a stride apart that maps them to the same L1
-   sets; blocks of one cache line of A each, as before, read it at ~8 GB/s,
-   a line per row of A, its latency exposed): the packed A of the products'
-   register tiles, which then run over every panel (8 rows x 3 panels on
-   AVX-512, 6 x 1 on AVX2). Before each tile, a share of the lines of the
-   block copied next is asked for, so that they arrive while the tiles run.
-   The last block's rows go in tiles as even as possible (37 rows on AVX2:
-   tiles of 5, 5, 5, 6, 5, 5, 6, not a last tile of 1). The strips live in
-   this thread's block for A (fastrnn_panel_a_block; a small one on the
-   stack, in shorter chunks, without it). With colsum (m floats; NULL:
-   none), also colsum[i] += Σ_kk A[kk][i] in the order of k, from the rows
-   the copy reads: the bias gradients (Σ dG) without a pass over dG of their
-   own. */
-FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                                              const float *a, Py_ssize_t lda, const float *bp,
-                                              float *c, Py_ssize_t ldc, float *colsum) {
+/* C_j (m x n_j) += Aᵀ B_j over k shared rows for each of `nparts` parts j
+   (fastrnn_tn_part: B_j, n_j, C_j, ldc_j, colsum_j), every part on the same
+   A (k x m, row stride lda), each B_j packed in panels of 16 columns with k
+   rows each (bp[p][kk][j] = B[kk][16 p + j], zero past n; fastrnn_pack_panels(B, n, k, 1,
+   ldb, bp)). The weight gradients of BPTT have this shape (dW = dGᵀ X,
+   summed over every step's rows; dW_ih and dW_hh read the same dG, as two
+   parts: A copied once for both). Per chunk of k (its panels of every B
+   stay in L2), each block of `wide` rows of C (fastrnn_tn_wide: up to a
+   sixteenth of L2) copies its columns of A into strips, one per tile of
+   rows, a row of A at a time, left to right (read in place, A's rows lie a
+   stride apart that maps them to the same L1 sets; blocks of one cache line
+   of A each, as before, read it at ~8 GB/s, a line per row of A, its
+   latency exposed): the packed A of the products' register tiles, which
+   then run over every panel of every part (8 rows x 3 panels on AVX-512, 6
+   x 1 on AVX2). Before each tile, a share of the lines of the block copied
+   next is asked for, so that they arrive while the tiles run. The last
+   block's rows go in tiles as even as possible (37 rows on AVX2: tiles of
+   5, 5, 5, 6, 5, 5, 6, not a last tile of 1). The strips live in this
+   thread's block for A (fastrnn_panel_a_block; a small one on the stack, in
+   shorter chunks, without it). With colsum_j (m floats; NULL: none), also
+   colsum_j[i] += Σ_kk A[kk][i] in the order of k, from the rows the copy
+   reads: the bias gradients (Σ dG) without a pass over dG of their own. */
+FR_ATTR static void FR(fastrnn_panel_gemm_tn_parts)(Py_ssize_t m, Py_ssize_t k, const float *a,
+                                                    Py_ssize_t lda, int nparts,
+                                                    const fastrnn_tn_part *part) {
     enum { CHUNK_MAX = 256 };
     float fallback[FASTRNN_PANEL_A_FALLBACK];
     Py_ssize_t strip_floats = FASTRNN_PANEL_A_FLOATS;
@@ -754,7 +756,8 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
     }
     /* a chunk leaves room for the narrowest block, its rest and pads */
     const Py_ssize_t room = (strip_floats - 4 * FR_TN_PAD) / FR_TN_BLOCK_MAX;
-    const Py_ssize_t panels = (n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
+    Py_ssize_t panels = 0;
+    for (int j = 0; j < nparts; j++) panels += (part[j].n + FASTRNN_PANEL - 1) / FASTRNN_PANEL;
     const Py_ssize_t chunk = fastrnn_panel_tn_chunk(panels, room < CHUNK_MAX ? room : CHUNK_MAX);
     const Py_ssize_t wide = FR(fastrnn_tn_wide)(chunk, strip_floats);
     for (Py_ssize_t k0 = 0; k0 < k; k0 += chunk) {
@@ -779,8 +782,9 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
                         memcpy(strip + b0 * kc + t * FR_TN_PAD + kk * rows, row + b0,
                                sizeof(float) * rows);
                     }
-                if (colsum != NULL)
-                    FR(fastrnn_add_row)(cols, row, colsum + r);
+                for (int j = 0; j < nparts; j++)
+                    if (part[j].colsum != NULL)
+                        FR(fastrnn_add_row)(cols, row, part[j].colsum + r);
             }
             /* the block copied next: the rest of this chunk's columns, or the
                first of the next chunk's (none after the last) */
@@ -797,13 +801,20 @@ FR_ATTR static void FR(fastrnn_panel_gemm_tn)(Py_ssize_t m, Py_ssize_t n, Py_ssi
                 for (Py_ssize_t kk = next_kc * t / tiles; kk < next_kc * (t + 1) / tiles; kk++)
                     for (Py_ssize_t j = 0; j < next_cols; j += 16)
                         __builtin_prefetch(a + (next_k + kk) * lda + next_r + j, 0, 2);
-                /* C[rows of tile t] += its strip (rows x kc) @ the chunk's rows of every
-                   panel (a short tile in the few-rows shape: more panels, as many sums) */
-                FR(fastrnn_tile_rows)(rows, rows == FR_MR ? FASTRNN_TILES_MAIN : FASTRNN_TILES_FEW,
-                                      FASTRNN_WT_F32, 0, panels, panels, kc,
-                                      strip + b0 * kc + t * FR_TN_PAD, 1, rows,
-                                      bp + k0 * FASTRNN_PANEL, k * FASTRNN_PANEL, NULL,
-                                      c + (r + b0) * ldc, ldc, n, 1);
+                /* C_j[rows of tile t] += its strip (rows x kc) @ the chunk's rows of
+                   every panel of B_j (a short tile in the few-rows shape: more
+                   panels, as many sums) */
+                for (int j = 0; j < nparts; j++)
+                    FR(fastrnn_tile_rows)(rows, rows == FR_MR ? FASTRNN_TILES_MAIN
+                                                              : FASTRNN_TILES_FEW,
+                                          FASTRNN_WT_F32, 0,
+                                          (part[j].n + FASTRNN_PANEL - 1) / FASTRNN_PANEL,
+                                          (part[j].n + FASTRNN_PANEL - 1) / FASTRNN_PANEL, kc,
+                                          strip + b0 * kc + t * FR_TN_PAD, 1, rows,
+                                          part[j].bp + k0 * FASTRNN_PANEL,
+                                          k * FASTRNN_PANEL, NULL,
+                                          part[j].c + (r + b0) * part[j].ldc, part[j].ldc,
+                                          part[j].n, 1);
             }
         }
     }

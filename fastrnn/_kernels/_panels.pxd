@@ -101,6 +101,13 @@ cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a
                         Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc,
                         float* colsum) noexcept nogil
 
+# two such products on the same A, copied once: C1 (m x n1) += Aᵀ B1, C2 (m
+# x n2) += Aᵀ B2, each with its colsum (NULL: none) += the sums of A's columns
+cdef void panel_gemm_tn_pair(Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                             const float* bp1, Py_ssize_t n1, float* c1, Py_ssize_t ldc1,
+                             float* colsum1, const float* bp2, Py_ssize_t n2, float* c2,
+                             Py_ssize_t ldc2, float* colsum2) noexcept nogil
+
 # dst[p][kk][j] = src[(16 p + j) * sn + kk * sk] for panels [p0, p1), zero past n
 cdef void pack_panel_range(const float* src, Py_ssize_t n, Py_ssize_t k, Py_ssize_t sn,
                            Py_ssize_t sk, float* dst, Py_ssize_t p0, Py_ssize_t p1) noexcept nogil

@@ -75,6 +75,15 @@ cdef extern from "_panel.h" nogil:
                                                  const float* a, Py_ssize_t lda,
                                                  const float* bp, float* c,
                                                  Py_ssize_t ldc, float* colsum) noexcept
+    ctypedef struct fastrnn_tn_part:
+        const float* bp
+        Py_ssize_t n
+        float* c
+        Py_ssize_t ldc
+        float* colsum
+    void c_panel_gemm_tn_parts "fastrnn_panel_gemm_tn_parts"(
+        Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda, int nparts,
+        const fastrnn_tn_part* part) noexcept
     void c_rows_dot "fastrnn_rows_dot"(Py_ssize_t m, Py_ssize_t k, const float* w,
                                        Py_ssize_t ldw, const float* a, float* y,
                                        int accumulate) noexcept
@@ -199,6 +208,16 @@ cdef void panel_gemm_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a
                         Py_ssize_t lda, const float* bp, float* c, Py_ssize_t ldc,
                         float* colsum) noexcept nogil:
     c_panel_gemm_tn(m, n, k, a, lda, bp, c, ldc, colsum)
+
+
+cdef void panel_gemm_tn_pair(Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                             const float* bp1, Py_ssize_t n1, float* c1, Py_ssize_t ldc1,
+                             float* colsum1, const float* bp2, Py_ssize_t n2, float* c2,
+                             Py_ssize_t ldc2, float* colsum2) noexcept nogil:
+    cdef fastrnn_tn_part part[2]
+    part[0].bp, part[0].n, part[0].c, part[0].ldc, part[0].colsum = bp1, n1, c1, ldc1, colsum1
+    part[1].bp, part[1].n, part[1].c, part[1].ldc, part[1].colsum = bp2, n2, c2, ldc2, colsum2
+    c_panel_gemm_tn_parts(m, k, a, lda, 2, part)
 
 
 cdef void rows_dot(Py_ssize_t m, Py_ssize_t k, const float* w, Py_ssize_t ldw, const float* a,
@@ -496,12 +515,15 @@ def row_dot_product16(const unsigned short[:, ::1] w, const float[::1] a, float[
 
 
 def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
-                     int reps=1, float[::1] colsum=None):
+                     int reps=1, float[::1] colsum=None, second=None):
     """C (m x n) += Aᵀ B over k rows (A: k x m, B: k x n), the shape of BPTT's
     weight gradients, with the selected panel_kernel() (B packed into panels
     first) or BLAS, reps times; with colsum (m,), also colsum += the sums of
     A's columns each time (on the panel variants, from the product's reads of
-    A). Returns the seconds per product, packing excluded."""
+    A). second: None, or (B2 (k, n2), C2 (m, n2), colsum2 (m,) or None), a
+    second such product on the same A in the same call (panel_gemm_tn_pair on
+    the panel variants: dW_ih and dW_hh on one dG). Returns the seconds per
+    call, packing excluded."""
     cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1], kk, i
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n or reps < 1 or m * n * k == 0:
         raise ValueError("panel_product_tn: A (k, m), B (k, n), C (m, n), all non-empty, "
@@ -509,27 +531,55 @@ def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1]
     if colsum is not None and colsum.shape[0] != m:
         raise ValueError(f"panel_product_tn: colsum must have A's {m} columns, got "
                          f"{colsum.shape[0]}")
+    cdef const float[:, ::1] b2 = None
+    cdef float[:, ::1] c2 = None
+    cdef float[::1] colsum2 = None
+    cdef Py_ssize_t n2 = 0
+    if second is not None:
+        b2, c2, colsum2 = second
+        n2 = b2.shape[1]
+        if (b2.shape[0] != k or c2.shape[0] != m or c2.shape[1] != n2 or n2 == 0
+                or (colsum2 is not None and colsum2.shape[0] != m)):
+            raise ValueError("panel_product_tn: second = (B2 (k, n2), C2 (m, n2), colsum2 "
+                             "(m,) or None), n2 > 0")
     cdef float* sums = &colsum[0] if colsum is not None else NULL
-    bp_arr = aligned_empty(panel_size(n, k), np.float32)
+    cdef float* sums2 = &colsum2[0] if colsum2 is not None else NULL
+    bp_arr = aligned_empty(panel_size(n, k) + panel_size(n2, k), np.float32)
     cdef float[::1] bp = bp_arr
+    cdef float* bp2 = &bp[0] + panel_size(n, k)
     cdef int r
     cdef bint panels = panels_on()
     if panels:
         pack_panels(&b[0, 0], n, k, 1, n, &bp[0])
+        if n2:
+            pack_panels(&b2[0, 0], n2, k, 1, n2, bp2)
     start = time.perf_counter()
     with nogil:
         for r in range(reps):
-            if panels:
+            if panels and n2:
+                panel_gemm_tn_pair(m, k, &a[0, 0], m, &bp[0], n, &c[0, 0], n, sums,
+                                   bp2, n2, &c2[0, 0], n2, sums2)
+            elif panels:
                 panel_gemm_tn(m, n, k, &a[0, 0], m, &bp[0], &c[0, 0], n, sums)
             else:
-                # C += Aᵀ B
-                gemm(c'T', c'N', <int> m, <int> n, <int> k, <float> 1, &a[0, 0], <int> m,
-                     &b[0, 0], <int> n, <float> 1, &c[0, 0], <int> n)
-                if sums != NULL:
-                    for kk in range(k):
-                        for i in range(m):
-                            sums[i] += a[kk, i]
+                _blas_tn(m, n, k, &a[0, 0], &b[0, 0], &c[0, 0], sums)
+                if n2:
+                    _blas_tn(m, n2, k, &a[0, 0], &b2[0, 0], &c2[0, 0], sums2)
     return (time.perf_counter() - start) / reps
+
+
+cdef void _blas_tn(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a, const float* b,
+                   float* c, float* sums) noexcept nogil:
+    """panel_product_tn's product on BLAS: C += Aᵀ B (A k x m, B k x n), and
+    sums (NULL: none) += A's rows one after the other."""
+    cdef Py_ssize_t kk, i
+    # C += Aᵀ B
+    gemm(c'T', c'N', <int> m, <int> n, <int> k, <float> 1, a, <int> m, b, <int> n, <float> 1,
+         c, <int> n)
+    if sums != NULL:
+        for kk in range(k):
+            for i in range(m):
+                sums[i] += a[kk * m + i]
 
 
 # -- weights packed once (a quantized module's panels; fastrnn._engine) ---------------------

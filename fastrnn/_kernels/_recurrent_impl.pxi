@@ -62,6 +62,7 @@ from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, P
                                       unit_back_space, unit_shared, unit_space)
 from fastrnn._kernels._panels cimport (PANEL, cache_l2, cache_l3, pack_panel_range,
                                       pack_panels, pack_rows, panel_gemm_rows, panel_gemm_tn,
+                                      panel_gemm_tn_pair,
                                       panel_size, panels_on, dot_on, dot_work, rows_dot,
                                       rows_dot16, aligned_empty)
 from fastrnn._kernels._products cimport copy_strided, gates_wt, step_w, unit_wt
