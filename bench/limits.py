@@ -386,16 +386,22 @@ def main(argv=None):
             if best != "blas":
                 _pair_lines(k, best, args.rounds, tn_operands)
             print(f"-- one-row products ({best}): the weights streamed from cache, GB/s on "
-                  f"panels | as stored (row dot products) | BLAS's gemv")
+                  f"panels | as stored (row dot products) | BLAS's gemv"
+                  + (" | the same bytes read alone (vector loads and adds, the ceiling)"
+                     if best != "blas" else ""))
             for n, kk, what in ROW_SHAPES:
                 ops = _operands(1, n, kk)
                 reps = _reps(2 * n * kk, 2e8)
-                secs = {name: [] for name in ("panels", "stored", "blas")}
+                secs = {name: [] for name in ("panels", "stored", "blas")
+                        + (("read",) if best != "blas" else ())}
                 with _threads.serial_blas():      # one core each (gemv may thread)
                     for _ in range(args.rounds):  # interleaved rounds
                         k.set_panel_kernel(best)
                         secs["panels"].append(product_seconds(ops, reps))
                         secs["stored"].append(row_dot_seconds(ops, reps))
+                        if best != "blas":
+                            secs["read"].append(n * kk * 4 / _panels.read_rate(
+                                best, n * kk * 4, reps))
                         k.set_panel_kernel("blas")
                         secs["blas"].append(row_dot_seconds(ops, reps))
                 k.set_panel_kernel(best)

@@ -151,6 +151,7 @@ def test_limits_runs(capsys):
     if _kernels.recurrent.panel_kernel() != "blas":
         assert "-- packing W into panels" in out
         assert "-- dW_ih and dW_hh on one dG" in out and "pair" in out
+        assert "read alone" in out and " | read " in out
 
 
 def test_floors():

@@ -90,6 +90,14 @@ def test_panel_variants(name, module):
     if "avx2" in names:
         with pytest.raises(ValueError, match="iters must be >= 1"):
             _panels.fma_rate("avx2", 0)
+    with pytest.raises(ValueError, match="variant must be one of"):
+        _panels.read_rate("blas", 4096, 1)
+    for variant in (v for v in ("avx512", "avx2") if v in names):
+        for nbytes, reps in ((100, 1), (4096, 0)):
+            with pytest.raises(ValueError, match="nbytes must be >= 512 and reps >= 1"):
+                _panels.read_rate(variant, nbytes, reps)
+        # an L1-sized array read many times: bytes over seconds, a rate
+        assert _panels.read_rate(variant, 16 << 10, 200) > 1e9
     with pytest.raises(ValueError, match="C \\(m, n\\)"):
         module.panel_product_tn(np.zeros((3, 2), f32), np.zeros((3, 4), f32),
                                 np.zeros((4, 2), f32))

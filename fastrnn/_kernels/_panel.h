@@ -607,6 +607,20 @@ static void fastrnn_panel_tile(int *rows, int *panels, int *group) {
 #endif
 }
 
+/* reps passes reading n floats at p (a multiple of 128, at a cache line)
+   with variant isa (one this CPU runs); returns their sum (bench/limits.py:
+   the read rate a one-row product's stream of weights is bound by) */
+static float fastrnn_read_sum(int isa, const float *p, Py_ssize_t n, long reps) {
+#if FASTRNN_PANEL_VARIANTS
+    if (isa == FASTRNN_PANEL_AVX512 && fastrnn_panel_supported(isa))
+        return fastrnn_read_sum_avx512(p, n, reps);
+    if (isa == FASTRNN_PANEL_AVX2 && fastrnn_panel_supported(isa))
+        return fastrnn_read_sum_avx2(p, n, reps);
+#endif
+    (void) isa; (void) p; (void) n; (void) reps;
+    return 0.0f;
+}
+
 /* iters rounds of 12 independent vector FMAs with variant isa (one this CPU
    runs); returns their sum (bench/limits.py: the peak FLOP rate) */
 static float fastrnn_fma_peak(int isa, long iters) {

@@ -1317,6 +1317,32 @@ FR_ATTR static float FR(fastrnn_fma_peak)(long iters) {
     return total;
 }
 
+/* The rate at which this core reads n floats (a multiple of 8 vectors, at
+   a cache line) with this instruction set and nothing else: `reps` passes of
+   aligned vector loads into 8 independent sums; returns their total, so that
+   the loads are not optimised away. A one-row product streams its weights
+   from cache at best at this rate (bench/limits.py prints both). */
+FR_ATTR static float FR(fastrnn_read_sum)(const float *p, Py_ssize_t n, long reps) {
+    FR_VEC s[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) s[i] = (FR_VEC){0};
+    for (long r = 0; r < reps; r++) {
+        __asm__ volatile("" : : "r"(p) : "memory");     /* every pass reads p again */
+        for (Py_ssize_t i = 0; i < n; i += 8 * FASTRNN_VW) {
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                FR_VEC v;
+                memcpy(&v, p + i + j * FASTRNN_VW, sizeof v);
+                s[j] += v;
+            }
+        }
+    }
+    float total = 0;
+    for (int i = 0; i < 8; i++)
+        for (int v = 0; v < FASTRNN_VW; v++) total += s[i][v];
+    return total;
+}
+
 
 #undef FR_PUT
 #undef FR_INLINE

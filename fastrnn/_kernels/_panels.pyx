@@ -105,6 +105,8 @@ cdef extern from "_panel.h" nogil:
                                                Py_ssize_t* mc) noexcept
     void c_panel_tile "fastrnn_panel_tile"(int* rows, int* panels, int* group) noexcept
     float c_fma_peak "fastrnn_fma_peak"(int isa, long iters) noexcept
+    float c_read_sum "fastrnn_read_sum"(int isa, const float* p, Py_ssize_t n,
+                                        long reps) noexcept
 
 if C_PANEL != PANEL:
     raise ImportError(f"fastrnn build error: _panel.h packs {C_PANEL} rows per panel, "
@@ -384,6 +386,34 @@ def fma_rate(str variant, long iters=20000000):
     if total != total:           # keeps the sum live; never NaN
         raise RuntimeError("fma_rate: NaN")
     return iters * 12 * lanes * 2 / seconds
+
+
+def read_rate(str variant, Py_ssize_t nbytes, long reps):
+    """Bytes per second one thread reads from an array of about nbytes (a
+    multiple of 128 floats, at a cache line; read once first, so that it is
+    in the caches it fits) with one panel variant's vector loads and nothing
+    else, over reps passes: the ceiling of a one-row product's stream of
+    weights from the same caches (bench.limits)."""
+    if variant not in ("avx512", "avx2") or not panel_supported(_VARIANTS[variant]):
+        raise ValueError(f"read_rate: variant must be one of "
+                         f"{[v for v in panel_kernels() if v != 'blas']}, got {variant!r}")
+    if nbytes < 512 or reps < 1:
+        raise ValueError(f"read_rate: nbytes must be >= 512 and reps >= 1, got {nbytes}, {reps}")
+    cdef Py_ssize_t n = nbytes // 4 // 128 * 128
+    arr = aligned_empty(n, np.float32)
+    arr[:] = 1.0
+    cdef const float[::1] a = arr
+    cdef int isa = _VARIANTS[variant]
+    cdef float total
+    with nogil:
+        total = c_read_sum(isa, &a[0], n, 1)
+    start = time.perf_counter()
+    with nogil:
+        total = c_read_sum(isa, &a[0], n, reps)
+    seconds = time.perf_counter() - start
+    if total != total:           # keeps the sums live; never NaN
+        raise RuntimeError("read_rate: NaN")
+    return n * 4 * reps / seconds
 
 
 # -- probes (bench.limits measures the products with them; tests check every variant) -----
