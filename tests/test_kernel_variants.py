@@ -146,19 +146,14 @@ def _check_transposed_products(module, m, n, k):
     want_sums = s0.copy()
     for row in a:
         want_sums += row
-    before = module.panel_kernel()
-    try:
-        for variant in module.panel_kernels():
-            module.set_panel_kernel(variant)
-            for with_sums in (False, True):
-                c, sums = c0.copy(), s0.copy()
-                module.panel_product_tn(a, b, c, 1, sums if with_sums else None)
-                np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
-                                           err_msg=variant)
-                np.testing.assert_array_equal(sums, want_sums if with_sums else s0,
-                                              err_msg=variant)
-    finally:
-        module.set_panel_kernel(before)
+    for variant in _variants(module):
+        for with_sums in (False, True):
+            c, sums = c0.copy(), s0.copy()
+            module.panel_product_tn(a, b, c, 1, sums if with_sums else None)
+            np.testing.assert_allclose(c, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
+                                       err_msg=variant)
+            np.testing.assert_array_equal(sums, want_sums if with_sums else s0,
+                                          err_msg=variant)
 
 
 @pytest.mark.parametrize("name,module", VARIANTS)
@@ -192,30 +187,25 @@ def _check_transposed_pairs(module, m, n, n2, k, same_chunks):
     for row in a:
         for s in want_sums:
             s += row
-    before = module.panel_kernel()
-    try:
-        for variant in module.panel_kernels():
-            module.set_panel_kernel(variant)
-            c, c2, sums, sums2 = c0.copy(), c20.copy(), s0.copy(), s20.copy()
-            module.panel_product_tn(a, b, c, 1, sums, second=(b2, c2, sums2))
-            for got, want in ((c, wants[0]), (c2, wants[1])):
-                np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
-                                           err_msg=variant)
-            np.testing.assert_array_equal(sums, want_sums[0], err_msg=variant)
-            np.testing.assert_array_equal(sums2, want_sums[1], err_msg=variant)
-            # without column sums: the second's stays as it was
-            c2b, sums2b = c20.copy(), s20.copy()
-            module.panel_product_tn(a, b, c0.copy(), 1, None, second=(b2, c2b, None))
-            np.testing.assert_array_equal(sums2b, s20, err_msg=variant)
-            np.testing.assert_array_equal(c2b, c2, err_msg=variant)
-            alone, alone2 = c0.copy(), c20.copy()
-            module.panel_product_tn(a, b, alone)
-            module.panel_product_tn(a, b2, alone2)
-            if same_chunks:
-                np.testing.assert_array_equal(c, alone, err_msg=variant)
-                np.testing.assert_array_equal(c2, alone2, err_msg=variant)
-    finally:
-        module.set_panel_kernel(before)
+    for variant in _variants(module):
+        c, c2, sums, sums2 = c0.copy(), c20.copy(), s0.copy(), s20.copy()
+        module.panel_product_tn(a, b, c, 1, sums, second=(b2, c2, sums2))
+        for got, want in ((c, wants[0]), (c2, wants[1])):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.sqrt(k) * 4,
+                                       err_msg=variant)
+        np.testing.assert_array_equal(sums, want_sums[0], err_msg=variant)
+        np.testing.assert_array_equal(sums2, want_sums[1], err_msg=variant)
+        # without column sums: the second's stays as it was
+        c2b, sums2b = c20.copy(), s20.copy()
+        module.panel_product_tn(a, b, c0.copy(), 1, None, second=(b2, c2b, None))
+        np.testing.assert_array_equal(sums2b, s20, err_msg=variant)
+        np.testing.assert_array_equal(c2b, c2, err_msg=variant)
+        alone, alone2 = c0.copy(), c20.copy()
+        module.panel_product_tn(a, b, alone)
+        module.panel_product_tn(a, b2, alone2)
+        if same_chunks:
+            np.testing.assert_array_equal(c, alone, err_msg=variant)
+            np.testing.assert_array_equal(c2, alone2, err_msg=variant)
 
 
 @pytest.mark.parametrize("name,module", VARIANTS)
