@@ -101,6 +101,13 @@ def test_panel_variants(name, module):
     with pytest.raises(ValueError, match="C \\(m, n\\)"):
         module.panel_product_tn(np.zeros((3, 2), f32), np.zeros((3, 4), f32),
                                 np.zeros((4, 2), f32))
+    for b2, c2, s2 in [((4, 5), (2, 5), None), ((3, 5), (3, 5), None), ((3, 5), (2, 4), None),
+                       ((3, 0), (2, 0), None), ((3, 5), (2, 5), 3)]:
+        with pytest.raises(ValueError, match="second = \\(B2 \\(k, n2\\)"):
+            module.panel_product_tn(np.zeros((3, 2), f32), np.zeros((3, 4), f32),
+                                    np.zeros((2, 4), f32), 1, None,
+                                    (np.zeros(b2, f32), np.zeros(c2, f32),
+                                     None if s2 is None else np.zeros(s2, f32)))
     # (a column sum written past its end would corrupt memory: in a child)
     run_isolated(f"""
         import pytest

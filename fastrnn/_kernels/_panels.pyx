@@ -554,7 +554,7 @@ def panel_product_tn(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1]
     second such product on the same A in the same call (panel_gemm_tn_pair on
     the panel variants: dW_ih and dW_hh on one dG). Returns the seconds per
     call, packing excluded."""
-    cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1], kk, i
+    cdef Py_ssize_t k = a.shape[0], m = a.shape[1], n = b.shape[1]
     if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n or reps < 1 or m * n * k == 0:
         raise ValueError("panel_product_tn: A (k, m), B (k, n), C (m, n), all non-empty, "
                          "reps >= 1")

@@ -103,7 +103,7 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
     shapes of the benchmark's training steps; where dW_ih and dW_hh read the
     same dG columns, every cell but the reset-after GRU, both in one call,
     panel_gemm_tn_pair, which copies dG into the register tiles' strips
-    once: 0.96-0.97 of the time of two at the shapes of train-bilstm-h128-b32
+    once: 0.96-0.98 of the time of two at the shapes of train-bilstm-h128-b32
     and train-lstm-h256-b64, bench.limits; the panels go to tn_work when it
     has tn_workspace(...) elements, else to a new array), and from
     DX_PANEL_ROWS rows on dX = dGx W_ih on W_ih packed in panels
