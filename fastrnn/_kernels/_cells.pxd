@@ -65,6 +65,13 @@ cdef inline Py_ssize_t recurrent_grad_block(int kind) noexcept nogil:
     return 3 if kind == GRU_RESET_AFTER else 0
 
 
+cdef inline Py_ssize_t shared_grad_rows(int kind, Py_ssize_t H) noexcept nogil:
+    """Rows of W (gate units, from the first) whose recurrent gradients dGh
+    hold the values of the input side's dGx: every row where dGh is dGx;
+    the reset-after GRU's r and z (its dG_hn is dG_n ⊙ r)."""
+    return 2 * H if kind == GRU_RESET_AFTER else gates(kind) * H
+
+
 cdef inline bint has_cell_state(int kind) noexcept nogil:
     """Whether the cell carries c beside h (the LSTM)."""
     return kind == LSTM

@@ -54,6 +54,7 @@ from fastrnn._kernels._cells cimport (GRU_RESET_BEFORE, RNN_TANH, Product, Varia
                                      combine_biases, forward_phases, forward_product,
                                      gate_blocks, gates, grad_blocks, has_cell_state,
                                      make_variant, plain_variant, recurrent_grad_block,
+                                     shared_grad_rows,
                                      reset_input, uses_reset_rows)
 from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, Panels,
                                       Prepacked, Rows, Source, TaskSpace, UnitBackSpace, UnitShared, UnitSpace,

@@ -39,35 +39,39 @@ cdef void _weight_grads_tn(const Dims* d, Py_ssize_t N, Py_ssize_t a0, Py_ssize_
     dG."""
     cdef Py_ssize_t hoff = recurrent_grad_block(d.kind) * d.H       # dGh columns
     cdef bint bias = gb_hh != NULL
-    if not tokens and hoff == 0:
-        # dGx = dGh: dW_ih and dW_hh as one product's two parts on dG's
-        # columns (copied into the register tiles' strips once for both):
-        # dW_ih[a0:split] += dG[:, a0:split]ᵀ X, dW_hh[a0:split] += dG[:, a0:split]ᵀ H_prev,
-        # db_ih, db_hh[a0:split] += Σ_n dG[n, a0:split]
-        if split > a0:
-            panel_gemm_tn_pair(split - a0, N, dg + a0, d.ldd,
-                               p.wp_ih, d.n_in, gw_ih + a0 * d.n_in, d.n_in,
-                               gb_ih + a0 if bias else NULL,
-                               p.wp, d.H, gw_hh + a0 * d.H, d.H, gb_hh + a0 if bias else NULL)
-        if split < a1:
-            # the rows that read r ⊙ h_{t-1}: dW_hn[rows] += dG_n[:, rows]ᵀ (r ⊙ H_prev)
-            panel_gemm_tn_pair(a1 - split, N, dg + split, d.ldd,
-                               p.wp_ih, d.n_in, gw_ih + split * d.n_in, d.n_in,
-                               gb_ih + split if bias else NULL,
-                               p.wp_n, d.H, gw_hh + split * d.H, d.H,
-                               gb_hh + split if bias else NULL)
-        return
+    cdef Py_ssize_t I = d.n_in, H = d.H, lo, hi
+    # rows [a0, mid): dW_ih and dW_hh read the same values of dG (dGh = dGx
+    # there), one call's two products on dG's columns, copied into the
+    # register tiles' strips once for both; the bias gradients from the
+    # same reads
+    cdef Py_ssize_t mid = a0
     if not tokens:
-        # dW_ih[a0:a1] += dGx[:, a0:a1]ᵀ X; db_ih[a0:a1] += Σ_n dGx[n, a0:a1]
-        panel_gemm_tn(a1 - a0, d.n_in, N, dg + a0, d.ldd, p.wp_ih, gw_ih + a0 * d.n_in, d.n_in,
-                      gb_ih + a0 if bias else NULL)
-    # dW_hh[a0:split] += dGh[:, a0:split]ᵀ H_prev; db_hh likewise
-    panel_gemm_tn(split - a0, d.H, N, dg + hoff + a0, d.ldd, p.wp, gw_hh + a0 * d.H, d.H,
-                  gb_hh + a0 if bias else NULL)
-    if split < a1:
-        # dW_hn[rows] += dG_n[:, rows]ᵀ (r ⊙ H_prev)
-        panel_gemm_tn(a1 - split, d.H, N, dg + hoff + split, d.ldd, p.wp_n,
-                      gw_hh + split * d.H, d.H, gb_hh + split if bias else NULL)
+        mid = max(a0, min(a1, shared_grad_rows(d.kind, H)))
+        # dW_ih[a0:hi] += dG[:, a0:hi]ᵀ X, dW_hh[a0:hi] += dG[:, a0:hi]ᵀ H_prev
+        hi = min(mid, split)
+        if hi > a0:
+            panel_gemm_tn_pair(hi - a0, N, dg + a0, d.ldd, p.wp_ih, I, gw_ih + a0 * I, I,
+                               gb_ih + a0 if bias else NULL, p.wp, H, gw_hh + a0 * H, H,
+                               gb_hh + a0 if bias else NULL)
+        # the rows that read r ⊙ h_{t-1}: dW_hn[lo:mid] += dG_n[:, lo:mid]ᵀ (r ⊙ H_prev)
+        lo = max(a0, split)
+        if mid > lo:
+            panel_gemm_tn_pair(mid - lo, N, dg + lo, d.ldd, p.wp_ih, I, gw_ih + lo * I, I,
+                               gb_ih + lo if bias else NULL, p.wp_n, H, gw_hh + lo * H, H,
+                               gb_hh + lo if bias else NULL)
+        if a1 > mid:
+            # dW_ih[mid:a1] += dGx[:, mid:a1]ᵀ X; db_ih[mid:a1] += Σ_n dGx[n, mid:a1]
+            panel_gemm_tn(a1 - mid, I, N, dg + mid, d.ldd, p.wp_ih, gw_ih + mid * I, I,
+                          gb_ih + mid if bias else NULL)
+    # the rest of dW_hh apart: dW_hh[mid:split] += dGh[:, mid:split]ᵀ H_prev, db_hh likewise
+    if split > mid:
+        panel_gemm_tn(split - mid, H, N, dg + hoff + mid, d.ldd, p.wp, gw_hh + mid * H, H,
+                      gb_hh + mid if bias else NULL)
+    lo = max(mid, split)
+    if a1 > lo:
+        # dW_hn[lo:a1] += dG_n[:, lo:a1]ᵀ (r ⊙ H_prev)
+        panel_gemm_tn(a1 - lo, H, N, dg + hoff + lo, d.ldd, p.wp_n, gw_hh + lo * H, H,
+                      gb_hh + lo if bias else NULL)
 
 
 cdef void _pack_grad_operands(const Dims* d, Py_ssize_t N, bint tokens, const float* x_keep,
@@ -100,10 +104,10 @@ def layer_grads(int kind, const floating[:, :, ::1] dgates, stored, grads,
     direction. dW in float32 with the panel product: dGᵀ X on X, H_prev
     packed once into panels over the N rows (panel_gemm_tn; BLAS repacks its
     transposed operand per call; `python -m bench.limits` times both at the
-    shapes of the benchmark's training steps; where dW_ih and dW_hh read the
-    same dG columns, every cell but the reset-after GRU, both in one call,
-    panel_gemm_tn_pair, which copies dG into the register tiles' strips
-    once: 0.96-0.98 of the time of two at the shapes of train-bilstm-h128-b32
+    shapes of the benchmark's training steps; the rows where dW_ih and dW_hh
+    read the same values of dG, all but the reset-after GRU's n rows
+    (shared_grad_rows), in one call, panel_gemm_tn_pair, which copies dG
+    into the register tiles' strips once: 0.96-0.98 of the time of two at the shapes of train-bilstm-h128-b32
     and train-lstm-h256-b64, bench.limits; the panels go to tn_work when it
     has tn_workspace(...) elements, else to a new array), and from
     DX_PANEL_ROWS rows on dX = dGx W_ih on W_ih packed in panels
