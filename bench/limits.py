@@ -223,10 +223,10 @@ def transposed_product_seconds(ops, reps):
 
 
 def _pair_lines(k, best, rounds, make):
-    """dW_ih and dW_hh of an LSTM or RNN (m rows of dG, n columns of X and
-    of H_prev each) as two products apart and as one call's pair on the
-    same dG (copied into the register tiles' strips once; layer_grads' way),
-    in interleaved rounds."""
+    """dW_ih and dW_hh on the rows where both read the same dG (m rows of
+    dG, n columns of X and of H_prev each) as two products apart and as one
+    call's pair (dG copied into the register tiles' strips once;
+    layer_grads' way), in interleaved rounds."""
     print(f"-- dW_ih and dW_hh on one dG ({best}): us as two products | as one pair, "
           f"pair / two")
     for m, n, kk, what in TN_SHAPES:
