@@ -360,9 +360,7 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
     cdef Py_ssize_t T = id_v.shape[0] if tokens else x.shape[0]
     _check_rows(lengths, perm, n_active, T)
     _check_blocks(bounds, block_offsets, lengths, training)
-    if not 1 <= D <= 2 or reverse.shape[0] != D:
-        raise ValueError(f"forward_layer: one or two directions, and plan[0] (reverse) one "
-                         f"flag per direction; got {D} and {reverse.shape[0]}")
+    _check_directions("forward_layer", D, reverse.shape[0])
     _call_rows(&call, kind, w_ih.shape[2], w_hh.shape[2], lengths, perm, n_active, T)
     _call_blocks(&call, bounds, block_offsets)
     _check_weights(&call, D, &w_ih.shape[0], &w_hh.shape[0], &b_ih.shape[0], &b_hh.shape[0],
@@ -473,9 +471,7 @@ def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
     cdef LayerCall call
     _check_rows(lengths, perm, n_active, dy.shape[0])
     _check_blocks(bounds, block_offsets, lengths, True)
-    if not 1 <= D <= 2 or reverse.shape[0] != D:
-        raise ValueError(f"backward_layer: one or two directions, and plan[0] (reverse) one "
-                         f"flag per direction; got {D} and {reverse.shape[0]}")
+    _check_directions("backward_layer", D, reverse.shape[0])
     _call_rows(&call, kind, 0, w_hh.shape[2], lengths, perm, n_active, dy.shape[0])
     _call_blocks(&call, bounds, block_offsets)
     _check_backward(&call, D, &w_hh.shape[0], &dy.shape[0], &gates.shape[0],

@@ -415,6 +415,15 @@ cdef int _check_blocks(const Py_ssize_t[::1] bounds, const Py_ssize_t[::1] block
     return 0
 
 
+cdef int _check_directions(str what, Py_ssize_t D, Py_ssize_t flags) except -1:
+    """That a batch-split call (``what``) has one or two directions and
+    plan[0] (reverse) one flag for each."""
+    if not 1 <= D <= 2 or flags != D:
+        raise ValueError(f"{what}: one or two directions, and plan[0] (reverse) one "
+                         f"flag per direction; got {D} and {flags}")
+    return 0
+
+
 cdef int _check_forward(const LayerCall* call, Py_ssize_t D, const Py_ssize_t* x,
                         const Py_ssize_t[:, :] id_v, const Py_ssize_t* h0,
                         const Py_ssize_t* c0, const Py_ssize_t* y, const Py_ssize_t* h_n,
