@@ -6,12 +6,15 @@ A layer's common call (float32 C-contiguous input, time-major or
 batch-major for a batch_first layer; state None or the layer's own state
 arrays; no lengths; every layer on the unit split) runs through UnitCalls
 bound once per input signature, team size and kernel build
-(fastrnn._engine.bound_call); any other call takes the general path, which
+(fastrnn._engine.bound_call); a one-step call (T = 1, a streaming loop)
+runs its layers' steps in one kernel call worked out once likewise
+(fastrnn._engine.bound_step); any other call takes the general path, which
 checks and converts every argument and works out the call's plan each
 time. This times both on the same layer and input, alternated in one
 process (engines in other processes and the machine's phases move a call
 by more than the difference), for the batch-1 unit-split rows of the
-comparison table at a few lengths, and prints the medians and what the
+comparison table at a few lengths (T = 1 with the state of the last call,
+as a streaming loop passes it), and prints the medians and what the
 binding saves per call.
 
 Then, for lstm-h64-b1, the bound call with its output y, and apart with the
@@ -28,7 +31,7 @@ from bench import engines
 from bench.timing import median_seconds
 
 CONFIGS = ("lstm-h64-b1", "gru-h256-b1", "lstm-h256-b1")
-STEPS = (4, 16, 100)
+STEPS = (1, 4, 16, 100)
 OFFSETS = (0, 16, 32, 48)        # bytes past a cache line
 
 
@@ -88,18 +91,20 @@ def main(argv=None):
         for steps in STEPS:
             x = np.random.default_rng(0).standard_normal((steps, cfg.B, cfg.I)).astype(
                 np.float32)
-            if fastrnn._engine.bound_call(layer, x) is None:
+            # (a one-step call: with the state of the last, as a streaming loop)
+            hx = layer(x)[1] if steps == 1 else None
+            if fastrnn._engine.bound_call(layer, x, hx) is None:
                 continue        # (FASTRNN_PANEL=blas, or a call the unit split does not take)
-            cases.append((name, steps, layer, x))
-    times = {(name, steps, mode): [] for name, steps, _, _ in cases
+            cases.append((name, steps, layer, x, hx))
+    times = {(name, steps, mode): [] for name, steps, *_ in cases
              for mode in ("bound", "general")}
     for _ in range(args.rounds):
-        for name, steps, layer, x in cases:
+        for name, steps, layer, x, hx in cases:
             reps = max(20, 4000 // steps)
-            times[name, steps, "bound"].append(median_seconds(layer, x, reps=reps))
+            times[name, steps, "bound"].append(median_seconds(layer, x, hx, reps=reps))
             times[name, steps, "general"].append(
-                median_seconds(layer._call, x, None, None, False, reps=reps))
-    for name, steps, _, _ in cases:
+                median_seconds(layer._call, x, hx, None, False, reps=reps))
+    for name, steps, *_ in cases:
         bound, general = (float(np.median(times[name, steps, m])) for m in ("bound", "general"))
         print(f"{name:<14} T={steps:<4} bound {bound * 1e6:8.1f} us, general path "
               f"{general * 1e6:8.1f} us: {(general - bound) * 1e6:5.1f} us less a call "

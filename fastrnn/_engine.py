@@ -339,6 +339,8 @@ def bound_call(module, x, hx=None):
     _PACK_MIN_STEPS). The general path checks and converts every argument
     and works out the call's plan at each call (`python -m bench.call_cost`
     times both)."""
+    if x.ndim in (2, 3) and x.shape[1 if module.batch_first else 0] == 1:
+        return bound_step(module, x, hx)
     flags = x.flags
     if (x.dtype != module.dtype or x.ndim != 3 or not flags.c_contiguous
             or not flags.aligned):
@@ -346,31 +348,18 @@ def bound_call(module, x, hx=None):
     threads = get_num_threads()
     first = module.batch_first
     key = (x.shape, first, threads, module.clip, getattr(module, "input_forget", False))
-    bound = module.__dict__.get("_bound")
-    if bound is None or bound[0] is not _k:
-        bound = module._bound = (_k, {})
-    entry = bound[1].get(key)
-    if entry is None:
-        if len(bound[1]) >= _BOUND_SIGNATURES:
-            bound[1].clear()
-        entry = bound[1][key] = _bind_units(module, x.shape, first, threads) or False
+    entry = _bound_entry(module, key,
+                         lambda: _bind_units(module, x.shape, first, threads) or False)
     if entry is False:
         return None
     calls, zeros = entry
     steps, batch = x.shape[1::-1] if first else x.shape[:2]
     H = module.hidden_size
     with_c = carries_cell_state(module._kind)
-    h0 = c0 = None
-    if hx is not None:
-        if with_c:
-            if type(hx) is not tuple or len(hx) != 2:
-                return None
-            h0, c0 = hx
-        else:
-            h0 = c0 = hx
-        if not (_state_array(h0, len(calls), batch, H, module.dtype)
-                and _state_array(c0, len(calls), batch, H, module.dtype)):
-            return None
+    states = _bound_states(module, hx, len(calls), batch)
+    if states is None:
+        return None
+    h0, c0 = states
     h_n = np.empty((len(calls), batch, H), module.dtype)
     c_n = np.empty((len(calls), batch, H), module.dtype) if with_c else h_n
     inp = x
@@ -382,6 +371,41 @@ def bound_call(module, x, hx=None):
             call.run(inp, h0[layer], c0[layer], y, h_n[layer], c_n[layer])
         inp = y
     return inp, ((h_n, c_n) if with_c else h_n)
+
+
+def _bound_entry(module, key, bind):
+    """The entry of ``module``'s bound calls for input signature ``key``:
+    bind()'s result, made once per kernel build (a module keeps at most
+    _BOUND_SIGNATURES: past that it forgets them all)."""
+    bound = module.__dict__.get("_bound")
+    if bound is None or bound[0] is not _k:
+        bound = module._bound = (_k, {})
+    entry = bound[1].get(key)
+    if entry is None:
+        if len(bound[1]) >= _BOUND_SIGNATURES:
+            bound[1].clear()
+        entry = bound[1][key] = bind()
+    return entry
+
+
+def _bound_states(module, hx, rows, batch):
+    """(h0, c0) of a bound call's hx: (None, None) for None; hx's arrays
+    when they are exactly the module's state arrays ((rows, batch, H) of its
+    dtype, C-contiguous, aligned; a tuple of two for the LSTM; c0 is h0 for
+    a cell without c); else None (the general path converts or refuses it)."""
+    if hx is None:
+        return None, None
+    if carries_cell_state(module._kind):
+        if type(hx) is not tuple or len(hx) != 2:
+            return None
+        h0, c0 = hx
+    else:
+        h0 = c0 = hx
+    H = module.hidden_size
+    if not (_state_array(h0, rows, batch, H, module.dtype)
+            and _state_array(c0, rows, batch, H, module.dtype)):
+        return None
+    return h0, c0
 
 
 def _state_array(arr, layers, batch, hidden, dtype):
@@ -486,8 +510,8 @@ def step_kernels(module):
                              reduced["weight_hh" + sfx][0].view(np.uint16))
                 row.append(_k.CellKernel(module._kind, module._w_ih[layer][d],
                                          module._w_hh[layer][d], b_ih[d], b_hh[d], codes))
-            bound.append(row)
-        kernels = module._kernels = (_k, bound)
+            bound.append(tuple(row))
+        kernels = module._kernels = (_k, tuple(bound))
     return kernels[1]
 
 
@@ -683,23 +707,69 @@ def stream_step(module, x, state):
     with_c = carries_cell_state(module._kind)
     h_n = np.empty((L * D, batch, H), module.dtype)
     c_n = np.empty((L * D, batch, H), module.dtype) if with_c else h_n
-    zeros = np.zeros((batch, H), module.dtype) if state is None else None
-    ones, rows = _single_step_rows(batch)
-    kernels = step_kernels(module)
-    threads = get_num_threads()        # (one row of float32 may split its units: CellKernel)
-    inp = x[0]
+    y = np.empty((batch, D * H), module.dtype)
+    inp = _readable(x[0], contiguous=False)
     ids = np.ascontiguousarray(inp, dtype=np.intp) if inp.dtype.kind in "iu" else None
-    for layer in range(L):
-        y = np.empty((batch, D * H), module.dtype)
-        for d in range(D):
-            row = layer * D + d
-            h0 = zeros if state is None else state[0][row]
-            c0 = (zeros if state is None else state[1][row]) if with_c else h0
-            kernels[layer][d].step(inp, h0, c0, h_n[row], c_n[row], ones, rows,
-                                   ids if layer == 0 else None, threads)
-            y[:, d * H:(d + 1) * H] = h_n[row]
-        inp = y
+    h0 = c0 = None
+    if state is not None:
+        h0 = _readable(state[0])
+        c0 = _readable(state[1]) if with_c else h0
+    # (one float32 row may split its units across the threads: CellKernel)
+    if not _k.stream_layers(step_kernels(module), None if ids is not None else inp, ids,
+                            h0, c0, h_n, c_n, y, get_num_threads()):
+        raise RuntimeError("stream_step: the checked arrays were refused by the kernels")
     return y[None], ((h_n, c_n) if with_c else (h_n,))
+
+
+def _readable(arr, contiguous=True):
+    """arr as the one-step kernels read it (stream_layers): aligned to its
+    items and, if asked, C-contiguous; a copy when it is not (the general
+    path's checks leave an unaligned array as it is)."""
+    if arr.flags.aligned and (arr.flags.c_contiguous or not contiguous):
+        return arr
+    return np.array(arr, order="C")
+
+
+def bound_step(module, x, hx=None):
+    """``module(x, hx)`` for one step (T = 1) without lengths, on the
+    streaming path (stream_step's, as a cell's step) with what it needs
+    worked out once per (input shape, team size, kernel build): (y, state
+    as the caller sees it), or None, and the general path runs the call
+    (and names what is wrong). For x (1, B, I) floats of the module's dtype
+    ((B, 1, I) batch_first) or (1, B) intp token ids ((B, 1)), C-contiguous;
+    hx None or exactly the module's state arrays ((L*D, B, H) of its dtype,
+    C-contiguous; a tuple of two for the LSTM). A streaming loop (a
+    generation, a model fed one step at a time) calls this at every step:
+    the general path's checks, conversions and plan cost several times
+    the step of a small layer (`python -m bench.call_cost`)."""
+    tokens = x.dtype == np.intp
+    if (x.ndim != (2 if tokens else 3) or not x.flags.c_contiguous
+            or not (module._takes_tokens if tokens else x.dtype == module.dtype)):
+        return None
+    first = module.batch_first
+    batch = x.shape[0] if first else x.shape[1]
+    threads = get_num_threads()
+    key = ("step", x.shape, tokens, first, threads, module.clip,
+           getattr(module, "input_forget", False))
+    if not _bound_entry(module, key, lambda: (module._path().__name__ == __name__ and batch >= 1
+                                              and streams(module, batch, threads))):
+        return None
+    rows = module.num_layers * module.num_directions
+    H = module.hidden_size
+    with_c = carries_cell_state(module._kind)
+    states = _bound_states(module, hx, rows, batch)
+    if states is None:
+        return None
+    h0, c0 = states
+    h_n = np.empty((rows, batch, H), module.dtype)
+    c_n = np.empty((rows, batch, H), module.dtype) if with_c else h_n
+    out = module.num_directions * H
+    y = np.empty((batch, 1, out) if first else (1, batch, out), module.dtype)
+    inp = x[:, 0] if first else x[0]
+    if not _k.stream_layers(step_kernels(module), None if tokens else inp,
+                            inp if tokens else None, h0, c0, h_n, c_n, y, threads):
+        return None              # (a token id out of range: the general path says so)
+    return y, ((h_n, c_n) if with_c else h_n)
 
 
 def direction_flags(module, reverse):
@@ -799,15 +869,6 @@ def weight_and_input_grads(module, layer, tr, dgates, work, plan, flags):
     return dx.reshape(plan.steps, plan.batch, in_size)
 
 
-@functools.lru_cache(maxsize=64)
-def _single_step_rows(batch):
-    """(lengths of 1, identity permutation) for a one-step batch of ``batch`` rows."""
-    ones = np.ones(batch, np.intp)
-    rows = np.arange(batch, dtype=np.intp)
-    ones.flags.writeable = rows.flags.writeable = False
-    return ones, rows
-
-
 def _split_units(batch, directions, threads, w_hh_bytes=None):
     """Whether to split hidden units (not the batch) across threads.
 
@@ -863,8 +924,9 @@ def cell_step(module, x, state):
         return tuple(s[0] for s in out)
     h = np.empty((batch, module.hidden_size), module.dtype)
     c = np.empty_like(h) if len(state) == 2 else h
-    ones, rows = _single_step_rows(batch)
     # the streaming path: one step on this thread, no batch plan or thread team
-    step_kernels(module)[0][0].step(x[0], state[0], state[-1], h, c, ones, rows, None,
-                                    get_num_threads())
+    if not _k.stream_layers(step_kernels(module), _readable(x[0], contiguous=False), None,
+                            _readable(state[0]), _readable(state[-1]), h, c, None,
+                            get_num_threads()):
+        raise RuntimeError("cell_step: the checked arrays were refused by the kernels")
     return (h, c) if len(state) == 2 else (h,)

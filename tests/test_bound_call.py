@@ -9,7 +9,6 @@ another team size, copies and threads are seen.
 """
 import copy
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ import pytest
 import fastrnn
 from fastrnn import _engine
 from fastrnn._kernels import _panels
+from concurrent_calls import in_threads
 from isolated import run_isolated
 
 # with FASTRNN_PANEL=blas the products run on BLAS and nothing is bound
@@ -231,19 +231,11 @@ def test_bound_call_from_threads(rng):
     layer = _layer("GRU", {"num_layers": 2})
     xs = [rng.standard_normal((10, 1, 24)).astype(np.float32) for _ in range(4)]
     want = [_general(layer, x) for x in xs]
-    errors = []
 
     def work(i):
-        try:
-            for _ in range(50):
-                _assert_same(layer(xs[i]), want[i])
-        except Exception as e:  # reported below
-            errors.append(e)
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        for _ in range(50):
+            _assert_same(layer(xs[i]), want[i])
+    errors = in_threads(work, 4)
     assert not errors, errors[0]
 
 

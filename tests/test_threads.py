@@ -1,29 +1,10 @@
 """Kernels release the GIL; concurrent callers get the answers they get alone."""
-import threading
-
 import numpy as np
 import pytest
 
 import fastrnn
 from fastrnn import _engine, _threads
-
-
-def _in_threads(call, count):
-    """call(k) on ``count`` Python threads at once; the exceptions they raised."""
-    errors = []
-
-    def work(k):
-        try:
-            call(k)
-        except Exception as exc:   # reported by the caller, not swallowed
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return errors
+from concurrent_calls import in_threads
 
 
 @pytest.mark.parametrize("bidirectional", [True, False], ids=["batch-split", "unit-split"])
@@ -43,7 +24,7 @@ def test_python_threads_share_one_model(cls, bidirectional):
             for i in range((k + rep) % 6, 6):
                 results[k][i] = layer(inputs[i], lengths=lengths[i])[0]
 
-    assert not _in_threads(work, 4)
+    assert not in_threads(work, 4)
     # a concurrent call may run its unit split alone (its partner late,
     # fastrnn/_team.h): to the bit the same on float32 panels; BLAS
     # (FASTRNN_PANEL=blas) may pick other kernels for other shares
@@ -76,7 +57,7 @@ def test_python_threads_share_one_cell_split_across_threads(cls):
     try:
         fastrnn.set_num_threads(2)
         alone = [cell(x) for x in inputs]
-        errors = _in_threads(work, 4)
+        errors = in_threads(work, 4)
     finally:
         kernels.set_split_step_bytes(old)
         fastrnn.set_num_threads(None)

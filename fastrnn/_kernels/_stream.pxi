@@ -214,43 +214,10 @@ cdef class CellKernel:
         else:
             self.f_ih, self.f_hh, self.fb_ih, self.fb_hh = w_ih, w_hh, b_ih, b_hh
 
-    def step(self, x, h0, c0, h1, c1, ones, perm, ids=None, int threads=1):
-        """h1 (and c1) = one step from h0 (and c0) for input x.
-
-        x: (B, I) of the weights' dtype, any strides; h0, c0, h1, c1: (B, H)
-        C-contiguous (for RNN and GRU cells pass h0, h1 again as c0, c1);
-        ones: (B,) of 1; perm: arange(B) (intp). Token input: ids (B,) intp
-        contiguous, each in [0, I) (checked by the caller), and x is ignored.
-        threads: the most threads one row of float32 may split its units
-        across (_shares).
-        """
-        cdef const Py_ssize_t[::1] id_v
-        cdef const Py_ssize_t* id_p = NULL
-        if ids is not None:
-            id_v = ids
-            id_p = &id_v[0]
-            x = h0                                 # any (B, *) array of the dtype
-        cdef const Py_ssize_t[::1] one_v = ones
-        cdef const Py_ssize_t[::1] perm_v = perm
-        cdef const float[:, :] fx
-        cdef const float[:, ::1] fh0, fc0
-        cdef float[:, ::1] fh1, fc1
-        cdef const double[:, :] dx
-        cdef const double[:, ::1] dh0, dc0
-        cdef double[:, ::1] dh1, dc1
-        if self.wide:
-            dx, dh0, dc0, dh1, dc1 = x, h0, c0, h1, c1
-            self._run(&dx[0, 0], dx.strides[0] // 8, dx.strides[1] // 8, &dh0[0, 0], &dc0[0, 0],
-                      &dh1[0, 0], &dc1[0, 0], dh0.shape[0], &one_v[0], &perm_v[0], id_p, threads)
-        else:
-            fx, fh0, fc0, fh1, fc1 = x, h0, c0, h1, c1
-            self._run(&fx[0, 0], fx.strides[0] // 4, fx.strides[1] // 4, &fh0[0, 0], &fc0[0, 0],
-                      &fh1[0, 0], &fc1[0, 0], fh0.shape[0], &one_v[0], &perm_v[0], id_p, threads)
-
     cdef int _run(self, const void* x, Py_ssize_t xs0, Py_ssize_t xs1, const void* h0,
                   const void* c0, void* h1, void* c1, Py_ssize_t B, const Py_ssize_t* ones,
                   const Py_ssize_t* perm, const Py_ssize_t* ids, int threads) except -1:
-        """step() on its arrays' data (the weights' dtype): x (B, I) with
+        """One step on its arrays' data (the weights' dtype): x (B, I) with
         element strides (xs0, xs1), the states (B, H) C-contiguous, ones and
         perm (B,), ids (B,) or NULL."""
         cdef Py_ssize_t bounds[2]
@@ -292,6 +259,23 @@ cdef class CellKernel:
                 else:
                     _step_run(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0])
         return 0
+
+    cdef object _row_order(self, Py_ssize_t B, const Py_ssize_t** ones,
+                           const Py_ssize_t** perm):
+        """Set ones and perm to (B,) arrays of 1 and of 0..B-1 for a step of
+        B rows: a static pair for one row, else arrays kept on the kernel,
+        returned (the caller holds them while the step reads the pointers)."""
+        cdef const Py_ssize_t[::1] one_v, perm_v
+        if B == 1:
+            ones[0], perm[0] = &_ONE_ROW[0], &_ONE_ROW[1]
+            return None
+        rows = self._rows              # one read: other threads may replace it
+        if rows is None or (<tuple> rows)[0] != B:
+            rows = (B, np.ones(B, np.intp), np.arange(B, dtype=np.intp))
+            self._rows = rows
+        one_v, perm_v = (<tuple> rows)[1], (<tuple> rows)[2]
+        ones[0], perm[0] = &one_v[0], &perm_v[0]
+        return rows
 
     cdef int _shares(self, int threads, Py_ssize_t B, bint unit_stride):
         """The threads a step of B rows splits its hidden units across
@@ -366,16 +350,9 @@ cdef class CellKernel:
         if h0 is None:
             h0 = np.zeros((B, H), dtype)
             ph0 = pc0 = _c_rows(h0, H, self.wide, &B0)
-        cdef const Py_ssize_t[::1] one_v, perm_v
-        cdef const Py_ssize_t* ones = &_ONE_ROW[0]
-        cdef const Py_ssize_t* perm = &_ONE_ROW[1]
-        if B > 1:
-            rows = self._rows              # one read: other threads may replace it
-            if rows is None or (<tuple> rows)[0] != B:
-                rows = (B, np.ones(B, np.intp), np.arange(B, dtype=np.intp))
-                self._rows = rows
-            one_v, perm_v = (<tuple> rows)[1], (<tuple> rows)[2]
-            ones, perm = &one_v[0], &perm_v[0]
+        cdef const Py_ssize_t* ones
+        cdef const Py_ssize_t* perm
+        rows = self._row_order(B, &ones, &perm)     # (held while the step runs)
         # (h1, c1: new arrays of that shape and dtype, which _c_rows accepts)
         cdef void* ph1 = <void*> _c_rows(h1, H, self.wide, &B0)
         cdef void* pc1 = <void*> _c_rows(c1, H, self.wide, &B0)
@@ -389,6 +366,146 @@ cdef class CellKernel:
 # a row's length and place for a one-row call: {1, 0}
 cdef Py_ssize_t _ONE_ROW[2]
 _ONE_ROW[0], _ONE_ROW[1] = 1, 0
+
+
+def stream_layers(tuple kernels, x, ids, h0, c0, h_n, c_n, y, int threads):
+    """One step of every layer and direction of a module on the calling
+    thread (fastrnn._engine.stream_step; a streaming call, one step at a
+    time), each layer's kernels run here in turn with their arrays' data read
+    once: no Python between them.
+
+    kernels: per layer, a tuple of its directions' CellKernels (one dtype,
+    layer l + 1's input size D*H); x (B, I) of their dtype, any strides, the
+    first layer's input, or None with ids: (B,) intp token ids, C-contiguous
+    (x is then not read; each id is checked to be in [0, I)); h0 and c0
+    (L*D, B, H) C-contiguous or None (zeros; c0 is h0 again for a cell with
+    no c); h_n, c_n (L*D, B, H) C-contiguous and writable, the new state
+    (c_n: h_n again for a cell with no c); y (B, D*H) C-contiguous and
+    writable, the last layer's output, or None (h_n holds it: a cell).
+    Returns True; False, with nothing
+    written, when an array is not as described or an id is out of range (the
+    caller then checks in full, and names what is wrong)."""
+    cdef CellKernel k = <CellKernel> (<tuple> kernels[0])[0]
+    cdef bint wide = k.wide
+    cdef Py_ssize_t L = len(kernels), D = len(<tuple> kernels[0])
+    cdef Py_ssize_t H = k.n_hidden, I = k.n_in, B = -1, s0 = 0, s1 = 1, b, layer, d, r
+    cdef size_t item = 8 if wide else 4
+    cdef const Py_ssize_t[::1] id_v
+    cdef const Py_ssize_t* pid = NULL
+    cdef const char* px = NULL
+    if ids is not None:
+        id_v = ids
+        B = id_v.shape[0]
+        pid = &id_v[0] if B > 0 else NULL
+        for b in range(B):
+            if not 0 <= pid[b] < I:
+                return False
+    else:
+        px = <const char*> _rows_of(x, I, wide, &B, &s0, &s1)
+        if px == NULL:
+            return False
+    if B < 1:
+        return False
+    cdef Py_ssize_t n = L * D * B * H
+    cdef char* hn = <char*> _c_elements(h_n, n, wide, True)
+    cdef char* cn = <char*> _c_elements(c_n, n, wide, True)
+    cdef char* out = NULL
+    if y is not None:
+        out = <char*> _c_elements(y, B * D * H, wide, True)
+        if out == NULL:
+            return False
+    cdef const char* ph0 = NULL
+    cdef const char* pc0 = NULL
+    if h0 is not None:
+        ph0 = <const char*> _c_elements(h0, n, wide, False)
+        pc0 = <const char*> _c_elements(c0, n, wide, False)
+        if ph0 == NULL or pc0 == NULL:
+            return False
+    if hn == NULL or cn == NULL:
+        return False
+    # zeros for a missing state, then two buffers for the inner layers'
+    # outputs of two directions (a layer reads one while it writes the other)
+    work = _scratch("stream", B * H * (1 + 2 * D), np.float64 if wide else np.float32)
+    cdef char* space = <char*> _c_elements(work, -1, wide, True)
+    cdef char* zeros = space
+    cdef char* mid[2]
+    mid[0] = space + B * H * item
+    mid[1] = mid[0] + B * D * H * item
+    if ph0 == NULL:
+        memset(zeros, 0, B * H * item)
+    cdef const Py_ssize_t* ones
+    cdef const Py_ssize_t* perm
+    rows = k._row_order(B, &ones, &perm)          # (held while the steps run)
+    cdef Py_ssize_t block = B * H * item          # one (B, H) state, in bytes
+    cdef const char* inp = px
+    cdef const char* h_in
+    cdef const char* c_in
+    cdef char* dst
+    cdef char* h1
+    for layer in range(L):
+        dst = out if layer == L - 1 else mid[layer % 2]
+        for d in range(D):
+            r = layer * D + d
+            k = <CellKernel> (<tuple> kernels[layer])[d]
+            h_in = zeros if ph0 == NULL else ph0 + r * block
+            c_in = zeros if ph0 == NULL else pc0 + r * block
+            h1 = hn + r * block
+            if layer == 0 and pid != NULL:
+                k._run(h_in, H, 1, h_in, c_in, h1, cn + r * block, B, ones, perm, pid, threads)
+            else:
+                k._run(inp, s0, s1, h_in, c_in, h1, cn + r * block, B, ones, perm, NULL,
+                       threads)
+            if dst != NULL and (D > 1 or layer == L - 1):
+                # this direction's h_t: its columns of the layer's output
+                for b in range(B):
+                    memcpy(dst + (b * D + d) * H * item, h1 + b * H * item, H * item)
+        # the next layer reads this one's output: h_t itself for one direction
+        inp = <const char*> (dst if D > 1 else hn + layer * block)
+        s0, s1 = D * H, 1
+    return True
+
+
+cdef const void* _rows_of(object a, Py_ssize_t cols, bint wide, Py_ssize_t* rows,
+                          Py_ssize_t* s0, Py_ssize_t* s1):
+    """The data of ``a`` when it exports a 2-D buffer of ``cols`` columns of
+    native float32 (float64: wide), any strides that are multiples of the
+    item, aligned to its items: its rows in rows[0], its element strides in
+    s0[0], s1[0]; else NULL."""
+    cdef Py_buffer view
+    cdef const void* data = NULL
+    cdef char code = b'd' if wide else b'f'
+    if _get_buffer(a, &view, PyBUF_STRIDES | PyBUF_FORMAT) != 0:
+        PyErr_Clear()
+        return NULL
+    if (view.ndim == 2 and view.shape[1] == cols and view.format != NULL
+            and view.format[0] == code and view.format[1] == 0
+            and _aligned(view.buf, view.itemsize)
+            and view.strides[0] % view.itemsize == 0 and view.strides[1] % view.itemsize == 0):
+        data = view.buf
+        rows[0] = view.shape[0]
+        s0[0] = view.strides[0] // view.itemsize
+        s1[0] = view.strides[1] // view.itemsize
+    PyBuffer_Release(&view)
+    return data
+
+
+cdef void* _c_elements(object a, Py_ssize_t n, bint wide, bint writable):
+    """The data of ``a`` when it exports a C-contiguous buffer of native
+    float32 (float64: wide), aligned to its items, of n items in all (any
+    shape; n < 0: any number), writable if asked; else NULL."""
+    cdef Py_buffer view
+    cdef void* data = NULL
+    cdef char code = b'd' if wide else b'f'
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
+    if _get_buffer(a, &view, flags) != 0:
+        PyErr_Clear()
+        return NULL
+    if (view.format != NULL and view.format[0] == code and view.format[1] == 0
+            and _aligned(view.buf, view.itemsize)
+            and (n < 0 or view.len == n * view.itemsize)):
+        data = view.buf
+    PyBuffer_Release(&view)
+    return data
 
 
 cdef inline bint _aligned(const void* p, size_t size) noexcept:
