@@ -56,8 +56,8 @@ def alignment(name, rounds, reps=200):
     calls, zeros = next(e for e in bound.values() if e)
     steps, batch, H = x.shape[0], x.shape[1], layer.hidden_size
     h_n, c_n = np.empty((batch, H), np.float32), np.empty((batch, H), np.float32)
-    store = fastrnn._engine._k._scratch_store.bufs
-    aligned = dict(store)
+    k = fastrnn._engine._k
+    aligned = k.scratch_arrays()
     ys = {off: _at(off, steps * batch * H, np.float32).reshape(steps, batch, H)
           for off in OFFSETS}
     scratch = {off: {key: _at(off, buf.shape[0], buf.dtype) for key, buf in aligned.items()}
@@ -66,14 +66,14 @@ def alignment(name, rounds, reps=200):
     try:
         for _ in range(rounds):
             for off in OFFSETS:
-                store.update(aligned)
+                k.set_scratch_arrays(aligned)
                 times["y", off].append(median_seconds(
                     calls[0].run, x, zeros, zeros, ys[off], h_n, c_n, reps=reps))
-                store.update(scratch[off])
+                k.set_scratch_arrays(scratch[off])
                 times["scratch", off].append(median_seconds(
                     calls[0].run, x, zeros, zeros, ys[0], h_n, c_n, reps=reps))
     finally:
-        store.update(aligned)
+        k.set_scratch_arrays(aligned)
     return {key: float(np.median(v)) for key, v in times.items()}
 
 

@@ -60,7 +60,7 @@ def memory_check():
     from fastrnn import _kernels
     layer = fastrnn.LSTM(256, 256, seed=0)
     x = np.random.default_rng(0).standard_normal((4000, 32, 256)).astype(np.float32)
-    getattr(_kernels.recurrent._scratch_store, "bufs", {}).clear()
+    _kernels.recurrent.clear_scratch()
     tracemalloc.start()
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]

@@ -306,7 +306,7 @@ def test_scratch_and_outputs_start_at_a_cache_line(dtype, rng):
             y, _ = layer(x)
             assert y.ctypes.data % 64 == 0 and y.flags.c_contiguous
     layer(rng.standard_normal((9, 1, 24)).astype(np.float32))
-    for buf in _engine._k._scratch_store.bufs.values():
+    for buf in _engine._k.scratch_arrays().values():
         assert buf.ctypes.data % 64 == 0
     # the training storage (pooled: its parts at 64 bytes from the buffer's start)
     from fastrnn._buffers import BufferPool
@@ -395,3 +395,35 @@ def test_bound_call_follows_batch_first(rng):
     _assert_same(second, _general(layer, x))
     assert not np.array_equal(first[0], second[0])
     assert (len([e for e in _bound(layer).values() if e]) == 2) == PANELS
+
+
+def test_scratch_slots_are_the_threads_own(rng):
+    """The kernels' scratch: by (name, dtype), one array per Python thread,
+    which bench.call_cost may replace (any 1-D array of the slot's dtype,
+    even off a cache line) and compare.py clear; the kernels write it
+    before they read it, and a thread never sees another's."""
+    k = _engine._k
+    cell = fastrnn.LSTMCell(24, 128, seed=0)
+    x = rng.standard_normal((1, 24)).astype(np.float32)
+    want = cell(x)
+    arrays = k.scratch_arrays()
+    key = ("cell", np.float32)
+    assert key in arrays and arrays[key].ndim == 1
+    placed = np.full(arrays[key].shape[0] + 3, np.nan, np.float32)[3:]   # off a line, NaN
+    k.set_scratch_arrays({key: placed})
+    try:
+        for g, w in zip(cell(x), want):
+            np.testing.assert_array_equal(g, w)
+        assert k.scratch_arrays()[key] is placed and not np.isnan(placed).all()
+        for bad in ({key: placed.astype(np.float64)}, {key: placed.reshape(1, -1)},
+                    {key: [1.0, 2.0]}, {key: placed[::2]}):
+            with pytest.raises(ValueError, match="scratch"):
+                k.set_scratch_arrays(bad)
+        other = []
+        errors = in_threads(lambda i: other.append(k.scratch_arrays()), 1)
+        assert not errors and other == [{}]          # a new thread has none yet
+    finally:
+        k.clear_scratch()
+    assert k.scratch_arrays() == {}
+    for g, w in zip(cell(x), want):                  # (new arrays, the same results)
+        np.testing.assert_array_equal(g, w)

@@ -109,22 +109,84 @@ cdef inline Py_ssize_t _time(bint reverse, const Py_ssize_t* lengths, Py_ssize_t
 # every call comes back from the OS as zeroed pages (page faults are a
 # measurable part of a small bidirectional call). Only workspace that dies
 # with the call and whose size is bounded (chunked steps, one step's rows,
-# packed weights) lives here; nothing a caller keeps does.
+# packed weights) lives here; nothing a caller keeps does. Each slot's
+# array is kept with the address of its data, which the kernels' entries
+# take as it is (_scratch_data): a typed view of it made per call cost
+# 0.15-0.2 us, and a call of a small layer makes up to five.
 _scratch_store = threading.local()
 
 
-def _scratch(slot, Py_ssize_t n, dtype):
+cdef extern from "Python.h":
+    # (cpython.buffer's declaration raises the refusal; here it is a result)
+    int _get_buffer "PyObject_GetBuffer" (object, Py_buffer*, int)
+
+
+cdef class _ScratchSlot:
+    """A scratch array (1-D, contiguous) and its data's address."""
+    cdef object arr
+    cdef void* data
+    cdef Py_ssize_t size
+
+
+cdef _ScratchSlot _scratch_slot(object key, Py_ssize_t n, object arr):
+    """key's slot of this thread, holding arr (its address read once)."""
+    cdef _ScratchSlot slot = _ScratchSlot.__new__(_ScratchSlot)
+    cdef Py_buffer view
+    if _get_buffer(arr, &view, PyBUF_C_CONTIGUOUS) != 0:
+        PyErr_Clear()
+        raise ValueError(f"scratch {key!r}: a contiguous array, got {type(arr).__name__}")
+    slot.arr, slot.data, slot.size = arr, view.buf, arr.shape[0]
+    PyBuffer_Release(&view)
+    _scratch_slots()[key] = slot
+    return slot
+
+
+cdef dict _scratch_slots():
+    """This Python thread's scratch slots, (name, dtype) -> _ScratchSlot."""
+    slots = getattr(_scratch_store, "slots", None)
+    if slots is None:
+        slots = _scratch_store.slots = {}
+    return slots
+
+
+cdef _ScratchSlot _scratch_of(object name, Py_ssize_t n, object dtype):
+    """Slot (name, dtype) of this thread, at least n elements (a new array
+    when not: _panels.aligned_empty, at a cache line)."""
+    key = (name, dtype)
+    cdef _ScratchSlot slot = _scratch_slots().get(key)
+    if slot is None or slot.size < n:
+        slot = _scratch_slot(key, n, aligned_empty(max(n, 1), dtype))
+    return slot
+
+
+def _scratch(name, Py_ssize_t n, dtype):
     """A 1-D array of at least n elements of dtype, reused by this thread,
     starting at a cache line (_panels.aligned_empty)."""
-    bufs = getattr(_scratch_store, "bufs", None)
-    if bufs is None:
-        bufs = _scratch_store.bufs = {}
-    key = (slot, dtype)
-    buf = bufs.get(key)
-    if buf is None or buf.shape[0] < n:
-        buf = aligned_empty(max(n, 1), dtype)
-        bufs[key] = buf
-    return buf
+    return _scratch_of(name, n, dtype).arr
+
+
+cdef void* _scratch_data(object name, Py_ssize_t n, object dtype) except NULL:
+    """The data of _scratch(name, n, dtype)."""
+    return _scratch_of(name, n, dtype).data
+
+
+def scratch_arrays():
+    """This thread's scratch arrays, {(name, dtype): array} (a new dict)."""
+    return {key: (<_ScratchSlot> slot).arr for key, slot in _scratch_slots().items()}
+
+
+def set_scratch_arrays(arrays):
+    """Put arrays ({(name, dtype): 1-D contiguous array of that dtype}) in
+    this thread's scratch slots (bench.call_cost places them on purpose)."""
+    for key, arr in arrays.items():
+        if not (isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype == key[1]):
+            raise ValueError(f"scratch {key!r}: a 1-D array of {key[1]}, got {arr!r:.60}")
+        _scratch_slot(key, arr.shape[0], arr)
+
+
+def clear_scratch():
+    """Drop this thread's scratch arrays (the next calls make new ones)."""
+    _scratch_slots().clear()
 
 
 cdef float* _data(float[::1] arr):
@@ -291,13 +353,13 @@ cdef int _bias_scratch(LayerCall* call, const floating* b_ih, const floating* b_
     by call.w[d] (the call's other weights are set before). One flat scratch
     array, no views of it: the call's fixed cost."""
     cdef Py_ssize_t G = call.dims.G, H = call.dims.H, d
-    cdef floating[::1] buf = _scratch("bias", D * (G + H),
-                                      np.float32 if floating is float else np.float64)
+    cdef floating* buf = <floating*> _scratch_data(
+        "bias", D * (G + H), np.float32 if floating is float else np.float64)
     for d in range(D):
-        combine_biases(call.dims.kind, G, H, b_ih + d * G, b_hh + d * G, &buf[d * (G + H)],
-                       &buf[d * (G + H) + G])
-        call.w[d].b_x = &buf[d * (G + H)]
-        call.w[d].b_hn = &buf[d * (G + H) + G]
+        combine_biases(call.dims.kind, G, H, b_ih + d * G, b_hh + d * G, buf + d * (G + H),
+                       buf + d * (G + H) + G)
+        call.w[d].b_x = buf + d * (G + H)
+        call.w[d].b_hn = buf + d * (G + H) + G
     return 0
 
 

@@ -240,24 +240,24 @@ cdef class CellKernel:
         cdef int shares = self._shares(threads, B, ids == NULL and xs1 == 1)
         cdef Py_ssize_t need = (_split_space(&call, shares) if shares > 0
                                 else _step_space(<float*> NULL, &call, NULL, NULL, NULL))
-        cdef float[::1] fw
-        cdef double[::1] dw
+        cdef double* dw
+        cdef float* fw
         if self.wide:
-            dw = _scratch("cell", need, np.float64)
+            dw = <double*> _scratch_data("cell", need, np.float64)
             _step_call(&call, x, xs0, xs1, &self.d_ih[0, 0], &self.d_hh[0, 0], ids, h0, c0, h1, c1)
             with nogil:
-                _step_run(&call, &self.db_ih[0], &self.db_hh[0], &dw[0])
+                _step_run(&call, &self.db_ih[0], &self.db_hh[0], dw)
         else:
-            fw = _scratch("cell", need, np.float32)
+            fw = <float*> _scratch_data("cell", need, np.float32)
             _step_call(&call, x, xs0, xs1, &self.f_ih[0, 0], &self.f_hh[0, 0], ids, h0, c0, h1, c1)
             if self.q16 and shares > 0:
                 call.w[0].q_ih, call.w[0].q_hh = &self.q_ih[0, 0], &self.q_hh[0, 0]
                 call.w[0].q16 = self.q16
             with nogil:
                 if shares > 0:
-                    _split_step(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0], shares)
+                    _split_step(&call, &self.fb_ih[0], &self.fb_hh[0], fw, shares)
                 else:
-                    _step_run(&call, &self.fb_ih[0], &self.fb_hh[0], &fw[0])
+                    _step_run(&call, &self.fb_ih[0], &self.fb_hh[0], fw)
         return 0
 
     cdef object _row_order(self, Py_ssize_t B, const Py_ssize_t** ones,
@@ -425,8 +425,8 @@ def stream_layers(tuple kernels, x, ids, h0, c0, h_n, c_n, y, int threads):
         return False
     # zeros for a missing state, then two buffers for the inner layers'
     # outputs of two directions (a layer reads one while it writes the other)
-    work = _scratch("stream", B * H * (1 + 2 * D), np.float64 if wide else np.float32)
-    cdef char* space = <char*> _c_elements(work, -1, wide, True)
+    cdef char* space = <char*> _scratch_data("stream", B * H * (1 + 2 * D),
+                                             np.float64 if wide else np.float32)
     cdef char* zeros = space
     cdef char* mid[2]
     mid[0] = space + B * H * item
@@ -513,9 +513,6 @@ cdef inline bint _aligned(const void* p, size_t size) noexcept:
     return (<size_t> p) % size == 0
 
 
-cdef extern from "Python.h":
-    # (cpython.buffer's declaration raises the refusal; here it is a result)
-    int _get_buffer "PyObject_GetBuffer" (object, Py_buffer*, int)
 
 
 cdef const void* _c_rows(object a, Py_ssize_t cols, bint wide, Py_ssize_t* rows):

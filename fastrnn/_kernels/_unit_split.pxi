@@ -572,14 +572,14 @@ cdef void* _units_scratch(LayerCall* call, const floating* b_ih, const floating*
         # per thread: B rows of h_{t-1}, or a chunk's inputs
         _call_qwork(call, 1, B, call.step_chunk * B, num_threads)
     dtype = np.float32 if floating is float else np.float64
-    cdef floating[::1] work = _scratch("work", num_threads * call.work_per, dtype)
-    cdef floating[::1] shared = _scratch("shared", unit_shared(<floating*> NULL, &call.dims, B,
-                                                               NULL), dtype)
-    call.shared = &shared[0]
+    cdef void* work = _scratch_data("work", num_threads * call.work_per, dtype)
+    call.shared = _scratch_data("shared", unit_shared(<floating*> NULL, &call.dims, B, NULL),
+                                dtype)
     if floating is float:
         if panels_on() and pack_weights:
-            call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
-    return &work[0]
+            call.panels = <float*> _scratch_data("panels", num_threads * call.panels_per,
+                                                 np.float32)
+    return work
 
 
 cdef class UnitCall:
