@@ -120,24 +120,33 @@ def test_a_loop_of_steps_is_the_sequence(name, opts, hidden, rng):
 
 @pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_bound_step_of_token_ids(name, batch_first, rng):
+@pytest.mark.parametrize("hidden,batch", [(32, 3), (128, 1)])
+def test_bound_step_of_token_ids(name, batch_first, hidden, batch, rng):
     """intp token ids (1, B) ((B, 1) batch_first): the first layer reads
-    columns of W_ih, as the general path does; the ids are checked."""
-    layer = getattr(fastrnn, name)(50, 32, num_layers=2, batch_first=batch_first, seed=1)
-    ids = rng.integers(0, 50, (3, 1) if batch_first else (1, 3)).astype(np.intp)
+    columns of W_ih, as the general path does; the ids are checked. One row
+    of H=128 splits each step's units across two threads (CellKernel: its
+    W_hh from 192 KiB; a token's W_ih column is not streamed)."""
+    if name == "RNN":
+        hidden *= 2                                   # (its W_hh past 192 KiB too)
+    layer = getattr(fastrnn, name)(50, hidden, num_layers=2, batch_first=batch_first, seed=1)
+    ids = rng.integers(0, 50, (batch, 1) if batch_first else (1, batch)).astype(np.intp)
     before = ids.copy()
     out = _engine.bound_step(layer, ids)
     assert out is not None
     _assert_same(out, _general(layer, ids))
     _assert_same(layer(ids), out)
     np.testing.assert_array_equal(ids, before)
-    # the same as the one-hot rows (a product instead of a column read)
+    # the same as the one-hot rows (a product instead of a column read); on
+    # the split, both are row dot products and a one-hot row's are exact
     onehot = np.eye(50, dtype=np.float32)[ids]
-    np.testing.assert_allclose(layer(onehot)[0], out[0], rtol=1e-5, atol=1e-6)
+    if batch == 1:
+        _assert_same(layer(onehot), out)
+    else:
+        np.testing.assert_allclose(layer(onehot)[0], out[0], rtol=1e-5, atol=1e-6)
     # ids out of range and other integer types: the general path's check or conversion
     for bad in (-1, 50):
         wrong = ids.copy()
-        wrong.flat[1] = bad
+        wrong.flat[-1] = bad
         assert _engine.bound_step(layer, wrong) is None
         with pytest.raises(ValueError, match="x"):
             layer(wrong)
@@ -287,3 +296,16 @@ def test_cells_read_unaligned_and_strided_arrays(hidden, rng):
         got = cell(xi, (hi, -h))
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w, err_msg=str(i))
+
+
+@pytest.mark.parametrize("fmt", ["float32", "float16", "bfloat16", "int8"])
+@pytest.mark.parametrize("hidden", [40, 128])
+def test_bound_step_of_quantized_layers(fmt, hidden, rng):
+    """Quantized layers step on the weights the general path's step reads
+    (16-bit ones on their codes)."""
+    layer = fastrnn.quantize(fastrnn.LSTM(24, hidden, num_layers=2, seed=0), fmt)
+    x = rng.standard_normal((1, 1, 24)).astype(np.float32)
+    out = _engine.bound_step(layer, x)
+    assert out is not None
+    _assert_same(out, _general(layer, x))
+    _assert_same(layer(x, out[1]), _general(layer, x, out[1]))

@@ -86,7 +86,8 @@ cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn
     h_{t-1} of every unit and writes only its own units. The products are
     row dot products on the weights as stored (rows_dot), each row's sum in
     one order: any split gives the same bits. ws: this share's UnitSpace
-    (one row; sized for a share of every unit). x: unit stride."""
+    (one row; sized for a share of every unit). x: unit stride, or a token
+    id (call.src[0].ids), whose projection is read from W_ih's columns."""
     cdef const Dims* d = &call.dims
     cdef const Ends* ends = &call.ends[0]
     cdef const float* x = <const float*> call.src[0].x
@@ -112,10 +113,15 @@ cdef void _units_step(const LayerCall* call, const float* b_x, const float* b_hn
     cdef float* bx = <float*> sp.bx
     cdef const Weights* w = &call.w[0]
     cdef bint bf16 = w.q16 == 2
+    cdef const Py_ssize_t* ids = call.src[0].ids
     for q in range(ngates):
         memcpy(bx + q * U, b_x + q * H + u0, U * sizeof(float))
         # Gx[q, my units] = W_ih[those rows of gate q] x (16-bit weights: widened)
-        if w.q16:
+        if ids != NULL:
+            # token ids[0]: column ids[0] of those rows (the float32 values, a
+            # 16-bit layer's widened ones: the same)
+            copy_strided(gx + q * U, w_ih + (q * H + u0) * I + ids[0], U, I)
+        elif w.q16:
             rows_dot16(U, I, w.q_ih + (q * H + u0) * I, I, x, gx + q * U, False, bf16)
         else:
             rows_dot(U, I, w_ih + (q * H + u0) * I, I, x, gx + q * U, False)
@@ -237,7 +243,7 @@ cdef class CellKernel:
         call.rows_max = B
         call.step_chunk = 1
         call.cap = B
-        cdef int shares = self._shares(threads, B, ids == NULL and xs1 == 1)
+        cdef int shares = self._shares(threads, B, ids != NULL or xs1 == 1, ids != NULL)
         cdef Py_ssize_t need = (_split_space(&call, shares) if shares > 0
                                 else _step_space(<float*> NULL, &call, NULL, NULL, NULL))
         cdef double* dw
@@ -277,13 +283,14 @@ cdef class CellKernel:
         ones[0], perm[0] = &one_v[0], &perm_v[0]
         return rows
 
-    cdef int _shares(self, int threads, Py_ssize_t B, bint unit_stride):
+    cdef int _shares(self, int threads, Py_ssize_t B, bint unit_stride, bint tokens):
         """The threads a step of B rows splits its hidden units across
         (_split_step), or 0: the step runs on this thread as a layer's task
         (_step_run: BLAS's gemv for one row).
 
         Split: one float32 row on panels (the row dot products are the panel
-        variant's), x with unit stride, a cell whose step is one product
+        variant's), x with unit stride or a token id (tokens: its projection
+        is a column of W_ih, not streamed), a cell whose step is one product
         (not the reset-before GRU: its second product reads r ⊙ h_{t-1} of
         every unit), at least two threads, and weights from
         _split_step_bytes (below, waking the team costs more than halving
@@ -303,7 +310,8 @@ cdef class CellKernel:
         if threads < 2:
             return alone
         cdef int shares = min(threads, self.n_hidden)
-        cdef Py_ssize_t nbytes = (gates(self.kind) * self.n_hidden * (self.n_in + self.n_hidden)
+        cdef Py_ssize_t nbytes = (gates(self.kind) * self.n_hidden
+                                  * ((0 if tokens else self.n_in) + self.n_hidden)
                                   * (2 if self.q16 else 4))
         if nbytes < _split_step_bytes or nbytes > _split_most(shares):
             return alone
