@@ -30,7 +30,7 @@ class Config:
     B: int
     T: int = 100
     bidirectional: bool = False
-    task: str = "infer"       # "infer", "train", "cell", "varlen"
+    task: str = "infer"       # "infer", "train", "cell", "varlen", "step"
     target: float = 1.0       # ratio to reach (fastrnn / fastest other engine)
 
     @property
@@ -63,13 +63,17 @@ CONFIGS = [
            task="train", target=0.5),
     Config("lstmcell-h128-b1", "lstm", 128, 128, 1, T=1, task="cell", target=0.2),
     Config("lstmcell-h512-b1", "lstm", 512, 512, 1, T=1, task="cell", target=0.6),
+    # a layer fed one step at a time with the state of its last call (a
+    # streaming loop; issue 12 sets no target: the project's aim, faster)
+    Config("lstmstep-h256-b1", "lstm", 256, 256, 1, T=1, task="step"),
     Config("varlen-lstm-h256-b64", "lstm", 256, 256, 64, T=200, task="varlen"),
 ]
 
 ENGINES = ["fastrnn", "numpy", "torch", "onnxruntime"]
 # the tasks each engine has (the numpy baseline and ONNX Runtime do no training)
-TASKS = {"fastrnn": {"infer", "train", "cell", "varlen"}, "numpy": {"infer"},
-         "torch": {"infer", "train", "cell", "varlen"}, "onnxruntime": {"infer", "varlen"}}
+TASKS = {"fastrnn": {"infer", "train", "cell", "varlen", "step"}, "numpy": {"infer"},
+         "torch": {"infer", "train", "cell", "varlen", "step"},
+         "onnxruntime": {"infer", "varlen", "step"}}
 
 
 def make_layer(cfg):
@@ -97,7 +101,7 @@ def fastrnn_engine(cfg, variant=None):
     if variant == "full":
         lengths = None
     if variant in WEIGHT_VARIANTS:
-        if cfg.task not in ("infer", "cell", "varlen"):
+        if cfg.task not in ("infer", "cell", "varlen", "step"):
             return None
         layer = fastrnn.quantize(layer, variant)
     if cfg.task == "cell":
@@ -113,6 +117,8 @@ def fastrnn_engine(cfg, variant=None):
             y, _, ctx = layer.forward(x)
             layer.backward(ctx, dy)
         return step
+    if cfg.task == "step":
+        return _stepping(lambda state: layer(x, state), layer(x)[1])
     return lambda: layer(x, lengths=lengths)
 
 
@@ -172,6 +178,14 @@ def torch_engine(cfg, variant=None):
         if cfg.task != "infer" or cfg.kind == "rnn":
             return None
         module = _torch_quantized(torch, module, variant)
+    if cfg.task == "step":
+        with torch.inference_mode():
+            state = module(xt)[1]
+
+        def call(state):
+            with torch.inference_mode():
+                return module(xt, state)
+        return _stepping(call, state)
     if cfg.task == "train":
         dy = torch.ones(cfg.steps, cfg.B, module.hidden_size * (2 if cfg.bidirectional else 1))
 
@@ -198,7 +212,7 @@ def torch_engine(cfg, variant=None):
 def onnx_engine(cfg, variant=None, spinning=True):
     """ONNX Runtime's operator; spinning=False turns its pool's spinning off
     (session.intra_op.allow_spinning = 0; bench.coexist)."""
-    if cfg.task not in ("infer", "varlen"):
+    if cfg.task not in ("infer", "varlen", "step"):
         return None
     try:
         import onnx  # noqa: F401
@@ -225,14 +239,20 @@ def onnx_engine(cfg, variant=None, spinning=True):
     attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
     if cfg.kind == "gru":
         attrs["linear_before_reset"] = 1
-    node = helper.make_node(op, ["X", "W", "R", "B", "seq_lens"], ["Y"], **attrs)
+    # a step: the state of the last call in (initial_h, initial_c), the new one out
+    states = (["initial_h", "initial_c"] if cfg.kind == "lstm" else ["initial_h"]
+              ) if cfg.task == "step" else []
+    outs = ["Y"] + (["Y_h", "Y_c"][:len(states)] if states else [])
+    node = helper.make_node(op, ["X", "W", "R", "B", "seq_lens", *states], outs, **attrs)
     inits = [helper.make_tensor(n, TensorProto.FLOAT, a.shape, a.ravel())
              for n, a in (("W", W), ("R", R), ("B", Bias))]
     graph = helper.make_graph(
         [node], "rnn",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape)),
-         helper.make_tensor_value_info("seq_lens", TensorProto.INT32, [cfg.B])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=inits)
+         helper.make_tensor_value_info("seq_lens", TensorProto.INT32, [cfg.B])]
+        + [helper.make_tensor_value_info(n, TensorProto.FLOAT, [D, cfg.B, H]) for n in states],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outs],
+        initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = THREADS
@@ -244,7 +264,25 @@ def onnx_engine(cfg, variant=None, spinning=True):
     seq = (lengths if lengths is not None and variant != "full"
            else np.full(cfg.B, cfg.steps)).astype(np.int32)
     feed = {"X": x, "seq_lens": seq}
+    if states:
+        zeros = np.zeros((D, cfg.B, H), np.float32)
+
+        def call(state):
+            out = sess.run(None, dict(feed, **dict(zip(states, state))))
+            return out[0], tuple(out[1:])
+        return _stepping(call, call((zeros,) * len(states))[1])   # (as the others start)
     return lambda: sess.run(None, feed)
+
+
+def _stepping(call, state):
+    """A streaming loop's step: call(state) -> (y, new state), each call
+    given the state the last one returned."""
+    box = [state]
+
+    def step():
+        y, box[0] = call(box[0])
+        return y
+    return step
 
 
 FACTORIES = {"fastrnn": fastrnn_engine, "numpy": numpy_engine_, "torch": torch_engine,

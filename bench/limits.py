@@ -115,12 +115,12 @@ def compute_floor(cfg, peak, threads):
 def streamed_bytes(cfg):
     """Bytes of recurrent weights one call must read, step after step, from
     cache: W_hh of every direction per step (forward; training reads it again
-    in backward); a cell step reads W_ih and W_hh once. At batch 1 a step is
+    in backward); a cell step (or a layer's one step) reads W_ih and W_hh once. At batch 1 a step is
     a matrix-vector product, and these bytes over the cores' cache bandwidth
     bound the call as the FLOPs over the FMA peak bound it at large batches."""
     D = 2 if cfg.bidirectional else 1
     G = GATES[cfg.kind] * cfg.H
-    if cfg.task == "cell":
+    if cfg.task in ("cell", "step"):
         return 4 * G * (cfg.I + cfg.H)
     per_step = 4 * D * G * cfg.H
     return cfg.steps * per_step * (2 if cfg.task == "train" else 1)
@@ -132,8 +132,9 @@ def stream_rate(cfg, threads, rounds=7):
     best of rounds of every panel variant, on panels and as stored, and
     BLAS's sgemv, a matrix of that size (so it comes from the cache level it
     would live in)."""
-    cols = cfg.I + cfg.H if cfg.task == "cell" else cfg.H
-    D = 1 if cfg.task == "cell" or not cfg.bidirectional else 2
+    one_step = cfg.task in ("cell", "step")
+    cols = cfg.I + cfg.H if one_step else cfg.H
+    D = 1 if one_step or not cfg.bidirectional else 2
     return _one_row_rate(max(16, D * GATES[cfg.kind] * cfg.H // threads), cols, rounds)
 
 
