@@ -39,6 +39,23 @@ def test_full_length_of_varlen_batch(benchmark, engine):
     benchmark(fn)
 
 
+def test_streaming_step_engines_agree():
+    """The one-step rows carry each engine's state from call to call, and
+    every engine computes the same steps (ONNX Runtime's through
+    initial_h/initial_c)."""
+    import numpy as np
+    cfg = next(c for c in engines.CONFIGS if c.task == "step")
+    outs = {}
+    for name in ("fastrnn", "torch", "onnxruntime"):
+        fn = engines.FACTORIES[name](cfg)
+        if fn is not None:
+            outs[name] = np.stack([np.asarray(fn()).reshape(-1) for _ in range(4)])
+    want = outs.pop("fastrnn")
+    assert np.abs(want[-1] - want[0]).max() > 1e-3          # the state moves on
+    for name, got in outs.items():
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_two_builds_side_by_side():
     """bench.ab runs one build against another (here: this checkout twice)."""
     import os
