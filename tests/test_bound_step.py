@@ -309,3 +309,25 @@ def test_bound_step_of_quantized_layers(fmt, hidden, rng):
     assert out is not None
     _assert_same(out, _general(layer, x))
     _assert_same(layer(x, out[1]), _general(layer, x, out[1]))
+
+
+@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
+def test_token_steps_of_16_bit_layers(fmt, rng):
+    """A 16-bit layer's token step (its W_hh read as codes, the token's W_ih
+    column from the widened weights, the same values) gives the float32
+    layer's step on those values, on the split and on one thread."""
+    base = fastrnn.LSTM(50, 128, num_layers=2, seed=2)
+    q = fastrnn.quantize(base, fmt)
+    widened = fastrnn.LSTM(50, 128, num_layers=2, seed=2)
+    widened.load_state_dict(q.state_dict())
+    ids = np.array([[7]], np.intp)
+    before = fastrnn.get_num_threads()
+    try:
+        for threads in (2, 1):
+            fastrnn.set_num_threads(threads)
+            out = _engine.bound_step(q, ids)
+            assert out is not None
+            _assert_same(out, _general(q, ids))
+            np.testing.assert_allclose(out[0], widened(ids)[0], rtol=1e-5, atol=1e-6)
+    finally:
+        fastrnn.set_num_threads(before)
