@@ -433,8 +433,10 @@ def stream_layers(tuple kernels, x, ids, h0, c0, h_n, c_n, y, int threads):
         return False
     # zeros for a missing state, then two buffers for the inner layers'
     # outputs of two directions (a layer reads one while it writes the other)
-    cdef char* space = <char*> _scratch_data("stream", B * H * (1 + 2 * D),
-                                             np.float64 if wide else np.float32)
+    # (the slot held: its array outlives the steps' own scratch requests)
+    cdef _ScratchSlot held = _scratch_of("stream", B * H * (1 + 2 * D),
+                                         np.float64 if wide else np.float32)
+    cdef char* space = <char*> held.data
     cdef char* zeros = space
     cdef char* mid[2]
     mid[0] = space + B * H * item
