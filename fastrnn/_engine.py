@@ -336,9 +336,9 @@ def bound_call(module, x, hx=None):
     hx None or exactly the layer's state arrays ((L, B, H) float32
     C-contiguous; a tuple of two for the LSTM); every layer's call on the
     unit split with float32 products on panels (small batches, T >=
-    _PACK_MIN_STEPS). The general path checks and converts every argument
-    and works out the call's plan at each call (`python -m bench.call_cost`
-    times both)."""
+    _PACK_MIN_STEPS); a one-step call (T = 1) goes to bound_step. The
+    general path checks and converts every argument and works out the
+    call's plan at each call (`python -m bench.call_cost` times both)."""
     if x.ndim in (2, 3) and x.shape[1 if module.batch_first else 0] == 1:
         return bound_step(module, x, hx)
     flags = x.flags

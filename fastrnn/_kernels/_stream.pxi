@@ -1,7 +1,9 @@
 # The streaming step: one step of one layer and direction, no batch plan or
 # packing (a cell, or a one-step call of a layer with few rows): on the
 # calling thread, or for one float32 row split by hidden units across the
-# threads (_split_step). Included by _recurrent_impl.pxi.
+# threads (_split_step); a layer's one-step call runs every layer and
+# direction's step in one entry (stream_layers). Included by
+# _recurrent_impl.pxi.
 
 
 cdef inline Py_ssize_t _step_space(floating* base, const LayerCall* call, floating** b_x,
