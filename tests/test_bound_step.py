@@ -20,6 +20,7 @@ import pytest
 import fastrnn
 from fastrnn import _engine
 from concurrent_calls import in_threads
+from isolated import run_isolated
 
 CASES = [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}),
          ("RNN", {"nonlinearity": "relu"}), ("LSTM", {"bias": False}),
@@ -331,3 +332,63 @@ def test_token_steps_of_16_bit_layers(fmt, rng):
             np.testing.assert_allclose(out[0], widened(ids)[0], rtol=1e-5, atol=1e-6)
     finally:
         fastrnn.set_num_threads(before)
+
+
+def test_hostile_one_step_calls_in_a_child():
+    """One-step calls a hostile caller makes, in a child process with a
+    timeout: extreme and negative token ids, ids of every integer type,
+    states of the wrong shape, dtype or layout, NaN and huge inputs, a
+    batch of 0 and of 10000 rows, an input changed between calls. Each is
+    refused with a ValueError/TypeError naming x or hx, or answered as the
+    general path answers; nothing crashes or hangs, nothing passed is
+    written."""
+    run_isolated('''
+        from fastrnn import _engine
+        lm = fastrnn.LSTM(50, 128, num_layers=2, batch_first=True, seed=0)
+        fastrnn.set_num_threads(2)
+        for bad in (2**62, -2**62, 50, -1):
+            ids = np.array([[bad]], np.intp)
+            try:
+                lm(ids)
+            except ValueError as e:
+                assert "x" in str(e), e
+            else:
+                raise AssertionError(f"id {bad} was run")
+        for dt in (np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.uint64):
+            ids = np.array([[3], [49]], dt)
+            y, _ = lm(ids)
+            assert np.isfinite(y).all() and y.shape == (2, 1, 128)
+        layer = fastrnn.GRU(24, 128, num_layers=2, seed=0)
+        x = np.ones((1, 1, 24), np.float32)
+        h = np.zeros((2, 1, 128), np.float32)
+        for bad in (h[:1], h[:, :, :64], h.astype(np.complex64), "h", [[1.0]], (h, h),
+                    np.zeros((2, 2, 128), np.float32)):
+            frozen = None if isinstance(bad, (str, list, tuple)) else np.array(bad, copy=True)
+            try:
+                layer(x, bad)
+            except (ValueError, TypeError) as e:
+                assert str(e).startswith("hx must"), e
+            else:
+                raise AssertionError(f"state {type(bad).__name__} was run")
+            if frozen is not None:
+                assert np.array_equal(bad, frozen, equal_nan=True)
+        for value in (np.nan, np.inf, 3e38):
+            y, hn = layer(np.full((1, 1, 24), value, np.float32), h)
+            want = layer._call(np.full((1, 1, 24), value, np.float32), h, None, False)
+            assert np.array_equal(y, want[0], equal_nan=True)
+        try:
+            layer(np.ones((1, 0, 24), np.float32))
+        except ValueError as e:
+            assert "at least one" in str(e), e
+        else:
+            raise AssertionError("an empty batch was run")
+        big = np.ones((1, 10000, 24), np.float32)
+        y, _ = layer(big)
+        assert y.shape == (1, 10000, 128) and np.isfinite(y).all()
+        x = np.random.default_rng(0).standard_normal((1, 1, 24)).astype(np.float32)
+        a = layer(x)[0].copy()
+        x[...] = 0
+        b = layer(x)[0]
+        assert not np.array_equal(a, b)                   # the new values are read
+        print("ok")
+    ''')
