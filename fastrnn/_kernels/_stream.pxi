@@ -485,13 +485,10 @@ cdef const void* _rows_of(object a, Py_ssize_t cols, bint wide, Py_ssize_t* rows
     s0[0], s1[0]; else NULL."""
     cdef Py_buffer view
     cdef const void* data = NULL
-    cdef char code = b'd' if wide else b'f'
     if _get_buffer(a, &view, PyBUF_STRIDES | PyBUF_FORMAT) != 0:
         PyErr_Clear()
         return NULL
-    if (view.ndim == 2 and view.shape[1] == cols and view.format != NULL
-            and view.format[0] == code and view.format[1] == 0
-            and _aligned(view.buf, view.itemsize)
+    if (view.ndim == 2 and view.shape[1] == cols and _native_floats(&view, wide)
             and view.strides[0] % view.itemsize == 0 and view.strides[1] % view.itemsize == 0):
         data = view.buf
         rows[0] = view.shape[0]
@@ -504,17 +501,14 @@ cdef const void* _rows_of(object a, Py_ssize_t cols, bint wide, Py_ssize_t* rows
 cdef void* _c_elements(object a, Py_ssize_t n, bint wide, bint writable):
     """The data of ``a`` when it exports a C-contiguous buffer of native
     float32 (float64: wide), aligned to its items, of n items in all (any
-    shape; n < 0: any number), writable if asked; else NULL."""
+    shape), writable if asked; else NULL."""
     cdef Py_buffer view
     cdef void* data = NULL
-    cdef char code = b'd' if wide else b'f'
     cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
     if _get_buffer(a, &view, flags) != 0:
         PyErr_Clear()
         return NULL
-    if (view.format != NULL and view.format[0] == code and view.format[1] == 0
-            and _aligned(view.buf, view.itemsize)
-            and (n < 0 or view.len == n * view.itemsize)):
+    if _native_floats(&view, wide) and view.len == n * view.itemsize:
         data = view.buf
     PyBuffer_Release(&view)
     return data
@@ -525,6 +519,14 @@ cdef inline bint _aligned(const void* p, size_t size) noexcept:
     return (<size_t> p) % size == 0
 
 
+cdef inline bint _native_floats(const Py_buffer* view, bint wide) noexcept:
+    """Whether an exported buffer (asked with PyBUF_FORMAT) holds native
+    float32 (float64: wide) aligned to its items: what the kernels read.
+    (numpy exports an unaligned array's items as "=f", which the format
+    test refuses already.)"""
+    cdef char code = b'd' if wide else b'f'
+    return (view.format != NULL and view.format[0] == code and view.format[1] == 0
+            and _aligned(view.buf, view.itemsize))
 
 
 cdef const void* _c_rows(object a, Py_ssize_t cols, bint wide, Py_ssize_t* rows):
@@ -547,18 +549,15 @@ cdef const void* _c_array(object a, int ndim, Py_ssize_t* shape, bint wide, bint
     of ``shape`` (an axis given as -1: any length, written there) of native
     float32 (float64: wide), aligned to its items, and writable if asked;
     else NULL. The caller keeps ``a`` alive while it uses the data (a numpy
-    array's data does not move). (numpy exports an unaligned array's items
-    as "=f", which the format test refuses already.)"""
+    array's data does not move)."""
     cdef Py_buffer view
     cdef const void* data = NULL
     cdef int i
-    cdef char code = b'd' if wide else b'f'
     cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if writable else 0)
     if _get_buffer(a, &view, flags) != 0:
         PyErr_Clear()
         return NULL
-    if (view.ndim == ndim and view.format != NULL and view.format[0] == code
-            and view.format[1] == 0 and _aligned(view.buf, view.itemsize)):
+    if view.ndim == ndim and _native_floats(&view, wide):
         data = view.buf
         for i in range(ndim):
             if shape[i] < 0:
