@@ -4,18 +4,19 @@
 
 A layer's common call (float32 C-contiguous input, time-major or
 batch-major for a batch_first layer; state None or the layer's own state
-arrays; no lengths; every layer on the unit split) runs through UnitCalls
-bound once per input signature, team size and kernel build
+arrays; no lengths; products on panels) runs through UnitCalls (the unit
+split) or TaskCalls (the batch split's tasks: larger batches, two
+directions) bound once per input signature, thread count and kernel build
 (fastrnn._engine.bound_call); a one-step call (T = 1, a streaming loop)
 runs its layers' steps in one kernel call worked out once likewise
 (fastrnn._engine.bound_step); any other call takes the general path, which
 checks and converts every argument and works out the call's plan each
 time. This times both on the same layer and input, alternated in one
 process (engines in other processes and the machine's phases move a call
-by more than the difference), for the batch-1 unit-split rows of the
-comparison table at a few lengths (T = 1 with the state of the last call,
-as a streaming loop passes it), and prints the medians and what the
-binding saves per call.
+by more than the difference), for the batch-1 rows of the comparison
+table (bigru-h128-b1's on the batch split) at a few lengths (T = 1 with
+the state of the last call, as a streaming loop passes it), and prints the
+medians and what the binding saves per call.
 
 Then, for lstm-h64-b1, the bound call with its output y, and apart with the
 kernels' scratch (the unit split's shared h_t among it), placed 0, 16, 32
@@ -30,7 +31,7 @@ import fastrnn
 from bench import engines
 from bench.timing import median_seconds
 
-CONFIGS = ("lstm-h64-b1", "gru-h256-b1", "lstm-h256-b1")
+CONFIGS = ("lstm-h64-b1", "gru-h256-b1", "lstm-h256-b1", "bigru-h128-b1")
 STEPS = (1, 4, 16, 100)
 OFFSETS = (0, 16, 32, 48)        # bytes past a cache line
 
@@ -53,7 +54,10 @@ def alignment(name, rounds, reps=200):
     if fastrnn._engine.bound_call(layer, x) is None:
         return None
     bound = layer._bound[1]
-    calls, zeros = next(e for e in bound.values() if e)
+    calls, zeros, units = next(e for e in bound.values() if e)
+    if not units:
+        return None           # (y's columns per thread: the unit split's question)
+    zeros = zeros[0]
     steps, batch, H = x.shape[0], x.shape[1], layer.hidden_size
     h_n, c_n = np.empty((batch, H), np.float32), np.empty((batch, H), np.float32)
     k = fastrnn._engine._k
@@ -94,7 +98,7 @@ def main(argv=None):
             # (a one-step call: with the state of the last, as a streaming loop)
             hx = layer(x)[1] if steps == 1 else None
             if fastrnn._engine.bound_call(layer, x, hx) is None:
-                continue        # (FASTRNN_PANEL=blas, or a call the unit split does not take)
+                continue        # (FASTRNN_PANEL=blas, or a one-step call of two directions)
             cases.append((name, steps, layer, x, hx))
     times = {(name, steps, mode): [] for name, steps, *_ in cases
              for mode in ("bound", "general")}

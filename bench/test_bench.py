@@ -325,7 +325,7 @@ def test_call_cost_runs(capsys, monkeypatch):
     case it binds (none under FASTRNN_PANEL=blas)."""
     from bench import call_cost
     from fastrnn import _engine
-    monkeypatch.setattr(call_cost, "CONFIGS", ("lstm-h64-b1",))
+    monkeypatch.setattr(call_cost, "CONFIGS", ("lstm-h64-b1", "bigru-h128-b1"))
     monkeypatch.setattr(call_cost, "STEPS", (4, 6))
     call_cost.main(["--rounds", "1"])
     out = capsys.readouterr().out
@@ -333,5 +333,6 @@ def test_call_cost_runs(capsys, monkeypatch):
         assert "T=" not in out
     else:
         assert "lstm-h64-b1    T=4 " in out and "T=6 " in out and "less a call" in out
+        assert "bigru-h128-b1  T=4 " in out           # (a TaskCall)
         assert "its output y at a line" in out and "the kernels' scratch at a line" in out
         assert out.count("48 bytes past:") == 2

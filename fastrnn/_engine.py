@@ -329,16 +329,18 @@ def _unit_call_args(module, layer, plan, flags, steps, batch, threads, training)
 
 
 def bound_call(module, x, hx=None):
-    """``module(x, hx)`` without lengths, through UnitCalls bound once per
-    (T, B, layout, team size, kernel build): (y, state as the caller sees
-    it), or None, and the general path runs the call (and names what is
-    wrong). For float32 x (T, B, I), or (B, T, I) batch_first, C-contiguous;
-    hx None or exactly the layer's state arrays ((L, B, H) float32
-    C-contiguous; a tuple of two for the LSTM); every layer's call on the
-    unit split with float32 products on panels (small batches, T >=
-    _PACK_MIN_STEPS); a one-step call (T = 1) goes to bound_step. The
-    general path checks and converts every argument and works out the
-    call's plan at each call (`python -m bench.call_cost` times both)."""
+    """``module(x, hx)`` without lengths, through UnitCalls or TaskCalls
+    bound once per (T, B, layout, thread count, kernel build): (y, state as
+    the caller sees it), or None, and the general path runs the call (and
+    names what is wrong). For float32 x (T, B, I), or (B, T, I) batch_first,
+    C-contiguous; hx None or exactly the layer's state arrays ((L*D, B, H)
+    float32 C-contiguous; a tuple of two for the LSTM); float32 products on
+    panels (T >= _PACK_MIN_STEPS), the layers' units split across the
+    threads (UnitCall: small batches, one direction) or their blocks of rows
+    and directions run as tasks (TaskCall); a one-step call (T = 1) goes to
+    bound_step. The general path checks and converts every argument and
+    works out the call's plan at each call (`python -m bench.call_cost`
+    times both)."""
     if x.ndim in (2, 3) and x.shape[1 if module.batch_first else 0] == 1:
         return bound_step(module, x, hx)
     flags = x.flags
@@ -349,26 +351,30 @@ def bound_call(module, x, hx=None):
     first = module.batch_first
     key = (x.shape, first, threads, module.clip, getattr(module, "input_forget", False))
     entry = _bound_entry(module, key,
-                         lambda: _bind_units(module, x.shape, first, threads) or False)
+                         lambda: _bind_layers(module, x.shape, first, threads) or False)
     if entry is False:
         return None
-    calls, zeros = entry
+    calls, zeros, units = entry
     steps, batch = x.shape[1::-1] if first else x.shape[:2]
-    H = module.hidden_size
+    D, H = module.num_directions, module.hidden_size
     with_c = carries_cell_state(module._kind)
-    states = _bound_states(module, hx, len(calls), batch)
+    states = _bound_states(module, hx, len(calls) * D, batch)
     if states is None:
         return None
     h0, c0 = states
-    h_n = np.empty((len(calls), batch, H), module.dtype)
-    c_n = np.empty((len(calls), batch, H), module.dtype) if with_c else h_n
+    h_n = np.empty((len(calls) * D, batch, H), module.dtype)
+    c_n = np.empty((len(calls) * D, batch, H), module.dtype) if with_c else h_n
+    if units:
+        zeros = zeros[0]
     inp = x
     for layer, call in enumerate(calls):
-        y = _output((batch, steps, H) if first else (steps, batch, H), module.dtype)
+        # (B, H) states per layer for a UnitCall, (D, B, H) for a TaskCall
+        rows = layer if units else slice(layer * D, (layer + 1) * D)
+        y = _output((batch, steps, D * H) if first else (steps, batch, D * H), module.dtype)
         if h0 is None:
-            call.run(inp, zeros, zeros, y, h_n[layer], c_n[layer])
+            call.run(inp, zeros, zeros, y, h_n[rows], c_n[rows])
         else:
-            call.run(inp, h0[layer], c0[layer], y, h_n[layer], c_n[layer])
+            call.run(inp, h0[rows], c0[rows], y, h_n[rows], c_n[rows])
         inp = y
     return inp, ((h_n, c_n) if with_c else h_n)
 
@@ -420,27 +426,53 @@ def _state_array(arr, layers, batch, hidden, dtype):
 _BOUND_SIGNATURES = 8
 
 
-def _bind_units(module, shape, batch_first, threads):
-    """(one UnitCall per layer, zero states (B, H) read-only) for bound_call
-    of an input of ``shape`` ((B, T, I) with batch_first), or None when its
-    call is not all unit-split float32 products on panels."""
+def _bind_layers(module, shape, batch_first, threads):
+    """(one bound call per layer, zero states (D, B, H) read-only, whether
+    the layers split their units) for bound_call of an input of ``shape``
+    ((B, T, I) with batch_first), or None when its call is not all float32
+    inference on panels: UnitCalls where the layers split their units
+    across the threads (small batches, one direction), else TaskCalls
+    (blocks of rows and directions)."""
     steps, batch, n_in = (shape[1], shape[0], shape[2]) if batch_first else shape
+    D = module.num_directions
     if (module._path().__name__ != __name__ or module.dtype != np.float32
-            or module.num_directions != 1 or n_in != module.input_size
-            or steps < 1 or batch < 1 or blas_in_kernel_threads(module, steps)
-            or steps * batch > MAX_ROWS
-            or not _split_units(batch, 1, threads, module._w_hh[0].nbytes)):
+            or n_in != module.input_size or steps < 1 or batch < 1
+            or blas_in_kernel_threads(module, steps) or steps * batch > MAX_ROWS):
         return None
-    plan = _plan(None, steps, batch, 1, single_block=True)
+    units = _split_units(batch, D, threads, module._w_hh[0].nbytes // D)
+    plan = _plan(None, steps, batch, D, single_block=units)
+    flags = direction_flags(module, False)
     calls = []
     for layer in range(module.num_layers):
-        weights, rows_plan, step_chunk, options = _unit_call_args(
-            module, layer, plan, direction_flags(module, False), steps, batch, threads, False)
-        calls.append(_k.UnitCall(module._kind, weights, rows_plan, steps, step_chunk,
-                                 threads, True, batch_first=batch_first, **options))
-    zeros = np.zeros((batch, module.hidden_size), module.dtype)
+        if units:
+            weights, rows_plan, step_chunk, options = _unit_call_args(
+                module, layer, plan, flags, steps, batch, threads, False)
+            calls.append(_k.UnitCall(module._kind, weights, rows_plan, steps, step_chunk,
+                                     threads, True, batch_first=batch_first, **options))
+        else:
+            calls.append(_k.TaskCall(module._kind, *_task_call_args(
+                module, layer, plan, flags, steps, threads), batch_first=batch_first))
+    zeros = np.zeros((D, batch, module.hidden_size), module.dtype)
     zeros.flags.writeable = False
-    return calls, zeros
+    return calls, zeros, units
+
+
+def _task_call_args(module, layer, plan, flags, steps, threads):
+    """(weights, plan, steps, step_chunk, threads, variant, prepacked, panels) of a
+    float32 inference call of layer ``layer`` on the batch split (the plan's
+    blocks of rows, every direction): the arguments of forward_layer and of
+    a TaskCall that do not depend on the call's arrays."""
+    D = module.num_directions
+    variant = cell_variant(module, module._peep[layer] if module._peep else None)
+    pre = None
+    if _reduced_pays(module, layer, plan.rows_max, threads):
+        pre = tuple(prepacked(module, layer, d) for d in range(D))
+        pre = None if None in pre else pre
+    return ((module._w_ih[layer], module._w_hh[layer]) + tuple(module._biases(layer)),
+            (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds, None),
+            steps, _step_chunk(module, layer, steps, plan.rows_max),
+            _task_threads(plan, D, threads),
+            variant, pre, batch_panels(module, layer) if pre is None else None)
 
 
 def _output(shape, dtype):

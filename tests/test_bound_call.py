@@ -1,10 +1,12 @@
 """A layer's common call bound once per input signature (fastrnn._engine.bound_call).
 
-``layer(x)`` for float32 time-major C-contiguous x without state or lengths,
-when every layer takes the unit split on panels, runs through UnitCalls
-made once per (T, B, team size, kernel build). These tests hold it to the
-general path bit for bit, show that anything else takes the general path
-(which checks and names what is wrong), and that weights changed in place,
+``layer(x)`` for float32 C-contiguous x (time-major, or batch-major with
+batch_first) without lengths, the state None or the layer's own arrays, on
+panels, runs through UnitCalls (every layer's units split across the
+threads) or TaskCalls (blocks of rows and directions as tasks) made once
+per (T, B, thread count, kernel build). These tests hold it to the general
+path bit for bit, show that anything else takes the general path (which
+checks and names what is wrong), and that weights changed in place,
 another team size, copies and threads are seen.
 """
 import copy
@@ -28,7 +30,12 @@ CASES = [("LSTM", {}), ("GRU", {}), ("GRU", {"reset_after": False}),
          ("RNN", {"nonlinearity": "relu"}), ("LSTM", {"bias": False}),
          ("LSTM", {"clip": 0.3, "peepholes": True}), ("LSTM", {"input_forget": True}),
          ("LSTM", {"num_layers": 2}), ("GRU", {"num_layers": 3}),
-         ("LSTM", {"batch_first": True}), ("GRU", {"batch_first": True, "num_layers": 2})]
+         ("LSTM", {"batch_first": True}), ("GRU", {"batch_first": True, "num_layers": 2}),
+         # two directions: the batch split's tasks (TaskCall) at any batch
+         ("LSTM", {"bidirectional": True}), ("RNN", {"bidirectional": True}),
+         ("GRU", {"bidirectional": True, "num_layers": 2, "batch_first": True}),
+         ("LSTM", {"bidirectional": True, "clip": 0.3, "peepholes": True, "num_layers": 2}),
+         ("GRU", {"bidirectional": True, "reset_after": False, "bias": False})]
 
 
 def _layer(name, opts, hidden=None, seed=3):
@@ -57,7 +64,7 @@ def _bound(layer):
 
 
 @pytest.mark.parametrize("name,opts", CASES)
-@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("batch", [1, 2, 16])       # (16: the batch split's blocks of rows)
 def test_bound_call_is_the_general_path(name, opts, batch, rng):
     layer = _layer(name, opts)
     x = rng.standard_normal((9, batch, 24)).astype(np.float32)
@@ -78,18 +85,21 @@ def test_bound_call_is_the_general_path(name, opts, batch, rng):
     _assert_same(_engine.bound_call(layer, x), out)
 
 
-@pytest.mark.parametrize("name,opts", [("LSTM", {}), ("GRU", {"num_layers": 2}),
-                                       ("LSTM", {"num_layers": 2, "peepholes": True}),
-                                       ("LSTM", {"batch_first": True})])
-def test_bound_call_with_a_state(name, opts, rng):
-    """A state given as the layer's own arrays ((L, B, H) float32; a tuple of
-    two for the LSTM) is read by the bound call; any other form goes to the
-    general path, which converts it or names what is wrong."""
+@pytest.mark.parametrize("name,opts,batch", [
+    ("LSTM", {}, 2), ("GRU", {"num_layers": 2}, 2),
+    ("LSTM", {"num_layers": 2, "peepholes": True}, 2), ("LSTM", {"batch_first": True}, 2),
+    ("LSTM", {"bidirectional": True, "num_layers": 2}, 2),
+    ("GRU", {"bidirectional": True, "batch_first": True}, 5), ("LSTM", {}, 16)])
+def test_bound_call_with_a_state(name, opts, batch, rng):
+    """A state given as the layer's own arrays ((L*D, B, H) float32; a tuple
+    of two for the LSTM) is read by the bound call; any other form goes to
+    the general path, which converts it or names what is wrong."""
     layer = _layer(name, opts)
-    L, lstm = layer.num_layers, name == "LSTM"
-    x = rng.standard_normal((2, 9, 24) if layer.batch_first else (9, 2, 24)).astype(np.float32)
-    h = rng.standard_normal((L, 2, 64)).astype(np.float32)
-    c = rng.standard_normal((L, 2, 64)).astype(np.float32)
+    L, lstm = layer.num_layers * layer.num_directions, name == "LSTM"
+    x = rng.standard_normal((batch, 9, 24) if layer.batch_first
+                            else (9, batch, 24)).astype(np.float32)
+    h = rng.standard_normal((L, batch, 64)).astype(np.float32)
+    c = rng.standard_normal((L, batch, 64)).astype(np.float32)
     hx = (h, c) if lstm else h
     before = [a.copy() for a in (x, h, c)]
     want = _general(layer, x, hx)
@@ -119,24 +129,30 @@ def test_bound_call_with_a_state(name, opts, rng):
 
 
 @pytest.mark.parametrize("fmt", ["float32", "float16", "bfloat16", "int8"])
-def test_bound_call_of_quantized_layers(fmt, rng):
+@pytest.mark.parametrize("batch,opts", [(1, {}), (16, {}), (1, {"bidirectional": True})])
+def test_bound_call_of_quantized_layers(fmt, batch, opts, rng):
     """Quantized layers bind their packed or reduced weights as the general
-    path reads them."""
-    layer = fastrnn.quantize(_layer("LSTM", {}), fmt)
-    x = rng.standard_normal((12, 1, 24)).astype(np.float32)
+    path reads them (the unit split's shares, the batch split's panels or
+    prepacked weights)."""
+    layer = fastrnn.quantize(_layer("LSTM", opts), fmt)
+    x = rng.standard_normal((12, batch, 24)).astype(np.float32)
     out = _engine.bound_call(layer, x)
     assert (out is not None) == PANELS
     _assert_same(layer(x), _general(layer, x))
 
 
-def test_bound_call_sees_weights_changed_in_place(rng):
-    layer = _layer("GRU", {})
-    x = rng.standard_normal((8, 1, 24)).astype(np.float32)
+@pytest.mark.parametrize("opts,batch", [({}, 1), ({}, 16), ({"bidirectional": True}, 1)])
+def test_bound_call_sees_weights_changed_in_place(opts, batch, rng):
+    layer = _layer("GRU", opts)
+    x = rng.standard_normal((8, batch, 24)).astype(np.float32)
     first = layer(x)
     assert (_engine.bound_call(layer, x) is not None) == PANELS
     live = dict(layer.named_parameters())          # views of the layer's blocks
     live["weight_hh_l0"][:] *= 0.5                 # (as an optimizer updates them)
     live["bias_ih_l0"][:] += 0.25
+    if layer.bidirectional:
+        live["weight_ih_l0_reverse"][:] *= 2
+        live["bias_hh_l0_reverse"][:] -= 0.25
     _assert_same(layer(x), _general(layer, x))
     state = layer.state_dict()
     layer.load_state_dict(dict(state, weight_ih_l0=2 * state["weight_ih_l0"]))
@@ -186,18 +202,17 @@ def test_other_calls_take_the_general_path(rng):
     for bad, match in ((x[:, :, :20].copy(), "input_size=24"), (x[:0].copy(), "at least one")):
         with pytest.raises(ValueError, match=match):
             layer(bad)
-    # too few steps for panels, float64 layers, batch_first, two directions,
-    # a batch the batch split takes: not bound, same results
+    # too few steps for panels, float64 layers: not bound, same results
     short = x[:2].copy()
     assert _engine.bound_call(layer, short) is None
     _assert_same(layer(short), _general(layer, short))
     wide = _layer("LSTM", {"dtype": np.float64})
     assert _engine.bound_call(wide, x.astype(np.float64)) is None
     both = _layer("LSTM", {"bidirectional": True})
-    assert _engine.bound_call(both, x) is None
-    big = rng.standard_normal((8, 64, 24)).astype(np.float32)
-    assert _engine.bound_call(layer, big) is None
-    _assert_same(layer(big), _general(layer, big))
+    assert _engine.bound_call(both, short) is None
+    _assert_same(both(short), _general(both, short))
+    both_wide = _layer("LSTM", {"bidirectional": True, "dtype": np.float64})
+    assert _engine.bound_call(both_wide, x.astype(np.float64)) is None
     # state or lengths: the general path
     h0 = np.ones((1, 2, 64), np.float32)
     y, (h, c) = layer(x, (h0, h0))
@@ -225,11 +240,13 @@ def test_copies_bind_their_own_weights(rng):
         assert not np.array_equal(other(x)[0], want[0])
 
 
-def test_bound_call_from_threads(rng):
+@pytest.mark.parametrize("opts,batch", [({"num_layers": 2}, 1), ({"bidirectional": True}, 1),
+                                        ({"num_layers": 2}, 16)])
+def test_bound_call_from_threads(opts, batch, rng):
     """Python threads calling one layer at once: each call's own copy of the
     bound call and its own scratch."""
-    layer = _layer("GRU", {"num_layers": 2})
-    xs = [rng.standard_normal((10, 1, 24)).astype(np.float32) for _ in range(4)]
+    layer = _layer("GRU", opts)
+    xs = [rng.standard_normal((10, batch, 24)).astype(np.float32) for _ in range(4)]
     want = [_general(layer, x) for x in xs]
 
     def work(i):
@@ -249,7 +266,9 @@ def test_unit_call_refuses_arrays_of_another_signature():
         layer = fastrnn.LSTM(24, 64, seed=0)
         x = np.zeros((8, 1, 24), np.float32)
         assert _engine.bound_call(layer, x) is not None
-        (call,), zeros = [e for e in layer._bound[1].values() if e][0]
+        (call,), zeros, units = [e for e in layer._bound[1].values() if e][0]
+        assert units
+        zeros = zeros[0]                           # (a unit-split call's (B, H))
         y = np.empty((8, 1, 64), np.float32)
         h, c = np.empty((1, 64), np.float32), np.empty((1, 64), np.float32)
         call.run(x, zeros, zeros, y, h, c)
@@ -288,6 +307,74 @@ def test_unit_call_refuses_arrays_of_another_signature():
                 assert str(e).startswith("plan:"), e
             else:
                 raise AssertionError(f"plan {i} was bound")
+        print("ok")
+    ''')
+
+
+@pytest.mark.skipif(not PANELS, reason="FASTRNN_PANEL=blas binds no TaskCall")
+def test_task_call_refuses_arrays_of_another_signature():
+    """TaskCall.run (a bidirectional layer's bound call) checks every
+    array's shape, dtype, layout and (outputs) writability, in a child
+    process: a refusal is a ValueError and writes nothing, never a crash;
+    a plan or weights that do not fit are refused when it is bound."""
+    run_isolated('''
+        from fastrnn import _engine
+        layer = fastrnn.GRU(24, 64, bidirectional=True, seed=0)
+        x = np.zeros((8, 3, 24), np.float32)
+        assert _engine.bound_call(layer, x) is not None
+        (call,), zeros, units = [e for e in layer._bound[1].values() if e][0]
+        assert not units and zeros.shape == (2, 3, 64)
+        y = np.empty((8, 3, 128), np.float32)
+        h = np.empty((2, 3, 64), np.float32)
+        call.run(x, zeros, zeros, y, h, h)
+        np.testing.assert_array_equal(y, layer(x)[0])
+        frozen = y.copy()
+        frozen.flags.writeable = False
+        bad = [(x[:7], zeros, zeros, y, h, h), (x.astype(np.float64), zeros, zeros, y, h, h),
+               (x, zeros[:1], zeros, y, h, h), (x, zeros, zeros, frozen, h, h),
+               (x, zeros, zeros, y, zeros, h), (x, zeros, zeros, y[:, :, ::2], h, h),
+               (x, zeros, zeros, y[:, :, :64].copy(), h, h), (x, zeros[0], zeros, y, h, h),
+               (None, zeros, zeros, y, h, h), (x.tolist(), zeros, zeros, y, h, h),
+               (x, zeros, zeros, np.empty((8, 3, 128), np.float64), h, h),
+               (x.transpose(1, 0, 2), zeros, zeros, y, h, h)]
+        for i, args in enumerate(bad):
+            out = [a.copy() for a in args[3:] if isinstance(a, np.ndarray)]
+            try:
+                call.run(*args)
+            except ValueError as e:
+                assert "TaskCall.run" in str(e), e
+            else:
+                raise AssertionError(f"case {i} was run")
+            for a, b in zip([a for a in args[3:] if isinstance(a, np.ndarray)], out):
+                np.testing.assert_array_equal(a, b)      # nothing written
+        from fastrnn._kernels import recurrent as k
+        weights = (layer._w_ih[0], layer._w_hh[0], layer._b_ih[0], layer._b_hh[0])
+        ip = lambda *a: np.array(a, np.intp)
+        flags = np.array([0, 1], np.intc)
+        good = (flags, np.full(3, 8, np.intp), ip(0, 1, 2), np.full(8, 3, np.intp), ip(0, 3),
+                None)
+        k.TaskCall(layer._kind, weights, good, 8, 8, 2)
+        bad = [(flags, np.full(3, 9, np.intp)) + good[2:],              # longer than 8 steps
+               good[:4] + (ip(0, 2), None),                             # blocks miss a row
+               good[:4] + (ip(0, 4), None),                             # a block past B
+               (flags[:1],) + good[1:],                                 # one flag, two W
+               good[:2] + (ip(0, 1, 3),) + good[3:]]                    # perm past the rows
+        for i, plan in enumerate(bad):
+            try:
+                k.TaskCall(layer._kind, weights, plan, 8, 8, 2)
+            except ValueError as e:
+                assert "plan" in str(e) or "flag" in str(e), e
+            else:
+                raise AssertionError(f"plan {i} was bound")
+        for i, w in enumerate([(layer._w_ih[0][:1],) + weights[1:],
+                               weights[:1] + (layer._w_hh[0][:, :64].copy(),) + weights[2:],
+                               weights[:2] + (layer._b_ih[0][:, :5].copy(), weights[3])]):
+            try:
+                k.TaskCall(layer._kind, w, good, 8, 8, 2)
+            except ValueError as e:
+                assert "weights[" in str(e) or "one flag per direction" in str(e), e
+            else:
+                raise AssertionError(f"weights {i} were bound")
         print("ok")
     ''')
 

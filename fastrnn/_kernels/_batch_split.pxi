@@ -287,12 +287,12 @@ def batch_panels(int kind, const float[:, :, ::1] w_ih, const float[:, :, ::1] w
                          f"(D, {gates(kind)} H, H), got ({w_ih.shape[0]}, {w_ih.shape[1]}, "
                          f"{w_ih.shape[2]}) and ({D}, {G}, {H})")
     cdef Dims d = make_dims(kind, w_ih.shape[2], H)
-    hh, hh_size = _pack_recurrent(&d, w_hh, False, 1)
-    ih, ih_size = _pack_rows(w_ih, 1)
-    # (copies, at a cache line: the packing goes to this thread's scratch)
+    cdef Py_ssize_t hh_size = recurrent_panels(&d, H, False, False, NULL, NULL)
+    cdef Py_ssize_t ih_size = panel_size(G, d.n_in)
+    # (at a cache line, as the scratch a call packs them into)
     out = (aligned_empty(D * hh_size, np.float32), aligned_empty(D * ih_size, np.float32))
-    out[0][:] = hh[:D * hh_size]
-    out[1][:] = ih[:D * ih_size]
+    _pack_recurrent(&d, &w_hh[0, 0, 0], D, False, 1, True, _data(out[0]))
+    _pack_rows(&w_ih[0, 0, 0], D, G, d.n_in, 1, True, _data(out[1]))
     for arr in out:
         arr.flags.writeable = False
     return out
@@ -327,17 +327,10 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
       and the call packs nothing.
     panels (float32 inference): batch_panels(kind, W_ih, W_hh), the panels
       this call would pack, packed once (read when the panel variant is on).
+    TaskCall binds all but the arrays of a float32 inference call once.
     """
-    cdef const floating[:, :, ::1] w_ih = weights[0]
-    cdef const floating[:, :, ::1] w_hh = weights[1]
     cdef const floating[:, ::1] b_ih = weights[2]
     cdef const floating[:, ::1] b_hh = weights[3]
-    cdef const int[::1] reverse = plan[0]
-    cdef const Py_ssize_t[::1] lengths = plan[1]
-    cdef const Py_ssize_t[::1] perm = plan[2]
-    cdef const Py_ssize_t[::1] n_active = plan[3]
-    cdef const Py_ssize_t[::1] bounds = plan[4]
-    cdef const Py_ssize_t[::1] block_offsets = plan[5]
     cdef const floating[:, :, ::1] h0 = ends[0]
     cdef const floating[:, :, ::1] c0 = ends[1]
     cdef floating[:, :, ::1] y = ends[2]
@@ -353,62 +346,82 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
     cdef const Py_ssize_t[:, :] id_v = ids
     cdef bint tokens = ids is not None
     cdef bint training = keep is not None
-    cdef Py_ssize_t D = w_ih.shape[0], dd, task
+    cdef Py_ssize_t dd
     cdef Py_ssize_t isz = sizeof(floating)
     cdef bint with_c = has_cell_state(kind)
     cdef LayerCall call
-    cdef Py_ssize_t T = id_v.shape[0] if tokens else x.shape[0]
-    _check_rows(lengths, perm, n_active, T)
-    _check_blocks(bounds, block_offsets, lengths, training)
-    _check_directions("forward_layer", D, reverse.shape[0])
-    _call_rows(&call, kind, w_ih.shape[2], w_hh.shape[2], lengths, perm, n_active, T)
-    _call_blocks(&call, bounds, block_offsets)
-    _check_weights(&call, D, &w_ih.shape[0], &w_hh.shape[0], &b_ih.shape[0], &b_hh.shape[0],
-                   False)
+    _tasks_setup(&call, <floating*> NULL, kind, weights, plan,
+                 id_v.shape[0] if tokens else x.shape[0], step_chunk, training, tokens,
+                 variant, prepacked, panels)
+    cdef Py_ssize_t D = b_ih.shape[0]          # (W_ih's: _tasks_setup checked them)
     _check_forward(&call, D, &x.shape[0], id_v, &h0.shape[0], &c0.shape[0], &y.shape[0],
                    &h_n.shape[0], &c_n.shape[0], _keep_shapes(keep), False)
-    call.step_chunk = step_chunk
-    call.cap = 0 if training else step_chunk * call.rows_max
     for dd in range(D):
-        call.reverse[dd] = reverse[dd]
         call.src[dd] = _call_source(&x[dd, 0, 0] if tokens else &x[0, 0, 0],
                                     x.strides[0] // isz, x.strides[1] // isz,
                                     x.strides[2] // isz, &id_v[0, 0] if tokens else NULL,
                                     id_v.strides[0] // sizeof(Py_ssize_t) if tokens else 0,
                                     id_v.strides[1] // sizeof(Py_ssize_t) if tokens else 0)
-        call.w[dd] = _call_weights(&w_ih[dd, 0, 0], &w_hh[dd, 0, 0], NULL, NULL)
         call.ends[dd] = _call_ends(&h0[dd, 0, 0], &c0[dd, 0, 0] if with_c else NULL,
                                    &h_n[dd, 0, 0], &c_n[dd, 0, 0] if with_c else NULL,
                                    &y[0, 0, dd * call.dims.H], y.strides[0] // isz,
                                    y.strides[1] // isz)
-        call.keep[dd] = _no_keep()
         if training:
             call.keep[dd].x = &keep_x[dd, 0, 0] if not tokens else NULL
             call.keep[dd].gates = &keep_gates[dd, 0, 0]
             call.keep[dd].h = &keep_h[dd, 0, 0]
             call.keep[dd].c = &keep_c[dd, 0, 0] if with_c else NULL
             call.keep[dd].ids = &keep_ids[dd, 0] if tokens else NULL
-    _kernel_biases(&call, b_ih, b_hh)
+    _tasks_run(&call, &b_ih[0, 0], &b_hh[0, 0], D, num_threads, prepacked is not None, panels)
+
+
+cdef object _tasks_setup(LayerCall* call, const floating* like, int kind, weights, plan,
+                         Py_ssize_t steps, Py_ssize_t step_chunk, bint training, bint tokens,
+                         variant, prepacked, panels):
+    """What a batch-split forward call's weights, plan and options fix, every
+    argument checked (forward_layer's): its sizes, sorted rows and row
+    blocks, each direction's flag and weights, the cell variant, the
+    prepacked weights and the workspace's size (like: NULL of the call's
+    precision). Given panels are checked here and read by _tasks_run if
+    the panel variant is on then. The caller sets the input, the ends and
+    the storage, then _tasks_run. Returns what call points into (for
+    TaskCall to hold)."""
+    cdef const floating[:, :, ::1] w_ih = weights[0]
+    cdef const floating[:, :, ::1] w_hh = weights[1]
+    cdef const floating[:, ::1] b_ih = weights[2]
+    cdef const floating[:, ::1] b_hh = weights[3]
+    cdef const int[::1] reverse = plan[0]
+    cdef const Py_ssize_t[::1] lengths = plan[1]
+    cdef const Py_ssize_t[::1] perm = plan[2]
+    cdef const Py_ssize_t[::1] n_active = plan[3]
+    cdef const Py_ssize_t[::1] bounds = plan[4]
+    cdef const Py_ssize_t[::1] block_offsets = plan[5]
+    cdef Py_ssize_t D = w_ih.shape[0], dd
+    _check_rows(lengths, perm, n_active, steps)
+    _check_blocks(bounds, block_offsets, lengths, training)
+    _check_directions("forward_layer", D, reverse.shape[0])
+    _call_rows(call, kind, w_ih.shape[2], w_hh.shape[2], lengths, perm, n_active, steps)
+    _call_blocks(call, bounds, block_offsets)
+    _check_weights(call, D, &w_ih.shape[0], &w_hh.shape[0], &b_ih.shape[0], &b_hh.shape[0],
+                   False)
+    call.step_chunk = step_chunk
+    call.cap = 0 if training else step_chunk * call.rows_max
+    for dd in range(D):
+        call.reverse[dd] = reverse[dd]
+        call.w[dd] = _call_weights(&w_ih[dd, 0, 0], &w_hh[dd, 0, 0], NULL, NULL)
+        call.keep[dd] = _no_keep()
     cdef const floating[:, ::1] peep = None if variant is None else variant[2]
-    _call_variants(&call, variant, peep, D)
+    _call_variants(call, variant, peep, D)
     call.work_per = task_space(<floating*> NULL, &call.dims, call.rows_max, call.cap, NULL)
-    cdef Py_ssize_t n_tasks = D * call.n_blocks
     if prepacked is not None:
         if floating is double or training:
             raise ValueError("prepacked weights are for float32 inference")
         if not isinstance(prepacked, tuple) or len(prepacked) != D:
             raise ValueError(f"prepacked: a tuple of one per direction ({D})")
         for dd in range(D):
-            _call_prepacked(&call, prepacked[dd], tokens, dd)
-        # per task: a step's rows of h_{t-1}, or a chunk's inputs
-        _call_qwork(&call, D, call.rows_max, call.cap, n_tasks)
-    work_arr = _scratch("work", n_tasks * call.work_per,
-                        np.float32 if floating is float else np.float64)
-    cdef floating[::1] work = work_arr
+            _call_prepacked(call, prepacked[dd], tokens, dd)
     # one block per direction: each task packs its own direction's weights
     call.pack_in_task = call.n_blocks == 1
-    cdef const float[::1] given_hh
-    cdef const float[::1] given_ih
     cdef Py_ssize_t hh_size, ih_size
     if panels is not None:
         hh_size = recurrent_panels(&call.dims, call.dims.H, False, False, NULL, NULL)
@@ -420,23 +433,129 @@ def forward_layer(int kind, const floating[:, :, :] x, weights, plan, ends,
                              f"panels, from batch_panels")
         if floating is double or training or prepacked is not None:
             raise ValueError("panels are for float32 inference without prepacked weights")
+    return (weights, plan, variant, prepacked, panels)
+
+
+cdef int _tasks_run(LayerCall* call, const floating* b_ih, const floating* b_hh, Py_ssize_t D,
+                    int num_threads, bint prepacked, panels) except -1:
+    """Run a batch-split forward call set up by _tasks_setup (its input, ends
+    and storage set): its kernel biases from b_ih, b_hh (D, G), read now; the
+    dot products' rows; the workspace; the panels: ``panels`` (checked by
+    _tasks_setup) as they are when the panel variant is on, else the call's
+    own, packed here or by each task (none for prepacked weights or BLAS);
+    then the tasks, the GIL released."""
+    cdef Py_ssize_t n_tasks = D * call.n_blocks, task
+    cdef const float[::1] given_hh
+    cdef const float[::1] given_ih
+    _bias_scratch(call, b_ih, b_hh, D)
+    if prepacked:
+        # per task: a step's rows of h_{t-1}, or a chunk's inputs
+        _call_qwork(call, D, call.rows_max, call.cap, n_tasks)
+    cdef floating* work = <floating*> _scratch_data(
+        "work", n_tasks * call.work_per, np.float32 if floating is float else np.float64)
     if floating is float:
         if panels is not None and panels_on():
             given_hh, given_ih = panels
             call.panels = <float*> &given_hh[0]             # (read only)
-            call.panels_per = hh_size
+            call.panels_per = given_hh.shape[0] // D
             call.panels_ih = <float*> &given_ih[0]
-            call.panels_ih_per = ih_size
+            call.panels_ih_per = given_ih.shape[0] // D
             call.pack_in_task = False
-        elif panels_on() and prepacked is None:
-            packed, call.panels_per = _pack_recurrent(&call.dims, w_hh, False, num_threads,
-                                                      not call.pack_in_task)
-            packed_ih, call.panels_ih_per = _pack_rows(w_ih, num_threads, not call.pack_in_task)
-            call.panels = _data(packed)
-            call.panels_ih = _data(packed_ih)
+        elif panels_on() and not prepacked:
+            call.panels_per = recurrent_panels(&call.dims, call.dims.H, False, False, NULL, NULL)
+            call.panels = _pack_recurrent(&call.dims, <const float*> call.w[0].w_hh, D, False,
+                                          num_threads, not call.pack_in_task)
+            call.panels_ih_per = panel_size(call.dims.G, call.dims.n_in)
+            call.panels_ih = _pack_rows(<const float*> call.w[0].w_ih, D, call.dims.G,
+                                        call.dims.n_in, num_threads, not call.pack_in_task)
     with nogil:
         for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
-            _forward_task(&call, task, &work[0])
+            _forward_task(call, task, work)
+    return 0
+
+
+cdef class TaskCall:
+    """One layer's batch-split float32 inference call (one or two
+    directions) bound to its weights and to one input signature (steps,
+    rows): what forward_layer works out from its weights, plan and options,
+    done once (_tasks_setup), so a call converts only its input and ends,
+    time-major, or batch-major with batch_first (read and written in place
+    through their strides: no transposed copy). The weights and biases are
+    read at every call (in-place updates are seen: W_hh and W_ih are packed
+    at every call as forward_layer packs them, unless panels or prepacked
+    weights are given); the caller holds a TaskCall only while its weight
+    arrays stay the same objects and its plan, thread count and options stay
+    right for the call (fastrnn._engine.bound_call)."""
+    cdef LayerCall call
+    cdef object held
+    cdef object panels
+    cdef const float* b_ih
+    cdef const float* b_hh
+    cdef Py_ssize_t D
+    cdef int num_threads
+    cdef bint prepacked, batch_first
+    cdef Py_ssize_t shape_x[3]
+    cdef Py_ssize_t shape_y[3]
+    cdef Py_ssize_t shape_h[3]
+
+    def __init__(self, int kind, weights, plan, Py_ssize_t steps, Py_ssize_t step_chunk,
+                 int num_threads, variant=None, prepacked=None, panels=None,
+                 bint batch_first=False):
+        """As forward_layer's arguments (float32, inference, input of (steps,
+        B, I) floats, or (B, steps, I) with batch_first)."""
+        self.held = _tasks_setup(&self.call, <float*> NULL, kind, weights, plan, steps,
+                                 step_chunk, False, False, variant, prepacked, panels)
+        cdef const float[:, ::1] b_ih = weights[2]
+        cdef const float[:, ::1] b_hh = weights[3]
+        self.b_ih, self.b_hh = &b_ih[0, 0], &b_hh[0, 0]
+        self.D = b_ih.shape[0]
+        self.panels = panels
+        self.num_threads = num_threads
+        self.prepacked = prepacked is not None
+        self.batch_first = batch_first
+        cdef Py_ssize_t T = self.call.rows.T, B = self.call.rows.B
+        cdef Py_ssize_t I = self.call.dims.n_in, H = self.call.dims.H
+        if batch_first:
+            self.shape_x[:] = [B, T, I]
+            self.shape_y[:] = [B, T, self.D * H]
+        else:
+            self.shape_x[:] = [T, B, I]
+            self.shape_y[:] = [T, B, self.D * H]
+        self.shape_h[:] = [self.D, B, H]
+
+    def run(self, x, h0, c0, y, h_n, c_n):
+        """Run the call: x (T, B, I) in; h0, c0 (D, B, H) in (RNN and GRU: c0
+        unused, pass h0); y (T, B, D H), h_n, c_n (D, B, H) out (RNN and GRU:
+        c_n unused, pass h_n); x and y (B, T, ·) with batch_first; every one
+        a C-contiguous native float32 array of exactly that shape (else
+        ValueError), the outputs writable."""
+        cdef LayerCall call = self.call       # (each call fills its own copy)
+        cdef const float* px = <const float*> _c_array(x, 3, self.shape_x, False, False)
+        cdef const float* ph0 = <const float*> _c_array(h0, 3, self.shape_h, False, False)
+        cdef const float* pc0 = <const float*> _c_array(c0, 3, self.shape_h, False, False)
+        cdef float* py = <float*> _c_array(y, 3, self.shape_y, False, True)
+        cdef float* ph = <float*> _c_array(h_n, 3, self.shape_h, False, True)
+        cdef float* pc = <float*> _c_array(c_n, 3, self.shape_h, False, True)
+        if px == NULL or ph0 == NULL or pc0 == NULL or py == NULL or ph == NULL or pc == NULL:
+            raise ValueError("TaskCall.run: x, h0, c0, y, h_n, c_n must be C-contiguous "
+                             "float32 arrays of shapes (T, B, I), (D, B, H) x 2, (T, B, D H), "
+                             "(D, B, H) x 2 ((B, T, ·) for x and y with batch_first), the "
+                             "last three writable")
+        cdef bint with_c = has_cell_state(call.dims.kind)
+        cdef Py_ssize_t I = call.dims.n_in, H = call.dims.H, B = call.rows.B
+        cdef Py_ssize_t T = call.rows.T, D = self.D, dd, o
+        # element strides of x and y per step and per row
+        cdef Py_ssize_t xt = I if self.batch_first else B * I
+        cdef Py_ssize_t xb = T * I if self.batch_first else I
+        cdef Py_ssize_t yt = D * H if self.batch_first else B * D * H
+        cdef Py_ssize_t yb = T * D * H if self.batch_first else D * H
+        for dd in range(D):
+            o = dd * B * H
+            call.src[dd] = _call_source(px, xt, xb, 1, NULL, 0, 0)
+            call.ends[dd] = _call_ends(ph0 + o, pc0 + o if with_c else NULL, ph + o,
+                                       pc + o if with_c else NULL, py + dd * H, yt, yb)
+        _tasks_run(&call, self.b_ih, self.b_hh, D, self.num_threads, self.prepacked,
+                   self.panels)
 
 
 def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
@@ -501,9 +620,9 @@ def backward_layer(int kind, const floating[:, :, ::1] w_hh, plan, stored,
     call.pack_in_task = call.n_blocks == 1
     if floating is float:
         if panels_on():
-            packed, call.panels_per = _pack_recurrent(&call.dims, w_hh, True, num_threads,
-                                                      not call.pack_in_task)
-            call.panels = _data(packed)
+            call.panels_per = recurrent_panels(&call.dims, call.dims.H, True, False, NULL, NULL)
+            call.panels = _pack_recurrent(&call.dims, &w_hh[0, 0, 0], D, True, num_threads,
+                                          not call.pack_in_task)
     with nogil:
         for task in prange(n_tasks, num_threads=num_threads, schedule="dynamic"):
             _backward_task(&call, task, &work[0])

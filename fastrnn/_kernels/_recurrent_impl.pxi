@@ -295,23 +295,26 @@ cdef void _pack_recurrent_part(const Dims* d, const float* w, bint for_backward,
             _pack_split(w + first * H, d.G - first, H, H, 1, out.wp_n, part, parts)
 
 
-cdef object _pack_recurrent(const Dims* d, const float[:, :, ::1] w_hh, bint for_backward,
-                            int num_threads, bint pack=True):
-    """W_hh of every direction packed in panels for step_wt (forward) or its
-    transpose for step_w (backward), the panels shared out among the threads
-    (or only the room for them, pack=False: each task then packs its own
-    direction). Returns (array, size of one direction)."""
-    cdef Py_ssize_t D = w_hh.shape[0], task
+cdef float* _pack_recurrent(const Dims* d, const float* w_hh, Py_ssize_t D,
+                            bint for_backward, int num_threads, bint pack=True,
+                            float* dst=NULL) except NULL:
+    """W_hh of D directions ((D, G, H) C-contiguous from w_hh) packed in
+    panels for step_wt (forward) or its transpose for step_w (backward),
+    recurrent_panels(d, H, for_backward) floats per direction, into dst or
+    else this thread's "panels" scratch (returned), the panels shared out
+    among the threads (or only the room for them, pack=False: each task
+    then packs its own direction)."""
+    cdef Py_ssize_t task
     cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
     cdef Py_ssize_t size = recurrent_panels(d, d.H, for_backward, False, NULL, NULL)
-    packed_arr = _scratch("panels", D * size, np.float32)
-    cdef float[::1] packed = packed_arr
+    if dst == NULL:
+        dst = <float*> _scratch_data("panels", D * size, np.float32)
     if pack:
         with nogil:
             for task in prange(D * S, num_threads=num_threads, schedule="static"):
-                _pack_direction_part(d, &w_hh[task // S, 0, 0], for_backward,
-                                     &packed[0] + (task // S) * size, task % S, S)
-    return packed_arr, size
+                _pack_direction_part(d, w_hh + (task // S) * d.G * d.H, for_backward,
+                                     dst + (task // S) * size, task % S, S)
+    return dst
 
 
 cdef void _pack_direction_part(const Dims* d, const float* w, bint for_backward, float* base,
@@ -321,27 +324,23 @@ cdef void _pack_direction_part(const Dims* d, const float* w, bint for_backward,
     _pack_recurrent_part(d, w, for_backward, &panels, part, parts)
 
 
-cdef object _pack_rows(const float[:, :, ::1] w, int num_threads, bint pack=True):
-    """Each direction's W (D, R, K) packed in panels, shared out among the
-    threads (or only the room for them, pack=False): (array, size of one
-    direction)."""
-    cdef Py_ssize_t D = w.shape[0], R = w.shape[1], K = w.shape[2], task
+cdef float* _pack_rows(const float* w, Py_ssize_t D, Py_ssize_t R, Py_ssize_t K,
+                       int num_threads, bint pack=True, float* dst=NULL) except NULL:
+    """Each direction's W ((D, R, K) C-contiguous from w) packed in panels,
+    panel_size(R, K) floats per direction, into dst or else this thread's
+    "panels_ih" scratch (returned), shared out among the threads (or only
+    the room for them, pack=False)."""
+    cdef Py_ssize_t task
     cdef Py_ssize_t S = num_threads if num_threads > 0 else 1
     cdef Py_ssize_t size = panel_size(R, K)
-    packed_arr = _scratch("panels_ih", D * size, np.float32)
-    cdef float[::1] packed = packed_arr
+    if dst == NULL:
+        dst = <float*> _scratch_data("panels_ih", D * size, np.float32)
     if pack:
         with nogil:
             for task in prange(D * S, num_threads=num_threads, schedule="static"):
-                _pack_split(&w[task // S, 0, 0], R, K, K, 1, &packed[0] + (task // S) * size,
+                _pack_split(w + (task // S) * R * K, R, K, K, 1, dst + (task // S) * size,
                             task % S, S)
-    return packed_arr, size
-
-
-cdef int _kernel_biases(LayerCall* call, const floating[:, ::1] b_ih,
-                        const floating[:, ::1] b_hh) except -1:
-    """Each direction's kernel biases from b_ih, b_hh (D, G) (_bias_scratch)."""
-    return _bias_scratch(call, &b_ih[0, 0], &b_hh[0, 0], b_ih.shape[0])
+    return dst
 
 
 cdef int _bias_scratch(LayerCall* call, const floating* b_ih, const floating* b_hh,
