@@ -161,8 +161,11 @@ def test_bound_call_sees_weights_changed_in_place(opts, batch, rng):
     _assert_same(second, _general(layer, x))
 
 
-def test_bound_call_follows_the_team_size(rng):
-    layer = _layer("LSTM", {})
+@pytest.mark.parametrize("opts", [{}, {"bidirectional": True}])
+def test_bound_call_follows_the_team_size(opts, rng):
+    """One binding per thread count (the unit split's team, the batch
+    split's tasks), each call as the general path gives it at that count."""
+    layer = _layer("LSTM", opts)
     x = rng.standard_normal((8, 1, 24)).astype(np.float32)
     before = fastrnn.get_num_threads()
     try:
@@ -514,3 +517,64 @@ def test_scratch_slots_are_the_threads_own(rng):
     assert k.scratch_arrays() == {}
     for g, w in zip(cell(x), want):                  # (new arrays, the same results)
         np.testing.assert_array_equal(g, w)
+
+
+def test_hostile_sequence_calls_in_a_child():
+    """Calls a hostile caller makes to bound layers (a bidirectional one, on
+    the batch split's tasks, and a unit-split one), in a child process with
+    a timeout: states of the wrong shape, dtype, layout or type, NaN, inf
+    and huge inputs, an empty and a 10000-row batch, an input changed
+    between calls, a state passed back that the caller then writes. Each is
+    refused with a ValueError/TypeError naming x or hx (h0 for the LSTM's),
+    or answered as the general path answers; nothing crashes or hangs,
+    nothing passed is written."""
+    run_isolated('''
+        from fastrnn import _engine
+        fastrnn.set_num_threads(2)
+        for layer in (fastrnn.LSTM(24, 64, bidirectional=True, num_layers=2, seed=0),
+                      fastrnn.GRU(24, 64, seed=0)):
+            L = layer.num_layers * layer.num_directions
+            lstm = isinstance(layer, fastrnn.LSTM)
+            x = np.random.default_rng(0).standard_normal((9, 2, 24)).astype(np.float32)
+            h = np.zeros((L, 2, 64), np.float32)
+            good = (h, h.copy()) if lstm else h
+            for bad in (h[:1], h[:, :, :32], h.astype(np.complex64), "h", [[1.0]],
+                        np.zeros((L, 3, 64), np.float32), h[:, ::-1]):
+                hx = (bad, h) if lstm else bad
+                frozen = None if isinstance(bad, (str, list)) else np.array(bad, copy=True)
+                try:
+                    out = layer(x, hx)
+                except (ValueError, TypeError) as e:
+                    assert str(e).startswith(("hx must", "h0 must")), e
+                else:
+                    # (a reversed view has the right shape: converted and run)
+                    want = layer._call(x, hx, None, False)
+                    assert np.array_equal(out[0], want[0]), type(bad)
+                if frozen is not None:
+                    assert np.array_equal(bad, frozen, equal_nan=True)
+            for value in (np.nan, np.inf, 3e38):
+                xv = np.full((9, 2, 24), value, np.float32)
+                y, _ = layer(xv, good)
+                want = layer._call(xv, good, None, False)
+                assert np.array_equal(y, want[0], equal_nan=True)
+            try:
+                layer(np.ones((9, 0, 24), np.float32))
+            except ValueError as e:
+                assert "at least one" in str(e), e
+            else:
+                raise AssertionError("an empty batch was run")
+            big = np.ones((5, 10000, 24), np.float32)
+            y, _ = layer(big)
+            assert y.shape == (5, 10000, 64 * layer.num_directions) and np.isfinite(y).all()
+            a = layer(x)[0].copy()
+            x[...] = 0
+            b = layer(x)[0]
+            assert not np.array_equal(a, b)                  # the new values are read
+            y, state = layer(x)
+            again = layer(x, state)[0].copy()
+            (state[0] if lstm else state)[...] = 5           # the caller's own arrays now
+            assert not np.array_equal(layer(x, state)[0], again)
+            bound = _engine.bound_call(layer, x, state)
+            assert (bound is not None) == (_engine._k.panel_kernel() != "blas")
+        print("ok")
+    ''')
