@@ -242,7 +242,6 @@ def forward(module, x, state, lengths, reverse, training):
             mask = dropout_mask(module._dropout_rng, inp.shape, module.dropout, module.dtype)
             inp = inp * mask
         y = new_output((steps, batch, D * H), module.dtype)   # the kernels zero the padding
-        b_ih, b_hh = module._biases(layer)
         keep = None              # training: (inputs, activations, h_{t-1}, c_{t-1}, tokens)
         if training:
             N, I = plan.total, module._w_ih[layer].shape[2]
@@ -283,20 +282,12 @@ def forward(module, x, state, lengths, reverse, training):
                                                      for a in keep),
                 ids=ids, **options)
         else:
-            step_chunk = _step_chunk(module, layer, steps, plan.rows_max)
-            variant = cell_variant(module, module._peep[layer] if module._peep else None)
-            pre = None
-            if not training and _reduced_pays(module, layer, plan.rows_max, threads):
-                pre = tuple(prepacked(module, layer, d) for d in range(D))
-                pre = None if None in pre else pre
-            panels = None if training or pre is not None else batch_panels(module, layer)
+            weights, tasks_plan, _, step_chunk, task_threads, variant, pre, panels = \
+                _task_call_args(module, layer, plan, flags, steps, threads, training)
             _k.forward_layer(
-                module._kind, inp, (module._w_ih[layer], module._w_hh[layer], b_ih, b_hh),
-                (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
-                 plan.block_offsets if training else None),
+                module._kind, inp, weights, tasks_plan,
                 (h0, c0, y, h_n[rows], c_n[rows] if with_c else unused), step_chunk,
-                _task_threads(plan, D, threads),
-                keep=keep, ids=ids, variant=variant, prepacked=pre, panels=panels)
+                task_threads, keep=keep, ids=ids, variant=variant, prepacked=pre, panels=panels)
         inp = y
     state = (h_n, c_n) if with_c else (h_n,)
     return inp, state, ((plan, flags, traces, units) if training else None)
@@ -457,22 +448,24 @@ def _bind_layers(module, shape, batch_first, threads):
     return calls, zeros, units
 
 
-def _task_call_args(module, layer, plan, flags, steps, threads):
-    """(weights, plan, steps, step_chunk, threads, variant, prepacked, panels) of a
-    float32 inference call of layer ``layer`` on the batch split (the plan's
-    blocks of rows, every direction): the arguments of forward_layer and of
-    a TaskCall that do not depend on the call's arrays."""
+def _task_call_args(module, layer, plan, flags, steps, threads, training=False):
+    """(weights, plan, steps, step_chunk, threads, variant, prepacked, panels)
+    of a call of layer ``layer`` on the batch split (the batch plan's blocks
+    of rows, every direction; the packed storage's block offsets in
+    training): the arguments of forward_layer, and of a TaskCall (float32
+    inference), that do not depend on the call's arrays."""
     D = module.num_directions
     variant = cell_variant(module, module._peep[layer] if module._peep else None)
     pre = None
-    if _reduced_pays(module, layer, plan.rows_max, threads):
+    if not training and _reduced_pays(module, layer, plan.rows_max, threads):
         pre = tuple(prepacked(module, layer, d) for d in range(D))
         pre = None if None in pre else pre
+    panels = None if training or pre is not None else batch_panels(module, layer)
     return ((module._w_ih[layer], module._w_hh[layer]) + tuple(module._biases(layer)),
-            (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds, None),
+            (flags, plan.lengths, plan.perm, plan.n_active, plan.bounds,
+             plan.block_offsets if training else None),
             steps, _step_chunk(module, layer, steps, plan.rows_max),
-            _task_threads(plan, D, threads),
-            variant, pre, batch_panels(module, layer) if pre is None else None)
+            _task_threads(plan, D, threads), variant, pre, panels)
 
 
 def _output(shape, dtype):
