@@ -530,30 +530,18 @@ cdef class TaskCall:
         a C-contiguous native float32 array of exactly that shape (else
         ValueError), the outputs writable."""
         cdef LayerCall call = self.call       # (each call fills its own copy)
-        cdef const float* px = <const float*> _c_array(x, 3, self.shape_x, False, False)
-        cdef const float* ph0 = <const float*> _c_array(h0, 3, self.shape_h, False, False)
-        cdef const float* pc0 = <const float*> _c_array(c0, 3, self.shape_h, False, False)
-        cdef float* py = <float*> _c_array(y, 3, self.shape_y, False, True)
-        cdef float* ph = <float*> _c_array(h_n, 3, self.shape_h, False, True)
-        cdef float* pc = <float*> _c_array(c_n, 3, self.shape_h, False, True)
-        if px == NULL or ph0 == NULL or pc0 == NULL or py == NULL or ph == NULL or pc == NULL:
-            raise ValueError("TaskCall.run: x, h0, c0, y, h_n, c_n must be C-contiguous "
-                             "float32 arrays of shapes (T, B, I), (D, B, H) x 2, (T, B, D H), "
-                             "(D, B, H) x 2 ((B, T, ·) for x and y with batch_first), the "
-                             "last three writable")
+        cdef BoundArrays a
+        _bound_arrays("TaskCall.run", x, h0, c0, y, h_n, c_n, self.shape_x, 3, self.shape_h,
+                      self.shape_y, self.batch_first, &a)
         cdef bint with_c = has_cell_state(call.dims.kind)
-        cdef Py_ssize_t I = call.dims.n_in, H = call.dims.H, B = call.rows.B
-        cdef Py_ssize_t T = call.rows.T, D = self.D, dd, o
-        # element strides of x and y per step and per row
-        cdef Py_ssize_t xt = I if self.batch_first else B * I
-        cdef Py_ssize_t xb = T * I if self.batch_first else I
-        cdef Py_ssize_t yt = D * H if self.batch_first else B * D * H
-        cdef Py_ssize_t yb = T * D * H if self.batch_first else D * H
+        cdef Py_ssize_t H = call.dims.H, D = self.D, dd
+        cdef Py_ssize_t o = call.rows.B * H           # one direction's rows of a state
         for dd in range(D):
-            o = dd * B * H
-            call.src[dd] = _call_source(px, xt, xb, 1, NULL, 0, 0)
-            call.ends[dd] = _call_ends(ph0 + o, pc0 + o if with_c else NULL, ph + o,
-                                       pc + o if with_c else NULL, py + dd * H, yt, yb)
+            call.src[dd] = _call_source(a.x, a.xt, a.xb, 1, NULL, 0, 0)
+            call.ends[dd] = _call_ends(
+                <const float*> a.h0 + dd * o, <const float*> a.c0 + dd * o if with_c else NULL,
+                <float*> a.h_n + dd * o, <float*> a.c_n + dd * o if with_c else NULL,
+                <float*> a.y + dd * H, a.yt, a.yb)
         _tasks_run(&call, self.b_ih, self.b_hh, D, self.num_threads, self.prepacked,
                    self.panels)
 

@@ -258,6 +258,46 @@ cdef Keep _no_keep() noexcept:
     return k
 
 
+ctypedef struct BoundArrays:
+    # a bound call's six arrays (UnitCall.run, TaskCall.run), each checked
+    const void* x
+    const void* h0
+    const void* c0
+    void* y
+    void* h_n
+    void* c_n
+    Py_ssize_t xt, xb, yt, yb     # element strides of x and y per step and per row
+
+
+cdef int _bound_arrays(str who, x, h0, c0, y, h_n, c_n, Py_ssize_t* shape_x,
+                       int h_ndim, Py_ssize_t* shape_h, Py_ssize_t* shape_y,
+                       bint batch_first, BoundArrays* out) except -1:
+    """The data of a bound call's x, h0, c0 (in) and y, h_n, c_n (out, writable)
+    when each is a C-contiguous native float32 array of exactly its shape
+    (x and y (T, B, ·), or (B, T, ·) with batch_first; the states of h_ndim
+    axes), and the strides of x and y per step and per row; else a
+    ValueError naming ``who`` and the shapes, before anything is written."""
+    out.x = _c_array(x, 3, shape_x, False, False)
+    out.h0 = _c_array(h0, h_ndim, shape_h, False, False)
+    out.c0 = _c_array(c0, h_ndim, shape_h, False, False)
+    out.y = <void*> _c_array(y, 3, shape_y, False, True)
+    out.h_n = <void*> _c_array(h_n, h_ndim, shape_h, False, True)
+    out.c_n = <void*> _c_array(c_n, h_ndim, shape_h, False, True)
+    if (out.x == NULL or out.h0 == NULL or out.c0 == NULL or out.y == NULL
+            or out.h_n == NULL or out.c_n == NULL):
+        state = tuple(shape_h[i] for i in range(h_ndim))
+        raise ValueError(f"{who}: x, h0, c0, y, h_n, c_n must be C-contiguous float32 "
+                         f"arrays of shapes {tuple(shape_x[i] for i in range(3))}, {state} x 2, "
+                         f"{tuple(shape_y[i] for i in range(3))}, {state} x 2, the last "
+                         f"three writable")
+    # (T, B, width): a step is B rows on, a row width on; (B, T, width): the reverse
+    out.xt = shape_x[2] if batch_first else shape_x[1] * shape_x[2]
+    out.xb = shape_x[1] * shape_x[2] if batch_first else shape_x[2]
+    out.yt = shape_y[2] if batch_first else shape_y[1] * shape_y[2]
+    out.yb = shape_y[1] * shape_y[2] if batch_first else shape_y[2]
+    return 0
+
+
 cdef inline bint _ih_as_it_goes(Py_ssize_t rows, Py_ssize_t k) noexcept nogil:
     """Whether a projection that reads W_ih once packs its ``rows`` rows of k
     (a thread's or a direction's share) group by group as the product

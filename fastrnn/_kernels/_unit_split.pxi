@@ -632,28 +632,13 @@ cdef class UnitCall:
         C-contiguous native float32 array of exactly that shape (else
         ValueError), the outputs writable."""
         cdef LayerCall call = self.call       # (each call fills its own copy)
-        cdef const void* px = _c_array(x, 3, self.shape_x, False, False)
-        cdef const void* ph0 = _c_array(h0, 2, self.shape_h, False, False)
-        cdef const void* pc0 = _c_array(c0, 2, self.shape_h, False, False)
-        cdef void* py = <void*> _c_array(y, 3, self.shape_y, False, True)
-        cdef void* ph = <void*> _c_array(h_n, 2, self.shape_h, False, True)
-        cdef void* pc = <void*> _c_array(c_n, 2, self.shape_h, False, True)
-        if px == NULL or ph0 == NULL or pc0 == NULL or py == NULL or ph == NULL or pc == NULL:
-            raise ValueError("UnitCall.run: x, h0, c0, y, h_n, c_n must be C-contiguous "
-                             "float32 arrays of shapes (T, B, I), (B, H) x 2, (T, B, H), "
-                             "(B, H) x 2 ((B, T, ·) for x and y with batch_first), the "
-                             "last three writable")
+        cdef BoundArrays a
+        _bound_arrays("UnitCall.run", x, h0, c0, y, h_n, c_n, self.shape_x, 2, self.shape_h,
+                      self.shape_y, self.batch_first, &a)
         cdef bint with_c = has_cell_state(call.dims.kind)
-        cdef Py_ssize_t I = call.dims.n_in, H = call.dims.H, B = call.rows.B
-        cdef Py_ssize_t T = call.rows.T
-        # element strides of x and y per step and per row
-        cdef Py_ssize_t xt = I if self.batch_first else B * I
-        cdef Py_ssize_t xb = T * I if self.batch_first else I
-        cdef Py_ssize_t yt = H if self.batch_first else B * H
-        cdef Py_ssize_t yb = T * H if self.batch_first else H
-        call.src[0] = _call_source(px, xt, xb, 1, NULL, 0, 0)
-        call.ends[0] = _call_ends(ph0, pc0 if with_c else NULL, ph, pc if with_c else NULL,
-                                  py, yt, yb)
+        call.src[0] = _call_source(a.x, a.xt, a.xb, 1, NULL, 0, 0)
+        call.ends[0] = _call_ends(a.h0, a.c0 if with_c else NULL, a.h_n,
+                                  a.c_n if with_c else NULL, a.y, a.yt, a.yb)
         call.keep[0] = _no_keep()
         cdef void* work = _units_scratch(&call, self.b_ih, self.b_hh, self.num_threads,
                                          self.pack_weights, self.prepacked)
@@ -795,7 +780,8 @@ def backward_layer_units(int kind, const floating[:, ::1] w_hh, plan, stored,
     cdef floating[::1] work = work_arr
     if floating is float:
         if panels_on():
-            call.panels = _data(_scratch("panels", num_threads * call.panels_per, np.float32))
+            call.panels = <float*> _scratch_data("panels", num_threads * call.panels_per,
+                                                 np.float32)
     _run_team(<void*> &call, <void*> &work[0], num_threads, True, floating is double)
 
 
