@@ -57,7 +57,6 @@ def alignment(name, rounds, reps=200):
     calls, zeros, units = next(e for e in bound.values() if e)
     if not units:
         return None           # (y's columns per thread: the unit split's question)
-    zeros = zeros[0]
     steps, batch, H = x.shape[0], x.shape[1], layer.hidden_size
     h_n, c_n = np.empty((batch, H), np.float32), np.empty((batch, H), np.float32)
     k = fastrnn._engine._k

@@ -355,8 +355,6 @@ def bound_call(module, x, hx=None):
     h0, c0 = states
     h_n = np.empty((len(calls) * D, batch, H), module.dtype)
     c_n = np.empty((len(calls) * D, batch, H), module.dtype) if with_c else h_n
-    if units:
-        zeros = zeros[0]
     inp = x
     for layer, call in enumerate(calls):
         # (B, H) states per layer for a UnitCall, (D, B, H) for a TaskCall
@@ -418,8 +416,9 @@ _BOUND_SIGNATURES = 8
 
 
 def _bind_layers(module, shape, batch_first, threads):
-    """(one bound call per layer, zero states (D, B, H) read-only, whether
-    the layers split their units) for bound_call of an input of ``shape``
+    """(one bound call per layer, the zero state its calls read (read-only:
+    (B, H) for a UnitCall, (D, B, H) for a TaskCall), whether the layers
+    split their units) for bound_call of an input of ``shape``
     ((B, T, I) with batch_first), or None when its call is not all float32
     inference on panels: UnitCalls where the layers split their units
     across the threads (small batches, one direction), else TaskCalls
@@ -443,7 +442,8 @@ def _bind_layers(module, shape, batch_first, threads):
         else:
             calls.append(_k.TaskCall(module._kind, *_task_call_args(
                 module, layer, plan, flags, steps, threads), batch_first=batch_first))
-    zeros = np.zeros((D, batch, module.hidden_size), module.dtype)
+    zeros = np.zeros((batch, module.hidden_size) if units else (D, batch, module.hidden_size),
+                     module.dtype)
     zeros.flags.writeable = False
     return calls, zeros, units
 

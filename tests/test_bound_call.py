@@ -270,8 +270,7 @@ def test_unit_call_refuses_arrays_of_another_signature():
         x = np.zeros((8, 1, 24), np.float32)
         assert _engine.bound_call(layer, x) is not None
         (call,), zeros, units = [e for e in layer._bound[1].values() if e][0]
-        assert units
-        zeros = zeros[0]                           # (a unit-split call's (B, H))
+        assert units and zeros.shape == (1, 64)    # (a unit-split call's (B, H))
         y = np.empty((8, 1, 64), np.float32)
         h, c = np.empty((1, 64), np.float32), np.empty((1, 64), np.float32)
         call.run(x, zeros, zeros, y, h, c)
