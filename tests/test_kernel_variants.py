@@ -297,6 +297,36 @@ def test_panel_products(name, module, m, n, k):
 
 
 @pytest.mark.parametrize("name,module", VARIANTS)
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_panel_products_in_tiles_of_every_size(name, module, m):
+    """A row's panels run in as few tiles as the tile's panel count allows,
+    of sizes as equal as possible (fastrnn_tile_row): 1 to 17 panels (the
+    last one full or partial) in every tile size each row count takes, on
+    every panel variant. Each panel's columns come out to the bit as a
+    product of that panel alone (one tile of one panel), and the whole
+    product as float64 numpy's."""
+    rng = np.random.default_rng(m)
+    k = 37
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    for panels in range(1, 18):
+        for n in {16 * panels, 16 * panels - 5}:
+            w = rng.standard_normal((n, k)).astype(np.float32)
+            exact = a.astype(np.float64) @ w.T.astype(np.float64)
+            for variant in _variants(module):
+                if variant == "blas":
+                    continue
+                c = np.zeros((m, n), np.float32)
+                module.panel_product(a, w, c, False)
+                np.testing.assert_allclose(c, exact, rtol=0, atol=2e-5 * np.sqrt(k) * 4,
+                                           err_msg=f"{variant} n={n}")
+                for p in range(0, n, 16):
+                    alone = np.zeros((m, min(16, n - p)), np.float32)
+                    module.panel_product(a, np.ascontiguousarray(w[p:p + 16]), alone, False)
+                    np.testing.assert_array_equal(c[:, p:p + 16], alone,
+                                                  err_msg=f"{variant} n={n} panel {p // 16}")
+
+
+@pytest.mark.parametrize("name,module", VARIANTS)
 @pytest.mark.parametrize("m,k", [(1, 1), (7, 5), (8, 8), (9, 16), (37, 53), (64, 256),
                                  (300, 100)])
 def test_row_dot_products(name, module, m, k):

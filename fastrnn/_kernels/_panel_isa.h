@@ -128,7 +128,7 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
    rows (a batch of one or two) take more panels, so that even one row has
    FR_ACC sums in flight while it streams the panels. */
 #define FR_ACC 12
-#define FR_PMAX 8
+#define FR_PMAX 8          /* (fastrnn_tile_row has a case per tile size to 8) */
 #define FR_TILE_P(R) (FR_ACC / ((R) * FR_NV) < 1 ? 1 : \
                       FR_ACC / ((R) * FR_NV) > FR_PMAX ? FR_PMAX : FR_ACC / ((R) * FR_NV))
 #if FASTRNN_VW == 16
@@ -394,9 +394,15 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
         for (int q = 0; q < P; q++) FR_PUT(c + i * ldc, p + q, s + (i * P + q) * FR_NV, accumulate);
 }
 
-/* rows [0, R) of C over panels [p0, p1): tiles of P panels, then single
-   ones; with PF each prefetches the panels after it up to `last` (the
-   panels of this k block end there) */
+/* rows [0, R) of C over panels [p0, p1). With PF: tiles of P panels, each
+   prefetching the panels after it up to `last` (the panels of this k block
+   end there), then single ones. Without: as few tiles as P panels allow, of
+   sizes as equal as possible (8 panels with P = 6: 4 + 4, not 6 + 2 or 6 +
+   1 + 1): a tile of one or two panels has too few sums in flight to hide
+   the FMA latency (a row's last 2 of 8 panels in single tiles took as long
+   as its first 6; one row of 128 columns, k = 64, on AVX2 ran at 0.6 of
+   AVX-512's rate, which takes them in one tile). Each column's sum runs
+   over the steps in the same order whatever its tile: the same bits. */
 FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, const int PF,
                                                   const int WT, Py_ssize_t p0,
                                                   Py_ssize_t p1, Py_ssize_t last,
@@ -409,26 +415,33 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile_row)(const int R, const int P, con
     const char *wb = (const char *) wp;
     const Py_ssize_t bstride = wstride * FASTRNN_WT_SIZE(WT);       /* bytes per panel */
     Py_ssize_t p = p0;
+    if (P > 1 && !PF) {
+        const Py_ssize_t np = p1 - p0, tiles = (np + P - 1) / P;
+        for (Py_ssize_t t = 0; t < tiles; t++) {
+            /* tile t's panels: np / tiles, one more for the first np % tiles */
+            const Py_ssize_t q = np / tiles + (t < np % tiles);
+            /* (a case past P is never taken, and compiled to nothing) */
+#define FR_TILE_OF(Q) case Q: \
+            if ((Q) <= P) \
+                FR(fastrnn_tile)(R, (Q) <= P ? (Q) : 1, 0, WT, kc, a, as, ak, \
+                                 wb + p * bstride, wstride, wb + p * bstride, scale, c, ldc, \
+                                 n, p, accumulate); \
+            break;
+            switch (q) {
+                FR_TILE_OF(1) FR_TILE_OF(2) FR_TILE_OF(3) FR_TILE_OF(4) FR_TILE_OF(5)
+                FR_TILE_OF(6) FR_TILE_OF(7) FR_TILE_OF(8)
+                default: break;
+            }
+#undef FR_TILE_OF
+            p += q;
+        }
+        return;
+    }
     for (; p + P <= p1; p += P) {
         const Py_ssize_t after = p + 2 * P <= last ? p + P : p;
         FR(fastrnn_tile)(R, P, PF, WT, kc, a, as, ak, wb + p * bstride, wstride,
                          wb + after * bstride, scale, c, ldc, n, p, accumulate);
     }
-    /* the last panels: one tile of them all (a tile of one panel has too few
-       sums in flight to hide the FMA latency: a row's last 2 of 8 panels in
-       single tiles took as long as its first 6) */
-#define FR_LAST(Q) case Q: \
-        FR(fastrnn_tile)(R, (Q) < P ? (Q) : 1, PF, WT, kc, a, as, ak, wb + p * bstride, \
-                         wstride, wb + p * bstride, scale, c, ldc, n, p, accumulate); \
-        break;
-    if (P > 1 && !PF && R <= 2 && WT != FASTRNN_WT_F32) {
-        switch (p1 - p) {
-            FR_LAST(1) FR_LAST(2) FR_LAST(3) FR_LAST(4) FR_LAST(5) FR_LAST(6) FR_LAST(7)
-            default: break;
-        }
-        return;
-    }
-#undef FR_LAST
     for (; p < p1; p++) {
         const Py_ssize_t after = p + 1 < last ? p + 1 : p;
         FR(fastrnn_tile)(R, 1, PF, WT, kc, a, as, ak, wb + p * bstride, wstride,
