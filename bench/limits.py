@@ -47,9 +47,13 @@ from bench.engines import CONFIGS, GATES, SMOKE, THREADS
 STEP_SHAPES = [
     (32, 1024, 256, "LSTM H=256 B=64: a step, one thread's 32 rows"),
     (8, 1024, 256, "LSTM H=256 B=16: a step, one thread's 8 rows"),
-    (8, 2048, 512, "LSTM H=512 B=16: a step, one thread's 8 rows"),
+    (16, 1024, 512, "LSTM H=512 B=16: a step, one thread's units (unit split)"),
     (32, 2048, 512, "LSTM H=512 B=64: a step, one thread's 32 rows"),
-    (8, 4096, 1024, "LSTM H=1024 B=16: a step, W_hh 16 MiB"),
+    (16, 2048, 1024, "LSTM H=1024 B=16: a step, one thread's units (8 MiB)"),
+    # panel counts that fill no whole tile of a variant (AVX-512 takes 8
+    # panels a row, AVX2 6): a row's tiles as even as possible
+    (1, 128, 64, "LSTM H=64 B=1: a step, one thread's units (8 panels)"),
+    (1, 96, 64, "GRU H=64 B=1: a step, one thread's units (6 panels)"),
     (2, 1024, 256, "two rows"),
 ]
 LARGE_SHAPES = [
