@@ -297,19 +297,21 @@ def test_panel_products(name, module, m, n, k):
 
 
 @pytest.mark.parametrize("name,module", VARIANTS)
-@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 6, 7, 8, 9, 17])
 def test_panel_products_in_tiles_of_every_size(name, module, m):
     """A row's panels run in as few tiles as the tile's panel count allows,
     of sizes as equal as possible (fastrnn_tile_row): 1 to 17 panels (the
-    last one full or partial) in every tile size each row count takes, on
-    every panel variant. Each panel's columns come out to the bit as a
-    product of that panel alone (one tile of one panel), and the whole
-    product as float64 numpy's."""
+    last one full or partial) in every tile size each row count takes (one
+    tile of rows, the few-rows shape; 9 and 17 rows: several, each over
+    groups of three panels, the last group of one to three), on every
+    panel variant. Each panel's columns come out to the bit as a product of
+    that panel alone (one tile of one panel), and the whole product as
+    float64 numpy's."""
     rng = np.random.default_rng(m)
     k = 37
     a = rng.standard_normal((m, k)).astype(np.float32)
     for panels in range(1, 18):
-        for n in {16 * panels, 16 * panels - 5}:
+        for n in (16 * panels, 16 * panels - 5):
             w = rng.standard_normal((n, k)).astype(np.float32)
             exact = a.astype(np.float64) @ w.T.astype(np.float64)
             for variant in _variants(module):
