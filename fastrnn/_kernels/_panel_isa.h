@@ -128,7 +128,7 @@ FR_ATTR static void FR(fastrnn_pack_panel_rows)(const float **rows, Py_ssize_t k
    rows (a batch of one or two) take more panels, so that even one row has
    FR_ACC sums in flight while it streams the panels. */
 #define FR_ACC 12
-#define FR_PMAX 8          /* (fastrnn_tile_row has a case per tile size to 8) */
+#define FR_PMAX 8
 #define FR_TILE_P(R) (FR_ACC / ((R) * FR_NV) < 1 ? 1 : \
                       FR_ACC / ((R) * FR_NV) > FR_PMAX ? FR_PMAX : FR_ACC / ((R) * FR_NV))
 #if FASTRNN_VW == 16
@@ -393,6 +393,10 @@ FR_ATTR static FR_INLINE void FR(fastrnn_tile)(const int R, const int P, const i
 #pragma GCC unroll 8
         for (int q = 0; q < P; q++) FR_PUT(c + i * ldc, p + q, s + (i * P + q) * FR_NV, accumulate);
 }
+
+#if FR_PMAX > 8 || FR_MAIN_P > 8
+#error "fastrnn_tile_row has one case per tile size up to 8 panels"
+#endif
 
 /* rows [0, R) of C over panels [p0, p1). With PF: tiles of P panels, each
    prefetching the panels after it up to `last` (the panels of this k block
