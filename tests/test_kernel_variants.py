@@ -555,7 +555,10 @@ def test_projection_packed_as_it_goes(kernels, mode, cls, opts, split_units, mon
     for got, want in runs:
         for a, b in zip(fastrnn_leaves(got), fastrnn_leaves(want)):
             if kernels.panel_kernel() == "blas":
-                np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+                # relative: the ReLU RNN's outputs reach 2-3, where OpenBLAS's
+                # Haswell kernels on Zen 3 (the projection's sums over k = 160
+                # in another order for 18 rows than for 2) differed by 5 ulp
+                np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-6)
             else:
                 np.testing.assert_array_equal(a, b)
 
