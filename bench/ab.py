@@ -7,7 +7,9 @@ fastrnn only, each build in its own process, in interleaved rounds.
 
 OLD_ROOT and NEW_ROOT are source trees with their kernels built in place
 (``python setup.py build_ext --inplace``); NEW_ROOT defaults to this
-checkout. Both run this checkout's configurations (bench.engines). A worker
+checkout. Both run this checkout's configurations (bench.engines), or with
+--only the ones named, which may be shapes outside the table spelled like
+its names (``--only gru-h64-b1,train-lstm-h128-b8-t20``; bench.engines.config). A worker
 process per build (bench.workers) times one configuration when asked; the
 driver asks them in turn (old, new, old, new, ...), with a pause before each
 sample so one build's spinning threads do not slow the other's. Prints the medians and
@@ -44,11 +46,13 @@ def main(argv=None):
         if any(not key or not sep for key, sep, _ in pairs):
             parser.error(f"--{side}-env takes KEY=VALUE")
         envs[side] = {key: value for key, _, value in pairs}
-    only = set(filter(None, args.only.split(",")))
-    configs = [c for c in engines.CONFIGS if not only or c.name in only]
-    if not configs:
-        parser.error(f"--only: no such configuration; choose from "
-                     f"{', '.join(c.name for c in engines.CONFIGS)}")
+    only = list(dict.fromkeys(filter(None, args.only.split(","))))
+    configs = [engines.config(name) for name in only] if only else list(engines.CONFIGS)
+    if None in configs:
+        unknown = ", ".join(n for n, c in zip(only, configs) if c is None)
+        parser.error(f"--only: no such configuration: {unknown}; choose from "
+                     f"{', '.join(c.name for c in engines.CONFIGS)}, or spell a shape as "
+                     f"[train-][bi]KIND[-iI]-hH-bB[-tT] (KIND lstm, gru, rnn)")
     procs = {side: Worker("fastrnn", root, envs[side])
              for side, root in (("old", args.old), ("new", args.new))}
     try:

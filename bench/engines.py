@@ -7,6 +7,7 @@ one-run comparison table (compare.py).
 """
 import functools
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,31 @@ CONFIGS = [
     Config("lstmstep-h256-b1", "lstm", 256, 256, 1, T=1, task="step"),
     Config("varlen-lstm-h256-b64", "lstm", 256, 256, 64, T=200, task="varlen"),
 ]
+
+# a configuration outside the table, named as the table names its own:
+# [train-][bi]KIND[-iI]-hH-bB[-tT] (I defaults to H, T to 100)
+_SPELLED = re.compile(r"(?P<train>train-)?(?P<bi>bi)?(?P<kind>lstm|gru|rnn)(?:-i(?P<I>[1-9]\d*))?"
+                      r"-h(?P<H>[1-9]\d*)-b(?P<B>[1-9]\d*)(?:-t(?P<T>[1-9]\d*))?")
+
+
+def config(name):
+    """The configuration called ``name``: one of CONFIGS, or any other shape
+    spelled like their names, [train-][bi]KIND[-iI]-hH-bB[-tT] with KIND
+    lstm, gru or rnn, I = H and T = 100 unless given ("gru-h64-b1",
+    "train-lstm-h128-b8-t20", "lstm-i160-h64-b2"): bench.ab and
+    bench.step_trace time shapes outside the comparison table by name.
+    None for a name that is neither."""
+    for cfg in CONFIGS:
+        if cfg.name == name:
+            return cfg
+    m = _SPELLED.fullmatch(name)
+    if m is None:
+        return None
+    H = int(m["H"])
+    return Config(name, m["kind"], int(m["I"] or H), H, int(m["B"]), T=int(m["T"] or 100),
+                  bidirectional=m["bi"] is not None,
+                  task="train" if m["train"] else "infer")
+
 
 ENGINES = ["fastrnn", "numpy", "torch", "onnxruntime"]
 # the tasks each engine has (the numpy baseline and ONNX Runtime do no training)

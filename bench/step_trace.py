@@ -103,7 +103,9 @@ def takes_unit_split(cfg):
 def main(argv=None):
     from fastrnn.cli import OneLineParser
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="configurations (default: the unit-split ones)")
+    parser.add_argument("names", nargs="*",
+                        help="configurations, or shapes spelled like their names "
+                             "(bench.engines.config; default: the unit-split ones)")
     parser.add_argument("--calls", type=int, default=3 if SMOKE else 30)
     args = parser.parse_args(argv)
     k = fastrnn._kernels.recurrent
@@ -111,10 +113,11 @@ def main(argv=None):
         parser.exit(2, "bench.step_trace: these kernels keep no trace; build a copy of the "
                        "tree with FASTRNN_TRACE=1 python setup.py build_ext --inplace --force "
                        "and run this from it\n")
-    by_name = {c.name: c for c in engines.CONFIGS}
-    unknown = [n for n in args.names if n not in by_name]
+    by_name = {n: engines.config(n) for n in args.names}
+    unknown = [n for n, c in by_name.items() if c is None]
     if unknown:
         parser.error(f"no such configuration: {', '.join(unknown)}")
+    by_name.update((c.name, c) for c in engines.CONFIGS if c.name not in by_name)
     names = args.names or [c.name for c in engines.CONFIGS if takes_unit_split(c)]
     print(f"fastrnn {fastrnn.__version__}, {engines.THREADS} threads, kernels "
           f"{fastrnn._kernels.variant}, panel product {k.panel_kernel()}")

@@ -78,6 +78,39 @@ def test_two_builds_side_by_side():
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
 
 
+def test_configurations_by_name():
+    """engines.config: the table's configurations by name, and shapes outside
+    it spelled like their names."""
+    from bench.engines import CONFIGS, Config, config
+    assert all(config(c.name) is c for c in CONFIGS)
+    assert config("gru-h64-b1") == Config("gru-h64-b1", "gru", 64, 64, 1)
+    assert config("train-bilstm-i32-h16-b2-t5") == Config(
+        "train-bilstm-i32-h16-b2-t5", "lstm", 32, 16, 2, T=5, bidirectional=True, task="train")
+    assert config("rnn-h8-b3-t7").T == 7 and config("rnn-h8-b3-t7").task == "infer"
+    for bad in ("lstm-h0-b1", "lstm-h64-b1-t0", "lstm-h64", "gru-h64-b1-x", "cell-h8-b1",
+                "lstm-h064-b1", " lstm-h64-b1", ""):
+        assert config(bad) is None, bad
+
+
+def test_two_builds_side_by_side_outside_the_table():
+    """bench.ab times a shape named outside the table, and refuses a name
+    that is neither a configuration nor a shape, saying how to spell one."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-m", "bench.ab", root, root, "--rounds", "1",
+                             "--only", "gru-h16-b1-t3,train-lstm-h8-b2-t4", "--min-time", "0.001"],
+                            cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split()[0] for line in result.stdout.splitlines()[4:]]
+    assert rows == ["gru-h16-b1-t3", "train-lstm-h8-b2-t4"]
+    bad = subprocess.run([sys.executable, "-m", "bench.ab", root, "--only", "lstm-h64-b1,gru-h0-b1"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert "gru-h0-b1" in bad.stderr and "[train-][bi]KIND" in bad.stderr
+
+
 def test_workers_import_the_requested_tree(tmp_path):
     """A worker refuses to run when fastrnn does not come from its tree."""
     from bench.workers import Worker

@@ -112,7 +112,7 @@ def serve(engine):
 
 def _sampler(engines, engine, name, variant, peer, min_time):
     """A function timing one sample of the call (seconds per call), or None."""
-    cfg = next(c for c in engines.CONFIGS if c.name == name)
+    cfg = engines.config(name)
     fn = engines.FACTORIES[engine](cfg, variant)
     other = None
     if peer is not None:
