@@ -48,7 +48,7 @@ def alignment(name, rounds, reps=200):
     """{("y" or "scratch", offset): median seconds of a bound call} of
     configuration ``name`` (its output y, or every scratch array of the
     kernels, placed ``offset`` bytes past a line), or None when not bound."""
-    cfg = next(c for c in engines.CONFIGS if c.name == name)
+    cfg = engines.config(name)
     layer = engines.make_layer(cfg)
     x, _ = engines.inputs(cfg)
     if fastrnn._engine.bound_call(layer, x) is None:
@@ -89,7 +89,7 @@ def main(argv=None):
           f"medians of {args.rounds} alternated rounds in one process")
     cases = []
     for name in CONFIGS:
-        cfg = next(c for c in engines.CONFIGS if c.name == name)
+        cfg = engines.config(name)
         layer = engines.make_layer(cfg)
         for steps in STEPS:
             x = np.random.default_rng(0).standard_normal((steps, cfg.B, cfg.I)).astype(

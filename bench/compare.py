@@ -146,7 +146,7 @@ def reduced_rows(names, rounds, min_time=0.05):
     formats = [label for label, _, _ in quantize_speed.FASTRNN[1:]]
     rows = []
     for name, medians in quantize_speed.measure(names, settings, rounds, min_time):
-        batch = next(c.B for c in engines.CONFIGS if c.name == name)
+        batch = engines.config(name).B
         anchors = {label: r for label, (_, r) in medians.items()
                    if label not in formats and label != "float32"}
         best = min(anchors, key=anchors.get) if anchors else None

@@ -1,8 +1,8 @@
 /* A probe, not part of fastrnn: the AVX2 panel product's rate at the given
    shapes, each followed by the core's FMA rate measured right after it, in
    one process; run it several times. On the fourteenth session's Zen 3
-   (docs/performance.md) the products ran in one of three modes that held
-   for a whole process and changed between processes (m=32 n=1024 k=256:
+   (docs/performance.md) the products ran in one of three modes that mostly
+   held for a whole process and changed between processes (m=32 n=1024 k=256:
    ~85, ~63 or ~39 GFLOPS) while the FMA rate between them stayed at 92-97:
    the products' loads, not the FMA pipes or the clock, are what the host's
    other tenants slow.
