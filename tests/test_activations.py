@@ -60,3 +60,89 @@ def test_special_values(module, dtype):
     np.testing.assert_allclose(sig[[0, 1, 3]], np.array([1, 0, 0.5], dtype), rtol=0, atol=1e-37)
     np.testing.assert_array_equal(tnh[[0, 1, 3]], np.array([1, -1, 0], dtype))
     assert np.isnan(sig[2]) and np.isnan(tnh[2])
+
+
+# -- the vector passes (_gate_math.h) against the scalar loops they replace ----------------
+# The plain LSTM's and reset-after GRU's float32 forward passes run on vectors,
+# several at once; every operation is the scalar one's, so every bit must match.
+# Widths with rests of every size after whole blocks (blocks of 32 floats on
+# AVX2 and AVX-512, 16 on the baseline build).
+PASS_SHAPES = [(1, 1), (1, 3), (2, 7), (1, 8), (3, 17), (1, 31), (1, 33), (32, 64), (2, 100),
+               (1, 257)]
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 100.0, -100.0,
+                    0.0625, -0.0625, 0.06249999, 88.3, -87.3, 89.0, -88.0], np.float32)
+
+
+def _pass_inputs(rng, n, width):
+    g = rng.uniform(-12, 12, (n, width)).astype(np.float32)
+    flat = g.reshape(-1)
+    k = min(flat.size, SPECIAL.size)
+    flat[:k] = SPECIAL[:k]
+    return g
+
+
+def _assert_same_bits(a, b):
+    """Equal bits, NaN where NaN (a NaN's sign and payload may differ)."""
+    nan = np.isnan(a)
+    np.testing.assert_array_equal(nan, np.isnan(b))
+    np.testing.assert_array_equal(a[~nan].view(np.uint32), b[~nan].view(np.uint32))
+
+
+@pytest.mark.parametrize("n, H", PASS_SHAPES)
+def test_lstm_vector_pass_has_the_scalar_bits(module, n, H):
+    rng = np.random.default_rng(n * 1000 + H)
+    g = _pass_inputs(rng, n, 4 * H)
+    b = rng.uniform(-1, 1, 4 * H).astype(np.float32)
+    c0 = rng.uniform(-3, 3, (n, H)).astype(np.float32)
+    out = []
+    for vector in (True, False):
+        gg, c, h = g.copy(), c0.copy(), np.full((n, H), 7.0, np.float32)
+        module.lstm_pass(gg, b, h, c, vector)
+        out.append((gg, h, c))
+    for a, s in zip(*out):
+        _assert_same_bits(a, s)
+    # it did run: the activations are in range where the inputs were numbers
+    assert np.all((out[0][0][~np.isnan(out[0][0])] >= -1) & (out[0][0][~np.isnan(out[0][0])] <= 1))
+
+
+@pytest.mark.parametrize("n, H", PASS_SHAPES)
+def test_gru_vector_pass_has_the_scalar_bits(module, n, H):
+    rng = np.random.default_rng(n * 1000 + H + 1)
+    g = _pass_inputs(rng, n, 4 * H)
+    gh = _pass_inputs(rng, n, 3 * H)[:, ::-1].copy()
+    b = rng.uniform(-1, 1, 3 * H).astype(np.float32)
+    b_hn = rng.uniform(-1, 1, H).astype(np.float32)
+    h0 = rng.uniform(-1, 1, (n, H)).astype(np.float32)
+    out = []
+    for vector in (True, False):
+        gg, h = g.copy(), h0.copy()
+        module.gru_after_pass(gg, gh, b, b_hn, h, vector)
+        out.append((gg, h))
+    for a, s in zip(*out):
+        _assert_same_bits(a, s)
+    assert not np.array_equal(out[0][1], h0)
+
+
+def test_vector_activations_over_the_grid(module):
+    """σ and tanh of the vector pass are the scalar ones (module.activations)
+    at every float of the accuracy grid: the LSTM pass with a zero bias
+    leaves σ(x) in its i, f, o rows and tanh(x) in its g row."""
+    x = _grid(np.float32)
+    sig, tnh = _run(module, x)
+    H = x.size
+    g = np.tile(x, 4).reshape(1, 4 * H)
+    module.lstm_pass(g, np.zeros(4 * H, np.float32), np.empty((1, H), np.float32),
+                     np.zeros((1, H), np.float32), True)
+    for q in (0, 1, 3):
+        _assert_same_bits(g[0, q * H:(q + 1) * H], sig)
+    _assert_same_bits(g[0, 2 * H:3 * H], tnh)
+
+
+def test_pass_probes_check_their_shapes(module):
+    g = np.zeros((2, 8), np.float32)
+    with pytest.raises(ValueError, match="lstm_pass"):
+        module.lstm_pass(g, np.zeros(8, np.float32), np.zeros((2, 3), np.float32),
+                         np.zeros((2, 2), np.float32), True)
+    with pytest.raises(ValueError, match="gru_after_pass"):
+        module.gru_after_pass(g, np.zeros((2, 5), np.float32), np.zeros(6, np.float32),
+                              np.zeros(2, np.float32), np.zeros((2, 2), np.float32), True)

@@ -12,41 +12,25 @@ can vectorise (libm's expf/tanhf are calls it cannot):
           odd Taylor polynomial to x^7 below (relative accuracy near 0);
           max abs error 8.9e-8 (libm tanhf: 6.0e-8).
 Each bound was measured over a dense grid against float64 and is asserted in
-tests/test_activations.py. NaN in gives NaN out.
+tests/test_activations.py. NaN in gives NaN out. The plain LSTM's and
+reset-after GRU's float32 forward passes run the same functions written out
+on vectors (_gate_math.h, with the constants): the same bits, faster.
 """
 from cython cimport floating
 from libc.math cimport exp, tanh
 
-cdef extern from *:
-    """
-    /* float32 constants, written with the f suffix so the arithmetic stays float */
-    #define FASTRNN_EXP_HI 88.3f
-    #define FASTRNN_EXP_LO (-87.3f)
-    #define FASTRNN_LOG2E 1.44269504088896341f
-    #define FASTRNN_ROUND_MAGIC 12582912.0f            /* 1.5 * 2^23 */
-    #define FASTRNN_LN2_HI 0.693145751953125f
-    #define FASTRNN_LN2_LO 1.428606765330187e-06f
-    #define FASTRNN_EXP_C2 0.4999999345237087f
-    #define FASTRNN_EXP_C3 0.1666652070576536f
-    #define FASTRNN_EXP_C4 0.0416683873741894f
-    #define FASTRNN_EXP_C5 0.008368707930285657f
-    #define FASTRNN_EXP_C6 0.001381460013170969f
-    #define FASTRNN_TANH_SMALL 0.0625f
-    #define FASTRNN_TANH_T3 (-0.333333333333333333f)
-    #define FASTRNN_TANH_T5 0.133333333333333333f
-    #define FASTRNN_TANH_T7 (-0.053968253968253968f)
-    /* the bits of a float: 2^n for an integer n in [-126, 127] */
-    static inline float fastrnn_pow2i(int n) {
-        union { float f; int i; } u;
-        u.i = (n + 127) << 23;
-        return u.f;
-    }
-    """
+# the constants, and the same functions on vectors (the plain LSTM's and
+# reset-after GRU's forward passes), in C
+cdef extern from "_gate_math.h":
     const float FASTRNN_EXP_HI, FASTRNN_EXP_LO, FASTRNN_LOG2E, FASTRNN_ROUND_MAGIC
     const float FASTRNN_LN2_HI, FASTRNN_LN2_LO
     const float FASTRNN_EXP_C2, FASTRNN_EXP_C3, FASTRNN_EXP_C4, FASTRNN_EXP_C5, FASTRNN_EXP_C6
     const float FASTRNN_TANH_SMALL, FASTRNN_TANH_T3, FASTRNN_TANH_T5, FASTRNN_TANH_T7
     float fastrnn_pow2i(int n) noexcept nogil
+    void fastrnn_lstm_rows_f32(Py_ssize_t n, Py_ssize_t H, float* g, Py_ssize_t ldg,
+                               const float* b, float* h, float* c) noexcept nogil
+    void fastrnn_gru_after_rows_f32(Py_ssize_t n, Py_ssize_t H, float* g, const float* gh,
+                                    const float* b, const float* b_hn, float* h) noexcept nogil
 
 
 cdef inline float exp_f32(float x) noexcept nogil:

@@ -28,7 +28,8 @@ from cython cimport floating
 
 from libc.math cimport INFINITY
 
-from fastrnn._kernels._activations cimport relu, sigmoid, tanh_
+from fastrnn._kernels._activations cimport (fastrnn_gru_after_rows_f32, fastrnn_lstm_rows_f32,
+                                           relu, sigmoid, tanh_)
 
 
 cpdef enum CellKind:
@@ -286,10 +287,16 @@ cdef inline void cell_forward(int kind, int phase, Py_ssize_t n, Py_ssize_t widt
         # slower over a whole training call with the clip masks folded in)
         if v.coupled or v.peep != NULL or v.clip < INFINITY:
             _lstm_rows_variant(n, width, g, ldg, b, h, c, v, clipping)
+        elif floating is float:
+            # the same bits as lstm_rows_scalar, on vectors (_gate_math.h)
+            fastrnn_lstm_rows_f32(n, width, g, ldg, b, h, c)
         else:
-            _lstm_rows(n, width, g, ldg, b, h, c)
+            lstm_rows_scalar(n, width, g, ldg, b, h, c)
     elif v.clip < INFINITY:
         _gate_pass(kind, phase, n, width, g, ldg, gh, b, b_hn, h, rh, cl, clipping)
+    elif floating is float and kind == GRU_RESET_AFTER:
+        # the same bits as _gru_after_rows, on vectors (_gate_math.h)
+        fastrnn_gru_after_rows_f32(n, width, g, gh, b, b_hn, h)
     else:
         _gate_pass(kind, phase, n, width, g, ldg, gh, b, b_hn, h, rh, cl, plain)
 
@@ -394,10 +401,13 @@ cdef inline void _rnn_rows(bint use_relu, Py_ssize_t n, Py_ssize_t H, floating* 
                 h[j * H + k] = v
 
 
-cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,
-                            const floating* b, floating* h, floating* c) noexcept nogil:
+cdef inline void lstm_rows_scalar(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,
+                                  const floating* b, floating* h,
+                                  floating* c) noexcept nogil:
     """LSTM, rows [i; f; g; o]: c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g),
-    h_t = σ(o) ⊙ tanh(c_t); g := [σ(i), σ(f), tanh(g), σ(o)].
+    h_t = σ(o) ⊙ tanh(c_t); g := [σ(i), σ(f), tanh(g), σ(o)]. The float64
+    pass; float32 runs fastrnn_lstm_rows_f32, whose bits the tests compare
+    with this one's.
 
     Row by row (4H values, in L1), one loop per activation and then one for
     c and h: each loop keeps its few constants in registers (one loop of five
@@ -423,7 +433,7 @@ cdef inline void _lstm_rows(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t 
 cdef inline void _lstm_rows_variant(Py_ssize_t n, Py_ssize_t H, floating* g, Py_ssize_t ldg,
                                     const floating* b, floating* h, floating* c,
                                     const Variant* v, clip_mode mode) noexcept nogil:
-    """_lstm_rows with clipping, ONNX's peepholes (i, f see c_{t-1}; o sees
+    """lstm_rows_scalar with clipping, ONNX's peepholes (i, f see c_{t-1}; o sees
     c_t) and coupled gates (f = 1 - i); the same stored activations."""
     cdef Py_ssize_t j, k
     cdef floating* gj
@@ -466,6 +476,8 @@ cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
                                  const floating* b_hn, floating* h,
                                  floating cl, clip_mode mode) noexcept nogil:
     """GRU, reset after the product (PyTorch); g rows [r; z; n; -] (stride 4H).
+    Plain float32 runs fastrnn_gru_after_rows_f32 (the same bits, compared
+    in the tests).
 
     g = x_t W_ihᵀ, gh = h_{t-1} W_hhᵀ (stride 3H), b = b_ih + [b_hr; b_hz; 0]:
     r = σ(g_r + gh_r + b_r), z' = σ(g_z + gh_z + b_z),
@@ -480,7 +492,7 @@ cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
         gj = g + j * 4 * H
         hj = gh + j * 3 * H
         # row by row, σ(r), σ(z) in one loop, then n and h: one loop of the
-        # three activations left AVX2's registers short (as _lstm_rows)
+        # three activations left AVX2's registers short (as lstm_rows_scalar)
         for k in range(2 * H):
             gj[k] = sigmoid(_clip(gj[k] + hj[k] + b[k], cl, mode))
         for k in range(H):

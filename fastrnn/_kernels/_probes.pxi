@@ -1,6 +1,6 @@
 # Probes of this kernel build for the tests and bench.limits: its σ and tanh
-# (compiled with this build's instruction set), its barrier and its gate pass. Included by
-# _recurrent_impl.pxi.
+# (compiled with this build's instruction set), its barrier, its gate passes, and its
+# vector passes beside the scalar loops they replace. Included by _recurrent_impl.pxi.
 
 
 def activations(const floating[::1] x, floating[::1] sig, floating[::1] tnh):
@@ -10,6 +10,46 @@ def activations(const floating[::1] x, floating[::1] sig, floating[::1] tnh):
         for i in range(x.shape[0]):
             sig[i] = sigmoid(x[i])
             tnh[i] = tanh_(x[i])
+
+
+def lstm_pass(float[:, ::1] g, const float[::1] b, float[:, ::1] h, float[:, ::1] c,
+              bint vector):
+    """The plain LSTM's float32 forward gate pass over the rows of g (n, 4H),
+    in place (g, h, c as cell_forward leaves them; b (4H,)): on vectors
+    (fastrnn_lstm_rows_f32, what the layers run) or, vector=False, the
+    scalar loops it replaces (for the tests, which compare their bits)."""
+    cdef Py_ssize_t n = g.shape[0], H = g.shape[1] // 4
+    if (g.shape[1] != 4 * H or H < 1 or b.shape[0] != 4 * H or h.shape[0] != n
+            or c.shape[0] != n or h.shape[1] != H or c.shape[1] != H):
+        raise ValueError(f"lstm_pass: g (n, 4H), b (4H,), h and c (n, H), got "
+                         f"({g.shape[0]}, {g.shape[1]}), {b.shape[0]}, ({h.shape[0]}, "
+                         f"{h.shape[1]}), ({c.shape[0]}, {c.shape[1]})")
+    with nogil:
+        if vector:
+            fastrnn_lstm_rows_f32(n, H, &g[0, 0], 4 * H, &b[0], &h[0, 0], &c[0, 0])
+        else:
+            lstm_rows_scalar(n, H, &g[0, 0], 4 * H, &b[0], &h[0, 0], &c[0, 0])
+
+
+def gru_after_pass(float[:, ::1] g, const float[:, ::1] gh, const float[::1] b,
+                   const float[::1] b_hn, float[:, ::1] h, bint vector):
+    """The plain reset-after GRU's float32 forward gate pass over the rows of
+    g (n, 4H), gh (n, 3H), in place (g, h as cell_forward leaves them; b
+    (3H,), b_hn (H,)): on vectors (fastrnn_gru_after_rows_f32) or, vector=False,
+    the scalar loops (as lstm_pass)."""
+    cdef Py_ssize_t n = g.shape[0], H = g.shape[1] // 4
+    if (g.shape[1] != 4 * H or H < 1 or gh.shape[0] != n or gh.shape[1] != 3 * H
+            or b.shape[0] != 3 * H or b_hn.shape[0] != H or h.shape[0] != n
+            or h.shape[1] != H):
+        raise ValueError("gru_after_pass: g (n, 4H), gh (n, 3H), b (3H,), b_hn (H,), h (n, H)")
+    cdef Plain plain
+    plain.unused = 0
+    with nogil:
+        if vector:
+            fastrnn_gru_after_rows_f32(n, H, &g[0, 0], &gh[0, 0], &b[0], &b_hn[0], &h[0, 0])
+        else:
+            _gru_after_rows(n, H, &g[0, 0], &gh[0, 0], &b[0], &b_hn[0], &h[0, 0],
+                            <float> INFINITY, plain)
 
 
 def barrier_seconds(int num_threads, Py_ssize_t rounds, bint spin):

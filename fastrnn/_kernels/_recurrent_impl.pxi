@@ -48,14 +48,17 @@ from fastrnn._openmp cimport (BARRIER_SLOTS, fastrnn_barrier, fastrnn_spin_barri
                               team_size, FASTRNN_TRACE, TRACE_POINTS, TRACE_THREADS,
                               trace_clear, trace_clock, trace_count, trace_mark,
                               trace_stamps)
-from fastrnn._kernels._activations cimport sigmoid, tanh_
-from fastrnn._kernels._cells cimport (GRU_RESET_BEFORE, RNN_TANH, Product, Variant,
+from libc.math cimport INFINITY
+from fastrnn._kernels._activations cimport (fastrnn_gru_after_rows_f32, fastrnn_lstm_rows_f32,
+                                           sigmoid, tanh_)
+from fastrnn._kernels._cells cimport (GRU_RESET_BEFORE, RNN_TANH, Plain, Product, Variant,
+                                     _gru_after_rows,
                                      backward_phases, backward_product,
                                      backward_written, cell_backward, cell_forward,
                                      combine_biases, forward_phases, forward_product,
                                      gate_blocks, gates, grad_blocks, has_cell_state,
-                                     make_variant, plain_variant, recurrent_grad_block,
-                                     shared_grad_rows,
+                                     lstm_rows_scalar, make_variant, plain_variant,
+                                     recurrent_grad_block, shared_grad_rows,
                                      reset_input, uses_reset_rows)
 from fastrnn._kernels._layout cimport (BackSpace, Dims, Ends, Keep, LayerCall, Panels,
                                       Prepacked, Rows, Source, TaskSpace, UnitBackSpace, UnitShared, UnitSpace,
