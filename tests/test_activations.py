@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from fastrnn import _kernels
+from fastrnn._kernels._cells import CellKind
 
 MODULES = [module for _, module in _kernels.builds()]
 
@@ -88,61 +89,70 @@ def _assert_same_bits(a, b):
     np.testing.assert_array_equal(a[~nan].view(np.uint32), b[~nan].view(np.uint32))
 
 
-@pytest.mark.parametrize("n, H", PASS_SHAPES)
-def test_lstm_vector_pass_has_the_scalar_bits(module, n, H):
-    rng = np.random.default_rng(n * 1000 + H)
-    g = _pass_inputs(rng, n, 4 * H)
-    b = rng.uniform(-1, 1, 4 * H).astype(np.float32)
-    c0 = rng.uniform(-3, 3, (n, H)).astype(np.float32)
-    out = []
-    for vector in (True, False):
-        gg, c, h = g.copy(), c0.copy(), np.full((n, H), 7.0, np.float32)
-        module.lstm_pass(gg, b, h, c, vector)
-        out.append((gg, h, c))
-    for a, s in zip(*out):
-        _assert_same_bits(a, s)
-    # it did run: the activations are in range where the inputs were numbers
-    assert np.all((out[0][0][~np.isnan(out[0][0])] >= -1) & (out[0][0][~np.isnan(out[0][0])] <= 1))
+# (kind, phase): every plain float32 forward pass with a vector form
+PASSES = [(CellKind.RNN_TANH, 0), (CellKind.LSTM, 0), (CellKind.GRU_RESET_AFTER, 0),
+          (CellKind.GRU_RESET_BEFORE, 0), (CellKind.GRU_RESET_BEFORE, 1)]
+GATES = {CellKind.RNN_TANH: 1, CellKind.LSTM: 4, CellKind.GRU_RESET_AFTER: 3,
+         CellKind.GRU_RESET_BEFORE: 3}
 
 
+def _forward_pass(module, kind, phase, arrays, vector):
+    g, gh, b, b_hn, h, c, rh = (a.copy() for a in arrays)
+    module.forward_pass(int(kind), phase, g, gh, b, b_hn, h, c, rh, vector)
+    return g, h, c, rh
+
+
+@pytest.mark.parametrize("kind, phase", PASSES, ids=lambda p: str(getattr(p, "name", p)))
 @pytest.mark.parametrize("n, H", PASS_SHAPES)
-def test_gru_vector_pass_has_the_scalar_bits(module, n, H):
-    rng = np.random.default_rng(n * 1000 + H + 1)
-    g = _pass_inputs(rng, n, 4 * H)
-    gh = _pass_inputs(rng, n, 3 * H)[:, ::-1].copy()
-    b = rng.uniform(-1, 1, 3 * H).astype(np.float32)
-    b_hn = rng.uniform(-1, 1, H).astype(np.float32)
-    h0 = rng.uniform(-1, 1, (n, H)).astype(np.float32)
-    out = []
-    for vector in (True, False):
-        gg, h = g.copy(), h0.copy()
-        module.gru_after_pass(gg, gh, b, b_hn, h, vector)
-        out.append((gg, h))
-    for a, s in zip(*out):
+def test_vector_pass_has_the_scalar_bits(module, kind, phase, n, H):
+    rng = np.random.default_rng(n * 1000 + H + int(kind) * 10 + phase)
+    blocks = 4 if kind == CellKind.GRU_RESET_AFTER else GATES[kind]
+    arrays = (_pass_inputs(rng, n, blocks * H),                       # g
+              _pass_inputs(rng, n, 3 * H)[:, ::-1].copy(),            # gh
+              rng.uniform(-1, 1, GATES[kind] * H).astype(np.float32),  # b
+              rng.uniform(-1, 1, H).astype(np.float32),               # b_hn
+              rng.uniform(-1, 1, (n, H)).astype(np.float32),          # h
+              rng.uniform(-3, 3, (n, H)).astype(np.float32),          # c
+              np.full((n, H), 5.0, np.float32))                       # rh
+    vec = _forward_pass(module, kind, phase, arrays, True)
+    ref = _forward_pass(module, kind, phase, arrays, False)
+    for a, s in zip(vec, ref):
         _assert_same_bits(a, s)
-    assert not np.array_equal(out[0][1], h0)
+    # the pass ran: its activations are in range where they are numbers
+    if kind == CellKind.GRU_RESET_BEFORE:      # phase 0 writes r, z'; phase 1 n
+        acts = vec[0][:, :2 * H] if phase == 0 else vec[0][:, 2 * H:]
+    else:
+        acts = vec[0][:, :GATES[kind] * H]
+    acts = acts[~np.isnan(acts)]
+    assert np.all((acts >= -1) & (acts <= 1))
 
 
 def test_vector_activations_over_the_grid(module):
-    """σ and tanh of the vector pass are the scalar ones (module.activations)
+    """σ and tanh of the vector passes are the scalar ones (module.activations)
     at every float of the accuracy grid: the LSTM pass with a zero bias
     leaves σ(x) in its i, f, o rows and tanh(x) in its g row."""
     x = _grid(np.float32)
     sig, tnh = _run(module, x)
     H = x.size
     g = np.tile(x, 4).reshape(1, 4 * H)
-    module.lstm_pass(g, np.zeros(4 * H, np.float32), np.empty((1, H), np.float32),
-                     np.zeros((1, H), np.float32), True)
+    one = np.zeros((1, H), np.float32)
+    module.forward_pass(int(CellKind.LSTM), 0, g, np.zeros((1, 3 * H), np.float32),
+                        np.zeros(4 * H, np.float32), one[0], one.copy(), one.copy(),
+                        one.copy(), True)
     for q in (0, 1, 3):
         _assert_same_bits(g[0, q * H:(q + 1) * H], sig)
     _assert_same_bits(g[0, 2 * H:3 * H], tnh)
 
 
-def test_pass_probes_check_their_shapes(module):
-    g = np.zeros((2, 8), np.float32)
-    with pytest.raises(ValueError, match="lstm_pass"):
-        module.lstm_pass(g, np.zeros(8, np.float32), np.zeros((2, 3), np.float32),
-                         np.zeros((2, 2), np.float32), True)
-    with pytest.raises(ValueError, match="gru_after_pass"):
-        module.gru_after_pass(g, np.zeros((2, 5), np.float32), np.zeros(6, np.float32),
-                              np.zeros(2, np.float32), np.zeros((2, 2), np.float32), True)
+def test_forward_pass_probe_checks_its_arguments(module):
+    z = np.zeros((2, 8), np.float32)
+    args = (z, np.zeros((2, 6), np.float32), np.zeros(8, np.float32), np.zeros(2, np.float32),
+            np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32),
+            np.zeros((2, 2), np.float32), True)
+    module.forward_pass(int(CellKind.LSTM), 0, *args)          # (2, 4 x 2): right
+    with pytest.raises(ValueError, match="forward_pass"):
+        module.forward_pass(int(CellKind.RNN_TANH), 0, *args)   # g should be (2, 2)
+    with pytest.raises(ValueError, match="forward_pass"):
+        module.forward_pass(int(CellKind.LSTM), 1, *args)       # the LSTM has one phase
+    with pytest.raises(ValueError, match="forward_pass"):
+        module.forward_pass(9, 0, *args)

@@ -12,15 +12,15 @@ can vectorise (libm's expf/tanhf are calls it cannot):
           odd Taylor polynomial to x^7 below (relative accuracy near 0);
           max abs error 8.9e-8 (libm tanhf: 6.0e-8).
 Each bound was measured over a dense grid against float64 and is asserted in
-tests/test_activations.py. NaN in gives NaN out. The plain LSTM's and
-reset-after GRU's float32 forward passes run the same functions written out
-on vectors (_gate_math.h, with the constants): the same bits, faster.
+tests/test_activations.py. NaN in gives NaN out. The plain cells' float32
+forward passes run the same functions written out on vectors (_gate_math.h,
+with the constants): the same bits, faster.
 """
 from cython cimport floating
 from libc.math cimport exp, tanh
 
-# the constants, and the same functions on vectors (the plain LSTM's and
-# reset-after GRU's forward passes), in C
+# the constants, and the same functions on vectors (the plain cells' forward
+# passes), in C
 cdef extern from "_gate_math.h":
     const float FASTRNN_EXP_HI, FASTRNN_EXP_LO, FASTRNN_LOG2E, FASTRNN_ROUND_MAGIC
     const float FASTRNN_LN2_HI, FASTRNN_LN2_LO
@@ -31,6 +31,12 @@ cdef extern from "_gate_math.h":
                                const float* b, float* h, float* c) noexcept nogil
     void fastrnn_gru_after_rows_f32(Py_ssize_t n, Py_ssize_t H, float* g, const float* gh,
                                     const float* b, const float* b_hn, float* h) noexcept nogil
+    void fastrnn_rnn_tanh_rows_f32(Py_ssize_t n, Py_ssize_t H, float* g, Py_ssize_t ldg,
+                                   const float* b, float* h) noexcept nogil
+    void fastrnn_gru_before_gates_f32(Py_ssize_t n, Py_ssize_t H, float* g, const float* b,
+                                      const float* h, float* rh) noexcept nogil
+    void fastrnn_gru_before_update_f32(Py_ssize_t n, Py_ssize_t H, float* g, const float* b,
+                                       float* h) noexcept nogil
 
 
 cdef inline float exp_f32(float x) noexcept nogil:

@@ -28,8 +28,10 @@ from cython cimport floating
 
 from libc.math cimport INFINITY
 
-from fastrnn._kernels._activations cimport (fastrnn_gru_after_rows_f32, fastrnn_lstm_rows_f32,
-                                           relu, sigmoid, tanh_)
+from fastrnn._kernels._activations cimport (fastrnn_gru_after_rows_f32,
+                                           fastrnn_gru_before_gates_f32,
+                                           fastrnn_gru_before_update_f32, fastrnn_lstm_rows_f32,
+                                           fastrnn_rnn_tanh_rows_f32, relu, sigmoid, tanh_)
 
 
 cpdef enum CellKind:
@@ -294,9 +296,16 @@ cdef inline void cell_forward(int kind, int phase, Py_ssize_t n, Py_ssize_t widt
             lstm_rows_scalar(n, width, g, ldg, b, h, c)
     elif v.clip < INFINITY:
         _gate_pass(kind, phase, n, width, g, ldg, gh, b, b_hn, h, rh, cl, clipping)
-    elif floating is float and kind == GRU_RESET_AFTER:
-        # the same bits as _gru_after_rows, on vectors (_gate_math.h)
-        fastrnn_gru_after_rows_f32(n, width, g, gh, b, b_hn, h)
+    elif floating is float and kind != RNN_RELU:
+        # the same bits as _gate_pass's loops, on vectors (_gate_math.h)
+        if kind == RNN_TANH:
+            fastrnn_rnn_tanh_rows_f32(n, width, g, ldg, b, h)
+        elif kind == GRU_RESET_AFTER:
+            fastrnn_gru_after_rows_f32(n, width, g, gh, b, b_hn, h)
+        elif phase == 0:
+            fastrnn_gru_before_gates_f32(n, width, g, b, h, rh)
+        else:
+            fastrnn_gru_before_update_f32(n, width, g, b, h)
     else:
         _gate_pass(kind, phase, n, width, g, ldg, gh, b, b_hn, h, rh, cl, plain)
 
@@ -305,7 +314,9 @@ cdef inline void _gate_pass(int kind, int phase, Py_ssize_t n, Py_ssize_t width,
                             Py_ssize_t ldg, const floating* gh, const floating* b,
                             const floating* b_hn, floating* h, floating* rh, floating cl,
                             clip_mode mode) noexcept nogil:
-    """cell_forward of the RNN and the GRU, with or without clipping."""
+    """cell_forward of the RNN and the GRU, with or without clipping (float64,
+    clipping and the relu RNN; the plain float32 cells run their vector
+    passes, _gate_math.h, whose bits the tests compare with these loops')."""
     if kind == RNN_TANH or kind == RNN_RELU:
         _rnn_rows(kind == RNN_RELU, n, width, g, ldg, b, h, cl, mode)
     elif kind == GRU_RESET_AFTER:
@@ -476,8 +487,6 @@ cdef inline void _gru_after_rows(Py_ssize_t n, Py_ssize_t H, floating* g,
                                  const floating* b_hn, floating* h,
                                  floating cl, clip_mode mode) noexcept nogil:
     """GRU, reset after the product (PyTorch); g rows [r; z; n; -] (stride 4H).
-    Plain float32 runs fastrnn_gru_after_rows_f32 (the same bits, compared
-    in the tests).
 
     g = x_t W_ihᵀ, gh = h_{t-1} W_hhᵀ (stride 3H), b = b_ih + [b_hr; b_hz; 0]:
     r = σ(g_r + gh_r + b_r), z' = σ(g_z + gh_z + b_z),

@@ -1,7 +1,8 @@
 /* The float32 activations of the gate passes: their constants (one
    definition, read by _activations.pxd's scalar e^x, σ and tanh) and the
-   same functions on vectors, for the passes that run most (the plain LSTM's
-   forward pass).
+   same functions on vectors, for the forward passes of the plain cells
+   (the relu RNN's has no activation to speed up; clipping, peepholes and
+   coupled gates keep the scalar loops).
 
    Each vector function is the scalar one of _activations.pxd operation by
    operation, on whole vectors: the same rounding at every step, so the same
@@ -14,8 +15,10 @@
    scheduler, which held too few iterations to hide its latency:
    `python -m bench.limits` prints the passes' ns per unit.
 
-   GCC vector extensions only (no intrinsics), so that the baseline build
-   (SSE2) compiles them too: 4 lanes there, 8 on AVX2, 16 on AVX-512. */
+   GCC vector extensions, so that every build compiles them (4 lanes on the
+   baseline's SSE2, 8 on AVX2, 16 on AVX-512), and an intrinsic of the
+   build's width where one instruction does what the extensions spell in
+   three (the clamps' min and max, AVX2's blend). */
 #ifndef FASTRNN_GATE_MATH_H
 #define FASTRNN_GATE_MATH_H
 
@@ -86,7 +89,7 @@ static FRG_INLINE void frg_store(float *p, frg_v v) {
 static FRG_INLINE frg_v frg_select(frg_vi mask, frg_v a, frg_v b) {
 #if FRG_W == 8
     return (frg_v) _mm256_blendv_ps((__m256) b, (__m256) a, (__m256) mask);
-#endif
+#else
     frg_vi ai, bi, r;
     memcpy(&ai, &a, sizeof a);
     memcpy(&bi, &b, sizeof b);
@@ -94,6 +97,7 @@ static FRG_INLINE frg_v frg_select(frg_vi mask, frg_v a, frg_v b) {
     frg_v out;
     memcpy(&out, &r, sizeof out);
     return out;
+#endif
 }
 
 /* hi where x > hi, else x (NaN stays): minps returns its second operand
@@ -289,6 +293,42 @@ static void fastrnn_gru_after_rows_f32(Py_ssize_t n, Py_ssize_t H, float *g, con
             FRG_REST(H, k, 9, 3, hj, gj + 2 * H, gj + 3 * H, gj, gj + H, gj + 2 * H,
                      (float *) b + 2 * H, (float *) ghj + 2 * H, (float *) b_hn);
 #undef FRG_REST_CALL
+        }
+    }
+}
+
+/* The plain tanh RNN's forward pass (_cells.pxd _rnn_rows, float32): h_t =
+   tanh(g + b) for n rows of H units (g row stride ldg); g := h_t. */
+static void fastrnn_rnn_tanh_rows_f32(Py_ssize_t n, Py_ssize_t H, float *g, Py_ssize_t ldg,
+                                      const float *b, float *h) {
+    for (Py_ssize_t j = 0; j < n; j++) {
+        frg_apply(1, g + j * ldg, NULL, b, H);
+        memcpy(h + j * H, g + j * ldg, H * sizeof(float));
+    }
+}
+
+/* The plain reset-before GRU's first forward pass (_cells.pxd
+   _gru_before_gates, float32): g rows [r; z; n] (stride 3H), r := σ(g_r +
+   b_r), z' := σ(g_z + b_z), rh := r ⊙ h_{t-1} (n x H). */
+static void fastrnn_gru_before_gates_f32(Py_ssize_t n, Py_ssize_t H, float *g, const float *b,
+                                         const float *h, float *rh) {
+    for (Py_ssize_t j = 0; j < n; j++) {
+        float *gj = g + j * 3 * H;
+        frg_apply(0, gj, NULL, b, 2 * H);                   /* σ(r), σ(z) */
+        for (Py_ssize_t k = 0; k < H; k++) rh[j * H + k] = gj[k] * h[j * H + k];
+    }
+}
+
+/* Its second pass (_gru_before_update): g_n := n = tanh(g_n + b_n), h_t =
+   n + z' ⊙ (h_{t-1} - n). */
+static void fastrnn_gru_before_update_f32(Py_ssize_t n, Py_ssize_t H, float *g, const float *b,
+                                          float *h) {
+    for (Py_ssize_t j = 0; j < n; j++) {
+        float *gj = g + j * 3 * H, *hj = h + j * H;
+        frg_apply(1, gj + 2 * H, NULL, b + 2 * H, H);
+        for (Py_ssize_t k = 0; k < H; k++) {
+            const float nn = gj[2 * H + k];
+            hj[k] = nn + gj[H + k] * (hj[k] - nn);
         }
     }
 }

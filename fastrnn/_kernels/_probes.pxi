@@ -12,44 +12,38 @@ def activations(const floating[::1] x, floating[::1] sig, floating[::1] tnh):
             tnh[i] = tanh_(x[i])
 
 
-def lstm_pass(float[:, ::1] g, const float[::1] b, float[:, ::1] h, float[:, ::1] c,
-              bint vector):
-    """The plain LSTM's float32 forward gate pass over the rows of g (n, 4H),
-    in place (g, h, c as cell_forward leaves them; b (4H,)): on vectors
-    (fastrnn_lstm_rows_f32, what the layers run) or, vector=False, the
-    scalar loops it replaces (for the tests, which compare their bits)."""
-    cdef Py_ssize_t n = g.shape[0], H = g.shape[1] // 4
-    if (g.shape[1] != 4 * H or H < 1 or b.shape[0] != 4 * H or h.shape[0] != n
-            or c.shape[0] != n or h.shape[1] != H or c.shape[1] != H):
-        raise ValueError(f"lstm_pass: g (n, 4H), b (4H,), h and c (n, H), got "
-                         f"({g.shape[0]}, {g.shape[1]}), {b.shape[0]}, ({h.shape[0]}, "
-                         f"{h.shape[1]}), ({c.shape[0]}, {c.shape[1]})")
-    with nogil:
-        if vector:
-            fastrnn_lstm_rows_f32(n, H, &g[0, 0], 4 * H, &b[0], &h[0, 0], &c[0, 0])
-        else:
-            lstm_rows_scalar(n, H, &g[0, 0], 4 * H, &b[0], &h[0, 0], &c[0, 0])
-
-
-def gru_after_pass(float[:, ::1] g, const float[:, ::1] gh, const float[::1] b,
-                   const float[::1] b_hn, float[:, ::1] h, bint vector):
-    """The plain reset-after GRU's float32 forward gate pass over the rows of
-    g (n, 4H), gh (n, 3H), in place (g, h as cell_forward leaves them; b
-    (3H,), b_hn (H,)): on vectors (fastrnn_gru_after_rows_f32) or, vector=False,
-    the scalar loops (as lstm_pass)."""
-    cdef Py_ssize_t n = g.shape[0], H = g.shape[1] // 4
-    if (g.shape[1] != 4 * H or H < 1 or gh.shape[0] != n or gh.shape[1] != 3 * H
-            or b.shape[0] != 3 * H or b_hn.shape[0] != H or h.shape[0] != n
-            or h.shape[1] != H):
-        raise ValueError("gru_after_pass: g (n, 4H), gh (n, 3H), b (3H,), b_hn (H,), h (n, H)")
+def forward_pass(int kind, int phase, float[:, ::1] g, const float[:, ::1] gh,
+                 const float[::1] b, const float[::1] b_hn, float[:, ::1] h,
+                 float[:, ::1] c, float[:, ::1] rh, bint vector):
+    """Forward gate pass ``phase`` of the plain float32 cell ``kind`` over
+    the n rows of g (n, gate_blocks(kind) H), in place, as cell_forward
+    leaves g, h, c (the LSTM's) and rh (the reset-before GRU's r ⊙ h_{t-1});
+    gh (n, 3H) the reset-after GRU's recurrent product (else unread), b
+    (gates(kind) H,), b_hn (H,). vector: cell_forward (the vector passes of
+    _gate_math.h where a kind has one); else the scalar loops, for the
+    tests, which compare their bits."""
+    if kind < <int> RNN_TANH or kind > <int> GRU_RESET_BEFORE or phase < 0 \
+            or phase >= forward_phases(kind):
+        raise ValueError(f"forward_pass: a cell kind and one of its phases, got {kind}, {phase}")
+    cdef Py_ssize_t n = h.shape[0], H = h.shape[1]
+    cdef Py_ssize_t ldg = gate_blocks(kind) * H
+    if (H < 1 or g.shape[0] != n or g.shape[1] != ldg or gh.shape[0] != n
+            or gh.shape[1] != 3 * H or b.shape[0] != gates(kind) * H or b_hn.shape[0] != H
+            or c.shape[0] != n or c.shape[1] != H or rh.shape[0] != n or rh.shape[1] != H):
+        raise ValueError(f"forward_pass: h (n, H), g (n, {gate_blocks(kind)}H), gh (n, 3H), "
+                         f"b ({gates(kind)}H,), b_hn (H,), c and rh (n, H)")
+    cdef Variant v = plain_variant()
     cdef Plain plain
     plain.unused = 0
     with nogil:
         if vector:
-            fastrnn_gru_after_rows_f32(n, H, &g[0, 0], &gh[0, 0], &b[0], &b_hn[0], &h[0, 0])
+            cell_forward(kind, phase, n, H, &g[0, 0], ldg, &gh[0, 0], &b[0], &b_hn[0],
+                         &h[0, 0], &c[0, 0], &rh[0, 0], &v)
+        elif kind == LSTM:
+            lstm_rows_scalar(n, H, &g[0, 0], ldg, &b[0], &h[0, 0], &c[0, 0])
         else:
-            _gru_after_rows(n, H, &g[0, 0], &gh[0, 0], &b[0], &b_hn[0], &h[0, 0],
-                            <float> INFINITY, plain)
+            _gate_pass(kind, phase, n, H, &g[0, 0], ldg, &gh[0, 0], &b[0], &b_hn[0],
+                       &h[0, 0], &rh[0, 0], <float> INFINITY, plain)
 
 
 def barrier_seconds(int num_threads, Py_ssize_t rounds, bint spin):

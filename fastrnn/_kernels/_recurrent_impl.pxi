@@ -49,10 +49,9 @@ from fastrnn._openmp cimport (BARRIER_SLOTS, fastrnn_barrier, fastrnn_spin_barri
                               trace_clear, trace_clock, trace_count, trace_mark,
                               trace_stamps)
 from libc.math cimport INFINITY
-from fastrnn._kernels._activations cimport (fastrnn_gru_after_rows_f32, fastrnn_lstm_rows_f32,
-                                           sigmoid, tanh_)
-from fastrnn._kernels._cells cimport (GRU_RESET_BEFORE, RNN_TANH, Plain, Product, Variant,
-                                     _gru_after_rows,
+from fastrnn._kernels._activations cimport sigmoid, tanh_
+from fastrnn._kernels._cells cimport (GRU_RESET_BEFORE, LSTM, RNN_TANH, Plain, Product, Variant,
+                                     _gate_pass,
                                      backward_phases, backward_product,
                                      backward_written, cell_backward, cell_forward,
                                      combine_biases, forward_phases, forward_product,
