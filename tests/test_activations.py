@@ -64,10 +64,11 @@ def test_special_values(module, dtype):
 
 
 # -- the vector passes (_gate_math.h) against the scalar loops they replace ----------------
-# The plain LSTM's and reset-after GRU's float32 forward passes run on vectors,
-# several at once; every operation is the scalar one's, so every bit must match.
-# Widths with rests of every size after whole blocks (blocks of 32 floats on
-# AVX2 and AVX-512, 16 on the baseline build).
+# The plain cells' float32 forward passes run on vectors, several at once;
+# every operation is the scalar one's, so every bit must match. Widths with
+# every kind of rest after whole blocks (blocks of 32 floats on AVX2 and
+# AVX-512, 16 on the baseline build): none, a group of one to three vectors,
+# a partial vector, both.
 PASS_SHAPES = [(1, 1), (1, 3), (2, 7), (1, 8), (3, 17), (1, 31), (1, 33), (32, 64), (2, 100),
                (1, 257)]
 SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-30, -1e-30, 100.0, -100.0,
