@@ -7,9 +7,10 @@
    Each vector function is the scalar one of _activations.pxd operation by
    operation, on whole vectors: the same rounding at every step, so the same
    bits (tests/test_activations.py checks both on every kernel build). What
-   differs is the order: the functions take FRG_U vectors at once and apply
-   each operation to all of them before the next, so that the out-of-order
-   core always has independent work. The compiler's vectorisation of the
+   differs is the order: the functions take up to FRG_U vectors at once
+   (FRG_U in a row's whole blocks) and apply each operation to all of them
+   before the next, so that the out-of-order core always has independent
+   work. The compiler's vectorisation of the
    scalar loops (one vector per iteration) left each iteration's ~40-deep
    chain of dependent operations (e^x, then a division) to the core's
    scheduler, which held too few iterations to hide its latency:
