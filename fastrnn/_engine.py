@@ -254,9 +254,11 @@ def forward(module, x, state, lengths, reverse, training):
             keep = (keep_x, gates, h_prev, c_prev if with_c else unused,
                     np.empty((D, N), np.intp) if ids is not None else None)
             # the weights this forward runs with: backward uses them even if
-            # an optimizer or the caller changes the layer's in between
-            np.copyto(w_ih, module._w_ih[layer])
-            np.copyto(w_hh, module._w_hh[layer])
+            # an optimizer or the caller changes the layer's in between (the
+            # unit split's threads copy their rows as they pack them)
+            if not units:
+                np.copyto(w_ih, module._w_ih[layer])
+                np.copyto(w_hh, module._w_hh[layer])
             trace = LayerTrace(w_ih=w_ih, w_hh=w_hh,
                                 peep=module._peep[layer].copy() if module._peep else None,
                                 x=keep_x, ids=keep[4], gates=gates, h_prev=h_prev,
@@ -280,7 +282,8 @@ def forward(module, x, state, lengths, reverse, training):
                 step_chunk, threads, steps >= _PACK_MIN_STEPS,
                 keep=None if keep is None else tuple(None if a is None else a[0]
                                                      for a in keep),
-                ids=ids, **options)
+                ids=ids, weights_into=None if keep is None else (w_ih[0], w_hh[0]),
+                **options)
         else:
             weights, tasks_plan, _, step_chunk, task_threads, variant, pre, panels = \
                 _task_call_args(module, layer, plan, flags, steps, threads, training)

@@ -197,6 +197,46 @@ def test_weights_changed_after_forward_do_not_change_backward():
     np.testing.assert_allclose(dx, dx_ref, atol=1e-14)
 
 
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 16])
+def test_backward_reads_the_weights_its_forward_ran_with(kind, dtype, batch):
+    """As above, on two threads, where the forward's threads copy the weights
+    (batch 1: each thread its units' rows, the unit split) and where Python
+    does (batch 16): the training buffer first holds other weights (an
+    earlier step's), the weights change between forward and backward, and
+    every gradient equals a twin's that kept them."""
+    from fastrnn import _engine
+    rng = np.random.default_rng(2)
+    I, H = 24, 96
+    layer = getattr(fastrnn, kind)(I, H, dtype=dtype, seed=0)
+    gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[kind]
+    assert _engine._split_units(batch, 1, 2, gates * H * H * np.dtype(dtype).itemsize) \
+        == (batch == 1)
+    x = rng.standard_normal((7, batch, I)).astype(dtype)
+    dy = rng.standard_normal((7, batch, H)).astype(dtype)
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        twin = getattr(fastrnn, kind)(I, H, dtype=dtype, seed=0)
+        for p in layer.parameters():
+            p += 0.25                      # an earlier step's weights in the buffer
+        layer.backward(layer.forward(x)[2], dy)
+        for p, q in zip(layer.parameters(), twin.parameters()):
+            p[...] = q
+        layer.zero_grad()
+        _, _, ctx = layer.forward(x)
+        for p in layer.parameters():
+            p *= -1.5
+        dx, _ = layer.backward(ctx, dy)
+        dx_twin, _ = twin.backward(twin.forward(x)[2], dy)
+    finally:
+        fastrnn.set_num_threads(before)
+    np.testing.assert_array_equal(dx, dx_twin)
+    for name, g in twin.grads.items():
+        np.testing.assert_array_equal(layer.grads[name], g, err_msg=name)
+
+
 def _trace_buffers(ctx):
     """The buffers (ids of the owning arrays) a training context's traces hold."""
     _, _, traces, _ = ctx.trace

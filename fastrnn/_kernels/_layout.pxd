@@ -108,6 +108,8 @@ ctypedef struct Keep:
     void* h                       # (N, H) h_{t-1}
     void* c                       # (N, H) c_{t-1} (the LSTM)
     Py_ssize_t* ids               # (N,) tokens (token input)
+    void* w_ih                    # (G, I), (G, H): the weights this forward ran with,
+    void* w_hh                    # copied for backward (the unit split; else NULL)
 
 
 ctypedef struct LayerCall:

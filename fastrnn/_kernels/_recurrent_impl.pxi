@@ -257,6 +257,7 @@ cdef Keep _no_keep() noexcept:
     cdef Keep k
     k.x = k.gates = k.h = k.c = NULL
     k.ids = NULL
+    k.w_ih = k.w_hh = NULL
     return k
 
 

@@ -16,6 +16,29 @@ cdef inline void _meet(const Team* team, int* arrivals) noexcept nogil:
     spin_wait_timed(team.bar, team.nthreads, team.tid, arrivals, team.waited)
 
 
+cdef extern from *:
+    void __builtin_prefetch(const void*) nogil
+
+
+cdef inline void _ask_rows(const void* a, Py_ssize_t n, Py_ssize_t nbytes,
+                           Py_ssize_t stride) noexcept nogil:
+    """Ask for every cache line of n rows of nbytes (stride bytes apart) at a,
+    all at once, before a product of one or two rows reads them in place.
+
+    Part of each row was just written by the partner thread, so its lines
+    come from the other core's cache. The product reads a row in order, one
+    element a step of k, and each step is a dozen loads and FMAs over the
+    panels: the core's window of instructions ends long before the next
+    line's load, so each line's trip from the other core would be waited for
+    in turn. Asked for together they travel together."""
+    cdef const char* row
+    cdef Py_ssize_t j, i
+    for j in range(n):
+        row = <const char*> a + j * stride
+        for i in range(0, nbytes, 64):
+            __builtin_prefetch(row + i)
+
+
 cdef inline Py_ssize_t _unit_bound(Py_ssize_t t, Py_ssize_t n, Py_ssize_t H,
                                     bint whole_panels) noexcept nogil:
     """The first unit of thread t of n (t = n: H): H t / n, or with whole_panels
@@ -163,6 +186,14 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                 _pack_unit_share(d, <const float*> w_ih, <const float*> w_hh, U, u0, &panels,
                                  not (ih_rows or tokens))
 
+    if keep.w_hh != NULL:
+        # (training) the weights backward will read: my units' rows of every
+        # gate, W_hh's just read by the packing above, in this core's cache
+        for q in range(ngates):
+            memcpy(<floating*> keep.w_hh + (q * H + u0) * H, w_hh + (q * H + u0) * H,
+                   U * H * sizeof(floating))
+            memcpy(<floating*> keep.w_ih + (q * H + u0) * I, w_ih + (q * H + u0) * I,
+                   U * I * sizeof(floating))
     for q in range(ngates):
         memcpy(bx + q * U, <const floating*> w.b_x + q * H + u0, U * sizeof(floating))
     memcpy(bhn, <const floating*> w.b_hn + u0, U * sizeof(floating))
@@ -229,6 +260,9 @@ cdef void _unit_worker(const LayerCall* call, floating* work, long long* waited,
                         memcpy(rh_all + j * H + u0, rh + j * U, U * sizeof(floating))
                     _meet(team, &arrivals)
                 if U > 0:
+                    if n <= 2:
+                        _ask_rows(rh_all if p.reset_rows else h_prev, n, H * sizeof(floating),
+                                  H * sizeof(floating))
                     # G[:, blocks q0.., my units] (+)= (h_{t-1} or r ⊙ h_{t-1}) W_hh[those rows]ᵀ
                     unit_wt(n, p.q0, p.nq, U, u0, H, H, rh_all if p.reset_rows else h_prev,
                             w_hh, panels.wp_n if p.n_panels else panels.wp, pre, False,
@@ -371,6 +405,9 @@ cdef void _unit_backward_worker(const LayerCall* call, floating* work, long long
                            U * sizeof(floating))
             _meet(team, &arrivals)  # every column of them is written
             p = backward_product(kind, phase)
+            if n <= 2:
+                _ask_rows(dg + off * ldd_g + p.src0 * H, n, p.nq * H * sizeof(floating),
+                          ldd_g * sizeof(floating))
             # dh_{t-1}[:, mine] (or dL/d(r ⊙ h_{t-1})) (+)= dG_t[:, blocks src0..] @ W_hh[.., mine]
             step_w(n, U, p.nq * H, dg + off * ldd_g + p.src0 * H, ldd_g,
                    w_hh + p.q0 * H * H + u0, H, panels.wp_n if p.n_panels else panels.wp,
@@ -446,7 +483,8 @@ def unit_shares(int kind, const float[:, ::1] w_ih, const float[:, ::1] w_hh, in
 
 def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends,
                         Py_ssize_t step_chunk, int num_threads, bint pack_weights=True,
-                        keep=None, ids=None, variant=None, prepacked=None, shares=None):
+                        keep=None, ids=None, variant=None, prepacked=None, shares=None,
+                        weights_into=None):
     """One direction of one layer with its hidden units split across threads.
 
     For small batches (see _unit_worker). As forward_layer for one direction:
@@ -465,7 +503,10 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     inference, panels on): (team, unit_shares(kind, W_ih, W_hh, team)): a
     team of that size reads its threads' panels there instead of packing
     them (another size, when the team policy runs the call alone, packs).
-    UnitCall binds all but the arrays of a call once.
+    UnitCall binds all but the arrays of a call once. weights_into (with
+    keep): (w_ih (G, I), w_hh (G, H)) C-contiguous arrays that receive a copy
+    of weights[0] and weights[1], each thread copying its units' rows (the
+    weights the training forward ran with, for backward).
     """
     cdef const floating[:, ::1] b_ih = weights[2]
     cdef const floating[:, ::1] b_hh = weights[3]
@@ -479,8 +520,15 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
     cdef floating[:, ::1] keep_h = None
     cdef floating[:, ::1] keep_c = None
     cdef Py_ssize_t[::1] keep_ids = None
+    cdef floating[:, ::1] into_ih = None
+    cdef floating[:, ::1] into_hh = None
     if keep is not None:
         keep_x, keep_gates, keep_h, keep_c, keep_ids = keep
+    if weights_into is not None:
+        if keep is None:
+            raise ValueError("forward_layer_units: weights_into is for training calls "
+                             "(with keep)")
+        into_ih, into_hh = weights_into
     cdef const Py_ssize_t[:, :] id_v = ids
     cdef bint tokens = ids is not None
     cdef bint training = keep is not None
@@ -506,6 +554,15 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
         call.keep[0].h = &keep_h[0, 0]
         call.keep[0].c = &keep_c[0, 0] if with_c else NULL
         call.keep[0].ids = &keep_ids[0] if tokens else NULL
+    if into_ih is not None:
+        if not (into_ih.shape[0] == call.dims.G and into_ih.shape[1] == call.dims.n_in
+                and into_hh.shape[0] == call.dims.G and into_hh.shape[1] == call.dims.H):
+            raise ValueError(f"forward_layer_units: weights_into must be arrays of shapes "
+                             f"({call.dims.G}, {call.dims.n_in}) and ({call.dims.G}, "
+                             f"{call.dims.H}), got ({into_ih.shape[0]}, {into_ih.shape[1]}) and "
+                             f"({into_hh.shape[0]}, {into_hh.shape[1]})")
+        call.keep[0].w_ih = &into_ih[0, 0]
+        call.keep[0].w_hh = &into_hh[0, 0]
     cdef void* work = _units_scratch(&call, &b_ih[0, 0], &b_hh[0, 0], num_threads,
                                      pack_weights, prepacked is not None)
     _run_team(<void*> &call, work, num_threads, False, floating is double)
