@@ -225,7 +225,11 @@ def test_backward_reads_the_weights_its_forward_ran_with(kind, dtype, batch):
         for p, q in zip(layer.parameters(), twin.parameters()):
             p[...] = q
         layer.zero_grad()
+        # (the team policy forgets late partners: this forward runs on both threads)
+        _engine._k.team_probe("reset")
         _, _, ctx = layer.forward(x)
+        if batch == 1:
+            assert _engine._k.team_probe("counts")["alone"] == 0
         for p in layer.parameters():
             p *= -1.5
         dx, _ = layer.backward(ctx, dy)
