@@ -76,6 +76,14 @@ def test_forward_layer_units_checks_every_array(kind):
             bad = list(keep)
             bad[i] = keep[i][:-1].copy()
             refused(lambda: run(args(keep=tuple(bad))), f"keep[{{i}}]")
+        # the weights' copy for backward: written whole, refused unless it fits
+        into = (np.zeros((G, I), np.float32), np.zeros((G, H), np.float32))
+        run(args(keep=keep), weights_into=into)
+        assert np.array_equal(into[0], w_ih) and np.array_equal(into[1], w_hh)
+        for bad in ((np.zeros((G, I + 1), np.float32), into[1]),
+                    (into[0], np.zeros((G - 1, H), np.float32))):
+            refused(lambda: run(args(keep=keep), weights_into=bad), "weights_into")
+        refused(lambda: run(args(), weights_into=into), "weights_into")   # inference
         if lstm:
             run(args(), variant=(0.0, False, f(1, 3 * H)))
             for peep in (f(3, 3 * H), f(1, 3 * H - 1), f(2, 3 * H)):
