@@ -555,8 +555,8 @@ def forward_layer_units(int kind, const floating[:, :, :] x, weights, plan, ends
         call.keep[0].c = &keep_c[0, 0] if with_c else NULL
         call.keep[0].ids = &keep_ids[0] if tokens else NULL
     if into_ih is not None:
-        if not (into_ih.shape[0] == call.dims.G and into_ih.shape[1] == call.dims.n_in
-                and into_hh.shape[0] == call.dims.G and into_hh.shape[1] == call.dims.H):
+        if not (_is(&into_ih.shape[0], call.dims.G, call.dims.n_in)
+                and _is(&into_hh.shape[0], call.dims.G, call.dims.H)):
             raise ValueError(f"forward_layer_units: weights_into must be arrays of shapes "
                              f"({call.dims.G}, {call.dims.n_in}) and ({call.dims.G}, "
                              f"{call.dims.H}), got ({into_ih.shape[0]}, {into_ih.shape[1]}) and "
