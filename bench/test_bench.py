@@ -138,6 +138,17 @@ def test_cell_split_runs(capsys):
     assert "H=8 " in out and "H=16 " in out and "split" in out and "as a layer" in out
 
 
+def test_weight_copy_runs(capsys):
+    """bench.weight_copy times both ways and puts the kernel back."""
+    from bench import weight_copy
+    from fastrnn import _engine
+    kernel = _engine._k.forward_layer_units
+    weight_copy.main(["--pairs", "1", "train-lstm-h32-b1"])
+    assert _engine._k.forward_layer_units is kernel
+    out = capsys.readouterr().out
+    assert "train-lstm-h32-b1" in out and "ratio" in out
+
+
 def test_variants_runs(capsys, monkeypatch):
     """bench.variants prints a ratio for every variant and size."""
     from bench import variants
